@@ -1,0 +1,85 @@
+//! Atomic file writes: write to a temporary file beside the destination,
+//! then rename it over the destination once everything is on disk.
+
+use crate::{Error, Result};
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// A file that appears at its destination only when [`AtomicFile::commit`]
+/// succeeds; dropped uncommitted, it leaves nothing behind.
+pub struct AtomicFile {
+    dest: PathBuf,
+    tmp: PathBuf,
+    writer: Option<BufWriter<File>>,
+}
+
+impl AtomicFile {
+    /// Starts writing `dest` (its folder must exist).
+    pub fn create(dest: &Path) -> Result<Self> {
+        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let tmp = dest.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| Error::io(dest, e))?;
+        Ok(Self { dest: dest.to_path_buf(), tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+    }
+
+    /// The destination path.
+    pub fn path(&self) -> &Path {
+        &self.dest
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn commit(mut self) -> Result<()> {
+        let writer = self.writer.take().expect("writer present until commit");
+        let file = writer.into_inner().map_err(|e| Error::io(&self.dest, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&self.dest, e))?;
+        drop(file);
+        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.writer.as_mut().expect("writer present until commit").write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.writer.as_mut().expect("writer present until commit").flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Writes `bytes` to `dest` atomically.
+pub fn write(dest: &Path, bytes: &[u8]) -> Result<()> {
+    let mut f = AtomicFile::create(dest)?;
+    f.write_all(bytes).map_err(|e| Error::io(dest, e))?;
+    f.commit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uncommitted_writes_leave_the_old_file_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("model.bin");
+        write(&p, b"good").unwrap();
+        {
+            let mut f = AtomicFile::create(&p).unwrap();
+            f.write_all(b"half-writ").unwrap();
+            // dropped without commit: a crash mid-write
+        }
+        assert_eq!(std::fs::read(&p).unwrap(), b"good");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
+        write(&p, b"better").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"better");
+    }
+}

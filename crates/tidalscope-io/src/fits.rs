@@ -1,0 +1,498 @@
+//! FITS images (Pence et al. 2010, FITS standard 4.0): a writer for image
+//! HDUs, including the HSC cutout-service layout, and a reader of image HDUs
+//! of any BITPIX with BSCALE/BZERO.
+//!
+//! A FITS file is a sequence of HDUs, each a header of 80-character ASCII
+//! cards ending with `END`, padded to a 2880-byte block, then big-endian
+//! data padded to a block. Pixel `(x, y)` (1-based, x fastest) of a 2-D
+//! image is element `[y-1][x-1]` of the row-major array: the first row
+//! written is the bottom row of the image.
+
+use crate::atomic::AtomicFile;
+use crate::{Error, Result};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
+
+const BLOCK: usize = 2880;
+const CARD: usize = 80;
+
+/// A header keyword value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    /// T or F.
+    Logical(bool),
+    /// An integer.
+    Int(i64),
+    /// A real number.
+    Float(f64),
+    /// A quoted string.
+    Str(String),
+    /// A keyword with no value (COMMENT, HISTORY, blank).
+    None,
+}
+
+impl Value {
+    /// The value as a float, for Int and Float.
+    pub fn as_f64(&self) -> Option<f64> {
+        match *self {
+            Value::Int(i) => Some(i as f64),
+            Value::Float(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// The value as an integer.
+    pub fn as_i64(&self) -> Option<i64> {
+        match *self {
+            Value::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    /// The value as a string.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// An ordered list of header cards.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Header {
+    cards: Vec<(String, Value, String)>,
+}
+
+/// Formats a real as the shortest decimal that reads back to the same f64,
+/// with an explicit-sign two-digit exponent as FITS readers expect, e.g.
+/// `6.3095734448019424E+10`.
+fn format_real(v: f64) -> String {
+    if v == 0.0 {
+        return "0.0".to_string();
+    }
+    let s = format!("{v:E}");
+    let (mant, exp) = s.split_once('E').expect("E format has an exponent");
+    let e: i32 = exp.parse().expect("E format exponent is an integer");
+    let dot = if mant.contains('.') { "" } else { ".0" };
+    format!("{mant}{dot}E{}{:02}", if e < 0 { '-' } else { '+' }, e.abs())
+}
+
+impl Header {
+    /// An empty header.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a card.
+    pub fn push(&mut self, key: &str, value: Value, comment: &str) -> &mut Self {
+        self.cards.push((key.to_string(), value, comment.to_string()));
+        self
+    }
+
+    /// First value of `key`.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.cards.iter().find(|(k, _, _)| k == key).map(|(_, v, _)| v)
+    }
+
+    /// All cards, in order.
+    pub fn cards(&self) -> impl Iterator<Item = (&str, &Value)> {
+        self.cards.iter().map(|(k, v, _)| (k.as_str(), v))
+    }
+
+    fn card_bytes(key: &str, value: &Value, comment: &str) -> String {
+        let val = match value {
+            Value::Logical(b) => format!("{:>20}", if *b { "T" } else { "F" }),
+            Value::Int(i) => format!("{i:>20}"),
+            Value::Float(f) => format!("{:>20}", format_real(*f)),
+            Value::Str(s) => format!("{:<20}", format!("'{:<8}'", s.replace('\'', "''"))),
+            Value::None => String::new(),
+        };
+        let mut card = if matches!(value, Value::None) {
+            format!("{key:<8}{comment}")
+        } else if comment.is_empty() {
+            format!("{key:<8}= {val}")
+        } else {
+            format!("{key:<8}= {val} / {comment}")
+        };
+        card.truncate(CARD);
+        format!("{card:<80}")
+    }
+
+    /// The header as FITS bytes, `END` included, padded to a block.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut s = String::new();
+        for (k, v, c) in &self.cards {
+            s.push_str(&Self::card_bytes(k, v, c));
+        }
+        s.push_str(&format!("{:<80}", "END"));
+        let mut b = s.into_bytes();
+        b.resize(b.len().div_ceil(BLOCK) * BLOCK, b' ');
+        b
+    }
+}
+
+/// Pixel data of one HDU to write.
+#[derive(Debug, Clone, Copy)]
+pub enum Data<'a> {
+    /// No data (an empty primary HDU).
+    None,
+    /// 32-bit floats (BITPIX −32), axes listed fastest first (NAXIS1 = width).
+    F32 {
+        /// Axis lengths, NAXIS1 first.
+        axes: &'a [usize],
+        /// Pixels, C order of the reversed axes (row-major for 2-D).
+        data: &'a [f32],
+    },
+    /// 32-bit integers (BITPIX 32).
+    I32 {
+        /// Axis lengths, NAXIS1 first.
+        axes: &'a [usize],
+        /// Pixels.
+        data: &'a [i32],
+    },
+}
+
+/// The mandatory cards for an HDU holding `data`: `SIMPLE` for the primary,
+/// `XTENSION = 'IMAGE'` for extensions.
+pub fn structural_header(data: &Data, primary: bool) -> Header {
+    let mut h = Header::new();
+    if primary {
+        h.push("SIMPLE", Value::Logical(true), "conforms to FITS standard");
+    } else {
+        h.push("XTENSION", Value::Str("IMAGE".into()), "image extension");
+    }
+    let (bitpix, axes): (i64, &[usize]) = match data {
+        Data::None => (8, &[]),
+        Data::F32 { axes, .. } => (-32, axes),
+        Data::I32 { axes, .. } => (32, axes),
+    };
+    h.push("BITPIX", Value::Int(bitpix), "array data type");
+    h.push("NAXIS", Value::Int(axes.len() as i64), "number of array dimensions");
+    for (i, &n) in axes.iter().enumerate() {
+        h.push(&format!("NAXIS{}", i + 1), Value::Int(n as i64), "");
+    }
+    if primary {
+        h.push("EXTEND", Value::Logical(true), "extensions may follow");
+    } else {
+        h.push("PCOUNT", Value::Int(0), "");
+        h.push("GCOUNT", Value::Int(1), "");
+    }
+    h
+}
+
+fn data_bytes(data: &Data) -> Vec<u8> {
+    let mut b = match data {
+        Data::None => Vec::new(),
+        Data::F32 { data, .. } => data.iter().flat_map(|v| v.to_be_bytes()).collect(),
+        Data::I32 { data, .. } => data.iter().flat_map(|v| v.to_be_bytes()).collect(),
+    };
+    b.resize(b.len().div_ceil(BLOCK) * BLOCK, 0);
+    b
+}
+
+/// Writes HDUs to `path` atomically. Each header must already hold its
+/// structural cards (see [`structural_header`]).
+pub fn write(path: &Path, hdus: &[(Header, Data)]) -> Result<()> {
+    let mut f = AtomicFile::create(path)?;
+    for (h, d) in hdus {
+        let expected: usize = match d {
+            Data::None => 0,
+            Data::F32 { axes, data } => {
+                if axes.iter().product::<usize>() != data.len() {
+                    return Err(Error::format(path, "FITS data length does not match its axes"));
+                }
+                data.len()
+            }
+            Data::I32 { axes, data } => {
+                if axes.iter().product::<usize>() != data.len() {
+                    return Err(Error::format(path, "FITS data length does not match its axes"));
+                }
+                data.len()
+            }
+        };
+        let _ = expected;
+        f.write_all(&h.to_bytes()).map_err(|e| Error::io(path, e))?;
+        f.write_all(&data_bytes(d)).map_err(|e| Error::io(path, e))?;
+    }
+    f.commit()
+}
+
+/// What the HSC cutout service puts in each file's IMAGE header.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HscCutoutMeta {
+    /// Filter name, e.g. `HSC-I`.
+    pub filter: String,
+    /// Flux of a zero-magnitude source: 10^(0.4 zp).
+    pub fluxmag0: f64,
+    /// Right ascension of the reference pixel (degrees).
+    pub ra: f64,
+    /// Declination of the reference pixel (degrees).
+    pub dec: f64,
+    /// Reference pixel (1-based x, y): the cutout centre.
+    pub crpix: (f64, f64),
+    /// Pixel scale (arcsec).
+    pub pixel_scale: f64,
+}
+
+/// Mask planes of an HSC coadd, in bit order (the `MP_*` cards of the MASK
+/// HDU).
+pub const HSC_MASK_PLANES: [&str; 10] =
+    ["BAD", "SAT", "INTRP", "CR", "EDGE", "DETECTED", "DETECTED_NEGATIVE", "SUSPECT", "NO_DATA", "CROSSTALK"];
+
+/// Writes one band of a cutout in the layout of the HSC cutout service: an
+/// empty PRIMARY, then `IMAGE` (float32, TAN WCS, FLUXMAG0), `MASK` (int32
+/// bit planes) and `VARIANCE` (float32), each `w × h`, rows bottom-up.
+pub fn write_hsc_cutout(
+    path: &Path,
+    w: usize,
+    h: usize,
+    image: &[f32],
+    mask: &[i32],
+    variance: &[f32],
+    meta: &HscCutoutMeta,
+) -> Result<()> {
+    let axes = [w, h];
+    let primary = structural_header(&Data::None, true);
+    let img = Data::F32 { axes: &axes, data: image };
+    let mut ih = structural_header(&img, false);
+    ih.push("EXTNAME", Value::Str("IMAGE".into()), "")
+        .push("FILTER", Value::Str(meta.filter.clone()), "filter")
+        .push("FLUXMAG0", Value::Float(meta.fluxmag0), "flux of a zero-magnitude source")
+        .push("WCSAXES", Value::Int(2), "")
+        .push("CTYPE1", Value::Str("RA---TAN".into()), "")
+        .push("CTYPE2", Value::Str("DEC--TAN".into()), "")
+        .push("CRPIX1", Value::Float(meta.crpix.0), "")
+        .push("CRPIX2", Value::Float(meta.crpix.1), "")
+        .push("CRVAL1", Value::Float(meta.ra), "")
+        .push("CRVAL2", Value::Float(meta.dec), "")
+        .push("CD1_1", Value::Float(-meta.pixel_scale / 3600.0), "")
+        .push("CD1_2", Value::Float(0.0), "")
+        .push("CD2_1", Value::Float(0.0), "")
+        .push("CD2_2", Value::Float(meta.pixel_scale / 3600.0), "")
+        .push("CUNIT1", Value::Str("deg".into()), "")
+        .push("CUNIT2", Value::Str("deg".into()), "")
+        .push("RADESYS", Value::Str("ICRS".into()), "")
+        .push("EQUINOX", Value::Float(2000.0), "");
+    let m = Data::I32 { axes: &axes, data: mask };
+    let mut mh = structural_header(&m, false);
+    mh.push("EXTNAME", Value::Str("MASK".into()), "");
+    for (bit, name) in HSC_MASK_PLANES.iter().enumerate() {
+        mh.push(&format!("MP_{name}"), Value::Int(bit as i64), "");
+    }
+    let v = Data::F32 { axes: &axes, data: variance };
+    let mut vh = structural_header(&v, false);
+    vh.push("EXTNAME", Value::Str("VARIANCE".into()), "");
+    write(path, &[(primary, Data::None), (ih, img), (mh, m), (vh, v)])
+}
+
+/// One image HDU read from a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageHdu {
+    /// Its header.
+    pub header: Header,
+    /// Axis lengths, NAXIS1 first.
+    pub axes: Vec<usize>,
+    /// Physical values (BSCALE·raw + BZERO) as float32; empty when NAXIS = 0.
+    pub data: Vec<f32>,
+}
+
+impl ImageHdu {
+    /// EXTNAME, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.header.get("EXTNAME").and_then(Value::as_str)
+    }
+}
+
+fn parse_value(raw: &str) -> Value {
+    let t = raw.trim();
+    if let Some(rest) = t.strip_prefix('\'') {
+        // A string runs to the next lone quote; '' is an escaped quote.
+        let mut out = String::new();
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '\'' {
+                if chars.peek() == Some(&'\'') {
+                    chars.next();
+                    out.push('\'');
+                } else {
+                    break;
+                }
+            } else {
+                out.push(c);
+            }
+        }
+        return Value::Str(out.trim_end().to_string());
+    }
+    let v = t.split('/').next().unwrap_or("").trim();
+    match v {
+        "T" => Value::Logical(true),
+        "F" => Value::Logical(false),
+        "" => Value::None,
+        _ => {
+            if let Ok(i) = v.parse::<i64>() {
+                Value::Int(i)
+            } else if let Ok(f) = v.replace('D', "E").parse::<f64>() {
+                Value::Float(f)
+            } else {
+                Value::None
+            }
+        }
+    }
+}
+
+/// Reads one header starting at the reader's position. `None` at a clean
+/// end of file.
+fn read_header(r: &mut impl Read, path: &Path, hdu: usize) -> Result<Option<Header>> {
+    let mut h = Header::new();
+    let mut block = [0u8; BLOCK];
+    let mut first = true;
+    loop {
+        match r.read_exact(&mut block) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && first => return Ok(None),
+            Err(_) => {
+                return Err(Error::format(path, format!("HDU {hdu}: header ends before its END card (truncated file)")))
+            }
+        }
+        first = false;
+        for card in block.chunks_exact(CARD) {
+            if !card.iter().all(|&b| (32..127).contains(&b)) {
+                return Err(Error::format(
+                    path,
+                    format!("HDU {hdu}: header card with non-ASCII bytes (corrupt header)"),
+                ));
+            }
+            let card = std::str::from_utf8(card).expect("ASCII checked above");
+            let key = card[..8].trim_end();
+            if key == "END" {
+                return Ok(Some(h));
+            }
+            let value = if &card[8..10] == "= " { parse_value(&card[10..]) } else { Value::None };
+            h.push(key, value, "");
+        }
+    }
+}
+
+fn required_int(h: &Header, key: &str, path: &Path, hdu: usize) -> Result<i64> {
+    h.get(key)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| Error::format(path, format!("HDU {hdu}: missing or non-integer keyword {key}")))
+}
+
+/// Reads every HDU of a FITS file; image HDUs keep their data, other
+/// extensions (tables) are skipped with an empty data vector.
+pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+    let mut out = Vec::new();
+    let mut index = 0;
+    while let Some(header) = read_header(&mut f, path, index)? {
+        if index == 0 && header.get("SIMPLE") != Some(&Value::Logical(true)) {
+            return Err(Error::format(path, "not a FITS file: the first card is not SIMPLE = T"));
+        }
+        let bitpix = required_int(&header, "BITPIX", path, index)?;
+        let naxis = required_int(&header, "NAXIS", path, index)?;
+        if !(0..=999).contains(&naxis) {
+            return Err(Error::format(path, format!("HDU {index}: NAXIS = {naxis} is out of range")));
+        }
+        let axes = (1..=naxis)
+            .map(|i| {
+                let n = required_int(&header, &format!("NAXIS{i}"), path, index)?;
+                usize::try_from(n).map_err(|_| Error::format(path, format!("HDU {index}: NAXIS{i} = {n} is negative")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let pcount = header.get("PCOUNT").and_then(Value::as_i64).unwrap_or(0).max(0) as usize;
+        let gcount = header.get("GCOUNT").and_then(Value::as_i64).unwrap_or(1).max(1) as usize;
+        let elem = match bitpix {
+            8 => 1,
+            16 => 2,
+            32 | -32 => 4,
+            64 | -64 => 8,
+            b => return Err(Error::format(path, format!("HDU {index}: invalid BITPIX {b}"))),
+        };
+        let n: usize = if axes.is_empty() { 0 } else { axes.iter().product() };
+        let nbytes = elem * gcount * (n + pcount);
+        let is_image = index == 0 || header.get("XTENSION").and_then(Value::as_str) == Some("IMAGE");
+        let mut data = Vec::new();
+        if is_image && n > 0 {
+            let mut raw = vec![0u8; n * elem];
+            f.read_exact(&mut raw).map_err(|_| {
+                Error::format(
+                    path,
+                    format!("HDU {index}: data ends early (truncated file; {} bytes expected)", n * elem),
+                )
+            })?;
+            let bscale = header.get("BSCALE").and_then(Value::as_f64).unwrap_or(1.0);
+            let bzero = header.get("BZERO").and_then(Value::as_f64).unwrap_or(0.0);
+            data = vec![0f32; n];
+            macro_rules! conv {
+                ($t:ty, $k:expr) => {
+                    for (o, c) in data.iter_mut().zip(raw.chunks_exact($k)) {
+                        let v = <$t>::from_be_bytes(c.try_into().expect("chunk size")) as f64;
+                        *o = (bscale * v + bzero) as f32;
+                    }
+                };
+            }
+            match bitpix {
+                8 => conv!(u8, 1),
+                16 => conv!(i16, 2),
+                32 => conv!(i32, 4),
+                64 => conv!(i64, 8),
+                -32 => conv!(f32, 4),
+                -64 => conv!(f64, 8),
+                _ => unreachable!("BITPIX validated above"),
+            }
+            let pad = (n * elem).div_ceil(BLOCK) * BLOCK - n * elem;
+            f.seek(SeekFrom::Current(pad as i64)).map_err(|e| Error::io(path, e))?;
+        } else {
+            let skip = nbytes.div_ceil(BLOCK) * BLOCK;
+            f.seek(SeekFrom::Current(skip as i64)).map_err(|e| Error::io(path, e))?;
+        }
+        out.push(ImageHdu { header, axes, data });
+        index += 1;
+    }
+    if out.is_empty() {
+        return Err(Error::format(path, "empty file: not a FITS file"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reals_use_a_signed_two_digit_exponent() {
+        assert_eq!(format_real(6.30957344480193e10), "6.30957344480193E+10");
+        assert_eq!(format_real(-4.666666666666667e-5), "-4.666666666666667E-05");
+        assert_eq!(format_real(2000.0), "2.0E+03");
+        assert_eq!(parse_value("  6.30957344480193E+10 / c"), Value::Float(6.30957344480193e10));
+        assert_eq!(parse_value("'it''s   ' / q"), Value::Str("it's".into()));
+    }
+
+    #[test]
+    fn hsc_layout_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.fits");
+        let img: Vec<f32> = (0..12).map(|v| v as f32 * 0.5).collect();
+        let meta = HscCutoutMeta {
+            filter: "HSC-I".into(),
+            fluxmag0: 10f64.powf(0.4 * 27.0),
+            ra: 150.1,
+            dec: 2.2,
+            crpix: (2.0, 1.5),
+            pixel_scale: 0.168,
+        };
+        write_hsc_cutout(&p, 4, 3, &img, &[1; 12], &[0.25; 12], &meta).unwrap();
+        let bytes = std::fs::metadata(&p).unwrap().len();
+        assert_eq!(bytes % 2880, 0);
+        let hdus = read(&p).unwrap();
+        assert_eq!(hdus.len(), 4);
+        assert_eq!(hdus[1].name(), Some("IMAGE"));
+        assert_eq!(hdus[1].axes, vec![4, 3]);
+        assert_eq!(hdus[1].data, img);
+        assert_eq!(hdus[1].header.get("FLUXMAG0").and_then(Value::as_f64), Some(meta.fluxmag0));
+        assert_eq!(hdus[2].data, vec![1.0; 12]);
+        assert_eq!(hdus[3].name(), Some("VARIANCE"));
+    }
+}

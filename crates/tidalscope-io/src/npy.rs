@@ -1,0 +1,284 @@
+//! NumPy `.npy` files (format version 1.0/2.0): a streaming float32 writer
+//! and a reader.
+//!
+//! Layout: the magic `\x93NUMPY`, a version, a little-endian header length,
+//! a Python-literal dict (`descr`, `fortran_order`, `shape`) padded with
+//! spaces to a 64-byte boundary, then the raw array in C order.
+
+use crate::atomic::AtomicFile;
+use crate::{Error, Result};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const MAGIC: &[u8] = b"\x93NUMPY";
+
+/// Header bytes of a C-order array of dtype `descr` and `shape`.
+pub fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!("({})", shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    let (version, prefix) = if dict.len() + 11 < 65_536 { (1u8, 10) } else { (2u8, 12) };
+    let total = (prefix + dict.len() + 1).div_ceil(64) * 64;
+    dict.extend(std::iter::repeat_n(' ', total - prefix - dict.len() - 1));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&[version, 0]);
+    if version == 1 {
+        out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    } else {
+        out.extend_from_slice(&(dict.len() as u32).to_le_bytes());
+    }
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Writes a float32 array of known shape piece by piece, so arrays larger
+/// than memory can be produced; the file appears only when complete.
+pub struct NpyWriter {
+    file: AtomicFile,
+    expected: usize,
+    written: usize,
+    buf: Vec<u8>,
+}
+
+impl NpyWriter {
+    /// Starts a C-order float32 array of `shape` at `path`.
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(&header("<f4", shape)).map_err(|e| Error::io(path, e))?;
+        Ok(Self { file, expected: shape.iter().product(), written: 0, buf: Vec::new() })
+    }
+
+    /// Appends values in C order.
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        if self.written + values.len() > self.expected {
+            return Err(Error::format(
+                self.file.path(),
+                format!("more values than the declared shape holds ({})", self.expected),
+            ));
+        }
+        self.buf.clear();
+        self.buf.reserve(values.len() * 4);
+        for v in values {
+            self.buf.extend_from_slice(&v.to_le_bytes());
+        }
+        self.file.write_all(&self.buf).map_err(|e| Error::io(self.file.path(), e))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Checks that the whole array was written and moves the file into place.
+    pub fn finish(self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::format(self.file.path(), format!("wrote {} of {} values", self.written, self.expected)));
+        }
+        self.file.commit()
+    }
+}
+
+/// Element types a `.npy` file may hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dtype {
+    /// float32
+    F32,
+    /// float64
+    F64,
+    /// uint8
+    U8,
+    /// int16
+    I16,
+    /// int32
+    I32,
+    /// int64
+    I64,
+    /// uint16
+    U16,
+}
+
+impl Dtype {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::U8 => 1,
+            Dtype::I16 | Dtype::U16 => 2,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F64 | Dtype::I64 => 8,
+        }
+    }
+
+    /// NumPy's name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "float32",
+            Dtype::F64 => "float64",
+            Dtype::U8 => "uint8",
+            Dtype::I16 => "int16",
+            Dtype::I32 => "int32",
+            Dtype::I64 => "int64",
+            Dtype::U16 => "uint16",
+        }
+    }
+}
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NpyHeader {
+    /// Element type.
+    pub dtype: Dtype,
+    /// True for big-endian data.
+    pub big_endian: bool,
+    /// Array shape.
+    pub shape: Vec<usize>,
+    /// Byte offset of the data.
+    pub data_offset: u64,
+}
+
+fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
+    let start = dict.find(&format!("'{key}'"))? + key.len() + 2;
+    let rest = dict[start..].trim_start().strip_prefix(':')?.trim_start();
+    Some(rest)
+}
+
+/// Parses a `.npy` header from a reader positioned at the file start.
+pub fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
+    let mut pre = [0u8; 10];
+    r.read_exact(&mut pre).map_err(|_| Error::format(path, "not a .npy file: shorter than the 10-byte preamble"))?;
+    if &pre[..6] != MAGIC {
+        return Err(Error::format(path, "not a .npy file: missing the \\x93NUMPY magic"));
+    }
+    let (len, prefix) = match pre[6] {
+        1 => (u16::from_le_bytes([pre[8], pre[9]]) as usize, 10),
+        2 | 3 => {
+            let mut more = [0u8; 2];
+            r.read_exact(&mut more).map_err(|e| Error::io(path, e))?;
+            (u32::from_le_bytes([pre[8], pre[9], more[0], more[1]]) as usize, 12)
+        }
+        v => return Err(Error::format(path, format!("unsupported .npy version {v}"))),
+    };
+    if len > 1 << 20 {
+        return Err(Error::format(path, format!(".npy header of {len} bytes is implausibly long")));
+    }
+    let mut dict = vec![0u8; len];
+    r.read_exact(&mut dict).map_err(|_| Error::format(path, "truncated .npy header"))?;
+    let dict = String::from_utf8_lossy(&dict);
+    let descr = dict_value(&dict, "descr")
+        .and_then(|v| v.strip_prefix('\''))
+        .and_then(|v| v.split('\'').next())
+        .ok_or_else(|| Error::format(path, ".npy header has no 'descr'"))?;
+    let (order, code) = descr.split_at(1.min(descr.len()));
+    let big_endian = order == ">";
+    let dtype = match (order, code) {
+        ("<" | "|" | "=" | ">", "f4") => Dtype::F32,
+        ("<" | "|" | "=" | ">", "f8") => Dtype::F64,
+        ("|" | "<" | ">" | "=", "u1") => Dtype::U8,
+        ("<" | "=" | ">", "i2") => Dtype::I16,
+        ("<" | "=" | ">", "u2") => Dtype::U16,
+        ("<" | "=" | ">", "i4") => Dtype::I32,
+        ("<" | "=" | ">", "i8") => Dtype::I64,
+        _ => {
+            return Err(Error::format(
+                path,
+                format!("unsupported .npy dtype {descr:?} (float32/64, uint8/16, int16/32/64 are read)"),
+            ))
+        }
+    };
+    let fortran = dict_value(&dict, "fortran_order").map(|v| v.starts_with("True")).unwrap_or(false);
+    if fortran {
+        return Err(Error::format(
+            path,
+            "Fortran-ordered .npy arrays are not supported; save with np.ascontiguousarray",
+        ));
+    }
+    let shape_txt = dict_value(&dict, "shape")
+        .and_then(|v| v.strip_prefix('('))
+        .and_then(|v| v.split(')').next())
+        .ok_or_else(|| Error::format(path, ".npy header has no 'shape'"))?;
+    let shape = shape_txt
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| Error::format(path, format!("bad .npy shape entry {s:?}"))))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(NpyHeader { dtype, big_endian, shape, data_offset: (prefix + len) as u64 })
+}
+
+/// Converts raw bytes of `dtype` to float32.
+pub fn decode_into(bytes: &[u8], dtype: Dtype, big_endian: bool, out: &mut [f32]) {
+    macro_rules! conv {
+        ($t:ty, $n:expr) => {
+            for (o, c) in out.iter_mut().zip(bytes.chunks_exact($n)) {
+                let arr: [u8; $n] = c.try_into().expect("chunk size");
+                *o = (if big_endian { <$t>::from_be_bytes(arr) } else { <$t>::from_le_bytes(arr) }) as f32;
+            }
+        };
+    }
+    match dtype {
+        Dtype::F32 => conv!(f32, 4),
+        Dtype::F64 => conv!(f64, 8),
+        Dtype::U8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = b as f32),
+        Dtype::I16 => conv!(i16, 2),
+        Dtype::U16 => conv!(u16, 2),
+        Dtype::I32 => conv!(i32, 4),
+        Dtype::I64 => conv!(i64, 8),
+    }
+}
+
+/// Reads a whole `.npy` array as float32 (any supported dtype).
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+    let h = read_header(&mut f, path)?;
+    let n: usize = h.shape.iter().product();
+    let mut bytes = vec![0u8; n * h.dtype.size()];
+    f.read_exact(&mut bytes).map_err(|_| {
+        Error::format(
+            path,
+            format!(
+                "truncated .npy data: shape {:?} of {} needs {} bytes",
+                h.shape,
+                h.dtype.name(),
+                n * h.dtype.size()
+            ),
+        )
+    })?;
+    let mut out = vec![0f32; n];
+    decode_into(&bytes, h.dtype, h.big_endian, &mut out);
+    Ok((h.shape, out))
+}
+
+/// A path with `.npy` appended if it has no extension (NumPy's habit).
+pub fn with_npy_extension(path: &Path) -> PathBuf {
+    if path.extension().is_some() {
+        path.to_path_buf()
+    } else {
+        path.with_extension("npy")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_64_byte_aligned_and_parses_back() {
+        for shape in [vec![3], vec![10, 128, 128, 5], vec![]] {
+            let h = header("<f4", &shape);
+            assert_eq!(h.len() % 64, 0);
+            let parsed = read_header(&mut &h[..], Path::new("x.npy")).unwrap();
+            assert_eq!(parsed.shape, shape);
+            assert_eq!(parsed.data_offset as usize, h.len());
+        }
+    }
+
+    #[test]
+    fn short_writes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.npy");
+        let mut w = NpyWriter::create(&p, &[4]).unwrap();
+        w.write(&[1.0, 2.0]).unwrap();
+        assert!(w.finish().unwrap_err().to_string().contains("wrote 2 of 4"));
+        assert!(!p.exists());
+    }
+}
