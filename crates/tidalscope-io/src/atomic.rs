@@ -63,6 +63,31 @@ pub fn write(dest: &Path, bytes: &[u8]) -> Result<()> {
     f.commit()
 }
 
+/// Moves a fully written folder `tmp` to `dest`, replacing any folder
+/// there: the old one is moved aside first and removed only after the new
+/// one is in place.
+pub fn replace_dir(tmp: &Path, dest: &Path) -> Result<()> {
+    let old = dest.with_file_name(format!(
+        ".{}.old{}",
+        dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        std::process::id()
+    ));
+    let had_old = dest.exists();
+    if had_old {
+        std::fs::rename(dest, &old).map_err(|e| Error::io(dest, e))?;
+    }
+    if let Err(e) = std::fs::rename(tmp, dest) {
+        if had_old {
+            let _ = std::fs::rename(&old, dest);
+        }
+        return Err(Error::io(dest, e));
+    }
+    if had_old {
+        let _ = if old.is_dir() { std::fs::remove_dir_all(&old) } else { std::fs::remove_file(&old) };
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

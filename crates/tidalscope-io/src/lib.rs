@@ -23,5 +23,8 @@ mod error;
 pub mod fits;
 pub mod npy;
 pub mod png;
+pub mod protobuf;
+pub mod tfdata;
+pub mod tfrecord;
 
 pub use error::{Error, Result};
