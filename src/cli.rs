@@ -19,9 +19,81 @@ pub struct Cli {
 pub enum Command {
     /// Simulate realistic labelled survey cutouts with tidal features.
     Simulate(SimulateArgs),
+    /// Describe a dataset: count, shape, bands, keys, per-band statistics.
+    Inspect(InspectArgs),
+    /// Convert a dataset between npy, FITS and tf.data.
+    Convert(ConvertArgs),
     /// Measure the speed of a part of tidalscope.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// How to read an input (shared by every command that reads data).
+#[derive(Debug, Clone, Args)]
+pub struct SourceArgs {
+    /// Input format, when recognising it by content is not wanted:
+    /// tfdata, npy, npz, fits, picture, catalog, simulated, folder.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Pixel order of arrays: auto (band axis = the small one), hwc or chw.
+    #[arg(long, default_value = "auto")]
+    pub layout: String,
+    /// Key (tf.data) or array name (npz) holding the image.
+    #[arg(long, default_value = "image")]
+    pub image_key: String,
+    /// tf.data interleave cycle length for multi-shard datasets (default:
+    /// the CPU count, as TensorFlow's Dataset.load).
+    #[arg(long)]
+    pub cycle_length: Option<usize>,
+}
+
+/// Arguments of `tidalscope inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// Dataset: tf.data folder, .npy/.npz, FITS, PNG/JPEG, catalogue CSV or folder.
+    pub path: PathBuf,
+    /// Images read for the statistics (the count and keys need none).
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Output formats of `convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvertTo {
+    /// float32 [N,H,W,C] `.npy` (a folder: images.npy + catalog.csv).
+    Npy,
+    /// One FITS file, float32, NAXIS = 4 (W, H, bands, objects).
+    Fits,
+    /// tf.data `Dataset.save` folder: {id, image [H,W,C] float32, label}.
+    Tfdata,
+}
+
+/// Compression of tf.data output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompressionArg {
+    /// Plain TFRecord (what Dataset.save writes by default).
+    None,
+    /// The whole snapshot file as one gzip member.
+    Gzip,
+}
+
+/// Arguments of `tidalscope convert`.
+#[derive(Debug, Args)]
+pub struct ConvertArgs {
+    /// Input dataset (any readable format).
+    pub input: PathBuf,
+    /// Output: a `.npy` or `.fits` file, or a folder (format from --to).
+    pub output: PathBuf,
+    /// Output format when OUT's extension does not say it.
+    #[arg(long, value_enum)]
+    pub to: Option<ConvertTo>,
+    /// Compression of tf.data output.
+    #[arg(long, value_enum, default_value = "none")]
+    pub compression: CompressionArg,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// Survey presets.
@@ -97,6 +169,26 @@ pub struct SimulateArgs {
 pub enum BenchCommand {
     /// Cutouts simulated per second (5 bands, in memory, nothing written).
     Simulate(BenchSimulateArgs),
+    /// Streams a generated tf.data file much larger than a batch through the
+    /// shuffling loader; prints throughput and peak memory.
+    Read(BenchReadArgs),
+}
+
+/// Arguments of `tidalscope bench read`.
+#[derive(Debug, Args)]
+pub struct BenchReadArgs {
+    /// Size of the generated dataset in MB (128×128×5 float32 images).
+    #[arg(long, default_value_t = 500)]
+    pub mb: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Shuffle buffer (images).
+    #[arg(long, default_value_t = 256)]
+    pub shuffle_buffer: usize,
+    /// Folder for the temporary dataset (default: the system's).
+    #[arg(long)]
+    pub tmp: Option<PathBuf>,
 }
 
 /// Arguments of `tidalscope bench simulate`.

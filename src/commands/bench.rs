@@ -1,6 +1,6 @@
 //! `tidalscope bench …`: measured speeds, printed with what was measured.
 
-use crate::cli::BenchSimulateArgs;
+use crate::cli::{BenchReadArgs, BenchSimulateArgs};
 use rayon::prelude::*;
 use tidalscope_sim::{SimConfig, Simulator};
 
@@ -34,5 +34,81 @@ pub fn simulate(args: BenchSimulateArgs) -> anyhow::Result<()> {
         checksum
     );
     println!("simulate: {:.1} cutouts/s", args.n as f64 / secs);
+    Ok(())
+}
+
+/// Peak resident memory of this process in MB (Linux: VmHWM), if known.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Resets the peak-memory mark (Linux), so a phase can be measured alone.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+/// Streams a generated tf.data dataset through the loader.
+pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
+    use tidalscope_io::tfdata::{ComponentSpec, Compression, DType, ElementSpec, Tensor, TfDataWriter};
+    let (h, w, c) = (128, 128, 5);
+    let bytes_per = h * w * c * 4;
+    let n = (args.mb * 1_000_000).div_ceil(bytes_per).max(1);
+    let dir = match &args.tmp {
+        Some(t) => tempfile::tempdir_in(t)?,
+        None => tempfile::tempdir()?,
+    };
+    let path = dir.path().join("bench.tfdata");
+    let spec = ElementSpec {
+        components: vec![ComponentSpec {
+            key: "image".into(),
+            dtype: DType::F32,
+            shape: Some(vec![Some(h), Some(w), Some(c)]),
+        }],
+    };
+    let mut writer = TfDataWriter::create(&path, spec, Compression::None)?;
+    let mut rng = tidalscope_core::Rng::new(1);
+    let mut img = vec![0f32; h * w * c];
+    for _ in 0..n {
+        img.iter_mut().for_each(|v| *v = rng.normal() as f32);
+        writer.write(&[Tensor::f32(vec![h, w, c], &img)])?;
+    }
+    writer.finish()?;
+    let size_mb = (n * bytes_per) as f64 / 1e6;
+    let source = tidalscope_io::source::open(&path, &Default::default())?;
+    let norm = tidalscope_data::Normaliser::new(tidalscope_io::source::default_bands(c), vec![1.0; c], "bench");
+    let cfg = tidalscope_data::loader::LoaderConfig {
+        batch: args.batch,
+        shuffle_buffer: args.shuffle_buffer,
+        prefetch: 4,
+        seed: 1,
+        drop_last: false,
+    };
+    reset_peak_rss();
+    let before = peak_rss_mb();
+    let t0 = std::time::Instant::now();
+    let mut seen = 0usize;
+    tidalscope_data::loader::for_each_batch(&[source.as_ref()], None, &norm, cfg, |b| {
+        seen += b.len();
+        Ok(())
+    })?;
+    let secs = t0.elapsed().as_secs_f64();
+    anyhow::ensure!(seen == n, "read {seen} of {n} images");
+    let peak = peak_rss_mb();
+    println!(
+        "streamed {n} images ({size_mb:.0} MB tf.data) in {secs:.2} s: {:.0} MB/s, {:.0} images/s (batch {}, shuffle buffer {})",
+        size_mb / secs,
+        n as f64 / secs,
+        args.batch,
+        args.shuffle_buffer
+    );
+    match (before, peak) {
+        (Some(b), Some(p)) => {
+            println!("read: peak RSS {p:.0} MB while streaming (process at start {b:.0} MB; dataset {size_mb:.0} MB)")
+        }
+        _ => println!("read: peak RSS unavailable on this system"),
+    }
     Ok(())
 }

@@ -2,6 +2,8 @@
 //! settings before doing any work.
 
 mod bench;
+mod convert;
+mod inspect;
 mod simulate;
 
 use crate::cli::{BenchCommand, Cli, Command};
@@ -10,8 +12,29 @@ use crate::cli::{BenchCommand, Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Inspect(args) => inspect::run(args),
+        Command::Convert(args) => convert::run(args),
         Command::Bench(BenchCommand::Simulate(args)) => bench::simulate(args),
+        Command::Bench(BenchCommand::Read(args)) => bench::read(args),
     }
+}
+
+/// Opens a dataset as the command line describes it.
+pub fn open_source(
+    path: &std::path::Path,
+    args: &crate::cli::SourceArgs,
+    label: Option<u8>,
+) -> anyhow::Result<Box<dyn tidalscope_io::source::Source>> {
+    use anyhow::Context;
+    let opts = tidalscope_io::source::OpenOptions {
+        format: args.format.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
+        layout: args.layout.parse().map_err(anyhow::Error::msg)?,
+        image_key: args.image_key.clone(),
+        cycle_length: args.cycle_length,
+        label,
+    };
+    anyhow::ensure!(path.exists(), "{}: no such file or folder", path.display());
+    tidalscope_io::source::open(path, &opts).with_context(|| format!("opening {}", path.display()))
 }
 
 /// A rayon pool of `jobs` threads (all cores when `None`).

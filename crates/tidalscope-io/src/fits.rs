@@ -218,6 +218,55 @@ pub fn write(path: &Path, hdus: &[(Header, Data)]) -> Result<()> {
     f.commit()
 }
 
+/// Streams images of one shape into a single FITS file: a primary HDU of
+/// NAXIS = 4 (`NAXIS1` = width, `NAXIS2` = height, `NAXIS3` = bands,
+/// `NAXIS4` = objects), float32, with `BAND1`… cards naming the bands; or,
+/// for a single object, a 3-D cube. The file appears when complete.
+pub struct StackWriter {
+    file: AtomicFile,
+    expected: usize,
+    written: usize,
+    buf: Vec<u8>,
+}
+
+impl StackWriter {
+    /// Starts a file for `n` images of `[bands, height, width]`.
+    pub fn create(path: &Path, n: usize, shape: [usize; 3], bands: &[String]) -> Result<Self> {
+        let [c, h, w] = shape;
+        let axes: Vec<usize> = if n == 1 { vec![w, h, c] } else { vec![w, h, c, n] };
+        let mut header = structural_header(&Data::F32 { axes: &axes, data: &[] }, true);
+        for (i, b) in bands.iter().enumerate() {
+            header.push(&format!("BAND{}", i + 1), Value::Str(b.clone()), "band of plane NAXIS3 = i");
+        }
+        header.push("ORIGIN", Value::Str("tidalscope".into()), "");
+        let mut file = AtomicFile::create(path)?;
+        file.write_all(&header.to_bytes()).map_err(|e| Error::io(path, e))?;
+        Ok(Self { file, expected: n * c * h * w, written: 0, buf: Vec::new() })
+    }
+
+    /// Appends one image (band-major values).
+    pub fn write(&mut self, values: &[f32]) -> Result<()> {
+        if self.written + values.len() > self.expected {
+            return Err(Error::format(self.file.path(), "more pixels than the declared stack holds"));
+        }
+        self.buf.clear();
+        self.buf.extend(values.iter().flat_map(|v| v.to_be_bytes()));
+        self.file.write_all(&self.buf).map_err(|e| Error::io(self.file.path(), e))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Pads the data to a block and moves the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::format(self.file.path(), format!("wrote {} of {} pixels", self.written, self.expected)));
+        }
+        let pad = (self.written * 4).div_ceil(BLOCK) * BLOCK - self.written * 4;
+        self.file.write_all(&vec![0u8; pad]).map_err(|e| Error::io(self.file.path(), e))?;
+        self.file.commit()
+    }
+}
+
 /// What the HSC cutout service puts in each file's IMAGE header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HscCutoutMeta {
@@ -348,12 +397,20 @@ fn read_header(r: &mut impl Read, path: &Path, hdu: usize) -> Result<Option<Head
     let mut block = [0u8; BLOCK];
     let mut first = true;
     loop {
-        match r.read_exact(&mut block) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && first => return Ok(None),
-            Err(_) => {
-                return Err(Error::format(path, format!("HDU {hdu}: header ends before its END card (truncated file)")))
+        let mut got = 0;
+        while got < BLOCK {
+            match r.read(&mut block[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::io(path, e)),
             }
+        }
+        if got == 0 && first {
+            return Ok(None);
+        }
+        if got < BLOCK {
+            return Err(Error::format(path, format!("HDU {hdu}: header ends before its END card (truncated file)")));
         }
         first = false;
         for card in block.chunks_exact(CARD) {
@@ -380,17 +437,68 @@ fn required_int(h: &Header, key: &str, path: &Path, hdu: usize) -> Result<i64> {
         .ok_or_else(|| Error::format(path, format!("HDU {hdu}: missing or non-integer keyword {key}")))
 }
 
-/// Reads every HDU of a FITS file; image HDUs keep their data, other
-/// extensions (tables) are skipped with an empty data vector.
-pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+/// Where one HDU lives in a file, without its data.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HduInfo {
+    /// Position in the file (0 = primary).
+    pub index: usize,
+    /// Its header.
+    pub header: Header,
+    /// Axis lengths, NAXIS1 first.
+    pub axes: Vec<usize>,
+    /// BITPIX.
+    pub bitpix: i64,
+    /// Byte offset of the data.
+    pub data_offset: u64,
+    /// True for the primary HDU and IMAGE extensions.
+    pub is_image: bool,
+}
+
+impl HduInfo {
+    /// EXTNAME, if any.
+    pub fn name(&self) -> Option<&str> {
+        self.header.get("EXTNAME").and_then(Value::as_str)
+    }
+
+    /// Number of data values (0 when NAXIS = 0).
+    pub fn len(&self) -> usize {
+        if self.axes.is_empty() {
+            0
+        } else {
+            self.axes.iter().product()
+        }
+    }
+
+    /// True when the HDU has no data.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn elem_size(&self) -> usize {
+        (self.bitpix.unsigned_abs() / 8) as usize
+    }
+}
+
+/// Reads every header of a FITS file and where each HDU's data starts,
+/// checking that the file is long enough to hold all the data.
+pub fn scan(path: &Path) -> Result<Vec<HduInfo>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut f = std::io::BufReader::new(file);
     let mut out = Vec::new();
+    let mut pos: u64 = 0;
     let mut index = 0;
-    while let Some(header) = read_header(&mut f, path, index)? {
+    while pos < file_len {
+        let Some(header) = read_header(&mut f, path, index)? else { break };
         if index == 0 && header.get("SIMPLE") != Some(&Value::Logical(true)) {
             return Err(Error::format(path, "not a FITS file: the first card is not SIMPLE = T"));
         }
+        let header_blocks = (header.cards.len() + 1).div_ceil(BLOCK / CARD) as u64;
+        pos += header_blocks * BLOCK as u64;
         let bitpix = required_int(&header, "BITPIX", path, index)?;
+        if ![8, 16, 32, 64, -32, -64].contains(&bitpix) {
+            return Err(Error::format(path, format!("HDU {index}: invalid BITPIX {bitpix}")));
+        }
         let naxis = required_int(&header, "NAXIS", path, index)?;
         if !(0..=999).contains(&naxis) {
             return Err(Error::format(path, format!("HDU {index}: NAXIS = {naxis} is out of range")));
@@ -401,60 +509,87 @@ pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
                 usize::try_from(n).map_err(|_| Error::format(path, format!("HDU {index}: NAXIS{i} = {n} is negative")))
             })
             .collect::<Result<Vec<_>>>()?;
-        let pcount = header.get("PCOUNT").and_then(Value::as_i64).unwrap_or(0).max(0) as usize;
-        let gcount = header.get("GCOUNT").and_then(Value::as_i64).unwrap_or(1).max(1) as usize;
-        let elem = match bitpix {
-            8 => 1,
-            16 => 2,
-            32 | -32 => 4,
-            64 | -64 => 8,
-            b => return Err(Error::format(path, format!("HDU {index}: invalid BITPIX {b}"))),
-        };
-        let n: usize = if axes.is_empty() { 0 } else { axes.iter().product() };
-        let nbytes = elem * gcount * (n + pcount);
+        let pcount = header.get("PCOUNT").and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+        let gcount = header.get("GCOUNT").and_then(Value::as_i64).unwrap_or(1).max(1) as u64;
+        let n: u64 = if axes.is_empty() { 0 } else { axes.iter().map(|&a| a as u64).product() };
+        let nbytes = (bitpix.unsigned_abs() / 8) * gcount * (n + pcount);
         let is_image = index == 0 || header.get("XTENSION").and_then(Value::as_str) == Some("IMAGE");
-        let mut data = Vec::new();
-        if is_image && n > 0 {
-            let mut raw = vec![0u8; n * elem];
-            f.read_exact(&mut raw).map_err(|_| {
-                Error::format(
-                    path,
-                    format!("HDU {index}: data ends early (truncated file; {} bytes expected)", n * elem),
-                )
-            })?;
-            let bscale = header.get("BSCALE").and_then(Value::as_f64).unwrap_or(1.0);
-            let bzero = header.get("BZERO").and_then(Value::as_f64).unwrap_or(0.0);
-            data = vec![0f32; n];
-            macro_rules! conv {
-                ($t:ty, $k:expr) => {
-                    for (o, c) in data.iter_mut().zip(raw.chunks_exact($k)) {
-                        let v = <$t>::from_be_bytes(c.try_into().expect("chunk size")) as f64;
-                        *o = (bscale * v + bzero) as f32;
-                    }
-                };
-            }
-            match bitpix {
-                8 => conv!(u8, 1),
-                16 => conv!(i16, 2),
-                32 => conv!(i32, 4),
-                64 => conv!(i64, 8),
-                -32 => conv!(f32, 4),
-                -64 => conv!(f64, 8),
-                _ => unreachable!("BITPIX validated above"),
-            }
-            let pad = (n * elem).div_ceil(BLOCK) * BLOCK - n * elem;
-            f.seek(SeekFrom::Current(pad as i64)).map_err(|e| Error::io(path, e))?;
-        } else {
-            let skip = nbytes.div_ceil(BLOCK) * BLOCK;
-            f.seek(SeekFrom::Current(skip as i64)).map_err(|e| Error::io(path, e))?;
+        if pos + nbytes > file_len {
+            return Err(Error::format(
+                path,
+                format!("HDU {index}: data ends early (truncated file; {nbytes} bytes expected)"),
+            ));
         }
-        out.push(ImageHdu { header, axes, data });
+        out.push(HduInfo { index, header, axes, bitpix, data_offset: pos, is_image });
+        let skip = nbytes.div_ceil(BLOCK as u64) * BLOCK as u64;
+        pos += skip;
+        f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(path, e))?;
         index += 1;
     }
     if out.is_empty() {
         return Err(Error::format(path, "empty file: not a FITS file"));
     }
     Ok(out)
+}
+
+/// Reads `count` values of an image HDU starting at value `first` (in file
+/// order), as physical values BSCALE·raw + BZERO in float32.
+pub fn read_values(path: &Path, hdu: &HduInfo, first: usize, count: usize) -> Result<Vec<f32>> {
+    if first + count > hdu.len() {
+        return Err(Error::format(
+            path,
+            format!("HDU {}: values {first}..{} lie beyond its {} values", hdu.index, first + count, hdu.len()),
+        ));
+    }
+    let elem = hdu.elem_size();
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    f.seek(SeekFrom::Start(hdu.data_offset + (first * elem) as u64)).map_err(|e| Error::io(path, e))?;
+    let mut raw = vec![0u8; count * elem];
+    f.read_exact(&mut raw)
+        .map_err(|_| Error::format(path, format!("HDU {}: data ends early (truncated file)", hdu.index)))?;
+    let bscale = hdu.header.get("BSCALE").and_then(Value::as_f64).unwrap_or(1.0);
+    let bzero = hdu.header.get("BZERO").and_then(Value::as_f64).unwrap_or(0.0);
+    let mut data = vec![0f32; count];
+    macro_rules! conv {
+        ($t:ty, $k:expr) => {
+            for (o, c) in data.iter_mut().zip(raw.chunks_exact($k)) {
+                let v = <$t>::from_be_bytes(c.try_into().expect("chunk size")) as f64;
+                *o = (bscale * v + bzero) as f32;
+            }
+        };
+    }
+    match hdu.bitpix {
+        8 => conv!(u8, 1),
+        16 => conv!(i16, 2),
+        32 => conv!(i32, 4),
+        64 => conv!(i64, 8),
+        -32 => conv!(f32, 4),
+        -64 => conv!(f64, 8),
+        b => return Err(Error::format(path, format!("HDU {}: invalid BITPIX {b}", hdu.index))),
+    }
+    Ok(data)
+}
+
+/// Reads every HDU of a FITS file; image HDUs keep their data, other
+/// extensions (tables) get an empty data vector.
+pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
+    scan(path)?
+        .into_iter()
+        .map(|h| {
+            let data = if h.is_image && !h.is_empty() { read_values(path, &h, 0, h.len())? } else { Vec::new() };
+            Ok(ImageHdu { header: h.header, axes: h.axes, data })
+        })
+        .collect()
+}
+
+/// The HDU holding a cutout's pixels: the one named IMAGE (HSC cutout
+/// layout), else the first image HDU with data.
+pub fn pixel_hdu(path: &Path, hdus: &[HduInfo]) -> Result<HduInfo> {
+    hdus.iter()
+        .find(|h| h.is_image && h.name() == Some("IMAGE") && !h.is_empty())
+        .or_else(|| hdus.iter().find(|h| h.is_image && !h.is_empty()))
+        .cloned()
+        .ok_or_else(|| Error::format(path, "no image HDU with data"))
 }
 
 #[cfg(test)]

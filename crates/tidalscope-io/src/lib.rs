@@ -24,6 +24,7 @@ pub mod fits;
 pub mod npy;
 pub mod png;
 pub mod protobuf;
+pub mod source;
 pub mod tfdata;
 pub mod tfrecord;
 

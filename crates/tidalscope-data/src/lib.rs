@@ -1,0 +1,11 @@
+//! Datasets for training and inference: the reference normalisation
+//! (per-band MAD σ, asinh), the stated rule for non-finite pixels, labelled
+//! splits, augmentations, and a streaming loader that shuffles through a
+//! bounded buffer.
+#![deny(missing_docs)]
+
+pub mod loader;
+pub mod normalise;
+pub mod split;
+
+pub use normalise::Normaliser;

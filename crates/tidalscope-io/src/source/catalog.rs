@@ -1,0 +1,364 @@
+//! Catalogue CSVs (one row per object, pixels in files named by `file` or
+//! `file_<band>` columns, relative to the CSV), folders of image files, and
+//! `simulate` output folders (images.npy + catalog.csv).
+
+use super::{detect, Format, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
+use crate::{Error, Result};
+use std::path::{Path, PathBuf};
+use tidalscope_core::Cutout;
+
+/// One data row of a catalogue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CatalogRow {
+    /// Line number in the file (1 = header).
+    pub line: usize,
+    /// Fields, one per column.
+    pub fields: Vec<String>,
+}
+
+/// A parsed catalogue CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Catalog {
+    /// The file.
+    pub path: PathBuf,
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Rows.
+    pub rows: Vec<CatalogRow>,
+}
+
+impl Catalog {
+    /// Reads a CSV with a header row; every row must have as many fields as
+    /// the header.
+    pub fn read(path: &Path) -> Result<Self> {
+        let mut r = ::csv::ReaderBuilder::new()
+            .flexible(true)
+            .from_path(path)
+            .map_err(|e| Error::format(path, e.to_string()))?;
+        let columns: Vec<String> =
+            r.headers().map_err(|e| Error::format(path, e.to_string()))?.iter().map(|s| s.trim().to_string()).collect();
+        let mut rows = Vec::new();
+        for (k, rec) in r.records().enumerate() {
+            let rec = rec.map_err(|e| Error::format(path, format!("line {}: {e}", k + 2)))?;
+            let line = rec.position().map(|p| p.line() as usize).unwrap_or(k + 2);
+            if rec.len() != columns.len() {
+                return Err(Error::format(
+                    path,
+                    format!("line {line}: {} fields for {} columns", rec.len(), columns.len()),
+                ));
+            }
+            rows.push(CatalogRow { line, fields: rec.iter().map(|s| s.trim().to_string()).collect() });
+        }
+        Ok(Self { path: path.to_path_buf(), columns, rows })
+    }
+
+    /// Index of a column.
+    pub fn column(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c == name)
+    }
+
+    /// Index of a required column, or an error naming it and listing those
+    /// present.
+    pub fn require(&self, name: &str) -> Result<usize> {
+        self.column(name).ok_or_else(|| {
+            Error::format(&self.path, format!("missing column {name:?} (columns: {})", self.columns.join(", ")))
+        })
+    }
+}
+
+/// Parses a label field: 0/1 (also false/true); empty = unlabelled.
+fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "nan" | "none" => Ok(None),
+        "0" | "0.0" | "false" => Ok(Some(0)),
+        "1" | "1.0" | "true" => Ok(Some(1)),
+        _ => Err(Error::format(path, format!("line {}: label {v:?} is not 0 or 1", row.line))),
+    }
+}
+
+/// Reads one image file of any single-object format.
+pub fn load_file(path: &Path, layout: Layout) -> Result<Cutout> {
+    match detect(path)? {
+        Format::Fits => super::fits::load_image(path, layout),
+        Format::Picture => super::picture::load(path),
+        Format::Npy => {
+            let (shape, values) = crate::npy::read_f32(path)?;
+            let dims: [usize; 3] = match shape.as_slice() {
+                [h, w] => [1, *h, *w],
+                [a, b, c] => [*a, *b, *c],
+                _ => return Err(Error::format(path, format!("array of shape {shape:?} is not one image"))),
+            };
+            let layout = if shape.len() == 2 { Layout::Chw } else { layout.resolve(dims) };
+            layout.cutout(dims, values).map_err(|e| Error::format(path, e.to_string()))
+        }
+        f => Err(Error::format(path, format!("a {f} input cannot be one object's image"))),
+    }
+}
+
+/// Where a row's pixels come from.
+#[derive(Debug, Clone)]
+enum Files {
+    /// One file holding every band.
+    Single(usize),
+    /// One single-band file per band: (band name, column).
+    PerBand(Vec<(String, usize)>),
+}
+
+/// A catalogue of image files (or a folder of them).
+pub struct CatalogSource {
+    info: SourceInfo,
+    dir: PathBuf,
+    catalog: Catalog,
+    id: usize,
+    files: Files,
+    meta: Vec<usize>,
+    layout: Layout,
+    labels: Vec<Option<u8>>,
+}
+
+impl CatalogSource {
+    /// Opens a catalogue CSV (or a folder holding `catalog.csv`).
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let csv = if path.is_dir() { path.join("catalog.csv") } else { path.to_path_buf() };
+        let catalog = Catalog::read(&csv)?;
+        Self::from_catalog(catalog, opts)
+    }
+
+    /// Every FITS, PNG, JPEG and npy file of a folder, one object each (id =
+    /// file stem), in name order.
+    pub fn folder(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let mut names: Vec<String> = std::fs::read_dir(path)
+            .map_err(|e| Error::io(path, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                let l = n.to_ascii_lowercase();
+                [".fits", ".fit", ".fts", ".png", ".jpg", ".jpeg", ".npy"].iter().any(|x| l.ends_with(x))
+            })
+            .collect();
+        names.sort();
+        if names.is_empty() {
+            return Err(Error::format(
+                path,
+                "folder holds no FITS, PNG, JPEG or .npy files, no catalog.csv and no tf.data snapshot",
+            ));
+        }
+        let rows = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| CatalogRow {
+                line: i + 2,
+                fields: vec![n.rsplit_once('.').map_or(n.as_str(), |p| p.0).to_string(), n.clone()],
+            })
+            .collect();
+        let catalog = Catalog { path: path.join("(folder listing)"), columns: vec!["id".into(), "file".into()], rows };
+        let mut s = Self::from_catalog(catalog, opts)?;
+        s.info.path = path.to_path_buf();
+        s.info.format = Format::Folder;
+        s.dir = path.to_path_buf();
+        Ok(s)
+    }
+
+    fn from_catalog(catalog: Catalog, opts: &OpenOptions) -> Result<Self> {
+        let path = catalog.path.clone();
+        let id = catalog.require("id")?;
+        let label = catalog.column("label");
+        let per_band: Vec<(String, usize)> = catalog
+            .columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.strip_prefix("file_").map(|b| (b.to_string(), i)))
+            .collect();
+        let files = match (catalog.column("file"), per_band.is_empty()) {
+            (Some(f), true) => Files::Single(f),
+            (None, false) => Files::PerBand(per_band.clone()),
+            (Some(_), false) => {
+                return Err(Error::format(&path, "has both a 'file' column and 'file_<band>' columns; keep one kind"))
+            }
+            (None, true) => {
+                return Err(Error::format(
+                    &path,
+                    format!("missing column \"file\" or \"file_<band>\" (columns: {})", catalog.columns.join(", ")),
+                ))
+            }
+        };
+        let labels = match label {
+            Some(l) => catalog.rows.iter().map(|r| parse_label(&path, r, &r.fields[l])).collect::<Result<Vec<_>>>()?,
+            None => vec![None; catalog.rows.len()],
+        };
+        let skip: Vec<usize> = std::iter::once(id)
+            .chain(label)
+            .chain(match &files {
+                Files::Single(f) => vec![*f],
+                Files::PerBand(v) => v.iter().map(|(_, c)| *c).collect(),
+            })
+            .collect();
+        let meta: Vec<usize> = (0..catalog.columns.len()).filter(|c| !skip.contains(c)).collect();
+        let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        let mut info = SourceInfo {
+            path: path.clone(),
+            format: Format::Catalog,
+            len: catalog.rows.len(),
+            bands: match &files {
+                Files::PerBand(v) => v.iter().map(|(b, _)| b.clone()).collect(),
+                Files::Single(_) => Vec::new(),
+            },
+            shape: None,
+            dtype: "float32".into(),
+            meta_columns: meta.iter().map(|&c| catalog.columns[c].clone()).collect(),
+            labelled: label.is_some(),
+        };
+        let mut s = Self { info: info.clone(), dir, catalog, id, files, meta, layout: opts.layout, labels };
+        // The first readable object tells the bands and shape.
+        if let Some(first) = s.catalog.rows.first() {
+            if let Ok(img) = s.loader(first)() {
+                info.shape = Some(img.shape());
+                if info.bands.is_empty() {
+                    info.bands = super::default_bands(img.bands());
+                }
+            }
+        }
+        s.info = info;
+        Ok(s)
+    }
+
+    fn loader(&self, row: &CatalogRow) -> impl FnOnce() -> Result<Cutout> + Send + 'static {
+        let dir = self.dir.clone();
+        let csv = self.catalog.path.clone();
+        let files: Vec<(String, String)> = match &self.files {
+            Files::Single(c) => vec![("file".into(), row.fields[*c].clone())],
+            Files::PerBand(v) => v.iter().map(|(b, c)| (format!("file_{b}"), row.fields[*c].clone())).collect(),
+        };
+        let single = matches!(self.files, Files::Single(_));
+        let layout = self.layout;
+        let (line, id) = (row.line, row.fields[self.id].clone());
+        move || {
+            let at = |what: String| Error::format(&csv, format!("line {line} (id {id}): {what}"));
+            if single {
+                let (col, f) = &files[0];
+                if f.is_empty() {
+                    return Err(at(format!("empty {col}")));
+                }
+                return load_file(&dir.join(f), layout).map_err(|e| at(e.to_string()));
+            }
+            let mut planes: Vec<Cutout> = Vec::with_capacity(files.len());
+            for (col, f) in &files {
+                if f.is_empty() {
+                    return Err(at(format!("empty {col}")));
+                }
+                let img = load_file(&dir.join(f), layout).map_err(|e| at(format!("{col}: {e}")))?;
+                if img.bands() != 1 {
+                    return Err(at(format!(
+                        "{col}: {} holds {} bands; one band per file was expected",
+                        f,
+                        img.bands()
+                    )));
+                }
+                if let Some(first) = planes.first() {
+                    if first.shape() != img.shape() {
+                        return Err(at(format!(
+                            "{col}: image is {}×{}, the others {}×{}",
+                            img.width(),
+                            img.height(),
+                            first.width(),
+                            first.height()
+                        )));
+                    }
+                }
+                planes.push(img);
+            }
+            let (h, w) = (planes[0].height(), planes[0].width());
+            let data: Vec<f32> = planes.into_iter().flat_map(Cutout::into_data).collect();
+            Cutout::from_chw(files.len(), h, w, data).map_err(|e| at(e.to_string()))
+        }
+    }
+}
+
+impl Source for CatalogSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn labels(&self) -> Result<Vec<Option<u8>>> {
+        Ok(self.labels.clone())
+    }
+
+    fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
+        Ok(Box::new(self.catalog.rows.iter().enumerate().skip(start).map(move |(i, row)| {
+            let file = match &self.files {
+                Files::Single(c) => row.fields[*c].clone(),
+                Files::PerBand(v) => v.iter().map(|(_, c)| row.fields[*c].as_str()).collect::<Vec<_>>().join(";"),
+            };
+            Ok(Record {
+                index: i,
+                id: row.fields[self.id].clone(),
+                label: self.labels[i],
+                meta: self.meta.iter().map(|&c| row.fields[c].clone()).collect(),
+                file,
+                pixels: Pixels::Deferred(Box::new(self.loader(row))),
+            })
+        })))
+    }
+}
+
+/// A `simulate` output folder: `images.npy` and `catalog.csv`, row i
+/// describing image i.
+pub struct SimulatedSource {
+    info: SourceInfo,
+    images: super::npy::NpySource,
+    catalog: Catalog,
+    id: usize,
+    labels: Vec<Option<u8>>,
+    meta: Vec<usize>,
+}
+
+impl SimulatedSource {
+    /// Opens a folder.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let images = super::npy::NpySource::open(&path.join("images.npy"), opts)?;
+        let catalog = Catalog::read(&path.join("catalog.csv"))?;
+        if catalog.rows.len() != images.info().len {
+            return Err(Error::format(
+                &catalog.path,
+                format!("{} rows for {} images in images.npy", catalog.rows.len(), images.info().len),
+            ));
+        }
+        let id = catalog.require("id")?;
+        let label = catalog.column("label");
+        let labels = match label {
+            Some(l) => {
+                catalog.rows.iter().map(|r| parse_label(&catalog.path, r, &r.fields[l])).collect::<Result<Vec<_>>>()?
+            }
+            None => vec![None; catalog.rows.len()],
+        };
+        let meta: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
+        let mut info = images.info().clone();
+        info.path = path.to_path_buf();
+        info.format = Format::Simulated;
+        info.meta_columns = meta.iter().map(|&c| catalog.columns[c].clone()).collect();
+        info.labelled = label.is_some();
+        Ok(Self { info, images, catalog, id, labels, meta })
+    }
+}
+
+impl Source for SimulatedSource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn labels(&self) -> Result<Vec<Option<u8>>> {
+        Ok(self.labels.clone())
+    }
+
+    fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
+        Ok(Box::new(self.images.records(start)?.map(move |r| {
+            let mut r = r?;
+            let row = &self.catalog.rows[r.index];
+            r.id = row.fields[self.id].clone();
+            r.label = self.labels[r.index];
+            r.meta = self.meta.iter().map(|&c| row.fields[c].clone()).collect();
+            Ok(r)
+        })))
+    }
+}

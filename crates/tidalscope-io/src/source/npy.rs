@@ -1,0 +1,263 @@
+//! NumPy `.npy` stacks and `.npz` archives, streamed image by image.
+
+use super::{default_bands, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
+use crate::npy::{decode_into, read_header, NpyHeader};
+use crate::{Error, Result};
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+/// A `.npy` file (or one array of an `.npz`) of images.
+pub struct NpySource {
+    info: SourceInfo,
+    path: PathBuf,
+    header: NpyHeader,
+    dims: [usize; 3],
+    layout: Layout,
+    /// Name of the image array inside an `.npz`.
+    npz_entry: Option<String>,
+    labels: Option<Vec<u8>>,
+}
+
+fn image_dims(path: &Path, shape: &[usize], layout: Layout) -> Result<(usize, [usize; 3], Layout)> {
+    let (n, dims) = match shape.len() {
+        4 => (shape[0], [shape[1], shape[2], shape[3]]),
+        3 => (1, [shape[0], shape[1], shape[2]]),
+        2 => (1, [shape[0], shape[1], 1]),
+        _ => {
+            return Err(Error::format(
+                path,
+                format!("array of shape {shape:?}: expected images [N,H,W,C] or [N,C,H,W], or one image [H,W,C]"),
+            ))
+        }
+    };
+    let layout = if shape.len() == 2 { Layout::Hwc } else { layout.resolve(dims) };
+    Ok((n, dims, layout))
+}
+
+impl NpySource {
+    /// Opens a `.npy` file.
+    pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let mut f = BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+        let header = read_header(&mut f, path)?;
+        let (n, dims, layout) = image_dims(path, &header.shape, opts.layout)?;
+        let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+        let need = header.data_offset + (n * dims.iter().product::<usize>() * header.dtype.size()) as u64;
+        if file_len < need {
+            return Err(Error::format(
+                path,
+                format!(
+                    "truncated .npy: shape {:?} of {} needs {need} bytes, the file has {file_len}",
+                    header.shape,
+                    header.dtype.name()
+                ),
+            ));
+        }
+        Ok(Self::build(path, header, n, dims, layout, None, None))
+    }
+
+    fn build(
+        path: &Path,
+        header: NpyHeader,
+        n: usize,
+        dims: [usize; 3],
+        layout: Layout,
+        npz_entry: Option<String>,
+        labels: Option<Vec<u8>>,
+    ) -> Self {
+        let (b, h, w) = layout.bhw(dims);
+        let info = SourceInfo {
+            path: path.to_path_buf(),
+            format: if npz_entry.is_some() { super::Format::Npz } else { super::Format::Npy },
+            len: n,
+            bands: default_bands(b),
+            shape: Some([b, h, w]),
+            dtype: header.dtype.name().to_string(),
+            meta_columns: Vec::new(),
+            labelled: labels.is_some(),
+        };
+        Self { info, path: path.to_path_buf(), header, dims, layout, npz_entry, labels }
+    }
+
+    /// Opens the image array of an `.npz` archive: the entry named like the
+    /// image key (`image`, `images`), or the only 3- or 4-D array. A 1-D
+    /// `label`/`labels` array of the same length gives labels.
+    pub fn open_npz(path: &Path, opts: &OpenOptions) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut zip = zip::ZipArchive::new(file)
+            .map_err(|e| Error::format(path, format!("not a valid .npz (zip) archive: {e}")))?;
+        let names: Vec<String> = zip
+            .file_names()
+            .map(|n| n.map(|n| n.into_owned()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|e| Error::format(path, format!("corrupt .npz: {e}")))?;
+        let mut arrays = Vec::new();
+        for name in &names {
+            let mut entry = zip.by_name(name).map_err(|e| Error::format(path, format!("{name}: {e}")))?;
+            let h = read_header(&mut entry, &path.join(name))?;
+            arrays.push((name.clone(), h));
+        }
+        let key = &opts.image_key;
+        let wanted = [format!("{key}.npy"), format!("{key}s.npy")];
+        let image = arrays
+            .iter()
+            .find(|(n, _)| wanted.contains(n))
+            .or_else(|| {
+                let imgs: Vec<_> = arrays.iter().filter(|(_, h)| h.shape.len() >= 3).collect();
+                if imgs.len() == 1 {
+                    Some(imgs[0])
+                } else {
+                    None
+                }
+            })
+            .ok_or_else(|| {
+                Error::format(
+                    path,
+                    format!("no image array: expected {key}.npy or a single 3-/4-D array among {names:?}"),
+                )
+            })?
+            .clone();
+        let (n, dims, layout) = image_dims(path, &image.1.shape, opts.layout)?;
+        let mut labels = None;
+        for cand in ["label.npy", "labels.npy"] {
+            if let Some((_, h)) = arrays.iter().find(|(name, _)| name == cand) {
+                if h.shape == [n] {
+                    let mut entry = zip.by_name(cand).map_err(|e| Error::format(path, format!("{cand}: {e}")))?;
+                    let h = read_header(&mut entry, &path.join(cand))?;
+                    let mut bytes = vec![0u8; n * h.dtype.size()];
+                    entry.read_exact(&mut bytes).map_err(|_| Error::format(path, format!("{cand}: truncated")))?;
+                    let mut vals = vec![0f32; n];
+                    decode_into(&bytes, h.dtype, h.big_endian, &mut vals);
+                    labels = Some(
+                        vals.iter()
+                            .enumerate()
+                            .map(|(i, &v)| match v {
+                                0.0 => Ok(0),
+                                1.0 => Ok(1),
+                                _ => Err(Error::format(path, format!("{cand}[{i}] = {v} is not 0 or 1"))),
+                            })
+                            .collect::<Result<Vec<u8>>>()?,
+                    );
+                }
+            }
+        }
+        Ok(Self::build(path, image.1, n, dims, layout, Some(image.0), labels))
+    }
+}
+
+impl Source for NpySource {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn labels(&self) -> Result<Vec<Option<u8>>> {
+        Ok(match &self.labels {
+            Some(l) => l.iter().map(|&v| Some(v)).collect(),
+            None => vec![None; self.info.len],
+        })
+    }
+
+    fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
+        let per = self.dims.iter().product::<usize>();
+        let bytes_per = per * self.header.dtype.size();
+        let reader: Box<dyn Read + Send> = match &self.npz_entry {
+            None => {
+                let mut f = std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
+                f.seek(SeekFrom::Start(self.header.data_offset + (start * bytes_per) as u64))
+                    .map_err(|e| Error::io(&self.path, e))?;
+                Box::new(BufReader::with_capacity(1 << 20, f))
+            }
+            Some(name) => {
+                Box::new(NpzStream::spawn(&self.path, name, self.header.data_offset + (start * bytes_per) as u64)?)
+            }
+        };
+        let mut reader = reader;
+        let mut buf = vec![0u8; bytes_per];
+        let path = self.path.clone();
+        let file = path.display().to_string();
+        Ok(Box::new((start..self.info.len).map(move |i| {
+            reader
+                .read_exact(&mut buf)
+                .map_err(|_| Error::format(&path, format!("image {i}: data ends early (truncated file)")))?;
+            let mut vals = vec![0f32; per];
+            decode_into(&buf, self.header.dtype, self.header.big_endian, &mut vals);
+            let image =
+                self.layout.cutout(self.dims, vals).map_err(|e| Error::format(&path, format!("image {i}: {e}")));
+            Ok(Record {
+                index: i,
+                id: i.to_string(),
+                label: self.labels.as_ref().map(|l| l[i]),
+                meta: Vec::new(),
+                file: file.clone(),
+                pixels: Pixels::Ready(image),
+            })
+        })))
+    }
+}
+
+/// The bytes of one zip entry, read on a helper thread: zip entries borrow
+/// their archive, which an iterator handed to the caller cannot hold. A
+/// bounded channel keeps memory constant.
+struct NpzStream {
+    rx: std::sync::mpsc::Receiver<std::io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl NpzStream {
+    fn spawn(path: &Path, name: &str, skip: u64) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut zip = zip::ZipArchive::new(file).map_err(|e| Error::format(path, e.to_string()))?;
+        zip.by_name(name).map_err(|e| Error::format(path, format!("{name}: {e}")))?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        let name = name.to_string();
+        std::thread::spawn(move || {
+            let mut entry = match zip.by_name(&name) {
+                Ok(e) => e,
+                Err(e) => {
+                    let _ = tx.send(Err(std::io::Error::other(e)));
+                    return;
+                }
+            };
+            if let Err(e) = std::io::copy(&mut (&mut entry).take(skip), &mut std::io::sink()) {
+                let _ = tx.send(Err(e));
+                return;
+            }
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match entry.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            return; // the reader is gone
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Self { rx, chunk: Vec::new(), pos: 0 })
+    }
+}
+
+impl Read for NpzStream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.pos >= self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(c)) => {
+                    self.chunk = c;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

@@ -1,0 +1,226 @@
+//! Every reader behind the `Source` abstraction, on small hand-made files,
+//! including the bad inputs a user will feed it.
+
+use std::path::Path;
+use tidalscope_core::Cutout;
+use tidalscope_io::fits::{write_hsc_cutout, HscCutoutMeta, StackWriter};
+use tidalscope_io::npy::NpyWriter;
+use tidalscope_io::source::{detect, open, Format, Layout, OpenOptions, Source};
+
+fn images(src: &dyn Source) -> Vec<(String, Option<u8>, Cutout)> {
+    src.records(0).unwrap().map(|r| r.unwrap()).map(|r| (r.id, r.label, r.pixels.load().unwrap())).collect()
+}
+
+fn err_of(src: &dyn Source) -> String {
+    src.records(0)
+        .unwrap()
+        .find_map(|r| match r {
+            Err(e) => Some(e.to_string()),
+            Ok(r) => r.pixels.load().err().map(|e| e.to_string()),
+        })
+        .expect("an error")
+}
+
+fn meta(v: f32) -> HscCutoutMeta {
+    HscCutoutMeta {
+        filter: "HSC-G".into(),
+        fluxmag0: 1e10,
+        ra: 1.0,
+        dec: 2.0,
+        crpix: (2.0, 2.0),
+        pixel_scale: 0.168 + v as f64 * 0.0,
+    }
+}
+
+#[test]
+fn npy_stacks_in_either_layout_and_dtype() {
+    let dir = tempfile::tempdir().unwrap();
+    // HWC float32 [2, 3, 4, 5]
+    let p = dir.path().join("hwc.npy");
+    let mut w = NpyWriter::create(&p, &[2, 3, 4, 5]).unwrap();
+    let vals: Vec<f32> = (0..120).map(|v| v as f32).collect();
+    w.write(&vals).unwrap();
+    w.finish().unwrap();
+    let src = open(&p, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Npy);
+    assert_eq!(src.info().shape, Some([5, 3, 4]));
+    let imgs = images(src.as_ref());
+    assert_eq!(imgs.len(), 2);
+    // image 1, y=2, x=3, band 4 is HWC offset 60 + (2*4+3)*5+4
+    assert_eq!(imgs[1].2.band(4)[2 * 4 + 3], (60 + 11 * 5 + 4) as f32);
+    // reading from an offset streams only the rest
+    let from1: Vec<_> = src.records(1).unwrap().map(|r| r.unwrap().index).collect();
+    assert_eq!(from1, vec![1]);
+    // CHW uint8, forced layout
+    let p8 = dir.path().join("chw.npy");
+    let mut bytes = tidalscope_io::npy::header("|u1", &[1, 3, 2, 2]);
+    bytes.extend(0u8..12);
+    std::fs::write(&p8, bytes).unwrap();
+    let src = open(&p8, &OpenOptions { layout: Layout::Chw, ..OpenOptions::default() }).unwrap();
+    let img = &images(src.as_ref())[0].2;
+    assert_eq!(img.shape(), [3, 2, 2]);
+    assert_eq!(img.band(2), &[8.0, 9.0, 10.0, 11.0]);
+}
+
+#[test]
+fn bad_npy_files_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let complex = dir.path().join("c.npy");
+    let mut b = tidalscope_io::npy::header("<c8", &[2, 4, 4, 1]);
+    b.extend([0u8; 256]);
+    std::fs::write(&complex, b).unwrap();
+    let e = open(&complex, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("c.npy") && e.contains("unsupported .npy dtype"), "{e}");
+    let flat = dir.path().join("flat.npy");
+    let mut b = tidalscope_io::npy::header("<f4", &[7]);
+    b.extend([0u8; 28]);
+    std::fs::write(&flat, b).unwrap();
+    let e = open(&flat, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("flat.npy") && e.contains("shape [7]"), "{e}");
+    let short = dir.path().join("short.npy");
+    let mut b = tidalscope_io::npy::header("<f4", &[10, 8, 8, 5]);
+    b.extend([0u8; 100]);
+    std::fs::write(&short, b).unwrap();
+    let e = open(&short, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("short.npy") && e.contains("truncated"), "{e}");
+}
+
+#[test]
+fn fits_cubes_stacks_and_hsc_catalogues() {
+    let dir = tempfile::tempdir().unwrap();
+    // A stack of 3 cubes of 2 bands, 4×3, via the stack writer.
+    let p = dir.path().join("stack.fits");
+    let bands = vec!["g".to_string(), "r".to_string()];
+    let mut w = StackWriter::create(&p, 3, [2, 3, 4], &bands).unwrap();
+    for i in 0..3 {
+        w.write(&(0..24).map(|k| (i * 100 + k) as f32).collect::<Vec<_>>()).unwrap();
+    }
+    w.finish().unwrap();
+    assert_eq!(detect(&p).unwrap(), Format::Fits);
+    let src = open(&p, &OpenOptions::default()).unwrap();
+    assert_eq!((src.info().len, src.info().shape, src.info().bands.clone()), (3, Some([2, 3, 4]), bands));
+    let imgs = images(src.as_ref());
+    assert_eq!(imgs[2].2.data()[5], 205.0);
+
+    // HSC layout: one file per band, listed by a catalogue.
+    for (k, b) in ["g", "r"].iter().enumerate() {
+        for obj in 0..2 {
+            let img: Vec<f32> = (0..9).map(|v| (obj * 1000 + k * 100 + v) as f32).collect();
+            write_hsc_cutout(&dir.path().join(format!("o{obj}_{b}.fits")), 3, 3, &img, &[0; 9], &[1.0; 9], &meta(0.0))
+                .unwrap();
+        }
+    }
+    let csv = dir.path().join("cat.csv");
+    std::fs::write(&csv, "id,label,file_g,file_r,ra\n7,1,o0_g.fits,o0_r.fits,10.5\n8,0,o1_g.fits,o1_r.fits,11.5\n")
+        .unwrap();
+    let src = open(&csv, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Catalog);
+    assert_eq!(src.info().bands, vec!["g", "r"]);
+    assert_eq!(src.info().meta_columns, vec!["ra"]);
+    assert_eq!(src.labels().unwrap(), vec![Some(1), Some(0)]);
+    let imgs = images(src.as_ref());
+    assert_eq!((imgs[1].0.as_str(), imgs[1].1), ("8", Some(0)));
+    assert_eq!(imgs[1].2.band(1)[4], 1104.0);
+
+    // A missing band file: that object's error names the row, id, column and file.
+    std::fs::write(&csv, "id,file_g,file_r\n7,o0_g.fits,o0_r.fits\n9,o9_g.fits,o0_r.fits\n").unwrap();
+    let src = open(&csv, &OpenOptions::default()).unwrap();
+    let recs: Vec<_> = src.records(0).unwrap().map(|r| r.unwrap().pixels.load()).collect();
+    assert!(recs[0].is_ok());
+    let e = recs[1].as_ref().unwrap_err().to_string();
+    assert!(e.contains("cat.csv") && e.contains("id 9") && e.contains("file_g") && e.contains("o9_g.fits"), "{e}");
+
+    // Missing columns.
+    std::fs::write(&csv, "name,file\nx,o0_g.fits\n").unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("cat.csv") && e.contains("missing column \"id\""), "{e}");
+    std::fs::write(&csv, "id,path\nx,o0_g.fits\n").unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("missing column \"file\" or \"file_<band>\""), "{e}");
+    std::fs::write(&csv, "id,label,file\nx,maybe,o0_g.fits\n").unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("line 2") && e.contains("\"maybe\" is not 0 or 1"), "{e}");
+}
+
+#[test]
+fn corrupt_fits_headers_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.fits");
+    write_hsc_cutout(&good, 3, 3, &[1.0; 9], &[0; 9], &[1.0; 9], &meta(0.0)).unwrap();
+    let bytes = std::fs::read(&good).unwrap();
+    let check = |name: &str, b: Vec<u8>, want: &[&str]| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, b).unwrap();
+        let e = match open(&p, &OpenOptions { format: Some(Format::Fits), ..OpenOptions::default() }) {
+            Err(e) => e.to_string(),
+            Ok(s) => err_of(s.as_ref()),
+        };
+        for w in want {
+            assert!(e.contains(w), "{name}: {e}");
+        }
+    };
+    let mut binary = bytes.clone();
+    binary[2880 + 85] = 0xC3; // a non-ASCII byte in the IMAGE header
+    check("binary.fits", binary, &["binary.fits", "HDU 1", "non-ASCII"]);
+    let mut bitpix = bytes.clone();
+    let pos = bytes.windows(8).skip(2880).position(|w| w == b"BITPIX  ").unwrap() + 2880;
+    bitpix[pos + 10..pos + 30].copy_from_slice(format!("{:>20}", 7).as_bytes());
+    check("bitpix.fits", bitpix, &["bitpix.fits", "HDU 1", "invalid BITPIX 7"]);
+    check("cut.fits", bytes[..2880 * 2 + 20].to_vec(), &["cut.fits", "HDU 1", "truncated"]);
+    check("noend.fits", bytes[..2000].to_vec(), &["noend.fits", "HDU 0", "END"]);
+    let mut notfits = bytes.clone();
+    notfits[..6].copy_from_slice(b"SIMPLX");
+    check("notfits.fits", notfits, &["notfits.fits", "not a FITS file"]);
+}
+
+#[test]
+fn pictures_and_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("a.png");
+    // 2×1 RGB: left red, right blue
+    tidalscope_io::png::write_rgb(&png, 2, 1, &[255, 0, 0, 0, 0, 255]).unwrap();
+    let src = open(&png, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Picture);
+    assert_eq!(src.info().bands, vec!["R", "G", "B"]);
+    let img = &images(src.as_ref())[0].2;
+    assert_eq!(img.band(0), &[255.0, 0.0]);
+    assert_eq!(img.band(2), &[0.0, 255.0]);
+    std::fs::write(dir.path().join("b.png"), std::fs::read(&png).unwrap()).unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "ignored").unwrap();
+    let src = open(dir.path(), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Folder);
+    let ids: Vec<String> = images(src.as_ref()).into_iter().map(|i| i.0).collect();
+    assert_eq!(ids, vec!["a", "b"]);
+    let bad = dir.path().join("bad.png");
+    std::fs::write(&bad, b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    let e = open(&bad, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("bad.png") && e.contains("cannot decode"), "{e}");
+}
+
+#[test]
+fn npz_archives_with_labels_and_a_constant_label_override() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("d.npz");
+    let file = std::fs::File::create(&p).unwrap();
+    let mut z = zip::ZipWriter::new(file);
+    let opts = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut img = tidalscope_io::npy::header("<f4", &[3, 2, 2, 1]);
+    img.extend((0..12).flat_map(|v| (v as f32).to_le_bytes()));
+    let mut lab = tidalscope_io::npy::header("<i8", &[3]);
+    lab.extend([1i64, 0, 1].iter().flat_map(|v| v.to_le_bytes()));
+    use std::io::Write;
+    z.start_file("images.npy", opts).unwrap();
+    z.write_all(&img).unwrap();
+    z.start_file("labels.npy", opts).unwrap();
+    z.write_all(&lab).unwrap();
+    z.finish().unwrap();
+    let src = open(&p, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Npz);
+    let imgs = images(src.as_ref());
+    assert_eq!(imgs.iter().map(|i| i.1).collect::<Vec<_>>(), vec![Some(1), Some(0), Some(1)]);
+    assert_eq!(imgs[2].2.data(), &[8.0, 9.0, 10.0, 11.0]);
+    let tidal = open(&p, &OpenOptions { label: Some(1), ..OpenOptions::default() }).unwrap();
+    assert_eq!(tidal.labels().unwrap(), vec![Some(1); 3]);
+    assert!(images(tidal.as_ref()).iter().all(|i| i.1 == Some(1)));
+    let _ = Path::new("");
+}
