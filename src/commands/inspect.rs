@@ -1,7 +1,7 @@
 //! `tidalscope inspect`: what a dataset holds, fast on huge inputs.
 
 use crate::cli::InspectArgs;
-use tidalscope_data::normalise::mad_sigma;
+use tidalscope_core::stats::mad_sigma;
 
 /// Runs `inspect`.
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
@@ -80,12 +80,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     println!("  {:<6} {:>14} {:>14} {:>14} {:>14} {:>12}", "band", "median", "MAD σ", "min", "max", "non-finite");
     for (b, vals) in per_band.iter_mut().enumerate() {
         let name = info.bands.get(b).cloned().unwrap_or_else(|| format!("b{b}"));
-        let median = if vals.is_empty() {
-            f32::NAN
-        } else {
-            let mid = vals.len() / 2;
-            *vals.select_nth_unstable_by(mid, f32::total_cmp).1
-        };
+        let median = tidalscope_core::stats::median(vals).unwrap_or(f32::NAN);
         let sigma = mad_sigma(vals).unwrap_or(f32::NAN);
         println!(
             "  {:<6} {:>14.6e} {:>14.6e} {:>14.6e} {:>14.6e} {:>12}",

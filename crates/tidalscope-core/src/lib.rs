@@ -22,6 +22,7 @@
 mod band;
 mod cutout;
 mod rng;
+pub mod stats;
 pub mod units;
 
 pub use band::{Band, UnknownBand};

@@ -4,6 +4,7 @@
 //! bounded buffer.
 #![deny(missing_docs)]
 
+pub mod augment;
 pub mod loader;
 pub mod normalise;
 pub mod split;

@@ -54,18 +54,7 @@ pub struct Normaliser {
     pub provenance: String,
 }
 
-/// 1.4826 × median absolute deviation of finite values (consumes them).
-pub fn mad_sigma(values: &mut [f32]) -> Option<f32> {
-    if values.is_empty() {
-        return None;
-    }
-    let mid = values.len() / 2;
-    let median = *values.select_nth_unstable_by(mid, f32::total_cmp).1;
-    for v in values.iter_mut() {
-        *v = (*v - median).abs();
-    }
-    Some(1.4826 * *values.select_nth_unstable_by(mid, f32::total_cmp).1)
-}
+pub use tidalscope_core::stats::mad_sigma;
 
 impl Normaliser {
     /// A normaliser with given σ per band.

@@ -5,5 +5,6 @@
 //! arrays, so evaluation builds and tests without the deep-learning stack.
 #![deny(missing_docs)]
 
+pub mod metrics;
 pub mod plot;
 pub mod rgb;

@@ -107,6 +107,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn line_plot_writes_a_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("roc.png");
+        let mut axes = Axes::new("ROC", "contamination", "completeness");
+        axes.diagonal = true;
+        axes.vlines.push((0.22, "22%".into()));
+        let mut s = Series::line("AUC 0.9", vec![0.0, 0.1, 1.0], vec![0.0, 0.8, 1.0], PALETTE[0]);
+        s.band = Some((vec![0.0, 0.7, 1.0], vec![0.0, 0.9, 1.0]));
+        line_plot(&p, &axes, &[s]).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[16..20].try_into().unwrap()), 900);
+    }
+
+    #[test]
     fn mosaic_writes_a_png_of_the_expected_size() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.png");
@@ -124,4 +138,174 @@ mod tests {
         let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
         assert_eq!(w, 424);
     }
+}
+
+/// One curve of a line plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    /// Legend entry.
+    pub label: String,
+    /// x values.
+    pub x: Vec<f64>,
+    /// y values.
+    pub y: Vec<f64>,
+    /// Colour (RGB).
+    pub color: [u8; 3],
+    /// Optional shaded band (lower, upper) around the curve, e.g. spread over seeds.
+    pub band: Option<(Vec<f64>, Vec<f64>)>,
+    /// Draw markers at the points.
+    pub markers: bool,
+}
+
+impl Series {
+    /// A plain line.
+    pub fn line(label: impl Into<String>, x: Vec<f64>, y: Vec<f64>, color: [u8; 3]) -> Self {
+        Self { label: label.into(), x, y, color, band: None, markers: false }
+    }
+}
+
+/// Axes and labels of a line plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Axes {
+    /// Title above the plot.
+    pub title: String,
+    /// x-axis label.
+    pub x_label: String,
+    /// y-axis label.
+    pub y_label: String,
+    /// Fixed x range (default: the data's).
+    pub x_range: Option<(f64, f64)>,
+    /// Fixed y range (default: the data's, padded).
+    pub y_range: Option<(f64, f64)>,
+    /// Draw the y = x diagonal (chance line of a ROC plot).
+    pub diagonal: bool,
+    /// Vertical marker lines with labels (e.g. 22% contamination).
+    pub vlines: Vec<(f64, String)>,
+}
+
+impl Axes {
+    /// Axes with a title and axis labels.
+    pub fn new(title: impl Into<String>, x_label: impl Into<String>, y_label: impl Into<String>) -> Self {
+        Self {
+            title: title.into(),
+            x_label: x_label.into(),
+            y_label: y_label.into(),
+            x_range: None,
+            y_range: None,
+            diagonal: false,
+            vlines: Vec::new(),
+        }
+    }
+}
+
+/// Colours for successive series (colour-blind friendly, Okabe–Ito).
+pub const PALETTE: [[u8; 3]; 7] =
+    [[0, 114, 178], [213, 94, 0], [0, 158, 115], [204, 121, 167], [230, 159, 0], [86, 180, 233], [0, 0, 0]];
+
+fn finite_range(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) =
+        vals.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+    (lo <= hi).then_some((lo, hi))
+}
+
+/// Writes a line plot as a 900×650 PNG.
+pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), PlotError> {
+    init_fonts();
+    let (w, h) = (900usize, 650usize);
+    let mut buf = vec![255u8; w * h * 3];
+    let err = |e: &dyn std::fmt::Display| PlotError::Draw { path: path.display().to_string(), message: e.to_string() };
+    let xr =
+        axes.x_range.or_else(|| finite_range(series.iter().flat_map(|s| s.x.iter().copied()))).unwrap_or((0.0, 1.0));
+    let yr = axes.y_range.unwrap_or_else(|| {
+        let ys = series
+            .iter()
+            .flat_map(|s| s.y.iter().copied().chain(s.band.iter().flat_map(|(a, b)| a.iter().chain(b).copied())));
+        let (lo, hi) = finite_range(ys).unwrap_or((0.0, 1.0));
+        let pad = ((hi - lo) * 0.05).max(1e-9);
+        (lo - pad, hi + pad)
+    });
+    let xr = if xr.0 == xr.1 { (xr.0 - 0.5, xr.1 + 0.5) } else { xr };
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(&axes.title, (FONT, 22))
+            .margin(18)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(axes.x_label.as_str())
+            .y_desc(axes.y_label.as_str())
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 17))
+            .light_line_style(RGBColor(235, 235, 235))
+            .draw()
+            .map_err(|e| err(&e))?;
+        if axes.diagonal {
+            let lo = xr.0.max(yr.0);
+            let hi = xr.1.min(yr.1);
+            chart
+                .draw_series(LineSeries::new(
+                    [(lo, lo), (hi, hi)],
+                    ShapeStyle::from(&RGBColor(150, 150, 150)).stroke_width(1),
+                ))
+                .map_err(|e| err(&e))?;
+        }
+        for (x, label) in &axes.vlines {
+            chart
+                .draw_series(LineSeries::new(
+                    [(*x, yr.0), (*x, yr.1)],
+                    ShapeStyle::from(&RGBColor(120, 120, 120)).stroke_width(1),
+                ))
+                .map_err(|e| err(&e))?;
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    label.clone(),
+                    (*x, yr.0 + 0.04 * (yr.1 - yr.0)),
+                    (FONT, 14).into_font().color(&RGBColor(90, 90, 90)),
+                )))
+                .map_err(|e| err(&e))?;
+        }
+        for s in series {
+            let color = RGBColor(s.color[0], s.color[1], s.color[2]);
+            if let Some((lo, hi)) = &s.band {
+                let poly: Vec<(f64, f64)> =
+                    s.x.iter()
+                        .zip(hi)
+                        .map(|(&x, &y)| (x, y))
+                        .chain(s.x.iter().zip(lo).rev().map(|(&x, &y)| (x, y)))
+                        .collect();
+                chart
+                    .draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled())))
+                    .map_err(|e| err(&e))?;
+            }
+            let pts: Vec<(f64, f64)> =
+                s.x.iter().zip(&s.y).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(&x, &y)| (x, y)).collect();
+            chart
+                .draw_series(LineSeries::new(pts.clone(), ShapeStyle::from(&color).stroke_width(2)))
+                .map_err(|e| err(&e))?
+                .label(s.label.clone())
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 22, y)], ShapeStyle::from(&color).stroke_width(3))
+                });
+            if s.markers {
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 4, color.filled()))).map_err(|e| err(&e))?;
+            }
+        }
+        if series.iter().any(|s| !s.label.is_empty()) {
+            chart
+                .configure_series_labels()
+                .label_font((FONT, 15))
+                .background_style(WHITE.mix(0.85))
+                .border_style(RGBColor(200, 200, 200))
+                .position(SeriesLabelPosition::LowerRight)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
+        root.present().map_err(|e| err(&e))?;
+    }
+    tidalscope_io::png::write_rgb(path, w, h, &buf)?;
+    Ok(())
 }

@@ -4,15 +4,7 @@
 /// from the median, ignoring non-finite pixels (0 if none are finite).
 pub fn mad_sigma(values: &[f32]) -> f64 {
     let mut v: Vec<f32> = values.iter().copied().filter(|x| x.is_finite()).collect();
-    if v.is_empty() {
-        return 0.0;
-    }
-    let mid = v.len() / 2;
-    let median = *v.select_nth_unstable_by(mid, f32::total_cmp).1;
-    for x in v.iter_mut() {
-        *x = (*x - median).abs();
-    }
-    1.4826 * *v.select_nth_unstable_by(mid, f32::total_cmp).1 as f64
+    tidalscope_core::stats::mad_sigma(&mut v).unwrap_or(0.0) as f64
 }
 
 /// Lupton et al. (2004) asinh colour composite, as astropy's
