@@ -19,6 +19,14 @@ pub struct Cli {
 pub enum Command {
     /// Simulate realistic labelled survey cutouts with tidal features.
     Simulate(SimulateArgs),
+    /// Run the whole pipeline on built-in simulated data and write a report.
+    Demo(DemoArgs),
+    /// Self-supervised NNCLR pretraining of the encoder.
+    Pretrain(PretrainArgs),
+    /// Train the classifier (linear probe or fine-tuning) on labelled data.
+    Finetune(FinetuneArgs),
+    /// Score held-out objects: ROC, AUC, completeness at fixed contamination.
+    Evaluate(EvaluateArgs),
     /// Describe a dataset: count, shape, bands, keys, per-band statistics.
     Inspect(InspectArgs),
     /// Convert a dataset between npy, FITS and tf.data.
@@ -45,6 +53,192 @@ pub struct SourceArgs {
     /// the CPU count, as TensorFlow's Dataset.load).
     #[arg(long)]
     pub cycle_length: Option<usize>,
+}
+
+/// Where the training data comes from (any readable source).
+#[derive(Debug, Clone, Args)]
+pub struct DataArgs {
+    /// Data to train on (repeatable): a simulate folder, a catalogue, a
+    /// tf.data folder, .npy/.npz, FITS, or a folder of images.
+    #[arg(long, num_args = 1..)]
+    pub data: Vec<PathBuf>,
+    /// The reference layout: the unlabelled set (negatives for the
+    /// classifier are drawn from it).
+    #[arg(long, requires = "tidal")]
+    pub unlabelled: Option<PathBuf>,
+    /// The reference layout: the set of tidal galaxies (all label 1).
+    #[arg(long, requires = "unlabelled")]
+    pub tidal: Option<PathBuf>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Arguments of `tidalscope pretrain`.
+#[derive(Debug, Args)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Run folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Named settings: `paper` (the reference exactly) or `quick` (CPU
+    /// minutes: half-width encoder, 4×4-binned 24 px views).
+    #[arg(long, default_value = "paper")]
+    pub preset: String,
+    /// Epochs (preset: paper 25, quick 12).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per batch (paper 220, quick 128).
+    #[arg(long)]
+    pub batch: Option<usize>,
+    /// Adam learning rate (1e-3).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Support-queue size (paper 10000, quick 2048).
+    #[arg(long)]
+    pub queue_size: Option<usize>,
+    /// Encoder width multiplier (paper 1, quick 0.5).
+    #[arg(long)]
+    pub width: Option<f64>,
+    /// Bin images k×k before training (paper 1, quick 4).
+    #[arg(long)]
+    pub bin: Option<usize>,
+    /// View size in (binned) pixels (paper 96, quick 24).
+    #[arg(long)]
+    pub crop: Option<usize>,
+    /// Augmentation noise: reference (the reference code's exact, weak
+    /// noise; default), physical (U(1,3)·σ_b in raw flux, the paper's stated
+    /// intent, which drowns faint features) or none.
+    #[arg(long)]
+    pub noise: Option<String>,
+    /// Use only the first N images (0 = all).
+    #[arg(long)]
+    pub max_images: Option<usize>,
+    /// Checkpoint every N steps.
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Seed of initialisation, shuffling and augmentation.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Continue an interrupted run in --out exactly where its last
+    /// checkpoint left it (its config.toml is used).
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after N steps as if interrupted (for testing --resume).
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub stop_after: usize,
+    /// Compute device: cpu, or cuda[:N] (needs a `--features cuda` build).
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Arguments of `tidalscope finetune`.
+#[derive(Debug, Args)]
+pub struct FinetuneArgs {
+    /// Encoder folder written by `pretrain` (or `import-keras`).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Run folder (created if missing).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// linear: frozen encoder, a true linear probe; finetune: train everything.
+    #[arg(long, default_value = "linear")]
+    pub mode: String,
+    /// Train on only N labelled examples, balanced over the classes (0 = all).
+    #[arg(long, default_value_t = 0)]
+    pub labels: usize,
+    /// Epochs.
+    #[arg(long, default_value_t = 50)]
+    pub epochs: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 24)]
+    pub batch: usize,
+    /// Adam learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Per-class train/validation/test sizes of the reference layout.
+    #[arg(long, default_value = "300/30/50")]
+    pub split_sizes: String,
+    /// Validation fraction of a labelled catalogue (stratified split).
+    #[arg(long, default_value_t = 0.1)]
+    pub val_fraction: f64,
+    /// Test fraction of a labelled catalogue (stratified split).
+    #[arg(long, default_value_t = 0.2)]
+    pub test_fraction: f64,
+    /// Augmentation noise when fine-tuning: reference, physical or none
+    /// (see `pretrain --help`).
+    #[arg(long, default_value = "reference")]
+    pub noise: String,
+    /// Seed of the split, initialisation and shuffling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Which objects `evaluate` scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SplitArg {
+    /// The test split `finetune` held out.
+    Test,
+    /// Its validation split.
+    Val,
+    /// Its training split.
+    Train,
+    /// Every object of --data.
+    All,
+}
+
+/// Arguments of `tidalscope evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// Classifier folder written by `finetune`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data (default: what `finetune` trained on, from its split.json).
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Objects to score.
+    #[arg(long, value_enum, default_value = "test")]
+    pub split: SplitArg,
+    /// Score above which an object is called tidal (confusion matrix).
+    #[arg(long, default_value_t = 0.5)]
+    pub threshold: f64,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Arguments of `tidalscope demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Output folder for data, models, evaluations and report.md.
+    #[arg(long, default_value = "runs/demo")]
+    pub out: PathBuf,
+    /// Simulated training set size.
+    #[arg(long, default_value_t = 3000)]
+    pub n: usize,
+    /// Independent simulated test set size.
+    #[arg(long, default_value_t = 1000)]
+    pub n_test: usize,
+    /// Pretraining epochs (quick preset).
+    #[arg(long, default_value_t = 12)]
+    pub epochs: usize,
+    /// Classifier epochs.
+    #[arg(long, default_value_t = 50)]
+    pub finetune_epochs: usize,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Arguments of `tidalscope inspect`.
@@ -172,6 +366,31 @@ pub enum BenchCommand {
     /// Streams a generated tf.data file much larger than a batch through the
     /// shuffling loader; prints throughput and peak memory.
     Read(BenchReadArgs),
+    /// Training and inference images per second of the encoder.
+    Encoder(BenchEncoderArgs),
+}
+
+/// Arguments of `tidalscope bench encoder`.
+#[derive(Debug, Args)]
+pub struct BenchEncoderArgs {
+    /// Input side in pixels.
+    #[arg(long, default_value_t = 96)]
+    pub size: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Input bands.
+    #[arg(long, default_value_t = 5)]
+    pub bands: usize,
+    /// Encoder width multiplier (1 = the paper's encoder).
+    #[arg(long, default_value_t = 1.0)]
+    pub width: f64,
+    /// Timed steps of each kind (after one warm-up step).
+    #[arg(long, default_value_t = 5)]
+    pub steps: usize,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// Arguments of `tidalscope bench read`.

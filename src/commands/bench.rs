@@ -79,6 +79,11 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
     let size_mb = (n * bytes_per) as f64 / 1e6;
     let source = tidalscope_io::source::open(&path, &Default::default())?;
     let norm = tidalscope_data::Normaliser::new(tidalscope_io::source::default_bands(c), vec![1.0; c], "bench");
+    let transform = |img: &tidalscope_core::Cutout| {
+        let mut img = img.clone();
+        let bad = norm.apply(&mut img);
+        Ok((img, bad))
+    };
     let cfg = tidalscope_data::loader::LoaderConfig {
         batch: args.batch,
         shuffle_buffer: args.shuffle_buffer,
@@ -90,7 +95,7 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
     let before = peak_rss_mb();
     let t0 = std::time::Instant::now();
     let mut seen = 0usize;
-    tidalscope_data::loader::for_each_batch(&[source.as_ref()], None, &norm, cfg, |b| {
+    tidalscope_data::loader::for_each_batch(&[source.as_ref()], None, &transform, cfg, |b| {
         seen += b.len();
         Ok(())
     })?;
@@ -110,5 +115,61 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
         }
         _ => println!("read: peak RSS unavailable on this system"),
     }
+    Ok(())
+}
+
+/// Times the encoder: training (forward + backward + Adam, each view one
+/// image) and inference, and a reference GEMM to put them in perspective.
+pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
+    use burn::module::Module;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use tidalscope_model::{batch, params, EncoderConfig};
+    anyhow::ensure!(args.steps > 0 && args.batch > 0, "--steps and --batch must be at least 1");
+    let device = super::train::device(&args.device)?;
+    let train_device = device.clone().autodiff();
+    let cfg = EncoderConfig::new().with_bands(args.bands).with_width(args.width);
+    train_device.seed(1);
+    let mut model = cfg.init(&train_device);
+    params::materialize(&model);
+    let counts = params::count(&model);
+    let mut rng = tidalscope_core::Rng::new(1);
+    let n = args.batch * args.bands * args.size * args.size;
+    let input: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    let mut optim = AdamConfig::new().init();
+    let mut train_step = |model: tidalscope_model::Encoder| {
+        let x = batch::images(input.clone(), args.batch, args.bands, args.size, &train_device);
+        let loss = model.forward(x).powf_scalar(2.0).mean();
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        optim.step(1e-3, model, grads)
+    };
+    model = train_step(model); // warm-up
+    let t0 = std::time::Instant::now();
+    for _ in 0..args.steps {
+        model = train_step(model);
+    }
+    let train_secs = t0.elapsed().as_secs_f64();
+    let eval = model.valid();
+    let x = batch::images(input.clone(), args.batch, args.bands, args.size, &device);
+    let _ = batch::to_vec(eval.forward(x.clone())); // warm-up
+    let t0 = std::time::Instant::now();
+    for _ in 0..args.steps {
+        let _ = batch::to_vec(eval.forward(x.clone()));
+    }
+    let infer_secs = t0.elapsed().as_secs_f64();
+    let images = (args.steps * args.batch) as f64;
+    println!(
+        "encoder: width {}, {} bands, {}×{} input, batch {}, {} trainable parameters, {} timed steps, device {}, {} threads",
+        args.width,
+        args.bands,
+        args.size,
+        args.size,
+        args.batch,
+        counts.trainable,
+        args.steps,
+        args.device,
+        rayon::current_num_threads()
+    );
+    println!("train: {:.2} images/s (forward + backward + Adam step per image)", images / train_secs);
+    println!("infer: {:.2} images/s (forward only, inference mode)", images / infer_secs);
     Ok(())
 }

@@ -3,8 +3,10 @@
 
 mod bench;
 mod convert;
+mod demo;
 mod inspect;
-mod simulate;
+pub mod simulate;
+pub mod train;
 
 use crate::cli::{BenchCommand, Cli, Command};
 
@@ -12,10 +14,15 @@ use crate::cli::{BenchCommand, Cli, Command};
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Simulate(args) => simulate::run(args),
+        Command::Demo(args) => demo::run(args),
+        Command::Pretrain(args) => train::pretrain(args),
+        Command::Finetune(args) => train::finetune(args),
+        Command::Evaluate(args) => train::evaluate(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(BenchCommand::Simulate(args)) => bench::simulate(args),
         Command::Bench(BenchCommand::Read(args)) => bench::read(args),
+        Command::Bench(BenchCommand::Encoder(args)) => bench::encoder(args),
     }
 }
 

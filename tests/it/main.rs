@@ -1,5 +1,6 @@
 //! Integration tests: the `tidalscope` binary run as a user runs it.
 
 mod data;
+mod pipeline;
 mod simulate;
 mod util;

@@ -14,11 +14,15 @@
 //! normalisation x ← asinh(x/σ_b/3), where one raw σ_b is worth only 1/3 —
 //! so its noise was 1/(3σ_b) times weaker than intended (for HSC coadds,
 //! σ_b ≈ 0.01: a hundred times too weak, i.e. practically none).
-//! [`NoiseScale::Physical`] (the default) adds what the paper describes:
-//! noise of U(1,3)·σ_b in raw flux, which after normalisation has σ =
-//! U(1,3)/3 (asinh is linear at sky level). [`NoiseScale::Reference`]
+//! [`NoiseScale::Physical`] adds what the paper describes: noise of
+//! U(1,3)·σ_b in raw flux, which after normalisation has σ = U(1,3)/3
+//! (asinh is linear at sky level). Since σ_b (a MAD over whole cutouts,
+//! galaxies included) exceeds the sky noise — by ×1.5 at HSC resolution,
+//! ×5 after 4×4 binning — this buries features at a few σ per pixel, the
+//! very ones a tidal-feature classifier must see. [`NoiseScale::Reference`]
 //! reproduces the reference exactly: σ = U(1,3)·σ_b added to normalised
-//! pixels. One factor is drawn per batch, as in the reference.
+//! pixels (0.1–0.7 of the sky noise): tidalscope's presets use it. One
+//! factor is drawn per batch, as in the reference.
 //!
 //! Inference uses [`Augment::inference`]: the centre crop, no flips, no
 //! noise — a different value, not a mode flag, so predictions are

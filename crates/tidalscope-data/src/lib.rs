@@ -7,6 +7,7 @@
 pub mod augment;
 pub mod loader;
 pub mod normalise;
+pub mod preprocess;
 pub mod split;
 
 pub use normalise::Normaliser;

@@ -5,7 +5,6 @@
 //! the prefetch depth, whatever the dataset size; the order depends only on
 //! the seed.
 
-use crate::normalise::Normaliser;
 use crate::split::ObjectRef;
 use rayon::prelude::*;
 use std::collections::HashMap;
@@ -19,6 +18,8 @@ pub struct Example {
     pub object: ObjectRef,
     /// Record id.
     pub id: String,
+    /// Record metadata (the source's metadata columns).
+    pub meta: Vec<String>,
     /// Normalised pixels.
     pub image: Cutout,
     /// Pixels that were not finite before normalisation.
@@ -60,14 +61,19 @@ pub enum LoaderError {
 /// Records decoded per parallel step.
 const DECODE_CHUNK: usize = 64;
 
+/// Prepares a decoded image (binning, normalisation): returns the image
+/// and its count of non-finite pixels, or why it cannot be used.
+pub type Transform<'a> = &'a (dyn Fn(&Cutout) -> Result<(Cutout, usize), String> + Sync);
+
 /// Runs `consume` on every batch of the selected objects. `selection`
 /// lists the objects to read (None: every record of every source, label 0
-/// when unknown); it is read in source order, then shuffled. Returning an
-/// error from `consume` stops the loader.
+/// when unknown); it is read in source order, then shuffled. Each image
+/// goes through `transform`. Returning an error from `consume` stops the
+/// loader.
 pub fn for_each_batch<F>(
     sources: &[&dyn Source],
     selection: Option<&[ObjectRef]>,
-    normaliser: &Normaliser,
+    transform: Transform,
     cfg: LoaderConfig,
     mut consume: F,
 ) -> Result<(), LoaderError>
@@ -77,7 +83,7 @@ where
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Example>, LoaderError>>(cfg.prefetch.max(1));
     std::thread::scope(|scope| {
         scope.spawn(move || {
-            if let Err(e) = produce(sources, selection, normaliser, cfg, &tx) {
+            if let Err(e) = produce(sources, selection, transform, cfg, &tx) {
                 let _ = tx.send(Err(e));
             }
         });
@@ -105,7 +111,7 @@ where
 fn produce(
     sources: &[&dyn Source],
     selection: Option<&[ObjectRef]>,
-    normaliser: &Normaliser,
+    transform: Transform,
     cfg: LoaderConfig,
     tx: &std::sync::mpsc::SyncSender<Result<Vec<Example>, LoaderError>>,
 ) -> Result<(), LoaderError> {
@@ -156,9 +162,16 @@ fn produce(
                     .into_par_iter()
                     .map(|(rec, label)| {
                         let object = ObjectRef { source: s, index: rec.index, label };
-                        let mut image = rec.pixels.load()?;
-                        let non_finite = normaliser.apply(&mut image);
-                        Ok(Example { object, id: rec.id, image, non_finite })
+                        let raw = rec.pixels.load()?;
+                        let (image, non_finite) = transform(&raw).map_err(|m| {
+                            LoaderError::Stopped(format!(
+                                "{}: object {} (id {}): {m}",
+                                sources[s].info().path.display(),
+                                rec.index,
+                                rec.id
+                            ))
+                        })?;
+                        Ok(Example { object, id: rec.id, meta: rec.meta, image, non_finite })
                     })
                     .collect();
                 for ex in decoded {
@@ -211,7 +224,7 @@ mod tests {
 
     fn order(src: &dyn Source, sel: Option<&[ObjectRef]>, cfg: LoaderConfig) -> Vec<Vec<usize>> {
         let mut out = Vec::new();
-        let id = Normaliser::none(vec!["b0".into()]);
+        let id = |c: &Cutout| Ok((c.clone(), 0));
         for_each_batch(&[src], sel, &id, cfg, |b| {
             out.push(b.iter().map(|e| e.image.data()[0] as usize).collect());
             Ok(())

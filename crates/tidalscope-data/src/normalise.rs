@@ -77,11 +77,17 @@ impl Normaliser {
     /// Measures σ_b on the first `n` images of `source` (images that fail to
     /// load are an error: σ must come from known data).
     pub fn fit(source: &dyn Source, n: usize) -> Result<Self, NormaliseError> {
+        Self::fit_with(source, n, &|c: Cutout| c)
+    }
+
+    /// As [`Normaliser::fit`], on images first passed through `prepare`
+    /// (e.g. binning).
+    pub fn fit_with(source: &dyn Source, n: usize, prepare: &dyn Fn(Cutout) -> Cutout) -> Result<Self, NormaliseError> {
         let info = source.info();
         let mut per_band: Vec<Vec<f32>> = Vec::new();
         let mut used = 0;
         for rec in source.records(0)?.take(n) {
-            let img = rec?.pixels.load()?;
+            let img = prepare(rec?.pixels.load()?);
             if per_band.is_empty() {
                 per_band = vec![Vec::new(); img.bands()];
             }

@@ -1,0 +1,75 @@
+//! Losses and training metrics, as pure functions.
+//!
+//! **NNCLR** (Dwibedi et al. 2021, as in the reference): with z1, z2 the
+//! L2-normalised projections of two views and NN(z) the support-queue
+//! entry nearest to z, used through a stop-gradient (z + sg(NN(z) − z):
+//! the value of the neighbour, the gradient of z), the loss is the mean of
+//! four softmax cross-entropies whose targets are the diagonal:
+//! NN(z1)·z2ᵀ/τ, z2·NN(z1)ᵀ/τ, NN(z2)·z1ᵀ/τ and z1·NN(z2)ᵀ/τ, τ = 0.1.
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+
+/// Rows scaled to unit length.
+pub fn l2_normalise(z: Tensor<2>) -> Tensor<2> {
+    let n = z.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    z / n
+}
+
+/// Mean cross-entropy of each row of `logits` `[B, B]` against the
+/// diagonal.
+pub fn diagonal_cross_entropy(logits: Tensor<2>) -> Tensor<1> {
+    let b = logits.dims()[0];
+    let eye = Tensor::<2>::eye(b, &logits.device());
+    (log_softmax(logits, 1) * eye).sum_dim(1).mean().neg()
+}
+
+/// The NNCLR loss. `z1`, `z2`: normalised projections `[B, D]`; `nn1`,
+/// `nn2`: their queue neighbours (constants).
+pub fn nnclr(z1: Tensor<2>, z2: Tensor<2>, nn1: Tensor<2>, nn2: Tensor<2>, temperature: f64) -> Tensor<1> {
+    let p1 = z1.clone() + (nn1 - z1.clone()).detach();
+    let p2 = z2.clone() + (nn2 - z2.clone()).detach();
+    let inv_t = 1.0 / temperature;
+    let l1 = diagonal_cross_entropy(p1.clone().matmul(z2.clone().transpose()) * inv_t);
+    let l2 = diagonal_cross_entropy(z2.clone().matmul(p1.transpose()) * inv_t);
+    let l3 = diagonal_cross_entropy(p2.clone().matmul(z1.clone().transpose()) * inv_t);
+    let l4 = diagonal_cross_entropy(z1.matmul(p2.transpose()) * inv_t);
+    (l1 + l2 + l3 + l4) / 4.0
+}
+
+/// Fraction of rows of `sim` `[B, B]` whose largest entry is on the diagonal.
+fn diagonal_accuracy(sim: Tensor<2>) -> f32 {
+    let b = sim.dims()[0];
+    let target = Tensor::<1, Int>::arange(0..b as i64, &sim.device());
+    let hits = sim.argmax(1).reshape([b]).equal(target).int().sum().into_scalar::<i64>();
+    hits as f32 / b as f32
+}
+
+/// Contrastive accuracy (the reference's monitor): how often a view's most
+/// similar representation in the batch is its partner, both directions.
+pub fn contrastive_accuracy(h1: Tensor<2>, h2: Tensor<2>) -> f32 {
+    let sim = l2_normalise(h1.detach()).matmul(l2_normalise(h2.detach()).transpose());
+    (diagonal_accuracy(sim.clone()) + diagonal_accuracy(sim.transpose())) / 2.0
+}
+
+/// Feature-correlation accuracy (the reference's monitor): standardise
+/// each feature over the batch; how often a feature of view 1 correlates
+/// most with the same feature of view 2, both directions.
+pub fn correlation_accuracy(h1: Tensor<2>, h2: Tensor<2>) -> f32 {
+    let standardise = |h: Tensor<2>| {
+        let mean = h.clone().mean_dim(0);
+        let centred = h - mean;
+        let sd = centred.clone().powf_scalar(2.0).mean_dim(0).sqrt().clamp_min(1e-6);
+        centred / sd
+    };
+    let b = h1.dims()[0] as f64;
+    let c = standardise(h1.detach()).transpose().matmul(standardise(h2.detach())) / b; // [D, D]
+    (diagonal_accuracy(c.clone()) + diagonal_accuracy(c.transpose())) / 2.0
+}
+
+/// Binary cross-entropy of `logits` against 0/1 `targets`, computed stably:
+/// mean of max(x, 0) − x·t + ln(1 + e^−|x|).
+pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
+    let relu = logits.clone().clamp_min(0.0);
+    (relu - logits.clone() * targets + logits.abs().neg().exp().log1p()).mean()
+}

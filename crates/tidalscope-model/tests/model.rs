@@ -1,0 +1,197 @@
+//! The models against the reference's numbers and against slow, obviously
+//! correct implementations written from the papers.
+
+use burn::module::Module;
+use burn::prelude::*;
+use tidalscope_core::Rng;
+use tidalscope_model::batch;
+use tidalscope_model::classifier::ClassifierConfig;
+use tidalscope_model::heads::ProjectionHeadConfig;
+use tidalscope_model::{loss, params, EncoderConfig, SupportQueue};
+
+fn cpu() -> Device {
+    Device::flex()
+}
+
+fn unit_rows(rng: &mut Rng, n: usize, d: usize) -> Vec<f64> {
+    let mut v: Vec<f64> = (0..n * d).map(|_| rng.normal()).collect();
+    for r in v.chunks_exact_mut(d) {
+        let s = r.iter().map(|x| x * x).sum::<f64>().sqrt();
+        r.iter_mut().for_each(|x| *x /= s);
+    }
+    v
+}
+
+fn tensor(v: &[f64], n: usize, d: usize, device: &Device) -> Tensor<2> {
+    Tensor::from_data(TensorData::new(v.iter().map(|&x| x as f32).collect::<Vec<f32>>(), [n, d]), device)
+}
+
+#[test]
+fn paper_encoder_has_the_reference_parameter_counts() {
+    let d = cpu();
+    let enc = EncoderConfig::paper(5).init(&d);
+    let c = params::count(&enc);
+    assert_eq!(c.trainable, 615_312, "Keras: 615,312 trainable parameters");
+    assert_eq!(c.running_stats, 3_520, "Keras: 3,520 BatchNorm running statistics");
+    assert_eq!(params::count(&ProjectionHeadConfig::new().init(&d)).trainable, 33_024);
+    assert_eq!(params::count(&ClassifierConfig::head(128, &d)).trainable, 129);
+    // 3 bands (RGB pictures) change only the stem: 3·3·(5−3)·16 fewer.
+    assert_eq!(params::count(&EncoderConfig::paper(3).init(&d)).trainable, 615_312 - 288);
+    let out = enc.valid().forward(Tensor::zeros([2, 5, 96, 96], &d));
+    assert_eq!(out.dims(), [2, 128]);
+}
+
+/// Slow NNCLR loss from the paper's pseudocode, in f64: nearest neighbours
+/// by brute force, the four cross-entropies with the diagonal as targets.
+fn slow_nnclr(z1: &[f64], z2: &[f64], p1: &[f64], p2: &[f64], n: usize, d: usize, tau: f64) -> f64 {
+    let dot = |a: &[f64], i: usize, b: &[f64], j: usize| (0..d).map(|k| a[i * d + k] * b[j * d + k]).sum::<f64>();
+    let ce = |a: &[f64], b: &[f64]| {
+        let mut total = 0.0;
+        for i in 0..n {
+            let logits: Vec<f64> = (0..n).map(|j| dot(a, i, b, j) / tau).collect();
+            let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+            total += lse - logits[i];
+        }
+        total / n as f64
+    };
+    (ce(p1, z2) + ce(z2, p1) + ce(p2, z1) + ce(z1, p2)) / 4.0
+}
+
+fn slow_nearest(z: &[f64], queue: &[f64], n: usize, q: usize, d: usize) -> Vec<f64> {
+    let mut out = Vec::with_capacity(n * d);
+    for i in 0..n {
+        let best = (0..q).max_by(|&a, &b| {
+            let sa: f64 = (0..d).map(|k| z[i * d + k] * queue[a * d + k]).sum();
+            let sb: f64 = (0..d).map(|k| z[i * d + k] * queue[b * d + k]).sum();
+            sa.total_cmp(&sb)
+        });
+        out.extend_from_slice(&queue[best.unwrap() * d..best.unwrap() * d + d]);
+    }
+    out
+}
+
+#[test]
+fn nnclr_loss_matches_the_slow_version_and_gradients_skip_the_neighbour() {
+    let (n, d, q, tau) = (6, 8, 20, 0.1);
+    let mut rng = Rng::new(42);
+    let z1 = unit_rows(&mut rng, n, d);
+    let z2 = unit_rows(&mut rng, n, d);
+    let qv = unit_rows(&mut rng, q, d);
+    let dev = cpu();
+    let queue = SupportQueue::from_vec(qv.iter().map(|&x| x as f32).collect(), q, d, &dev);
+    let nn1 = slow_nearest(&z1, &qv, n, q, d);
+    let nn2 = slow_nearest(&z2, &qv, n, q, d);
+    let want = slow_nnclr(&z1, &z2, &nn1, &nn2, n, d, tau);
+
+    let ad = dev.clone().autodiff();
+    let t1 = tensor(&z1, n, d, &ad).require_grad();
+    let t2 = tensor(&z2, n, d, &ad).require_grad();
+    let (q1, q2) = (queue.nearest(&t1), queue.nearest(&t2));
+    assert_eq!(batch::to_vec(q1.clone()), nn1.iter().map(|&x| x as f32).collect::<Vec<_>>(), "nearest neighbours");
+    let l = loss::nnclr(t1.clone(), t2.clone(), q1, q2, tau);
+    let got = l.clone().into_scalar::<f32>() as f64;
+    assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "loss {got} vs slow {want}");
+
+    // Straight-through: NN(z) enters with the value of the neighbour and the
+    // gradient of z. Finite differences of the slow loss with p = NN + (z' − z).
+    let grads = l.backward();
+    let g1 = batch::to_vec(t1.grad(&grads).expect("z1 has a gradient"));
+    let eps = 1e-6;
+    for k in [0, 5, 17, 40] {
+        let bump = |s: f64| {
+            let mut z = z1.clone();
+            z[k] += s;
+            let mut p = nn1.clone();
+            p[k] += s;
+            slow_nnclr(&z, &z2, &p, &nn2, n, d, tau)
+        };
+        let fd = (bump(eps) - bump(-eps)) / (2.0 * eps);
+        assert!(
+            (g1[k] as f64 - fd).abs() < 2e-3 * fd.abs().max(1.0),
+            "∂L/∂z1[{k}]: autodiff {} vs finite difference {fd}",
+            g1[k]
+        );
+    }
+    // The queue itself never changes through a backward pass.
+    assert_eq!(queue.to_vec(), qv.iter().map(|&x| x as f32).collect::<Vec<_>>());
+}
+
+#[test]
+fn queue_is_fifo_and_finds_the_most_similar_entry() {
+    let dev = cpu();
+    let mut rng = Rng::new(1);
+    let mut q = SupportQueue::random(10, 4, 7, &dev);
+    let rows = q.to_vec();
+    for r in rows.chunks_exact(4) {
+        assert!((r.iter().map(|x| x * x).sum::<f32>() - 1.0).abs() < 1e-5, "random entries are unit vectors");
+    }
+    let batch_v = unit_rows(&mut rng, 3, 4);
+    let b = tensor(&batch_v, 3, 4, &dev);
+    q.update(&b);
+    let after = q.to_vec();
+    assert_eq!(q.shape(), (10, 4));
+    assert_eq!(&after[..12], &batch_v.iter().map(|&x| x as f32).collect::<Vec<_>>()[..], "newest first");
+    assert_eq!(&after[12..], &rows[..28], "the oldest three dropped");
+    // a query equal to an entry finds that entry
+    let probe = tensor(&after[20..24].iter().map(|&x| x as f64).collect::<Vec<_>>(), 1, 4, &dev);
+    assert_eq!(batch::to_vec(q.nearest(&probe)), after[20..24].to_vec());
+}
+
+#[test]
+fn saved_models_reload_to_identical_outputs_and_inference_is_deterministic() {
+    let dev = cpu();
+    dev.seed(3);
+    let cfg = ClassifierConfig::new(EncoderConfig::new().with_bands(2).with_width(0.25));
+    let model = cfg.init(&dev);
+    params::materialize(&model);
+    let mut rng = Rng::new(5);
+    let x: Vec<f32> = (0..3 * 2 * 16 * 16).map(|_| rng.normal() as f32).collect();
+    let input = || batch::images(x.clone(), 3, 2, 16, &dev);
+    let eval = model.valid();
+    let a = batch::to_vec(eval.forward(input()));
+    let b = batch::to_vec(eval.forward(input()));
+    assert_eq!(a, b, "inference is deterministic");
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("c.bpk");
+    tidalscope_model::store::save(eval.clone(), &p).unwrap();
+    let loaded = tidalscope_model::store::load(cfg.init(&dev), &p).unwrap();
+    assert_eq!(batch::to_vec(loaded.forward(input())), a, "saved → loaded gives identical outputs");
+    // A file of another model is refused with a clear error, not a panic.
+    let other = tidalscope_model::store::load(ClassifierConfig::new(EncoderConfig::new().with_bands(5)).init(&dev), &p);
+    let e = other.unwrap_err().to_string();
+    assert!(e.contains("c.bpk") && e.contains("do not fit"), "{e}");
+}
+
+#[derive(Module, Debug)]
+struct Both {
+    enc: tidalscope_model::Encoder,
+    head: tidalscope_model::ProjectionHead,
+}
+
+#[test]
+fn a_few_steps_on_a_fixed_batch_lower_the_nnclr_loss() {
+    use burn::optim::{AdamConfig, GradientsParams};
+    let dev = cpu().autodiff();
+    dev.seed(9);
+    let mut m = Both {
+        enc: EncoderConfig::new().with_bands(2).with_width(0.25).init(&dev),
+        head: ProjectionHeadConfig::new().init(&dev),
+    };
+    params::materialize(&m);
+    let queue = SupportQueue::random(64, 128, 1, &cpu());
+    let mut rng = Rng::new(2);
+    let x1: Vec<f32> = (0..8 * 2 * 16 * 16).map(|_| rng.normal() as f32).collect();
+    let x2: Vec<f32> = x1.iter().map(|v| v + 0.1 * rng.normal() as f32).collect();
+    let mut opt = AdamConfig::new().init();
+    let mut losses = Vec::new();
+    for _ in 0..12 {
+        let z1 = loss::l2_normalise(m.head.forward(m.enc.forward(batch::images(x1.clone(), 8, 2, 16, &dev))));
+        let z2 = loss::l2_normalise(m.head.forward(m.enc.forward(batch::images(x2.clone(), 8, 2, 16, &dev))));
+        let l = loss::nnclr(z1.clone(), z2.clone(), queue.nearest(&z1), queue.nearest(&z2), 0.1);
+        let grads = GradientsParams::from_grads(l.backward(), &m);
+        losses.push(l.into_scalar::<f32>());
+        m = opt.step(1e-3, m, grads);
+    }
+    assert!(losses[11] < losses[0] - 0.1, "loss did not fall: {losses:?}");
+}

@@ -1,0 +1,230 @@
+//! The classifier: encoder + Dense(1, sigmoid), trained with binary
+//! cross-entropy and Adam on a labelled split, either as a frozen-encoder
+//! linear probe (representations computed once) or by fine-tuning
+//! everything (the reference's choice, with its augmentations).
+//!
+//! A run folder holds the classifier folder (`classifier.json`,
+//! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
+//! `Train_loss.npy` and `Val_loss.npy` (per epoch, as the reference wrote
+//! them), `loss.png` and `log.txt`.
+
+use crate::config::{FinetuneConfig, Mode};
+use crate::labelled::{self, SplitRecord};
+use crate::{log_line, write_npy, write_toml, Reporter, Result, TrainError};
+use burn::module::Module;
+use burn::nn::Linear;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use std::path::{Path, PathBuf};
+use tidalscope_core::{Cutout, Rng};
+use tidalscope_data::augment::Augment;
+use tidalscope_data::split::ObjectRef;
+use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_io::source::Source;
+use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
+use tidalscope_model::classifier::{Classifier, ClassifierConfig};
+use tidalscope_model::{batch, infer, loss};
+
+/// What a fine-tuning run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinetuneSummary {
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f32>,
+    /// Validation loss after each epoch.
+    pub val_loss: Vec<f32>,
+    /// (train, val, test) sizes.
+    pub sizes: (usize, usize, usize),
+    /// Wall time.
+    pub seconds: f64,
+}
+
+/// Adam with Keras' defaults and an L2 λ (0: none), as burn's coupled decay 2λ.
+fn adam(l2: f64) -> ModuleOptimizer {
+    let mut c = AdamConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-7);
+    if l2 > 0.0 {
+        c = c.with_weight_decay(Some(WeightDecayConfig::new((2.0 * l2) as f32)));
+    }
+    c.init()
+}
+
+/// Mean binary cross-entropy of logits against labels (stable form).
+fn bce(logits: Vec<f32>, labels: &[f32]) -> f32 {
+    let n = labels.len().max(1) as f32;
+    logits.iter().zip(labels).map(|(&x, &t)| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()).sum::<f32>() / n
+}
+
+/// Trains a classifier from the encoder folder `encoder_dir` on `sources`
+/// (see [`labelled::make_split`]); `source_paths` are recorded in
+/// `split.json` for `evaluate`.
+pub fn finetune(
+    cfg: &FinetuneConfig,
+    encoder_dir: &Path,
+    sources: &[&dyn Source],
+    source_paths: &[PathBuf],
+    out: &Path,
+    device: &Device,
+    reporter: &dyn Reporter,
+) -> Result<FinetuneSummary> {
+    let t0 = std::time::Instant::now();
+    std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
+    let train_device = device.clone().autodiff();
+    let bundle = EncoderBundle::load(encoder_dir, device)?;
+    let splits = labelled::make_split(sources, &cfg.split, cfg.labels, cfg.seed)?;
+    let record = SplitRecord {
+        sources: source_paths.to_vec(),
+        lengths: sources.iter().map(|s| s.info().len).collect(),
+        spec: cfg.split.clone(),
+        labels: cfg.labels,
+        seed: cfg.seed,
+        splits: splits.clone(),
+    };
+    record.save(&out.join("split.json"))?;
+    write_toml(&out.join("config.toml"), cfg)?;
+    let all: Vec<ObjectRef> = splits.train.iter().chain(&splits.val).chain(&splits.test).copied().collect();
+    let data = labelled::load(sources, &all, &bundle.preprocess)?;
+    let msg = format!(
+        "finetune ({:?}): {} train ({} tidal), {} validation, {} test objects; {} epochs, batch {}",
+        cfg.mode,
+        splits.train.len(),
+        splits.train.iter().filter(|o| o.label == 1).count(),
+        splits.val.len(),
+        splits.test.len(),
+        cfg.epochs,
+        cfg.batch
+    );
+    reporter.log(&msg);
+    log_line(out, &msg);
+    let crop = bundle.preprocess.crop;
+    let images = |set: &[ObjectRef]| -> Vec<&Cutout> { set.iter().map(|o| &data[o].image).collect() };
+    let labels = |set: &[ObjectRef]| -> Vec<f32> { set.iter().map(|o| o.label as f32).collect() };
+    let (train_y, val_y) = (labels(&splits.train), labels(&splits.val));
+    let mut train_loss = Vec::with_capacity(cfg.epochs);
+    let mut val_loss = Vec::with_capacity(cfg.epochs);
+    let steps = splits.train.len().div_ceil(cfg.batch.max(1));
+    reporter.start("finetune", (cfg.epochs * steps) as u64);
+    let classifier = match cfg.mode {
+        Mode::Linear => {
+            // A true linear probe: the frozen encoder's representations, once.
+            let embed = |set: &[ObjectRef]| -> Result<Vec<f32>> {
+                let imgs = images(set);
+                let mut out = Vec::with_capacity(imgs.len() * bundle.config.repr_dim);
+                for chunk in imgs.chunks(64) {
+                    out.extend(infer::embed(&bundle.encoder, chunk, crop, device).map_err(TrainError::Other)?);
+                }
+                Ok(out)
+            };
+            let d = bundle.config.repr_dim;
+            let (train_x, val_x) = (embed(&splits.train)?, embed(&splits.val)?);
+            train_device.seed(cfg.seed);
+            let mut head: Linear = ClassifierConfig::head(d, &train_device);
+            let mut optim = adam(0.0);
+            let val_t = batch::vector(val_x.clone(), device).reshape([splits.val.len(), d]);
+            for epoch in 0..cfg.epochs {
+                let mut order: Vec<usize> = (0..splits.train.len()).collect();
+                Rng::for_stream(cfg.seed, 0xF17E + epoch as u64).shuffle(&mut order);
+                let mut sum = 0.0;
+                for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {
+                    let xs: Vec<f32> = idx.iter().flat_map(|&i| train_x[i * d..(i + 1) * d].iter().copied()).collect();
+                    let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
+                    let x = batch::vector(xs, &train_device).reshape([idx.len(), d]);
+                    let logits = head.forward(x).reshape([idx.len()]);
+                    let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
+                    let grads = GradientsParams::from_grads(l.backward(), &head);
+                    sum += l.into_scalar::<f32>() * idx.len() as f32;
+                    head = optim.step(cfg.lr, head.clone(), grads);
+                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs));
+                }
+                train_loss.push(sum / splits.train.len() as f32);
+                let v = if splits.val.is_empty() {
+                    f32::NAN
+                } else {
+                    bce(batch::to_vec(head.valid().forward(val_t.clone())), &val_y)
+                };
+                val_loss.push(v);
+                log_line(
+                    out,
+                    &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
+                );
+            }
+            Classifier { encoder: bundle.encoder.clone(), head: head.valid() }
+        }
+        Mode::Finetune => {
+            let encoder = EncoderBundle::load(encoder_dir, &train_device)?.encoder;
+            train_device.seed(cfg.seed);
+            let mut model = Classifier { encoder, head: ClassifierConfig::head(bundle.config.repr_dim, &train_device) };
+            let mut optim = adam(cfg.weight_decay);
+            let aug = Augment::training(crop, cfg.noise);
+            let sigma = bundle.preprocess.normalisation.sigma.clone();
+            let train_imgs = images(&splits.train);
+            let val_imgs = images(&splits.val);
+            for epoch in 0..cfg.epochs {
+                let mut order: Vec<usize> = (0..splits.train.len()).collect();
+                let mut rng = Rng::for_stream(cfg.seed, 0xF17E + epoch as u64);
+                rng.shuffle(&mut order);
+                let mut sum = 0.0;
+                for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {
+                    let noise = aug.batch_noise(&sigma, &mut rng);
+                    let bands = train_imgs[0].bands();
+                    let per = bands * crop * crop;
+                    let mut buf = vec![0f32; idx.len() * per];
+                    for (j, &i) in idx.iter().enumerate() {
+                        aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])
+                            .map_err(TrainError::Other)?;
+                    }
+                    let x = batch::images(buf, idx.len(), bands, crop, &train_device);
+                    let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
+                    let l = loss::bce_with_logits(model.forward(x), batch::vector(ys, &train_device));
+                    let grads = GradientsParams::from_grads(l.backward(), &model);
+                    sum += l.into_scalar::<f32>() * idx.len() as f32;
+                    model = optim.step(cfg.lr, model.clone(), grads);
+                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs));
+                }
+                train_loss.push(sum / splits.train.len() as f32);
+                let eval = model.valid();
+                let mut logits = Vec::with_capacity(val_imgs.len());
+                for chunk in val_imgs.chunks(64) {
+                    let x = infer::views(chunk, crop, device).map_err(TrainError::Other)?;
+                    logits.extend(batch::to_vec(eval.forward(x)));
+                }
+                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y) };
+                val_loss.push(v);
+                log_line(
+                    out,
+                    &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
+                );
+            }
+            model.valid()
+        }
+    };
+    reporter.finish();
+    let out_bundle = ClassifierBundle {
+        config: ClassifierConfig::new(bundle.config.clone()),
+        classifier,
+        preprocess: bundle.preprocess.clone(),
+    };
+    out_bundle.save(out)?;
+    write_npy(&out.join("Train_loss.npy"), &train_loss, &[train_loss.len()])?;
+    write_npy(&out.join("Val_loss.npy"), &val_loss, &[val_loss.len()])?;
+    let x: Vec<f64> = (1..=train_loss.len()).map(|e| e as f64).collect();
+    let mut axes =
+        Axes::new(format!("classifier training ({:?})", cfg.mode).to_lowercase(), "epoch", "binary cross-entropy");
+    axes.y_range = Some((
+        0.0,
+        train_loss.iter().chain(&val_loss).filter(|v| v.is_finite()).fold(0.0f32, |a, &b| a.max(b)) as f64 * 1.1 + 1e-3,
+    ));
+    line_plot(
+        &out.join("loss.png"),
+        &axes,
+        &[
+            Series::line("training loss", x.clone(), train_loss.iter().map(|&v| v as f64).collect(), PALETTE[0]),
+            Series::line("validation loss", x, val_loss.iter().map(|&v| v as f64).collect(), PALETTE[1]),
+        ],
+    )?;
+    Ok(FinetuneSummary {
+        train_loss,
+        val_loss,
+        sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,456 @@
+//! Self-supervised NNCLR pretraining of the encoder.
+//!
+//! Each step: two augmented views of a batch → encoder → projection head →
+//! L2-normalised projections z1, z2 → nearest neighbours in the support
+//! queue → NNCLR loss → Adam step → the queue takes z1. Everything random
+//! derives from the seed, the epoch and the step, so a run resumed from a
+//! checkpoint continues exactly as an uninterrupted one.
+//!
+//! A run folder holds `config.toml`, `encoder.json` + `encoder.bpk` +
+//! `preprocess.json` (the encoder folder every other command reads),
+//! `metrics.csv` (one row per step), `loss.png`, `log.txt` and
+//! `checkpoint/` (weights, Adam state, queue, position), replaced
+//! atomically every `checkpoint_every` steps.
+
+use crate::config::PretrainConfig;
+use crate::{log_line, write_toml, Reporter, Result, TrainError};
+use burn::module::Module;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tidalscope_core::{Cutout, Rng};
+use tidalscope_data::augment::Augment;
+use tidalscope_data::loader::{for_each_batch, LoaderConfig};
+use tidalscope_data::normalise::Normaliser;
+use tidalscope_data::preprocess::{bin, Preprocess};
+use tidalscope_data::split::ObjectRef;
+use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_io::source::Source;
+use tidalscope_model::bundle::EncoderBundle;
+use tidalscope_model::encoder::{Encoder, EncoderConfig};
+use tidalscope_model::heads::{ProjectionHead, ProjectionHeadConfig};
+use tidalscope_model::{batch, loss, params, store, SupportQueue};
+
+/// Encoder and projection head, trained together.
+#[derive(Module, Debug)]
+pub struct NnclrModel {
+    /// The encoder.
+    pub encoder: Encoder,
+    /// The projection head.
+    pub head: ProjectionHead,
+}
+
+/// One row of `metrics.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepMetrics {
+    /// Epoch (0-based).
+    pub epoch: usize,
+    /// Step (1-based, counted over the run).
+    pub step: usize,
+    /// NNCLR loss.
+    pub loss: f32,
+    /// Contrastive accuracy.
+    pub contrastive_acc: f32,
+    /// Feature-correlation accuracy.
+    pub correlation_acc: f32,
+    /// Views per second (each augmented view counts once).
+    pub views_per_s: f32,
+}
+
+/// Where an interrupted run stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct State {
+    epoch: usize,
+    step_in_epoch: usize,
+    global_step: usize,
+}
+
+/// What a pretraining run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PretrainSummary {
+    /// Steps run in total (including before a resume).
+    pub steps: usize,
+    /// Loss of the last step.
+    pub final_loss: f32,
+    /// Mean views per second of this invocation.
+    pub views_per_s: f32,
+    /// Wall time of this invocation.
+    pub seconds: f64,
+    /// True when `stop_after` ended the run early.
+    pub interrupted: bool,
+}
+
+/// Encoder settings of a pretraining configuration.
+pub fn encoder_config(cfg: &PretrainConfig, bands: usize) -> EncoderConfig {
+    EncoderConfig::new().with_bands(bands).with_width(cfg.width).with_repr_dim(cfg.repr_dim)
+}
+
+fn adam(cfg: &PretrainConfig) -> ModuleOptimizer {
+    // burn's weight decay adds penalty·w to the gradient; Keras' L2(λ) adds
+    // λ Σ w² to the loss, whose gradient is 2λw.
+    AdamConfig::new()
+        .with_beta_1(0.9)
+        .with_beta_2(0.999)
+        .with_epsilon(1e-7)
+        .with_weight_decay(Some(WeightDecayConfig::new((2.0 * cfg.weight_decay) as f32)))
+        .init()
+}
+
+fn checkpoint_dir(out: &Path) -> PathBuf {
+    out.join("checkpoint")
+}
+
+fn write_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
+    let mut w = tidalscope_io::csv::CsvWriter::create(
+        path,
+        &["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s"],
+    )?;
+    for r in rows {
+        w.row([
+            r.epoch.to_string(),
+            r.step.to_string(),
+            format!("{:.6}", r.loss),
+            format!("{:.4}", r.contrastive_acc),
+            format!("{:.4}", r.correlation_acc),
+            format!("{:.1}", r.views_per_s),
+        ])?;
+    }
+    w.finish()?;
+    Ok(())
+}
+
+fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
+    let cat = tidalscope_io::source::Catalog::read(path)?;
+    cat.rows
+        .iter()
+        .map(|r| {
+            let f = |i: usize| {
+                r.fields[i].parse::<f64>().map_err(|_| {
+                    TrainError::Other(format!("{}: line {}: bad number {:?}", path.display(), r.line, r.fields[i]))
+                })
+            };
+            Ok(StepMetrics {
+                epoch: f(0)? as usize,
+                step: f(1)? as usize,
+                loss: f(2)? as f32,
+                contrastive_acc: f(3)? as f32,
+                correlation_acc: f(4)? as f32,
+                views_per_s: f(5)? as f32,
+            })
+        })
+        .collect()
+}
+
+fn save_checkpoint(
+    out: &Path,
+    model: &NnclrModel,
+    optim: &ModuleOptimizer,
+    queue: &SupportQueue,
+    state: &State,
+    preprocess: &Preprocess,
+    rows: &[StepMetrics],
+) -> Result<()> {
+    let dir = checkpoint_dir(out);
+    let tmp = out.join(format!(".checkpoint.tmp{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp).map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
+    // valid() brings BatchNorm running statistics up to date before saving.
+    store::save(model.valid(), &tmp.join("model.bpk"))?;
+    let bytes = optim.into_bytes().map_err(|e| TrainError::Other(format!("saving optimizer state: {e:?}")))?;
+    std::fs::write(tmp.join("optim.bpk"), &bytes[..]).map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
+    let (size, dim) = queue.shape();
+    crate::write_npy(&tmp.join("queue.npy"), &queue.to_vec(), &[size, dim])?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state).expect("serialisable"))
+        .map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
+    preprocess.save(&tmp.join("preprocess.json")).map_err(|e| TrainError::Other(e.to_string()))?;
+    write_metrics(&tmp.join("metrics.csv"), rows)?;
+    tidalscope_io::atomic::replace_dir(&tmp, &dir)?;
+    Ok(())
+}
+
+/// Everything a resumed run picks up.
+struct Resumed {
+    model: NnclrModel,
+    optim: ModuleOptimizer,
+    queue: SupportQueue,
+    state: State,
+    preprocess: Preprocess,
+    rows: Vec<StepMetrics>,
+}
+
+fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Device) -> Result<Resumed> {
+    let dir = checkpoint_dir(out);
+    if !dir.join("state.json").is_file() {
+        return Err(TrainError::Other(format!(
+            "{}: no checkpoint to resume from (checkpoint/state.json is missing)",
+            out.display()
+        )));
+    }
+    let preprocess = Preprocess::load(&dir.join("preprocess.json")).map_err(|e| TrainError::Other(e.to_string()))?;
+    let model = NnclrModel {
+        encoder: encoder_config(cfg, bands).init(device),
+        head: ProjectionHeadConfig::new().with_input(cfg.repr_dim).init(device),
+    };
+    let model = store::load(model, &dir.join("model.bpk"))?;
+    let bytes =
+        std::fs::read(dir.join("optim.bpk")).map_err(|e| tidalscope_io::Error::io(&dir.join("optim.bpk"), e))?;
+    let optim = adam(cfg)
+        .from_bytes(Bytes::from_bytes_vec(bytes))
+        .map_err(|e| TrainError::Other(format!("{}: {e:?}", dir.join("optim.bpk").display())))?;
+    let (shape, values) = tidalscope_io::npy::read_f32(&dir.join("queue.npy"))?;
+    let queue = SupportQueue::from_vec(values, shape[0], shape[1], device);
+    let text = std::fs::read_to_string(dir.join("state.json"))
+        .map_err(|e| tidalscope_io::Error::io(&dir.join("state.json"), e))?;
+    let state: State = serde_json::from_str(&text)
+        .map_err(|e| TrainError::Other(format!("{}: {e}", dir.join("state.json").display())))?;
+    let rows = read_metrics(&dir.join("metrics.csv"))?;
+    Ok(Resumed { model, optim, queue, state, preprocess, rows })
+}
+
+/// The seed of epoch `epoch`'s shuffle.
+fn epoch_seed(seed: u64, epoch: usize) -> u64 {
+    Rng::for_stream(seed, 0xE90C_0000 + epoch as u64).next_u64()
+}
+
+/// Two views of each image of a batch, as `[n, bands, crop, crop]` buffers.
+fn make_views(
+    images: &[&Cutout],
+    aug: &Augment,
+    sigma: &[f32],
+    seed: u64,
+    epoch: usize,
+    step: usize,
+) -> (Vec<f32>, Vec<f32>, usize) {
+    let bands = images[0].bands();
+    let per = bands * aug.crop * aug.crop;
+    let mut rng = Rng::for_stream(seed ^ 0xA06, (epoch as u64) << 32 | step as u64);
+    let noise1 = aug.batch_noise(sigma, &mut rng);
+    let noise2 = aug.batch_noise(sigma, &mut rng);
+    let base = rng.next_u64();
+    let mut v1 = vec![0f32; images.len() * per];
+    let mut v2 = vec![0f32; images.len() * per];
+    v1.par_chunks_mut(per).zip(v2.par_chunks_mut(per)).enumerate().for_each(|(k, (a, b))| {
+        let mut r = Rng::for_stream(base, k as u64);
+        // Sizes were checked when the images were prepared.
+        aug.view(images[k], &noise1, &mut r, a).expect("image fits the crop");
+        aug.view(images[k], &noise2, &mut r, b).expect("image fits the crop");
+    });
+    (v1, v2, bands)
+}
+
+/// Pretrains an encoder on `sources` into the run folder `out`.
+pub fn pretrain(
+    cfg: &PretrainConfig,
+    sources: &[&dyn Source],
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    reporter: &dyn Reporter,
+) -> Result<PretrainSummary> {
+    let t0 = std::time::Instant::now();
+    std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
+    let first = sources.first().ok_or_else(|| TrainError::Other("no training data given".into()))?;
+    let bands = first.info().shape.map(|s| s[0]).or(Some(first.info().bands.len()).filter(|&b| b > 0)).unwrap_or(5);
+    let total: usize = sources.iter().map(|s| s.info().len).sum();
+    let n_images = if cfg.max_images > 0 { total.min(cfg.max_images) } else { total };
+    if n_images < cfg.batch {
+        return Err(TrainError::Other(format!(
+            "{n_images} images are fewer than one batch of {}; give more data or a smaller --batch",
+            cfg.batch
+        )));
+    }
+    let steps_per_epoch = n_images / cfg.batch;
+    let train_device = device.clone().autodiff();
+
+    let (mut model, mut optim, mut queue, state, preprocess, mut rows) = if resume {
+        let r = load_checkpoint(out, cfg, bands, &train_device)?;
+        reporter.log(&format!(
+            "resuming at epoch {}, step {} (run step {})",
+            r.state.epoch, r.state.step_in_epoch, r.state.global_step
+        ));
+        (r.model, r.optim, r.queue, r.state, r.preprocess, r.rows)
+    } else {
+        let norm_source = *first;
+        let k = cfg.bin;
+        let normalisation = Normaliser::fit_with(norm_source, cfg.norm_images, &|c| bin(&c, k))?;
+        reporter.log(&format!("σ_b = {:?} ({})", normalisation.sigma, normalisation.provenance));
+        let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation };
+        train_device.seed(cfg.seed);
+        let model = NnclrModel {
+            encoder: encoder_config(cfg, bands).init(&train_device),
+            head: ProjectionHeadConfig::new().with_input(cfg.repr_dim).init(&train_device),
+        };
+        params::materialize(&model);
+        let queue = SupportQueue::random(cfg.queue_size, ProjectionHeadConfig::new().width, cfg.seed, device);
+        (model, adam(cfg), queue, State { epoch: 0, step_in_epoch: 0, global_step: 0 }, preprocess, Vec::new())
+    };
+    write_toml(&out.join("config.toml"), cfg)?;
+    let counts = params::count(&model.encoder);
+    reporter.log(&format!(
+        "pretrain: {n_images} images, {bands} bands, {steps_per_epoch} steps/epoch × {} epochs, encoder {} trainable parameters, preset {}",
+        cfg.epochs, counts.trainable, cfg.preset
+    ));
+    let selection: Option<Vec<ObjectRef>> = (n_images < total).then(|| {
+        let mut sel = Vec::with_capacity(n_images);
+        'outer: for (s, src) in sources.iter().enumerate() {
+            for index in 0..src.info().len {
+                if sel.len() == n_images {
+                    break 'outer;
+                }
+                sel.push(ObjectRef { source: s, index, label: 0 });
+            }
+        }
+        sel
+    });
+    let aug = Augment::training(cfg.crop, cfg.noise);
+    let sigma = preprocess.normalisation.sigma.clone();
+    let transform = |img: &Cutout| preprocess.apply(img).map_err(|e| e.to_string());
+    let total_steps = cfg.epochs * steps_per_epoch;
+    reporter.start("pretrain", total_steps as u64);
+    reporter.step(state.global_step as u64, "");
+    let mut global = state.global_step;
+    let mut interrupted = false;
+    let mut views_done = 0usize;
+    let t_train = std::time::Instant::now();
+    'epochs: for epoch in state.epoch..cfg.epochs {
+        let skip = if epoch == state.epoch { state.step_in_epoch } else { 0 };
+        let lcfg = LoaderConfig {
+            batch: cfg.batch,
+            shuffle_buffer: cfg.shuffle_buffer,
+            prefetch: 2,
+            seed: epoch_seed(cfg.seed, epoch),
+            drop_last: true,
+        };
+        let mut step_in_epoch = 0usize;
+        let mut stop = false;
+        let mut failure: Option<TrainError> = None;
+        let result = for_each_batch(sources, selection.as_deref(), &transform, lcfg, |examples| {
+            step_in_epoch += 1;
+            if step_in_epoch <= skip {
+                return Ok(());
+            }
+            let ts = std::time::Instant::now();
+            let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
+            let (v1, v2, b) = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch);
+            let n = images.len();
+            let x1 = batch::images(v1, n, b, cfg.crop, &train_device);
+            let x2 = batch::images(v2, n, b, cfg.crop, &train_device);
+            let h1 = model.encoder.forward(x1);
+            let h2 = model.encoder.forward(x2);
+            let z1 = loss::l2_normalise(model.head.forward(h1.clone()));
+            let z2 = loss::l2_normalise(model.head.forward(h2.clone()));
+            let nn1 = queue.nearest(&z1);
+            let nn2 = queue.nearest(&z2);
+            let l = loss::nnclr(z1.clone(), z2, nn1, nn2, cfg.temperature);
+            let cacc = loss::contrastive_accuracy(h1.clone(), h2.clone());
+            let racc = loss::correlation_accuracy(h1, h2);
+            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let loss_value = l.into_scalar::<f32>();
+            if !loss_value.is_finite() {
+                failure = Some(TrainError::Other(format!(
+                    "the loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: lower --lr or check the data"
+                )));
+                return Err("non-finite loss".into());
+            }
+            model = optim.step(cfg.lr, model.clone(), grads);
+            queue.update(&z1);
+            global += 1;
+            views_done += 2 * n;
+            let vps = (2 * n) as f32 / ts.elapsed().as_secs_f32();
+            rows.push(StepMetrics {
+                epoch,
+                step: global,
+                loss: loss_value,
+                contrastive_acc: cacc,
+                correlation_acc: racc,
+                views_per_s: vps,
+            });
+            reporter.step(
+                global as u64,
+                &format!(
+                    "epoch {}/{} · loss {loss_value:.3} · acc {cacc:.2} · {vps:.0} views/s",
+                    epoch + 1,
+                    cfg.epochs
+                ),
+            );
+            let at_end = step_in_epoch == steps_per_epoch;
+            let state = if at_end {
+                State { epoch: epoch + 1, step_in_epoch: 0, global_step: global }
+            } else {
+                State { epoch, step_in_epoch, global_step: global }
+            };
+            let stopping = cfg.stop_after > 0 && global >= cfg.stop_after;
+            if global % cfg.checkpoint_every.max(1) == 0 || at_end || stopping {
+                if let Err(e) = save_checkpoint(out, &model, &optim, &queue, &state, &preprocess, &rows) {
+                    failure = Some(e);
+                    return Err("checkpoint failed".into());
+                }
+            }
+            if stopping {
+                stop = true;
+                return Err("stop".into());
+            }
+            Ok(())
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        if stop {
+            interrupted = true;
+            break 'epochs;
+        }
+        result?;
+        if let Some(r) = rows.last() {
+            log_line(
+                out,
+                &format!(
+                    "epoch {}: loss {:.4}, contrastive acc {:.3}, correlation acc {:.3}",
+                    epoch + 1,
+                    r.loss,
+                    r.contrastive_acc,
+                    r.correlation_acc
+                ),
+            );
+        }
+    }
+    reporter.finish();
+    write_metrics(&out.join("metrics.csv"), &rows)?;
+    plot_metrics(&out.join("loss.png"), &rows)?;
+    let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
+    bundle.save(out)?;
+    let secs = t_train.elapsed().as_secs_f64();
+    Ok(PretrainSummary {
+        steps: global,
+        final_loss: rows.last().map_or(f32::NAN, |r| r.loss),
+        views_per_s: (views_done as f64 / secs.max(1e-9)) as f32,
+        seconds: t0.elapsed().as_secs_f64(),
+        interrupted,
+    })
+}
+
+/// Loss and accuracies against step.
+pub fn plot_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let x: Vec<f64> = rows.iter().map(|r| r.step as f64).collect();
+    let mut axes = Axes::new("NNCLR pretraining", "step", "loss / accuracy");
+    let max_loss = rows.iter().map(|r| r.loss as f64).fold(0.0, f64::max);
+    axes.y_range = Some((0.0, max_loss.max(1.0) * 1.05));
+    let series = vec![
+        Series::line("NNCLR loss", x.clone(), rows.iter().map(|r| r.loss as f64).collect(), PALETTE[0]),
+        Series::line(
+            "contrastive accuracy",
+            x.clone(),
+            rows.iter().map(|r| r.contrastive_acc as f64).collect(),
+            PALETTE[1],
+        ),
+        Series::line("correlation accuracy", x, rows.iter().map(|r| r.correlation_acc as f64).collect(), PALETTE[2]),
+    ];
+    line_plot(path, &axes, &series)?;
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! The training loops on tiny simulated sets: exact resume, and the clear
+//! errors a user gets for the wrong inputs.
+
+use std::path::Path;
+use std::sync::Mutex;
+use tidalscope_io::source::{open, OpenOptions, Source};
+use tidalscope_model::bundle::EncoderBundle;
+use tidalscope_train::config::{FinetuneConfig, PretrainConfig};
+use tidalscope_train::{finetune, pretrain, Quiet};
+
+/// burn's CPU backend has one global RNG: tests that initialise models
+/// take turns so each sees the same random stream.
+static BURN: Mutex<()> = Mutex::new(());
+
+/// A `simulate`-style folder of `n` cutouts of `size` pixels.
+fn simulated(dir: &Path, n: usize, size: usize) -> Box<dyn Source> {
+    let sim =
+        tidalscope_sim::Simulator::new(tidalscope_sim::SimConfig { size, seed: 4, ..Default::default() }, n).unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut npy = tidalscope_io::npy::NpyWriter::create(&dir.join("images.npy"), &[n, size, size, 5]).unwrap();
+    let mut csv = tidalscope_io::csv::CsvWriter::create(&dir.join("catalog.csv"), &["id", "label"]).unwrap();
+    let mut r = sim.renderer();
+    let mut hwc = vec![0f32; size * size * 5];
+    for i in 0..n {
+        let m = sim.simulate(i, &mut r);
+        m.image.write_hwc(&mut hwc);
+        npy.write(&hwc).unwrap();
+        csv.row([m.truth.id.to_string(), m.truth.label.to_string()]).unwrap();
+    }
+    npy.finish().unwrap();
+    csv.finish().unwrap();
+    open(dir, &OpenOptions::default()).unwrap()
+}
+
+fn tiny() -> PretrainConfig {
+    PretrainConfig {
+        width: 0.25,
+        bin: 1,
+        crop: 24,
+        batch: 8,
+        epochs: 2,
+        queue_size: 64,
+        checkpoint_every: 1,
+        norm_images: 16,
+        shuffle_buffer: 16,
+        ..PretrainConfig::quick()
+    }
+}
+
+fn representation(dir: &Path) -> Vec<f32> {
+    let dev = burn::prelude::Device::flex();
+    let b = EncoderBundle::load(dir, &dev).unwrap();
+    let img =
+        tidalscope_core::Cutout::from_chw(5, 24, 24, (0..5 * 24 * 24).map(|v| ((v % 37) as f32) / 37.0).collect())
+            .unwrap();
+    tidalscope_model::infer::embed(&b.encoder, &[&img], 24, &dev).unwrap()
+}
+
+#[test]
+fn resuming_an_interrupted_run_gives_the_same_weights_as_an_uninterrupted_one() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let dev = burn::prelude::Device::flex();
+    let cfg = tiny();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let full = pretrain::pretrain(&cfg, &[data.as_ref()], &a, &dev, false, &Quiet).unwrap();
+    assert_eq!((full.steps, full.interrupted), (6, false));
+    let part =
+        pretrain::pretrain(&PretrainConfig { stop_after: 4, ..cfg.clone() }, &[data.as_ref()], &b, &dev, false, &Quiet)
+            .unwrap();
+    assert_eq!((part.steps, part.interrupted), (4, true));
+    let rest = pretrain::pretrain(&cfg, &[data.as_ref()], &b, &dev, true, &Quiet).unwrap();
+    assert_eq!(rest.steps, 6);
+    let ma = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+    let mb = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
+    let losses = |m: &str| m.lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    assert_eq!(losses(&ma), losses(&mb), "per-step losses differ after resume");
+    assert_eq!(representation(&a), representation(&b), "weights differ after resume");
+    for f in ["encoder.json", "encoder.bpk", "preprocess.json", "config.toml", "loss.png", "checkpoint/state.json"] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+}
+
+#[test]
+fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_labels() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = burn::prelude::Device::flex();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let enc = dir.path().join("enc");
+    pretrain::pretrain(&PretrainConfig { epochs: 1, ..tiny() }, &[data.as_ref()], &enc, &dev, false, &Quiet).unwrap();
+    let cfg = FinetuneConfig {
+        epochs: 2,
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::default()
+    };
+    let run = |encoder: &Path, src: &dyn Source, out: &str| {
+        finetune::finetune(&cfg, encoder, &[src], &[dir.path().to_path_buf()], &dir.path().join(out), &dev, &Quiet)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string()
+    };
+    // not an encoder folder
+    let e = run(&dir.path().join("data"), data.as_ref(), "x1");
+    assert!(e.contains("is not an encoder folder") && e.contains("encoder.json is missing"), "{e}");
+    // wrong number of bands: a 3-band picture folder
+    let pics = dir.path().join("pics");
+    std::fs::create_dir_all(&pics).unwrap();
+    for k in 0..4 {
+        tidalscope_io::png::write_rgb(&pics.join(format!("{k}.png")), 32, 32, &vec![100; 32 * 32 * 3]).unwrap();
+    }
+    std::fs::write(pics.join("catalog.csv"), "id,label,file\na,1,0.png\nb,0,1.png\nc,1,2.png\nd,0,3.png\n").unwrap();
+    let rgb = open(&pics, &OpenOptions::default()).unwrap();
+    let e = run(&enc, rgb.as_ref(), "x2");
+    assert!(e.contains("3 bands") && e.contains("expects 5"), "{e}");
+    // images smaller than the crop
+    let small = simulated(&dir.path().join("small"), 12, 16);
+    let e = run(&enc, small.as_ref(), "x3");
+    assert!(e.contains("16×16") && e.contains("24×24"), "{e}");
+    // no labels
+    let npy = dir.path().join("u.npy");
+    let mut w = tidalscope_io::npy::NpyWriter::create(&npy, &[4, 32, 32, 5]).unwrap();
+    w.write(&vec![0.0; 4 * 32 * 32 * 5]).unwrap();
+    w.finish().unwrap();
+    let unlabelled = open(&npy, &OpenOptions::default()).unwrap();
+    let e = run(&enc, unlabelled.as_ref(), "x4");
+    assert!(e.contains("no labelled objects"), "{e}");
+    // and the happy path writes what the reference wrote
+    finetune::finetune(&cfg, &enc, &[data.as_ref()], &[dir.path().join("data")], &dir.path().join("ok"), &dev, &Quiet)
+        .unwrap();
+    for f in [
+        "classifier.json",
+        "classifier.bpk",
+        "preprocess.json",
+        "split.json",
+        "Train_loss.npy",
+        "Val_loss.npy",
+        "loss.png",
+    ] {
+        assert!(dir.path().join("ok").join(f).is_file(), "{f} missing");
+    }
+    let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("ok/Train_loss.npy")).unwrap();
+    assert_eq!(shape, vec![2]);
+}

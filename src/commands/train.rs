@@ -1,0 +1,328 @@
+//! `pretrain`, `finetune` and `evaluate`.
+
+use crate::cli::{DataArgs, EvaluateArgs, FinetuneArgs, PretrainArgs, SplitArg};
+use crate::manifest::Manifest;
+use crate::progress::BarReporter;
+use anyhow::{bail, ensure, Context};
+use std::path::{Path, PathBuf};
+use tidalscope_io::source::Source;
+use tidalscope_model::bundle::ClassifierBundle;
+use tidalscope_model::device::DeviceKind;
+use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::evaluate::{self, Scored};
+use tidalscope_train::labelled::{self, SplitRecord};
+use tidalscope_train::Reporter;
+
+/// The compute device named on the command line.
+pub fn device(name: &str) -> anyhow::Result<burn::prelude::Device> {
+    let kind: DeviceKind = name.parse().map_err(anyhow::Error::msg)?;
+    kind.device().map_err(anyhow::Error::msg)
+}
+
+/// Opened data sources with their paths.
+pub struct OpenedData {
+    /// The sources: `--unlabelled` (label 0) and `--tidal` (label 1) first
+    /// when given, then every `--data`.
+    pub sources: Vec<Box<dyn Source>>,
+    /// Their paths.
+    pub paths: Vec<PathBuf>,
+    /// True for the reference layout (`--unlabelled`/`--tidal`).
+    pub reference: bool,
+}
+
+/// Opens the data a command line names.
+pub fn open_data(args: &DataArgs) -> anyhow::Result<OpenedData> {
+    let mut sources = Vec::new();
+    let mut paths = Vec::new();
+    let reference = args.unlabelled.is_some();
+    if let (Some(u), Some(t)) = (&args.unlabelled, &args.tidal) {
+        sources.push(super::open_source(u, &args.source, Some(0))?);
+        paths.push(u.clone());
+        sources.push(super::open_source(t, &args.source, Some(1))?);
+        paths.push(t.clone());
+    }
+    for d in &args.data {
+        sources.push(super::open_source(d, &args.source, None)?);
+        paths.push(d.clone());
+    }
+    Ok(OpenedData { sources, paths, reference })
+}
+
+fn refs(sources: &[Box<dyn Source>]) -> Vec<&dyn Source> {
+    sources.iter().map(|s| s.as_ref()).collect()
+}
+
+/// Runs `pretrain`.
+pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let cfg = if args.resume {
+        let text = std::fs::read_to_string(args.out.join("config.toml"))
+            .with_context(|| format!("--resume: reading {}", args.out.join("config.toml").display()))?;
+        let mut c: PretrainConfig =
+            toml::from_str(&text).with_context(|| format!("{}", args.out.join("config.toml").display()))?;
+        c.stop_after = args.stop_after;
+        c
+    } else {
+        let mut c = PretrainConfig::preset(&args.preset)
+            .with_context(|| format!("unknown preset {:?} (paper, quick)", args.preset))?;
+        macro_rules! set {
+            ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
+        }
+        set!(epochs, batch, lr, queue_size, width, bin, crop, max_images, checkpoint_every);
+        if let Some(n) = &args.noise {
+            c.noise = parse_noise(n)?;
+        }
+        c.seed = args.seed;
+        c.stop_after = args.stop_after;
+        c
+    };
+    ensure!(
+        cfg.batch >= 2 && cfg.epochs >= 1 && cfg.bin >= 1 && cfg.crop >= 8,
+        "--batch ≥ 2, --epochs ≥ 1, --bin ≥ 1 and --crop ≥ 8 are needed"
+    );
+    ensure!(
+        !args.data.data.is_empty() || args.data.unlabelled.is_some(),
+        "give training data with --data or --unlabelled/--tidal"
+    );
+    let OpenedData { sources, paths, .. } = open_data(&args.data)?;
+    let device = device(&args.device)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let reporter = BarReporter::new(Some(&args.out));
+    let t0 = std::time::Instant::now();
+    let summary =
+        tidalscope_train::pretrain::pretrain(&cfg, &refs(&sources), &args.out, &device, args.resume, &reporter)?;
+    #[derive(serde::Serialize)]
+    struct Resolved<'a> {
+        data: Vec<String>,
+        device: &'a str,
+        resumed: bool,
+        pretrain: &'a PretrainConfig,
+    }
+    let resolved = Resolved {
+        data: paths.iter().map(|p| p.display().to_string()).collect(),
+        device: &args.device,
+        resumed: args.resume,
+        pretrain: &cfg,
+    };
+    Manifest::new("pretrain", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
+    println!(
+        "pretrained {} steps{} in {:.1} s ({:.1} views/s), final loss {:.3} → {}",
+        summary.steps,
+        if summary.interrupted { " (stopped early; continue with --resume)" } else { "" },
+        summary.seconds,
+        summary.views_per_s,
+        summary.final_loss,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn parse_noise(n: &str) -> anyhow::Result<tidalscope_data::augment::NoiseScale> {
+    use tidalscope_data::augment::NoiseScale;
+    Ok(match n {
+        "physical" => NoiseScale::Physical,
+        "reference" => NoiseScale::Reference,
+        "none" => NoiseScale::None,
+        _ => bail!("unknown --noise {n:?} (physical, reference, none)"),
+    })
+}
+
+fn parse_sizes(s: &str) -> anyhow::Result<(usize, usize, usize)> {
+    let parts: Vec<usize> = s
+        .split('/')
+        .map(|p| p.trim().parse())
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("--split-sizes {s:?}: expected TRAIN/VAL/TEST, e.g. 300/30/50"))?;
+    match parts.as_slice() {
+        [a, b, c] => Ok((*a, *b, *c)),
+        _ => bail!("--split-sizes {s:?}: expected TRAIN/VAL/TEST, e.g. 300/30/50"),
+    }
+}
+
+/// Runs `finetune`.
+pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let mode = match args.mode.as_str() {
+        "linear" => Mode::Linear,
+        "finetune" => Mode::Finetune,
+        m => bail!("unknown --mode {m:?} (linear, finetune)"),
+    };
+    ensure!(
+        !args.data.data.is_empty() || args.data.unlabelled.is_some(),
+        "give labelled data with --data or --unlabelled/--tidal"
+    );
+    let OpenedData { sources, paths, reference } = open_data(&args.data)?;
+    ensure!(!reference || args.data.data.is_empty(), "use either --unlabelled/--tidal or --data, not both");
+    let split = if reference {
+        let (train, val, test) = parse_sizes(&args.split_sizes)?;
+        SplitSpec::Reference { train, val, test }
+    } else {
+        SplitSpec::Stratified { val: args.val_fraction, test: args.test_fraction }
+    };
+    let cfg = FinetuneConfig {
+        mode,
+        epochs: args.epochs,
+        batch: args.batch,
+        lr: args.lr,
+        labels: args.labels,
+        split,
+        noise: parse_noise(&args.noise)?,
+        seed: args.seed,
+        ..FinetuneConfig::default()
+    };
+    ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");
+    let device = device(&args.device)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let reporter = BarReporter::new(Some(&args.out));
+    let t0 = std::time::Instant::now();
+    let s = tidalscope_train::finetune::finetune(
+        &cfg,
+        &args.encoder,
+        &refs(&sources),
+        &paths,
+        &args.out,
+        &device,
+        &reporter,
+    )?;
+    #[derive(serde::Serialize)]
+    struct Resolved<'a> {
+        encoder: String,
+        data: Vec<String>,
+        device: &'a str,
+        finetune: &'a FinetuneConfig,
+    }
+    let resolved = Resolved {
+        encoder: args.encoder.display().to_string(),
+        data: paths.iter().map(|p| p.display().to_string()).collect(),
+        device: &args.device,
+        finetune: &cfg,
+    };
+    Manifest::new("finetune", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
+    println!(
+        "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s: final train loss {:.3}, validation loss {:.3} → {}",
+        args.mode,
+        s.sizes.0,
+        s.sizes.1,
+        s.sizes.2,
+        s.seconds,
+        s.train_loss.last().copied().unwrap_or(f32::NAN),
+        s.val_loss.last().copied().unwrap_or(f32::NAN),
+        args.out.display()
+    );
+    Ok(())
+}
+
+/// Scores `split` of a classifier's data (or all of `--data`) into `out`;
+/// returns the summary when both classes are present.
+pub fn evaluate_into(
+    model: &Path,
+    data: &DataArgs,
+    split: SplitArg,
+    out: &Path,
+    threshold: f64,
+    device: &burn::prelude::Device,
+    reporter: &BarReporter,
+) -> anyhow::Result<Option<tidalscope_eval::metrics::Summary>> {
+    let bundle = ClassifierBundle::load(model, device)?;
+    let record_path = model.join("split.json");
+    let (sources, _paths, selection) = if split == SplitArg::All {
+        ensure!(!data.data.is_empty() || data.unlabelled.is_some(), "--split all needs --data");
+        let OpenedData { sources, paths, .. } = open_data(data)?;
+        let sel: Vec<tidalscope_data::split::ObjectRef> = sources
+            .iter()
+            .enumerate()
+            .flat_map(|(s, src)| {
+                (0..src.info().len).map(move |index| tidalscope_data::split::ObjectRef { source: s, index, label: 0 })
+            })
+            .collect();
+        (sources, paths, sel)
+    } else {
+        let record = SplitRecord::load(&record_path)
+            .with_context(|| format!("{} has no split to evaluate (use --split all with --data)", model.display()))?;
+        let (sources, paths) = if data.data.is_empty() && data.unlabelled.is_none() {
+            let mut sources = Vec::new();
+            let reference = matches!(record.spec, SplitSpec::Reference { .. });
+            for (i, p) in record.sources.iter().enumerate() {
+                let label = if reference { Some(i as u8) } else { None };
+                sources.push(super::open_source(p, &data.source, label)?);
+            }
+            (sources, record.sources.clone())
+        } else {
+            let o = open_data(data)?;
+            (o.sources, o.paths)
+        };
+        record.check(&refs(&sources))?;
+        let sel = match split {
+            SplitArg::Test => record.splits.test.clone(),
+            SplitArg::Val => record.splits.val.clone(),
+            SplitArg::Train => record.splits.train.clone(),
+            SplitArg::All => unreachable!("handled above"),
+        };
+        (sources, paths, sel)
+    };
+    let srcs = refs(&sources);
+    let loaded = labelled::load(&srcs, &selection, &bundle.preprocess)?;
+    let labels_of: Vec<Vec<Option<u8>>> = srcs.iter().map(|s| s.labels()).collect::<Result<_, _>>()?;
+    let images: Vec<&tidalscope_core::Cutout> = selection.iter().map(|o| &loaded[o].image).collect();
+    reporter.log(&format!("scoring {} objects", images.len()));
+    let scores = evaluate::score(&bundle, &images, device)?;
+    let scored: Vec<Scored> = selection
+        .iter()
+        .zip(&scores)
+        .map(|(o, &score)| {
+            let l = &loaded[o];
+            let label = if split == SplitArg::All { labels_of[o.source][o.index] } else { Some(o.label) };
+            Scored { id: l.id.clone(), label, score, meta: l.meta.clone() }
+        })
+        .collect();
+    // Metadata columns of the first source (sources of one split share them).
+    let meta_columns = srcs.first().map(|s| s.info().meta_columns.clone()).unwrap_or_default();
+    let meta_columns =
+        if scored.iter().all(|s| s.meta.len() == meta_columns.len()) { meta_columns } else { Vec::new() };
+    let scored: Vec<Scored> = if meta_columns.is_empty() {
+        scored.into_iter().map(|s| Scored { meta: Vec::new(), ..s }).collect()
+    } else {
+        scored
+    };
+    let title = format!("ROC: {} ({} split)", model.display(), format!("{split:?}").to_lowercase());
+    Ok(evaluate::write_outputs(out, &scored, &meta_columns, threshold, &title)?)
+}
+
+/// Runs `evaluate`.
+pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let device = device(&args.device)?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let reporter = BarReporter::new(Some(&args.out));
+    let summary = evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;
+    #[derive(serde::Serialize)]
+    struct Resolved {
+        model: String,
+        split: String,
+        threshold: f64,
+        data: Vec<String>,
+    }
+    let resolved = Resolved {
+        model: args.model.display().to_string(),
+        split: format!("{:?}", args.split).to_lowercase(),
+        threshold: args.threshold,
+        data: args.data.data.iter().map(|p| p.display().to_string()).collect(),
+    };
+    Manifest::new("evaluate", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
+    match summary {
+        Some(s) => println!(
+            "AUC {:.3}; completeness {:.1}% at 22% contamination (5%: {:.1}%, 10%: {:.1}%, 20%: {:.1}%); {} objects, {} tidal → {}",
+            s.auc,
+            100.0 * s.completeness_at_22pct_fpr,
+            100.0 * s.completeness_at_fpr[0].1,
+            100.0 * s.completeness_at_fpr[1].1,
+            100.0 * s.completeness_at_fpr[2].1,
+            s.n,
+            s.positives,
+            args.out.display()
+        ),
+        None => println!("scored the objects → {} (no ROC: both classes are needed)", args.out.join("scores.csv").display()),
+    }
+    Ok(())
+}

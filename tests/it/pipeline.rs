@@ -1,0 +1,124 @@
+//! `pretrain` → `finetune` → `evaluate` through the binary, on a tiny
+//! simulated set (seconds, not science).
+
+use crate::util::{read_csv, Dir};
+
+const TINY: [&str; 14] = [
+    "--preset",
+    "quick",
+    "--bin",
+    "1",
+    "--crop",
+    "24",
+    "--width",
+    "0.25",
+    "--batch",
+    "8",
+    "--queue-size",
+    "64",
+    "--epochs",
+    "1",
+];
+
+#[test]
+fn pretrain_finetune_evaluate_write_every_promised_file() {
+    let d = Dir::new();
+    d.ok(&["simulate", "--n", "40", "--size", "32", "--out", "sim", "--preview", "0", "--seed", "3"]);
+    // pretraining interrupted after 2 steps, then resumed
+    let mut args = vec!["pretrain", "--data", "sim", "--out", "enc", "--stop-after", "2"];
+    args.extend(TINY);
+    let out = d.ok(&args);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("stopped early"));
+    let out = d.ok(&["pretrain", "--data", "sim", "--out", "enc", "--resume"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("pretrained 5 steps"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for f in [
+        "encoder.json",
+        "encoder.bpk",
+        "preprocess.json",
+        "config.toml",
+        "run.toml",
+        "metrics.csv",
+        "loss.png",
+        "log.txt",
+    ] {
+        assert!(d.join("enc").join(f).is_file(), "pretrain: {f} missing");
+    }
+    let (header, rows) = read_csv(&d.join("enc/metrics.csv"));
+    assert_eq!(header, ["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s"]);
+    assert_eq!(rows.len(), 5);
+    let manifest = std::fs::read_to_string(d.join("enc/run.toml")).unwrap();
+    assert!(
+        manifest.contains("resumed = true") && manifest.contains("seed = 1") && manifest.contains("git_commit"),
+        "{manifest}"
+    );
+
+    d.ok(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf", "--epochs", "3"]);
+    for f in [
+        "classifier.json",
+        "classifier.bpk",
+        "preprocess.json",
+        "split.json",
+        "Train_loss.npy",
+        "Val_loss.npy",
+        "loss.png",
+        "run.toml",
+    ] {
+        assert!(d.join("clf").join(f).is_file(), "finetune: {f} missing");
+    }
+    let out = d.ok(&["evaluate", "--model", "clf", "--out", "ev"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("AUC"), "{}", String::from_utf8_lossy(&out.stdout));
+    for f in ["scores.csv", "FPR.npy", "TPR.npy", "Thresholds.npy", "ROC_curve.png", "metrics.json", "run.toml"] {
+        assert!(d.join("ev").join(f).is_file(), "evaluate: {f} missing");
+    }
+    let (header, rows) = read_csv(&d.join("ev/scores.csv"));
+    assert_eq!(&header[..3], ["id", "label", "score"]);
+    assert!(header.contains(&"feature_sb".to_string()), "catalogue metadata carried to scores.csv");
+    assert_eq!(rows.len(), 8, "20% of 40 held out for testing");
+    let metrics = std::fs::read_to_string(d.join("ev/metrics.json")).unwrap();
+    assert!(metrics.contains("completeness_at_22pct_fpr") && metrics.contains("confusion"), "{metrics}");
+    // scoring twice gives the same numbers: inference is deterministic
+    d.ok(&["evaluate", "--model", "clf", "--out", "ev2"]);
+    assert_eq!(std::fs::read(d.join("ev/scores.csv")).unwrap(), std::fs::read(d.join("ev2/scores.csv")).unwrap());
+    // every object of another source
+    d.ok(&[
+        "simulate",
+        "--n",
+        "10",
+        "--size",
+        "32",
+        "--out",
+        "other",
+        "--preview",
+        "0",
+        "--seed",
+        "9",
+        "--tidal-fraction",
+        "0.5",
+    ]);
+    d.ok(&["evaluate", "--model", "clf", "--data", "other", "--split", "all", "--out", "ev3"]);
+    assert_eq!(read_csv(&d.join("ev3/scores.csv")).1.len(), 10);
+}
+
+#[test]
+fn training_commands_explain_bad_input() {
+    let d = Dir::new();
+    d.ok(&["simulate", "--n", "12", "--size", "32", "--out", "sim", "--preview", "0"]);
+    let err = d.fails(&["finetune", "--encoder", "sim", "--data", "sim", "--out", "x"]);
+    assert!(err.contains("is not an encoder folder"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "x", "--preset", "huge"]);
+    assert!(err.contains("unknown preset"), "{err}");
+    let mut args = vec!["pretrain", "--data", "sim", "--out", "x", "--batch", "64"];
+    args.extend(&TINY[..8]);
+    let err = d.fails(&args);
+    assert!(err.contains("fewer than one batch of 64"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume"]);
+    assert!(err.contains("config.toml"), "{err}");
+    let err = d.fails(&["evaluate", "--model", "nowhere", "--out", "z"]);
+    assert!(err.contains("nowhere is not a classifier folder"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--device", "cuda"]);
+    assert!(err.contains("without CUDA support"), "{err}");
+}
