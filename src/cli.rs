@@ -228,11 +228,14 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 1000)]
     pub n_test: usize,
     /// Pretraining epochs (quick preset).
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 16)]
     pub epochs: usize,
-    /// Classifier epochs.
+    /// Classifier epochs of the linear probes and of fine-tuning on 50 labels.
     #[arg(long, default_value_t = 50)]
     pub finetune_epochs: usize,
+    /// Epochs of fine-tuning the whole encoder on all labels (the costliest stage).
+    #[arg(long, default_value_t = 15)]
+    pub finetune_all_epochs: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -75,7 +75,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (mode, labels, epochs) in [
         (Mode::Linear, 0, args.finetune_epochs),
         (Mode::Linear, 50, args.finetune_epochs),
-        (Mode::Finetune, 0, (args.finetune_epochs / 10).max(2)),
+        (Mode::Finetune, 0, args.finetune_all_epochs),
         (Mode::Finetune, 50, args.finetune_epochs),
     ] {
         let name = format!(
@@ -135,6 +135,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         device: &'a str,
         pretrain: &'a PretrainConfig,
         finetune_epochs: usize,
+        finetune_all_epochs: usize,
     }
     Manifest::new(
         "demo",
@@ -145,6 +146,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             device: &args.device,
             pretrain: &cfg,
             finetune_epochs: args.finetune_epochs,
+            finetune_all_epochs: args.finetune_all_epochs,
         },
         started,
         total,

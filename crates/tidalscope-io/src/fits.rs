@@ -484,12 +484,17 @@ impl HduInfo {
 pub fn scan(path: &Path) -> Result<Vec<HduInfo>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut f = std::io::BufReader::new(file);
+    scan_from(&mut std::io::BufReader::new(file), file_len, path)
+}
+
+/// [`scan`] over any seekable byte stream of `file_len` bytes; `path`
+/// names it in errors.
+pub fn scan_from<R: Read + Seek>(f: &mut R, file_len: u64, path: &Path) -> Result<Vec<HduInfo>> {
     let mut out = Vec::new();
     let mut pos: u64 = 0;
     let mut index = 0;
     while pos < file_len {
-        let Some(header) = read_header(&mut f, path, index)? else { break };
+        let Some(header) = read_header(f, path, index)? else { break };
         if index == 0 && header.get("SIMPLE") != Some(&Value::Logical(true)) {
             return Err(Error::format(path, "not a FITS file: the first card is not SIMPLE = T"));
         }
@@ -511,10 +516,20 @@ pub fn scan(path: &Path) -> Result<Vec<HduInfo>> {
             .collect::<Result<Vec<_>>>()?;
         let pcount = header.get("PCOUNT").and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
         let gcount = header.get("GCOUNT").and_then(Value::as_i64).unwrap_or(1).max(1) as u64;
-        let n: u64 = if axes.is_empty() { 0 } else { axes.iter().map(|&a| a as u64).product() };
-        let nbytes = (bitpix.unsigned_abs() / 8) * gcount * (n + pcount);
+        let overflow =
+            || Error::format(path, format!("HDU {index}: data size overflows (corrupt NAXISn, PCOUNT or GCOUNT)"));
+        let n: u64 = if axes.is_empty() {
+            0
+        } else {
+            axes.iter().try_fold(1u64, |acc, &a| acc.checked_mul(a as u64)).ok_or_else(overflow)?
+        };
+        let nbytes = n
+            .checked_add(pcount)
+            .and_then(|v| v.checked_mul(gcount))
+            .and_then(|v| v.checked_mul(bitpix.unsigned_abs() / 8))
+            .ok_or_else(overflow)?;
         let is_image = index == 0 || header.get("XTENSION").and_then(Value::as_str) == Some("IMAGE");
-        if pos + nbytes > file_len {
+        if pos.checked_add(nbytes).is_none_or(|end| end > file_len) {
             return Err(Error::format(
                 path,
                 format!("HDU {index}: data ends early (truncated file; {nbytes} bytes expected)"),
@@ -535,14 +550,30 @@ pub fn scan(path: &Path) -> Result<Vec<HduInfo>> {
 /// Reads `count` values of an image HDU starting at value `first` (in file
 /// order), as physical values BSCALE·raw + BZERO in float32.
 pub fn read_values(path: &Path, hdu: &HduInfo, first: usize, count: usize) -> Result<Vec<f32>> {
-    if first + count > hdu.len() {
+    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_values_from(&mut f, path, hdu, first, count)
+}
+
+/// [`read_values`] from any seekable byte stream.
+pub fn read_values_from<R: Read + Seek>(
+    f: &mut R,
+    path: &Path,
+    hdu: &HduInfo,
+    first: usize,
+    count: usize,
+) -> Result<Vec<f32>> {
+    if first.checked_add(count).is_none_or(|end| end > hdu.len()) {
         return Err(Error::format(
             path,
-            format!("HDU {}: values {first}..{} lie beyond its {} values", hdu.index, first + count, hdu.len()),
+            format!(
+                "HDU {}: values {first}..{} lie beyond its {} values",
+                hdu.index,
+                first.saturating_add(count),
+                hdu.len()
+            ),
         ));
     }
     let elem = hdu.elem_size();
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     f.seek(SeekFrom::Start(hdu.data_offset + (first * elem) as u64)).map_err(|e| Error::io(path, e))?;
     let mut raw = vec![0u8; count * elem];
     f.read_exact(&mut raw)

@@ -21,6 +21,7 @@ pub mod atomic;
 pub mod csv;
 mod error;
 pub mod fits;
+pub mod fuzzing;
 pub mod npy;
 pub mod png;
 pub mod protobuf;

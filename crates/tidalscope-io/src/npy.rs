@@ -142,6 +142,17 @@ fn dict_value<'a>(dict: &'a str, key: &str) -> Option<&'a str> {
     Some(rest)
 }
 
+impl NpyHeader {
+    /// Number of elements, or an error if the shape's product overflows.
+    pub fn element_count(&self, path: &Path) -> Result<usize> {
+        self.shape
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .filter(|n| n.checked_mul(self.dtype.size()).is_some())
+            .ok_or_else(|| Error::format(path, format!(".npy shape {:?} is too large", self.shape)))
+    }
+}
+
 /// Parses a `.npy` header from a reader positioned at the file start.
 pub fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
     let mut pre = [0u8; 10];
@@ -228,9 +239,22 @@ pub fn decode_into(bytes: &[u8], dtype: Dtype, big_endian: bool, out: &mut [f32]
 
 /// Reads a whole `.npy` array as float32 (any supported dtype).
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?);
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut f = std::io::BufReader::new(file);
     let h = read_header(&mut f, path)?;
-    let n: usize = h.shape.iter().product();
+    let n = h.element_count(path)?;
+    if h.data_offset + (n * h.dtype.size()) as u64 > file_len {
+        return Err(Error::format(
+            path,
+            format!(
+                "truncated .npy data: shape {:?} of {} needs {} bytes",
+                h.shape,
+                h.dtype.name(),
+                n * h.dtype.size()
+            ),
+        ));
+    }
     let mut bytes = vec![0u8; n * h.dtype.size()];
     f.read_exact(&mut bytes).map_err(|_| {
         Error::format(

@@ -41,7 +41,7 @@ impl NpySource {
         let header = read_header(&mut f, path)?;
         let (n, dims, layout) = image_dims(path, &header.shape, opts.layout)?;
         let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
-        let need = header.data_offset + (n * dims.iter().product::<usize>() * header.dtype.size()) as u64;
+        let need = header.data_offset + (header.element_count(path)? * header.dtype.size()) as u64;
         if file_len < need {
             return Err(Error::format(
                 path,
