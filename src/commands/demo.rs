@@ -20,7 +20,6 @@ struct Trial {
     mode: Mode,
     labels: usize,
     train_size: usize,
-    seconds: f64,
     summary: tidalscope_eval::metrics::Summary,
 }
 
@@ -123,7 +122,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             100.0 * summary.completeness_at_22pct_fpr
         );
         timings.push((format!("classifier {name} (train + evaluate)"), seconds));
-        trials.push(Trial { name, mode, labels, train_size: fs.sizes.0, seconds, summary });
+        trials.push(Trial { name, mode, labels, train_size: fs.sizes.0, summary });
     }
     let total = t_all.elapsed().as_secs_f64();
     write_report(out, &args, &cfg, &pre, &trials, &timings, total)?;
@@ -229,6 +228,5 @@ fn write_report(
     }
     writeln!(r, "Each folder holds its `run.toml`/`config.toml` (settings, seed, version, commit) and `log.txt`.")?;
     tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
-    let _ = trials.iter().map(|t| t.seconds).sum::<f64>();
     Ok(())
 }

@@ -79,7 +79,12 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     assert!(header.contains(&"feature_sb".to_string()), "catalogue metadata carried to scores.csv");
     assert_eq!(rows.len(), 8, "20% of 40 held out for testing");
     let metrics = std::fs::read_to_string(d.join("ev/metrics.json")).unwrap();
-    assert!(metrics.contains("completeness_at_22pct_fpr") && metrics.contains("confusion"), "{metrics}");
+    assert!(
+        metrics.contains("completeness_at_22pct_fpr")
+            && metrics.contains("confusion")
+            && metrics.contains("precision_recall"),
+        "{metrics}"
+    );
     // scoring twice gives the same numbers: inference is deterministic
     d.ok(&["evaluate", "--model", "clf", "--out", "ev2"]);
     assert_eq!(std::fs::read(d.join("ev/scores.csv")).unwrap(), std::fs::read(d.join("ev2/scores.csv")).unwrap());

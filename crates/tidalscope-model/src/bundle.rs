@@ -10,7 +10,7 @@ use crate::classifier::{Classifier, ClassifierConfig};
 use crate::encoder::{Encoder, EncoderConfig};
 use crate::store::{self, StoreError};
 use burn::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tidalscope_data::preprocess::{Preprocess, PreprocessError};
 
 /// Errors of reading or writing a model folder.
@@ -147,9 +147,4 @@ impl ClassifierBundle {
         let classifier = store::load(config.init(device), &dir.join("classifier.bpk"))?;
         Ok(Self { config, classifier, preprocess })
     }
-}
-
-/// `dir/name`.
-pub fn file(dir: &Path, name: &str) -> PathBuf {
-    dir.join(name)
 }

@@ -38,6 +38,7 @@ pub fn score(bundle: &ClassifierBundle, images: &[&Cutout], device: &Device) -> 
 #[derive(Serialize)]
 struct MetricsFile<'a> {
     summary: &'a Summary,
+    precision_recall: &'a tidalscope_eval::metrics::PrecisionRecall,
     note: &'static str,
 }
 
@@ -67,7 +68,7 @@ pub fn write_outputs(
     if !(labels.contains(&0) && labels.contains(&1)) {
         return Ok(None);
     }
-    let (summary, roc, _pr) = Summary::compute(&scores, &labels, threshold)?;
+    let (summary, roc, pr) = Summary::compute(&scores, &labels, threshold)?;
     let as32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     write_npy(&out.join("FPR.npy"), &as32(&roc.fpr), &[roc.fpr.len()])?;
     write_npy(&out.join("TPR.npy"), &as32(&roc.tpr), &[roc.tpr.len()])?;
@@ -87,7 +88,8 @@ pub fn write_outputs(
     line_plot(&out.join("ROC_curve.png"), &axes, &[s])?;
     let text = serde_json::to_string_pretty(&MetricsFile {
         summary: &summary,
-        note: "contamination = false-positive rate read off the ROC curve, as Desmons et al. (2023); completeness_at_fpr lists (fpr, completeness)",
+        precision_recall: &pr,
+        note: "contamination = false-positive rate read off the ROC curve, as Desmons et al. (2023); completeness_at_fpr lists (fpr, completeness); precision_recall lists precision and recall at every distinct score threshold",
     })
     .expect("serialisable");
     tidalscope_io::atomic::write(&out.join("metrics.json"), text.as_bytes())?;

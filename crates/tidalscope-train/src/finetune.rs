@@ -48,10 +48,9 @@ fn adam(l2: f64) -> ModuleOptimizer {
     c.init()
 }
 
-/// Mean binary cross-entropy of logits against labels (stable form).
-fn bce(logits: Vec<f32>, labels: &[f32]) -> f32 {
-    let n = labels.len().max(1) as f32;
-    logits.iter().zip(labels).map(|(&x, &t)| x.max(0.0) - x * t + (-x.abs()).exp().ln_1p()).sum::<f32>() / n
+/// Mean binary cross-entropy of logits against labels (no gradient).
+fn bce(logits: Vec<f32>, labels: &[f32], device: &Device) -> f32 {
+    loss::bce_with_logits(batch::vector(logits, device), batch::vector(labels.to_vec(), device)).into_scalar::<f32>()
 }
 
 /// Trains a classifier from the encoder folder `encoder_dir` on `sources`
@@ -139,7 +138,7 @@ pub fn finetune(
                 let v = if splits.val.is_empty() {
                     f32::NAN
                 } else {
-                    bce(batch::to_vec(head.valid().forward(val_t.clone())), &val_y)
+                    bce(batch::to_vec(head.valid().forward(val_t.clone())), &val_y, device)
                 };
                 val_loss.push(v);
                 log_line(
@@ -187,7 +186,7 @@ pub fn finetune(
                     let x = infer::views(chunk, crop, device).map_err(TrainError::Other)?;
                     logits.extend(batch::to_vec(eval.forward(x)));
                 }
-                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y) };
+                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);
                 log_line(
                     out,
