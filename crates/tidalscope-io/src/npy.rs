@@ -179,7 +179,10 @@ pub fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
         .and_then(|v| v.strip_prefix('\''))
         .and_then(|v| v.split('\'').next())
         .ok_or_else(|| Error::format(path, ".npy header has no 'descr'"))?;
-    let (order, code) = descr.split_at(1.min(descr.len()));
+    if !descr.is_ascii() || descr.is_empty() {
+        return Err(Error::format(path, format!("bad .npy dtype {descr:?}")));
+    }
+    let (order, code) = descr.split_at(1);
     let big_endian = order == ">";
     let dtype = match (order, code) {
         ("<" | "|" | "=" | ">", "f4") => Dtype::F32,
@@ -294,6 +297,19 @@ mod tests {
             assert_eq!(parsed.shape, shape);
             assert_eq!(parsed.data_offset as usize, h.len());
         }
+    }
+
+    #[test]
+    fn malformed_headers_are_errors_not_panics() {
+        // found by scripts/fuzz.sh: a non-ASCII dtype string
+        let mut h = b"\x93NUMPY\x01\x00".to_vec();
+        let dict = "{'descr': '\u{fffd}{A<f4', 'fortran_order': False, 'shape': (1,), }";
+        h.extend((dict.len() as u16).to_le_bytes());
+        h.extend(dict.as_bytes());
+        let e = read_header(&mut &h[..], Path::new("x.npy")).unwrap_err().to_string();
+        assert!(e.contains("bad .npy dtype"), "{e}");
+        let e = read_header(&mut &b"\x93NUMPY\x01\x00\xff\xff"[..], Path::new("x.npy")).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
     }
 
     #[test]
