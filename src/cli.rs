@@ -27,6 +27,12 @@ pub enum Command {
     Finetune(FinetuneArgs),
     /// Score held-out objects: ROC, AUC, completeness at fixed contamination.
     Evaluate(EvaluateArgs),
+    /// Score every object of a dataset with a trained classifier.
+    Predict(PredictArgs),
+    /// Write the 128-d representations of every object of a dataset.
+    Embed(EmbedArgs),
+    /// Find the galaxies most similar to one or more query galaxies.
+    Search(SearchArgs),
     /// Describe a dataset: count, shape, bands, keys, per-band statistics.
     Inspect(InspectArgs),
     /// Convert a dataset between npy, FITS and tf.data.
@@ -244,6 +250,84 @@ pub struct DemoArgs {
     pub device: String,
 }
 
+/// Arguments of `tidalscope predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// Classifier folder written by `finetune`.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Data to score (any readable source).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output CSV: id, [label,] score and the data's metadata columns, in
+    /// input order; `errors.csv` is written beside it.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Score only part K of N equal parts (K from 0 to N−1), e.g. one task of
+    /// a Slurm array or Kubernetes indexed job; the parts' outputs
+    /// concatenate to the whole.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Objects decoded and scored together.
+    #[arg(long, default_value_t = 256)]
+    pub chunk: usize,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Arguments of `tidalscope embed`.
+#[derive(Debug, Args)]
+pub struct EmbedArgs {
+    /// Encoder folder (`pretrain`) or classifier folder (`finetune`: its encoder).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// Data to embed (any readable source).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Output folder: embeddings.npy [N,128], ids.csv, errors.csv, embedding.json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Embed only part K of N (K from 0 to N−1).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Also plot the first two principal components, coloured by this
+    /// column of ids.csv (e.g. label, kind); `none` for no plot.
+    #[arg(long, default_value = "label")]
+    pub color_by: String,
+    /// Objects decoded and embedded together.
+    #[arg(long, default_value_t = 256)]
+    pub chunk: usize,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Arguments of `tidalscope search`.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Folder written by `embed`.
+    #[arg(long)]
+    pub embeddings: PathBuf,
+    /// Query galaxies: ids of the embedded set, or image files (embedded on
+    /// the fly with the encoder `embed` used).
+    #[arg(long, num_args = 1.., required = true)]
+    pub query: Vec<String>,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    /// Output folder: neighbours.csv and mosaic.png.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Compute device for embedding query files: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
 /// Arguments of `tidalscope inspect`.
 #[derive(Debug, Args)]
 pub struct InspectArgs {
@@ -371,6 +455,41 @@ pub enum BenchCommand {
     Read(BenchReadArgs),
     /// Training and inference images per second of the encoder.
     Encoder(BenchEncoderArgs),
+    /// Exact similarity search over many random embeddings.
+    Search(BenchSearchArgs),
+    /// `predict` throughput from npy and from FITS, and its peak memory.
+    Predict(BenchPredictArgs),
+}
+
+/// Arguments of `tidalscope bench search`.
+#[derive(Debug, Args)]
+pub struct BenchSearchArgs {
+    /// Number of embeddings.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub n: usize,
+    /// Dimensions.
+    #[arg(long, default_value_t = 128)]
+    pub dim: usize,
+    /// Neighbours per query.
+    #[arg(long, default_value_t = 20)]
+    pub k: usize,
+    /// Timed queries.
+    #[arg(long, default_value_t = 10)]
+    pub queries: usize,
+}
+
+/// Arguments of `tidalscope bench predict`.
+#[derive(Debug, Args)]
+pub struct BenchPredictArgs {
+    /// Objects (128×128×5), at least 100 times the model batch of 64 by default.
+    #[arg(long, default_value_t = 6400)]
+    pub n: usize,
+    /// Classifier folder (default: an untrained `quick`-preset classifier).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Folder for the generated inputs (default: the system's temporary folder).
+    #[arg(long)]
+    pub tmp: Option<PathBuf>,
 }
 
 /// Arguments of `tidalscope bench encoder`.

@@ -2,7 +2,8 @@
 //!
 //! `main` only parses the command line, runs the command and maps the result
 //! to an exit status: 0 on success, 1 on error (with a one-line cause on
-//! stderr), 2 for command-line mistakes (clap's own convention).
+//! stderr), 2 for command-line mistakes (clap's own convention), 3 when a
+//! run completed but some objects failed (listed in its errors.csv).
 
 mod cli;
 mod commands;
@@ -13,12 +14,20 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
-    match commands::run(args) {
+    let result = commands::run(args);
+    if std::env::var_os("TIDALSCOPE_REPORT_PEAK_RSS").is_some() {
+        // For `bench predict`, which runs commands as child processes.
+        if let Some(mb) = commands::peak_rss_mb() {
+            eprintln!("peak RSS MB: {mb:.0}");
+        }
+    }
+    match result {
         Ok(()) => {}
         Err(e) => {
             // One line: the cause chain joined by ": ".
             eprintln!("error: {e:#}");
-            std::process::exit(1);
+            let partial = e.downcast_ref::<commands::PartialFailure>().is_some();
+            std::process::exit(if partial { 3 } else { 1 });
         }
     }
 }

@@ -173,3 +173,93 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     println!("infer: {:.2} images/s (forward only, inference mode)", images / infer_secs);
     Ok(())
 }
+
+/// Times exact top-k search over random unit vectors.
+pub fn search(args: crate::cli::BenchSearchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.n > 0 && args.dim > 0 && args.queries > 0, "--n, --dim and --queries must be at least 1");
+    let mut rng = tidalscope_core::Rng::new(1);
+    let mut rows: Vec<f32> = (0..args.n * args.dim).map(|_| rng.normal() as f32).collect();
+    tidalscope_eval::search::normalise_rows(&mut rows, args.dim);
+    let t0 = std::time::Instant::now();
+    let mut found = 0;
+    for q in 0..args.queries {
+        let i = (q * 7919) % args.n;
+        let query = rows[i * args.dim..(i + 1) * args.dim].to_vec();
+        found += tidalscope_eval::search::top_k(&rows, args.dim, &query, args.k, &[i]).len();
+    }
+    let per = t0.elapsed().as_secs_f64() / args.queries as f64;
+    println!(
+        "searched {} queries × top {} among {} embeddings of {} dimensions ({found} hits), {} threads",
+        args.queries,
+        args.k,
+        args.n,
+        args.dim,
+        rayon::current_num_threads()
+    );
+    println!("search: {:.1} ms per query (exact cosine)", per * 1000.0);
+    Ok(())
+}
+
+/// Times `predict` on generated npy and FITS inputs, in a child process per
+/// format so each peak-memory figure is its own.
+pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let dir = match &args.tmp {
+        Some(t) => tempfile::tempdir_in(t)?,
+        None => tempfile::tempdir()?,
+    };
+    let exe = std::env::current_exe()?;
+    let run = |a: &[&str]| -> anyhow::Result<std::process::Output> {
+        let out =
+            std::process::Command::new(&exe).args(a).current_dir(dir.path()).output().context("running tidalscope")?;
+        anyhow::ensure!(out.status.success(), "tidalscope {}: {}", a.join(" "), String::from_utf8_lossy(&out.stderr));
+        Ok(out)
+    };
+    let n = args.n.to_string();
+    run(&["simulate", "--n", &n, "--out", "npy", "--preview", "0"])?;
+    run(&["simulate", "--n", &n, "--out", "fits", "--preview", "0", "--format", "fits"])?;
+    let model = match &args.model {
+        Some(m) => std::fs::canonicalize(m)?,
+        None => {
+            // An untrained classifier of the quick preset: same cost as a trained one.
+            let device = burn::prelude::Device::flex();
+            device.seed(1);
+            let pre = tidalscope_data::preprocess::Preprocess {
+                bin: 4,
+                crop: 24,
+                normalisation: tidalscope_data::Normaliser::new(
+                    tidalscope_io::source::default_bands(5),
+                    vec![0.01; 5],
+                    "bench",
+                ),
+            };
+            let config = tidalscope_model::ClassifierConfig::new(tidalscope_model::EncoderConfig::quick(5));
+            let classifier = config.init(&device);
+            tidalscope_model::params::materialize(&classifier);
+            let path = dir.path().join("model");
+            tidalscope_model::bundle::ClassifierBundle { config, classifier, preprocess: pre }.save(&path)?;
+            path
+        }
+    };
+    let model = model.to_string_lossy().into_owned();
+    for (name, data) in [("npy", "npy"), ("FITS", "fits/catalog.csv")] {
+        // The child reports its own peak memory on stderr.
+        let t0 = std::time::Instant::now();
+        let out = std::process::Command::new(&exe)
+            .args(["predict", "--model", &model, "--data", data, "--out", &format!("out-{name}/scores.csv")])
+            .env("TIDALSCOPE_REPORT_PEAK_RSS", "1")
+            .current_dir(dir.path())
+            .output()?;
+        anyhow::ensure!(out.status.success(), "predict on {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let secs = t0.elapsed().as_secs_f64();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let peak = stderr.lines().find_map(|l| l.strip_prefix("peak RSS MB: ")).unwrap_or("?").to_string();
+        println!(
+            "predict: {:.1} objects/s from {name} ({} objects of 128×128×5, {:.1} s), peak RSS {peak} MB",
+            args.n as f64 / secs,
+            args.n,
+            secs
+        );
+    }
+    Ok(())
+}

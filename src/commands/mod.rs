@@ -4,6 +4,7 @@
 mod bench;
 mod convert;
 mod demo;
+pub mod infer;
 mod inspect;
 pub mod simulate;
 pub mod train;
@@ -18,12 +19,30 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Pretrain(args) => train::pretrain(args),
         Command::Finetune(args) => train::finetune(args),
         Command::Evaluate(args) => train::evaluate(args),
+        Command::Predict(args) => infer::predict(args),
+        Command::Embed(args) => infer::embed(args),
+        Command::Search(args) => infer::search(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(BenchCommand::Simulate(args)) => bench::simulate(args),
         Command::Bench(BenchCommand::Read(args)) => bench::read(args),
         Command::Bench(BenchCommand::Encoder(args)) => bench::encoder(args),
+        Command::Bench(BenchCommand::Search(args)) => bench::search(args),
+        Command::Bench(BenchCommand::Predict(args)) => bench::predict(args),
     }
+}
+
+/// A run that finished but could not process some objects (listed in its
+/// errors.csv): the binary exits with status 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{failed} of {total} objects could not be processed; see {errors}")]
+pub struct PartialFailure {
+    /// Objects that failed.
+    pub failed: usize,
+    /// Objects attempted.
+    pub total: usize,
+    /// The errors file.
+    pub errors: String,
 }
 
 /// Opens a dataset as the command line describes it.
@@ -43,6 +62,8 @@ pub fn open_source(
     anyhow::ensure!(path.exists(), "{}: no such file or folder", path.display());
     tidalscope_io::source::open(path, &opts).with_context(|| format!("opening {}", path.display()))
 }
+
+pub use bench::peak_rss_mb;
 
 /// A rayon pool of `jobs` threads (all cores when `None`).
 pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::path::Path;
 use tidalscope_core::Band;
 use tidalscope_eval::plot::{mosaic, Tile};
-use tidalscope_eval::rgb::{lupton_rgb, mad_sigma};
+use tidalscope_eval::rgb::thumbnail;
 use tidalscope_io::csv::CsvWriter;
 use tidalscope_io::fits::{write_hsc_cutout, HscCutoutMeta};
 use tidalscope_io::npy::NpyWriter;
@@ -177,10 +177,7 @@ fn write_preview(path: &Path, mocks: &[Mock], title: &str) -> anyhow::Result<()>
         .iter()
         .map(|m| {
             let (w, h) = (m.image.width(), m.image.height());
-            let (i, r, g) =
-                (m.image.band(Band::I.index()), m.image.band(Band::R.index()), m.image.band(Band::G.index()));
-            let sigma = (mad_sigma(i) + mad_sigma(r) + mad_sigma(g)) / 3.0;
-            let rgb = lupton_rgb(i, r, g, w, h, 8.0 * sigma, 10.0);
+            let rgb = thumbnail(&m.image);
             let t = &m.truth;
             let first = format!("#{} · label {} · {}", t.id, t.label, t.kind.name().replace('_', "-"));
             let second = match t.feature_sb {

@@ -1,6 +1,7 @@
 //! Integration tests: the `tidalscope` binary run as a user runs it.
 
 mod data;
-mod pipeline;
+mod infer;
+pub mod pipeline;
 mod simulate;
 mod util;

@@ -3,7 +3,7 @@
 
 use crate::util::{read_csv, Dir};
 
-const TINY: [&str; 14] = [
+pub const TINY: [&str; 14] = [
     "--preset",
     "quick",
     "--bin",

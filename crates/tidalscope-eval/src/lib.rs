@@ -1,5 +1,5 @@
-//! Evaluation and pictures: colour composites and mosaics of cutouts, and
-//! (in later modules) ROC curves, completeness and similarity search.
+//! Evaluation and pictures: ROC curves, completeness at fixed contamination,
+//! plots, colour composites and mosaics of cutouts, and similarity search.
 //!
 //! Depends only on `core` and `io`: scores and embeddings arrive as plain
 //! arrays, so evaluation builds and tests without the deep-learning stack.
@@ -8,3 +8,4 @@
 pub mod metrics;
 pub mod plot;
 pub mod rgb;
+pub mod search;

@@ -309,3 +309,72 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
     tidalscope_io::png::write_rgb(path, w, h, &buf)?;
     Ok(())
 }
+
+/// Points of one colour in a scatter plot.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Group {
+    /// Legend entry.
+    pub label: String,
+    /// Points.
+    pub points: Vec<(f64, f64)>,
+    /// Colour.
+    pub color: [u8; 3],
+}
+
+/// Writes a scatter plot (e.g. a 2-D projection of representations) as a
+/// 900×750 PNG.
+pub fn scatter(path: &Path, title: &str, x_label: &str, y_label: &str, groups: &[Group]) -> Result<(), PlotError> {
+    init_fonts();
+    let (w, h) = (900usize, 750usize);
+    let mut buf = vec![255u8; w * h * 3];
+    let err = |e: &dyn std::fmt::Display| PlotError::Draw { path: path.display().to_string(), message: e.to_string() };
+    let pad = |(lo, hi): (f64, f64)| {
+        let p = ((hi - lo) * 0.05).max(1e-9);
+        (lo - p, hi + p)
+    };
+    let xr = pad(finite_range(groups.iter().flat_map(|g| g.points.iter().map(|p| p.0))).unwrap_or((0.0, 1.0)));
+    let yr = pad(finite_range(groups.iter().flat_map(|g| g.points.iter().map(|p| p.1))).unwrap_or((0.0, 1.0)));
+    {
+        let root = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, (FONT, 22))
+            .margin(18)
+            .x_label_area_size(48)
+            .y_label_area_size(70)
+            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+            .map_err(|e| err(&e))?;
+        chart
+            .configure_mesh()
+            .x_desc(x_label)
+            .y_desc(y_label)
+            .label_style((FONT, 15))
+            .axis_desc_style((FONT, 17))
+            .light_line_style(RGBColor(240, 240, 240))
+            .draw()
+            .map_err(|e| err(&e))?;
+        for g in groups {
+            let color = RGBColor(g.color[0], g.color[1], g.color[2]);
+            chart
+                .draw_series(
+                    g.points
+                        .iter()
+                        .filter(|p| p.0.is_finite() && p.1.is_finite())
+                        .map(|&p| Circle::new(p, 3, color.mix(0.7).filled())),
+                )
+                .map_err(|e| err(&e))?
+                .label(format!("{} ({})", g.label, g.points.len()))
+                .legend(move |(x, y)| Circle::new((x + 8, y), 5, color.filled()));
+        }
+        chart
+            .configure_series_labels()
+            .label_font((FONT, 15))
+            .background_style(WHITE.mix(0.85))
+            .border_style(RGBColor(200, 200, 200))
+            .position(SeriesLabelPosition::UpperRight)
+            .draw()
+            .map_err(|e| err(&e))?;
+        root.present().map_err(|e| err(&e))?;
+    }
+    tidalscope_io::png::write_rgb(path, w, h, &buf)?;
+    Ok(())
+}

@@ -43,6 +43,22 @@ pub fn lupton_rgb(red: &[f32], green: &[f32], blue: &[f32], w: usize, h: usize, 
     out
 }
 
+/// An RGB thumbnail of a cutout for people to look at: Lupton asinh
+/// colours from bands (i, r, g) of a 5-band g,r,i,z,y image (the first three
+/// bands, reversed, otherwise; one band gives grey), stretched relative to the
+/// image's own noise so faint structure shows. Returns RGB8, top row first.
+pub fn thumbnail(img: &tidalscope_core::Cutout) -> Vec<u8> {
+    let (w, h) = (img.width(), img.height());
+    let pick = |b: usize| img.band(b.min(img.bands() - 1));
+    let (r, g, b) = match img.bands() {
+        5 => (pick(2), pick(1), pick(0)),
+        1 => (pick(0), pick(0), pick(0)),
+        _ => (pick(0), pick(1), pick(2)),
+    };
+    let sigma = (mad_sigma(r) + mad_sigma(g) + mad_sigma(b)) / 3.0;
+    lupton_rgb(r, g, b, w, h, 8.0 * sigma, 10.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

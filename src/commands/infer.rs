@@ -1,0 +1,539 @@
+//! `predict`, `embed` and `search`: a trained model on new data.
+//!
+//! `predict` and `embed` stream their input in chunks decoded in parallel,
+//! so memory stays constant whatever its size; an object that cannot be read
+//! (missing or corrupt file, wrong shape) goes to `errors.csv` with its id,
+//! file and reason, the run continues, and the exit status is 3. `--shard
+//! K/N` processes the K-th of N equal, contiguous parts, whose outputs
+//! concatenate to the unsharded output.
+
+use crate::cli::{EmbedArgs, PredictArgs, SearchArgs, SourceArgs};
+use crate::manifest::Manifest;
+use crate::progress;
+use anyhow::{bail, ensure, Context};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use tidalscope_core::Cutout;
+use tidalscope_data::preprocess::Preprocess;
+use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
+use tidalscope_eval::search::{normalise_rows, pca2, top_k};
+use tidalscope_io::csv::CsvWriter;
+use tidalscope_io::source::{Catalog, Source};
+use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
+use tidalscope_model::infer;
+
+/// `K/N` → `(K, N)`, K in 0..N.
+fn parse_shard(s: Option<&str>) -> anyhow::Result<Option<(usize, usize)>> {
+    let Some(s) = s else { return Ok(None) };
+    let (k, n) = s.split_once('/').with_context(|| format!("--shard {s:?}: expected K/N, e.g. 0/8"))?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().with_context(|| format!("--shard {s:?}: K is not a number"))?,
+        n.trim().parse().with_context(|| format!("--shard {s:?}: N is not a number"))?,
+    );
+    ensure!(n > 0 && k < n, "--shard {s:?}: K must run from 0 to N−1");
+    Ok(Some((k, n)))
+}
+
+/// Objects of part K of N: contiguous, sizes differing by at most one.
+pub fn shard_range(len: usize, shard: Option<(usize, usize)>) -> Range<usize> {
+    match shard {
+        None => 0..len,
+        Some((k, n)) => len * k / n..len * (k + 1) / n,
+    }
+}
+
+/// An object ready for a model.
+struct Prepared {
+    index: usize,
+    id: String,
+    label: Option<u8>,
+    meta: Vec<String>,
+    image: Cutout,
+}
+
+/// An object that could not be prepared.
+struct Failed {
+    id: String,
+    file: String,
+    reason: String,
+}
+
+/// Streams `range` of `source` in chunks, decoding and preprocessing each
+/// chunk in parallel; calls `f` with the chunk's good objects and failures,
+/// both in input order.
+fn stream_prepared(
+    source: &dyn Source,
+    range: Range<usize>,
+    preprocess: &Preprocess,
+    chunk: usize,
+    bar: &indicatif::ProgressBar,
+    mut f: impl FnMut(Vec<Prepared>, Vec<Failed>) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let mut records = source.records(range.start)?.take(range.len());
+    loop {
+        let mut batch = Vec::with_capacity(chunk);
+        for rec in records.by_ref().take(chunk.max(1)) {
+            // A record error means the stream itself is unreadable from here.
+            batch.push(rec.with_context(|| format!("reading {}", source.info().path.display()))?);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let n = batch.len();
+        let results: Vec<Result<Prepared, Failed>> = batch
+            .into_par_iter()
+            .map(|r| {
+                let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
+                let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
+                let raw = r.pixels.load().map_err(|e| fail(e.to_string()))?;
+                let (image, _) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
+                Ok(Prepared { index, id: id.clone(), label, meta, image })
+            })
+            .collect();
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for r in results {
+            match r {
+                Ok(p) => ok.push(p),
+                Err(e) => bad.push(e),
+            }
+        }
+        f(ok, bad)?;
+        bar.inc(n as u64);
+    }
+}
+
+fn errors_writer(path: &Path) -> anyhow::Result<CsvWriter> {
+    Ok(CsvWriter::create(path, &["id", "file", "reason"])?)
+}
+
+#[derive(Serialize)]
+struct RunInfo<'a> {
+    model: String,
+    data: String,
+    shard: Option<&'a str>,
+    objects: usize,
+    failed: usize,
+}
+
+/// Runs `predict`.
+pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let shard = parse_shard(args.shard.as_deref())?;
+    let device = super::train::device(&args.device)?;
+    let bundle = ClassifierBundle::load(&args.model, &device)?;
+    let source = super::open_source(&args.data, &args.source, None)?;
+    let info = source.info().clone();
+    let range = shard_range(info.len, shard);
+    let dir = args
+        .out
+        .parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."));
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut header = vec!["id".to_string()];
+    if info.labelled {
+        header.push("label".into());
+    }
+    header.push("score".into());
+    header.extend(info.meta_columns.iter().cloned());
+    let mut out = CsvWriter::create(&args.out, &header)?;
+    let errors_path = dir.join("errors.csv");
+    let mut errors = errors_writer(&errors_path)?;
+    let bar = progress::bar(range.len() as u64, "predict", "objects");
+    let (mut scored, mut failed) = (0usize, 0usize);
+    stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, &bar, |ok, bad| {
+        for b in &bad {
+            errors.row([&b.id, &b.file, &b.reason])?;
+        }
+        failed += bad.len();
+        let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+        let mut scores = Vec::with_capacity(images.len());
+        for c in images.chunks(64) {
+            scores.extend(
+                infer::score(&bundle.classifier, c, bundle.preprocess.crop, &device).map_err(anyhow::Error::msg)?,
+            );
+        }
+        for (p, s) in ok.iter().zip(scores) {
+            let mut row = vec![p.id.clone()];
+            if info.labelled {
+                row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
+            }
+            row.push(format!("{s:.6}"));
+            row.extend(p.meta.iter().cloned());
+            out.row(&row)?;
+        }
+        scored += ok.len();
+        Ok(())
+    })?;
+    bar.finish_and_clear();
+    out.finish()?;
+    errors.finish()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let run = RunInfo {
+        model: args.model.display().to_string(),
+        data: args.data.display().to_string(),
+        shard: args.shard.as_deref(),
+        objects: range.len(),
+        failed,
+    };
+    Manifest::new("predict", run, started, secs).write(&dir)?;
+    println!(
+        "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}",
+        range.len() as f64 / secs.max(1e-9),
+        args.out.display()
+    );
+    if failed > 0 {
+        return Err(
+            super::PartialFailure { failed, total: range.len(), errors: errors_path.display().to_string() }.into()
+        );
+    }
+    Ok(())
+}
+
+/// What `embed` records so `search` can find the images and the encoder.
+#[derive(Debug, Serialize, Deserialize)]
+struct EmbeddingInfo {
+    encoder: PathBuf,
+    data: PathBuf,
+    format: Option<String>,
+    layout: String,
+    image_key: String,
+    cycle_length: Option<usize>,
+    shard: Option<String>,
+    count: usize,
+    dim: usize,
+}
+
+/// The encoder and preprocessing of an encoder folder or a classifier folder.
+fn load_encoder(dir: &Path, device: &burn::prelude::Device) -> anyhow::Result<(tidalscope_model::Encoder, Preprocess)> {
+    if EncoderBundle::is_bundle(dir) {
+        let b = EncoderBundle::load(dir, device)?;
+        Ok((b.encoder, b.preprocess))
+    } else if dir.join("classifier.json").is_file() {
+        let b = ClassifierBundle::load(dir, device)?;
+        Ok((b.classifier.encoder, b.preprocess))
+    } else {
+        Ok(EncoderBundle::load(dir, device).map(|b| (b.encoder, b.preprocess))?)
+    }
+}
+
+/// Runs `embed`.
+pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let shard = parse_shard(args.shard.as_deref())?;
+    let device = super::train::device(&args.device)?;
+    let (encoder, preprocess) = load_encoder(&args.encoder, &device)?;
+    let source = super::open_source(&args.data, &args.source, None)?;
+    let info = source.info().clone();
+    let range = shard_range(info.len, shard);
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut header = vec!["index".to_string(), "id".to_string(), "label".to_string()];
+    header.extend(info.meta_columns.iter().cloned());
+    let mut ids = CsvWriter::create(&args.out.join("ids.csv"), &header)?;
+    let errors_path = args.out.join("errors.csv");
+    let mut errors = errors_writer(&errors_path)?;
+    // Rows go to a scratch file first: the .npy header needs the final count.
+    let raw_path = args.out.join(format!(".embeddings.raw{}", std::process::id()));
+    let mut raw = std::io::BufWriter::new(
+        std::fs::File::create(&raw_path).with_context(|| format!("creating {}", raw_path.display()))?,
+    );
+    let bar = progress::bar(range.len() as u64, "embed", "objects");
+    let (mut rows, mut failed, mut dim) = (0usize, 0usize, 0usize);
+    let result = stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, &bar, |ok, bad| {
+        for b in &bad {
+            errors.row([&b.id, &b.file, &b.reason])?;
+        }
+        failed += bad.len();
+        let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+        for (c, items) in images.chunks(64).zip(ok.chunks(64)) {
+            let reps = infer::embed(&encoder, c, preprocess.crop, &device).map_err(anyhow::Error::msg)?;
+            dim = reps.len() / c.len();
+            for v in &reps {
+                raw.write_all(&v.to_le_bytes())?;
+            }
+            for p in items {
+                let mut row =
+                    vec![p.index.to_string(), p.id.clone(), p.label.map(|l| l.to_string()).unwrap_or_default()];
+                row.extend(p.meta.iter().cloned());
+                ids.row(&row)?;
+            }
+        }
+        rows += ok.len();
+        Ok(())
+    });
+    bar.finish_and_clear();
+    let finish = || -> anyhow::Result<()> {
+        result?;
+        raw.flush()?;
+        let dim = if dim == 0 { 128 } else { dim };
+        let mut npy = tidalscope_io::npy::NpyWriter::create(&args.out.join("embeddings.npy"), &[rows, dim])?;
+        let mut f = std::fs::File::open(&raw_path)?;
+        let mut buf = vec![0u8; dim * 4 * 1024];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            let vals: Vec<f32> =
+                buf[..n].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+            npy.write(&vals)?;
+        }
+        npy.finish()?;
+        Ok(())
+    };
+    let finished = finish();
+    let _ = std::fs::remove_file(&raw_path);
+    finished?;
+    ids.finish()?;
+    errors.finish()?;
+    let emb = EmbeddingInfo {
+        encoder: std::fs::canonicalize(&args.encoder).unwrap_or(args.encoder.clone()),
+        data: std::fs::canonicalize(&args.data).unwrap_or(args.data.clone()),
+        format: args.source.format.clone(),
+        layout: args.source.layout.clone(),
+        image_key: args.source.image_key.clone(),
+        cycle_length: args.source.cycle_length,
+        shard: args.shard.clone(),
+        count: rows,
+        dim: if dim == 0 { 128 } else { dim },
+    };
+    tidalscope_io::atomic::write(&args.out.join("embedding.json"), serde_json::to_string_pretty(&emb)?.as_bytes())?;
+    if args.color_by != "none" && rows > 1 {
+        projection_plot(&args.out, &args.color_by)?;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let run = RunInfo {
+        model: args.encoder.display().to_string(),
+        data: args.data.display().to_string(),
+        shard: args.shard.as_deref(),
+        objects: range.len(),
+        failed,
+    };
+    Manifest::new("embed", run, started, secs).write(&args.out)?;
+    println!(
+        "embedded {rows} objects in {secs:.1} s ({:.1} objects/s) → {}",
+        range.len() as f64 / secs.max(1e-9),
+        args.out.display()
+    );
+    if failed > 0 {
+        return Err(
+            super::PartialFailure { failed, total: range.len(), errors: errors_path.display().to_string() }.into()
+        );
+    }
+    Ok(())
+}
+
+/// `projection.png`: the first two principal components of the
+/// representations, coloured by a column of ids.csv.
+fn projection_plot(dir: &Path, column: &str) -> anyhow::Result<()> {
+    let (shape, rows) = tidalscope_io::npy::read_f32(&dir.join("embeddings.npy"))?;
+    let d = shape[1];
+    let ids = Catalog::read(&dir.join("ids.csv"))?;
+    let col = ids.require(column)?;
+    let (mean, pc1, pc2) = pca2(&rows, d);
+    let mut groups: Vec<Group> = Vec::new();
+    for (r, row) in rows.chunks_exact(d).zip(&ids.rows) {
+        let value = &row.fields[col];
+        let value = if value.is_empty() { "(none)" } else { value.as_str() };
+        let c: Vec<f64> = r.iter().zip(&mean).map(|(&x, m)| x as f64 - m).collect();
+        let p = (c.iter().zip(&pc1).map(|(a, b)| a * b).sum(), c.iter().zip(&pc2).map(|(a, b)| a * b).sum());
+        match groups.iter_mut().find(|g| g.label == value) {
+            Some(g) => g.points.push(p),
+            None => groups.push(Group { label: value.to_string(), points: vec![p], color: [0, 0, 0] }),
+        }
+    }
+    if groups.len() > PALETTE.len() {
+        eprintln!("warning: {column} has {} values, too many to colour; projection.png not written", groups.len());
+        return Ok(());
+    }
+    groups.sort_by(|a, b| a.label.cmp(&b.label));
+    for (g, c) in groups.iter_mut().zip(PALETTE) {
+        g.color = c;
+    }
+    scatter(
+        &dir.join("projection.png"),
+        &format!("representations: first two principal components, by {column}"),
+        "PC 1",
+        "PC 2",
+        &groups,
+    )?;
+    Ok(())
+}
+
+/// One query galaxy.
+struct Query {
+    /// As given on the command line.
+    name: String,
+    /// Its unit-length representation.
+    vector: Vec<f32>,
+    /// Its row, when it is in the embedded set.
+    row: Option<usize>,
+    /// Its pixels, when it came from a file.
+    image: Option<Cutout>,
+}
+
+/// Runs `search`.
+pub fn search(args: SearchArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    ensure!(args.k > 0, "--k must be at least 1");
+    let dir = &args.embeddings;
+    let info_path = dir.join("embedding.json");
+    let text = std::fs::read_to_string(&info_path)
+        .with_context(|| format!("{} is not an embed folder: reading embedding.json", dir.display()))?;
+    let info: EmbeddingInfo = serde_json::from_str(&text).with_context(|| info_path.display().to_string())?;
+    let (shape, mut rows) = tidalscope_io::npy::read_f32(&dir.join("embeddings.npy"))?;
+    ensure!(shape.len() == 2, "{}: expected [N, D] embeddings, got {shape:?}", dir.join("embeddings.npy").display());
+    let d = shape[1];
+    normalise_rows(&mut rows, d);
+    let ids = Catalog::read(&dir.join("ids.csv"))?;
+    ensure!(
+        ids.rows.len() == shape[0],
+        "{}: {} rows for {} embeddings",
+        dir.join("ids.csv").display(),
+        ids.rows.len(),
+        shape[0]
+    );
+    let id_col = ids.require("id")?;
+    let index_col = ids.require("index")?;
+    let by_id: HashMap<&str, usize> =
+        ids.rows.iter().enumerate().map(|(i, r)| (r.fields[id_col].as_str(), i)).collect();
+    let source_args = SourceArgs {
+        format: info.format.clone(),
+        layout: info.layout.clone(),
+        image_key: info.image_key.clone(),
+        cycle_length: info.cycle_length,
+    };
+    let device = super::train::device(&args.device)?;
+    let mut encoder: Option<(tidalscope_model::Encoder, Preprocess)> = None;
+    let mut queries: Vec<Query> = Vec::new();
+    for q in &args.query {
+        if let Some(&row) = by_id.get(q.as_str()) {
+            queries.push(Query {
+                name: q.clone(),
+                vector: rows[row * d..(row + 1) * d].to_vec(),
+                row: Some(row),
+                image: None,
+            });
+        } else if Path::new(q).exists() {
+            if encoder.is_none() {
+                encoder = Some(
+                    load_encoder(&info.encoder, &device)
+                        .with_context(|| format!("loading the encoder embed used ({})", info.encoder.display()))?,
+                );
+            }
+            let (enc, pre) = encoder.as_ref().expect("loaded above");
+            let src = super::open_source(Path::new(q), &source_args, None)?;
+            let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
+            let raw = rec.pixels.load()?;
+            let (img, _) = pre.apply(&raw).with_context(|| format!("query {q}"))?;
+            let mut v = infer::embed(enc, &[&img], pre.crop, &device).map_err(anyhow::Error::msg)?;
+            ensure!(v.len() == d, "query {q}: the encoder gives {} numbers, the embeddings have {d}", v.len());
+            normalise_rows(&mut v, d);
+            queries.push(Query { name: q.clone(), vector: v, row: None, image: Some(raw) });
+        } else {
+            bail!("query {q:?} is neither an id in {} nor a file", dir.join("ids.csv").display());
+        }
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+    let mut header = vec!["query".to_string(), "rank".to_string(), "id".to_string(), "similarity".to_string()];
+    let other: Vec<usize> = (0..ids.columns.len()).filter(|&c| c != id_col && c != index_col).collect();
+    header.extend(other.iter().map(|&c| ids.columns[c].clone()));
+    let mut out = CsvWriter::create(&args.out.join("neighbours.csv"), &header)?;
+    let mut results: Vec<Vec<(usize, f32)>> = Vec::new();
+    for q in &queries {
+        let exclude: Vec<usize> = q.row.iter().copied().collect();
+        let hits = top_k(&rows, d, &q.vector, args.k, &exclude);
+        let name = &q.name;
+        for (rank, (i, s)) in hits.iter().enumerate() {
+            let r = &ids.rows[*i];
+            let mut fields = vec![name.clone(), (rank + 1).to_string(), r.fields[id_col].clone(), format!("{s:.6}")];
+            fields.extend(other.iter().map(|&c| r.fields[c].clone()));
+            out.row(&fields)?;
+        }
+        results.push(hits);
+    }
+    out.finish()?;
+    let search_secs = t0.elapsed().as_secs_f64();
+    // The mosaic needs the pixels of the queries and neighbours.
+    let mut wanted: Vec<usize> = results
+        .iter()
+        .flatten()
+        .map(|(i, _)| *i)
+        .chain(queries.iter().filter_map(|q| q.row))
+        .map(|row| ids.rows[row].fields[index_col].parse::<usize>().unwrap_or(0))
+        .collect();
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut images: HashMap<usize, Cutout> = HashMap::new();
+    match super::open_source(&info.data, &source_args, None) {
+        Ok(src) if !wanted.is_empty() => {
+            let last = *wanted.last().expect("not empty");
+            for rec in src.records(wanted[0])?.take(last + 1 - wanted[0]) {
+                let rec = rec?;
+                if wanted.binary_search(&rec.index).is_ok() {
+                    if let Ok(img) = rec.pixels.load() {
+                        images.insert(rec.index, img);
+                    }
+                }
+            }
+        }
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: no mosaic: the embedded data cannot be read ({e:#})"),
+    }
+    let tile = |img: Option<&Cutout>, caption: Vec<String>, frame: [u8; 3]| -> Option<Tile> {
+        img.map(|i| Tile { rgb: tidalscope_eval::rgb::thumbnail(i), w: i.width(), h: i.height(), caption, frame })
+    };
+    let src_index = |row: usize| ids.rows[row].fields[index_col].parse::<usize>().unwrap_or(0);
+    let mut tiles = Vec::new();
+    for (q, hits) in queries.iter().zip(&results) {
+        let qimg = q.image.as_ref().or_else(|| q.row.and_then(|r| images.get(&src_index(r))));
+        tiles.extend(tile(qimg, vec![format!("query {}", q.name), String::new()], [240, 140, 40]));
+        for (rank, (i, s)) in hits.iter().enumerate() {
+            tiles.extend(tile(
+                images.get(&src_index(*i)),
+                vec![format!("#{} {}", rank + 1, ids.rows[*i].fields[id_col]), format!("similarity {s:.3}")],
+                [90, 110, 140],
+            ));
+        }
+    }
+    if !tiles.is_empty() {
+        let columns = (args.k + 1).min(8);
+        mosaic(
+            &args.out.join("mosaic.png"),
+            &tiles,
+            columns,
+            &format!("nearest neighbours in representation space ({} embeddings)", shape[0]),
+        )?;
+    }
+    #[derive(Serialize)]
+    struct Resolved<'a> {
+        embeddings: String,
+        queries: &'a [String],
+        k: usize,
+    }
+    Manifest::new(
+        "search",
+        Resolved { embeddings: dir.display().to_string(), queries: &args.query, k: args.k },
+        started,
+        t0.elapsed().as_secs_f64(),
+    )
+    .write(&args.out)?;
+    println!(
+        "{} quer{} × {} neighbours among {} embeddings in {:.2} s → {}",
+        queries.len(),
+        if queries.len() == 1 { "y" } else { "ies" },
+        args.k,
+        shape[0],
+        search_secs,
+        args.out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,96 @@
+//! `predict`, `embed` and `search` through the binary.
+
+use crate::util::{read_csv, Dir};
+
+/// A tiny encoder and classifier trained on a tiny simulated set.
+fn trained(d: &Dir) {
+    d.ok(&["simulate", "--n", "40", "--size", "32", "--out", "sim", "--preview", "0", "--format", "fits"]);
+    let mut args = vec!["pretrain", "--data", "sim", "--out", "enc"];
+    args.extend(crate::pipeline::TINY);
+    d.ok(&args);
+    d.ok(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf", "--epochs", "2"]);
+}
+
+#[test]
+fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported() {
+    let d = Dir::new();
+    trained(&d);
+    d.ok(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "all/scores.csv", "--chunk", "7"]);
+    let (header, whole) = read_csv(&d.join("all/scores.csv"));
+    assert_eq!(&header[..3], ["id", "label", "score"]);
+    assert!(header.contains(&"host_mag_r".to_string()), "metadata columns carried");
+    assert_eq!(whole.len(), 40);
+    assert_eq!(
+        whole.iter().map(|r| r[0].clone()).collect::<Vec<_>>(),
+        (0..40).map(|i| i.to_string()).collect::<Vec<_>>(),
+        "input order"
+    );
+    let mut parts = Vec::new();
+    for k in 0..3 {
+        d.ok(&[
+            "predict",
+            "--model",
+            "clf",
+            "--data",
+            "sim/catalog.csv",
+            "--out",
+            &format!("s{k}/scores.csv"),
+            "--shard",
+            &format!("{k}/3"),
+        ]);
+        parts.extend(read_csv(&d.join(&format!("s{k}/scores.csv"))).1);
+    }
+    assert_eq!(parts, whole, "shards 0/3, 1/3, 2/3 concatenate to the unsharded output");
+    // A broken entry: one band file missing.
+    let (_, rows) = read_csv(&d.join("sim/catalog.csv"));
+    std::fs::remove_file(d.join("sim").join(&rows[5][3])).unwrap();
+    let out = d.run(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "broken/scores.csv"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 40 objects could not be processed"));
+    let (eh, errors) = read_csv(&d.join("broken/errors.csv"));
+    assert_eq!(eh, ["id", "file", "reason"]);
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0][0], "5");
+    assert!(errors[0].join(",").contains(&rows[5][3]), "{errors:?}");
+    let (_, scored) = read_csv(&d.join("broken/scores.csv"));
+    assert_eq!(scored.len(), 39);
+    assert!(scored.iter().all(|r| r[0] != "5"));
+    let err = d.fails(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "x.csv", "--shard", "3/3"]);
+    assert!(err.contains("K must run from 0 to N−1"), "{err}");
+}
+
+#[test]
+fn embeddings_and_similarity_search_by_id_and_by_file() {
+    let d = Dir::new();
+    trained(&d);
+    d.ok(&["embed", "--encoder", "enc", "--data", "sim/catalog.csv", "--out", "emb", "--color-by", "kind"]);
+    let (shape, _) = tidalscope_io::npy::read_f32(&d.join("emb/embeddings.npy")).unwrap();
+    assert_eq!(shape, vec![40, 128]);
+    let (h, ids) = read_csv(&d.join("emb/ids.csv"));
+    assert_eq!(&h[..3], ["index", "id", "label"]);
+    assert_eq!(ids.len(), 40);
+    assert!(d.join("emb/projection.png").is_file());
+    // the classifier folder's encoder gives the same representations
+    d.ok(&["embed", "--encoder", "clf", "--data", "sim/catalog.csv", "--out", "emb2", "--color-by", "none"]);
+    d.ok(&["search", "--embeddings", "emb", "--query", "3", "--k", "5", "--out", "found"]);
+    let (nh, rows) = read_csv(&d.join("found/neighbours.csv"));
+    assert_eq!(&nh[..4], ["query", "rank", "id", "similarity"]);
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|r| r[2] != "3"), "the query is not its own neighbour");
+    let sims: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    assert!(sims.windows(2).all(|w| w[0] >= w[1]) && sims[0] <= 1.0 + 1e-6, "{sims:?}");
+    assert!(d.join("found/mosaic.png").is_file());
+    // a query image file, embedded on the fly with the recorded encoder
+    let (_, cat) = read_csv(&d.join("sim/catalog.csv"));
+    let file = d.join("sim").join(&cat[3][2]);
+    let file = file.to_str().unwrap();
+    let err = d.fails(&["search", "--embeddings", "emb", "--query", file, "--k", "3", "--out", "found2"]);
+    assert!(err.contains("1 bands") || err.contains("expects 5"), "a single-band file is refused: {err}");
+    d.ok(&["simulate", "--n", "1", "--size", "32", "--seed", "77", "--out", "q", "--preview", "0"]);
+    d.ok(&["search", "--embeddings", "emb", "--query", "q/images.npy", "3", "--k", "3", "--out", "found4"]);
+    let (_, rows) = read_csv(&d.join("found4/neighbours.csv"));
+    assert_eq!(rows.len(), 6, "two queries × 3 neighbours");
+    assert_eq!(rows[0][0], "q/images.npy");
+    let err = d.fails(&["search", "--embeddings", "emb", "--query", "nobody", "--out", "found3"]);
+    assert!(err.contains("neither an id"), "{err}");
+}
