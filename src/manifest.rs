@@ -43,9 +43,13 @@ impl<C: Serialize> Manifest<C> {
 
     /// Writes `run.toml` into `dir` atomically.
     pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
-        let text = toml::to_string_pretty(self).context("serialising run.toml")?;
-        let path = dir.join("run.toml");
-        tidalscope_io::atomic::write(&path, text.as_bytes())?;
+        self.write_as(&dir.join("run.toml"))
+    }
+
+    /// Writes the manifest to `path` atomically.
+    pub fn write_as(&self, path: &Path) -> anyhow::Result<()> {
+        let text = toml::to_string_pretty(self).context("serialising the run manifest")?;
+        tidalscope_io::atomic::write(path, text.as_bytes())?;
         Ok(())
     }
 }

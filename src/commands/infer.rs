@@ -143,7 +143,9 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     header.push("score".into());
     header.extend(info.meta_columns.iter().cloned());
     let mut out = CsvWriter::create(&args.out, &header)?;
-    let errors_path = dir.join("errors.csv");
+    // Shards of one job often share a folder: their side files must not collide.
+    let suffix = shard.map(|(k, n)| format!(".{k}-of-{n}")).unwrap_or_default();
+    let errors_path = dir.join(format!("errors{suffix}.csv"));
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
     let (mut scored, mut failed) = (0usize, 0usize);
@@ -182,7 +184,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         objects: range.len(),
         failed,
     };
-    Manifest::new("predict", run, started, secs).write(&dir)?;
+    Manifest::new("predict", run, started, secs).write_as(&dir.join(format!("run{suffix}.toml")))?;
     println!(
         "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}",
         range.len() as f64 / secs.max(1e-9),
