@@ -33,6 +33,11 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Find the galaxies most similar to one or more query galaxies.
     Search(SearchArgs),
+    /// Turn a Keras model (SavedModel folder or Keras 3 .keras file) into a
+    /// tidalscope encoder or classifier folder.
+    ImportKeras(ImportKerasArgs),
+    /// Write a tidalscope encoder or classifier folder as a Keras 3 .keras file.
+    ExportKeras(ExportKerasArgs),
     /// Describe a dataset: count, shape, bands, keys, per-band statistics.
     Inspect(InspectArgs),
     /// Convert a dataset between npy, FITS and tf.data.
@@ -326,6 +331,54 @@ pub struct SearchArgs {
     /// Compute device for embedding query files: cpu, or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+/// Arguments of `tidalscope import-keras`.
+#[derive(Debug, Args)]
+pub struct ImportKerasArgs {
+    /// Keras SavedModel folder (`model.save(dir)`, e.g. the published
+    /// Trained_NNCLR_model) or Keras 3 `.keras` file.
+    pub model: PathBuf,
+    /// Output model folder (an encoder or a classifier folder, depending on
+    /// the model).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// `none` for inputs that are already normalised as the model expects
+    /// (σ_b = 1); otherwise give --sigma or --normalise-from.
+    #[arg(long)]
+    pub normalisation: Option<String>,
+    /// σ_b per band in data units, comma-separated (e.g. the values the
+    /// model was trained with).
+    #[arg(long, value_delimiter = ',')]
+    pub sigma: Vec<f32>,
+    /// Measure σ_b (1.4826·MAD) on the first --norm-images images of this
+    /// dataset, as `pretrain` does.
+    #[arg(long)]
+    pub normalise_from: Option<PathBuf>,
+    /// Images used by --normalise-from.
+    #[arg(long, default_value_t = 1000)]
+    pub norm_images: usize,
+    /// Band names, comma-separated (default: g,r,i,z,y for 5 bands).
+    #[arg(long, value_delimiter = ',')]
+    pub bands: Vec<String>,
+    /// Side of the centre crop fed to the network (default: the model's
+    /// declared input size, 96 for the published models).
+    #[arg(long)]
+    pub crop: Option<usize>,
+    #[command(flatten)]
+    pub source: SourceArgs,
+}
+
+/// Arguments of `tidalscope export-keras`.
+#[derive(Debug, Args)]
+pub struct ExportKerasArgs {
+    /// Encoder folder or classifier folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Output `.keras` file (its preprocessing is written beside it as
+    /// FILE.preprocess.json: Keras files have no place for σ_b).
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 /// Arguments of `tidalscope inspect`.

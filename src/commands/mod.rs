@@ -4,6 +4,7 @@
 mod bench;
 mod convert;
 mod demo;
+pub mod import;
 pub mod infer;
 mod inspect;
 pub mod simulate;
@@ -22,6 +23,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => infer::predict(args),
         Command::Embed(args) => infer::embed(args),
         Command::Search(args) => infer::search(args),
+        Command::ImportKeras(args) => import::run(args),
+        Command::ExportKeras(args) => import::export(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
         Command::Bench(BenchCommand::Simulate(args)) => bench::simulate(args),

@@ -94,3 +94,67 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
     let err = d.fails(&["search", "--embeddings", "emb", "--query", "nobody", "--out", "found3"]);
     assert!(err.contains("neither an id"), "{err}");
 }
+
+/// The keras-paper fixtures: TF 2.11 SavedModels shaped like the published
+/// Trained_NNCLR_model and Trained_finetuned_classifier, with TensorFlow's
+/// outputs on three already-normalised 128×128×5 inputs.
+fn keras_paper() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/keras-paper")
+}
+
+fn assert_close(got: &[f32], want: &[f32], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!((g - w).abs() <= 1e-4 * w.abs().max(1e-2), "{what}[{i}]: {g} vs TensorFlow {w}");
+    }
+}
+
+#[test]
+fn imported_keras_models_reproduce_tensorflow_through_embed_and_predict() {
+    let d = Dir::new();
+    let fx = keras_paper();
+    let input = fx.join("input_128.npy");
+    let (enc, clf) = (fx.join("encoder"), fx.join("classifier"));
+    let (input, enc, clf) = (input.to_str().unwrap(), enc.to_str().unwrap(), clf.to_str().unwrap());
+    // Saying nothing about normalisation is an error that lists the choices.
+    let err = d.fails(&["import-keras", enc, "--out", "enc"]);
+    assert!(
+        err.contains("--normalisation none") && err.contains("--sigma") && err.contains("--normalise-from"),
+        "{err}"
+    );
+    d.ok(&["import-keras", enc, "--out", "enc", "--normalisation", "none"]);
+    let run = std::fs::read_to_string(d.join("enc/run.toml")).unwrap();
+    assert!(run.contains("kind = \"encoder\"") && run.contains("crop = 96"), "{run}");
+    d.ok(&["embed", "--encoder", "enc", "--data", input, "--out", "emb", "--color-by", "none"]);
+    let (shape, got) = tidalscope_io::npy::read_f32(&d.join("emb/embeddings.npy")).unwrap();
+    let (_, want) = tidalscope_io::npy::read_f32(&fx.join("expected_encoder.npy")).unwrap();
+    assert_eq!(shape, vec![3, 128]);
+    assert_close(&got, &want, "embed with the imported encoder");
+
+    d.ok(&["import-keras", clf, "--out", "clf", "--normalisation", "none"]);
+    d.ok(&["predict", "--model", "clf", "--data", input, "--out", "scores.csv"]);
+    let (header, rows) = read_csv(&d.join("scores.csv"));
+    let col = header.iter().position(|h| h == "score").unwrap();
+    let got: Vec<f32> = rows.iter().map(|r| r[col].parse().unwrap()).collect();
+    let (_, want) = tidalscope_io::npy::read_f32(&fx.join("expected_classifier.npy")).unwrap();
+    assert_close(&got, &want, "predict with the imported classifier");
+
+    // Export and re-import: the same scores.
+    d.ok(&["export-keras", "--model", "clf", "--out", "clf.keras"]);
+    d.ok(&["import-keras", "clf.keras", "--out", "clf2"]); // preprocessing from clf.keras.preprocess.json
+    d.ok(&["predict", "--model", "clf2", "--data", input, "--out", "scores2.csv"]);
+    assert_eq!(read_csv(&d.join("scores.csv")).1, read_csv(&d.join("scores2.csv")).1);
+    // σ_b given by hand is recorded and used: asinh(x / 3σ_b) differs from none.
+    d.ok(&["import-keras", "clf.keras", "--out", "clf3", "--sigma", "0.5,0.5,0.5,0.5,0.5"]);
+    let pre = std::fs::read_to_string(d.join("clf3/preprocess.json")).unwrap();
+    assert!(pre.contains("0.5"), "{pre}");
+    let err = d.fails(&["import-keras", "clf.keras", "--out", "clf4", "--sigma", "1,2"]);
+    assert!(err.contains("2 values") && err.contains("5 bands"), "{err}");
+
+    // A Keras model unlike ours: the error lists what differs.
+    let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/tensorflow/models/tiny_encoder_savedmodel");
+    let err = d.fails(&["import-keras", tiny.to_str().unwrap(), "--out", "tiny", "--normalisation", "none"]);
+    assert!(err.contains("do not match") && err.contains("expected BatchNormalization"), "{err}");
+    assert!(!d.join("tiny").exists());
+}

@@ -22,6 +22,7 @@ pub mod csv;
 mod error;
 pub mod fits;
 pub mod fuzzing;
+pub mod keras;
 pub mod npy;
 pub mod png;
 pub mod protobuf;

@@ -17,6 +17,7 @@ pub mod device;
 pub mod encoder;
 pub mod heads;
 pub mod infer;
+pub mod keras;
 pub mod loss;
 pub mod params;
 pub mod queue;
