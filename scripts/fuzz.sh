@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the tf.data, FITS and npy parsers for a bounded time each.
+# Fuzzes the tf.data, FITS, npy and Keras parsers for a bounded time each.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 # Uses cargo-fuzz (coverage-guided, AddressSanitizer) when it is installed
 # (`cargo install cargo-fuzz`; on a stable toolchain it runs with
@@ -18,12 +18,15 @@ cargo run --release -q -- simulate --n 2 --size 16 --out "$tmp/simnpy" --preview
 tf_seeds=$(ls $fx/*/*/*/*.snapshot $fx/*/snapshot.metadata $fx/*/dataset_spec.pb | grep -v det_image | tr '\n' ' ')
 fits_seeds=$(ls "$tmp"/sim/fits/*.fits | head -3 | tr '\n' ' ')
 npy_seeds="$fx/tiny_image.npy $tmp/simnpy/images.npy"
+km=../shared/fixtures/tensorflow/models/tiny_finetuned_savedmodel
+keras_seeds="$km/variables/variables.index $km/keras_metadata.pb"
 
-for target in tfdata fits npy; do
+for target in tfdata fits npy keras; do
   case $target in
     tfdata) seeds=$tf_seeds ;;
     fits) seeds=$fits_seeds ;;
     npy) seeds=$npy_seeds ;;
+    keras) seeds=$keras_seeds ;;
   esac
   cargo run --release -q -p tidalscope-io --example fuzz_parsers -- "$target" "$secs" $seeds
   if command -v cargo-fuzz >/dev/null 2>&1; then

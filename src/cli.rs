@@ -42,6 +42,9 @@ pub enum Command {
     Inspect(InspectArgs),
     /// Convert a dataset between npy, FITS and tf.data.
     Convert(ConvertArgs),
+    /// Experiments answering the science questions, each with a report.
+    #[command(subcommand)]
+    Experiment(ExperimentCommand),
     /// Measure the speed of a part of tidalscope.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -154,7 +157,8 @@ pub struct FinetuneArgs {
     /// Run folder (created if missing).
     #[arg(long)]
     pub out: PathBuf,
-    /// linear: frozen encoder, a true linear probe; finetune: train everything.
+    /// linear: frozen encoder, a true linear probe; finetune: train everything;
+    /// scratch: the same architecture from random weights (supervised baseline).
     #[arg(long, default_value = "linear")]
     pub mode: String,
     /// Train on only N labelled examples, balanced over the classes (0 = all).
@@ -328,6 +332,13 @@ pub struct SearchArgs {
     /// Output folder: neighbours.csv and mosaic.png.
     #[arg(long)]
     pub out: PathBuf,
+    /// Use an approximate HNSW index instead of the exact scan (for many
+    /// queries over very large sets; recall@k: `bench search --approximate`).
+    #[arg(long)]
+    pub approximate: bool,
+    /// HNSW search breadth with --approximate (larger: better recall, slower).
+    #[arg(long, default_value_t = 128)]
+    pub ef: usize,
     /// Compute device for embedding query files: cpu, or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -498,6 +509,110 @@ pub struct SimulateArgs {
     pub jobs: Option<usize>,
 }
 
+/// Experiments.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentCommand {
+    /// AUC and completeness vs number of labels: NNCLR probe, NNCLR
+    /// fine-tuning, supervised from scratch, morphology baseline; seeds.
+    Labels(ExperimentLabelsArgs),
+    /// Injection–recovery on simulated data: completeness by feature SB,
+    /// type and host magnitude; false positives by kind; per survey.
+    Recovery(ExperimentRecoveryArgs),
+}
+
+/// Arguments of `tidalscope experiment labels`.
+#[derive(Debug, Args)]
+pub struct ExperimentLabelsArgs {
+    /// Output folder: results.csv, plots, report.md, run.toml.
+    #[arg(long, default_value = "runs/exp-labels")]
+    pub out: PathBuf,
+    /// Labelled training data (default: simulated HSC-UD cutouts).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Labelled independent test data (with --data).
+    #[arg(long)]
+    pub test: Option<PathBuf>,
+    /// A pretrained encoder folder (default: pretrain one on the training data).
+    #[arg(long)]
+    pub encoder: Option<PathBuf>,
+    /// Small, fast settings for a CPU (≈10 min on 2 cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Label counts (balanced; counts beyond 90% of what the data offers are dropped).
+    #[arg(long, value_delimiter = ',', default_value = "25,50,100,300,600")]
+    pub labels: Vec<usize>,
+    /// Repetitions with different label draws and initialisations
+    /// (default 2 with --quick, else 5).
+    #[arg(long)]
+    pub seeds: Option<usize>,
+    /// First seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Methods: linear, finetune, scratch, morphology.
+    #[arg(long, value_delimiter = ',', default_value = "linear,finetune,scratch,morphology")]
+    pub methods: Vec<String>,
+    /// Simulated training cutouts (default 1200 with --quick, else 6000).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Simulated test cutouts (default 600 with --quick, else 2000).
+    #[arg(long)]
+    pub n_test: Option<usize>,
+    /// Pretraining preset when no --encoder is given: quick or paper.
+    #[arg(long, default_value = "quick")]
+    pub preset: String,
+    /// Pretraining epochs (default 8 with --quick, else 50).
+    #[arg(long)]
+    pub pretrain_epochs: Option<usize>,
+    /// Fine-tuning and from-scratch epochs; the linear probe gets twice as
+    /// many (default 15 with --quick, else 40).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Arguments of `tidalscope experiment recovery`.
+#[derive(Debug, Args)]
+pub struct ExperimentRecoveryArgs {
+    /// Output folder: one folder per survey (recovery.csv), plots, report.md.
+    #[arg(long, default_value = "runs/exp-recovery")]
+    pub out: PathBuf,
+    /// A classifier folder to test on every survey (default: train one per
+    /// survey on that survey's mocks).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Survey presets to simulate.
+    #[arg(long, value_delimiter = ',', default_value = "hsc-ud,lsst-y10")]
+    pub surveys: Vec<SurveyArg>,
+    /// Small, fast settings for a CPU.
+    #[arg(long)]
+    pub quick: bool,
+    /// Recovery cutouts per survey, half with features (default 2000 with
+    /// --quick, else 10000).
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Training cutouts per survey when no --model (default 1200 with
+    /// --quick, else 6000).
+    #[arg(long)]
+    pub n_train: Option<usize>,
+    /// Pretraining preset when no --model: quick or paper.
+    #[arg(long, default_value = "quick")]
+    pub preset: String,
+    /// Pretraining epochs (default 8 with --quick, else 50).
+    #[arg(long)]
+    pub pretrain_epochs: Option<usize>,
+    /// Fine-tuning epochs (default 12 with --quick, else 30).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Compute device: cpu, or cuda[:N].
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
 /// Benchmarks.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
@@ -529,6 +644,14 @@ pub struct BenchSearchArgs {
     /// Timed queries.
     #[arg(long, default_value_t = 10)]
     pub queries: usize,
+    /// Also build the approximate (HNSW) index and report its build time,
+    /// query time and recall@k against the exact search.
+    #[arg(long)]
+    pub approximate: bool,
+    /// Embeddings drawn around this many cluster centres, as representations
+    /// of similar galaxies are (0: isotropic noise, the hardest case).
+    #[arg(long, default_value_t = 1000)]
+    pub clusters: usize,
 }
 
 /// Arguments of `tidalscope bench predict`.

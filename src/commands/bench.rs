@@ -176,27 +176,56 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
 
 /// Times exact top-k search over random unit vectors.
 pub fn search(args: crate::cli::BenchSearchArgs) -> anyhow::Result<()> {
+    use tidalscope_eval::search::{recall_at_k, top_k, AnnIndex, AnnParams};
     anyhow::ensure!(args.n > 0 && args.dim > 0 && args.queries > 0, "--n, --dim and --queries must be at least 1");
     let mut rng = tidalscope_core::Rng::new(1);
-    let mut rows: Vec<f32> = (0..args.n * args.dim).map(|_| rng.normal() as f32).collect();
-    tidalscope_eval::search::normalise_rows(&mut rows, args.dim);
-    let t0 = std::time::Instant::now();
-    let mut found = 0;
-    for q in 0..args.queries {
-        let i = (q * 7919) % args.n;
-        let query = rows[i * args.dim..(i + 1) * args.dim].to_vec();
-        found += tidalscope_eval::search::top_k(&rows, args.dim, &query, args.k, &[i]).len();
+    let d = args.dim;
+    let centres: Vec<f32> = (0..args.clusters * d).map(|_| rng.normal() as f32).collect();
+    let mut rows: Vec<f32> = Vec::with_capacity(args.n * d);
+    for i in 0..args.n {
+        let c = if args.clusters > 0 { (i * 7919) % args.clusters } else { 0 };
+        for j in 0..d {
+            let centre = if args.clusters > 0 { centres[c * d + j] } else { 0.0 };
+            rows.push(centre + 0.5 * rng.normal() as f32);
+        }
     }
+    tidalscope_eval::search::normalise_rows(&mut rows, d);
+    let queries: Vec<usize> = (0..args.queries).map(|q| (q * 7919 + 13) % args.n).collect();
+    let t0 = std::time::Instant::now();
+    let exact: Vec<Vec<(usize, f32)>> =
+        queries.iter().map(|&i| top_k(&rows, d, &rows[i * d..(i + 1) * d], args.k, &[i])).collect();
     let per = t0.elapsed().as_secs_f64() / args.queries as f64;
+    let kind = if args.clusters > 0 { format!("around {} clusters", args.clusters) } else { "isotropic".into() };
     println!(
-        "searched {} queries × top {} among {} embeddings of {} dimensions ({found} hits), {} threads",
+        "searched {} queries × top {} among {} embeddings of {d} dimensions ({kind}), {} threads",
         args.queries,
         args.k,
         args.n,
-        args.dim,
         rayon::current_num_threads()
     );
     println!("search: {:.1} ms per query (exact cosine)", per * 1000.0);
+    if args.approximate {
+        let p = AnnParams::default();
+        let t = std::time::Instant::now();
+        let index = AnnIndex::build(&rows, d, p);
+        let build = t.elapsed().as_secs_f64();
+        println!(
+            "approximate: HNSW (hnsw_rs, M {}, ef_construction {}) built in {build:.1} s",
+            p.links, p.ef_construction
+        );
+        for ef in [32, 64, 128, 256] {
+            let t = std::time::Instant::now();
+            let approx: Vec<Vec<(usize, f32)>> =
+                queries.iter().map(|&i| index.top_k(&rows, &rows[i * d..(i + 1) * d], args.k, ef, &[i])).collect();
+            let per = t.elapsed().as_secs_f64() / args.queries as f64;
+            println!(
+                "approximate: ef {ef}: {:.2} ms per query, recall@{} {:.3}",
+                per * 1000.0,
+                args.k,
+                recall_at_k(&exact, &approx)
+            );
+        }
+    }
     Ok(())
 }
 

@@ -450,9 +450,20 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     header.extend(other.iter().map(|&c| ids.columns[c].clone()));
     let mut out = CsvWriter::create(&args.out.join("neighbours.csv"), &header)?;
     let mut results: Vec<Vec<(usize, f32)>> = Vec::new();
+    // The approximate index pays off only for many queries over huge sets:
+    // it is built here, each run (a million rows: minutes on 2 cores).
+    let index = args.approximate.then(|| {
+        let t = std::time::Instant::now();
+        let index = tidalscope_eval::search::AnnIndex::build(&rows, d, Default::default());
+        eprintln!("built an HNSW index over {} embeddings in {:.1} s", shape[0], t.elapsed().as_secs_f64());
+        index
+    });
     for q in &queries {
         let exclude: Vec<usize> = q.row.iter().copied().collect();
-        let hits = top_k(&rows, d, &q.vector, args.k, &exclude);
+        let hits = match &index {
+            Some(ix) => ix.top_k(&rows, &q.vector, args.k, args.ef.max(args.k), &exclude),
+            None => top_k(&rows, d, &q.vector, args.k, &exclude),
+        };
         let name = &q.name;
         for (rank, (i, s)) in hits.iter().enumerate() {
             let r = &ids.rows[*i];

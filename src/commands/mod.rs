@@ -4,13 +4,14 @@
 mod bench;
 mod convert;
 mod demo;
+mod experiment;
 pub mod import;
 pub mod infer;
 mod inspect;
 pub mod simulate;
 pub mod train;
 
-use crate::cli::{BenchCommand, Cli, Command};
+use crate::cli::{BenchCommand, Cli, Command, ExperimentCommand};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -27,6 +28,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ExportKeras(args) => import::export(args),
         Command::Inspect(args) => inspect::run(args),
         Command::Convert(args) => convert::run(args),
+        Command::Experiment(ExperimentCommand::Labels(args)) => experiment::labels(args),
+        Command::Experiment(ExperimentCommand::Recovery(args)) => experiment::recovery(args),
         Command::Bench(BenchCommand::Simulate(args)) => bench::simulate(args),
         Command::Bench(BenchCommand::Read(args)) => bench::read(args),
         Command::Bench(BenchCommand::Encoder(args)) => bench::encoder(args),

@@ -145,7 +145,8 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let mode = match args.mode.as_str() {
         "linear" => Mode::Linear,
         "finetune" => Mode::Finetune,
-        m => bail!("unknown --mode {m:?} (linear, finetune)"),
+        "scratch" => Mode::Scratch,
+        m => bail!("unknown --mode {m:?} (linear, finetune, scratch)"),
     };
     ensure!(
         !args.data.data.is_empty() || args.data.unlabelled.is_some(),

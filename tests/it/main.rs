@@ -1,6 +1,7 @@
 //! Integration tests: the `tidalscope` binary run as a user runs it.
 
 mod data;
+mod experiment;
 mod infer;
 pub mod pipeline;
 mod simulate;

@@ -5,7 +5,10 @@
 //! arrays, so evaluation builds and tests without the deep-learning stack.
 #![deny(missing_docs)]
 
+pub mod logistic;
 pub mod metrics;
+pub mod morphology;
 pub mod plot;
+pub mod recovery;
 pub mod rgb;
 pub mod search;

@@ -46,13 +46,14 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: fuzz_parsers tfdata|fits|npy SECONDS SEED_FILE...");
+        eprintln!("usage: fuzz_parsers tfdata|fits|npy|keras SECONDS SEED_FILE...");
         std::process::exit(2);
     }
     let target: fn(&[u8]) = match args[1].as_str() {
         "tfdata" => tidalscope_io::fuzzing::tfdata,
         "fits" => tidalscope_io::fuzzing::fits,
         "npy" => tidalscope_io::fuzzing::npy,
+        "keras" => tidalscope_io::fuzzing::keras,
         t => {
             eprintln!("unknown target {t}");
             std::process::exit(2);

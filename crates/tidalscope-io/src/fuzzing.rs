@@ -1,4 +1,4 @@
-//! Entry points for fuzzing the parsers on in-memory bytes: each must
+//! Entry points for fuzzing the parsers (tf.data, FITS, npy, Keras) on in-memory bytes: each must
 //! return (an error is fine) for any input, never panic or hang. Used by
 //! the cargo-fuzz targets in `fuzz/` and by the stable mutation fuzzer
 //! `examples/fuzz_parsers.rs` (see `scripts/fuzz.sh`).
@@ -48,4 +48,12 @@ pub fn npy(data: &[u8]) {
             crate::npy::decode_into(&data[start..start + n * h.dtype.size()], h.dtype, h.big_endian, &mut out);
         }
     }
+}
+
+/// Keras SavedModel metadata: the input as a checkpoint index (LevelDB
+/// table), as a checkpoint object graph and as `keras_metadata.pb`.
+pub fn keras(data: &[u8]) {
+    let _ = crate::keras::Bundle::from_index(data, Path::new("fuzz/variables"));
+    let _ = crate::keras::ObjectGraph::parse(data);
+    let _ = crate::keras::parse_metadata(data);
 }

@@ -116,6 +116,10 @@ pub enum Mode {
     /// Train encoder and head together (what the reference did, under the
     /// name "linear classifier").
     Finetune,
+    /// The same architecture trained from random weights on the labels
+    /// alone — the supervised baseline the paper compares against. The
+    /// encoder folder supplies only the architecture and preprocessing.
+    Scratch,
 }
 
 /// How labelled objects are split.

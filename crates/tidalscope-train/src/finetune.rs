@@ -148,9 +148,13 @@ pub fn finetune(
             }
             Classifier { encoder: bundle.encoder.clone(), head: head.valid() }
         }
-        Mode::Finetune => {
-            let encoder = EncoderBundle::load(encoder_dir, &train_device)?.encoder;
+        Mode::Finetune | Mode::Scratch => {
             train_device.seed(cfg.seed);
+            let encoder = if cfg.mode == Mode::Scratch {
+                bundle.config.init(&train_device)
+            } else {
+                EncoderBundle::load(encoder_dir, &train_device)?.encoder
+            };
             let mut model = Classifier { encoder, head: ClassifierConfig::head(bundle.config.repr_dim, &train_device) };
             let mut optim = adam(cfg.weight_decay);
             let aug = Augment::training(crop, cfg.noise);

@@ -102,6 +102,13 @@ impl Bundle {
     pub fn open(prefix: &Path) -> Result<Self> {
         let index_path = PathBuf::from(format!("{}.index", prefix.display()));
         let file = std::fs::read(&index_path).map_err(|e| Error::io(&index_path, e))?;
+        Self::from_index(&file, prefix)
+    }
+
+    /// Parses the bytes of `PREFIX.index` (the data shards are read later,
+    /// by [`Bundle::read`]).
+    pub fn from_index(file: &[u8], prefix: &Path) -> Result<Self> {
+        let index_path = PathBuf::from(format!("{}.index", prefix.display()));
         let err = |m: String| Error::format(&index_path, m);
         if file.len() < 48 || file[file.len() - 8..] != 0xdb47_7524_8b80_fb57u64.to_le_bytes() {
             return Err(err("not a checkpoint index (no LevelDB table magic)".into()));
@@ -110,12 +117,12 @@ impl Bundle {
         let mut r = Reader::new(footer);
         let _meta = (varint(&mut r).map_err(err)?, varint(&mut r).map_err(err)?);
         let (io, is) = (varint(&mut r).map_err(err)?, varint(&mut r).map_err(err)?);
-        let index = block(&file, io, is).map_err(err)?;
+        let index = block(file, io, is).map_err(err)?;
         let mut map = BTreeMap::new();
         let mut shards = 1;
         for (_, v) in entries(index).map_err(err)? {
             let (o, s) = handle(v).map_err(err)?;
-            for (k, value) in entries(block(&file, o, s).map_err(err)?).map_err(err)? {
+            for (k, value) in entries(block(file, o, s).map_err(err)?).map_err(err)? {
                 let key = String::from_utf8_lossy(&k).into_owned();
                 if key.is_empty() {
                     // BundleHeaderProto: num_shards = 1

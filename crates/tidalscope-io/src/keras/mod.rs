@@ -16,7 +16,7 @@ mod network;
 
 pub use bundle::{Bundle, BundleEntry};
 pub use export::write_keras3;
-pub use graph::{KerasObject, ObjectGraph};
+pub use graph::{parse_metadata, KerasObject, ObjectGraph};
 pub use network::{KerasNetwork, Layer, Op, Weight};
 
 use crate::tfdata::Tensor;

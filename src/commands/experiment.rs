@@ -1,0 +1,766 @@
+//! `tidalscope experiment labels` and `experiment recovery`: the science
+//! questions of the reference paper, one command each, with a report.
+//!
+//! * **labels** — how performance grows with the number of labels, for the
+//!   NNCLR encoder (linear probe and fine-tuning), the same architecture
+//!   trained supervised from scratch, and a classical baseline (logistic
+//!   regression on non-parametric morphology), over several seeds.
+//! * **recovery** — injection–recovery on simulated data with known truth:
+//!   completeness by feature surface brightness, feature type and host
+//!   magnitude; false positives by kind of negative; per survey preset.
+
+use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, SimFormat, SimulateArgs, SourceArgs, SurveyArg};
+use crate::manifest::Manifest;
+use crate::progress::BarReporter;
+use anyhow::{bail, ensure, Context};
+use burn::prelude::Device;
+use rayon::prelude::*;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use tidalscope_core::Cutout;
+use tidalscope_eval::metrics::Summary;
+use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bin};
+use tidalscope_model::bundle::ClassifierBundle;
+use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
+
+fn source_args() -> SourceArgs {
+    SourceArgs { format: None, layout: "auto".into(), image_key: "image".into(), cycle_length: None }
+}
+
+fn simulate(dir: &Path, n: usize, seed: u64, survey: SurveyArg, tidal_fraction: f64) -> anyhow::Result<()> {
+    super::simulate::run(SimulateArgs {
+        n,
+        seed,
+        out: dir.to_path_buf(),
+        survey,
+        size: 128,
+        tidal_fraction,
+        near_miss_fraction: 0.25,
+        companion_probability: 0.15,
+        format: SimFormat::Npy,
+        preview: 24,
+        jobs: None,
+    })
+}
+
+fn pretrain(train: &Path, out: &Path, preset: &str, epochs: usize, seed: u64, device: &Device) -> anyhow::Result<()> {
+    let src = super::open_source(train, &source_args(), None)?;
+    let base = match preset {
+        "quick" => PretrainConfig::quick(),
+        "paper" => PretrainConfig::paper(),
+        p => bail!("unknown --preset {p:?} (quick, paper)"),
+    };
+    let cfg = PretrainConfig { epochs, seed, ..base };
+    std::fs::create_dir_all(out)?;
+    let s =
+        tidalscope_train::pretrain::pretrain(&cfg, &[src.as_ref()], out, device, false, &BarReporter::new(Some(out)))?;
+    eprintln!("pretrained {} steps, final loss {:.3}", s.steps, s.final_loss);
+    Ok(())
+}
+
+/// A labelled evaluation set held in memory: raw images, labels and the
+/// catalogue metadata of every object.
+struct EvalSet {
+    raw: Vec<Cutout>,
+    labels: Vec<u8>,
+    columns: Vec<String>,
+    meta: Vec<Vec<String>>,
+}
+
+fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
+    let src = super::open_source(path, &source_args(), None)?;
+    let columns = src.info().meta_columns.clone();
+    let mut set = EvalSet { raw: Vec::new(), labels: Vec::new(), columns, meta: Vec::new() };
+    for rec in src.records(0)? {
+        let rec = rec?;
+        let label = rec.label.with_context(|| format!("{}: object {} has no label", path.display(), rec.id))?;
+        set.raw.push(rec.pixels.load()?);
+        set.labels.push(label);
+        set.meta.push(rec.meta);
+    }
+    ensure!(set.labels.contains(&0) && set.labels.contains(&1), "{}: needs both classes", path.display());
+    Ok(set)
+}
+
+/// Scores of a classifier folder on a set (deterministic inference).
+fn score(model: &Path, set: &EvalSet, device: &Device) -> anyhow::Result<Vec<f64>> {
+    let b = ClassifierBundle::load(model, device)?;
+    let pre: Vec<Cutout> =
+        set.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
+    let mut out = Vec::with_capacity(pre.len());
+    for chunk in pre.chunks(128) {
+        let refs: Vec<&Cutout> = chunk.iter().collect();
+        let s = tidalscope_model::infer::score(&b.classifier, &refs, b.preprocess.crop, device)
+            .map_err(anyhow::Error::msg)?;
+        out.extend(s.into_iter().map(f64::from));
+    }
+    Ok(out)
+}
+
+/// The g+r+i image (or all bands, when fewer) that morphology is measured on.
+fn detection_image(c: &Cutout) -> Vec<f32> {
+    let n = c.bands().min(3);
+    let mut img = c.band(0).to_vec();
+    for b in 1..n {
+        img.iter_mut().zip(c.band(b)).for_each(|(a, v)| *a += v);
+    }
+    img
+}
+
+fn morphology(images: &[&Cutout]) -> Vec<f64> {
+    images
+        .par_iter()
+        .flat_map_iter(|c| tidalscope_eval::morphology::features(&detection_image(c), c.width(), c.height()))
+        .collect()
+}
+
+#[derive(serde::Serialize)]
+struct LabelsResult {
+    method: &'static str,
+    labels: usize,
+    seed: u64,
+    auc: f64,
+    completeness_22: f64,
+    completeness_10: f64,
+    average_precision: f64,
+    seconds: f64,
+}
+
+const METHODS: [&str; 4] = ["linear", "finetune", "scratch", "morphology"];
+
+fn method_name(m: &str) -> &'static str {
+    match m {
+        "linear" => "NNCLR + linear probe",
+        "finetune" => "NNCLR + fine-tuning",
+        "scratch" => "supervised from scratch",
+        _ => "morphology + logistic regression",
+    }
+}
+
+/// Runs `experiment labels`.
+pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t_all = std::time::Instant::now();
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let device = super::train::device(&args.device)?;
+    let q = args.quick;
+    let n_train = args.n.unwrap_or(if q { 1200 } else { 6000 });
+    let n_test = args.n_test.unwrap_or(if q { 600 } else { 2000 });
+    let seeds = args.seeds.unwrap_or(if q { 2 } else { 5 });
+    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
+    let ft_epochs = args.epochs.unwrap_or(if q { 15 } else { 40 });
+    let lin_epochs = 2 * ft_epochs;
+    for m in &args.methods {
+        ensure!(METHODS.contains(&m.as_str()), "unknown method {m:?} (linear, finetune, scratch, morphology)");
+    }
+    let (train_dir, test_dir) = match (&args.data, &args.test) {
+        (Some(d), Some(t)) => (d.clone(), t.clone()),
+        (None, None) => {
+            eprintln!("== simulate {n_train} training and {n_test} test cutouts (HSC-SSP Ultradeep)");
+            simulate(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, 0.3)?;
+            simulate(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
+            (out.join("train"), out.join("test"))
+        }
+        _ => bail!("give both --data and --test, or neither (simulated data)"),
+    };
+    let encoder = match &args.encoder {
+        Some(e) => e.clone(),
+        None => {
+            eprintln!("== pretrain ({} preset, {pre_epochs} epochs)", args.preset);
+            pretrain(&train_dir, &out.join("encoder"), &args.preset, pre_epochs, args.seed, &device)?;
+            out.join("encoder")
+        }
+    };
+    let test = load_set(&test_dir)?;
+    let train_src = super::open_source(&train_dir, &source_args(), None)?;
+    let available = {
+        let l = train_src.labels()?;
+        let pos = l.iter().filter(|v| **v == Some(1)).count();
+        let neg = l.iter().filter(|v| **v == Some(0)).count();
+        2 * pos.min(neg)
+    };
+    let counts: Vec<usize> = args.labels.iter().copied().filter(|&n| n <= (available as f64 * 0.9) as usize).collect();
+    ensure!(
+        !counts.is_empty(),
+        "{}: only {available} balanced labels, fewer than every requested count",
+        train_dir.display()
+    );
+    let test_morph = if args.methods.iter().any(|m| m == "morphology") {
+        morphology(&test.raw.iter().collect::<Vec<_>>())
+    } else {
+        vec![]
+    };
+    let mut results: Vec<LabelsResult> = Vec::new();
+    let mut csv = tidalscope_io::csv::CsvWriter::create(
+        &out.join("results.csv"),
+        &[
+            "method",
+            "labels",
+            "seed",
+            "auc",
+            "completeness_at_22pct_fpr",
+            "completeness_at_10pct_fpr",
+            "average_precision",
+            "seconds",
+        ]
+        .map(String::from),
+    )?;
+    let runs = out.join("runs");
+    for &n in &counts {
+        for seed in args.seed..args.seed + seeds as u64 {
+            for m in &args.methods {
+                let t = std::time::Instant::now();
+                let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
+                let scores = if m == "morphology" {
+                    let splits = tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed)?;
+                    let sel: Vec<_> = splits.train.iter().chain(&splits.val).copied().collect();
+                    let imgs: Vec<Cutout> = {
+                        let wanted: std::collections::HashMap<usize, usize> =
+                            sel.iter().enumerate().map(|(k, o)| (o.index, k)).collect();
+                        let mut v: Vec<Option<Cutout>> = vec![None; sel.len()];
+                        for rec in train_src.records(0)? {
+                            let rec = rec?;
+                            if let Some(&k) = wanted.get(&rec.index) {
+                                v[k] = Some(rec.pixels.load()?);
+                            }
+                        }
+                        v.into_iter()
+                            .map(|c| c.context("object missing from the training set"))
+                            .collect::<anyhow::Result<_>>()?
+                    };
+                    let x = morphology(&imgs.iter().collect::<Vec<_>>());
+                    let y: Vec<u8> = sel.iter().map(|o| o.label).collect();
+                    let model = tidalscope_eval::logistic::Logistic::fit(
+                        &x,
+                        tidalscope_eval::morphology::FEATURE_NAMES.len(),
+                        &y,
+                        1.0,
+                    );
+                    model.predict(&test_morph)
+                } else {
+                    let mode = match m.as_str() {
+                        "linear" => Mode::Linear,
+                        "finetune" => Mode::Finetune,
+                        _ => Mode::Scratch,
+                    };
+                    let dir = runs.join(format!("{m}-{n}-seed{seed}"));
+                    let cfg = FinetuneConfig {
+                        mode,
+                        labels: n,
+                        epochs: if mode == Mode::Linear { lin_epochs } else { ft_epochs },
+                        split,
+                        seed,
+                        ..FinetuneConfig::default()
+                    };
+                    eprintln!("== {m}, {n} labels, seed {seed}");
+                    tidalscope_train::finetune::finetune(
+                        &cfg,
+                        &encoder,
+                        &[train_src.as_ref()],
+                        std::slice::from_ref(&train_dir),
+                        &dir,
+                        &device,
+                        &BarReporter::quiet(Some(&dir)),
+                    )?;
+                    score(&dir, &test, &device)?
+                };
+                let (s, _, _) = Summary::compute(&scores, &test.labels, 0.5)?;
+                let r = LabelsResult {
+                    method: METHODS.iter().find(|x| **x == m.as_str()).expect("checked"),
+                    labels: n,
+                    seed,
+                    auc: s.auc,
+                    completeness_22: s.completeness_at_22pct_fpr,
+                    completeness_10: s.completeness_at_fpr[1].1,
+                    average_precision: s.average_precision,
+                    seconds: t.elapsed().as_secs_f64(),
+                };
+                eprintln!(
+                    "   {m:<10} {n:>4} labels seed {seed}: AUC {:.3}, completeness {:.1}% at 22% FPR",
+                    r.auc,
+                    100.0 * r.completeness_22
+                );
+                csv.row(&[
+                    r.method.to_string(),
+                    n.to_string(),
+                    seed.to_string(),
+                    format!("{:.4}", r.auc),
+                    format!("{:.4}", r.completeness_22),
+                    format!("{:.4}", r.completeness_10),
+                    format!("{:.4}", r.average_precision),
+                    format!("{:.1}", r.seconds),
+                ])?;
+                results.push(r);
+            }
+        }
+    }
+    csv.finish()?;
+    let total = t_all.elapsed().as_secs_f64();
+    plot_labels(out, &args.methods, &counts, &results)?;
+    write_labels_report(out, &args, &counts, seeds, &results, total, n_train, n_test)?;
+    #[derive(serde::Serialize)]
+    struct Resolved<'a> {
+        quick: bool,
+        data: String,
+        test: String,
+        encoder: String,
+        labels: &'a [usize],
+        seeds: usize,
+        first_seed: u64,
+        methods: &'a [String],
+        pretrain_epochs: usize,
+        finetune_epochs: usize,
+        linear_epochs: usize,
+    }
+    let resolved = Resolved {
+        quick: q,
+        data: train_dir.display().to_string(),
+        test: test_dir.display().to_string(),
+        encoder: encoder.display().to_string(),
+        labels: &counts,
+        seeds,
+        first_seed: args.seed,
+        methods: &args.methods,
+        pretrain_epochs: pre_epochs,
+        finetune_epochs: ft_epochs,
+        linear_epochs: lin_epochs,
+    };
+    Manifest::new("experiment labels", resolved, started, total).write(out)?;
+    println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
+    Ok(())
+}
+
+/// Mean and sample standard deviation.
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let m = v.iter().sum::<f64>() / n.max(1.0);
+    let sd = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
+    (m, sd)
+}
+
+fn stats(results: &[LabelsResult], m: &str, n: usize, f: fn(&LabelsResult) -> f64) -> Option<(f64, f64, usize)> {
+    let v: Vec<f64> = results.iter().filter(|r| r.method == m && r.labels == n).map(f).collect();
+    (!v.is_empty()).then(|| {
+        let (a, b) = mean_sd(&v);
+        (a, b, v.len())
+    })
+}
+
+fn plot_labels(out: &Path, methods: &[String], counts: &[usize], results: &[LabelsResult]) -> anyhow::Result<()> {
+    for (file, title, ylabel, f) in [
+        (
+            "auc_vs_labels.png",
+            "AUC vs number of labels",
+            "ROC AUC (independent test set)",
+            (|r: &LabelsResult| r.auc) as fn(&LabelsResult) -> f64,
+        ),
+        (
+            "completeness_vs_labels.png",
+            "completeness at 22% contamination vs labels",
+            "completeness at 22% FPR",
+            |r: &LabelsResult| r.completeness_22,
+        ),
+    ] {
+        let series: Vec<Series> = methods
+            .iter()
+            .enumerate()
+            .map(|(k, m)| {
+                let pts: Vec<(f64, f64, f64)> = counts
+                    .iter()
+                    .filter_map(|&n| stats(results, m, n, f).map(|(a, s, _)| ((n as f64).log10(), a, s)))
+                    .collect();
+                let mut s = Series::line(
+                    method_name(m),
+                    pts.iter().map(|p| p.0).collect(),
+                    pts.iter().map(|p| p.1).collect(),
+                    PALETTE[k % PALETTE.len()],
+                );
+                s.band = Some((pts.iter().map(|p| p.1 - p.2).collect(), pts.iter().map(|p| p.1 + p.2).collect()));
+                s.markers = true;
+                s
+            })
+            .collect();
+        let mut axes = Axes::new(title, "log10(number of training labels)", ylabel);
+        axes.y_range = Some((if file.starts_with("auc") { 0.4 } else { 0.0 }, 1.0));
+        line_plot(&out.join(file), &axes, &series)?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_labels_report(
+    out: &Path,
+    args: &ExperimentLabelsArgs,
+    counts: &[usize],
+    seeds: usize,
+    results: &[LabelsResult],
+    total: f64,
+    n_train: usize,
+    n_test: usize,
+) -> anyhow::Result<()> {
+    let mut r = String::new();
+    writeln!(r, "# Label efficiency: tidal-feature classification vs number of labels\n")?;
+    match (&args.data, &args.test) {
+        (Some(d), Some(t)) => writeln!(r, "Data: training `{}`, test `{}`.", d.display(), t.display())?,
+        _ => writeln!(r, "Data: simulated HSC-SSP Ultradeep cutouts, {n_train} for training (30% tidal) and an independent test set of {n_test} (another seed).")?,
+    }
+    writeln!(
+        r,
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}); 10% of the drawn labels are held for the validation loss. Mean ± standard deviation over seeds; {} in total.\n",
+        args.seed,
+        args.seed + seeds as u64 - 1,
+        if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
+    )?;
+    writeln!(r, "Methods: NNCLR encoder + linear probe (frozen); NNCLR encoder + fine-tuning; the same architecture trained supervised from random weights; logistic regression on eight non-parametric morphology measures (asymmetry, outer asymmetry, shape asymmetry, concentration, Gini, M20, smoothness, outer flux fraction) of the g+r+i image.\n")?;
+    for (title, f) in [
+        ("AUC", (|x: &LabelsResult| x.auc) as fn(&LabelsResult) -> f64),
+        ("Completeness at 22% contamination (FPR)", |x: &LabelsResult| x.completeness_22),
+    ] {
+        writeln!(r, "## {title}\n")?;
+        write!(r, "| method |")?;
+        for n in counts {
+            write!(r, " {n} |")?;
+        }
+        writeln!(r)?;
+        writeln!(r, "|---|{}", "---|".repeat(counts.len()))?;
+        for m in &args.methods {
+            write!(r, "| {} |", method_name(m))?;
+            for &n in counts {
+                match stats(results, m, n, f) {
+                    Some((a, s, _)) => write!(r, " {a:.3} ± {s:.3} |")?,
+                    None => write!(r, " – |")?,
+                }
+            }
+            writeln!(r)?;
+        }
+        writeln!(r)?;
+    }
+    writeln!(r, "![AUC vs labels](auc_vs_labels.png)\n\n![completeness vs labels](completeness_vs_labels.png)\n")?;
+    writeln!(r, "Every run: `results.csv` (one row per method, label count and seed) and `runs/<method>-<labels>-seed<seed>/` (the classifier, its split and training log). Settings, seeds and version: `run.toml`.")?;
+    tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- recovery
+
+/// Detections of one survey's recovery set.
+struct Recovery {
+    survey: String,
+    threshold_22: f64,
+    sb: Vec<f64>,
+    host: Vec<f64>,
+    types: Vec<Vec<String>>,
+    det_22: Vec<bool>,
+    det_50: Vec<bool>,
+    negatives: Vec<(String, bool, bool)>,
+    auc: f64,
+}
+
+fn column(set: &EvalSet, name: &str) -> anyhow::Result<usize> {
+    set.columns
+        .iter()
+        .position(|c| c == name)
+        .with_context(|| format!("the recovery set has no {name:?} column (simulated data carries it)"))
+}
+
+fn recover(survey: &str, set: &EvalSet, scores: &[f64]) -> anyhow::Result<Recovery> {
+    let (c_sb, c_host, c_types, c_kind) =
+        (column(set, "feature_sb")?, column(set, "host_mag_r")?, column(set, "feature_types")?, column(set, "kind")?);
+    let neg: Vec<f64> = scores.iter().zip(&set.labels).filter(|(_, l)| **l == 0).map(|(s, _)| *s).collect();
+    let t22 = threshold_at_fpr(&neg, 0.22);
+    let mut r = Recovery {
+        survey: survey.into(),
+        threshold_22: t22,
+        sb: vec![],
+        host: vec![],
+        types: vec![],
+        det_22: vec![],
+        det_50: vec![],
+        negatives: vec![],
+        auc: Summary::compute(scores, &set.labels, 0.5)?.0.auc,
+    };
+    for ((s, l), m) in scores.iter().zip(&set.labels).zip(&set.meta) {
+        if *l == 1 {
+            r.sb.push(m[c_sb].parse().unwrap_or(f64::NAN));
+            r.host.push(m[c_host].parse().unwrap_or(f64::NAN));
+            r.types.push(m[c_types].split(';').filter(|t| !t.is_empty()).map(String::from).collect());
+            r.det_22.push(*s > t22);
+            r.det_50.push(*s >= 0.5);
+        } else {
+            r.negatives.push((m[c_kind].clone(), *s > t22, *s >= 0.5));
+        }
+    }
+    Ok(r)
+}
+
+fn bins_table(r: &mut String, title: &str, b22: &[Bin], b50: &[Bin]) -> std::fmt::Result {
+    writeln!(r, "| {title} | objects | completeness (22% FPR threshold) | completeness (score ≥ 0.5) |")?;
+    writeln!(r, "|---|---|---|---|")?;
+    for (a, b) in b22.iter().zip(b50) {
+        if a.n == 0 {
+            continue;
+        }
+        writeln!(
+            r,
+            "| {} | {} | {:.0}% ({:.0}–{:.0}) | {:.0}% |",
+            a.label,
+            a.n,
+            100.0 * a.fraction,
+            100.0 * a.ci_lo,
+            100.0 * a.ci_hi,
+            100.0 * b.fraction
+        )?;
+    }
+    writeln!(r)
+}
+
+/// Runs `experiment recovery`.
+pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t_all = std::time::Instant::now();
+    let out = &args.out;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let device = super::train::device(&args.device)?;
+    let q = args.quick;
+    let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
+    let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });
+    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
+    let ft_epochs = args.epochs.unwrap_or(if q { 12 } else { 30 });
+    let mut results = Vec::new();
+    let mut models: Vec<(String, PathBuf)> = Vec::new();
+    for (k, survey) in args.surveys.iter().enumerate() {
+        let name = match survey {
+            SurveyArg::HscUd => "hsc-ud",
+            SurveyArg::LsstY10 => "lsst-y10",
+        };
+        let dir = out.join(name);
+        let model = match &args.model {
+            Some(m) => m.clone(),
+            None => {
+                // A model per survey, trained on that survey's mocks: depth
+                // changes both what is visible and what the model learns.
+                eprintln!(
+                    "== {name}: simulate {n_train}, pretrain ({} epochs), fine-tune ({ft_epochs} epochs)",
+                    pre_epochs
+                );
+                simulate(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
+                pretrain(&dir.join("train"), &dir.join("encoder"), &args.preset, pre_epochs, args.seed, &device)?;
+                let src = super::open_source(&dir.join("train"), &source_args(), None)?;
+                let cfg = FinetuneConfig {
+                    mode: Mode::Finetune,
+                    epochs: ft_epochs,
+                    split: SplitSpec::Stratified { val: 0.1, test: 0.0 },
+                    seed: args.seed,
+                    ..FinetuneConfig::default()
+                };
+                let m = dir.join("classifier");
+                tidalscope_train::finetune::finetune(
+                    &cfg,
+                    &dir.join("encoder"),
+                    &[src.as_ref()],
+                    &[dir.join("train")],
+                    &m,
+                    &device,
+                    &BarReporter::new(Some(&m)),
+                )?;
+                m
+            }
+        };
+        eprintln!("== {name}: recovery set of {n} cutouts (half with features)");
+        simulate(&dir.join("recovery"), n, args.seed + 1_000_003 + k as u64, *survey, 0.5)?;
+        let set = load_set(&dir.join("recovery"))?;
+        let scores = score(&model, &set, &device)?;
+        let rec = recover(name, &set, &scores)?;
+        eprintln!("   AUC {:.3}; threshold at 22% FPR {:.3}", rec.auc, rec.threshold_22);
+        write_recovery_csv(&dir, &rec)?;
+        models.push((name.to_string(), model));
+        results.push(rec);
+    }
+    plot_recovery(out, &results)?;
+    let total = t_all.elapsed().as_secs_f64();
+    write_recovery_report(out, &args, &results, &models, n, total)?;
+    #[derive(serde::Serialize)]
+    struct Resolved {
+        quick: bool,
+        surveys: Vec<String>,
+        recovery_objects: usize,
+        train_objects: usize,
+        pretrain_epochs: usize,
+        finetune_epochs: usize,
+        seed: u64,
+        models: Vec<(String, String)>,
+    }
+    let resolved = Resolved {
+        quick: q,
+        surveys: results.iter().map(|r| r.survey.clone()).collect(),
+        recovery_objects: n,
+        train_objects: n_train,
+        pretrain_epochs: pre_epochs,
+        finetune_epochs: ft_epochs,
+        seed: args.seed,
+        models: models.iter().map(|(s, m)| (s.clone(), m.display().to_string())).collect(),
+    };
+    Manifest::new("experiment recovery", resolved, started, total).write(out)?;
+    println!("experiment recovery finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
+    Ok(())
+}
+
+fn write_recovery_csv(dir: &Path, r: &Recovery) -> anyhow::Result<()> {
+    let mut csv = tidalscope_io::csv::CsvWriter::create(
+        &dir.join("recovery.csv"),
+        &[
+            "property",
+            "bin",
+            "objects",
+            "detected_22pct_fpr",
+            "completeness_22pct_fpr",
+            "ci_lo",
+            "ci_hi",
+            "completeness_score_0.5",
+        ]
+        .map(String::from),
+    )?;
+    let sb_e = edges(&r.sb, 0.5);
+    let host_e = edges(&r.host, 0.5);
+    for (prop, a, b) in [
+        ("feature_sb", binned(&r.sb, &r.det_22, &sb_e), binned(&r.sb, &r.det_50, &sb_e)),
+        ("feature_type", by_category(&r.types, &r.det_22), by_category(&r.types, &r.det_50)),
+        ("host_mag_r", binned(&r.host, &r.det_22, &host_e), binned(&r.host, &r.det_50, &host_e)),
+    ] {
+        for (x, y) in a.iter().zip(&b) {
+            csv.row(&[
+                prop.into(),
+                x.label.clone(),
+                x.n.to_string(),
+                x.detected.to_string(),
+                format!("{:.4}", x.fraction),
+                format!("{:.4}", x.ci_lo),
+                format!("{:.4}", x.ci_hi),
+                format!("{:.4}", y.fraction),
+            ])?;
+        }
+    }
+    for (kind, f22, f50) in negative_rates(r) {
+        csv.row(&[
+            "negative_kind_false_positive_rate".into(),
+            kind.label.clone(),
+            kind.n.to_string(),
+            kind.detected.to_string(),
+            format!("{f22:.4}"),
+            format!("{:.4}", kind.ci_lo),
+            format!("{:.4}", kind.ci_hi),
+            format!("{f50:.4}"),
+        ])?;
+    }
+    csv.finish()?;
+    Ok(())
+}
+
+/// False-positive rate per negative kind: (bin at the 22% threshold, rate
+/// at 22%, rate at score ≥ 0.5).
+fn negative_rates(r: &Recovery) -> Vec<(Bin, f64, f64)> {
+    let cats: Vec<Vec<String>> = r.negatives.iter().map(|n| vec![n.0.clone()]).collect();
+    let d22: Vec<bool> = r.negatives.iter().map(|n| n.1).collect();
+    let d50: Vec<bool> = r.negatives.iter().map(|n| n.2).collect();
+    by_category(&cats, &d22)
+        .into_iter()
+        .zip(by_category(&cats, &d50))
+        .map(|(a, b)| {
+            let f = a.fraction;
+            (a, f, b.fraction)
+        })
+        .collect()
+}
+
+fn plot_recovery(out: &Path, results: &[Recovery]) -> anyhow::Result<()> {
+    let curve = |values: fn(&Recovery) -> &Vec<f64>, file: &str, title: &str, xlabel: &str| -> anyhow::Result<()> {
+        let mut series = Vec::new();
+        for (k, r) in results.iter().enumerate() {
+            let e = edges(values(r), 0.5);
+            let b: Vec<Bin> = binned(values(r), &r.det_22, &e).into_iter().filter(|b| b.n >= 3).collect();
+            let mut s = Series::line(
+                format!("{} (22% FPR threshold)", r.survey),
+                b.iter().map(|b| 0.5 * (b.lo + b.hi)).collect(),
+                b.iter().map(|b| b.fraction).collect(),
+                PALETTE[k % PALETTE.len()],
+            );
+            s.band = Some((b.iter().map(|b| b.ci_lo).collect(), b.iter().map(|b| b.ci_hi).collect()));
+            s.markers = true;
+            series.push(s);
+        }
+        let mut axes = Axes::new(title, xlabel, "completeness");
+        axes.y_range = Some((0.0, 1.05));
+        line_plot(&out.join(file), &axes, &series)?;
+        Ok(())
+    };
+    curve(
+        |r| &r.sb,
+        "completeness_vs_sb.png",
+        "completeness vs feature surface brightness",
+        "feature surface brightness (mag/arcsec², r)",
+    )?;
+    curve(|r| &r.host, "completeness_vs_host_mag.png", "completeness vs host magnitude", "host r magnitude")?;
+    Ok(())
+}
+
+fn write_recovery_report(
+    out: &Path,
+    args: &ExperimentRecoveryArgs,
+    results: &[Recovery],
+    models: &[(String, PathBuf)],
+    n: usize,
+    total: f64,
+) -> anyhow::Result<()> {
+    let mut r = String::new();
+    writeln!(r, "# Injection–recovery: what the classifier finds, by feature and depth\n")?;
+    writeln!(r, "For each survey preset, {n} simulated cutouts (half with a tidal feature of known type and surface brightness) were scored by the classifier. An object is *detected* when its score exceeds the threshold at which 22% of the negatives of the same set are flagged (22% contamination as FPR, the reference's operating point), or when its score is ≥ 0.5. Brackets: 68% Wilson intervals. Total time {:.1} min.\n", total / 60.0)?;
+    for ((res, (_, model)), _) in results.iter().zip(models).zip(0..) {
+        writeln!(r, "## {}\n", res.survey)?;
+        writeln!(r, "Classifier `{}`; AUC {:.3}; threshold at 22% FPR {:.3}; positives {}, of which {:.0}% detected at that threshold.\n", model.display(), res.auc, res.threshold_22, res.sb.len(), 100.0 * res.det_22.iter().filter(|d| **d).count() as f64 / res.det_22.len().max(1) as f64)?;
+        let sb_e = edges(&res.sb, 0.5);
+        bins_table(
+            &mut r,
+            "feature SB (mag/arcsec²)",
+            &binned(&res.sb, &res.det_22, &sb_e),
+            &binned(&res.sb, &res.det_50, &sb_e),
+        )?;
+        bins_table(
+            &mut r,
+            "feature type",
+            &by_category(&res.types, &res.det_22),
+            &by_category(&res.types, &res.det_50),
+        )?;
+        let host_e = edges(&res.host, 0.5);
+        bins_table(
+            &mut r,
+            "host r mag",
+            &binned(&res.host, &res.det_22, &host_e),
+            &binned(&res.host, &res.det_50, &host_e),
+        )?;
+        writeln!(r, "| negative kind | objects | false-positive rate (22% threshold) | (score ≥ 0.5) |")?;
+        writeln!(r, "|---|---|---|---|")?;
+        for (b, f22, f50) in negative_rates(res) {
+            writeln!(
+                r,
+                "| {} | {} | {:.0}% ({:.0}–{:.0}) | {:.0}% |",
+                b.label,
+                b.n,
+                100.0 * f22,
+                100.0 * b.ci_lo,
+                100.0 * b.ci_hi,
+                100.0 * f50
+            )?;
+        }
+        writeln!(r, "\nPer-bin numbers: `{}/recovery.csv`.\n", res.survey)?;
+    }
+    writeln!(r, "![completeness vs SB](completeness_vs_sb.png)\n\n![completeness vs host magnitude](completeness_vs_host_mag.png)\n")?;
+    if args.model.is_some() && results.len() > 1 {
+        writeln!(r, "One classifier (`--model`) scored every survey's mocks: differences mix depth with the change of noise level the model was not trained on.\n")?;
+    } else if results.len() > 1 {
+        writeln!(r, "Each survey has its own model, trained the same way on that survey's mocks, so differences reflect depth.\n")?;
+    }
+    tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
+    Ok(())
+}

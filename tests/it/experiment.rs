@@ -1,0 +1,113 @@
+//! `experiment labels` and `experiment recovery` through the binary, with
+//! tiny settings (the science numbers come from `--quick` runs, see the
+//! README).
+
+use crate::util::{read_csv, Dir};
+
+const TINY_LABELS: [&str; 16] = [
+    "experiment",
+    "labels",
+    "--n",
+    "240",
+    "--n-test",
+    "120",
+    "--labels",
+    "20,40,5000",
+    "--seeds",
+    "2",
+    "--pretrain-epochs",
+    "1",
+    "--epochs",
+    "1",
+    "--methods",
+    "linear,finetune,morphology",
+];
+
+/// Every column but the wall time.
+fn without_seconds(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
+    rows.into_iter()
+        .map(|mut r| {
+            r.pop();
+            r
+        })
+        .collect()
+}
+
+#[test]
+fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly() {
+    let d = Dir::new();
+    let mut a = TINY_LABELS.to_vec();
+    a.extend(["--out", "one"]);
+    d.ok(&a);
+    let (header, rows) = read_csv(&d.join("one/results.csv"));
+    assert_eq!(header[..4], ["method", "labels", "seed", "auc"].map(String::from));
+    // 5000 labels exceed the data and are dropped; 2 counts × 2 seeds × 3 methods.
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    for r in &rows {
+        let auc: f64 = r[3].parse().unwrap();
+        assert!((0.0..=1.0).contains(&auc));
+    }
+    for f in [
+        "report.md",
+        "auc_vs_labels.png",
+        "completeness_vs_labels.png",
+        "run.toml",
+        "runs/finetune-40-seed2/classifier.bpk",
+    ] {
+        assert!(d.join("one").join(f).is_file(), "{f}");
+    }
+    let report = std::fs::read_to_string(d.join("one/report.md")).unwrap();
+    assert!(report.contains("morphology + logistic regression") && report.contains("| 20 | 40 |"), "{report}");
+    // The same seed on the same data gives the same numbers.
+    let mut b = TINY_LABELS.to_vec();
+    b.extend(["--out", "two", "--data", "one/train", "--test", "one/test", "--encoder", "one/encoder"]);
+    d.ok(&b);
+    assert_eq!(without_seconds(rows), without_seconds(read_csv(&d.join("two/results.csv")).1));
+}
+
+#[test]
+fn recovery_experiment_bins_completeness_by_truth() {
+    let d = Dir::new();
+    d.ok(&[
+        "experiment",
+        "recovery",
+        "--out",
+        "rec",
+        "--surveys",
+        "hsc-ud",
+        "--n",
+        "240",
+        "--n-train",
+        "200",
+        "--pretrain-epochs",
+        "1",
+        "--epochs",
+        "1",
+    ]);
+    let (header, rows) = read_csv(&d.join("rec/hsc-ud/recovery.csv"));
+    assert_eq!(header[0], "property");
+    let props: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(
+        props.into_iter().collect::<Vec<_>>(),
+        ["feature_sb", "feature_type", "host_mag_r", "negative_kind_false_positive_rate"]
+    );
+    // The positives of every SB bin add up to the recovery set's positives (half of 240).
+    let sb_total: usize = rows.iter().filter(|r| r[0] == "feature_sb").map(|r| r[2].parse::<usize>().unwrap()).sum();
+    assert_eq!(sb_total, 120);
+    let neg_total: usize = rows
+        .iter()
+        .filter(|r| r[0] == "negative_kind_false_positive_rate")
+        .map(|r| r[2].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(neg_total, 120);
+    // At the 22%-FPR threshold, the negatives' overall false-positive rate is at most 22%.
+    let flagged: usize = rows
+        .iter()
+        .filter(|r| r[0] == "negative_kind_false_positive_rate")
+        .map(|r| r[3].parse::<usize>().unwrap())
+        .sum();
+    assert!(flagged <= 26, "{flagged} of 120 negatives above the 22% threshold");
+    for f in ["report.md", "completeness_vs_sb.png", "completeness_vs_host_mag.png", "run.toml"] {
+        assert!(d.join("rec").join(f).is_file(), "{f}");
+    }
+}
