@@ -181,7 +181,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         let neg = l.iter().filter(|v| **v == Some(0)).count();
         2 * pos.min(neg)
     };
-    let counts: Vec<usize> = args.labels.iter().copied().filter(|&n| n <= (available as f64 * 0.9) as usize).collect();
+    ensure!(seeds >= 1, "--seeds must be at least 1");
+    let limit = (available as f64 * 0.9) as usize;
+    let (counts, dropped): (Vec<usize>, Vec<usize>) = args.labels.iter().copied().partition(|&n| n <= limit);
+    if !dropped.is_empty() {
+        eprintln!("note: label counts {dropped:?} dropped: the training data offers {available} balanced labels (90%: {limit})");
+    }
     ensure!(
         !counts.is_empty(),
         "{}: only {available} balanced labels, fewer than every requested count",
@@ -215,7 +220,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
                 let scores = if m == "morphology" {
                     let splits = tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed)?;
-                    let sel: Vec<_> = splits.train.iter().chain(&splits.val).copied().collect();
+                    // Trained on the same 90% the networks train on.
+                    let sel: Vec<_> = splits.train.clone();
                     let imgs: Vec<Cutout> = {
                         let wanted: std::collections::HashMap<usize, usize> =
                             sel.iter().enumerate().map(|(k, o)| (o.index, k)).collect();
@@ -273,7 +279,11 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                     seed,
                     auc: s.auc,
                     completeness_22: s.completeness_at_22pct_fpr,
-                    completeness_10: s.completeness_at_fpr[1].1,
+                    completeness_10: s
+                        .completeness_at_fpr
+                        .iter()
+                        .find(|(f, _)| (*f - 0.10).abs() < 1e-9)
+                        .map_or(f64::NAN, |c| c.1),
                     average_precision: s.average_precision,
                     seconds: t.elapsed().as_secs_f64(),
                 };
@@ -299,7 +309,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     csv.finish()?;
     let total = t_all.elapsed().as_secs_f64();
     plot_labels(out, &args.methods, &counts, &results)?;
-    write_labels_report(out, &args, &counts, seeds, &results, total, n_train, n_test)?;
+    write_labels_report(out, &args, &counts, &dropped, seeds, &results, total, n_train, n_test)?;
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
         quick: bool,
@@ -394,6 +404,7 @@ fn write_labels_report(
     out: &Path,
     args: &ExperimentLabelsArgs,
     counts: &[usize],
+    dropped: &[usize],
     seeds: usize,
     results: &[LabelsResult],
     total: f64,
@@ -408,11 +419,17 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}); 10% of the drawn labels are held for the validation loss. Mean ± standard deviation over seeds; {} in total.\n",
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}); 10% of the drawn labels are held out (the networks' validation loss; the morphology model ignores them), so every method trains on the same 90%. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
+    if !dropped.is_empty() {
+        writeln!(
+            r,
+            "Requested label counts {dropped:?} were left out: the training data has too few labels of one class.\n"
+        )?;
+    }
     writeln!(r, "Methods: NNCLR encoder + linear probe (frozen); NNCLR encoder + fine-tuning; the same architecture trained supervised from random weights; logistic regression on eight non-parametric morphology measures (asymmetry, outer asymmetry, shape asymmetry, concentration, Gini, M20, smoothness, outer flux fraction) of the g+r+i image.\n")?;
     for (title, f) in [
         ("AUC", (|x: &LabelsResult| x.auc) as fn(&LabelsResult) -> f64),
@@ -715,10 +732,10 @@ fn write_recovery_report(
 ) -> anyhow::Result<()> {
     let mut r = String::new();
     writeln!(r, "# Injection–recovery: what the classifier finds, by feature and depth\n")?;
-    writeln!(r, "For each survey preset, {n} simulated cutouts (half with a tidal feature of known type and surface brightness) were scored by the classifier. An object is *detected* when its score exceeds the threshold at which 22% of the negatives of the same set are flagged (22% contamination as FPR, the reference's operating point), or when its score is ≥ 0.5. Brackets: 68% Wilson intervals. Total time {:.1} min.\n", total / 60.0)?;
+    writeln!(r, "For each survey preset, {n} simulated cutouts (half with a tidal feature of known type and surface brightness) were scored by the classifier. An object is *detected* when its score is strictly above the threshold t at which at most 22% of the negatives of the same set score above t (22% contamination as FPR, the reference's operating point), or when its score is ≥ 0.5. Brackets: 68% Wilson intervals. Total time {:.1} min.\n", total / 60.0)?;
     for ((res, (_, model)), _) in results.iter().zip(models).zip(0..) {
         writeln!(r, "## {}\n", res.survey)?;
-        writeln!(r, "Classifier `{}`; AUC {:.3}; threshold at 22% FPR {:.3}; positives {}, of which {:.0}% detected at that threshold.\n", model.display(), res.auc, res.threshold_22, res.sb.len(), 100.0 * res.det_22.iter().filter(|d| **d).count() as f64 / res.det_22.len().max(1) as f64)?;
+        writeln!(r, "Classifier `{}`; AUC {:.3}; detected when score > {:.4} (22% FPR); positives {}, of which {:.0}% detected at that threshold.\n", model.display(), res.auc, res.threshold_22, res.sb.len(), 100.0 * res.det_22.iter().filter(|d| **d).count() as f64 / res.det_22.len().max(1) as f64)?;
         let sb_e = edges(&res.sb, 0.5);
         bins_table(
             &mut r,

@@ -93,14 +93,24 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
     let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.model.display()));
     let no_flags = args.normalisation.is_none() && args.sigma.is_empty() && args.normalise_from.is_none();
     let preprocess = if no_flags && side.is_file() {
-        let p = Preprocess::load(&side)?;
+        let mut p = Preprocess::load(&side)?;
         eprintln!("preprocessing (binning, crop, σ_b) from {}", display(&side));
+        if p.normalisation.bands.len() != config.bands {
+            bail!("{}: {} bands, but the model takes {}", display(&side), p.normalisation.bands.len(), config.bands);
+        }
+        // Explicit flags win over the side file.
+        if let Some(c) = args.crop {
+            p.crop = c;
+        }
+        if !args.bands.is_empty() {
+            p.normalisation.bands = bands.clone();
+        }
         p
     } else {
         Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())? }
     };
     let (crop, bands) = (preprocess.crop, preprocess.normalisation.bands.clone());
-    let tmp = args.out.with_extension("importing");
+    let tmp = std::path::PathBuf::from(format!("{}.importing", args.out.display()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).with_context(|| format!("removing the leftover {}", tmp.display()))?;
     }

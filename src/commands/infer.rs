@@ -392,7 +392,11 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         .with_context(|| format!("{} is not an embed folder: reading embedding.json", dir.display()))?;
     let info: EmbeddingInfo = serde_json::from_str(&text).with_context(|| info_path.display().to_string())?;
     let (shape, mut rows) = tidalscope_io::npy::read_f32(&dir.join("embeddings.npy"))?;
-    ensure!(shape.len() == 2, "{}: expected [N, D] embeddings, got {shape:?}", dir.join("embeddings.npy").display());
+    ensure!(
+        shape.len() == 2 && shape[1] > 0,
+        "{}: expected [N, D] embeddings with D ≥ 1, got {shape:?}",
+        dir.join("embeddings.npy").display()
+    );
     let d = shape[1];
     normalise_rows(&mut rows, d);
     let ids = Catalog::read(&dir.join("ids.csv"))?;
@@ -531,10 +535,18 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         embeddings: String,
         queries: &'a [String],
         k: usize,
+        /// HNSW search breadth when approximate (the index is built in
+        /// parallel, so approximate results may differ between runs).
+        approximate_ef: Option<usize>,
     }
     Manifest::new(
         "search",
-        Resolved { embeddings: dir.display().to_string(), queries: &args.query, k: args.k },
+        Resolved {
+            embeddings: dir.display().to_string(),
+            queries: &args.query,
+            k: args.k,
+            approximate_ef: args.approximate.then_some(args.ef.max(args.k)),
+        },
         started,
         t0.elapsed().as_secs_f64(),
     )

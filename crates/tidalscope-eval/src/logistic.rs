@@ -54,17 +54,40 @@ impl Logistic {
         let n = y.len();
         let mut mean = vec![0.0; d];
         let mut scale = vec![0.0; d];
+        // Non-finite feature values are replaced by the feature's mean over
+        // the finite ones (they then carry no information), in fit and predict.
         for j in 0..d {
-            mean[j] = (0..n).map(|i| x[i * d + j]).sum::<f64>() / n.max(1) as f64;
-            let var = (0..n).map(|i| (x[i * d + j] - mean[j]).powi(2)).sum::<f64>() / n.max(1) as f64;
+            let finite: Vec<f64> = (0..n).map(|i| x[i * d + j]).filter(|v| v.is_finite()).collect();
+            mean[j] = finite.iter().sum::<f64>() / finite.len().max(1) as f64;
+            let var = finite.iter().map(|v| (v - mean[j]).powi(2)).sum::<f64>() / finite.len().max(1) as f64;
             scale[j] = if var > 0.0 { var.sqrt() } else { 1.0 };
         }
         let p = d + 1;
         let row = |i: usize| -> Vec<f64> {
             let mut r = Vec::with_capacity(p);
             r.push(1.0);
-            r.extend((0..d).map(|j| (x[i * d + j] - mean[j]) / scale[j]));
+            r.extend((0..d).map(|j| {
+                let v = x[i * d + j];
+                if v.is_finite() {
+                    (v - mean[j]) / scale[j]
+                } else {
+                    0.0
+                }
+            }));
             r
+        };
+        // Penalised negative log-likelihood, for step halving.
+        let objective = |w: &[f64], rows: &[Vec<f64>]| -> f64 {
+            let nll: f64 = rows
+                .iter()
+                .zip(y)
+                .map(|(r, &yi)| {
+                    let z: f64 = r.iter().zip(w).map(|(a, b)| a * b).sum();
+                    // log(1 + e^z) − y z, computed stably.
+                    z.max(0.0) + (-z.abs()).exp().ln_1p() - yi as f64 * z
+                })
+                .sum();
+            nll + 0.5 * l2 * w[1..].iter().map(|v| v * v).sum::<f64>()
         };
         let rows: Vec<Vec<f64>> = (0..n).map(row).collect();
         let mut w = vec![0.0; p];
@@ -87,11 +110,16 @@ impl Logistic {
                 hess[a * p + a] += l2;
             }
             let step = solve(hess, grad, p);
-            let mut change = 0.0f64;
-            for a in 0..p {
-                w[a] -= step[a];
-                change = change.max(step[a].abs());
+            // Newton's step, halved until the objective does not increase.
+            let before = objective(&w, &rows);
+            let mut t = 1.0;
+            let mut next: Vec<f64> = w.iter().zip(&step).map(|(a, s)| a - s).collect();
+            while objective(&next, &rows) > before && t > 1e-6 {
+                t *= 0.5;
+                next = w.iter().zip(&step).map(|(a, s)| a - t * s).collect();
             }
+            let change = w.iter().zip(&next).fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            w = next;
             if change < 1e-10 {
                 break;
             }
@@ -107,6 +135,7 @@ impl Logistic {
                 let z = self.weights[0]
                     + r.iter()
                         .enumerate()
+                        .filter(|(_, v)| v.is_finite())
                         .map(|(j, v)| self.weights[j + 1] * (v - self.mean[j]) / self.scale[j])
                         .sum::<f64>();
                 sigmoid(z)
@@ -141,6 +170,16 @@ mod tests {
             .abs()
                 < 1e-12
         );
+    }
+
+    #[test]
+    fn non_finite_features_carry_no_information() {
+        let x = vec![0.0, f64::NAN, 1.0, 5.0, 2.0, 6.0, 3.0, f64::INFINITY];
+        let y = vec![0, 0, 1, 1];
+        let m = Logistic::fit(&x, 2, &y, 1.0);
+        assert!(m.weights.iter().all(|v| v.is_finite()), "{:?}", m.weights);
+        let p = m.predict(&[f64::NAN, f64::NAN]);
+        assert!(p[0].is_finite());
     }
 
     #[test]

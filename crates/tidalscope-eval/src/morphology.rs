@@ -2,14 +2,16 @@
 //! galaxies, used as the baseline the learned classifiers must beat.
 //!
 //! On one (background-subtracted) image: rotational asymmetry A (Conselice
-//! 2000), the same in the outskirts only (beyond twice the half-light
-//! radius, where tidal features live), shape asymmetry of the 1σ
-//! segmentation map (Pawlik et al. 2016, made for faint tidal structure),
+//! 2000) within 1.5 r80, the same in the outskirts only (beyond twice the
+//! half-light radius, where tidal features live, over the segmented light),
+//! shape asymmetry of the smoothed, connected 1σ segmentation map (Pawlik
+//! et al. 2016, made for faint tidal structure),
 //! concentration C, Gini and M20 (Lotz et al. 2004), smoothness S and the
 //! fraction of the segmented flux beyond 2 r50. All are computed about the
 //! light-weighted centre of the central region; no fits, no PSF. The
 //! asymmetries have the expected noise term (2σ/√π per pixel pair)
-//! removed, as Conselice's background correction does.
+//! removed, as Conselice's background correction does, and smoothness its
+//! noise term (≈ 0.39σ per pixel).
 
 /// Names of the features, in the order [`features`] returns them.
 pub const FEATURE_NAMES: [&str; 8] =
@@ -28,7 +30,16 @@ fn median(v: &mut [f32]) -> f32 {
 /// The features of a `w`×`h` image (row-major; non-finite pixels count as
 /// background). The sky level and noise σ are measured on the outer border
 /// (median and 1.4826·MAD of the outermost 10% of rows and columns).
+///
+/// # Panics
+/// If `img` holds fewer than `w·h` values or `w` or `h` is 0.
 pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
+    assert!(
+        w > 0 && h > 0 && img.len() >= w * h,
+        "morphology: a {w}×{h} image needs {} values, got {}",
+        w * h,
+        img.len()
+    );
     let border = (w.min(h) / 10).max(1);
     let mut edge: Vec<f32> = Vec::with_capacity(4 * border * w.max(h));
     for y in 0..h {
@@ -62,8 +73,51 @@ pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
         (rx >= 0 && ry >= 0 && (rx as usize) < w && (ry as usize) < h).then(|| im[ry as usize * w + rx as usize])
     };
     let radius = |x: usize, y: usize| ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
-    // Segmentation: pixels above 1σ inside rmax.
-    let seg: Vec<bool> = (0..w * h).map(|i| im[i] > sigma && radius(i % w, i / w) <= rmax).collect();
+    // Segmentation (Pawlik et al. 2016): the 3×3-mean-smoothed image above
+    // 1σ (of the unsmoothed noise), keeping only the 8-connected region that
+    // holds the centre, so sky pixels that happen to be high stay out.
+    let smooth3: Vec<f64> = (0..w * h)
+        .map(|i| {
+            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            let (mut s, mut n) = (0.0, 0.0);
+            for dy in -1..=1isize {
+                for dx in -1..=1isize {
+                    let (xx, yy) = (x + dx, y + dy);
+                    if xx >= 0 && yy >= 0 && (xx as usize) < w && (yy as usize) < h {
+                        s += im[yy as usize * w + xx as usize];
+                        n += 1.0;
+                    }
+                }
+            }
+            s / n
+        })
+        .collect();
+    let mut seg = vec![false; w * h];
+    let start = (cy.round() as usize).min(h - 1) * w + (cx.round() as usize).min(w - 1);
+    if smooth3[start] > sigma {
+        let mut stack = vec![start];
+        seg[start] = true;
+        while let Some(i) = stack.pop() {
+            let (x, y) = ((i % w) as isize, (i / w) as isize);
+            for dy in -1..=1isize {
+                for dx in -1..=1isize {
+                    let (xx, yy) = (x + dx, y + dy);
+                    if xx < 0 || yy < 0 || xx as usize >= w || yy as usize >= h {
+                        continue;
+                    }
+                    let j = yy as usize * w + xx as usize;
+                    if !seg[j] && smooth3[j] > sigma && radius(xx as usize, yy as usize) <= rmax {
+                        seg[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+    }
+    let rot_index = |x: usize, y: usize| -> Option<usize> {
+        let (rx, ry) = (tcx - x as isize, tcy - y as isize);
+        (rx >= 0 && ry >= 0 && (rx as usize) < w && (ry as usize) < h).then(|| ry as usize * w + rx as usize)
+    };
     // Growth curve within rmax for r20, r50, r80.
     let mut by_r: Vec<(f64, f64)> =
         (0..w * h).filter(|&i| radius(i % w, i / w) <= rmax).map(|i| (radius(i % w, i / w), im[i].max(0.0))).collect();
@@ -86,6 +140,10 @@ pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
     let (mut outer, mut inside) = (0.0, 0.0);
     // Pixels compared, for the noise term E|n − n'| = 2σ/√π of two noisy pixels.
     let (mut a_pix, mut o_pix) = (0.0, 0.0);
+    // Apertures: A within 1.5 r80 (about Conselice's 1.5 Petrosian radii),
+    // the outer asymmetry beyond 2 r50 over the segmented light and its
+    // rotation only, so that sky does not dilute either ratio.
+    let r_a = (1.5 * r80).min(rmax);
     for y in 0..h {
         for x in 0..w {
             let r = radius(x, y);
@@ -93,16 +151,18 @@ pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
                 continue;
             }
             let v = im[y * w + x];
-            if let Some(v180) = rot(x, y) {
-                a_num += (v - v180).abs();
-                a_den += v.abs();
-                a_pix += 1.0;
-                if r > 2.0 * r50 {
+            if let (Some(v180), Some(j)) = (rot(x, y), rot_index(x, y)) {
+                if r <= r_a {
+                    a_num += (v - v180).abs();
+                    a_den += v.abs();
+                    a_pix += 1.0;
+                }
+                if r > 2.0 * r50 && (seg[y * w + x] || seg[j]) {
                     o_num += (v - v180).abs();
                     o_den += v.abs();
                     o_pix += 1.0;
                 }
-                let (m, m180) = (seg[y * w + x], v180 > sigma);
+                let (m, m180) = (seg[y * w + x], seg[j]);
                 s_num += (m != m180) as u8 as f64;
                 s_den += m as u8 as f64;
             }
@@ -114,15 +174,17 @@ pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
             }
         }
     }
-    // Smoothness: residual from a 5×5 box-smoothed copy, beyond 0.25 r80.
+    // Smoothness: residual from a 5×5 box-smoothed copy, between 0.25 r80
+    // and 1.5 r80, less the expected noise term E[max(n, 0)] ≈ 0.39σ.
     let k = 2isize;
-    let (mut sm_num, mut sm_den) = (0.0, 0.0);
+    let (mut sm_num, mut sm_den, mut sm_pix) = (0.0, 0.0, 0.0);
     for y in 0..h {
         for x in 0..w {
             let r = radius(x, y);
-            if r > rmax || r < 0.25 * r80 {
+            if r > r_a || r < 0.25 * r80 {
                 continue;
             }
+            sm_pix += 1.0;
             let (mut s, mut n) = (0.0, 0.0);
             for dy in -k..=k {
                 for dx in -k..=k {
@@ -170,7 +232,7 @@ pub fn features(img: &[f32], w: usize, h: usize) -> [f64; 8] {
         concentration,
         gini,
         m20,
-        ratio(sm_num, sm_den),
+        ratio(sm_num - sm_pix * 0.39 * sigma, sm_den),
         ratio(outer, inside),
     ]
 }

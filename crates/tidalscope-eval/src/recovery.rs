@@ -158,6 +158,6 @@ mod tests {
         let (lo, hi) = wilson(5, 10, 1.0);
         let half = (0.025f64 + 0.0025).sqrt() / 1.1;
         assert!((lo - (0.5 - half)).abs() < 1e-12 && (hi - (0.5 + half)).abs() < 1e-12);
-        assert_eq!(wilson(0, 0, 1.0).0.is_nan(), true);
+        assert!(wilson(0, 0, 1.0).0.is_nan());
     }
 }

@@ -101,7 +101,14 @@ impl AnnIndex {
         let layers = 16.min(((n.max(2)) as f64).ln().ceil() as usize);
         let hnsw =
             hnsw_rs::hnsw::Hnsw::new(p.links, n.max(1), layers, p.ef_construction, hnsw_rs::anndists::dist::DistCosine);
-        let data: Vec<(&[f32], usize)> = rows.chunks_exact(d).enumerate().map(|(i, r)| (r, i)).collect();
+        // Zero rows (no representation) would sit at distance 0 from every
+        // vector under hnsw_rs' cosine and crowd out true neighbours.
+        let data: Vec<(&[f32], usize)> = rows
+            .chunks_exact(d.max(1))
+            .enumerate()
+            .filter(|(_, r)| r.iter().any(|v| *v != 0.0))
+            .map(|(i, r)| (r, i))
+            .collect();
         hnsw.parallel_insert_slice(&data);
         Self { hnsw, d }
     }
@@ -135,15 +142,16 @@ impl AnnIndex {
 
 /// Mean fraction of each exact top-k list found in the approximate one.
 pub fn recall_at_k(exact: &[Vec<(usize, f32)>], approx: &[Vec<(usize, f32)>]) -> f64 {
-    let mut sum = 0.0;
+    let (mut sum, mut lists) = (0.0, 0usize);
     for (e, a) in exact.iter().zip(approx) {
         if e.is_empty() {
             continue;
         }
         let found = e.iter().filter(|(i, _)| a.iter().any(|(j, _)| j == i)).count();
         sum += found as f64 / e.len() as f64;
+        lists += 1;
     }
-    sum / exact.len().max(1) as f64
+    sum / lists.max(1) as f64
 }
 
 /// The first two principal components of `[n, d]` rows: `(mean, pc1, pc2)`

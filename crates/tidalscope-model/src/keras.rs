@@ -271,18 +271,32 @@ impl Want {
     }
 }
 
-impl<'a> Walk<'a> {
-    /// The layers fed by `i`, looking through inference identities.
-    fn consumers(&self, i: usize) -> Vec<usize> {
-        let mut out = Vec::new();
-        for c in self.net.consumers(i) {
-            if matches!(self.net.layers[c].op, Op::InferenceIdentity) {
-                out.extend(self.consumers(c));
-            } else {
-                out.push(c);
-            }
+/// The layers fed by `i`, looking through inference identities (dropout,
+/// augmentation layers).
+fn consumers_through(net: &KerasNetwork, i: usize) -> Vec<usize> {
+    let mut out = Vec::new();
+    for c in net.consumers(i) {
+        if matches!(net.layers[c].op, Op::InferenceIdentity) {
+            out.extend(consumers_through(net, c));
+        } else {
+            out.push(c);
         }
-        out
+    }
+    out
+}
+
+/// The layer whose value `i` passes on, looking back through inference
+/// identities.
+fn source_through(net: &KerasNetwork, mut i: usize) -> usize {
+    while matches!(net.layers[i].op, Op::InferenceIdentity) && net.layers[i].inputs.len() == 1 {
+        i = net.layers[i].inputs[0];
+    }
+    i
+}
+
+impl<'a> Walk<'a> {
+    fn consumers(&self, i: usize) -> Vec<usize> {
+        consumers_through(self.net, i)
     }
 
     /// The one layer of kind `want` fed by `i`, or a recorded difference.
@@ -329,6 +343,8 @@ struct BlockLayers {
     shortcut: Option<usize>,
 }
 
+/// A convolution's `(filters, stride, same padding with equal strides,
+/// differs from ours: a bias or an activation)`.
 fn conv_of(net: &KerasNetwork, i: usize) -> (usize, usize, bool, bool) {
     match &net.layers[i].op {
         Op::Conv2D { filters, strides, same, bias, activation, .. } => {
@@ -438,9 +454,6 @@ fn encoder_config(net: &KerasNetwork, found: &EncoderLayers) -> (EncoderConfig, 
                 net.describe(c)
             ));
         }
-    }
-    if stem_ch % 16 != 0 && (width * 16.0).round() as usize != stem_ch {
-        diffs.push(format!("stem has {stem_ch} filters, not a multiple of ours (16)"));
     }
     if ours.blocks.len() != found.blocks.len() {
         diffs.push(format!("{} residual blocks, ours has {}", found.blocks.len(), ours.blocks.len()));
@@ -563,8 +576,9 @@ pub enum Imported {
 /// the encoder) our classifier.
 pub fn import(net: &KerasNetwork, device: &Device) -> Result<Imported, KerasError> {
     let (found, mut diffs) = find_encoder(net);
+    let output = source_through(net, net.output);
     let head = found.as_ref().and_then(|f| {
-        let after: Vec<usize> = net.consumers(f.dense2_bn);
+        let after: Vec<usize> = consumers_through(net, f.dense2_bn);
         (!after.is_empty()).then_some(after)
     });
     let target = if head.is_some() { "classifier" } else { "encoder" };
@@ -577,7 +591,7 @@ pub fn import(net: &KerasNetwork, device: &Device) -> Result<Imported, KerasErro
     let head = match head.as_deref() {
         None => None,
         Some([d]) => match &net.layers[*d].op {
-            Op::Dense { units: 1, bias: true, activation } if activation == "sigmoid" && *d == net.output => Some(*d),
+            Op::Dense { units: 1, bias: true, activation } if activation == "sigmoid" && *d == output => Some(*d),
             _ => {
                 diffs.push(format!(
                     "after the encoder: expected the output Dense(1, sigmoid, bias), found {}",
@@ -591,13 +605,13 @@ pub fn import(net: &KerasNetwork, device: &Device) -> Result<Imported, KerasErro
             None
         }
     };
-    if head.is_none() && target == "encoder" && net.output != found.dense2_bn {
-        diffs.push(format!("the model's output is {}, not the encoder's last BatchNorm", net.describe(net.output)));
+    if head.is_none() && target == "encoder" && output != found.dense2_bn {
+        diffs.push(format!("the model's output is {}, not the encoder's last BatchNorm", net.describe(output)));
     }
     if !diffs.is_empty() {
         return Err(mismatch(net, target, diffs));
     }
-    let input_size = encoder_input_size(net, found.stem);
+    let input_size = encoder_input_size(net);
     let encoder = encoder_from(net, &found, &config, device)?;
     Ok(match head {
         None => Imported::Encoder { config, encoder, input_size },
@@ -636,7 +650,7 @@ fn count_differences(net: &KerasNetwork) -> Vec<String> {
 /// The encoder's declared input side: the innermost input declaration
 /// whose spatial size is known (a nested encoder declares 96 inside a
 /// classifier that takes 128).
-fn encoder_input_size(net: &KerasNetwork, _stem: usize) -> Option<usize> {
+fn encoder_input_size(net: &KerasNetwork) -> Option<usize> {
     net.declared_inputs.iter().rev().find_map(|(_, shape)| match shape.as_slice() {
         [Some(h), Some(w), _] if h == w => Some(*h),
         _ => None,

@@ -34,7 +34,7 @@ fn tiny_encoder_reproduces_tensorflow() {
         want["encoder_output"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let net = SavedModel::open(&dir.join("tiny_encoder_savedmodel")).unwrap().network().unwrap();
     let x = nchw((0..320).map(|v| v as f32 / 100.0).collect(), [1, 8, 8, 5]);
-    let got = run_network(&net, x).unwrap().into_data().to_vec::<f32>().unwrap();
+    let got = run_network(&net, x).unwrap().into_data().try_to_vec::<f32>().unwrap();
     assert_close(&got, &want, 1e-5, "tiny encoder");
 }
 
@@ -70,11 +70,11 @@ fn paper_encoder_imports_and_reproduces_tensorflow() {
     assert_eq!((config.bands, config.width, config.repr_dim, input_size), (5, 1.0, 128, Some(96)));
     let (x, n) = paper_input();
     let (_, want) = npy::read_f32(&dir.join("expected_encoder.npy")).unwrap();
-    let got = encoder.forward(x.clone()).into_data().to_vec::<f32>().unwrap();
+    let got = encoder.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap();
     assert_eq!(got.len(), n * 128);
     assert_close(&got, &want, 1e-4, "paper encoder (mapped)");
     // The layer-by-layer run agrees too.
-    let direct = run_network(&net, x).unwrap().into_data().to_vec::<f32>().unwrap();
+    let direct = run_network(&net, x).unwrap().into_data().try_to_vec::<f32>().unwrap();
     assert_close(&direct, &want, 1e-4, "paper encoder (as is)");
 }
 
@@ -88,7 +88,7 @@ fn paper_classifier_imports_and_reproduces_tensorflow() {
     assert_eq!(input_size, Some(96));
     let (x, _) = paper_input();
     let (_, want) = npy::read_f32(&dir.join("expected_classifier.npy")).unwrap();
-    let got = burn::tensor::activation::sigmoid(classifier.forward(x)).into_data().to_vec::<f32>().unwrap();
+    let got = burn::tensor::activation::sigmoid(classifier.forward(x)).into_data().try_to_vec::<f32>().unwrap();
     assert_close(&got, &want, 1e-4, "paper classifier");
 }
 
@@ -103,7 +103,7 @@ fn keras3_tiny_encoder_reproduces_tensorflow() {
         want["encoder_output"][0].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
     let net = tidalscope_io::keras::read(&dir.join("keras3/tiny_encoder.keras")).unwrap();
     let x = nchw((0..320).map(|v| v as f32 / 100.0).collect(), [1, 8, 8, 5]);
-    let got = run_network(&net, x).unwrap().into_data().to_vec::<f32>().unwrap();
+    let got = run_network(&net, x).unwrap().into_data().try_to_vec::<f32>().unwrap();
     assert_close(&got, &want, 1e-5, "Keras 3 tiny encoder");
 }
 
@@ -157,8 +157,8 @@ fn our_paper_encoder_and_classifier_round_trip_through_keras3_files() {
     };
     assert_eq!((back, input_size), (config.clone(), Some(96)));
     let (a, b) = (
-        clf.encoder.forward(x.clone()).into_data().to_vec::<f32>().unwrap(),
-        encoder.forward(x.clone()).into_data().to_vec::<f32>().unwrap(),
+        clf.encoder.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(),
+        encoder.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(),
     );
     assert_eq!(a, b, "encoder outputs after export and import");
     assert!(a.iter().all(|v| v.is_finite()) && a.iter().any(|v| v.abs() > 1e-3));
@@ -172,7 +172,7 @@ fn our_paper_encoder_and_classifier_round_trip_through_keras3_files() {
         panic!("not a classifier")
     };
     assert_eq!(
-        clf.forward(x.clone()).into_data().to_vec::<f32>().unwrap(),
-        classifier.forward(x).into_data().to_vec::<f32>().unwrap()
+        clf.forward(x.clone()).into_data().try_to_vec::<f32>().unwrap(),
+        classifier.forward(x).into_data().try_to_vec::<f32>().unwrap()
     );
 }

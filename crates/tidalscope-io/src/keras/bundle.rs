@@ -36,6 +36,8 @@ pub struct Bundle {
     shards: u32,
     /// Every variable, by checkpoint key.
     pub entries: BTreeMap<String, BundleEntry>,
+    /// Variables of element types tidalscope does not read, with why.
+    pub unsupported: BTreeMap<String, String>,
 }
 
 fn varint(r: &mut Reader) -> std::result::Result<u64, String> {
@@ -119,6 +121,7 @@ impl Bundle {
         let (io, is) = (varint(&mut r).map_err(err)?, varint(&mut r).map_err(err)?);
         let index = block(file, io, is).map_err(err)?;
         let mut map = BTreeMap::new();
+        let mut unsupported = BTreeMap::new();
         let mut shards = 1;
         for (_, v) in entries(index).map_err(err)? {
             let (o, s) = handle(v).map_err(err)?;
@@ -133,10 +136,20 @@ impl Bundle {
                     }
                     continue;
                 }
-                map.insert(key.clone(), Self::entry(value).map_err(|m| err(format!("entry {key:?}: {m}")))?);
+                match Self::entry(value) {
+                    Ok(e) => {
+                        map.insert(key, e);
+                    }
+                    // A variable of a type we do not read (float16 state of
+                    // a mixed-precision model, say) only matters if asked for.
+                    Err(m) if m.starts_with("unsupported dtype") => {
+                        unsupported.insert(key, m);
+                    }
+                    Err(m) => return Err(err(format!("entry {key:?}: {m}"))),
+                }
             }
         }
-        Ok(Self { index_path, prefix: prefix.to_path_buf(), shards, entries: map })
+        Ok(Self { index_path, prefix: prefix.to_path_buf(), shards, entries: map, unsupported })
     }
 
     fn entry(v: &[u8]) -> std::result::Result<BundleEntry, String> {
@@ -173,14 +186,34 @@ impl Bundle {
 
     /// Reads a variable, verifying its checksum.
     pub fn read(&self, key: &str) -> Result<Tensor> {
+        if let Some(why) = self.unsupported.get(key) {
+            return Err(Error::format(&self.index_path, format!("variable {key:?}: {why}")));
+        }
         let e = self.entries.get(key).ok_or_else(|| Error::format(&self.index_path, format!("no variable {key:?}")))?;
         let path = self.shard_path(e.shard);
         let mut f = std::fs::File::open(&path).map_err(|e| Error::io(&path, e))?;
+        // Sizes come from the (possibly corrupt) index: check them against
+        // the shard before allocating.
+        let len = f.metadata().map_err(|e| Error::io(&path, e))?.len();
+        if e.offset.checked_add(e.size).is_none_or(|end| end > len) {
+            return Err(Error::format(
+                &path,
+                format!(
+                    "variable {key:?}: bytes {}+{} lie beyond the {len}-byte file (truncated or corrupt)",
+                    e.offset, e.size
+                ),
+            ));
+        }
+        let n = e.shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+            Error::format(&self.index_path, format!("variable {key:?}: shape {:?} overflows", e.shape))
+        })?;
+        if e.dtype != DType::Str && e.dtype.size().and_then(|s| s.checked_mul(n)) != Some(e.size as usize) {
+            return Err(Error::format(&path, format!("variable {key:?}: {} bytes for shape {:?}", e.size, e.shape)));
+        }
         f.seek(SeekFrom::Start(e.offset)).map_err(|e| Error::io(&path, e))?;
         let mut bytes = vec![0u8; e.size as usize];
         f.read_exact(&mut bytes)
             .map_err(|_| Error::format(&path, format!("variable {key:?}: data ends early (truncated file)")))?;
-        let n: usize = e.shape.iter().product();
         let data = if e.dtype == DType::Str {
             // varint lengths | u32 masked crc of the lengths | strings
             let mut r = Reader::new(&bytes);
@@ -194,8 +227,8 @@ impl Bundle {
             }
             // The entry's checksum covers the lengths (as u32 words), the
             // stored checksum of the lengths and the strings.
-            let body_len: usize = lens.iter().sum();
-            if rest.len() < 4 + body_len {
+            let body_len = lens.iter().try_fold(0usize, |a, &l| a.checked_add(l)).unwrap_or(usize::MAX);
+            if body_len > rest.len().saturating_sub(4) {
                 return Err(Error::format(&path, format!("variable {key:?}: truncated string tensor")));
             }
             let mut covered: Vec<u8> = lens.iter().flat_map(|&l| (l as u32).to_le_bytes()).collect();

@@ -21,8 +21,11 @@ fn shapes(net: &KerasNetwork) -> std::result::Result<Vec<Vec<Option<usize>>>, St
             Op::Input { shape } => shape.clone(),
             Op::Conv2D { filters, kernel, strides, same, .. } => {
                 let i = input(0)?;
+                if !*same && i.iter().take(2).zip(kernel).any(|(d, k)| d.is_some_and(|d| d < *k)) {
+                    return Err(format!("{}: input {i:?} smaller than the {kernel:?} kernel", l.path));
+                }
                 let dim = |d: Option<usize>, k: usize, s: usize| {
-                    d.map(|d| if *same { d.div_ceil(s) } else { (d.saturating_sub(k)) / s + 1 })
+                    d.map(|d| if *same { d.div_ceil(s) } else { (d - k) / s + 1 })
                 };
                 vec![dim(i[0], kernel[0], strides[0]), dim(i[1], kernel[1], strides[1]), Some(*filters)]
             }
@@ -139,14 +142,33 @@ pub fn write_keras3(path: &Path, net: &KerasNetwork, producer: &str) -> Result<(
         let n = used.entry(base.clone()).or_insert(0);
         let stored = if *n == 0 { base.clone() } else { format!("{base}_{n}") };
         *n += 1;
-        let order: &[&str] = match &l.op {
-            Op::Conv2D { .. } | Op::Dense { .. } => &["kernel", "bias"],
-            Op::BatchNorm { .. } => &["gamma", "beta", "moving_mean", "moving_variance"],
-            _ => &[],
+        // Keras' variable order; every variable the config implies must be
+        // there, or Keras would load the next one in its place.
+        let order: Vec<&str> = match &l.op {
+            Op::Conv2D { bias, .. } | Op::Dense { bias, .. } => {
+                if *bias {
+                    vec!["kernel", "bias"]
+                } else {
+                    vec!["kernel"]
+                }
+            }
+            Op::BatchNorm { center, scale, .. } => {
+                let mut v = Vec::new();
+                if *scale {
+                    v.push("gamma");
+                }
+                if *center {
+                    v.push("beta");
+                }
+                v.extend(["moving_mean", "moving_variance"]);
+                v
+            }
+            _ => vec![],
         };
         let mut lg = layers_group.create_group(&stored);
         let mut vars = lg.create_group("vars");
-        for (k, w) in order.iter().filter_map(|n| l.weights.get(*n)).enumerate() {
+        for (k, name) in order.iter().enumerate() {
+            let w = l.weights.get(*name).ok_or_else(|| err(format!("layer {}: weight {name:?} is missing", l.path)))?;
             let shape: Vec<u64> = w.shape.iter().map(|&d| d as u64).collect();
             vars.create_dataset(&k.to_string()).with_f32_data(&w.values).with_shape(&shape);
         }

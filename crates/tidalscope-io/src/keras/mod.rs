@@ -264,17 +264,17 @@ impl SavedModel {
                 let op = network::op_of(&layer.class_name, &layer.config)
                     .map_err(|m| Error::format(&self.dir, format!("{lpath}: {m}")))?;
                 let mut weights = HashMap::new();
-                if !matches!(op, Op::InferenceIdentity) {
-                    if let Ok(obj) = self.layer_node(node, &layer.name) {
-                        for (k, t) in self.layer_weights(obj)? {
-                            let values = t.to_f32().ok_or_else(|| {
-                                Error::format(
-                                    &self.dir,
-                                    format!("{lpath}: weight {k:?} is {}, not a float array", t.dtype.name()),
-                                )
-                            })?;
-                            weights.insert(k, Weight { shape: t.shape.clone(), values });
+                if matches!(op, Op::Conv2D { .. } | Op::Dense { .. } | Op::BatchNorm { .. }) {
+                    let obj = self.layer_node(node, &layer.name)?;
+                    for (k, t) in self.layer_weights(obj)? {
+                        if t.dtype != crate::tfdata::DType::F32 {
+                            return Err(Error::format(
+                                &self.dir,
+                                format!("{lpath}: weight {k:?} is {}, not float32", t.dtype.name()),
+                            ));
                         }
+                        let values = t.to_f32().expect("float32 converts");
+                        weights.insert(k, Weight { shape: t.shape.clone(), values });
                     }
                 }
                 net.layers.push(Layer {
