@@ -69,6 +69,14 @@ pub struct SourceArgs {
     pub cycle_length: Option<usize>,
 }
 
+impl SourceArgs {
+    /// Recognise everything by content (the command-line defaults): for
+    /// data tidalscope wrote itself.
+    pub fn auto() -> Self {
+        Self { format: None, layout: "auto".into(), image_key: "image".into(), cycle_length: None }
+    }
+}
+
 /// Where the training data comes from (any readable source).
 #[derive(Debug, Clone, Args)]
 pub struct DataArgs {

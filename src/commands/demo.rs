@@ -7,7 +7,7 @@
 //! every training label and with only 50; score the independent test set;
 //! write `report.md` with the numbers, the timings and the plots.
 
-use crate::cli::{DataArgs, DemoArgs, SimFormat, SimulateArgs, SourceArgs, SplitArg, SurveyArg};
+use crate::cli::{DataArgs, DemoArgs, SourceArgs, SplitArg, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::Context;
@@ -23,10 +23,6 @@ struct Trial {
     summary: tidalscope_eval::metrics::Summary,
 }
 
-fn source_args() -> SourceArgs {
-    SourceArgs { format: None, layout: "auto".into(), image_key: "image".into(), cycle_length: None }
-}
-
 /// Runs `demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -39,28 +35,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stage("simulate");
     let t = std::time::Instant::now();
-    let sim = |n: usize, seed: u64, dir: &str| {
-        super::simulate::run(SimulateArgs {
-            n,
-            seed,
-            out: out.join(dir),
-            survey: SurveyArg::HscUd,
-            size: 128,
-            tidal_fraction: 0.3,
-            near_miss_fraction: 0.25,
-            companion_probability: 0.15,
-            format: SimFormat::Npy,
-            preview: 24,
-            jobs: None,
-        })
-    };
-    sim(args.n, args.seed, "train")?;
-    sim(args.n_test, args.seed + 1_000_003, "test")?;
+    super::simulate::mock_set(&out.join("train"), args.n, args.seed, SurveyArg::HscUd, 0.3)?;
+    super::simulate::mock_set(&out.join("test"), args.n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
     timings.push(("simulate".into(), t.elapsed().as_secs_f64()));
 
     stage("pretrain");
     let t = std::time::Instant::now();
-    let train_src = super::open_source(&out.join("train"), &source_args(), None)?;
+    let train_src = super::open_source(&out.join("train"), &SourceArgs::auto(), None)?;
     let cfg = PretrainConfig { epochs: args.epochs, seed: args.seed, ..PretrainConfig::quick() };
     let enc_dir = out.join("encoder");
     let reporter = BarReporter::new(Some(&enc_dir));
@@ -69,7 +50,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     timings.push(("pretrain".into(), t.elapsed().as_secs_f64()));
     eprintln!("pretrained {} steps, final loss {:.3}, {:.0} views/s", pre.steps, pre.final_loss, pre.views_per_s);
 
-    let test_data = DataArgs { data: vec![out.join("test")], unlabelled: None, tidal: None, source: source_args() };
+    let test_data =
+        DataArgs { data: vec![out.join("test")], unlabelled: None, tidal: None, source: SourceArgs::auto() };
     let mut trials = Vec::new();
     for (mode, labels, epochs) in [
         (Mode::Linear, 0, args.finetune_epochs),

@@ -9,7 +9,7 @@
 //!   completeness by feature surface brightness, feature type and host
 //!   magnitude; false positives by kind of negative; per survey preset.
 
-use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, SimFormat, SimulateArgs, SourceArgs, SurveyArg};
+use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, SourceArgs, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::{bail, ensure, Context};
@@ -24,28 +24,8 @@ use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bi
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
 
-fn source_args() -> SourceArgs {
-    SourceArgs { format: None, layout: "auto".into(), image_key: "image".into(), cycle_length: None }
-}
-
-fn simulate(dir: &Path, n: usize, seed: u64, survey: SurveyArg, tidal_fraction: f64) -> anyhow::Result<()> {
-    super::simulate::run(SimulateArgs {
-        n,
-        seed,
-        out: dir.to_path_buf(),
-        survey,
-        size: 128,
-        tidal_fraction,
-        near_miss_fraction: 0.25,
-        companion_probability: 0.15,
-        format: SimFormat::Npy,
-        preview: 24,
-        jobs: None,
-    })
-}
-
 fn pretrain(train: &Path, out: &Path, preset: &str, epochs: usize, seed: u64, device: &Device) -> anyhow::Result<()> {
-    let src = super::open_source(train, &source_args(), None)?;
+    let src = super::open_source(train, &SourceArgs::auto(), None)?;
     let base = match preset {
         "quick" => PretrainConfig::quick(),
         "paper" => PretrainConfig::paper(),
@@ -69,7 +49,7 @@ struct EvalSet {
 }
 
 fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
-    let src = super::open_source(path, &source_args(), None)?;
+    let src = super::open_source(path, &SourceArgs::auto(), None)?;
     let columns = src.info().meta_columns.clone();
     let mut set = EvalSet { raw: Vec::new(), labels: Vec::new(), columns, meta: Vec::new() };
     for rec in src.records(0)? {
@@ -159,8 +139,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         (None, None) => {
             eprintln!("== simulate {n_train} training and {n_test} test cutouts (HSC-SSP Ultradeep)");
-            simulate(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, 0.3)?;
-            simulate(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
+            super::simulate::mock_set(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, 0.3)?;
+            super::simulate::mock_set(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
             (out.join("train"), out.join("test"))
         }
         _ => bail!("give both --data and --test, or neither (simulated data)"),
@@ -174,7 +154,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         }
     };
     let test = load_set(&test_dir)?;
-    let train_src = super::open_source(&train_dir, &source_args(), None)?;
+    let train_src = super::open_source(&train_dir, &SourceArgs::auto(), None)?;
     let available = {
         let l = train_src.labels()?;
         let pos = l.iter().filter(|v| **v == Some(1)).count();
@@ -562,9 +542,9 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     "== {name}: simulate {n_train}, pretrain ({} epochs), fine-tune ({ft_epochs} epochs)",
                     pre_epochs
                 );
-                simulate(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
+                super::simulate::mock_set(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
                 pretrain(&dir.join("train"), &dir.join("encoder"), &args.preset, pre_epochs, args.seed, &device)?;
-                let src = super::open_source(&dir.join("train"), &source_args(), None)?;
+                let src = super::open_source(&dir.join("train"), &SourceArgs::auto(), None)?;
                 let cfg = FinetuneConfig {
                     mode: Mode::Finetune,
                     epochs: ft_epochs,
@@ -586,7 +566,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
             }
         };
         eprintln!("== {name}: recovery set of {n} cutouts (half with features)");
-        simulate(&dir.join("recovery"), n, args.seed + 1_000_003 + k as u64, *survey, 0.5)?;
+        super::simulate::mock_set(&dir.join("recovery"), n, args.seed + 1_000_003 + k as u64, *survey, 0.5)?;
         let set = load_set(&dir.join("recovery"))?;
         let scores = score(&model, &set, &device)?;
         let rec = recover(name, &set, &scores)?;

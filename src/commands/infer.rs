@@ -190,10 +190,14 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         range.len() as f64 / secs.max(1e-9),
         args.out.display()
     );
+    partial_failure(failed, range.len(), &errors_path)
+}
+
+/// The end of a run over many objects: an error (exit status 3) when some
+/// could not be processed.
+fn partial_failure(failed: usize, total: usize, errors: &Path) -> anyhow::Result<()> {
     if failed > 0 {
-        return Err(
-            super::PartialFailure { failed, total: range.len(), errors: errors_path.display().to_string() }.into()
-        );
+        return Err(super::PartialFailure { failed, total, errors: errors.display().to_string() }.into());
     }
     Ok(())
 }
@@ -324,12 +328,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         range.len() as f64 / secs.max(1e-9),
         args.out.display()
     );
-    if failed > 0 {
-        return Err(
-            super::PartialFailure { failed, total: range.len(), errors: errors_path.display().to_string() }.into()
-        );
-    }
-    Ok(())
+    partial_failure(failed, range.len(), &errors_path)
 }
 
 /// `projection.png`: the first two principal components of the

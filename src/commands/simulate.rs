@@ -1,7 +1,7 @@
 //! `tidalscope simulate`: labelled mock cutouts to npy or FITS, a catalogue
 //! and a preview mosaic.
 
-use crate::cli::{SimFormat, SimulateArgs};
+use crate::cli::{SimFormat, SimulateArgs, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress;
 use anyhow::{ensure, Context};
@@ -191,4 +191,29 @@ fn write_preview(path: &Path, mocks: &[Mock], title: &str) -> anyhow::Result<()>
         .collect();
     mosaic(path, &tiles, 6, title)?;
     Ok(())
+}
+
+/// Simulates the built-in mock set `demo` and the experiments use:
+/// 128×128 npy cutouts, a quarter of the negatives near misses, companions
+/// at 15%, a 24-cutout preview.
+pub fn mock_set(
+    dir: &std::path::Path,
+    n: usize,
+    seed: u64,
+    survey: SurveyArg,
+    tidal_fraction: f64,
+) -> anyhow::Result<()> {
+    run(SimulateArgs {
+        n,
+        seed,
+        out: dir.to_path_buf(),
+        survey,
+        size: 128,
+        tidal_fraction,
+        near_miss_fraction: 0.25,
+        companion_probability: 0.15,
+        format: SimFormat::Npy,
+        preview: 24,
+        jobs: None,
+    })
 }

@@ -247,19 +247,7 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let mut f = std::io::BufReader::new(file);
     let h = read_header(&mut f, path)?;
     let n = h.element_count(path)?;
-    if h.data_offset + (n * h.dtype.size()) as u64 > file_len {
-        return Err(Error::format(
-            path,
-            format!(
-                "truncated .npy data: shape {:?} of {} needs {} bytes",
-                h.shape,
-                h.dtype.name(),
-                n * h.dtype.size()
-            ),
-        ));
-    }
-    let mut bytes = vec![0u8; n * h.dtype.size()];
-    f.read_exact(&mut bytes).map_err(|_| {
+    let truncated = || {
         Error::format(
             path,
             format!(
@@ -269,7 +257,12 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
                 n * h.dtype.size()
             ),
         )
-    })?;
+    };
+    if h.data_offset + (n * h.dtype.size()) as u64 > file_len {
+        return Err(truncated());
+    }
+    let mut bytes = vec![0u8; n * h.dtype.size()];
+    f.read_exact(&mut bytes).map_err(|_| truncated())?;
     let mut out = vec![0f32; n];
     decode_into(&bytes, h.dtype, h.big_endian, &mut out);
     Ok((h.shape, out))

@@ -22,7 +22,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::{relu, sigmoid};
 use burn::tensor::TensorData;
-use tidalscope_io::keras::{KerasNetwork, Layer, Op, Weight};
+use tidalscope_io::keras::{KerasNetwork, Layer, Op, UniqueNames, Weight};
 
 /// Why a Keras model could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -669,7 +669,7 @@ pub fn to_network(encoder: &Encoder, config: &EncoderConfig, input_size: usize, 
             output: 0,
             declared_inputs: Vec::new(),
         },
-        counts: Default::default(),
+        names: UniqueNames::default(),
     };
     let shape = vec![Some(input_size), Some(input_size), Some(config.bands)];
     b.net.declared_inputs.push(("encoder_input".into(), shape.clone()));
@@ -707,7 +707,7 @@ pub fn to_network(encoder: &Encoder, config: &EncoderConfig, input_size: usize, 
 
 struct NetBuilder {
     net: KerasNetwork,
-    counts: std::collections::HashMap<&'static str, usize>,
+    names: UniqueNames,
 }
 
 fn weight_of<const D: usize>(t: Tensor<D>) -> Weight {
@@ -717,11 +717,8 @@ fn weight_of<const D: usize>(t: Tensor<D>) -> Weight {
 
 impl NetBuilder {
     /// Keras' automatic names: `conv2d`, `conv2d_1`, …
-    fn name(&mut self, base: &'static str) -> String {
-        let n = self.counts.entry(base).or_insert(0);
-        let s = if *n == 0 { base.to_string() } else { format!("{base}_{n}") };
-        *n += 1;
-        s
+    fn name(&mut self, base: &str) -> String {
+        self.names.next(base)
     }
 
     fn push(&mut self, name: String, class: &str, op: Op, inputs: Vec<usize>, weights: Vec<(&str, Weight)>) -> usize {

@@ -3,10 +3,9 @@
 //! [`super::read`] and Keras 3's `keras.models.load_model` read.
 
 use super::keras3::snake_case;
-use super::network::{KerasNetwork, Op};
+use super::network::{KerasNetwork, Op, UniqueNames};
 use crate::{Error, Result};
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
@@ -123,7 +122,7 @@ pub fn write_keras3(path: &Path, net: &KerasNetwork, producer: &str) -> Result<(
     let mut layers = Vec::new();
     let mut h5 = hdf5_pure::FileBuilder::new();
     let mut layers_group = h5.create_group("layers");
-    let mut used: HashMap<String, usize> = HashMap::new();
+    let mut names = UniqueNames::default();
     for i in keras_order(net) {
         let l = &net.layers[i];
         let (class, config) = layer_config(&l.name, &l.op, &shapes[i]);
@@ -137,34 +136,11 @@ pub fn write_keras3(path: &Path, net: &KerasNetwork, producer: &str) -> Result<(
         if matches!(l.op, Op::Input { .. }) {
             continue;
         }
-        // Weights in Keras' variable order, under the snake-cased class name.
-        let base = snake_case(&class);
-        let n = used.entry(base.clone()).or_insert(0);
-        let stored = if *n == 0 { base.clone() } else { format!("{base}_{n}") };
-        *n += 1;
-        // Keras' variable order; every variable the config implies must be
-        // there, or Keras would load the next one in its place.
-        let order: Vec<&str> = match &l.op {
-            Op::Conv2D { bias, .. } | Op::Dense { bias, .. } => {
-                if *bias {
-                    vec!["kernel", "bias"]
-                } else {
-                    vec!["kernel"]
-                }
-            }
-            Op::BatchNorm { center, scale, .. } => {
-                let mut v = Vec::new();
-                if *scale {
-                    v.push("gamma");
-                }
-                if *center {
-                    v.push("beta");
-                }
-                v.extend(["moving_mean", "moving_variance"]);
-                v
-            }
-            _ => vec![],
-        };
+        // Weights in Keras' variable order, under the snake-cased class
+        // name; every variable the config implies must be there, or Keras
+        // would load the next one in its place.
+        let stored = names.next(&snake_case(&class));
+        let order = l.op.variable_names();
         let mut lg = layers_group.create_group(&stored);
         let mut vars = lg.create_group("vars");
         for (k, name) in order.iter().enumerate() {

@@ -7,7 +7,7 @@
 //! within its model (`conv2d`, `conv2d_1`, …; a nested encoder is
 //! `layers/functional/layers/…`). We rebuild those names from the config.
 
-use super::network::{op_of, KerasNetwork, Layer, Op, Weight};
+use super::network::{op_of, single_feed, KerasNetwork, Layer, UniqueNames, Weight};
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::io::Read;
@@ -96,7 +96,7 @@ impl Reader<'_> {
         let layers =
             model["config"]["layers"].as_array().ok_or_else(|| self.err(format!("{path}: config has no layers")))?;
         let mut by_name: HashMap<String, usize> = HashMap::new();
-        let mut used: HashMap<String, usize> = HashMap::new();
+        let mut used = UniqueNames::default();
         let mut last = input;
         for l in layers {
             let lclass = l["class_name"].as_str().unwrap_or_default().to_string();
@@ -121,62 +121,18 @@ impl Reader<'_> {
                     .collect::<Result<_>>()?
             };
             let out = if lclass == "InputLayer" {
-                let op = op_of("InputLayer", config).map_err(|m| self.err(format!("{lpath}: {m}")))?;
-                if let Op::Input { shape } = &op {
-                    net.declared_inputs.push((lpath.clone(), shape.clone()));
-                }
-                match input {
-                    Some(i) => i,
-                    None => {
-                        net.layers.push(Layer {
-                            name: name.clone(),
-                            path: lpath,
-                            class_name: lclass.clone(),
-                            op,
-                            inputs: vec![],
-                            weights: HashMap::new(),
-                        });
-                        net.layers.len() - 1
-                    }
-                }
+                net.input_layer(&name, &lpath, config, input).map_err(|m| self.err(m))?
             } else {
                 // The storage name: snake-cased class, made unique in order.
-                let base = snake_case(&lclass);
-                let n = used.entry(base.clone()).or_insert(0);
-                let stored = if *n == 0 { base.clone() } else { format!("{base}_{n}") };
-                *n += 1;
+                let stored = used.next(&snake_case(&lclass));
                 let lgroup = format!("{group}/layers/{stored}");
                 if matches!(lclass.as_str(), "Sequential" | "Functional" | "Model") {
-                    let feed = match inputs.as_slice() {
-                        [] => None,
-                        [one] => Some(*one),
-                        _ => return Err(self.err(format!("{lpath}: a sub-model with several inputs is not supported"))),
-                    };
+                    let feed = single_feed(&lpath, &inputs).map_err(|m| self.err(m))?;
                     self.inline(l, &lpath, &lgroup, feed, net)?
                 } else {
                     let op = op_of(&lclass, config).map_err(|m| self.err(format!("{lpath}: {m}")))?;
                     let vars = self.vars(&lgroup)?;
-                    let names: Vec<&str> = match &op {
-                        Op::Conv2D { bias, .. } | Op::Dense { bias, .. } => {
-                            if *bias {
-                                vec!["kernel", "bias"]
-                            } else {
-                                vec!["kernel"]
-                            }
-                        }
-                        Op::BatchNorm { center, scale, .. } => {
-                            let mut v = Vec::new();
-                            if *scale {
-                                v.push("gamma");
-                            }
-                            if *center {
-                                v.push("beta");
-                            }
-                            v.extend(["moving_mean", "moving_variance"]);
-                            v
-                        }
-                        _ => vec![],
-                    };
+                    let names = op.variable_names();
                     if vars.len() != names.len() {
                         return Err(self.err(format!(
                             "{lpath}: {} arrays under {lgroup}/vars, a {lclass} like this has {}",

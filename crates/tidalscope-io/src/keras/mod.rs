@@ -17,7 +17,7 @@ mod network;
 pub use bundle::{Bundle, BundleEntry};
 pub use export::write_keras3;
 pub use graph::{parse_metadata, KerasObject, ObjectGraph};
-pub use network::{KerasNetwork, Layer, Op, Weight};
+pub use network::{KerasNetwork, Layer, Op, UniqueNames, Weight};
 
 use crate::tfdata::Tensor;
 use crate::{Error, Result};
@@ -228,37 +228,10 @@ impl SavedModel {
                     .collect::<Result<_>>()?
             };
             let out = if layer.class_name == "InputLayer" {
-                let op = network::op_of("InputLayer", &layer.config)
-                    .map_err(|m| Error::format(&self.dir, format!("{lpath}: {m}")))?;
-                if let Op::Input { shape } = &op {
-                    net.declared_inputs.push((lpath.clone(), shape.clone()));
-                }
-                match input {
-                    Some(i) => i,
-                    None => {
-                        net.layers.push(Layer {
-                            name: layer.name.clone(),
-                            path: lpath,
-                            class_name: layer.class_name.clone(),
-                            op,
-                            inputs: vec![],
-                            weights: HashMap::new(),
-                        });
-                        net.layers.len() - 1
-                    }
-                }
+                net.input_layer(&layer.name, &lpath, &layer.config, input).map_err(|m| Error::format(&self.dir, m))?
             } else if matches!(layer.class_name.as_str(), "Sequential" | "Functional" | "Model") {
                 let child = self.layer_node(node, &layer.name)?;
-                let feed = match inputs.as_slice() {
-                    [] => None,
-                    [one] => Some(*one),
-                    _ => {
-                        return Err(Error::format(
-                            &self.dir,
-                            format!("{lpath}: a sub-model with several inputs is not supported"),
-                        ))
-                    }
-                };
+                let feed = network::single_feed(&lpath, &inputs).map_err(|m| Error::format(&self.dir, m))?;
                 self.inline(child, &lpath, feed, net)?
             } else {
                 let op = network::op_of(&layer.class_name, &layer.config)

@@ -125,6 +125,16 @@ fn pair(v: &serde_json::Value) -> Option<[usize; 2]> {
     }
 }
 
+/// The one layer feeding a nested model (`None`: the model declares its
+/// own input); `Err` for a sub-model with several inputs.
+pub(crate) fn single_feed(path: &str, inputs: &[usize]) -> Result<Option<usize>, String> {
+    match inputs {
+        [] => Ok(None),
+        [one] => Ok(Some(*one)),
+        _ => Err(format!("{path}: a sub-model with several inputs is not supported")),
+    }
+}
+
 /// Reads a layer's op from its class and config; `Err` names the missing key.
 pub(crate) fn op_of(class: &str, config: &serde_json::Value) -> Result<Op, String> {
     let usize_of =
@@ -198,7 +208,80 @@ pub(crate) fn op_of(class: &str, config: &serde_json::Value) -> Result<Op, Strin
     })
 }
 
+impl Op {
+    /// The layer's variables in Keras' order (the order of `vars/0, 1, …`
+    /// in a `.keras` file): kernel and bias; γ, β (when scaled and
+    /// centred), moving mean and variance.
+    pub fn variable_names(&self) -> Vec<&'static str> {
+        match self {
+            Op::Conv2D { bias, .. } | Op::Dense { bias, .. } => {
+                if *bias {
+                    vec!["kernel", "bias"]
+                } else {
+                    vec!["kernel"]
+                }
+            }
+            Op::BatchNorm { center, scale, .. } => {
+                let mut v = Vec::new();
+                if *scale {
+                    v.push("gamma");
+                }
+                if *center {
+                    v.push("beta");
+                }
+                v.extend(["moving_mean", "moving_variance"]);
+                v
+            }
+            _ => vec![],
+        }
+    }
+}
+
+/// Keras' automatic names within one model: `base`, then `base_1`,
+/// `base_2`, … — the names Keras gives layers, and the group names a
+/// `.keras` file stores their weights under.
+#[derive(Debug, Default)]
+pub struct UniqueNames(HashMap<String, usize>);
+
+impl UniqueNames {
+    /// The next name for `base`.
+    pub fn next(&mut self, base: &str) -> String {
+        let n = self.0.entry(base.to_string()).or_insert(0);
+        let name = if *n == 0 { base.to_string() } else { format!("{base}_{n}") };
+        *n += 1;
+        name
+    }
+}
+
 impl KerasNetwork {
+    /// An `InputLayer` at `path`: records its declared shape and returns
+    /// the layer that feeds the (sub-)model — `input` for a nested model,
+    /// otherwise a new input layer. `Err` says what is wrong with its config.
+    pub(crate) fn input_layer(
+        &mut self,
+        name: &str,
+        path: &str,
+        config: &serde_json::Value,
+        input: Option<usize>,
+    ) -> Result<usize, String> {
+        let op = op_of("InputLayer", config).map_err(|m| format!("{path}: {m}"))?;
+        if let Op::Input { shape } = &op {
+            self.declared_inputs.push((path.to_string(), shape.clone()));
+        }
+        Ok(input.unwrap_or_else(|| {
+            let layer = Layer {
+                name: name.to_string(),
+                path: path.to_string(),
+                class_name: "InputLayer".into(),
+                op,
+                inputs: vec![],
+                weights: HashMap::new(),
+            };
+            self.layers.push(layer);
+            self.layers.len() - 1
+        }))
+    }
+
     /// A one-line description of layer `i` (class, name, settings).
     pub fn describe(&self, i: usize) -> String {
         let l = &self.layers[i];
