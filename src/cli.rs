@@ -23,7 +23,7 @@ pub enum Command {
     Demo(DemoArgs),
     /// Self-supervised NNCLR pretraining of the encoder.
     Pretrain(PretrainArgs),
-    /// Train the classifier (linear probe or fine-tuning) on labelled data.
+    /// Train the classifier (linear probe, fine-tuning or from scratch) on labelled data.
     Finetune(FinetuneArgs),
     /// Score held-out objects: ROC, AUC, completeness at fixed contamination.
     Evaluate(EvaluateArgs),
@@ -362,8 +362,9 @@ pub struct ImportKerasArgs {
     /// the model).
     #[arg(long)]
     pub out: PathBuf,
-    /// `none` for inputs that are already normalised as the model expects
-    /// (σ_b = 1); otherwise give --sigma or --normalise-from.
+    /// `none` for inputs that are already normalised as the model expects:
+    /// they reach the network unchanged (non-finite pixels → 0); otherwise
+    /// give --sigma or --normalise-from.
     #[arg(long)]
     pub normalisation: Option<String>,
     /// σ_b per band in data units, comma-separated (e.g. the values the

@@ -122,6 +122,10 @@ fn method_name(m: &str) -> &'static str {
 pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
+    for m in &args.methods {
+        ensure!(METHODS.contains(&m.as_str()), "unknown method {m:?} (linear, finetune, scratch, morphology)");
+    }
+    ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = super::train::device(&args.device)?;
@@ -132,18 +136,15 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
     let ft_epochs = args.epochs.unwrap_or(if q { 15 } else { 40 });
     let lin_epochs = 2 * ft_epochs;
-    for m in &args.methods {
-        ensure!(METHODS.contains(&m.as_str()), "unknown method {m:?} (linear, finetune, scratch, morphology)");
-    }
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
-        (None, None) => {
+        // Neither (both or neither was checked above).
+        _ => {
             eprintln!("== simulate {n_train} training and {n_test} test cutouts (HSC-SSP Ultradeep)");
             super::simulate::mock_set(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, 0.3)?;
             super::simulate::mock_set(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
             (out.join("train"), out.join("test"))
         }
-        _ => bail!("give both --data and --test, or neither (simulated data)"),
     };
     let encoder = match &args.encoder {
         Some(e) => e.clone(),
@@ -753,6 +754,7 @@ fn write_recovery_report(
         writeln!(r, "\nPer-bin numbers: `{}/recovery.csv`.\n", res.survey)?;
     }
     writeln!(r, "![completeness vs SB](completeness_vs_sb.png)\n\n![completeness vs host magnitude](completeness_vs_host_mag.png)\n")?;
+    writeln!(r, "The few objects in bins brighter than about 23 mag/arcsec² are mostly double nuclei, whose surface brightness is that of the second nucleus; read the faint end, and the per-type tables, for tidal structure.\n")?;
     if args.model.is_some() && results.len() > 1 {
         writeln!(r, "One classifier (`--model`) scored every survey's mocks: differences mix depth with the change of noise level the model was not trained on.\n")?;
     } else if results.len() > 1 {
