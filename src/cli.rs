@@ -698,6 +698,11 @@ pub struct BenchEncoderArgs {
     /// Compute device: cpu, or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Which implementation to time on the CPU: `fast` (tidalscope's
+    /// kernels, what the commands use), `burn` (burn's flex backend, the
+    /// plain path) or `both`. A GPU always runs burn.
+    #[arg(long, default_value = "both", value_parser = ["fast", "burn", "both"])]
+    pub kernels: String,
 }
 
 /// Arguments of `tidalscope bench read`.

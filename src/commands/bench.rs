@@ -119,25 +119,113 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
 }
 
 /// Times the encoder: training (forward + backward + Adam, each view one
-/// image) and inference, and a reference GEMM to put them in perspective.
+/// image) and inference, on the fast CPU kernels and on burn, each also as a
+/// fraction of the machine's GEMM peak measured in the same run.
 pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
-    use burn::module::Module;
-    use burn::optim::{AdamConfig, GradientsParams};
-    use tidalscope_model::{batch, params, EncoderConfig};
+    use tidalscope_model::{fast, params, EncoderConfig};
     anyhow::ensure!(args.steps > 0 && args.batch > 0, "--steps and --batch must be at least 1");
     let device = super::train::device(&args.device)?;
-    let train_device = device.clone().autodiff();
+    let on_cpu = device == burn::prelude::Device::flex();
     let cfg = EncoderConfig::new().with_bands(args.bands).with_width(args.width);
-    train_device.seed(1);
-    let mut model = cfg.init(&train_device);
+    device.seed(1);
+    let model = cfg.init(&device);
     params::materialize(&model);
     let counts = params::count(&model);
+    let net = fast::to_resnet(&model);
+    let flops = net.flops(args.size, args.size);
     let mut rng = tidalscope_core::Rng::new(1);
     let n = args.batch * args.bands * args.size * args.size;
     let input: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
+    println!(
+        "encoder: width {}, {} bands, {}×{} input, batch {}, {} trainable parameters, {:.3} GFLOP per image forward, {} timed steps, device {}, {} threads",
+        args.width,
+        args.bands,
+        args.size,
+        args.size,
+        args.batch,
+        counts.trainable,
+        flops / 1e9,
+        args.steps,
+        args.device,
+        rayon::current_num_threads()
+    );
+    let peak = on_cpu.then(|| {
+        let p = tidalscope_kernels::gemm::peak_gflops();
+        println!("GEMM peak: {p:.1} GFLOP/s (1024³ single-precision product, all threads)");
+        p
+    });
+    let images = (args.steps * args.batch) as f64;
+    // Training does about three forward passes' work (forward, input and
+    // weight gradients).
+    let report = |name: &str, train_secs: f64, infer_secs: f64| {
+        let (train, infer) = (images / train_secs, images / infer_secs);
+        let frac = |rate: f64, mult: f64| match peak {
+            Some(p) => format!(", {:.0}% of the GEMM peak", 100.0 * rate * mult * flops / 1e9 / p),
+            None => String::new(),
+        };
+        println!("{name} train: {train:.2} images/s (forward + backward + Adam step per image{})", frac(train, 3.0));
+        println!("{name} infer: {infer:.2} images/s (forward only, inference mode{})", frac(infer, 1.0));
+    };
+    if on_cpu && args.kernels != "burn" {
+        let (train_secs, infer_secs) = time_fast(&net, &input, &args);
+        report("fast", train_secs, infer_secs);
+    }
+    if !on_cpu || args.kernels != "fast" {
+        let (train_secs, infer_secs) = time_burn(&cfg, &input, &args, &device);
+        report("burn", train_secs, infer_secs);
+    }
+    Ok(())
+}
+
+/// Seconds for `args.steps` training and inference steps on the fast kernels
+/// (loss: mean of the squared output, as in [`time_burn`]).
+fn time_fast(
+    net: &tidalscope_kernels::resnet::ResNet,
+    input: &[f32],
+    args: &crate::cli::BenchEncoderArgs,
+) -> (f64, f64) {
+    use tidalscope_model::fast::{Inference, Trainer};
+    let (b, s) = (args.batch, args.size);
+    let mut trainer = Trainer::new(net.clone(), Default::default());
+    let mut train_step = || {
+        let out = trainer.forward(input, b, s, s);
+        let scale = 2.0 / out.len() as f32;
+        let dout: Vec<f32> = out.iter().map(|v| v * scale).collect();
+        trainer.backward(&dout);
+        trainer.step(1e-3);
+    };
+    train_step(); // warm-up
+    let t0 = std::time::Instant::now();
+    for _ in 0..args.steps {
+        train_step();
+    }
+    let train_secs = t0.elapsed().as_secs_f64();
+    let inference = Inference::new(&trainer.net);
+    let _ = inference.forward(input, b, s, s); // warm-up
+    let t0 = std::time::Instant::now();
+    for _ in 0..args.steps {
+        let _ = inference.forward(input, b, s, s);
+    }
+    (train_secs, t0.elapsed().as_secs_f64())
+}
+
+/// Seconds for `args.steps` training and inference steps on burn.
+fn time_burn(
+    cfg: &tidalscope_model::EncoderConfig,
+    input: &[f32],
+    args: &crate::cli::BenchEncoderArgs,
+    device: &burn::prelude::Device,
+) -> (f64, f64) {
+    use burn::module::Module;
+    use burn::optim::{AdamConfig, GradientsParams};
+    use tidalscope_model::{batch, params};
+    let train_device = device.clone().autodiff();
+    train_device.seed(1);
+    let mut model = cfg.init(&train_device);
+    params::materialize(&model);
     let mut optim = AdamConfig::new().init();
     let mut train_step = |model: tidalscope_model::Encoder| {
-        let x = batch::images(input.clone(), args.batch, args.bands, args.size, &train_device);
+        let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, &train_device);
         let loss = model.forward(x).powf_scalar(2.0).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         optim.step(1e-3, model, grads)
@@ -149,29 +237,13 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     }
     let train_secs = t0.elapsed().as_secs_f64();
     let eval = model.valid();
-    let x = batch::images(input.clone(), args.batch, args.bands, args.size, &device);
+    let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, device);
     let _ = batch::to_vec(eval.forward(x.clone())); // warm-up
     let t0 = std::time::Instant::now();
     for _ in 0..args.steps {
         let _ = batch::to_vec(eval.forward(x.clone()));
     }
-    let infer_secs = t0.elapsed().as_secs_f64();
-    let images = (args.steps * args.batch) as f64;
-    println!(
-        "encoder: width {}, {} bands, {}×{} input, batch {}, {} trainable parameters, {} timed steps, device {}, {} threads",
-        args.width,
-        args.bands,
-        args.size,
-        args.size,
-        args.batch,
-        counts.trainable,
-        args.steps,
-        args.device,
-        rayon::current_num_threads()
-    );
-    println!("train: {:.2} images/s (forward + backward + Adam step per image)", images / train_secs);
-    println!("infer: {:.2} images/s (forward only, inference mode)", images / infer_secs);
-    Ok(())
+    (train_secs, t0.elapsed().as_secs_f64())
 }
 
 /// Times exact top-k search over random unit vectors.

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod classifier;
 pub mod device;
 pub mod encoder;
+pub mod fast;
 pub mod heads;
 pub mod infer;
 pub mod keras;

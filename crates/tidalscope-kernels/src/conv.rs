@@ -1,0 +1,378 @@
+//! 2-D convolutions on NHWC buffers with TensorFlow's "same" padding (the
+//! reference Keras model's, and burn's `PaddingConfig2d::Same`: when the
+//! total padding is odd, the extra row or column goes at the bottom/right).
+//!
+//! Weights are HWIO, `[k, k, cin, cout]` row-major, so they are the
+//! `(k·k·cin) × cout` right-hand matrix of one GEMM per image whose left-hand
+//! side is the image itself for 1×1 stride-1 convolutions (no copy) and its
+//! im2col patch matrix otherwise. Images run in parallel, one GEMM per image
+//! on one thread; a batch of one gives the GEMM every thread instead.
+
+use crate::gemm::{matmul, MatRef, Threads};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+thread_local! {
+    // One patch-matrix buffer per thread, reused across layers and steps.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on a scratch buffer of `len` floats owned by this thread. The
+/// buffer is taken out while in use, so a nested call (rayon can run another
+/// task on this thread while a GEMM waits) gets its own.
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let r = f(&mut buf[..len]);
+    SCRATCH.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < buf.len() {
+            *s = buf;
+        }
+    });
+    r
+}
+
+/// A square convolution without bias.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Conv {
+    /// Kernel side.
+    pub k: usize,
+    /// Stride (both axes).
+    pub stride: usize,
+    /// Input channels.
+    pub cin: usize,
+    /// Output channels.
+    pub cout: usize,
+}
+
+impl Conv {
+    /// Output height and width for an `h × w` input: ⌈h/stride⌉ × ⌈w/stride⌉.
+    pub fn out_size(&self, h: usize, w: usize) -> (usize, usize) {
+        (h.div_ceil(self.stride), w.div_ceil(self.stride))
+    }
+
+    /// Floats in the weight tensor.
+    pub fn weight_len(&self) -> usize {
+        self.k * self.k * self.cin * self.cout
+    }
+
+    fn patch_len(&self) -> usize {
+        self.k * self.k * self.cin
+    }
+
+    /// Padding before the first row and column (TensorFlow's rule).
+    fn pad_before(&self, h: usize, w: usize) -> (usize, usize) {
+        let (ho, wo) = self.out_size(h, w);
+        let total = |i: usize, o: usize| ((o - 1) * self.stride + self.k).saturating_sub(i);
+        (total(h, ho) / 2, total(w, wo) / 2)
+    }
+
+    /// A 1×1 stride-1 convolution reads the image itself as its patch matrix.
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1
+    }
+
+    fn check(&self, what: &str, len: usize, want: usize) {
+        assert_eq!(len, want, "{what} of {self:?}: {len} floats, expected {want}");
+    }
+
+    /// `y = conv(x)` (or `y += conv(x)` when `accumulate`).
+    ///
+    /// # Shapes
+    /// `x`: `[n, h, w, cin]`, `weight`: `[k, k, cin, cout]`, `y`: `[n, ho, wo, cout]`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize, weight: &[f32], y: &mut [f32], accumulate: bool) {
+        let (ho, wo) = self.out_size(h, w);
+        let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
+        self.check("input", x.len(), n * xs);
+        self.check("output", y.len(), n * ys);
+        self.check("weight", weight.len(), self.weight_len());
+        per_image(x, xs, y, ys, |xi, yi, threads| self.forward_image(xi, h, w, weight, yi, accumulate, threads));
+    }
+
+    /// [`forward`](Self::forward) for one image `[h, w, cin]` with a given
+    /// thread budget (the inference pass runs whole images on each thread).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_image(
+        &self,
+        x: &[f32],
+        h: usize,
+        w: usize,
+        weight: &[f32],
+        y: &mut [f32],
+        accumulate: bool,
+        threads: Threads,
+    ) {
+        let (ho, wo) = self.out_size(h, w);
+        let k = self.patch_len();
+        let wm = MatRef::new(weight, k, self.cout);
+        if self.pointwise() {
+            matmul(y, self.cout, MatRef::new(x, h * w, self.cin), wm, accumulate, threads);
+        } else {
+            with_scratch(ho * wo * k, |cols| {
+                self.im2col(x, h, w, cols);
+                matmul(y, self.cout, MatRef::new(cols, ho * wo, k), wm, accumulate, threads);
+            });
+        }
+    }
+
+    /// The input gradient: `dx = ∂L/∂x` from `dy = ∂L/∂y` (or `dx +=` when
+    /// `accumulate`, for inputs that feed several layers).
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward), with `dy` shaped like `y` and `dx` like `x`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_input(
+        &self,
+        dy: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        weight: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+    ) {
+        let (ho, wo) = self.out_size(h, w);
+        let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
+        self.check("output gradient", dy.len(), n * ys);
+        self.check("input gradient", dx.len(), n * xs);
+        self.check("weight", weight.len(), self.weight_len());
+        let wt = MatRef::new(weight, self.patch_len(), self.cout).t();
+        let one = |dyi: &[f32], dxi: &mut [f32], threads: Threads| {
+            let dym = MatRef::new(dyi, ho * wo, self.cout);
+            if self.pointwise() {
+                matmul(dxi, self.cin, dym, wt, accumulate, threads);
+            } else {
+                with_scratch(ho * wo * self.patch_len(), |dcols| {
+                    matmul(dcols, self.patch_len(), dym, wt, false, threads);
+                    if !accumulate {
+                        dxi.fill(0.0);
+                    }
+                    self.col2im_add(dcols, h, w, dxi);
+                });
+            }
+        };
+        per_image(dy, ys, dx, xs, one);
+    }
+
+    /// The weight gradient `dweight = ∂L/∂weight`, summed over the batch in
+    /// a fixed order (so it does not depend on the thread count).
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward), with `dy` shaped like `y` and `dweight` like `weight`.
+    pub fn backward_weight(&self, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dweight: &mut [f32]) {
+        let (ho, wo) = self.out_size(h, w);
+        let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
+        self.check("input", x.len(), n * xs);
+        self.check("output gradient", dy.len(), n * ys);
+        self.check("weight gradient", dweight.len(), self.weight_len());
+        let add_image = |i: usize, acc: &mut [f32], first: bool, threads: Threads| {
+            let (xi, dyi) = (&x[i * xs..(i + 1) * xs], MatRef::new(&dy[i * ys..(i + 1) * ys], ho * wo, self.cout));
+            if self.pointwise() {
+                matmul(acc, self.cout, MatRef::new(xi, h * w, self.cin).t(), dyi, !first, threads);
+            } else {
+                with_scratch(ho * wo * self.patch_len(), |cols| {
+                    self.im2col(xi, h, w, cols);
+                    matmul(acc, self.cout, MatRef::new(cols, ho * wo, self.patch_len()).t(), dyi, !first, threads);
+                });
+            }
+        };
+        if n == 0 {
+            dweight.fill(0.0);
+            return;
+        }
+        // Up to 8 fixed groups of consecutive images, each summed on one
+        // thread, then the groups in order.
+        let groups = n.min(8);
+        let per = n.div_ceil(groups);
+        if groups == 1 {
+            add_image(0, dweight, true, Threads::All);
+            return;
+        }
+        let partial: Vec<Vec<f32>> = (0..n.div_ceil(per))
+            .into_par_iter()
+            .map(|g| {
+                let mut acc = vec![0f32; dweight.len()];
+                for (j, i) in (g * per..((g + 1) * per).min(n)).enumerate() {
+                    add_image(i, &mut acc, j == 0, Threads::One);
+                }
+                acc
+            })
+            .collect();
+        dweight.copy_from_slice(&partial[0]);
+        for p in &partial[1..] {
+            for (d, s) in dweight.iter_mut().zip(p) {
+                *d += s;
+            }
+        }
+    }
+
+    /// The patch matrix of one image: row `oy·wo + ox` holds the k×k×cin
+    /// window under output pixel (oy, ox), zeros where it hangs over the edge.
+    fn im2col(&self, x: &[f32], h: usize, w: usize, cols: &mut [f32]) {
+        let (ho, wo) = self.out_size(h, w);
+        let (pt, pl) = self.pad_before(h, w);
+        let (c, k, s) = (self.cin, self.k, self.stride);
+        for (r, row) in cols.chunks_exact_mut(self.patch_len()).enumerate().take(ho * wo) {
+            let (oy, ox) = (r / wo, r % wo);
+            for ky in 0..k {
+                let iy = (oy * s + ky).wrapping_sub(pt);
+                for kx in 0..k {
+                    let ix = (ox * s + kx).wrapping_sub(pl);
+                    let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                    if iy < h && ix < w {
+                        dst.copy_from_slice(&x[(iy * w + ix) * c..(iy * w + ix + 1) * c]);
+                    } else {
+                        dst.fill(0.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds each patch-matrix entry back onto the pixel it was copied from.
+    fn col2im_add(&self, cols: &[f32], h: usize, w: usize, dx: &mut [f32]) {
+        let (ho, wo) = self.out_size(h, w);
+        let (pt, pl) = self.pad_before(h, w);
+        let (c, k, s) = (self.cin, self.k, self.stride);
+        for (r, row) in cols.chunks_exact(self.patch_len()).enumerate().take(ho * wo) {
+            let (oy, ox) = (r / wo, r % wo);
+            for ky in 0..k {
+                let iy = (oy * s + ky).wrapping_sub(pt);
+                if iy >= h {
+                    continue;
+                }
+                for kx in 0..k {
+                    let ix = (ox * s + kx).wrapping_sub(pl);
+                    if ix >= w {
+                        continue;
+                    }
+                    let src = &row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
+                    let dst = &mut dx[(iy * w + ix) * c..(iy * w + ix + 1) * c];
+                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
+                }
+            }
+        }
+    }
+}
+
+/// Runs `f(input image, output image, threads)` on every image of a batch:
+/// images in parallel with single-threaded products, or one image with
+/// every thread in its product.
+pub(crate) fn per_image(
+    input: &[f32],
+    in_len: usize,
+    output: &mut [f32],
+    out_len: usize,
+    f: impl Fn(&[f32], &mut [f32], Threads) + Sync,
+) {
+    let n = input.len().checked_div(in_len).unwrap_or(0);
+    if n <= 1 || rayon::current_num_threads() == 1 {
+        for (xi, yi) in input.chunks(in_len.max(1)).zip(output.chunks_mut(out_len.max(1))) {
+            f(xi, yi, if n <= 1 { Threads::All } else { Threads::One });
+        }
+    } else {
+        output
+            .par_chunks_mut(out_len.max(1))
+            .zip(input.par_chunks(in_len.max(1)))
+            .for_each(|(yi, xi)| f(xi, yi, Threads::One));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Straight from the definition, in f64: y, and dx, dw for dy.
+    fn naive(
+        c: &Conv,
+        x: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        wt: &[f32],
+        dy: &[f32],
+    ) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let (ho, wo) = c.out_size(h, w);
+        let (pt, pl) = c.pad_before(h, w);
+        let mut y = vec![0f64; n * ho * wo * c.cout];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; wt.len()];
+        for b in 0..n {
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    for ky in 0..c.k {
+                        for kx in 0..c.k {
+                            let iy = (oy * c.stride + ky) as isize - pt as isize;
+                            let ix = (ox * c.stride + kx) as isize - pl as isize;
+                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
+                                continue;
+                            }
+                            for ci in 0..c.cin {
+                                let xi = ((b * h + iy as usize) * w + ix as usize) * c.cin + ci;
+                                for co in 0..c.cout {
+                                    let wi = ((ky * c.k + kx) * c.cin + ci) * c.cout + co;
+                                    let yi = ((b * ho + oy) * wo + ox) * c.cout + co;
+                                    y[yi] += x[xi] as f64 * wt[wi] as f64;
+                                    dx[xi] += dy[yi] as f64 * wt[wi] as f64;
+                                    dw[wi] += dy[yi] as f64 * x[xi] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn close(got: &[f32], want: &[f64], what: &str) {
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            assert!(((*g as f64) - w).abs() <= 1e-4 * scale, "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    #[test]
+    fn forward_and_gradients_match_the_definition_on_odd_sizes() {
+        let mut seed = 1u32;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        };
+        for &(k, stride) in &[(1, 1), (1, 2), (3, 1), (3, 2)] {
+            for &n in &[1usize, 7] {
+                for &(h, w) in &[(7usize, 5usize), (6, 9)] {
+                    let c = Conv { k, stride, cin: 3, cout: 5 };
+                    let (ho, wo) = c.out_size(h, w);
+                    let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
+                    let wt: Vec<f32> = (0..c.weight_len()).map(|_| rnd()).collect();
+                    let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|_| rnd()).collect();
+                    let (y0, dx0, dw0) = naive(&c, &x, n, h, w, &wt, &dy);
+                    let what = format!("k {k} stride {stride} batch {n} {h}×{w}");
+                    let mut y = vec![f32::NAN; y0.len()];
+                    c.forward(&x, n, h, w, &wt, &mut y, false);
+                    close(&y, &y0, &format!("y, {what}"));
+                    let mut dx = vec![f32::NAN; x.len()];
+                    c.backward_input(&dy, n, h, w, &wt, &mut dx, false);
+                    close(&dx, &dx0, &format!("dx, {what}"));
+                    let mut dw = vec![f32::NAN; wt.len()];
+                    c.backward_weight(&x, n, h, w, &dy, &mut dw);
+                    close(&dw, &dw0, &format!("dw, {what}"));
+                    // Accumulation adds onto what is there.
+                    let mut y2 = vec![1f32; y0.len()];
+                    c.forward(&x, n, h, w, &wt, &mut y2, true);
+                    let y1: Vec<f64> = y0.iter().map(|v| v + 1.0).collect();
+                    close(&y2, &y1, &format!("y + 1, {what}"));
+                    let mut dx2 = vec![1f32; x.len()];
+                    c.backward_input(&dy, n, h, w, &wt, &mut dx2, true);
+                    let dx1: Vec<f64> = dx0.iter().map(|v| v + 1.0).collect();
+                    close(&dx2, &dx1, &format!("dx + 1, {what}"));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,625 @@
+//! The encoder network (a pre-activation bottleneck ResNet: see
+//! `tidalscope_model::encoder`) on these kernels: its weights in plain
+//! layouts, a folded inference pass, and a training forward/backward pass
+//! with Adam.
+//!
+//! Layouts: images NHWC; convolution weights HWIO `[k, k, cin, cout]`;
+//! dense weights `[inputs, outputs]` (burn's `Linear`). The structure (which
+//! blocks, strides, widths) is whatever the weights say: it is built by
+//! converting a burn `Encoder`, never restated here.
+
+use crate::adam::{AdamConfig, Moments};
+use crate::conv::Conv;
+use crate::gemm::{matmul, MatRef, Threads};
+use crate::norm::{BatchNorm, BatchStats};
+use crate::simd;
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// A convolution and its HWIO weights.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConvLayer {
+    /// Its shape.
+    pub conv: Conv,
+    /// `[k, k, cin, cout]`.
+    pub weight: Vec<f32>,
+}
+
+/// A dense layer without bias.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dense {
+    /// Inputs.
+    pub inputs: usize,
+    /// Outputs.
+    pub outputs: usize,
+    /// `[inputs, outputs]`.
+    pub weight: Vec<f32>,
+}
+
+/// A pre-activation bottleneck block: BN-ReLU-conv 1×1, BN-ReLU-conv 3×3
+/// (carrying the stride), BN-ReLU-conv 1×1, plus the input or its strided
+/// 1×1 projection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Block {
+    /// BN of the block input.
+    pub bn_in: BatchNorm,
+    /// 1×1 reduction.
+    pub conv_a: ConvLayer,
+    /// BN after `conv_a`.
+    pub bn_a: BatchNorm,
+    /// 3×3 convolution.
+    pub conv_b: ConvLayer,
+    /// BN after `conv_b`.
+    pub bn_b: BatchNorm,
+    /// 1×1 expansion.
+    pub conv_c: ConvLayer,
+    /// Projection of the raw input (projection blocks).
+    pub shortcut: Option<ConvLayer>,
+}
+
+/// The whole encoder: stem conv-BN-ReLU, the blocks, global average
+/// pooling, dense-BN-ReLU, dense-BN.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ResNet {
+    /// Stem convolution.
+    pub stem: ConvLayer,
+    /// Stem BN.
+    pub stem_bn: BatchNorm,
+    /// Bottleneck blocks in order.
+    pub blocks: Vec<Block>,
+    /// First dense layer.
+    pub dense1: Dense,
+    /// Its BN (then ReLU).
+    pub dense1_bn: BatchNorm,
+    /// Second dense layer.
+    pub dense2: Dense,
+    /// Its BN: the representation.
+    pub dense2_bn: BatchNorm,
+}
+
+impl ResNet {
+    /// Input bands.
+    pub fn bands(&self) -> usize {
+        self.stem.conv.cin
+    }
+
+    /// Size of the representation.
+    pub fn repr_dim(&self) -> usize {
+        self.dense2.outputs
+    }
+
+    /// Every trainable tensor (weights, γ, β) in a fixed order.
+    pub fn params(&self) -> Vec<&Vec<f32>> {
+        let mut v: Vec<&Vec<f32>> = vec![&self.stem.weight, &self.stem_bn.gamma, &self.stem_bn.beta];
+        for b in &self.blocks {
+            v.extend([&b.bn_in.gamma, &b.bn_in.beta, &b.conv_a.weight, &b.bn_a.gamma, &b.bn_a.beta]);
+            v.extend([&b.conv_b.weight, &b.bn_b.gamma, &b.bn_b.beta, &b.conv_c.weight]);
+            v.extend(b.shortcut.as_ref().map(|s| &s.weight));
+        }
+        v.extend([&self.dense1.weight, &self.dense1_bn.gamma, &self.dense1_bn.beta]);
+        v.extend([&self.dense2.weight, &self.dense2_bn.gamma, &self.dense2_bn.beta]);
+        v
+    }
+
+    /// As [`params`](Self::params), mutably.
+    pub fn params_mut(&mut self) -> Vec<&mut Vec<f32>> {
+        let mut v: Vec<&mut Vec<f32>> = vec![&mut self.stem.weight, &mut self.stem_bn.gamma, &mut self.stem_bn.beta];
+        for b in &mut self.blocks {
+            v.extend([
+                &mut b.bn_in.gamma,
+                &mut b.bn_in.beta,
+                &mut b.conv_a.weight,
+                &mut b.bn_a.gamma,
+                &mut b.bn_a.beta,
+            ]);
+            v.extend([&mut b.conv_b.weight, &mut b.bn_b.gamma, &mut b.bn_b.beta, &mut b.conv_c.weight]);
+            v.extend(b.shortcut.as_mut().map(|s| &mut s.weight));
+        }
+        v.extend([&mut self.dense1.weight, &mut self.dense1_bn.gamma, &mut self.dense1_bn.beta]);
+        v.extend([&mut self.dense2.weight, &mut self.dense2_bn.gamma, &mut self.dense2_bn.beta]);
+        v
+    }
+
+    /// Multiply-adds ×2 of one forward pass on an `h × w` image.
+    pub fn flops(&self, h: usize, w: usize) -> f64 {
+        let conv = |c: &Conv, h: usize, w: usize| {
+            let (ho, wo) = c.out_size(h, w);
+            2.0 * (ho * wo * c.k * c.k * c.cin * c.cout) as f64
+        };
+        let mut total = conv(&self.stem.conv, h, w);
+        let (mut h, mut w) = (h, w);
+        for b in &self.blocks {
+            total += conv(&b.conv_a.conv, h, w) + conv(&b.conv_b.conv, h, w);
+            total += b.shortcut.as_ref().map_or(0.0, |s| conv(&s.conv, h, w));
+            (h, w) = b.conv_b.conv.out_size(h, w);
+            total += conv(&b.conv_c.conv, h, w);
+        }
+        total + 2.0 * (self.dense1.weight.len() + self.dense2.weight.len()) as f64
+    }
+
+    /// Checks an NCHW input's length against the network and the batch.
+    fn check_input(&self, x: &[f32], n: usize, h: usize, w: usize) {
+        assert_eq!(
+            x.len(),
+            n * self.bands() * h * w,
+            "input of {} floats is not {n}×{}×{h}×{w}",
+            x.len(),
+            self.bands()
+        );
+    }
+}
+
+/// `[n, c, h, w]` → `[n, h, w, c]`.
+pub fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize, out: &mut Vec<f32>) {
+    out.resize(x.len(), 0.0);
+    let plane = h * w;
+    out.par_chunks_mut(plane * c).zip(x.par_chunks(plane * c)).take(n).for_each(|(o, xi)| {
+        for ch in 0..c {
+            for (p, v) in xi[ch * plane..(ch + 1) * plane].iter().enumerate() {
+                o[p * c + ch] = *v;
+            }
+        }
+    });
+}
+
+/// Adds a per-channel bias to `[rows, c]` and applies ReLU when asked.
+fn bias_act(y: &mut [f32], bias: &[f32], relu: bool) {
+    simd::bias_rows(y, bias, relu);
+}
+
+/// A convolution with the following BatchNorm folded in (weights scaled per
+/// output channel, the shift as a bias).
+#[derive(Clone, Debug)]
+struct Folded {
+    conv: Conv,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Folded {
+    fn new(layer: &ConvLayer, bn: Option<&BatchNorm>) -> Self {
+        let cout = layer.conv.cout;
+        let (scale, bias) = match bn {
+            Some(bn) => bn.inference_affine(),
+            None => (vec![1.0; cout], vec![0.0; cout]),
+        };
+        let mut weight = layer.weight.clone();
+        for row in weight.chunks_exact_mut(cout) {
+            for (v, s) in row.iter_mut().zip(&scale) {
+                *v *= s;
+            }
+        }
+        Self { conv: layer.conv, weight, bias }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct FoldedBlock {
+    in_scale: Vec<f32>,
+    in_shift: Vec<f32>,
+    a: Folded,
+    b: Folded,
+    c: Folded,
+    shortcut: Option<Folded>,
+}
+
+/// The per-thread buffers of [`Inference`], reused between images.
+#[derive(Default)]
+struct Workspace {
+    x: Vec<f32>,
+    t: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    out: Vec<f32>,
+}
+
+thread_local! {
+    static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
+}
+
+/// A trained network prepared for inference: every BatchNorm that follows a
+/// convolution or dense layer folded into it, the others reduced to one
+/// affine map; images run through the whole network one per thread.
+/// Equivalent to the network's inference mode up to float rounding.
+#[derive(Clone, Debug)]
+pub struct Inference {
+    bands: usize,
+    stem: Folded,
+    blocks: Vec<FoldedBlock>,
+    dense1: Folded,
+    dense2: Folded,
+}
+
+impl Inference {
+    /// Folds `net`'s running statistics into its layers.
+    pub fn new(net: &ResNet) -> Self {
+        let dense = |d: &Dense, bn: &BatchNorm| {
+            Folded::new(
+                &ConvLayer { conv: Conv { k: 1, stride: 1, cin: d.inputs, cout: d.outputs }, weight: d.weight.clone() },
+                Some(bn),
+            )
+        };
+        Self {
+            bands: net.bands(),
+            stem: Folded::new(&net.stem, Some(&net.stem_bn)),
+            blocks: net
+                .blocks
+                .iter()
+                .map(|b| {
+                    let (in_scale, in_shift) = b.bn_in.inference_affine();
+                    FoldedBlock {
+                        in_scale,
+                        in_shift,
+                        a: Folded::new(&b.conv_a, Some(&b.bn_a)),
+                        b: Folded::new(&b.conv_b, Some(&b.bn_b)),
+                        c: Folded::new(&b.conv_c, None),
+                        shortcut: b.shortcut.as_ref().map(|s| Folded::new(s, None)),
+                    }
+                })
+                .collect(),
+            dense1: dense(&net.dense1, &net.dense1_bn),
+            dense2: dense(&net.dense2, &net.dense2_bn),
+        }
+    }
+
+    /// Size of the representation.
+    pub fn repr_dim(&self) -> usize {
+        self.dense2.conv.cout
+    }
+
+    /// Representations of a batch.
+    ///
+    /// # Shapes
+    /// `x`: `[n, bands, h, w]` (NCHW, as burn batches are) → `[n, repr_dim]`.
+    ///
+    /// # Panics
+    /// If `x` is not `n × bands × h × w` floats.
+    pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        assert_eq!(x.len(), n * self.bands * h * w, "input of {} floats is not {n}×{}×{h}×{w}", x.len(), self.bands);
+        let dim = self.repr_dim();
+        let mut out = vec![0f32; n * dim];
+        let plane = self.bands * h * w;
+        let run = |xi: &[f32], oi: &mut [f32], threads: Threads| {
+            let mut ws = WORKSPACE.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            self.image(xi, h, w, oi, &mut ws, threads);
+            WORKSPACE.with(|s| *s.borrow_mut() = ws);
+        };
+        if n <= 1 || rayon::current_num_threads() == 1 {
+            for (xi, oi) in x.chunks(plane.max(1)).zip(out.chunks_mut(dim)) {
+                run(xi, oi, if n <= 1 { Threads::All } else { Threads::One });
+            }
+        } else {
+            out.par_chunks_mut(dim).zip(x.par_chunks(plane)).for_each(|(oi, xi)| run(xi, oi, Threads::One));
+        }
+        out
+    }
+
+    /// One NCHW image through the network into `out` (`repr_dim` floats).
+    fn image(&self, img: &[f32], h: usize, w: usize, out: &mut [f32], ws: &mut Workspace, threads: Threads) {
+        nchw_to_nhwc(img, 1, self.bands, h, w, &mut ws.t); // the stem's input
+        let conv = |f: &Folded, x: &[f32], h: usize, w: usize, y: &mut Vec<f32>, relu: bool| {
+            let (ho, wo) = f.conv.out_size(h, w);
+            y.resize(ho * wo * f.conv.cout, 0.0);
+            f.conv.forward_image(x, h, w, &f.weight, y, false, threads);
+            bias_act(y, &f.bias, relu);
+        };
+        conv(&self.stem, &ws.t, h, w, &mut ws.x, true);
+        let (mut h, mut w) = (h, w);
+        for b in &self.blocks {
+            ws.t.resize(ws.x.len(), 0.0);
+            simd::affine_rows(&mut ws.t, &ws.x, &b.in_scale, &b.in_shift, true);
+            conv(&b.a, &ws.t, h, w, &mut ws.a, true);
+            conv(&b.b, &ws.a, h, w, &mut ws.b, true);
+            let (ho, wo) = b.b.conv.out_size(h, w);
+            match &b.shortcut {
+                Some(s) => {
+                    conv(s, &ws.x, h, w, &mut ws.out, false);
+                    b.c.conv.forward_image(&ws.b, ho, wo, &b.c.weight, &mut ws.out, true, threads);
+                    std::mem::swap(&mut ws.x, &mut ws.out);
+                }
+                None => b.c.conv.forward_image(&ws.b, ho, wo, &b.c.weight, &mut ws.x, true, threads),
+            }
+            (h, w) = (ho, wo);
+        }
+        // Global average pooling.
+        let ch = self.dense1.conv.cin;
+        let mut pooled = vec![0f32; ch];
+        simd::add_rows(&mut pooled, &ws.x);
+        let inv = 1.0 / (h * w) as f32;
+        pooled.iter_mut().for_each(|p| *p *= inv);
+        let mut d1 = Vec::new();
+        conv(&self.dense1, &pooled, 1, 1, &mut d1, true);
+        let mut d2 = Vec::new();
+        conv(&self.dense2, &d1, 1, 1, &mut d2, false);
+        out.copy_from_slice(&d2);
+    }
+}
+
+/// What the training forward pass of one block keeps.
+#[derive(Default, Debug)]
+struct BlockTape {
+    /// Block input `[n, h, w, cin]` and its size.
+    x: Vec<f32>,
+    h: usize,
+    w: usize,
+    /// relu(bn_in(x)), conv_a's input.
+    t: Vec<f32>,
+    s_in: BatchStats,
+    /// conv_a(t), relu(bn_a(·)).
+    a: Vec<f32>,
+    ta: Vec<f32>,
+    s_a: BatchStats,
+    /// conv_b(ta), relu(bn_b(·)).
+    b: Vec<f32>,
+    tb: Vec<f32>,
+    s_b: BatchStats,
+}
+
+/// The activations of a training forward pass, kept for the backward pass
+/// and reused (not reallocated) from step to step.
+#[derive(Default, Debug)]
+pub struct Tape {
+    n: usize,
+    h: usize,
+    w: usize,
+    input: Vec<f32>,
+    stem_out: Vec<f32>,
+    stem_stats: BatchStats,
+    blocks: Vec<BlockTape>,
+    last: Vec<f32>,
+    last_hw: (usize, usize),
+    pooled: Vec<f32>,
+    d1: Vec<f32>,
+    d1_stats: BatchStats,
+    d1_act: Vec<f32>,
+    d2: Vec<f32>,
+    d2_stats: BatchStats,
+    // Gradient buffers.
+    g0: Vec<f32>,
+    g1: Vec<f32>,
+    g2: Vec<f32>,
+    g3: Vec<f32>,
+}
+
+fn resized(v: &mut Vec<f32>, len: usize) -> &mut Vec<f32> {
+    v.resize(len, 0.0);
+    v
+}
+
+/// `y = x·W` for a dense layer on a batch.
+fn dense_forward(d: &Dense, x: &[f32], n: usize, y: &mut [f32]) {
+    matmul(y, d.outputs, MatRef::new(x, n, d.inputs), MatRef::new(&d.weight, d.inputs, d.outputs), false, Threads::All);
+}
+
+impl ResNet {
+    /// Training forward pass: BatchNorm on batch statistics (its running
+    /// statistics updated), activations kept in `tape`.
+    ///
+    /// # Shapes
+    /// `x`: `[n, bands, h, w]` (NCHW) → `[n, repr_dim]`.
+    ///
+    /// # Panics
+    /// If `x` is not `n × bands × h × w` floats.
+    pub fn forward_train(&mut self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
+        self.check_input(x, n, h, w);
+        (tape.n, tape.h, tape.w) = (n, h, w);
+        nchw_to_nhwc(x, n, self.bands(), h, w, &mut tape.input);
+        let c = &self.stem.conv;
+        resized(&mut tape.stem_out, n * h * w * c.cout);
+        c.forward(&tape.input, n, h, w, &self.stem.weight, &mut tape.stem_out, false);
+        tape.blocks.resize_with(self.blocks.len(), BlockTape::default);
+        let mut act = std::mem::take(&mut tape.blocks[0].x);
+        resized(&mut act, tape.stem_out.len());
+        tape.stem_stats = self.stem_bn.forward_train(&tape.stem_out, true, &mut act);
+        let (mut h, mut w) = (h, w);
+        for (i, b) in self.blocks.iter_mut().enumerate() {
+            let bt = &mut tape.blocks[i];
+            bt.x = act;
+            (bt.h, bt.w) = (h, w);
+            resized(&mut bt.t, bt.x.len());
+            bt.s_in = b.bn_in.forward_train(&bt.x, true, &mut bt.t);
+            let ca = &b.conv_a.conv;
+            resized(&mut bt.a, n * h * w * ca.cout);
+            ca.forward(&bt.t, n, h, w, &b.conv_a.weight, &mut bt.a, false);
+            resized(&mut bt.ta, bt.a.len());
+            bt.s_a = b.bn_a.forward_train(&bt.a, true, &mut bt.ta);
+            let cb = &b.conv_b.conv;
+            let (ho, wo) = cb.out_size(h, w);
+            resized(&mut bt.b, n * ho * wo * cb.cout);
+            cb.forward(&bt.ta, n, h, w, &b.conv_b.weight, &mut bt.b, false);
+            resized(&mut bt.tb, bt.b.len());
+            bt.s_b = b.bn_b.forward_train(&bt.b, true, &mut bt.tb);
+            let cc = &b.conv_c.conv;
+            let next = match tape.blocks.get_mut(i + 1) {
+                Some(nt) => &mut nt.x,
+                None => &mut tape.last,
+            };
+            let mut out = std::mem::take(next);
+            let bt = &mut tape.blocks[i];
+            resized(&mut out, n * ho * wo * cc.cout);
+            match &b.shortcut {
+                Some(s) => s.conv.forward(&bt.x, n, h, w, &s.weight, &mut out, false),
+                None => out.copy_from_slice(&bt.x),
+            }
+            cc.forward(&bt.tb, n, ho, wo, &b.conv_c.weight, &mut out, true);
+            act = out;
+            (h, w) = (ho, wo);
+        }
+        tape.last = act;
+        tape.last_hw = (h, w);
+        // Global average pooling.
+        let ch = self.dense1.inputs;
+        let pooled = resized(&mut tape.pooled, n * ch);
+        let inv = 1.0 / (h * w) as f32;
+        pooled.par_chunks_mut(ch).zip(tape.last.par_chunks(h * w * ch)).for_each(|(p, img)| {
+            p.fill(0.0);
+            simd::add_rows(p, img);
+            p.iter_mut().for_each(|p| *p *= inv);
+        });
+        dense_forward(&self.dense1, &tape.pooled, n, resized(&mut tape.d1, n * self.dense1.outputs));
+        resized(&mut tape.d1_act, tape.d1.len());
+        tape.d1_stats = self.dense1_bn.forward_train(&tape.d1, true, &mut tape.d1_act);
+        dense_forward(&self.dense2, &tape.d1_act, n, resized(&mut tape.d2, n * self.dense2.outputs));
+        let mut out = vec![0f32; tape.d2.len()];
+        tape.d2_stats = self.dense2_bn.forward_train(&tape.d2, false, &mut out);
+        out
+    }
+
+    /// Backward pass of the last [`forward_train`](Self::forward_train) from
+    /// `dout = ∂L/∂output` (`[n, repr_dim]`): writes `∂L/∂param` into the
+    /// matching tensor of `grads` (a network of the same shape).
+    ///
+    /// # Panics
+    /// If `grads` or `dout` do not match the network and the tape.
+    pub fn backward(&self, tape: &mut Tape, dout: &[f32], grads: &mut ResNet) {
+        let n = tape.n;
+        assert_eq!(dout.len(), n * self.repr_dim(), "output gradient size");
+        let t = tape;
+        // Dense head.
+        let d2 = &self.dense2;
+        resized(&mut t.g0, t.d2.len());
+        let g = &mut grads.dense2_bn;
+        self.dense2_bn.backward(&t.d2, &t.d2_stats, false, dout, &mut t.g0, false, &mut g.gamma, &mut g.beta);
+        matmul(
+            &mut grads.dense2.weight,
+            d2.outputs,
+            MatRef::new(&t.d1_act, n, d2.inputs).t(),
+            MatRef::new(&t.g0, n, d2.outputs),
+            false,
+            Threads::All,
+        );
+        resized(&mut t.g1, n * d2.inputs);
+        matmul(
+            &mut t.g1,
+            d2.inputs,
+            MatRef::new(&t.g0, n, d2.outputs),
+            MatRef::new(&d2.weight, d2.inputs, d2.outputs).t(),
+            false,
+            Threads::All,
+        );
+        let d1 = &self.dense1;
+        resized(&mut t.g0, t.d1.len());
+        let g = &mut grads.dense1_bn;
+        self.dense1_bn.backward(&t.d1, &t.d1_stats, true, &t.g1, &mut t.g0, false, &mut g.gamma, &mut g.beta);
+        matmul(
+            &mut grads.dense1.weight,
+            d1.outputs,
+            MatRef::new(&t.pooled, n, d1.inputs).t(),
+            MatRef::new(&t.g0, n, d1.outputs),
+            false,
+            Threads::All,
+        );
+        resized(&mut t.g1, n * d1.inputs);
+        matmul(
+            &mut t.g1,
+            d1.inputs,
+            MatRef::new(&t.g0, n, d1.outputs),
+            MatRef::new(&d1.weight, d1.inputs, d1.outputs).t(),
+            false,
+            Threads::All,
+        );
+        // Pooling: every pixel gets its image's gradient / (h·w).
+        let (h, w) = t.last_hw;
+        let ch = d1.inputs;
+        let inv = 1.0 / (h * w) as f32;
+        let mut dy = std::mem::take(&mut t.g2);
+        resized(&mut dy, n * h * w * ch);
+        dy.par_chunks_mut(h * w * ch).zip(t.g1.par_chunks(ch)).for_each(|(img, gp)| {
+            for row in img.chunks_exact_mut(ch) {
+                for (r, g) in row.iter_mut().zip(gp) {
+                    *r = g * inv;
+                }
+            }
+        });
+        let mut dx = std::mem::take(&mut t.g3);
+        for (i, b) in self.blocks.iter().enumerate().rev() {
+            let bt = &t.blocks[i];
+            let gb = &mut grads.blocks[i];
+            let (h, w) = (bt.h, bt.w);
+            let (ho, wo) = b.conv_b.conv.out_size(h, w);
+            // conv_c, then bn_b.
+            b.conv_c.conv.backward_weight(&bt.tb, n, ho, wo, &dy, &mut gb.conv_c.weight);
+            resized(&mut t.g0, bt.tb.len());
+            b.conv_c.conv.backward_input(&dy, n, ho, wo, &b.conv_c.weight, &mut t.g0, false);
+            resized(&mut t.g1, bt.b.len());
+            b.bn_b.backward(&bt.b, &bt.s_b, true, &t.g0, &mut t.g1, false, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
+            // conv_b (strided), then bn_a.
+            b.conv_b.conv.backward_weight(&bt.ta, n, h, w, &t.g1, &mut gb.conv_b.weight);
+            resized(&mut t.g0, bt.ta.len());
+            b.conv_b.conv.backward_input(&t.g1, n, h, w, &b.conv_b.weight, &mut t.g0, false);
+            resized(&mut t.g1, bt.a.len());
+            b.bn_a.backward(&bt.a, &bt.s_a, true, &t.g0, &mut t.g1, false, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
+            // conv_a, then bn_in into dx.
+            b.conv_a.conv.backward_weight(&bt.t, n, h, w, &t.g1, &mut gb.conv_a.weight);
+            resized(&mut t.g0, bt.t.len());
+            b.conv_a.conv.backward_input(&t.g1, n, h, w, &b.conv_a.weight, &mut t.g0, false);
+            resized(&mut dx, bt.x.len());
+            b.bn_in.backward(&bt.x, &bt.s_in, true, &t.g0, &mut dx, false, &mut gb.bn_in.gamma, &mut gb.bn_in.beta);
+            // The shortcut.
+            match (&b.shortcut, &mut gb.shortcut) {
+                (Some(s), Some(gs)) => {
+                    s.conv.backward_weight(&bt.x, n, h, w, &dy, &mut gs.weight);
+                    s.conv.backward_input(&dy, n, h, w, &s.weight, &mut dx, true);
+                }
+                (None, None) => {
+                    dx.par_chunks_mut(1 << 14).zip(dy.par_chunks(1 << 14)).for_each(|(d, g)| simd::add_into(d, g))
+                }
+                _ => panic!("gradient network differs from the network in block {i}"),
+            }
+            std::mem::swap(&mut dy, &mut dx);
+        }
+        // Stem.
+        let (h, w) = (t.h, t.w);
+        resized(&mut t.g0, t.stem_out.len());
+        let g = &mut grads.stem_bn;
+        self.stem_bn.backward(&t.stem_out, &t.stem_stats, true, &dy, &mut t.g0, false, &mut g.gamma, &mut g.beta);
+        self.stem.conv.backward_weight(&t.input, n, h, w, &t.g0, &mut grads.stem.weight);
+        t.g2 = dy;
+        t.g3 = dx;
+    }
+}
+
+/// A training session of a [`ResNet`] with Adam: the network, its gradient
+/// buffers, the optimiser's moments and the activation tape, all reused
+/// from step to step.
+pub struct Trainer {
+    /// The network being trained.
+    pub net: ResNet,
+    /// `∂L/∂param` of the last backward pass, shaped like `net`.
+    pub grads: ResNet,
+    /// Adam's settings.
+    pub adam: AdamConfig,
+    moments: Vec<Moments>,
+    tape: Tape,
+}
+
+impl Trainer {
+    /// Starts training `net` with fresh Adam moments.
+    pub fn new(net: ResNet, adam: AdamConfig) -> Self {
+        let grads = net.clone();
+        let moments = vec![Moments::default(); net.params().len()];
+        Self { net, grads, adam, moments, tape: Tape::default() }
+    }
+
+    /// Training forward pass (see [`ResNet::forward_train`]).
+    pub fn forward(&mut self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        self.net.forward_train(x, n, h, w, &mut self.tape)
+    }
+
+    /// Backward pass from `∂L/∂output` into [`grads`](Self::grads).
+    pub fn backward(&mut self, dout: &[f32]) {
+        self.net.backward(&mut self.tape, dout, &mut self.grads);
+    }
+
+    /// One Adam step on every parameter with the last gradients.
+    pub fn step(&mut self, lr: f32) {
+        let adam = self.adam;
+        let grads = self.grads.params();
+        self.net
+            .params_mut()
+            .into_par_iter()
+            .zip(grads.into_par_iter())
+            .zip(self.moments.par_iter_mut())
+            .for_each(|((p, g), m)| adam.step(lr, p, g, m));
+    }
+}

@@ -1,0 +1,144 @@
+//! The fast CPU kernels against the plain burn path on the same encoder:
+//! inference outputs, training outputs, running statistics, every
+//! parameter's gradient and one Adam step, on odd image sizes (so "same"
+//! padding is asymmetric and strided layers round up), with strides 1 and
+//! 2 (the architecture has both) and batches of 1 and 7.
+
+use burn::module::Param;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use tidalscope_core::Rng;
+use tidalscope_kernels::adam;
+use tidalscope_kernels::resnet::{Inference, ResNet, Trainer};
+use tidalscope_model::fast::{self, ReadParam};
+use tidalscope_model::{batch, Encoder, EncoderConfig};
+
+/// A small encoder (width 0.25, 3 bands, 24-d output) whose BatchNorm
+/// parameters and running statistics are random too, so no layer is an
+/// identity and the folded inference path is exercised.
+fn random_encoder(device: &Device, seed: u64) -> (Encoder, ResNet) {
+    let cfg = EncoderConfig::new().with_bands(3).with_width(0.25).with_repr_dim(24);
+    device.seed(seed);
+    let e = cfg.init(device);
+    let mut net = fast::to_resnet(&e);
+    let mut rng = Rng::new(seed);
+    let mut bns = vec![&mut net.stem_bn, &mut net.dense1_bn, &mut net.dense2_bn];
+    for b in &mut net.blocks {
+        bns.extend([&mut b.bn_in, &mut b.bn_a, &mut b.bn_b]);
+    }
+    for bn in bns {
+        for v in &mut bn.gamma {
+            *v = 0.6 + 0.8 * rng.uniform() as f32;
+        }
+        for v in bn.beta.iter_mut().chain(&mut bn.running_mean) {
+            *v = 0.4 * rng.normal() as f32;
+        }
+        for v in &mut bn.running_var {
+            *v = 0.5 + rng.uniform() as f32;
+        }
+    }
+    (fast::load_resnet(e, &net, device), net)
+}
+
+fn input(n: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
+    let mut rng = Rng::new(seed);
+    (0..n * 3 * h * w).map(|_| rng.normal() as f32).collect()
+}
+
+/// max |got − want| ≤ 1e-4 · max |want| (with a floor for tensors that are
+/// all but zero in both).
+fn assert_close(got: &[f32], want: &[f32], floor: f32, what: &str) {
+    assert_close_abs(got, want, floor, 0.0, what);
+}
+
+/// As [`assert_close`], allowing `abs` more.
+fn assert_close_abs(got: &[f32], want: &[f32], floor: f32, abs: f32, what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(floor, |m, v| m.max(v.abs()));
+    let (i, err) =
+        got.iter()
+            .zip(want)
+            .map(|(a, b)| (a - b).abs())
+            .enumerate()
+            .fold((0, 0f32), |m, (i, e)| if e > m.1 { (i, e) } else { m });
+    assert!(err <= 1e-4 * scale + abs, "{what}: |Δ| {err:e} at {i} ({} vs {}), scale {scale:e}", got[i], want[i]);
+}
+
+fn all_values(net: &ResNet) -> Vec<Vec<f32>> {
+    let mut v: Vec<Vec<f32>> = net.params().into_iter().cloned().collect();
+    let mut bns = vec![&net.stem_bn, &net.dense1_bn, &net.dense2_bn];
+    bns.extend(net.blocks.iter().flat_map(|b| [&b.bn_in, &b.bn_a, &b.bn_b]));
+    for bn in bns {
+        v.push(bn.running_mean.clone());
+        v.push(bn.running_var.clone());
+    }
+    v
+}
+
+struct Grads<'a>(&'a burn::tensor::Gradients);
+
+impl ReadParam for Grads<'_> {
+    fn read<const D: usize>(&self, p: &Param<Tensor<D>>) -> Vec<f32> {
+        let v = p.val();
+        match v.grad(self.0) {
+            Some(g) => batch::to_vec(g),
+            None => vec![0.0; v.shape().num_elements()],
+        }
+    }
+}
+
+#[test]
+fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
+    let device = Device::flex();
+    for (n, h, w) in [(1, 13, 11), (7, 13, 11), (7, 16, 16)] {
+        let (e, net) = random_encoder(&device, 3);
+        let x = input(n, h, w, 5);
+        let want = batch::to_vec(e.forward(batch_images(&x, n, h, w, &device)));
+        let got = Inference::new(&net).forward(&x, n, h, w);
+        assert_close(&got, &want, 1e-3, &format!("inference, batch {n}, {h}×{w}"));
+    }
+}
+
+fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Tensor<4> {
+    Tensor::from_data(TensorData::new(x.to_vec(), [n, 3, h, w]), device)
+}
+
+#[test]
+fn training_outputs_gradients_and_an_adam_step_match_burn() {
+    let device = Device::flex().autodiff();
+    for (n, h, w) in [(1, 13, 11), (7, 13, 11)] {
+        let what = |s: &str| format!("{s}, batch {n}, {h}×{w}");
+        let (e, net) = random_encoder(&device, 7);
+        let x = input(n, h, w, 9);
+        let mut rng = Rng::new(11);
+        let r: Vec<f32> = (0..n * 24).map(|_| rng.normal() as f32).collect();
+
+        // burn: L = Σ output · r, so ∂L/∂output = r.
+        let out = e.forward(batch_images(&x, n, h, w, &device));
+        let want_out = batch::to_vec(out.clone());
+        let loss = (out * Tensor::<2>::from_data(TensorData::new(r.clone(), [n, 24]), &device)).sum();
+        let grads = loss.backward();
+        let want_grads = fast::to_resnet_with(&e, &Grads(&grads));
+        let lr = 1e-2;
+        let stepped = AdamConfig::new().init().step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
+
+        let mut trainer = Trainer::new(net, adam::AdamConfig::default());
+        let got_out = trainer.forward(&x, n, h, w);
+        assert_close(&got_out, &want_out, 1e-3, &what("training output"));
+        let after_forward = fast::to_resnet(&e);
+        for (i, (g, wv)) in all_values(&trainer.net).iter().zip(&all_values(&after_forward)).enumerate() {
+            assert_close(g, wv, 1e-3, &what(&format!("value {i} after the forward pass (running statistics)")));
+        }
+        trainer.backward(&r);
+        let global = want_grads.params().iter().flat_map(|t| t.iter()).fold(0f32, |m, v| m.max(v.abs()));
+        for (i, (g, wv)) in trainer.grads.params().iter().zip(want_grads.params()).enumerate() {
+            assert_close(g, wv, 1e-3 * global, &what(&format!("gradient of parameter {i}")));
+        }
+        // Adam's first step is lr·g/(|g| + ε): for the few gradients near
+        // ε = 1e-5 it turns their 1e-4 relative rounding into up to ~1% of lr.
+        trainer.step(lr as f32);
+        for (i, (g, wv)) in all_values(&trainer.net).iter().zip(&all_values(&fast::to_resnet(&stepped))).enumerate() {
+            assert_close_abs(g, wv, 1e-3, 1e-2 * lr as f32, &what(&format!("value {i} after one Adam step")));
+        }
+    }
+}
