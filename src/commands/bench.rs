@@ -188,10 +188,10 @@ fn time_fast(
     let (b, s) = (args.batch, args.size);
     let mut trainer = Trainer::new(net.clone(), Default::default());
     let mut train_step = || {
-        let out = trainer.forward(input, b, s, s);
+        let out = trainer.forward(0, input, b, s, s);
         let scale = 2.0 / out.len() as f32;
         let dout: Vec<f32> = out.iter().map(|v| v * scale).collect();
-        trainer.backward(&dout);
+        trainer.backward(&[&dout]);
         trainer.step(1e-3);
     };
     train_step(); // warm-up

@@ -21,12 +21,15 @@ impl Default for AdamConfig {
     }
 }
 
-/// The moments of one parameter tensor.
-#[derive(Clone, Debug, Default)]
+/// The moments of one parameter tensor (empty before its first step).
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Moments {
-    m: Vec<f32>,
-    v: Vec<f32>,
-    time: i32,
+    /// First moments.
+    pub m: Vec<f32>,
+    /// Second moments.
+    pub v: Vec<f32>,
+    /// Steps taken.
+    pub time: i32,
 }
 
 impl AdamConfig {

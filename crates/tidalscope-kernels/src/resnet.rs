@@ -580,8 +580,9 @@ impl ResNet {
 }
 
 /// A training session of a [`ResNet`] with Adam: the network, its gradient
-/// buffers, the optimiser's moments and the activation tape, all reused
-/// from step to step.
+/// buffers, the optimiser's moments and one activation tape per view (NNCLR
+/// passes two augmented views through the encoder each step, each with its
+/// own batch statistics), all reused from step to step.
 pub struct Trainer {
     /// The network being trained.
     pub net: ResNet,
@@ -590,7 +591,8 @@ pub struct Trainer {
     /// Adam's settings.
     pub adam: AdamConfig,
     moments: Vec<Moments>,
-    tape: Tape,
+    tapes: Vec<Tape>,
+    view_grads: Option<ResNet>,
 }
 
 impl Trainer {
@@ -598,17 +600,65 @@ impl Trainer {
     pub fn new(net: ResNet, adam: AdamConfig) -> Self {
         let grads = net.clone();
         let moments = vec![Moments::default(); net.params().len()];
-        Self { net, grads, adam, moments, tape: Tape::default() }
+        Self { net, grads, adam, moments, tapes: Vec::new(), view_grads: None }
     }
 
-    /// Training forward pass (see [`ResNet::forward_train`]).
-    pub fn forward(&mut self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-        self.net.forward_train(x, n, h, w, &mut self.tape)
+    /// Training forward pass of view number `view` (0, 1, …; see
+    /// [`ResNet::forward_train`]). Views are kept until [`backward`](Self::backward).
+    pub fn forward(&mut self, view: usize, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        if self.tapes.len() <= view {
+            self.tapes.resize_with(view + 1, Tape::default);
+        }
+        self.net.forward_train(x, n, h, w, &mut self.tapes[view])
     }
 
-    /// Backward pass from `∂L/∂output` into [`grads`](Self::grads).
-    pub fn backward(&mut self, dout: &[f32]) {
-        self.net.backward(&mut self.tape, dout, &mut self.grads);
+    /// Backward pass from `∂L/∂output` of each view (in view order) into
+    /// [`grads`](Self::grads), summed over the views.
+    ///
+    /// # Panics
+    /// If there are more gradients than views run forward.
+    pub fn backward(&mut self, douts: &[&[f32]]) {
+        assert!(douts.len() <= self.tapes.len(), "{} output gradients for {} views", douts.len(), self.tapes.len());
+        for (view, dout) in douts.iter().enumerate() {
+            if view == 0 {
+                self.net.backward(&mut self.tapes[0], dout, &mut self.grads);
+                continue;
+            }
+            let g = self.view_grads.get_or_insert_with(|| self.net.clone());
+            self.net.backward(&mut self.tapes[view], dout, g);
+            for (total, part) in self.grads.params_mut().into_iter().zip(g.params()) {
+                total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
+            }
+        }
+    }
+
+    /// Adam's moments, one per parameter tensor in [`ResNet::params`]
+    /// order: what a checkpoint must keep to resume exactly.
+    pub fn moments(&self) -> &[Moments] {
+        &self.moments
+    }
+
+    /// Restores moments saved from [`moments`](Self::moments).
+    ///
+    /// # Errors
+    /// When their number or sizes do not match the network's parameters.
+    pub fn set_moments(&mut self, saved: Vec<Moments>) -> Result<(), String> {
+        let params = self.net.params();
+        if saved.len() != params.len() {
+            return Err(format!("{} moment tensors for {} parameters", saved.len(), params.len()));
+        }
+        for (i, (s, p)) in saved.iter().zip(&params).enumerate() {
+            if !(s.m.is_empty() && s.v.is_empty()) && (s.m.len() != p.len() || s.v.len() != p.len()) {
+                return Err(format!(
+                    "moments of parameter {i}: {} and {} values for {}",
+                    s.m.len(),
+                    s.v.len(),
+                    p.len()
+                ));
+            }
+        }
+        self.moments = saved;
+        Ok(())
     }
 
     /// One Adam step on every parameter with the last gradients.

@@ -12,18 +12,52 @@ use burn::module::{Param, RunningState};
 use burn::nn::conv::Conv2d;
 use burn::nn::{BatchNorm, Linear, PaddingConfig2d};
 use burn::prelude::*;
+use serde::{Deserialize, Serialize};
 use tidalscope_kernels::conv::Conv;
 use tidalscope_kernels::norm;
 use tidalscope_kernels::resnet::{Block, ConvLayer, Dense, ResNet};
 
+pub use tidalscope_kernels::adam::Moments;
 pub use tidalscope_kernels::resnet::{Inference, Trainer};
 
-/// Whether work on `device` takes the fast CPU kernels: on burn's flex CPU
-/// device (not its autodiff wrapper, not a GPU), unless
-/// `TIDALSCOPE_KERNELS=burn`.
+/// Which implementation runs the encoder's arithmetic; recorded in training
+/// configurations so a run says what trained it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kernels {
+    /// The fast kernels on the CPU, burn on a GPU, unless
+    /// `TIDALSCOPE_KERNELS=burn`.
+    #[default]
+    Auto,
+    /// tidalscope's CPU kernels (on a GPU, burn: these are CPU kernels).
+    Fast,
+    /// burn's backend.
+    Burn,
+}
+
+impl Kernels {
+    /// `Fast` or `Burn` for work on `device`.
+    pub fn resolve(self, device: &Device) -> Kernels {
+        let cpu = device.clone().inner() == Device::flex();
+        match self {
+            _ if !cpu => Kernels::Burn,
+            Kernels::Auto if std::env::var("TIDALSCOPE_KERNELS").is_ok_and(|v| v == "burn") => Kernels::Burn,
+            Kernels::Auto => Kernels::Fast,
+            k => k,
+        }
+    }
+}
+
+/// Whether inference on `device` takes the fast CPU kernels: on burn's flex
+/// CPU device (not its autodiff wrapper), unless `TIDALSCOPE_KERNELS=burn`.
 pub fn enabled_on(device: &Device) -> bool {
-    let cpu = *device == Device::flex();
-    cpu && std::env::var("TIDALSCOPE_KERNELS").map_or(true, |v| v != "burn")
+    *device == Device::flex() && Kernels::Auto.resolve(device) == Kernels::Fast
+}
+
+/// Adam as tidalscope's training loops configure burn's (β 0.9/0.999, the
+/// given ε, Keras' L2 λ as a 2λ penalty on the gradient), for the kernels.
+pub fn adam(epsilon: f32, weight_decay: f32) -> tidalscope_kernels::adam::AdamConfig {
+    tidalscope_kernels::adam::AdamConfig { beta1: 0.9, beta2: 0.999, epsilon, weight_decay }
 }
 
 /// Reads a parameter tensor: its value, or (in tests) its gradient.

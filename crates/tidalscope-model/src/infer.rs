@@ -8,7 +8,6 @@ use crate::classifier::Classifier;
 use crate::encoder::Encoder;
 use crate::fast;
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
 
@@ -53,6 +52,12 @@ pub fn embed(encoder: &Encoder, images: &[&Cutout], crop: usize, device: &Device
 
 /// Tidal-feature probabilities of preprocessed images.
 pub fn score(classifier: &Classifier, images: &[&Cutout], crop: usize, device: &Device) -> Result<Vec<f32>, String> {
+    Ok(logits(classifier, images, crop, device)?.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect())
+}
+
+/// Classifier logits of preprocessed images (the probability is their
+/// sigmoid), with the model in inference mode.
+pub fn logits(classifier: &Classifier, images: &[&Cutout], crop: usize, device: &Device) -> Result<Vec<f32>, String> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
@@ -60,13 +65,7 @@ pub fn score(classifier: &Classifier, images: &[&Cutout], crop: usize, device: &
         let h = embed_fast(&classifier.encoder, images, crop)?;
         let w = batch::to_vec(classifier.head.weight.val()); // [repr_dim, 1]
         let b = classifier.head.bias.as_ref().map_or(0.0, |b| batch::to_vec(b.val())[0]);
-        return Ok(h
-            .chunks_exact(w.len())
-            .map(|r| {
-                let logit = r.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b;
-                1.0 / (1.0 + (-logit).exp())
-            })
-            .collect());
+        return Ok(h.chunks_exact(w.len()).map(|r| r.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b).collect());
     }
-    Ok(batch::to_vec(sigmoid(classifier.forward(views(images, crop, device)?))))
+    Ok(batch::to_vec(classifier.forward(views(images, crop, device)?)))
 }

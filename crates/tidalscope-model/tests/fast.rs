@@ -103,33 +103,43 @@ fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Ten
     Tensor::from_data(TensorData::new(x.to_vec(), [n, 3, h, w]), device)
 }
 
+/// One view with a batch of 1; two views (as NNCLR runs them: two forward
+/// passes, each with its own batch statistics, gradients summed) with 7.
 #[test]
 fn training_outputs_gradients_and_an_adam_step_match_burn() {
     let device = Device::flex().autodiff();
-    for (n, h, w) in [(1, 13, 11), (7, 13, 11)] {
-        let what = |s: &str| format!("{s}, batch {n}, {h}×{w}");
+    for (n, h, w, views) in [(1, 13, 11, 1), (7, 13, 11, 2)] {
+        let what = |s: &str| format!("{s}, batch {n}, {h}×{w}, {views} views");
         let (e, net) = random_encoder(&device, 7);
-        let x = input(n, h, w, 9);
+        let xs: Vec<Vec<f32>> = (0..views).map(|v| input(n, h, w, 9 + v as u64)).collect();
         let mut rng = Rng::new(11);
-        let r: Vec<f32> = (0..n * 24).map(|_| rng.normal() as f32).collect();
+        let rs: Vec<Vec<f32>> = (0..views).map(|_| (0..n * 24).map(|_| rng.normal() as f32).collect()).collect();
 
-        // burn: L = Σ output · r, so ∂L/∂output = r.
-        let out = e.forward(batch_images(&x, n, h, w, &device));
-        let want_out = batch::to_vec(out.clone());
-        let loss = (out * Tensor::<2>::from_data(TensorData::new(r.clone(), [n, 24]), &device)).sum();
+        // burn: L = Σ_views Σ output · r, so ∂L/∂output = r for each view.
+        let mut want_outs = Vec::new();
+        let mut loss = Tensor::<1>::zeros([1], &device);
+        for (x, r) in xs.iter().zip(&rs) {
+            let out = e.forward(batch_images(x, n, h, w, &device));
+            want_outs.push(batch::to_vec(out.clone()));
+            let r = Tensor::<2>::from_data(TensorData::new(r.clone(), [n, 24]), &device);
+            loss = loss + (out * r).sum().reshape([1]);
+        }
         let grads = loss.backward();
         let want_grads = fast::to_resnet_with(&e, &Grads(&grads));
         let lr = 1e-2;
         let stepped = AdamConfig::new().init().step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
 
         let mut trainer = Trainer::new(net, adam::AdamConfig::default());
-        let got_out = trainer.forward(&x, n, h, w);
-        assert_close(&got_out, &want_out, 1e-3, &what("training output"));
+        for (v, (x, want)) in xs.iter().zip(&want_outs).enumerate() {
+            let got = trainer.forward(v, x, n, h, w);
+            assert_close(&got, want, 1e-3, &what(&format!("training output of view {v}")));
+        }
         let after_forward = fast::to_resnet(&e);
         for (i, (g, wv)) in all_values(&trainer.net).iter().zip(&all_values(&after_forward)).enumerate() {
-            assert_close(g, wv, 1e-3, &what(&format!("value {i} after the forward pass (running statistics)")));
+            assert_close(g, wv, 1e-3, &what(&format!("value {i} after the forward passes (running statistics)")));
         }
-        trainer.backward(&r);
+        let douts: Vec<&[f32]> = rs.iter().map(|r| &r[..]).collect();
+        trainer.backward(&douts);
         let global = want_grads.params().iter().flat_map(|t| t.iter()).fold(0f32, |m, v| m.max(v.abs()));
         for (i, (g, wv)) in trainer.grads.params().iter().zip(want_grads.params()).enumerate() {
             assert_close(g, wv, 1e-3 * global, &what(&format!("gradient of parameter {i}")));

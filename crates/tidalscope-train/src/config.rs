@@ -13,6 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 use tidalscope_data::augment::NoiseScale;
+pub use tidalscope_model::fast::Kernels;
 
 /// Settings of `pretrain`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -54,6 +55,10 @@ pub struct PretrainConfig {
     /// Stop after this many steps in total, as if interrupted (0 = never);
     /// for testing resume.
     pub stop_after: usize,
+    /// What runs the encoder (`auto`: the fast CPU kernels on the CPU);
+    /// run folders record the resolved choice.
+    #[serde(default)]
+    pub kernels: Kernels,
 }
 
 impl PretrainConfig {
@@ -78,6 +83,7 @@ impl PretrainConfig {
             max_images: 0,
             seed: 1,
             stop_after: 0,
+            kernels: Kernels::Auto,
         }
     }
 
@@ -166,6 +172,10 @@ pub struct FinetuneConfig {
     pub noise: NoiseScale,
     /// Seed.
     pub seed: u64,
+    /// What runs the encoder (`auto`: the fast CPU kernels on the CPU);
+    /// run folders record the resolved choice.
+    #[serde(default)]
+    pub kernels: Kernels,
 }
 
 impl Default for FinetuneConfig {
@@ -180,6 +190,7 @@ impl Default for FinetuneConfig {
             split: SplitSpec::Stratified { val: 0.1, test: 0.2 },
             noise: NoiseScale::Reference,
             seed: 1,
+            kernels: Kernels::Auto,
         }
     }
 }

@@ -7,8 +7,12 @@
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
 //! `Train_loss.npy` and `Val_loss.npy` (per epoch, as the reference wrote
 //! them), `loss.png` and `log.txt`.
+//!
+//! On the CPU the encoder runs on the fast kernels (`tidalscope_model::fast`)
+//! in every mode; when it trains, the Dense(1) head and the loss stay in
+//! burn and ∂L/∂h passes between the two.
 
-use crate::config::{FinetuneConfig, Mode};
+use crate::config::{FinetuneConfig, Kernels, Mode};
 use crate::labelled::{self, SplitRecord};
 use crate::{log_line, write_npy, write_toml, Reporter, Result, TrainError};
 use burn::module::Module;
@@ -24,6 +28,7 @@ use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::classifier::{Classifier, ClassifierConfig};
+use tidalscope_model::fast::{self, Trainer};
 use tidalscope_model::{batch, infer, loss};
 
 /// What a fine-tuning run did.
@@ -68,6 +73,8 @@ pub fn finetune(
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
+    let kernels = cfg.kernels.resolve(device);
+    let cfg = &FinetuneConfig { kernels, ..cfg.clone() };
     let bundle = EncoderBundle::load(encoder_dir, device)?;
     let splits = labelled::make_split(sources, &cfg.split, cfg.labels, cfg.seed)?;
     let record = SplitRecord {
@@ -157,6 +164,12 @@ pub fn finetune(
             };
             let mut model = Classifier { encoder, head: ClassifierConfig::head(bundle.config.repr_dim, &train_device) };
             let mut optim = adam(cfg.weight_decay);
+            // On the CPU the encoder trains on the fast kernels; the head and
+            // the loss stay in burn and ∂L/∂h passes between them.
+            let mut encoder_trainer = (kernels == Kernels::Fast).then(|| {
+                Trainer::new(fast::to_resnet(&model.encoder), fast::adam(1e-7, (2.0 * cfg.weight_decay) as f32))
+            });
+            let dim = bundle.config.repr_dim;
             let aug = Augment::training(crop, cfg.noise);
             let sigma = bundle.preprocess.normalisation.sigma.clone();
             let train_imgs = images(&splits.train);
@@ -175,20 +188,37 @@ pub fn finetune(
                         aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])
                             .map_err(TrainError::Other)?;
                     }
-                    let x = batch::images(buf, idx.len(), bands, crop, &train_device);
+                    let m = idx.len();
+                    let (logits, h) = match &mut encoder_trainer {
+                        Some(t) => {
+                            let h = batch::vector(t.forward(0, &buf, m, crop, crop), &train_device)
+                                .reshape([m, dim])
+                                .require_grad();
+                            (model.head.forward(h.clone()).reshape([m]), Some(h))
+                        }
+                        None => (model.forward(batch::images(buf, m, bands, crop, &train_device)), None),
+                    };
                     let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
-                    let l = loss::bce_with_logits(model.forward(x), batch::vector(ys, &train_device));
-                    let grads = GradientsParams::from_grads(l.backward(), &model);
-                    sum += l.into_scalar::<f32>() * idx.len() as f32;
+                    let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
+                    let gradients = l.backward();
+                    let dh = h.map(|h| batch::to_vec(h.grad(&gradients).expect("the representation is tracked")));
+                    let grads = GradientsParams::from_grads(gradients, &model);
+                    sum += l.into_scalar::<f32>() * m as f32;
+                    if let (Some(t), Some(dh)) = (&mut encoder_trainer, dh) {
+                        t.backward(&[&dh]);
+                        t.step(cfg.lr as f32);
+                    }
                     model = optim.step(cfg.lr, model.clone(), grads);
                     reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs));
                 }
                 train_loss.push(sum / splits.train.len() as f32);
+                if let Some(t) = &encoder_trainer {
+                    model.encoder = fast::load_resnet(model.encoder, &t.net, &train_device);
+                }
                 let eval = model.valid();
                 let mut logits = Vec::with_capacity(val_imgs.len());
                 for chunk in val_imgs.chunks(64) {
-                    let x = infer::views(chunk, crop, device).map_err(TrainError::Other)?;
-                    logits.extend(batch::to_vec(eval.forward(x)));
+                    logits.extend(infer::logits(&eval, chunk, crop, device).map_err(TrainError::Other)?);
                 }
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);

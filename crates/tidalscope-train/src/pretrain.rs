@@ -11,8 +11,14 @@
 //! `metrics.csv` (one row per step), `loss.png`, `log.txt` and
 //! `checkpoint/` (weights, Adam state, queue, position), replaced
 //! atomically every `checkpoint_every` steps.
+//!
+//! On the CPU the encoder trains on the fast kernels (`tidalscope_model::fast`):
+//! its weights, Adam moments and activations live in a kernels `Trainer`,
+//! the projection head, queue and loss stay in burn, and the gradient of the
+//! loss with respect to the representations passes between them. The burn
+//! encoder is brought up to date before every checkpoint and at the end.
 
-use crate::config::PretrainConfig;
+use crate::config::{Kernels, PretrainConfig};
 use crate::{log_line, write_toml, Reporter, Result, TrainError};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
@@ -32,6 +38,7 @@ use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::EncoderBundle;
 use tidalscope_model::encoder::{Encoder, EncoderConfig};
+use tidalscope_model::fast::{self, Moments, Trainer};
 use tidalscope_model::heads::{ProjectionHead, ProjectionHeadConfig};
 use tidalscope_model::{batch, loss, params, store, SupportQueue};
 
@@ -67,6 +74,13 @@ struct State {
     epoch: usize,
     step_in_epoch: usize,
     global_step: usize,
+    /// What trained the encoder (checkpoints before this field: burn).
+    #[serde(default = "burn_kernels")]
+    kernels: Kernels,
+}
+
+fn burn_kernels() -> Kernels {
+    Kernels::Burn
 }
 
 /// What a pretraining run did.
@@ -145,9 +159,11 @@ fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
         .collect()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn save_checkpoint(
     out: &Path,
     model: &NnclrModel,
+    encoder: Option<&Trainer>,
     optim: &ModuleOptimizer,
     queue: &SupportQueue,
     state: &State,
@@ -160,6 +176,9 @@ fn save_checkpoint(
     std::fs::create_dir_all(&tmp).map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
     // valid() brings BatchNorm running statistics up to date before saving.
     store::save(model.valid(), &tmp.join("model.bpk"))?;
+    if let Some(t) = encoder {
+        write_moments(&tmp.join(MOMENTS), t)?;
+    }
     let bytes = optim.into_bytes().map_err(|e| TrainError::Other(format!("saving optimizer state: {e:?}")))?;
     std::fs::write(tmp.join("optim.bpk"), &bytes[..]).map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
     let (size, dim) = queue.shape();
@@ -170,6 +189,56 @@ fn save_checkpoint(
     write_metrics(&tmp.join("metrics.csv"), rows)?;
     tidalscope_io::atomic::replace_dir(&tmp, &dir)?;
     Ok(())
+}
+
+/// The encoder's Adam moments in a checkpoint trained on the fast kernels.
+const MOMENTS: &str = "encoder_adam.bin";
+const MOMENTS_MAGIC: &[u8; 8] = b"TSADAM01";
+
+/// Writes a kernels trainer's Adam moments: magic, tensor count (u32), then
+/// per tensor its step count (i32), length (u64), first and second moments
+/// (f32), all little-endian.
+fn write_moments(path: &Path, t: &Trainer) -> Result<()> {
+    let moments = t.moments();
+    let mut bytes = MOMENTS_MAGIC.to_vec();
+    bytes.extend((moments.len() as u32).to_le_bytes());
+    for Moments { m, v, time } in moments {
+        bytes.extend(time.to_le_bytes());
+        bytes.extend((m.len() as u64).to_le_bytes());
+        bytes.extend(m.iter().chain(v).flat_map(|x| x.to_le_bytes()));
+    }
+    std::fs::write(path, bytes).map_err(|e| tidalscope_io::Error::io(path, e).into())
+}
+
+/// Reads moments written by [`write_moments`].
+fn read_moments(path: &Path) -> Result<Vec<Moments>> {
+    let bytes = std::fs::read(path).map_err(|e| tidalscope_io::Error::io(path, e))?;
+    let bad = |what: &str| TrainError::Other(format!("{}: {what}", path.display()));
+    let mut rest = bytes.strip_prefix(&MOMENTS_MAGIC[..]).ok_or_else(|| bad("not an encoder Adam state file"))?;
+    let mut take = |n: usize| -> Result<&[u8]> {
+        let (head, tail) = rest.split_at_checked(n).ok_or_else(|| bad("truncated"))?;
+        rest = tail;
+        Ok(head)
+    };
+    let count = u32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let time = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
+        let floats = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
+        let m = floats(take(len.checked_mul(4).ok_or_else(|| bad("bad length"))?)?);
+        let v = floats(take(len * 4)?);
+        out.push(Moments { m, v, time });
+    }
+    Ok(out)
+}
+
+/// `model` with the encoder weights and running statistics of `t`.
+fn synced(model: NnclrModel, t: Option<&Trainer>, device: &Device) -> NnclrModel {
+    match t {
+        Some(t) => NnclrModel { encoder: fast::load_resnet(model.encoder, &t.net, device), head: model.head },
+        None => model,
+    }
 }
 
 /// Everything a resumed run picks up.
@@ -265,6 +334,8 @@ pub fn pretrain(
     }
     let steps_per_epoch = n_images / cfg.batch;
     let train_device = device.clone().autodiff();
+    let kernels = cfg.kernels.resolve(device);
+    let cfg = &PretrainConfig { kernels, ..cfg.clone() };
 
     let (mut model, mut optim, mut queue, state, preprocess, mut rows) = if resume {
         let r = load_checkpoint(out, cfg, bands, &train_device)?;
@@ -272,6 +343,13 @@ pub fn pretrain(
             "resuming at epoch {}, step {} (run step {})",
             r.state.epoch, r.state.step_in_epoch, r.state.global_step
         ));
+        if r.state.kernels != kernels {
+            return Err(TrainError::Other(format!(
+                "{}: the checkpoint was trained with {:?} kernels, this run would use {kernels:?}; resume on the same kind of device and TIDALSCOPE_KERNELS setting",
+                out.display(),
+                r.state.kernels
+            )));
+        }
         (r.model, r.optim, r.queue, r.state, r.preprocess, r.rows)
     } else {
         let norm_source = *first;
@@ -286,7 +364,20 @@ pub fn pretrain(
         };
         params::materialize(&model);
         let queue = SupportQueue::random(cfg.queue_size, ProjectionHeadConfig::new().width, cfg.seed, device);
-        (model, adam(cfg), queue, State { epoch: 0, step_in_epoch: 0, global_step: 0 }, preprocess, Vec::new())
+        (model, adam(cfg), queue, State { epoch: 0, step_in_epoch: 0, global_step: 0, kernels }, preprocess, Vec::new())
+    };
+    let mut encoder_trainer = match kernels {
+        Kernels::Fast => {
+            let mut t =
+                Trainer::new(fast::to_resnet(&model.encoder), fast::adam(1e-7, (2.0 * cfg.weight_decay) as f32));
+            if resume {
+                let path = checkpoint_dir(out).join(MOMENTS);
+                t.set_moments(read_moments(&path)?)
+                    .map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?;
+            }
+            Some(t)
+        }
+        _ => None,
     };
     write_toml(&out.join("config.toml"), cfg)?;
     let counts = params::count(&model.encoder);
@@ -337,10 +428,18 @@ pub fn pretrain(
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
             let (v1, v2, b) = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch);
             let n = images.len();
-            let x1 = batch::images(v1, n, b, cfg.crop, &train_device);
-            let x2 = batch::images(v2, n, b, cfg.crop, &train_device);
-            let h1 = model.encoder.forward(x1);
-            let h2 = model.encoder.forward(x2);
+            let (h1, h2) = match &mut encoder_trainer {
+                Some(t) => {
+                    let h = |v: Vec<f32>| batch::vector(v, &train_device).reshape([n, cfg.repr_dim]).require_grad();
+                    (h(t.forward(0, &v1, n, cfg.crop, cfg.crop)), h(t.forward(1, &v2, n, cfg.crop, cfg.crop)))
+                }
+                None => {
+                    let x1 = batch::images(v1, n, b, cfg.crop, &train_device);
+                    let x2 = batch::images(v2, n, b, cfg.crop, &train_device);
+                    (model.encoder.forward(x1), model.encoder.forward(x2))
+                }
+            };
+            let (g1, g2) = (h1.clone(), h2.clone());
             let z1 = loss::l2_normalise(model.head.forward(h1.clone()));
             let z2 = loss::l2_normalise(model.head.forward(h2.clone()));
             let nn1 = queue.nearest(&z1);
@@ -348,13 +447,23 @@ pub fn pretrain(
             let l = loss::nnclr(z1.clone(), z2, nn1, nn2, cfg.temperature);
             let cacc = loss::contrastive_accuracy(h1.clone(), h2.clone());
             let racc = loss::correlation_accuracy(h1, h2);
-            let grads = GradientsParams::from_grads(l.backward(), &model);
+            let gradients = l.backward();
+            // On the kernels, ∂L/∂h of both views goes back through the encoder there.
+            let dh = encoder_trainer.as_ref().map(|_| {
+                let d = |h: &Tensor<2>| batch::to_vec(h.grad(&gradients).expect("the representation is tracked"));
+                (d(&g1), d(&g2))
+            });
+            let grads = GradientsParams::from_grads(gradients, &model);
             let loss_value = l.into_scalar::<f32>();
             if !loss_value.is_finite() {
                 failure = Some(TrainError::Other(format!(
                     "the loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: lower --lr or check the data"
                 )));
                 return Err("non-finite loss".into());
+            }
+            if let (Some(t), Some((d1, d2))) = (&mut encoder_trainer, dh) {
+                t.backward(&[&d1, &d2]);
+                t.step(cfg.lr as f32);
             }
             model = optim.step(cfg.lr, model.clone(), grads);
             queue.update(&z1);
@@ -379,13 +488,15 @@ pub fn pretrain(
             );
             let at_end = step_in_epoch == steps_per_epoch;
             let state = if at_end {
-                State { epoch: epoch + 1, step_in_epoch: 0, global_step: global }
+                State { epoch: epoch + 1, step_in_epoch: 0, global_step: global, kernels }
             } else {
-                State { epoch, step_in_epoch, global_step: global }
+                State { epoch, step_in_epoch, global_step: global, kernels }
             };
             let stopping = cfg.stop_after > 0 && global >= cfg.stop_after;
             if global % cfg.checkpoint_every.max(1) == 0 || at_end || stopping {
-                if let Err(e) = save_checkpoint(out, &model, &optim, &queue, &state, &preprocess, &rows) {
+                model = synced(model.clone(), encoder_trainer.as_ref(), &train_device);
+                let t = encoder_trainer.as_ref();
+                if let Err(e) = save_checkpoint(out, &model, t, &optim, &queue, &state, &preprocess, &rows) {
                     failure = Some(e);
                     return Err("checkpoint failed".into());
                 }
@@ -420,6 +531,7 @@ pub fn pretrain(
     reporter.finish();
     write_metrics(&out.join("metrics.csv"), &rows)?;
     plot_metrics(&out.join("loss.png"), &rows)?;
+    let model = synced(model, encoder_trainer.as_ref(), &train_device);
     let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
     bundle.save(out)?;
     let secs = t_train.elapsed().as_secs_f64();
@@ -453,4 +565,29 @@ pub fn plot_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
     ];
     line_plot(path, &axes, &series)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoder_adam_state_files_that_are_not_ours_or_cut_short_are_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(MOMENTS);
+        std::fs::write(&path, b"something else").unwrap();
+        let e = read_moments(&path).unwrap_err().to_string();
+        assert!(e.contains(MOMENTS) && e.contains("not an encoder Adam state file"), "{e}");
+        let mut bytes = MOMENTS_MAGIC.to_vec();
+        bytes.extend(1u32.to_le_bytes());
+        bytes.extend(3i32.to_le_bytes());
+        bytes.extend(10u64.to_le_bytes());
+        bytes.extend([0u8; 12]);
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_moments(&path).unwrap_err().to_string();
+        assert!(e.contains("truncated"), "{e}");
+        bytes.extend([0u8; 80 - 12]);
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_moments(&path).unwrap(), vec![Moments { m: vec![0.0; 10], v: vec![0.0; 10], time: 3 }]);
+    }
 }

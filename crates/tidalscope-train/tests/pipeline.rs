@@ -143,3 +143,73 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("ok/Train_loss.npy")).unwrap();
     assert_eq!(shape, vec![2]);
 }
+
+/// The same pretraining and fine-tuning runs with the encoder on the fast
+/// CPU kernels and on burn: per-step losses and the final representations
+/// agree to float rounding as it grows over a few Adam steps.
+#[test]
+fn training_on_the_fast_kernels_follows_the_burn_path() {
+    use tidalscope_train::config::{Kernels, Mode};
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let dev = burn::prelude::Device::flex();
+    let losses = |p: &Path| -> Vec<f64> {
+        let m = std::fs::read_to_string(p.join("metrics.csv")).unwrap();
+        m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+    };
+    let mut runs = Vec::new();
+    for kernels in [Kernels::Fast, Kernels::Burn] {
+        let out = dir.path().join(format!("{kernels:?}"));
+        pretrain::pretrain(&PretrainConfig { kernels, ..tiny() }, &[data.as_ref()], &out, &dev, false, &Quiet).unwrap();
+        let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
+        assert!(config.contains(&format!("kernels = \"{}\"", format!("{kernels:?}").to_lowercase())), "{config}");
+        let ft = FinetuneConfig {
+            mode: Mode::Finetune,
+            epochs: 2,
+            kernels,
+            split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+            ..FinetuneConfig::default()
+        };
+        let src = [dir.path().join("data")];
+        let s = finetune::finetune(
+            &ft,
+            &out,
+            &[data.as_ref()],
+            &src,
+            &dir.path().join(format!("ft{kernels:?}")),
+            &dev,
+            &Quiet,
+        )
+        .unwrap();
+        runs.push((losses(&out), representation(&out), s.train_loss, s.val_loss));
+    }
+    let (fast, burn) = (&runs[0], &runs[1]);
+    let worst = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| ((a - b) / b).abs()).fold(0f64, f64::max);
+    eprintln!(
+        "pretraining losses: fast {:?}, burn {:?}, worst relative difference {:.1e}",
+        fast.0,
+        burn.0,
+        worst(&fast.0, &burn.0)
+    );
+    eprintln!("fine-tuning train loss: fast {:?}, burn {:?}", fast.2, burn.2);
+    let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-3);
+    assert_eq!(fast.0.len(), 6);
+    for (i, (a, b)) in fast.0.iter().zip(&burn.0).enumerate() {
+        assert!(close(*a, *b, 1e-4), "pretraining loss at step {}: fast {a} vs burn {b}", i + 1);
+    }
+    let scale = burn.1.iter().fold(0f32, |m, v| m.max(v.abs())) as f64;
+    for (i, (a, b)) in fast.1.iter().zip(&burn.1).enumerate() {
+        assert!((a - b).abs() as f64 <= 1e-3 * scale, "representation[{i}]: fast {a} vs burn {b}");
+    }
+    for (a, b) in fast.2.iter().zip(&burn.2).chain(fast.3.iter().zip(&burn.3)) {
+        assert!(
+            close(*a as f64, *b as f64, 1e-4),
+            "fine-tuning losses: fast {:?} {:?} vs burn {:?} {:?}",
+            fast.2,
+            fast.3,
+            burn.2,
+            burn.3
+        );
+    }
+}
