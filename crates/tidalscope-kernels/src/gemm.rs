@@ -39,9 +39,13 @@ impl<'a> MatRef<'a> {
     /// If an element would lie outside `data`.
     pub fn strided(data: &'a [f32], rows: usize, cols: usize, row_stride: usize, col_stride: usize) -> Self {
         if rows > 0 && cols > 0 {
-            let last = (rows - 1) * row_stride + (cols - 1) * col_stride;
+            // Checked, so huge strides cannot wrap around into the slice.
+            let last = (rows - 1)
+                .checked_mul(row_stride)
+                .zip((cols - 1).checked_mul(col_stride))
+                .and_then(|(a, b)| a.checked_add(b));
             assert!(
-                last < data.len(),
+                last.is_some_and(|l| l < data.len()) && row_stride.max(col_stride) <= isize::MAX as usize,
                 "matrix {rows}×{cols} (strides {row_stride}, {col_stride}) outside a slice of {}",
                 data.len()
             );
@@ -67,7 +71,9 @@ pub fn matmul(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulat
         return;
     }
     assert!(
-        ldc >= n && (m - 1) * ldc + n <= c.len(),
+        ldc >= n
+            && ldc <= isize::MAX as usize
+            && (m - 1).checked_mul(ldc).and_then(|e| e.checked_add(n)).is_some_and(|e| e <= c.len()),
         "output {m}×{n} (row stride {ldc}) outside a slice of {}",
         c.len()
     );

@@ -105,13 +105,30 @@ impl BatchNorm {
         (scale, shift)
     }
 
+    /// The training map as `(scale, shift)` for batch statistics `stats`:
+    /// BN(x) = x·scale + shift.
+    fn batch_affine(&self, stats: &BatchStats) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = self.gamma.iter().zip(&stats.inv_std).map(|(g, s)| g * s).collect();
+        let shift = self.beta.iter().zip(&stats.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        (scale, shift)
+    }
+
     /// Training forward: normalises `x` with its own batch statistics into
     /// `y` (then ReLU when `relu`) and updates the running statistics.
     ///
     /// # Shapes
     /// `x`, `y`: `[rows, channels]`.
+    ///
+    /// # Panics
+    /// If `x` and `y` differ in length or are not whole rows.
     pub fn forward_train(&mut self, x: &[f32], relu: bool, y: &mut [f32]) -> BatchStats {
         let c = self.channels();
+        assert!(
+            x.len() == y.len() && x.len().is_multiple_of(c),
+            "BatchNorm of {c} channels: {} inputs, {} outputs",
+            x.len(),
+            y.len()
+        );
         let rows = (x.len() / c) as f64;
         let [sum] = channel_sums(x, x, c, |r, _, [acc]| simd::add_rows(acc, r));
         let mean: Vec<f64> = sum.iter().map(|s| s / rows).collect();
@@ -124,8 +141,7 @@ impl BatchNorm {
             mean: m32,
             inv_std: var.iter().map(|&v| (1.0 / (v + self.epsilon as f64).sqrt()) as f32).collect(),
         };
-        let scale: Vec<f32> = self.gamma.iter().zip(&stats.inv_std).map(|(g, s)| g * s).collect();
-        let shift: Vec<f32> = self.beta.iter().zip(&stats.mean).zip(&scale).map(|((b, m), s)| b - m * s).collect();
+        let (scale, shift) = self.batch_affine(&stats);
         affine(x, &scale, &shift, relu, y);
         let m = self.momentum;
         for (r, v) in self.running_mean.iter_mut().zip(&mean) {
@@ -139,6 +155,9 @@ impl BatchNorm {
 
     /// Training backward from `dy = ∂L/∂y`: writes `∂L/∂x` into `dx` (adds
     /// when `accumulate`), `∂L/∂γ` into `dgamma` and `∂L/∂β` into `dbeta`.
+    ///
+    /// # Panics
+    /// If the buffers' lengths disagree.
     #[allow(clippy::too_many_arguments)]
     pub fn backward(
         &self,
@@ -152,10 +171,23 @@ impl BatchNorm {
         dbeta: &mut [f32],
     ) {
         let c = self.channels();
+        assert!(
+            x.len() == dy.len()
+                && x.len() == dx.len()
+                && x.len().is_multiple_of(c)
+                && dgamma.len() == c
+                && dbeta.len() == c,
+            "BatchNorm backward of {c} channels: {} inputs, {} output gradients, {} input gradients",
+            x.len(),
+            dy.len(),
+            dx.len()
+        );
         let rows = (x.len() / c) as f64;
-        let (mean, inv, gamma, beta) = (&stats.mean, &stats.inv_std, &self.gamma, &self.beta);
+        let (mean, inv) = (&stats.mean, &stats.inv_std);
+        // The forward pass's own map, so the ReLU mask matches it bit for bit.
+        let (scale, shift) = self.batch_affine(stats);
         let [sum_g, sum_gx] = channel_sums(x, dy, c, |xb, gb, [ag, agx]| {
-            simd::bn_grad_sums(ag, agx, xb, gb, mean, inv, gamma, beta, relu)
+            simd::bn_grad_sums(ag, agx, xb, gb, mean, inv, &scale, &shift, relu)
         });
         for ch in 0..c {
             dbeta[ch] = sum_g[ch] as f32;
@@ -163,10 +195,9 @@ impl BatchNorm {
         }
         let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / rows) as f32).collect();
         let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / rows) as f32).collect();
-        let k: Vec<f32> = gamma.iter().zip(inv).map(|(g, s)| g * s).collect();
         dx.par_chunks_mut(CHUNK * c).zip(x.par_chunks(CHUNK * c)).zip(dy.par_chunks(CHUNK * c)).for_each(
             |((dc, xc), gc)| {
-                simd::bn_input_grad(dc, xc, gc, mean, inv, gamma, beta, &k, &mean_g, &mean_gx, relu, accumulate)
+                simd::bn_input_grad(dc, xc, gc, mean, inv, &scale, &shift, &mean_g, &mean_gx, relu, accumulate)
             },
         );
     }

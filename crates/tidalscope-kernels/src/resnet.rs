@@ -278,19 +278,11 @@ impl Inference {
         assert_eq!(x.len(), n * self.bands * h * w, "input of {} floats is not {n}×{}×{h}×{w}", x.len(), self.bands);
         let dim = self.repr_dim();
         let mut out = vec![0f32; n * dim];
-        let plane = self.bands * h * w;
-        let run = |xi: &[f32], oi: &mut [f32], threads: Threads| {
+        crate::conv::per_image(x, self.bands * h * w, &mut out, dim, |xi, oi, threads| {
             let mut ws = WORKSPACE.with(|s| std::mem::take(&mut *s.borrow_mut()));
             self.image(xi, h, w, oi, &mut ws, threads);
             WORKSPACE.with(|s| *s.borrow_mut() = ws);
-        };
-        if n <= 1 || rayon::current_num_threads() == 1 {
-            for (xi, oi) in x.chunks(plane.max(1)).zip(out.chunks_mut(dim)) {
-                run(xi, oi, if n <= 1 { Threads::All } else { Threads::One });
-            }
-        } else {
-            out.par_chunks_mut(dim).zip(x.par_chunks(plane)).for_each(|(oi, xi)| run(xi, oi, Threads::One));
-        }
+        });
         out
     }
 
@@ -593,14 +585,17 @@ pub struct Trainer {
     moments: Vec<Moments>,
     tapes: Vec<Tape>,
     view_grads: Option<ResNet>,
+    /// Whether `grads` holds a backward pass not yet stepped on.
+    fresh_grads: bool,
 }
 
 impl Trainer {
     /// Starts training `net` with fresh Adam moments.
     pub fn new(net: ResNet, adam: AdamConfig) -> Self {
-        let grads = net.clone();
+        let mut grads = net.clone();
+        grads.params_mut().into_iter().for_each(|g| g.fill(0.0));
         let moments = vec![Moments::default(); net.params().len()];
-        Self { net, grads, adam, moments, tapes: Vec::new(), view_grads: None }
+        Self { net, grads, adam, moments, tapes: Vec::new(), view_grads: None, fresh_grads: false }
     }
 
     /// Training forward pass of view number `view` (0, 1, …; see
@@ -618,7 +613,13 @@ impl Trainer {
     /// # Panics
     /// If there are more gradients than views run forward.
     pub fn backward(&mut self, douts: &[&[f32]]) {
-        assert!(douts.len() <= self.tapes.len(), "{} output gradients for {} views", douts.len(), self.tapes.len());
+        assert!(
+            !douts.is_empty() && douts.len() <= self.tapes.len(),
+            "{} output gradients for {} views",
+            douts.len(),
+            self.tapes.len()
+        );
+        self.fresh_grads = true;
         for (view, dout) in douts.iter().enumerate() {
             if view == 0 {
                 self.net.backward(&mut self.tapes[0], dout, &mut self.grads);
@@ -662,7 +663,11 @@ impl Trainer {
     }
 
     /// One Adam step on every parameter with the last gradients.
+    ///
+    /// # Panics
+    /// Without a [`backward`](Self::backward) since the last step.
     pub fn step(&mut self, lr: f32) {
+        assert!(std::mem::take(&mut self.fresh_grads), "an Adam step needs a backward pass first");
         let adam = self.adam;
         let grads = self.grads.params();
         self.net

@@ -27,8 +27,11 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F (checked).
+                if std::is_x86_feature_detected!("avx512f")
+                    && std::is_x86_feature_detected!("avx2")
+                    && std::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked).
                     return unsafe { v4($($arg),*) };
                 }
                 if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -112,6 +115,7 @@ multiversion! {
 multiversion! {
     /// BatchNorm-ReLU backward, first pass: with x̂ = (x − mean)·inv_std and
     /// g = dy masked where the ReLU was off, `ag += Σ g`, `agx += Σ g·x̂`.
+    /// The mask is the forward pass's own test, `x·scale + shift > 0`.
     fn bn_grad_sums(
         ag: &mut [f32],
         agx: &mut [f32],
@@ -119,17 +123,17 @@ multiversion! {
         dy: &[f32],
         mean: &[f32],
         inv_std: &[f32],
-        gamma: &[f32],
-        beta: &[f32],
+        scale: &[f32],
+        shift: &[f32],
         relu: bool,
     ) {
         let c = ag.len();
-        let (agx, m, s, ga, be) = (&mut agx[..c], &mean[..c], &inv_std[..c], &gamma[..c], &beta[..c]);
+        let (agx, m, s, sc, sh) = (&mut agx[..c], &mean[..c], &inv_std[..c], &scale[..c], &shift[..c]);
         for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
             let (xr, gr) = (&xr[..c], &gr[..c]);
             for ch in 0..c {
                 let xh = (xr[ch] - m[ch]) * s[ch];
-                let g = if !relu || ga[ch] * xh + be[ch] > 0.0 { gr[ch] } else { 0.0 };
+                let g = if !relu || xr[ch] * sc[ch] + sh[ch] > 0.0 { gr[ch] } else { 0.0 };
                 ag[ch] += g;
                 agx[ch] += g * xh;
             }
@@ -138,30 +142,29 @@ multiversion! {
 }
 
 multiversion! {
-    /// BatchNorm-ReLU backward, second pass: `dx (+)= k·(g − mean_g − x̂·mean_gx)`
-    /// with k = γ·inv_std.
+    /// BatchNorm-ReLU backward, second pass: `dx (+)= scale·(g − mean_g − x̂·mean_gx)`
+    /// with scale = γ·inv_std (g and x̂ as in [`bn_grad_sums`]).
     fn bn_input_grad(
         dx: &mut [f32],
         x: &[f32],
         dy: &[f32],
         mean: &[f32],
         inv_std: &[f32],
-        gamma: &[f32],
-        beta: &[f32],
-        k: &[f32],
+        scale: &[f32],
+        shift: &[f32],
         mean_g: &[f32],
         mean_gx: &[f32],
         relu: bool,
         accumulate: bool,
     ) {
-        let c = k.len();
-        let (m, s, ga, be, mg, mgx) = (&mean[..c], &inv_std[..c], &gamma[..c], &beta[..c], &mean_g[..c], &mean_gx[..c]);
+        let c = scale.len();
+        let (m, s, sh, mg, mgx) = (&mean[..c], &inv_std[..c], &shift[..c], &mean_g[..c], &mean_gx[..c]);
         for ((dr, xr), gr) in dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(dy.chunks_exact(c)) {
             let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
             for ch in 0..c {
                 let xh = (xr[ch] - m[ch]) * s[ch];
-                let g = if !relu || ga[ch] * xh + be[ch] > 0.0 { gr[ch] } else { 0.0 };
-                let v = k[ch] * (g - mg[ch] - xh * mgx[ch]);
+                let g = if !relu || xr[ch] * scale[ch] + sh[ch] > 0.0 { gr[ch] } else { 0.0 };
+                let v = scale[ch] * (g - mg[ch] - xh * mgx[ch]);
                 dr[ch] = if accumulate { dr[ch] + v } else { v };
             }
         }

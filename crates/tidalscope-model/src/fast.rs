@@ -82,16 +82,27 @@ fn conv_layer(c: &Conv2d, read: &impl ReadParam) -> ConvLayer {
         "encoder convolutions are square, ungrouped and bias-free"
     );
     assert!(matches!(c.padding, PaddingConfig2d::Same) || k == 1, "encoder convolutions use \"same\" padding");
-    let oihw = read.read(&c.weight);
-    let mut hwio = vec![0f32; oihw.len()];
+    let conv = Conv { k, stride: c.stride[0], cin, cout };
+    ConvLayer { conv, weight: permute(conv, &read.read(&c.weight), true) }
+}
+
+/// burn's OIHW convolution weights as the kernels' HWIO (`to_hwio`), or back.
+fn permute(c: Conv, w: &[f32], to_hwio: bool) -> Vec<f32> {
+    let Conv { k, cin, cout, .. } = c;
+    let mut out = vec![0f32; w.len()];
     for co in 0..cout {
         for ci in 0..cin {
             for p in 0..k * k {
-                hwio[(p * cin + ci) * cout + co] = oihw[(co * cin + ci) * k * k + p];
+                let (hwio, oihw) = ((p * cin + ci) * cout + co, (co * cin + ci) * k * k + p);
+                if to_hwio {
+                    out[hwio] = w[oihw];
+                } else {
+                    out[oihw] = w[hwio];
+                }
             }
         }
     }
-    ConvLayer { conv: Conv { k, stride: c.stride[0], cin, cout }, weight: hwio }
+    out
 }
 
 fn batch_norm(b: &BatchNorm, read: &impl ReadParam) -> norm::BatchNorm {
@@ -106,6 +117,7 @@ fn batch_norm(b: &BatchNorm, read: &impl ReadParam) -> norm::BatchNorm {
 }
 
 fn dense(l: &Linear, read: &impl ReadParam) -> Dense {
+    assert!(l.bias.is_none(), "encoder dense layers are bias-free");
     let [inputs, outputs] = l.weight.dims();
     Dense { inputs, outputs, weight: read.read(&l.weight) }
 }
@@ -143,15 +155,7 @@ fn tensor<const D: usize>(values: &[f32], shape: [usize; D], device: &Device) ->
 
 fn load_conv(mut c: Conv2d, l: &ConvLayer, device: &Device) -> Conv2d {
     let Conv { k, cin, cout, .. } = l.conv;
-    let mut oihw = vec![0f32; l.weight.len()];
-    for co in 0..cout {
-        for ci in 0..cin {
-            for p in 0..k * k {
-                oihw[(co * cin + ci) * k * k + p] = l.weight[(p * cin + ci) * cout + co];
-            }
-        }
-    }
-    c.weight = replaced(&c.weight, tensor(&oihw, [cout, cin, k, k], device));
+    c.weight = replaced(&c.weight, tensor(&permute(l.conv, &l.weight, false), [cout, cin, k, k], device));
     c
 }
 
@@ -187,7 +191,11 @@ pub fn load_resnet(e: Encoder, net: &ResNet, device: &Device) -> Encoder {
             conv_b: load_conv(b.conv_b, &n.conv_b, device),
             bn_b: load_bn(b.bn_b, &n.bn_b, device),
             conv_c: load_conv(b.conv_c, &n.conv_c, device),
-            shortcut: b.shortcut.zip(n.shortcut.as_ref()).map(|(s, l)| load_conv(s, l, device)),
+            shortcut: match (b.shortcut, &n.shortcut) {
+                (Some(s), Some(l)) => Some(load_conv(s, l, device)),
+                (None, None) => None,
+                _ => panic!("encoder and kernel network differ in their shortcuts"),
+            },
         })
         .collect();
     Encoder {

@@ -35,8 +35,12 @@ fn view_values(images: &[&Cutout], crop: usize) -> Result<(Vec<f32>, usize), Str
 
 /// Representations on the fast CPU kernels.
 fn embed_fast(encoder: &Encoder, images: &[&Cutout], crop: usize) -> Result<Vec<f32>, String> {
-    let (x, _) = view_values(images, crop)?;
-    Ok(fast::Inference::new(&fast::to_resnet(encoder)).forward(&x, images.len(), crop, crop))
+    let (x, bands) = view_values(images, crop)?;
+    let net = fast::to_resnet(encoder);
+    if bands != net.bands() {
+        return Err(format!("images have {bands} bands, the encoder expects {}", net.bands()));
+    }
+    Ok(fast::Inference::new(&net).forward(&x, images.len(), crop, crop))
 }
 
 /// Representations `[n × repr_dim]` (row-major) of preprocessed images.

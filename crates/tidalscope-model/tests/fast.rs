@@ -152,3 +152,28 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
         }
     }
 }
+
+/// Same inputs, same bits, whatever the thread count: every sum runs in a
+/// fixed order.
+#[test]
+fn results_do_not_depend_on_the_number_of_threads() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 13);
+    let (n, h, w) = (7, 16, 16);
+    let x = input(n, h, w, 15);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        pool.install(|| {
+            let inferred = Inference::new(&net).forward(&x, n, h, w);
+            let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
+            let out = trainer.forward(0, &x, n, h, w);
+            trainer.backward(&[&out]);
+            let grads: Vec<Vec<f32>> = trainer.grads.params().into_iter().cloned().collect();
+            (inferred, out, grads)
+        })
+    };
+    let one = run(1);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "results with {threads} threads differ from one thread's");
+    }
+}

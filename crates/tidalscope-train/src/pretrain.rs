@@ -224,11 +224,17 @@ fn read_moments(path: &Path) -> Result<Vec<Moments>> {
     let mut out = Vec::new();
     for _ in 0..count {
         let time = i32::from_le_bytes(take(4)?.try_into().expect("4 bytes"));
+        if time < 0 {
+            return Err(bad("negative step count"));
+        }
         let len = u64::from_le_bytes(take(8)?.try_into().expect("8 bytes")) as usize;
         let floats = |b: &[u8]| b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
         let m = floats(take(len.checked_mul(4).ok_or_else(|| bad("bad length"))?)?);
         let v = floats(take(len * 4)?);
         out.push(Moments { m, v, time });
+    }
+    if !rest.is_empty() {
+        return Err(bad("bytes after the last tensor"));
     }
     Ok(out)
 }
@@ -345,7 +351,7 @@ pub fn pretrain(
         ));
         if r.state.kernels != kernels {
             return Err(TrainError::Other(format!(
-                "{}: the checkpoint was trained with {:?} kernels, this run would use {kernels:?}; resume on the same kind of device and TIDALSCOPE_KERNELS setting",
+                "{}: the checkpoint was trained with {:?} kernels and this run resolves to {kernels:?}; resume on the same kind of device, with TIDALSCOPE_KERNELS=burn for checkpoints trained on burn",
                 out.display(),
                 r.state.kernels
             )));
