@@ -9,6 +9,23 @@
 //! its flags by value and cuts every slice to the row length first, so the
 //! inner loops compile without bounds checks and vectorise.
 
+/// The widest instruction set the kernels may use: 2 AVX-512, 1 AVX2, 0
+/// baseline. Tests lower it so every variant runs on an AVX-512 machine.
+#[cfg(test)]
+static CEILING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
+
+/// Whether the variant of `level` may be used (always, outside tests).
+#[inline(always)]
+fn allowed(level: u8) -> bool {
+    #[cfg(test)]
+    return CEILING.load(std::sync::atomic::Ordering::Relaxed) >= level;
+    #[cfg(not(test))]
+    {
+        let _ = level;
+        true
+    }
+}
+
 /// Defines `pub(crate) fn $name(args)` that runs `$body` compiled for the
 /// best instruction set available.
 macro_rules! multiversion {
@@ -27,14 +44,15 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
-                if std::is_x86_feature_detected!("avx512f")
+                if allowed(2)
+                    && std::is_x86_feature_detected!("avx512f")
                     && std::is_x86_feature_detected!("avx2")
                     && std::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked).
                     return unsafe { v4($($arg),*) };
                 }
-                if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                if allowed(1) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
                     // SAFETY: the CPU has AVX2 and FMA (checked).
                     return unsafe { v3($($arg),*) };
                 }
@@ -193,6 +211,63 @@ multiversion! {
             m[i] = beta1 * m[i] + (1.0 - beta1) * gi;
             v[i] = beta2 * v[i] + (1.0 - beta2) * gi * gi;
             p[i] -= lr * (m[i] * factor / (v[i].sqrt() + eps));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::Ordering;
+
+    /// Every kernel once on fixed odd-sized inputs (13 rows × 19 channels).
+    fn run_all() -> Vec<Vec<f32>> {
+        let (rows, c) = (13, 19);
+        let v =
+            |k: usize, n: usize| -> Vec<f32> { (0..n).map(|i| ((i * 7 + k * 13) % 23) as f32 * 0.17 - 1.7).collect() };
+        let (x, dy, mean, inv, scale, shift) = (v(1, rows * c), v(2, rows * c), v(3, c), v(4, c), v(5, c), v(6, c));
+        let mut out = Vec::new();
+        let mut acc = v(7, c);
+        add_rows(&mut acc, &x);
+        out.push(acc.clone());
+        add_squared_deviations(&mut acc, &x, &mean);
+        out.push(acc);
+        for relu in [false, true] {
+            let mut y = vec![0.0; rows * c];
+            affine_rows(&mut y, &x, &scale, &shift, relu);
+            out.push(y.clone());
+            bias_rows(&mut y, &shift, relu);
+            out.push(y);
+            let (mut ag, mut agx) = (v(8, c), v(9, c));
+            bn_grad_sums(&mut ag, &mut agx, &x, &dy, &mean, &inv, &scale, &shift, relu);
+            out.extend([ag.clone(), agx.clone()]);
+            for accumulate in [false, true] {
+                let mut dx = v(10, rows * c);
+                bn_input_grad(&mut dx, &x, &dy, &mean, &inv, &scale, &shift, &ag, &agx, relu, accumulate);
+                out.push(dx);
+            }
+        }
+        let mut d = v(11, rows * c);
+        add_into(&mut d, &x);
+        out.push(d);
+        let (mut p, mut m, mut s) = (v(12, 37), v(13, 37), v(14, 37).iter().map(|x| x.abs()).collect::<Vec<_>>());
+        adam_update(&mut p, &v(15, 37), &mut m, &mut s, 0.9, 0.999, 1e-3, 1e-2, 1.3, 1e-7);
+        out.extend([p, m, s]);
+        out
+    }
+
+    #[test]
+    fn every_instruction_set_variant_gives_the_same_results() {
+        let best = run_all();
+        for level in [1, 0] {
+            CEILING.store(level, Ordering::Relaxed);
+            let got = run_all();
+            CEILING.store(2, Ordering::Relaxed);
+            for (k, (g, b)) in got.iter().zip(&best).enumerate() {
+                for (i, (x, y)) in g.iter().zip(b).enumerate() {
+                    assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "level {level}, output {k}[{i}]: {x} vs {y}");
+                }
+            }
         }
     }
 }
