@@ -194,19 +194,19 @@ fn time_fast(
         trainer.backward(&[&dout]);
         trainer.step(1e-3);
     };
-    train_step(); // warm-up
-    let t0 = std::time::Instant::now();
-    for _ in 0..args.steps {
-        train_step();
-    }
-    let train_secs = t0.elapsed().as_secs_f64();
+    let train_secs = timed(args.steps, &mut train_step);
     let inference = Inference::new(&trainer.net);
-    let _ = inference.forward(input, b, s, s); // warm-up
+    (train_secs, timed(args.steps, || drop(inference.forward(input, b, s, s))))
+}
+
+/// Seconds for `steps` calls of `step`, after one untimed warm-up call.
+fn timed(steps: usize, mut step: impl FnMut()) -> f64 {
+    step();
     let t0 = std::time::Instant::now();
-    for _ in 0..args.steps {
-        let _ = inference.forward(input, b, s, s);
+    for _ in 0..steps {
+        step();
     }
-    (train_secs, t0.elapsed().as_secs_f64())
+    t0.elapsed().as_secs_f64()
 }
 
 /// Seconds for `args.steps` training and inference steps on burn.
@@ -224,26 +224,15 @@ fn time_burn(
     let mut model = cfg.init(&train_device);
     params::materialize(&model);
     let mut optim = AdamConfig::new().init();
-    let mut train_step = |model: tidalscope_model::Encoder| {
+    let train_secs = timed(args.steps, || {
         let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, &train_device);
         let loss = model.forward(x).powf_scalar(2.0).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
-        optim.step(1e-3, model, grads)
-    };
-    model = train_step(model); // warm-up
-    let t0 = std::time::Instant::now();
-    for _ in 0..args.steps {
-        model = train_step(model);
-    }
-    let train_secs = t0.elapsed().as_secs_f64();
+        model = optim.step(1e-3, model.clone(), grads);
+    });
     let eval = model.valid();
     let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, device);
-    let _ = batch::to_vec(eval.forward(x.clone())); // warm-up
-    let t0 = std::time::Instant::now();
-    for _ in 0..args.steps {
-        let _ = batch::to_vec(eval.forward(x.clone()));
-    }
-    (train_secs, t0.elapsed().as_secs_f64())
+    (train_secs, timed(args.steps, || drop(batch::to_vec(eval.forward(x.clone())))))
 }
 
 /// Times exact top-k search over random unit vectors.

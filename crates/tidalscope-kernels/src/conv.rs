@@ -210,52 +210,47 @@ impl Conv {
         }
     }
 
-    /// The patch matrix of one image: row `oy·wo + ox` holds the k×k×cin
-    /// window under output pixel (oy, ox), zeros where it hangs over the edge.
-    fn im2col(&self, x: &[f32], h: usize, w: usize, cols: &mut [f32]) {
+    /// Calls `f(patch-matrix offset, pixel offset)` for every k×k window
+    /// slot of every output pixel of an `h × w` image, in order (offsets in
+    /// floats, each the start of `cin` values; the pixel is `None` where the
+    /// window hangs over the edge): row `oy·wo + ox` of the patch matrix
+    /// holds the window under output pixel (oy, ox).
+    #[inline(always)]
+    fn for_each_patch_slot(&self, h: usize, w: usize, mut f: impl FnMut(usize, Option<usize>)) {
         let (ho, wo) = self.out_size(h, w);
         let (pt, pl) = self.pad_before(h, w);
         let (c, k, s) = (self.cin, self.k, self.stride);
-        for (r, row) in cols.chunks_exact_mut(self.patch_len()).enumerate().take(ho * wo) {
+        for r in 0..ho * wo {
             let (oy, ox) = (r / wo, r % wo);
             for ky in 0..k {
                 let iy = (oy * s + ky).wrapping_sub(pt);
                 for kx in 0..k {
                     let ix = (ox * s + kx).wrapping_sub(pl);
-                    let dst = &mut row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                    if iy < h && ix < w {
-                        dst.copy_from_slice(&x[(iy * w + ix) * c..(iy * w + ix + 1) * c]);
-                    } else {
-                        dst.fill(0.0);
-                    }
+                    let pixel = (iy < h && ix < w).then(|| (iy * w + ix) * c);
+                    f(r * self.patch_len() + (ky * k + kx) * c, pixel);
                 }
             }
         }
     }
 
+    /// The patch matrix of one image (see [`for_each_patch_slot`](Self::for_each_patch_slot)),
+    /// zeros where a window hangs over the edge.
+    fn im2col(&self, x: &[f32], h: usize, w: usize, cols: &mut [f32]) {
+        let c = self.cin;
+        self.for_each_patch_slot(h, w, |col, pixel| match pixel {
+            Some(px) => cols[col..col + c].copy_from_slice(&x[px..px + c]),
+            None => cols[col..col + c].fill(0.0),
+        });
+    }
+
     /// Adds each patch-matrix entry back onto the pixel it was copied from.
     fn col2im_add(&self, cols: &[f32], h: usize, w: usize, dx: &mut [f32]) {
-        let (ho, wo) = self.out_size(h, w);
-        let (pt, pl) = self.pad_before(h, w);
-        let (c, k, s) = (self.cin, self.k, self.stride);
-        for (r, row) in cols.chunks_exact(self.patch_len()).enumerate().take(ho * wo) {
-            let (oy, ox) = (r / wo, r % wo);
-            for ky in 0..k {
-                let iy = (oy * s + ky).wrapping_sub(pt);
-                if iy >= h {
-                    continue;
-                }
-                for kx in 0..k {
-                    let ix = (ox * s + kx).wrapping_sub(pl);
-                    if ix >= w {
-                        continue;
-                    }
-                    let src = &row[(ky * k + kx) * c..(ky * k + kx + 1) * c];
-                    let dst = &mut dx[(iy * w + ix) * c..(iy * w + ix + 1) * c];
-                    dst.iter_mut().zip(src).for_each(|(d, v)| *d += v);
-                }
+        let c = self.cin;
+        self.for_each_patch_slot(h, w, |col, pixel| {
+            if let Some(px) = pixel {
+                dx[px..px + c].iter_mut().zip(&cols[col..col + c]).for_each(|(d, v)| *d += v);
             }
-        }
+        });
     }
 }
 

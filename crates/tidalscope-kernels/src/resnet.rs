@@ -162,33 +162,27 @@ pub fn nchw_to_nhwc(x: &[f32], n: usize, c: usize, h: usize, w: usize, out: &mut
     });
 }
 
-/// Adds a per-channel bias to `[rows, c]` and applies ReLU when asked.
-fn bias_act(y: &mut [f32], bias: &[f32], relu: bool) {
-    simd::bias_rows(y, bias, relu);
-}
-
-/// A convolution with the following BatchNorm folded in (weights scaled per
-/// output channel, the shift as a bias).
+/// A convolution with the following BatchNorm, if any, folded in (weights
+/// scaled per output channel, the shift as a bias).
 #[derive(Clone, Debug)]
 struct Folded {
     conv: Conv,
     weight: Vec<f32>,
-    bias: Vec<f32>,
+    bias: Option<Vec<f32>>,
 }
 
 impl Folded {
     fn new(layer: &ConvLayer, bn: Option<&BatchNorm>) -> Self {
-        let cout = layer.conv.cout;
-        let (scale, bias) = match bn {
-            Some(bn) => bn.inference_affine(),
-            None => (vec![1.0; cout], vec![0.0; cout]),
-        };
         let mut weight = layer.weight.clone();
-        for row in weight.chunks_exact_mut(cout) {
-            for (v, s) in row.iter_mut().zip(&scale) {
-                *v *= s;
+        let bias = bn.map(|bn| {
+            let (scale, shift) = bn.inference_affine();
+            for row in weight.chunks_exact_mut(layer.conv.cout) {
+                for (v, s) in row.iter_mut().zip(&scale) {
+                    *v *= s;
+                }
             }
-        }
+            shift
+        });
         Self { conv: layer.conv, weight, bias }
     }
 }
@@ -293,7 +287,11 @@ impl Inference {
             let (ho, wo) = f.conv.out_size(h, w);
             y.resize(ho * wo * f.conv.cout, 0.0);
             f.conv.forward_image(x, h, w, &f.weight, y, false, threads);
-            bias_act(y, &f.bias, relu);
+            match &f.bias {
+                Some(bias) => simd::bias_rows(y, bias, relu),
+                // Only the shortcut projections are bare, and they have no ReLU.
+                None => debug_assert!(!relu, "a bare convolution with a ReLU"),
+            }
         };
         conv(&self.stem, &ws.t, h, w, &mut ws.x, true);
         let (mut h, mut w) = (h, w);
@@ -378,9 +376,20 @@ fn resized(v: &mut Vec<f32>, len: usize) -> &mut Vec<f32> {
     v
 }
 
-/// `y = x·W` for a dense layer on a batch.
-fn dense_forward(d: &Dense, x: &[f32], n: usize, y: &mut [f32]) {
-    matmul(y, d.outputs, MatRef::new(x, n, d.inputs), MatRef::new(&d.weight, d.inputs, d.outputs), false, Threads::All);
+impl Dense {
+    /// `y = x·W` on a batch of `n` rows.
+    fn forward(&self, x: &[f32], n: usize, y: &mut [f32]) {
+        let w = MatRef::new(&self.weight, self.inputs, self.outputs);
+        matmul(y, self.outputs, MatRef::new(x, n, self.inputs), w, false, Threads::All);
+    }
+
+    /// From `dy = ∂L/∂y` for inputs `x`: `dweight = xᵀ·dy`, `dx = dy·Wᵀ`.
+    fn backward(&self, x: &[f32], dy: &[f32], n: usize, dweight: &mut [f32], dx: &mut Vec<f32>) {
+        let dym = MatRef::new(dy, n, self.outputs);
+        matmul(dweight, self.outputs, MatRef::new(x, n, self.inputs).t(), dym, false, Threads::All);
+        let wt = MatRef::new(&self.weight, self.inputs, self.outputs).t();
+        matmul(resized(dx, n * self.inputs), self.inputs, dym, wt, false, Threads::All);
+    }
 }
 
 impl ResNet {
@@ -448,10 +457,10 @@ impl ResNet {
             simd::add_rows(p, img);
             p.iter_mut().for_each(|p| *p *= inv);
         });
-        dense_forward(&self.dense1, &tape.pooled, n, resized(&mut tape.d1, n * self.dense1.outputs));
+        self.dense1.forward(&tape.pooled, n, resized(&mut tape.d1, n * self.dense1.outputs));
         resized(&mut tape.d1_act, tape.d1.len());
         tape.d1_stats = self.dense1_bn.forward_train(&tape.d1, true, &mut tape.d1_act);
-        dense_forward(&self.dense2, &tape.d1_act, n, resized(&mut tape.d2, n * self.dense2.outputs));
+        self.dense2.forward(&tape.d1_act, n, resized(&mut tape.d2, n * self.dense2.outputs));
         let mut out = vec![0f32; tape.d2.len()];
         tape.d2_stats = self.dense2_bn.forward_train(&tape.d2, false, &mut out);
         out
@@ -467,52 +476,18 @@ impl ResNet {
         let n = tape.n;
         assert_eq!(dout.len(), n * self.repr_dim(), "output gradient size");
         let t = tape;
-        // Dense head.
-        let d2 = &self.dense2;
+        // Dense head: BN, then the dense layer, twice.
         resized(&mut t.g0, t.d2.len());
         let g = &mut grads.dense2_bn;
         self.dense2_bn.backward(&t.d2, &t.d2_stats, false, dout, &mut t.g0, false, &mut g.gamma, &mut g.beta);
-        matmul(
-            &mut grads.dense2.weight,
-            d2.outputs,
-            MatRef::new(&t.d1_act, n, d2.inputs).t(),
-            MatRef::new(&t.g0, n, d2.outputs),
-            false,
-            Threads::All,
-        );
-        resized(&mut t.g1, n * d2.inputs);
-        matmul(
-            &mut t.g1,
-            d2.inputs,
-            MatRef::new(&t.g0, n, d2.outputs),
-            MatRef::new(&d2.weight, d2.inputs, d2.outputs).t(),
-            false,
-            Threads::All,
-        );
-        let d1 = &self.dense1;
+        self.dense2.backward(&t.d1_act, &t.g0, n, &mut grads.dense2.weight, &mut t.g1);
         resized(&mut t.g0, t.d1.len());
         let g = &mut grads.dense1_bn;
         self.dense1_bn.backward(&t.d1, &t.d1_stats, true, &t.g1, &mut t.g0, false, &mut g.gamma, &mut g.beta);
-        matmul(
-            &mut grads.dense1.weight,
-            d1.outputs,
-            MatRef::new(&t.pooled, n, d1.inputs).t(),
-            MatRef::new(&t.g0, n, d1.outputs),
-            false,
-            Threads::All,
-        );
-        resized(&mut t.g1, n * d1.inputs);
-        matmul(
-            &mut t.g1,
-            d1.inputs,
-            MatRef::new(&t.g0, n, d1.outputs),
-            MatRef::new(&d1.weight, d1.inputs, d1.outputs).t(),
-            false,
-            Threads::All,
-        );
+        self.dense1.backward(&t.pooled, &t.g0, n, &mut grads.dense1.weight, &mut t.g1);
         // Pooling: every pixel gets its image's gradient / (h·w).
         let (h, w) = t.last_hw;
-        let ch = d1.inputs;
+        let ch = self.dense1.inputs;
         let inv = 1.0 / (h * w) as f32;
         let mut dy = std::mem::take(&mut t.g2);
         resized(&mut dy, n * h * w * ch);

@@ -130,6 +130,14 @@ multiversion! {
     }
 }
 
+/// x̂ = (x − mean)·inv_std, and the output gradient `dy` zeroed where the
+/// forward pass's ReLU was off (its own test: `x·scale + shift > 0`).
+#[inline(always)]
+fn normalised_and_masked(x: f32, dy: f32, mean: f32, inv_std: f32, scale: f32, shift: f32, relu: bool) -> (f32, f32) {
+    let g = if !relu || x * scale + shift > 0.0 { dy } else { 0.0 };
+    ((x - mean) * inv_std, g)
+}
+
 multiversion! {
     /// BatchNorm-ReLU backward, first pass: with x̂ = (x − mean)·inv_std and
     /// g = dy masked where the ReLU was off, `ag += Σ g`, `agx += Σ g·x̂`.
@@ -150,8 +158,7 @@ multiversion! {
         for (xr, gr) in x.chunks_exact(c).zip(dy.chunks_exact(c)) {
             let (xr, gr) = (&xr[..c], &gr[..c]);
             for ch in 0..c {
-                let xh = (xr[ch] - m[ch]) * s[ch];
-                let g = if !relu || xr[ch] * sc[ch] + sh[ch] > 0.0 { gr[ch] } else { 0.0 };
+                let (xh, g) = normalised_and_masked(xr[ch], gr[ch], m[ch], s[ch], sc[ch], sh[ch], relu);
                 ag[ch] += g;
                 agx[ch] += g * xh;
             }
@@ -180,8 +187,7 @@ multiversion! {
         for ((dr, xr), gr) in dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(dy.chunks_exact(c)) {
             let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
             for ch in 0..c {
-                let xh = (xr[ch] - m[ch]) * s[ch];
-                let g = if !relu || xr[ch] * scale[ch] + sh[ch] > 0.0 { gr[ch] } else { 0.0 };
+                let (xh, g) = normalised_and_masked(xr[ch], gr[ch], m[ch], s[ch], scale[ch], sh[ch], relu);
                 let v = scale[ch] * (g - mg[ch] - xh * mgx[ch]);
                 dr[ch] = if accumulate { dr[ch] + v } else { v };
             }
