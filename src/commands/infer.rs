@@ -158,7 +158,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         let mut scores = Vec::with_capacity(images.len());
         for c in images.chunks(64) {
             scores.extend(
-                infer::score(&bundle.classifier, c, bundle.preprocess.crop, &device).map_err(anyhow::Error::msg)?,
+                infer::score(&bundle.classifier, c, bundle.preprocess.crop, &device)
+                    .map_err(|e| anyhow::anyhow!("{}: {e} (model {})", args.data.display(), args.model.display()))?,
             );
         }
         for (p, s) in ok.iter().zip(scores) {
@@ -259,7 +260,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         failed += bad.len();
         let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
         for (c, items) in images.chunks(64).zip(ok.chunks(64)) {
-            let reps = infer::embed(&encoder, c, preprocess.crop, &device).map_err(anyhow::Error::msg)?;
+            let reps = infer::embed(&encoder, c, preprocess.crop, &device)
+                .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
             dim = reps.len() / c.len();
             for v in &reps {
                 raw.write_all(&v.to_le_bytes())?;
