@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-60}"
-fx=../shared/fixtures/tensorflow/datasets
+fx=tests/fixtures/tensorflow/datasets
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -18,7 +18,7 @@ cargo run --release -q -- simulate --n 2 --size 16 --out "$tmp/simnpy" --preview
 tf_seeds=$(ls $fx/*/*/*/*.snapshot $fx/*/snapshot.metadata $fx/*/dataset_spec.pb | grep -v det_image | tr '\n' ' ')
 fits_seeds=$(ls "$tmp"/sim/fits/*.fits | head -3 | tr '\n' ' ')
 npy_seeds="$fx/tiny_image.npy $tmp/simnpy/images.npy"
-km=../shared/fixtures/tensorflow/models/tiny_finetuned_savedmodel
+km=tests/fixtures/tensorflow/models/tiny_finetuned_savedmodel
 keras_seeds="$km/variables/variables.index $km/keras_metadata.pb"
 
 for target in tfdata fits npy keras; do

@@ -39,7 +39,7 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
 #[test]
 fn inspect_reads_the_published_tfdata_layout_and_names_bad_paths() {
     let d = Dir::new();
-    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/tensorflow/datasets/rand_mixed_none");
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tensorflow/datasets/rand_mixed_none");
     let out = d.ok(&["inspect", fixture, "--limit", "3"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("extra keys  dec, flags, label, mask, name, object_id, ra, tags"), "{text}");

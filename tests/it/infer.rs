@@ -99,7 +99,7 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
 /// Trained_NNCLR_model and Trained_finetuned_classifier, with TensorFlow's
 /// outputs on three already-normalised 128×128×5 inputs.
 fn keras_paper() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/keras-paper")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/keras-paper")
 }
 
 /// Within 1e-4 relative of each value; for values below 1% of the vector's
@@ -157,7 +157,7 @@ fn imported_keras_models_reproduce_tensorflow_through_embed_and_predict() {
 
     // A Keras model unlike ours: the error lists what differs.
     let tiny = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/tensorflow/models/tiny_encoder_savedmodel");
+        .join("tests/fixtures/tensorflow/models/tiny_encoder_savedmodel");
     let err = d.fails(&["import-keras", tiny.to_str().unwrap(), "--out", "tiny", "--normalisation", "none"]);
     assert!(err.contains("do not match") && err.contains("expected BatchNormalization"), "{err}");
     assert!(!d.join("tiny").exists());

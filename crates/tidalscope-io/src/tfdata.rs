@@ -1,6 +1,6 @@
 //! tf.data `Dataset.save` folders (snapshot format version 2), read and
 //! written without TensorFlow. The byte layout is in
-//! `shared/fixtures/tensorflow/FORMAT.md`; in short:
+//! `tests/fixtures/tensorflow/FORMAT.md`; in short:
 //!
 //! ```text
 //! path/dataset_spec.pb     StructuredValue: the element spec

@@ -1,5 +1,5 @@
 //! Keras SavedModel folders written by real TensorFlow 2.11
-//! (shared/fixtures/tensorflow/models, made by make/gen_models.py): every
+//! (tests/fixtures/tensorflow/models, made by make/gen_models.py): every
 //! checkpoint variable reads back exactly as TensorFlow's own checkpoint
 //! reader gives it, and the object graph yields the models' layers.
 
@@ -9,7 +9,7 @@ use tidalscope_io::keras::{Op, SavedModel};
 use tidalscope_io::tfdata::{DType, TensorData};
 
 fn models() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/tensorflow/models")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tensorflow/models")
 }
 
 fn expected() -> serde_json::Value {
@@ -128,7 +128,7 @@ fn keras3_files_are_read_through_their_config() {
     // gen_keras3.py rebuilt the tiny encoder in Keras 3 with weight j of
     // model.weights = 0.1·j + 0.001·(k+1), and wrapped the same encoder
     // object in the fine-tuned Sequential (whose Dense(1) stays random).
-    let k3 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/tensorflow/keras3");
+    let k3 = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tensorflow/keras3");
     let saved = tidalscope_io::keras::read(&models().join("tiny_encoder_savedmodel")).unwrap();
     // Keras 3 saves BatchNorm's axis as −1 where tf.keras 2 wrote 3 or 1.
     let classes = |n: &tidalscope_io::keras::KerasNetwork| {

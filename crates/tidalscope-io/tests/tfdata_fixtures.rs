@@ -1,5 +1,5 @@
 //! Every tf.data fixture written by real TensorFlow 2.11
-//! (shared/fixtures/tensorflow/datasets, made by make/gen_datasets.py)
+//! (tests/fixtures/tensorflow/datasets, made by make/gen_datasets.py)
 //! decodes exactly, and the writer reproduces TensorFlow's bytes.
 
 use std::path::{Path, PathBuf};
@@ -7,7 +7,7 @@ use tidalscope_io::npy;
 use tidalscope_io::tfdata::{Compression, DType, ElementSpec, Tensor, TensorData, TfDataWriter, TfDataset};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/tensorflow/datasets")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tensorflow/datasets")
 }
 
 /// image[y,x,c] = c*1000 + y*128 + x + 100000*i (gen_datasets.py: det_images)

@@ -9,7 +9,7 @@ use tidalscope_io::npy;
 use tidalscope_model::keras::{import, run_network, Imported, KerasError};
 
 fn shared() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
 }
 
 /// NHWC values → an `[N, C, H, W]` tensor.

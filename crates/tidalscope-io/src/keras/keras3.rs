@@ -1,6 +1,6 @@
 //! Keras 3 `.keras` files: a zip holding `config.json` (the architecture)
 //! and `model.weights.h5` (HDF5, read with the pure-Rust `hdf5-pure`).
-//! Byte layout: `shared/fixtures/tensorflow/FORMAT.md` §3.
+//! Byte layout: `tests/fixtures/tensorflow/FORMAT.md` §3.
 //!
 //! Weights live at `layers/<name>/vars/<i>`, where `<name>` is not the
 //! layer's name but the snake-cased class name made unique in layer order

@@ -2,7 +2,7 @@
 //! without TensorFlow: the checkpoint bundle (`variables/variables.index`, a
 //! LevelDB table, and `variables.data-*`), the checkpoint's object graph,
 //! and `keras_metadata.pb` (each Keras object's path, kind and JSON config).
-//! Byte layouts: `shared/fixtures/tensorflow/FORMAT.md` §2.
+//! Byte layouts: `tests/fixtures/tensorflow/FORMAT.md` §2.
 //!
 //! Layers are found by walking the object graph from a network's node to
 //! the layer of a given name and from there to its variables — never by
