@@ -8,14 +8,15 @@
 //!   point-source depth m5 in a 2″ aperture: σ = 10^(−0.4(m5 − 27)) / (5 √N_ap),
 //!   N_ap = π (1″/0.168″)², with m5 = g 28.1, r 27.7, i 27.4, z 26.8, y 26.3.
 //! * **lsst-y10**: 0.2″ pixels, zero point 30 (a common LSST convention; the
-//!   LSST pipelines' nJy images have 31.4). Depth from the 10-year 3σ
-//!   surface-brightness limits in 10″×10″ boxes, g 30.3, r 30.3, i 29.7
-//!   mag/arcsec² (REFERENCE.md); z 29.0 and y 27.8 follow from the 10-year
-//!   point-source depths (z 26.1, y 24.9; Ivezić et al. 2019) with the same
-//!   2.9 mag offset as g, r, i. A box of N pixels with per-pixel σ has a mean
-//!   whose σ is σ/√N, so σ = (F_3σ / 3) · s² · √N with F_3σ the limit in flux
-//!   per arcsec². PSF FWHM g 0.85″, r 0.80″, i 0.78″, z 0.76″, y 0.75″
-//!   (the survey's median delivered image quality, approximately).
+//!   LSST pipelines' nJy images have 31.4). Depth from the 10-year 5σ
+//!   point-source depths of Ivezić et al. (2019), g 27.4, r 27.5, i 26.8,
+//!   z 26.1, y 24.9, through the same 2″-aperture formula as HSC (with
+//!   N_ap = π (1″/0.2″)² and the zero point 30), so the two presets' depths
+//!   mean the same thing. The often-quoted ≈ 30.3 mag/arcsec² (3σ in
+//!   10″×10″ boxes) is another convention that folds in large-scale
+//!   systematics; it is not used. PSF FWHM g 0.85″, r 0.80″, i 0.78″,
+//!   z 0.76″, y 0.75″ (the survey's median delivered image quality,
+//!   approximately).
 //!
 //! The **visibility limit** is the reference-band (r) surface brightness
 //! above which a tidal feature counts as visible (label 1): 0.6 mag brighter
@@ -102,47 +103,50 @@ impl Survey {
     /// The preset called `name`.
     pub fn preset(name: SurveyName) -> Self {
         match name {
-            SurveyName::HscUd => {
-                let scale = 0.168;
-                let n_ap = std::f64::consts::PI * (1.0 / scale) * (1.0 / scale);
-                let sigma = |m5: f64| 10f64.powf(-0.4 * (m5 - 27.0)) / (5.0 * n_ap.sqrt());
-                let spec = |band, psf_fwhm, m5| BandSpec { band, psf_fwhm, noise_sigma: sigma(m5) };
-                Self {
-                    name,
-                    pixel_scale: scale,
-                    zero_point: 27.0,
-                    bands: [
-                        spec(Band::G, 0.80, 28.1),
-                        spec(Band::R, 0.75, 27.7),
-                        spec(Band::I, 0.62, 27.4),
-                        spec(Band::Z, 0.70, 26.8),
-                        spec(Band::Y, 0.69, 26.3),
-                    ],
-                    psf_wing_fraction: 0.1,
-                    noise_correlation: 0.2,
-                }
-            }
-            SurveyName::LsstY10 => {
-                let scale = 0.2;
-                let zp = 30.0;
-                let n_box = (10.0 / scale) * (10.0 / scale);
-                let sigma = |mu3: f64| 10f64.powf(-0.4 * (mu3 - zp)) / 3.0 * scale * scale * f64::sqrt(n_box);
-                let spec = |band, psf_fwhm, mu3| BandSpec { band, psf_fwhm, noise_sigma: sigma(mu3) };
-                Self {
-                    name,
-                    pixel_scale: scale,
-                    zero_point: zp,
-                    bands: [
-                        spec(Band::G, 0.85, 30.3),
-                        spec(Band::R, 0.80, 30.3),
-                        spec(Band::I, 0.78, 29.7),
-                        spec(Band::Z, 0.76, 29.0),
-                        spec(Band::Y, 0.75, 27.8),
-                    ],
-                    psf_wing_fraction: 0.1,
-                    noise_correlation: 0.2,
-                }
-            }
+            SurveyName::HscUd => Self::from_point_source_depths(
+                name,
+                0.168,
+                27.0,
+                [
+                    (Band::G, 0.80, 28.1),
+                    (Band::R, 0.75, 27.7),
+                    (Band::I, 0.62, 27.4),
+                    (Band::Z, 0.70, 26.8),
+                    (Band::Y, 0.69, 26.3),
+                ],
+            ),
+            SurveyName::LsstY10 => Self::from_point_source_depths(
+                name,
+                0.2,
+                30.0,
+                [
+                    (Band::G, 0.85, 27.4),
+                    (Band::R, 0.80, 27.5),
+                    (Band::I, 0.78, 26.8),
+                    (Band::Z, 0.76, 26.1),
+                    (Band::Y, 0.75, 24.9),
+                ],
+            ),
+        }
+    }
+
+    /// A survey whose per-pixel noise follows from 5σ point-source depths
+    /// m5 in a 2″ aperture: σ = 10^(−0.4(m5 − zp)) / (5 √N_ap), N_ap = π (1″/s)².
+    /// `bands` holds (band, PSF FWHM in arcsec, m5) in g, r, i, z, y order.
+    fn from_point_source_depths(name: SurveyName, scale: f64, zero_point: f64, bands: [(Band, f64, f64); 5]) -> Self {
+        let n_ap = std::f64::consts::PI * (1.0 / scale) * (1.0 / scale);
+        let spec = |(band, psf_fwhm, m5): (Band, f64, f64)| BandSpec {
+            band,
+            psf_fwhm,
+            noise_sigma: 10f64.powf(-0.4 * (m5 - zero_point)) / (5.0 * n_ap.sqrt()),
+        };
+        Self {
+            name,
+            pixel_scale: scale,
+            zero_point,
+            bands: bands.map(spec),
+            psf_wing_fraction: 0.1,
+            noise_correlation: 0.2,
         }
     }
 
@@ -172,13 +176,21 @@ mod tests {
     }
 
     #[test]
-    fn lsst_depth_reproduces_its_box_limit() {
+    fn lsst_depth_follows_the_same_point_source_formula() {
         let s = Survey::preset(SurveyName::LsstY10);
-        // the mean of a 10"×10" box (2500 pixels) has σ = σ_px / 50; three
-        // times that, per arcsec², is the 30.3 mag/arcsec² limit in r.
-        let sigma_box = s.bands[1].noise_sigma / 50.0 / (0.2 * 0.2);
-        let mu = 30.0 - 2.5 * (3.0 * sigma_box).log10();
-        assert!((mu - 30.3).abs() < 1e-9);
+        // r: m5 = 27.5 at zero point 30 with 0.2" pixels: a 2"-aperture of
+        // π·25 pixels holds a 5σ point source of 10^(-0.4·(27.5-30)) counts.
+        let n_ap = std::f64::consts::PI * 25.0;
+        for (b, m5) in [27.4, 27.5, 26.8, 26.1, 24.9].into_iter().enumerate() {
+            let flux = 10f64.powf(-0.4 * (m5 - 30.0));
+            assert!((5.0 * s.bands[b].noise_sigma * n_ap.sqrt() / flux - 1.0).abs() < 1e-12, "band {b}");
+        }
+        // One convention for both: per pixel, r-band LSST-y10 and HSC-UD
+        // differ by Δm5 + 2.5 log10(0.2/0.168) = -0.2 + 0.19 mag (the old
+        // box-limit definition made LSST ~0.9 mag shallower per pixel).
+        let hsc = Survey::preset(SurveyName::HscUd);
+        let d = s.pixel_sb_limit(Band::R) - hsc.pixel_sb_limit(Band::R);
+        assert!((d - (-0.2 + 2.5 * (0.2f64 / 0.168).log10())).abs() < 1e-9, "{d}");
         assert!("lsst-y10".parse::<SurveyName>().unwrap() == SurveyName::LsstY10);
         assert!("sdss".parse::<SurveyName>().is_err());
     }
