@@ -105,8 +105,8 @@ pub struct PretrainArgs {
     pub out: PathBuf,
     /// Named settings: `paper` (the reference exactly) or `quick` (CPU
     /// minutes: half-width encoder, 4×4-binned 24 px views).
-    #[arg(long, default_value = "paper")]
-    pub preset: String,
+    #[arg(long, value_enum, default_value = "paper")]
+    pub preset: PresetArg,
     /// Epochs (preset: paper 25, quick 12).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -131,8 +131,22 @@ pub struct PretrainArgs {
     /// Augmentation noise: reference (the reference code's exact, weak
     /// noise; default), physical (U(1,3)·σ_b in raw flux, the paper's stated
     /// intent, which drowns faint features) or none.
-    #[arg(long)]
-    pub noise: Option<String>,
+    #[arg(long, value_enum)]
+    pub noise: Option<NoiseArg>,
+    /// How identity blocks start: trainable (every BN γ = 1, default) or
+    /// reference (the reference's γ = 0, which leaves those branches dead).
+    #[arg(long, value_enum)]
+    pub init: Option<InitArg>,
+    /// How σ_b of the asinh normalisation is measured: sky (sigma-clipped
+    /// noise of each image's outer frame, default) or image (MAD of all
+    /// pixels, the reference).
+    #[arg(long, value_enum)]
+    pub sigma: Option<SigmaArg>,
+    /// How training views differ: reference (flips, a few pixels of shift,
+    /// noise) or strong (also 90° rotations, a wider crop window, brightness
+    /// and colour jitter). Preset: paper reference, quick strong.
+    #[arg(long, value_enum)]
+    pub jitter: Option<JitterArg>,
     /// Use only the first N images (0 = all).
     #[arg(long)]
     pub max_images: Option<usize>,
@@ -154,6 +168,119 @@ pub struct PretrainArgs {
     pub device: String,
 }
 
+/// A named set of pretraining settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PresetArg {
+    /// The reference exactly: full-width encoder, 96 px views.
+    Paper,
+    /// CPU minutes: half-width encoder, 4×4-binned 24 px views.
+    Quick,
+}
+
+impl PresetArg {
+    /// The preset's settings.
+    pub fn config(self) -> tidalscope_train::config::PretrainConfig {
+        match self {
+            Self::Paper => tidalscope_train::config::PretrainConfig::paper(),
+            Self::Quick => tidalscope_train::config::PretrainConfig::quick(),
+        }
+    }
+}
+
+/// Augmentation noise (`--noise`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NoiseArg {
+    /// The reference code's exact, weak noise.
+    Reference,
+    /// U(1,3)·σ_b in raw flux, the paper's stated intent.
+    Physical,
+    /// No noise.
+    None,
+}
+
+impl From<NoiseArg> for tidalscope_data::augment::NoiseScale {
+    fn from(n: NoiseArg) -> Self {
+        match n {
+            NoiseArg::Reference => Self::Reference,
+            NoiseArg::Physical => Self::Physical,
+            NoiseArg::None => Self::None,
+        }
+    }
+}
+
+/// How the classifier is trained (`--mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// Frozen encoder, a converged cross-validated linear probe.
+    Linear,
+    /// Train everything.
+    Finetune,
+    /// The same architecture from random weights.
+    Scratch,
+}
+
+impl From<ModeArg> for tidalscope_train::config::Mode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Linear => Self::Linear,
+            ModeArg::Finetune => Self::Finetune,
+            ModeArg::Scratch => Self::Scratch,
+        }
+    }
+}
+
+/// A method of `experiment labels`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MethodArg {
+    /// NNCLR encoder + linear probe.
+    Linear,
+    /// NNCLR encoder + fine-tuning.
+    Finetune,
+    /// The same architecture trained from scratch.
+    Scratch,
+    /// Logistic regression on non-parametric morphology.
+    Morphology,
+}
+
+impl MethodArg {
+    /// The name used in results.csv and run folders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Finetune => "finetune",
+            Self::Scratch => "scratch",
+            Self::Morphology => "morphology",
+        }
+    }
+}
+
+/// `--init` of `pretrain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// Every BN γ starts at 1: every identity branch trains.
+    Trainable,
+    /// The reference's γ = 0 in identity blocks (dead branches).
+    Reference,
+}
+
+/// `--sigma` of `pretrain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SigmaArg {
+    /// Sigma-clipped noise of each image's outer frame.
+    Sky,
+    /// MAD of every pixel (the reference).
+    Image,
+}
+
+/// `--jitter` of `pretrain`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum JitterArg {
+    /// Flips and a 13/96 crop margin, as the reference.
+    Reference,
+    /// Also rotations, a half-crop margin, brightness and colour jitter.
+    Strong,
+}
+
 /// Arguments of `tidalscope finetune`.
 #[derive(Debug, Args)]
 pub struct FinetuneArgs {
@@ -167,14 +294,18 @@ pub struct FinetuneArgs {
     pub out: PathBuf,
     /// linear: frozen encoder, a true linear probe; finetune: train everything;
     /// scratch: the same architecture from random weights (supervised baseline).
-    #[arg(long, default_value = "linear")]
-    pub mode: String,
+    #[arg(long, value_enum, default_value = "linear")]
+    pub mode: ModeArg,
     /// Train on only N labelled examples, balanced over the classes (0 = all).
     #[arg(long, default_value_t = 0)]
     pub labels: usize,
-    /// Epochs.
+    /// Epochs (at least; fine-tuning and scratch).
     #[arg(long, default_value_t = 50)]
     pub epochs: usize,
+    /// Optimisation steps at least (fine-tuning and scratch: more epochs
+    /// when the labels are few).
+    #[arg(long, default_value_t = 500)]
+    pub min_steps: usize,
     /// Batch size.
     #[arg(long, default_value_t = 24)]
     pub batch: usize,
@@ -192,8 +323,8 @@ pub struct FinetuneArgs {
     pub test_fraction: f64,
     /// Augmentation noise when fine-tuning: reference, physical or none
     /// (see `pretrain --help`).
-    #[arg(long, default_value = "reference")]
-    pub noise: String,
+    #[arg(long, value_enum, default_value = "reference")]
+    pub noise: NoiseArg,
     /// Seed of the split, initialisation and shuffling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -245,15 +376,16 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// Simulated training set size.
-    #[arg(long, default_value_t = 3000)]
+    #[arg(long, default_value_t = 6000)]
     pub n: usize,
     /// Independent simulated test set size.
     #[arg(long, default_value_t = 1000)]
     pub n_test: usize,
     /// Pretraining epochs (quick preset).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 20)]
     pub epochs: usize,
-    /// Classifier epochs of the linear probes and of fine-tuning on 50 labels.
+    /// Epochs of fine-tuning on 50 labels, at least (and at least 500
+    /// steps). The linear probes have no epochs: they are fitted to convergence.
     #[arg(long, default_value_t = 50)]
     pub finetune_epochs: usize,
     /// Epochs of fine-tuning the whole encoder on all labels (the costliest stage).
@@ -544,38 +676,46 @@ pub struct ExperimentLabelsArgs {
     /// A pretrained encoder folder (default: pretrain one on the training data).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
-    /// Small, fast settings for a CPU (≈10 min on 2 cores).
+    /// Smaller, faster settings (≈10 min on 2 cores); without it, the CPU
+    /// protocol of the README (≈30–45 min).
     #[arg(long)]
     pub quick: bool,
     /// Label counts (balanced; counts beyond 90% of what the data offers are dropped).
-    #[arg(long, value_delimiter = ',', default_value = "25,50,100,300,600")]
+    #[arg(long, value_delimiter = ',', default_value = "25,50,100,300,1000")]
     pub labels: Vec<usize>,
-    /// Repetitions with different label draws and initialisations
-    /// (default 2 with --quick, else 5).
+    /// Label draws per count for the linear probe and the morphology
+    /// baseline (default 5 with --quick, else 20).
     #[arg(long)]
     pub seeds: Option<usize>,
+    /// Label draws for fine-tuning and from-scratch training, the first of
+    /// --seeds (default 1 with --quick, else 3).
+    #[arg(long)]
+    pub trained_seeds: Option<usize>,
     /// First seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Methods: linear, finetune, scratch, morphology.
-    #[arg(long, value_delimiter = ',', default_value = "linear,finetune,scratch,morphology")]
-    pub methods: Vec<String>,
-    /// Simulated training cutouts (default 1200 with --quick, else 6000).
+    /// Methods, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "linear,finetune,scratch,morphology")]
+    pub methods: Vec<MethodArg>,
+    /// Simulated training cutouts (default 4000 with --quick, else 8000).
     #[arg(long)]
     pub n: Option<usize>,
-    /// Simulated test cutouts (default 600 with --quick, else 2000).
+    /// Simulated test cutouts (default 1000 with --quick, else 2000).
     #[arg(long)]
     pub n_test: Option<usize>,
-    /// Pretraining preset when no --encoder is given: quick or paper.
-    #[arg(long, default_value = "quick")]
-    pub preset: String,
-    /// Pretraining epochs (default 8 with --quick, else 50).
+    /// Pretraining preset when no --encoder is given.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub preset: PresetArg,
+    /// Pretraining epochs (default 12 with --quick, else 20).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
-    /// Fine-tuning and from-scratch epochs; the linear probe gets twice as
-    /// many (default 15 with --quick, else 40).
+    /// Fine-tuning and from-scratch epochs, at least (and at least
+    /// --min-steps steps; default 8 with --quick, else 15).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Optimisation steps of fine-tuning and from-scratch training, at least.
+    #[arg(long, default_value_t = 500)]
+    pub min_steps: usize,
     /// Compute device: cpu, or cuda[:N].
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -605,15 +745,18 @@ pub struct ExperimentRecoveryArgs {
     /// --quick, else 6000).
     #[arg(long)]
     pub n_train: Option<usize>,
-    /// Pretraining preset when no --model: quick or paper.
-    #[arg(long, default_value = "quick")]
-    pub preset: String,
+    /// Pretraining preset when no --model.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub preset: PresetArg,
     /// Pretraining epochs (default 8 with --quick, else 50).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
     /// Fine-tuning epochs (default 12 with --quick, else 30).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Optimisation steps of fine-tuning, at least.
+    #[arg(long, default_value_t = 500)]
+    pub min_steps: usize,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -9,10 +9,10 @@
 //!   completeness by feature surface brightness, feature type and host
 //!   magnitude; false positives by kind of negative; per survey preset.
 
-use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, SourceArgs, SurveyArg};
+use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, MethodArg, PresetArg, SourceArgs, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
-use anyhow::{bail, ensure, Context};
+use anyhow::{ensure, Context};
 use burn::prelude::Device;
 use rayon::prelude::*;
 use std::fmt::Write as _;
@@ -24,14 +24,16 @@ use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bi
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
 
-fn pretrain(train: &Path, out: &Path, preset: &str, epochs: usize, seed: u64, device: &Device) -> anyhow::Result<()> {
+fn pretrain(
+    train: &Path,
+    out: &Path,
+    preset: PresetArg,
+    epochs: usize,
+    seed: u64,
+    device: &Device,
+) -> anyhow::Result<()> {
     let src = super::open_source(train, &SourceArgs::auto(), None)?;
-    let base = match preset {
-        "quick" => PretrainConfig::quick(),
-        "paper" => PretrainConfig::paper(),
-        p => bail!("unknown --preset {p:?} (quick, paper)"),
-    };
-    let cfg = PretrainConfig { epochs, seed, ..base };
+    let cfg = PretrainConfig { epochs, seed, ..preset.config() };
     std::fs::create_dir_all(out)?;
     let s =
         tidalscope_train::pretrain::pretrain(&cfg, &[src.as_ref()], out, device, false, &BarReporter::new(Some(out)))?;
@@ -68,14 +70,9 @@ fn score(model: &Path, set: &EvalSet, device: &Device) -> anyhow::Result<Vec<f64
     let b = ClassifierBundle::load(model, device)?;
     let pre: Vec<Cutout> =
         set.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
-    let mut out = Vec::with_capacity(pre.len());
-    for chunk in pre.chunks(128) {
-        let refs: Vec<&Cutout> = chunk.iter().collect();
-        let s = tidalscope_model::infer::score(&b.classifier, &refs, b.preprocess.crop, device)
-            .map_err(anyhow::Error::msg)?;
-        out.extend(s.into_iter().map(f64::from));
-    }
-    Ok(out)
+    let refs: Vec<&Cutout> = pre.iter().collect();
+    let predictor = tidalscope_model::infer::Predictor::classifier(&b.classifier, b.preprocess.crop, device);
+    Ok(predictor.scores(&refs).map_err(anyhow::Error::msg)?.into_iter().map(f64::from).collect())
 }
 
 /// The g+r+i image (or all bands, when fewer) that morphology is measured on.
@@ -122,20 +119,21 @@ fn method_name(m: &str) -> &'static str {
 pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
-    for m in &args.methods {
-        ensure!(METHODS.contains(&m.as_str()), "unknown method {m:?} (linear, finetune, scratch, morphology)");
-    }
+    let methods: Vec<String> = args.methods.iter().map(|m| m.name().to_string()).collect();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = super::train::device(&args.device)?;
     let q = args.quick;
-    let n_train = args.n.unwrap_or(if q { 1200 } else { 6000 });
-    let n_test = args.n_test.unwrap_or(if q { 600 } else { 2000 });
-    let seeds = args.seeds.unwrap_or(if q { 2 } else { 5 });
-    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
-    let ft_epochs = args.epochs.unwrap_or(if q { 15 } else { 40 });
-    let lin_epochs = 2 * ft_epochs;
+    // The CPU protocol: thousands of mocks and over a thousand pretraining
+    // steps with a queue (2048) well below the data set; many label draws
+    // for the cheap methods, fewer for the ones that train a network.
+    let n_train = args.n.unwrap_or(if q { 4000 } else { 8000 });
+    let n_test = args.n_test.unwrap_or(if q { 1000 } else { 2000 });
+    let seeds = args.seeds.unwrap_or(if q { 5 } else { 20 });
+    let trained_seeds = args.trained_seeds.unwrap_or(if q { 1 } else { 3 }).min(seeds);
+    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 12 } else { 20 });
+    let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -149,8 +147,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let encoder = match &args.encoder {
         Some(e) => e.clone(),
         None => {
-            eprintln!("== pretrain ({} preset, {pre_epochs} epochs)", args.preset);
-            pretrain(&train_dir, &out.join("encoder"), &args.preset, pre_epochs, args.seed, &device)?;
+            eprintln!("== pretrain ({:?} preset, {pre_epochs} epochs)", args.preset);
+            pretrain(&train_dir, &out.join("encoder"), args.preset, pre_epochs, args.seed, &device)?;
             out.join("encoder")
         }
     };
@@ -173,7 +171,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         "{}: only {available} balanced labels, fewer than every requested count",
         train_dir.display()
     );
-    let test_morph = if args.methods.iter().any(|m| m == "morphology") {
+    let test_morph = if args.methods.contains(&MethodArg::Morphology) {
         morphology(&test.raw.iter().collect::<Vec<_>>())
     } else {
         vec![]
@@ -196,7 +194,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let runs = out.join("runs");
     for &n in &counts {
         for seed in args.seed..args.seed + seeds as u64 {
-            for m in &args.methods {
+            for m in &methods {
+                if matches!(m.as_str(), "finetune" | "scratch") && seed >= args.seed + trained_seeds as u64 {
+                    continue;
+                }
                 let t = std::time::Instant::now();
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
                 let scores = if m == "morphology" {
@@ -236,7 +237,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                     let cfg = FinetuneConfig {
                         mode,
                         labels: n,
-                        epochs: if mode == Mode::Linear { lin_epochs } else { ft_epochs },
+                        epochs: ft_epochs,
+                        min_steps: args.min_steps,
                         split,
                         seed,
                         ..FinetuneConfig::default()
@@ -289,8 +291,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     }
     csv.finish()?;
     let total = t_all.elapsed().as_secs_f64();
-    plot_labels(out, &args.methods, &counts, &results)?;
-    write_labels_report(out, &args, &counts, &dropped, seeds, &results, total, n_train, n_test)?;
+    plot_labels(out, &methods, &counts, &results)?;
+    write_labels_report(out, &args, &counts, &dropped, (seeds, trained_seeds), &results, total, n_train, n_test)?;
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
         quick: bool,
@@ -299,11 +301,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         encoder: String,
         labels: &'a [usize],
         seeds: usize,
+        trained_seeds: usize,
         first_seed: u64,
         methods: &'a [String],
         pretrain_epochs: usize,
         finetune_epochs: usize,
-        linear_epochs: usize,
+        finetune_min_steps: usize,
     }
     let resolved = Resolved {
         quick: q,
@@ -312,11 +315,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         encoder: encoder.display().to_string(),
         labels: &counts,
         seeds,
+        trained_seeds,
         first_seed: args.seed,
-        methods: &args.methods,
+        methods: &methods,
         pretrain_epochs: pre_epochs,
         finetune_epochs: ft_epochs,
-        linear_epochs: lin_epochs,
+        finetune_min_steps: args.min_steps,
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
@@ -386,7 +390,7 @@ fn write_labels_report(
     args: &ExperimentLabelsArgs,
     counts: &[usize],
     dropped: &[usize],
-    seeds: usize,
+    (seeds, trained_seeds): (usize, usize),
     results: &[LabelsResult],
     total: f64,
     n_train: usize,
@@ -400,9 +404,10 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}); 10% of the drawn labels are held out (the networks' validation loss; the morphology model ignores them), so every method trains on the same 90%. Mean ± standard deviation over seeds; {} in total.\n",
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels; fine-tuning and scratch run at least {} optimisation steps. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
+        args.min_steps,
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
     if !dropped.is_empty() {
@@ -423,7 +428,7 @@ fn write_labels_report(
         }
         writeln!(r)?;
         writeln!(r, "|---|{}", "---|".repeat(counts.len()))?;
-        for m in &args.methods {
+        for m in args.methods.iter().map(|m| m.name()) {
             write!(r, "| {} |", method_name(m))?;
             for &n in counts {
                 match stats(results, m, n, f) {
@@ -544,11 +549,12 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     pre_epochs
                 );
                 super::simulate::mock_set(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
-                pretrain(&dir.join("train"), &dir.join("encoder"), &args.preset, pre_epochs, args.seed, &device)?;
+                pretrain(&dir.join("train"), &dir.join("encoder"), args.preset, pre_epochs, args.seed, &device)?;
                 let src = super::open_source(&dir.join("train"), &SourceArgs::auto(), None)?;
                 let cfg = FinetuneConfig {
                     mode: Mode::Finetune,
                     epochs: ft_epochs,
+                    min_steps: args.min_steps,
                     split: SplitSpec::Stratified { val: 0.1, test: 0.0 },
                     seed: args.seed,
                     ..FinetuneConfig::default()

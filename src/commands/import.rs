@@ -58,7 +58,8 @@ fn normaliser(args: &ImportKerasArgs, bands: Vec<String>) -> anyhow::Result<Norm
     }
     let path = args.normalise_from.as_ref().expect("checked above");
     let source = super::open_source(path, &args.source, None)?;
-    let mut n = Normaliser::fit(source.as_ref(), args.norm_images)
+    // The reference's rule: imported models were trained with it.
+    let mut n = Normaliser::fit(source.as_ref(), args.norm_images, tidalscope_data::normalise::SigmaRule::Image)
         .with_context(|| format!("measuring σ_b on {}", path.display()))?;
     if n.sigma.len() != bands.len() {
         bail!("{}: images have {} bands, but the model takes {}", path.display(), n.sigma.len(), bands.len());

@@ -149,19 +149,16 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
     let (mut scored, mut failed) = (0usize, 0usize);
+    let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
     stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, &bar, |ok, bad| {
         for b in &bad {
             errors.row([&b.id, &b.file, &b.reason])?;
         }
         failed += bad.len();
         let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
-        let mut scores = Vec::with_capacity(images.len());
-        for c in images.chunks(64) {
-            scores.extend(
-                infer::score(&bundle.classifier, c, bundle.preprocess.crop, &device)
-                    .map_err(|e| anyhow::anyhow!("{}: {e} (model {})", args.data.display(), args.model.display()))?,
-            );
-        }
+        let scores = predictor
+            .scores(&images)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (model {})", args.data.display(), args.model.display()))?;
         for (p, s) in ok.iter().zip(scores) {
             let mut row = vec![p.id.clone()];
             if info.labelled {
@@ -253,25 +250,27 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     );
     let bar = progress::bar(range.len() as u64, "embed", "objects");
     let (mut rows, mut failed, mut dim) = (0usize, 0usize, 0usize);
+    let predictor = infer::Predictor::encoder(&encoder, preprocess.crop, &device);
     let result = stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, &bar, |ok, bad| {
         for b in &bad {
             errors.row([&b.id, &b.file, &b.reason])?;
         }
         failed += bad.len();
         let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
-        for (c, items) in images.chunks(64).zip(ok.chunks(64)) {
-            let reps = infer::embed(&encoder, c, preprocess.crop, &device)
-                .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
-            dim = reps.len() / c.len();
-            for v in &reps {
-                raw.write_all(&v.to_le_bytes())?;
-            }
-            for p in items {
-                let mut row =
-                    vec![p.index.to_string(), p.id.clone(), p.label.map(|l| l.to_string()).unwrap_or_default()];
-                row.extend(p.meta.iter().cloned());
-                ids.row(&row)?;
-            }
+        if images.is_empty() {
+            return Ok(());
+        }
+        let reps = predictor
+            .embed(&images)
+            .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
+        dim = reps.len() / images.len();
+        for v in &reps {
+            raw.write_all(&v.to_le_bytes())?;
+        }
+        for p in &ok {
+            let mut row = vec![p.index.to_string(), p.id.clone(), p.label.map(|l| l.to_string()).unwrap_or_default()];
+            row.extend(p.meta.iter().cloned());
+            ids.row(&row)?;
         }
         rows += ok.len();
         Ok(())
@@ -441,7 +440,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
             let raw = rec.pixels.load()?;
             let (img, _) = pre.apply(&raw).with_context(|| format!("query {q}"))?;
-            let mut v = infer::embed(enc, &[&img], pre.crop, &device).map_err(anyhow::Error::msg)?;
+            let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img]).map_err(anyhow::Error::msg)?;
             ensure!(v.len() == d, "query {q}: the encoder gives {} numbers, the embeddings have {d}", v.len());
             normalise_rows(&mut v, d);
             queries.push(Query { name: q.clone(), vector: v, row: None, image: Some(raw) });

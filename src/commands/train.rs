@@ -1,14 +1,17 @@
 //! `pretrain`, `finetune` and `evaluate`.
 
-use crate::cli::{DataArgs, EvaluateArgs, FinetuneArgs, PretrainArgs, SplitArg};
+use crate::cli::{
+    DataArgs, EvaluateArgs, FinetuneArgs, InitArg, JitterArg, PresetArg, PretrainArgs, SigmaArg, SplitArg,
+};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::{bail, ensure, Context};
 use std::path::{Path, PathBuf};
+use tidalscope_data::augment::ViewJitter;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_model::device::DeviceKind;
-use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{EncoderInit, FinetuneConfig, Mode, PretrainConfig, SigmaRule, SplitSpec};
 use tidalscope_train::evaluate::{self, Scored};
 use tidalscope_train::labelled::{self, SplitRecord};
 use tidalscope_train::Reporter;
@@ -56,6 +59,33 @@ fn refs(sources: &[Box<dyn Source>]) -> Vec<&dyn Source> {
 pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let cfg = if args.resume {
+        // Settings come from the run's config.toml: refuse any that would be ignored.
+        let given: Vec<&str> = [
+            ("--epochs", args.epochs.is_some()),
+            ("--batch", args.batch.is_some()),
+            ("--lr", args.lr.is_some()),
+            ("--queue-size", args.queue_size.is_some()),
+            ("--width", args.width.is_some()),
+            ("--bin", args.bin.is_some()),
+            ("--crop", args.crop.is_some()),
+            ("--noise", args.noise.is_some()),
+            ("--init", args.init.is_some()),
+            ("--sigma", args.sigma.is_some()),
+            ("--jitter", args.jitter.is_some()),
+            ("--max-images", args.max_images.is_some()),
+            ("--checkpoint-every", args.checkpoint_every.is_some()),
+            ("--preset", args.preset != PresetArg::Paper),
+            ("--seed", args.seed != 1),
+        ]
+        .into_iter()
+        .filter_map(|(name, set)| set.then_some(name))
+        .collect();
+        ensure!(
+            given.is_empty(),
+            "--resume continues with the settings in {}; it would ignore {}",
+            args.out.join("config.toml").display(),
+            given.join(", ")
+        );
         let text = std::fs::read_to_string(args.out.join("config.toml"))
             .with_context(|| format!("--resume: reading {}", args.out.join("config.toml").display()))?;
         let mut c: PretrainConfig =
@@ -63,14 +93,31 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         c.stop_after = args.stop_after;
         c
     } else {
-        let mut c = PretrainConfig::preset(&args.preset)
-            .with_context(|| format!("unknown preset {:?} (paper, quick)", args.preset))?;
+        let mut c = args.preset.config();
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
         }
         set!(epochs, batch, lr, queue_size, width, bin, crop, max_images, checkpoint_every);
-        if let Some(n) = &args.noise {
-            c.noise = parse_noise(n)?;
+        if let Some(n) = args.noise {
+            c.noise = n.into();
+        }
+        if let Some(i) = args.init {
+            c.init = match i {
+                InitArg::Trainable => EncoderInit::Trainable,
+                InitArg::Reference => EncoderInit::Reference,
+            };
+        }
+        if let Some(s) = args.sigma {
+            c.sigma = match s {
+                SigmaArg::Sky => SigmaRule::Sky,
+                SigmaArg::Image => SigmaRule::Image,
+            };
+        }
+        if let Some(j) = args.jitter {
+            c.jitter = match j {
+                JitterArg::Reference => ViewJitter::REFERENCE,
+                JitterArg::Strong => ViewJitter::strong(),
+            };
         }
         c.seed = args.seed;
         c.stop_after = args.stop_after;
@@ -117,16 +164,6 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn parse_noise(n: &str) -> anyhow::Result<tidalscope_data::augment::NoiseScale> {
-    use tidalscope_data::augment::NoiseScale;
-    Ok(match n {
-        "physical" => NoiseScale::Physical,
-        "reference" => NoiseScale::Reference,
-        "none" => NoiseScale::None,
-        _ => bail!("unknown --noise {n:?} (physical, reference, none)"),
-    })
-}
-
 fn parse_sizes(s: &str) -> anyhow::Result<(usize, usize, usize)> {
     let parts: Vec<usize> = s
         .split('/')
@@ -142,12 +179,7 @@ fn parse_sizes(s: &str) -> anyhow::Result<(usize, usize, usize)> {
 /// Runs `finetune`.
 pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
-    let mode = match args.mode.as_str() {
-        "linear" => Mode::Linear,
-        "finetune" => Mode::Finetune,
-        "scratch" => Mode::Scratch,
-        m => bail!("unknown --mode {m:?} (linear, finetune, scratch)"),
-    };
+    let mode: Mode = args.mode.into();
     ensure!(
         !args.data.data.is_empty() || args.data.unlabelled.is_some(),
         "give labelled data with --data or --unlabelled/--tidal"
@@ -163,11 +195,12 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let cfg = FinetuneConfig {
         mode,
         epochs: args.epochs,
+        min_steps: args.min_steps,
         batch: args.batch,
         lr: args.lr,
         labels: args.labels,
         split,
-        noise: parse_noise(&args.noise)?,
+        noise: args.noise.into(),
         seed: args.seed,
         ..FinetuneConfig::default()
     };
@@ -201,7 +234,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     Manifest::new("finetune", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
     println!(
         "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s: final train loss {:.3}, validation loss {:.3} → {}",
-        args.mode,
+        format!("{mode:?}").to_lowercase(),
         s.sizes.0,
         s.sizes.1,
         s.sizes.2,

@@ -4,7 +4,7 @@
 
 use crate::util::{read_csv, Dir};
 
-const TINY_LABELS: [&str; 16] = [
+const TINY_LABELS: [&str; 18] = [
     "experiment",
     "labels",
     "--n",
@@ -21,6 +21,8 @@ const TINY_LABELS: [&str; 16] = [
     "1",
     "--methods",
     "linear,finetune,morphology",
+    "--min-steps",
+    "4",
 ];
 
 /// Every column but the wall time.
@@ -83,6 +85,8 @@ fn recovery_experiment_bins_completeness_by_truth() {
         "1",
         "--epochs",
         "1",
+        "--min-steps",
+        "4",
     ]);
     let (header, rows) = read_csv(&d.join("rec/hsc-ud/recovery.csv"));
     assert_eq!(header[0], "property");

@@ -114,14 +114,22 @@ fn training_commands_explain_bad_input() {
     d.ok(&["simulate", "--n", "12", "--size", "32", "--out", "sim", "--preview", "0"]);
     let err = d.fails(&["finetune", "--encoder", "sim", "--data", "sim", "--out", "x"]);
     assert!(err.contains("is not an encoder folder"), "{err}");
-    let err = d.fails(&["pretrain", "--data", "sim", "--out", "x", "--preset", "huge"]);
-    assert!(err.contains("unknown preset"), "{err}");
+    // Options are typed: a typo fails at once, listing the valid values.
+    let err = d.refused(&["pretrain", "--data", "sim", "--out", "x", "--preset", "huge"]);
+    assert!(err.contains("invalid value 'huge'") && err.contains("paper") && err.contains("quick"), "{err}");
+    let err = d.refused(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "linaer"]);
+    assert!(err.contains("invalid value 'linaer'") && err.contains("scratch"), "{err}");
+    let err = d.refused(&["experiment", "labels", "--methods", "linear,morphologi"]);
+    assert!(err.contains("invalid value 'morphologi'"), "{err}");
+    assert!(!d.join("runs").exists(), "nothing is simulated before the options are checked");
     let mut args = vec!["pretrain", "--data", "sim", "--out", "x", "--batch", "64"];
     args.extend(&TINY[..8]);
     let err = d.fails(&args);
     assert!(err.contains("fewer than one batch of 64"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume"]);
     assert!(err.contains("config.toml"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume", "--epochs", "3", "--jitter", "strong"]);
+    assert!(err.contains("would ignore --epochs, --jitter"), "{err}");
     let err = d.fails(&["evaluate", "--model", "nowhere", "--out", "z"]);
     assert!(err.contains("nowhere is not a classifier folder"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--device", "cuda"]);

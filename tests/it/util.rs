@@ -45,9 +45,19 @@ impl Dir {
 
     /// Runs `tidalscope ARGS`, expects failure with exit code 1, and returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
+        self.fails_with(args, 1)
+    }
+
+    /// Runs `tidalscope ARGS`, expects the command line to be refused
+    /// before any work (exit code 2), and returns stderr.
+    pub fn refused(&self, args: &[&str]) -> String {
+        self.fails_with(args, 2)
+    }
+
+    fn fails_with(&self, args: &[&str], code: i32) -> String {
         let out = self.run(args);
-        if out.status.code() != Some(1) {
-            panic!("expected exit 1\n{}", describe(self.path(), args, &out));
+        if out.status.code() != Some(code) {
+            panic!("expected exit {code}\n{}", describe(self.path(), args, &out));
         }
         String::from_utf8_lossy(&out.stderr).into_owned()
     }

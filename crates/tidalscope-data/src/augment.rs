@@ -24,6 +24,18 @@
 //! pixels (0.1–0.7 of the sky noise): tidalscope's presets use it. One
 //! factor is drawn per batch, as in the reference.
 //!
+//! **Beyond the reference** ([`ViewJitter`]). The reference's views share
+//! the host, the field and the noise pattern and differ only by flips, a
+//! few pixels of shift and weak noise, so the contrastive task is solved
+//! from the host's appearance. [`ViewJitter::strong`] adds, each drawn per
+//! view: the full group of 8 square symmetries (90° rotations with the
+//! flips: the sky has no preferred orientation), a wider crop window, and a
+//! brightness and colour jitter. The brightness jitter multiplies band b's
+//! flux by k·c_b (k log-uniform in [1/(1+f), 1+f], c_b in [1/(1+c), 1+c]),
+//! applied exactly to normalised pixels as v ← asinh(k c_b sinh v), since
+//! v = asinh(x/3σ_b). Every one of these works on images as they arrive
+//! from a survey: none needs a noise-free render.
+//!
 //! Inference uses [`Augment::inference`]: the centre crop, no flips, no
 //! noise — a different value, not a mode flag, so predictions are
 //! deterministic (the reference's flaw 1).
@@ -44,6 +56,42 @@ pub enum NoiseScale {
     None,
 }
 
+/// How far training views differ from each other beyond the reference's
+/// flips, shift and noise (see the module docs). Stored in run configs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ViewJitter {
+    /// Also rotate by 90° (with the flips: all 8 square symmetries).
+    pub rotations: bool,
+    /// Margin of the window random crops are taken from, as a fraction of
+    /// the crop (reference: 13/96; capped by the image).
+    pub margin: f64,
+    /// Brightness jitter f: flux × k, k log-uniform in [1/(1+f), 1+f].
+    pub flux: f64,
+    /// Colour jitter c: band b's flux × c_b, c_b log-uniform in [1/(1+c), 1+c].
+    pub colour: f64,
+}
+
+impl ViewJitter {
+    /// The reference: flips, a 13/96 margin, nothing else.
+    pub const REFERENCE: Self = Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0 };
+
+    /// Views that differ in orientation, position, brightness and colour.
+    pub fn strong() -> Self {
+        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15 }
+    }
+
+    /// Whether [`Augment::view`] has per-pixel flux work to do.
+    fn rescales(&self) -> bool {
+        self.flux > 0.0 || self.colour > 0.0
+    }
+}
+
+impl Default for ViewJitter {
+    fn default() -> Self {
+        Self::REFERENCE
+    }
+}
+
 /// A view transform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Augment {
@@ -55,23 +103,30 @@ pub struct Augment {
     pub noise: NoiseScale,
     /// Range of the per-batch noise factor (reference: 1 to 3).
     pub noise_factor: (f32, f32),
+    /// Rotations, crop window, brightness and colour.
+    pub jitter: ViewJitter,
 }
 
 impl Augment {
     /// The training transform of the reference, cropping to `crop` pixels.
     pub fn training(crop: usize, noise: NoiseScale) -> Self {
-        Self { crop, random: true, noise, noise_factor: (1.0, 3.0) }
+        Self { crop, random: true, noise, noise_factor: (1.0, 3.0), jitter: ViewJitter::REFERENCE }
+    }
+
+    /// A training transform with more jitter than the reference's.
+    pub fn with_jitter(self, jitter: ViewJitter) -> Self {
+        Self { jitter, ..self }
     }
 
     /// The inference transform: centre crop to `crop` pixels, nothing else.
     pub fn inference(crop: usize) -> Self {
-        Self { crop, random: false, noise: NoiseScale::None, noise_factor: (0.0, 0.0) }
+        Self { crop, random: false, noise: NoiseScale::None, noise_factor: (0.0, 0.0), jitter: ViewJitter::REFERENCE }
     }
 
     /// `(start, size)` of the centre crop that random crops are taken from,
     /// for an image side `s` (TensorFlow's `central_crop` rounding).
     pub fn centre_window(&self, s: usize) -> (usize, usize) {
-        let margin = ((self.crop as f64) * 13.0 / 96.0).round() as usize;
+        let margin = ((self.crop as f64) * self.jitter.margin).round() as usize;
         let wanted = (self.crop + margin).min(s);
         let start = (s - wanted) / 2;
         (start, s - 2 * start)
@@ -110,6 +165,12 @@ impl Augment {
         } else {
             ((h - c) / 2, (w - c) / 2, false, false)
         };
+        // Drawn only when asked for, so the reference's random stream is
+        // unchanged.
+        let j = &self.jitter;
+        let transpose = self.random && j.rotations && rng.bernoulli(0.5);
+        let log_uniform = |rng: &mut Rng, f: f64| if f > 0.0 { rng.range(-1.0, 1.0) * f.ln_1p() } else { 0.0 };
+        let gain = if self.random && j.rescales() { log_uniform(rng, j.flux) } else { 0.0 };
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -123,6 +184,21 @@ impl Augment {
                     }
                 } else {
                     d.copy_from_slice(row);
+                }
+            }
+            if transpose {
+                // With the flips, a transpose gives the 90° rotations.
+                for y in 0..c {
+                    for x in y + 1..c {
+                        dst.swap(y * c + x, x * c + y);
+                    }
+                }
+            }
+            if self.random && j.rescales() {
+                let k = (gain + log_uniform(rng, j.colour)).exp() as f32;
+                // v = asinh(x / 3σ_b): scaling the flux x by k is exact here.
+                for v in dst.iter_mut() {
+                    *v = (k * v.sinh()).asinh();
                 }
             }
             let s = noise.get(b).copied().unwrap_or(0.0);
@@ -215,5 +291,86 @@ mod tests {
         a.view(&z, &[0.5], &mut Rng::new(3), &mut o1).unwrap();
         a.view(&z, &[0.5], &mut Rng::new(3), &mut o2).unwrap();
         assert_eq!(o1, o2);
+    }
+
+    #[test]
+    fn strong_jitter_gives_all_8_symmetries_evenly() {
+        // A 2×2 image with four distinct values: each of the 8 square
+        // symmetries puts a different ordered pair in the first row.
+        let img = Cutout::from_chw(1, 2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let a = Augment::training(2, NoiseScale::None).with_jitter(ViewJitter {
+            rotations: true,
+            margin: 0.0,
+            flux: 0.0,
+            colour: 0.0,
+        });
+        let mut counts = std::collections::HashMap::new();
+        let mut out = vec![0f32; 4];
+        let mut rng = Rng::new(21);
+        for _ in 0..8000 {
+            a.view(&img, &[0.0], &mut rng, &mut out).unwrap();
+            // Symmetries keep neighbours adjacent: the view is one of the 8.
+            assert_eq!(out.iter().sum::<f32>(), 10.0);
+            *counts.entry((out[0] as u8, out[1] as u8)).or_insert(0) += 1;
+        }
+        assert_eq!(counts.len(), 8, "{counts:?}");
+        assert!(counts.values().all(|&c| (c as f64 - 1000.0).abs() < 130.0), "{counts:?}");
+    }
+
+    #[test]
+    fn flux_and_colour_jitter_scale_the_flux_exactly_within_their_range() {
+        // Normalised pixels v = asinh(x/3σ): the jitter must multiply x by
+        // one factor per band, k·c_b, with ln k ∈ ±ln 1.5 and ln c_b ∈ ±ln 1.15.
+        let x: Vec<f32> = (0..2 * 36).map(|i| (i as f32 - 20.0) * 0.7).collect();
+        let img = Cutout::from_chw(2, 6, 6, x.iter().map(|v| v.asinh()).collect()).unwrap();
+        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15 };
+        let a = Augment::training(6, NoiseScale::None).with_jitter(j);
+        let mut out = vec![0f32; 72];
+        let mut rng = Rng::new(2);
+        let mut log_ratios = Vec::new();
+        for _ in 0..2000 {
+            a.view(&img, &[0.0, 0.0], &mut rng, &mut out).unwrap();
+            for b in 0..2 {
+                // No crop margin and no rotation: only flips move pixels;
+                // compare sorted magnitudes per band.
+                let mut got: Vec<f64> = out[b * 36..(b + 1) * 36].iter().map(|v| (*v as f64).sinh()).collect();
+                let mut want: Vec<f64> = x[b * 36..(b + 1) * 36].iter().map(|&v| v as f64).collect();
+                got.sort_by(f64::total_cmp);
+                want.sort_by(f64::total_cmp);
+                let k = got[35] / want[35];
+                for (g, w) in got.iter().zip(&want) {
+                    assert!((g - k * w).abs() < 1e-3 * (1.0 + w.abs() * k), "not one factor per band: {g} vs {k}·{w}");
+                }
+                log_ratios.push(k.ln());
+            }
+        }
+        let bound = 1.5f64.ln() + 1.15f64.ln() + 1e-4;
+        assert!(log_ratios.iter().all(|l| l.abs() <= bound));
+        let mean = log_ratios.iter().sum::<f64>() / log_ratios.len() as f64;
+        assert!(mean.abs() < 0.02, "the jitter is unbiased in log flux: {mean}");
+        assert!(log_ratios.iter().any(|l| l.abs() > 0.35), "the range is used");
+        // Seeded: the same stream gives the same view.
+        let (mut o1, mut o2) = (vec![0f32; 72], vec![0f32; 72]);
+        a.view(&img, &[0.1, 0.1], &mut Rng::new(5), &mut o1).unwrap();
+        a.view(&img, &[0.1, 0.1], &mut Rng::new(5), &mut o2).unwrap();
+        assert_eq!(o1, o2);
+    }
+
+    #[test]
+    fn the_reference_jitter_draws_the_same_random_stream_as_before() {
+        // Reproducing old runs bit for bit: with ViewJitter::REFERENCE the
+        // view consumes exactly offsets, two flips and the noise.
+        let img = ramp(12);
+        let a = Augment::training(8, NoiseScale::Reference);
+        let mut r1 = Rng::new(77);
+        let mut out = vec![0f32; 2 * 64];
+        a.view(&img, &[0.1, 0.1], &mut r1, &mut out).unwrap();
+        let mut r2 = Rng::new(77);
+        let (_, n) = a.centre_window(12);
+        let _ = (r2.below((n - 8 + 1) as u64), r2.below((n - 8 + 1) as u64), r2.bernoulli(0.5), r2.bernoulli(0.5));
+        for _ in 0..2 * 64 {
+            r2.normal();
+        }
+        assert_eq!(r1.next_u64(), r2.next_u64());
     }
 }

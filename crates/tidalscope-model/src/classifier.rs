@@ -22,6 +22,18 @@ impl ClassifierConfig {
     pub fn head(repr_dim: usize, device: &Device) -> Linear {
         LinearConfig::new(repr_dim, 1).with_initializer(Initializer::XavierUniform { gain: 1.0 }).init(device)
     }
+
+    /// A Dense(1) head with given weights (one per representation value)
+    /// and bias: logit = bias + Σ weights_j h_j.
+    pub fn head_with(weights: &[f32], bias: f32, device: &Device) -> Linear {
+        let mut head = Self::head(weights.len(), device);
+        let w = Tensor::from_data(TensorData::new(weights.to_vec(), [weights.len(), 1]), device);
+        head.weight = crate::params::replaced(&head.weight, w);
+        if let Some(b) = &head.bias {
+            head.bias = Some(crate::params::replaced(b, Tensor::from_data(TensorData::new(vec![bias], [1]), device)));
+        }
+        head
+    }
 }
 
 /// Encoder + Dense(1); the probability is sigmoid(logit).

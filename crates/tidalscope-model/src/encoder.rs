@@ -8,12 +8,21 @@
 //! stage is a projection block then an identity block. A block applies
 //! BN-ReLU-conv 1×1, BN-ReLU-conv 3×3 (stride), BN-ReLU-conv 1×1 and adds a
 //! shortcut: a strided 1×1 conv of the block's input in projection blocks,
-//! the input itself in identity blocks (whose last BN starts with γ = 0, so
-//! the block starts as the identity). Then global average pooling, Dense 128
+//! the input itself in identity blocks. Then global average pooling, Dense 128
 //! (no bias) → BN → ReLU → Dense 128 (no bias) → BN. With 5 bands: 615,312
 //! trainable parameters and 3,520 BatchNorm running statistics. Keras
 //! defaults: Glorot-uniform kernels, BN momentum 0.99 (burn: 0.01) and
 //! ε = 0.001; convolutions use TensorFlow's "same" padding.
+//!
+//! **Identity blocks start alive.** The reference starts the BN before each
+//! identity block's last convolution with γ = 0 ("zero_gamma") to make the
+//! block start as the identity — but a ReLU follows that BN, so the branch
+//! outputs relu(0·x̂ + 0) = 0, the ReLU's gradient there is 0, and γ, β and
+//! every weight of the branch get zero gradient for the whole run: 272k of
+//! the paper encoder's 615k parameters never train. By default tidalscope
+//! starts that γ at 1 (Keras' default for every other BN), so every branch
+//! trains; [`EncoderConfig::zero_gamma`] (`--init reference`) restores the
+//! reference for exact reproduction.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
@@ -38,6 +47,12 @@ pub struct EncoderConfig {
     /// BatchNorm momentum in burn's convention, 1 − Keras momentum (0.99).
     #[config(default = 0.01)]
     pub bn_momentum: f64,
+    /// Start each identity block's last BN with γ = 0, as the reference did
+    /// (which leaves those branches untrainable: see the module docs).
+    /// Off by default; configs saved before this option load as off, which
+    /// only matters when such a config builds a fresh encoder.
+    #[config(default = false)]
+    pub zero_gamma: bool,
 }
 
 impl EncoderConfig {
@@ -78,9 +93,8 @@ impl EncoderConfig {
         device: &Device,
     ) -> Bottleneck {
         let mut bn_b = self.bn(width, device);
-        if !projection {
-            // Identity blocks start as the identity: the BN before their last
-            // conv has γ = 0 (the reference's zero_gamma).
+        if !projection && self.zero_gamma {
+            // The reference's zero_gamma (dead branches; module docs).
             bn_b.gamma = crate::params::replaced(&bn_b.gamma, Tensor::zeros([width], device));
         }
         Bottleneck {
@@ -134,7 +148,8 @@ pub struct Bottleneck {
     pub bn_a: BatchNorm,
     /// 3×3 convolution (carries the stride).
     pub conv_b: Conv2d,
-    /// BN after `conv_b` (γ = 0 at start in identity blocks).
+    /// BN after `conv_b` (γ = 0 at start in identity blocks with
+    /// [`EncoderConfig::zero_gamma`]).
     pub bn_b: BatchNorm,
     /// 1×1 expansion.
     pub conv_c: Conv2d,

@@ -1,7 +1,9 @@
 //! Deterministic inference: preprocessed images → centre-crop views →
 //! representations or scores, in batches, with models in inference mode
-//! (BatchNorm running statistics, no noise, no random crop). On the CPU the
-//! encoder runs on the fast kernels (see [`crate::fast`]), elsewhere on burn.
+//! (BatchNorm running statistics, no noise, no random crop), through one
+//! [`Predictor`]. On the CPU the encoder runs on the fast kernels (see
+//! [`crate::fast`]), elsewhere on burn; give burn models in inference mode
+//! (`.valid()`).
 
 use crate::batch;
 use crate::classifier::Classifier;
@@ -10,12 +12,6 @@ use crate::fast;
 use burn::prelude::*;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
-
-/// Centre-crop views of `images` as one `[n, bands, crop, crop]` tensor.
-pub fn views(images: &[&Cutout], crop: usize, device: &Device) -> Result<Tensor<4>, String> {
-    let (buf, bands) = view_values(images, crop)?;
-    Ok(batch::images(buf, images.len(), bands, crop, device))
-}
 
 /// Centre-crop views of `images`, `[n, bands, crop, crop]` row-major, and
 /// the number of bands.
@@ -33,43 +29,80 @@ fn view_values(images: &[&Cutout], crop: usize) -> Result<(Vec<f32>, usize), Str
     Ok((buf, bands))
 }
 
-/// Representations on the fast CPU kernels.
-fn embed_fast(encoder: &Encoder, images: &[&Cutout], crop: usize) -> Result<Vec<f32>, String> {
-    let (x, bands) = view_values(images, crop)?;
-    let net = fast::to_resnet(encoder);
-    if bands != net.bands() {
-        return Err(format!("images have {bands} bands, the encoder expects {}", net.bands()));
-    }
-    Ok(fast::Inference::new(&net).forward(&x, images.len(), crop, crop))
+/// How many images go through the network at once: bounds the memory of
+/// the views while keeping every thread busy.
+pub const BATCH: usize = 64;
+
+/// What runs a [`Predictor`]'s network.
+enum Engine {
+    /// The fast CPU kernels, BatchNorm folded once.
+    Fast(fast::Inference),
+    /// burn, on any device.
+    Burn(Box<Encoder>, Device),
 }
 
-/// Representations `[n × repr_dim]` (row-major) of preprocessed images.
-pub fn embed(encoder: &Encoder, images: &[&Cutout], crop: usize, device: &Device) -> Result<Vec<f32>, String> {
-    if images.is_empty() {
-        return Ok(Vec::new());
-    }
-    if fast::enabled_on(device) {
-        return embed_fast(encoder, images, crop);
-    }
-    Ok(batch::to_vec(encoder.forward(views(images, crop, device)?)))
+/// The one way to run an encoder (and optionally a classifier's Dense(1)
+/// head) for inference: weights converted and BatchNorm folded once, images
+/// batched inside, the model in inference mode (running statistics, centre
+/// crop, no noise).
+pub struct Predictor {
+    engine: Engine,
+    /// (weights, bias) of the Dense(1) head, when there is one.
+    head: Option<(Vec<f32>, f32)>,
+    bands: usize,
+    crop: usize,
 }
 
-/// Tidal-feature probabilities of preprocessed images.
-pub fn score(classifier: &Classifier, images: &[&Cutout], crop: usize, device: &Device) -> Result<Vec<f32>, String> {
-    Ok(logits(classifier, images, crop, device)?.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect())
-}
-
-/// Classifier logits of preprocessed images (the probability is their
-/// sigmoid), with the model in inference mode.
-pub fn logits(classifier: &Classifier, images: &[&Cutout], crop: usize, device: &Device) -> Result<Vec<f32>, String> {
-    if images.is_empty() {
-        return Ok(Vec::new());
+impl Predictor {
+    /// Runs `encoder` on `crop`×`crop` centre views, on `device` (the fast
+    /// kernels when the device is the CPU and they are enabled).
+    pub fn encoder(encoder: &Encoder, crop: usize, device: &Device) -> Self {
+        let bands = encoder.stem.weight.dims()[1];
+        let engine = if fast::enabled_on(device) {
+            Engine::Fast(fast::Inference::new(&fast::to_resnet(encoder)))
+        } else {
+            Engine::Burn(Box::new(encoder.clone()), device.clone())
+        };
+        Self { engine, head: None, bands, crop }
     }
-    if fast::enabled_on(device) {
-        let h = embed_fast(&classifier.encoder, images, crop)?;
+
+    /// Runs `classifier` (its encoder, then its head) likewise.
+    pub fn classifier(classifier: &Classifier, crop: usize, device: &Device) -> Self {
         let w = batch::to_vec(classifier.head.weight.val()); // [repr_dim, 1]
         let b = classifier.head.bias.as_ref().map_or(0.0, |b| batch::to_vec(b.val())[0]);
-        return Ok(h.chunks_exact(w.len()).map(|r| r.iter().zip(&w).map(|(a, b)| a * b).sum::<f32>() + b).collect());
+        Self { head: Some((w, b)), ..Self::encoder(&classifier.encoder, crop, device) }
     }
-    Ok(batch::to_vec(classifier.forward(views(images, crop, device)?)))
+
+    /// Representations `[n × repr_dim]` (row-major) of preprocessed images.
+    pub fn embed(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+        let mut out = Vec::new();
+        for chunk in images.chunks(BATCH) {
+            let (x, bands) = view_values(chunk, self.crop)?;
+            if bands != self.bands {
+                return Err(format!("images have {bands} bands, the encoder expects {}", self.bands));
+            }
+            match &self.engine {
+                Engine::Fast(net) => out.extend(net.forward(&x, chunk.len(), self.crop, self.crop)),
+                Engine::Burn(enc, device) => {
+                    out.extend(batch::to_vec(enc.forward(batch::images(x, chunk.len(), bands, self.crop, device))))
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Classifier logits (the probability is their sigmoid).
+    ///
+    /// # Panics
+    /// If the predictor was made from an encoder alone.
+    pub fn logits(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+        let (w, b) = self.head.as_ref().expect("logits need a classifier's head");
+        let h = self.embed(images)?;
+        Ok(h.chunks_exact(w.len()).map(|r| r.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + b).collect())
+    }
+
+    /// Tidal-feature probabilities.
+    pub fn scores(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+        Ok(self.logits(images)?.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect())
+    }
 }

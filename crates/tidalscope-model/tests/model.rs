@@ -195,3 +195,42 @@ fn a_few_steps_on_a_fixed_batch_lower_the_nnclr_loss() {
     }
     assert!(losses[11] < losses[0] - 0.1, "loss did not fall: {losses:?}");
 }
+
+/// Gradients of every identity block's branch (its three convolutions and
+/// the γ of the BN before its last one) for one backward pass of a loss
+/// that depends on the whole representation; max |∂L/∂w| per tensor.
+fn identity_branch_gradients(zero_gamma: bool) -> Vec<(String, f32)> {
+    let dev = cpu().autodiff();
+    dev.seed(4);
+    let enc = EncoderConfig::new().with_bands(2).with_width(0.25).with_zero_gamma(zero_gamma).init(&dev);
+    params::materialize(&enc);
+    let mut rng = Rng::new(6);
+    let x: Vec<f32> = (0..4 * 2 * 16 * 16).map(|_| rng.normal() as f32).collect();
+    let w: Vec<f32> = (0..4 * 128).map(|_| rng.normal() as f32).collect();
+    let h = enc.forward(batch::images(x, 4, 2, 16, &dev));
+    let l = (h * Tensor::<2>::from_data(TensorData::new(w, [4, 128]), &dev)).sum();
+    let grads = l.backward();
+    let max = |t: Tensor<4>| batch::to_vec(t.grad(&grads).expect("tracked")).iter().fold(0f32, |m, v| m.max(v.abs()));
+    let mut out = Vec::new();
+    for (k, b) in enc.blocks.iter().enumerate().filter(|(_, b)| b.shortcut.is_none()) {
+        out.push((format!("block {k} conv_a"), max(b.conv_a.weight.val())));
+        out.push((format!("block {k} conv_b"), max(b.conv_b.weight.val())));
+        out.push((format!("block {k} conv_c"), max(b.conv_c.weight.val())));
+        let g = batch::to_vec(b.bn_b.gamma.val().grad(&grads).expect("tracked"));
+        out.push((format!("block {k} bn_b γ"), g.iter().fold(0f32, |m, v| m.max(v.abs()))));
+    }
+    out
+}
+
+#[test]
+fn the_default_init_trains_every_identity_branch_and_the_reference_init_none() {
+    let alive = identity_branch_gradients(false);
+    assert_eq!(alive.len(), 12, "three identity blocks, four tensors each");
+    for (name, g) in &alive {
+        assert!(*g > 1e-6, "{name}: no gradient with the default init ({alive:?})");
+    }
+    // The reference's γ = 0 followed by a ReLU: exactly zero, every tensor.
+    for (name, g) in identity_branch_gradients(true) {
+        assert_eq!(g, 0.0, "{name}: the reference init should leave this branch dead");
+    }
+}

@@ -12,7 +12,8 @@
 //! demo's mocks, fine-tuning with it reached AUC 0.75 against 0.89 without.
 
 use serde::{Deserialize, Serialize};
-use tidalscope_data::augment::NoiseScale;
+use tidalscope_data::augment::{NoiseScale, ViewJitter};
+pub use tidalscope_data::normalise::SigmaRule;
 pub use tidalscope_model::fast::Kernels;
 
 /// Settings of `pretrain`.
@@ -59,6 +60,28 @@ pub struct PretrainConfig {
     /// run folders record the resolved choice.
     #[serde(default)]
     pub kernels: Kernels,
+    /// How a fresh encoder's identity blocks start.
+    #[serde(default)]
+    pub init: EncoderInit,
+    /// How σ_b of the normalisation is measured.
+    #[serde(default)]
+    pub sigma: SigmaRule,
+    /// View differences beyond the reference's flips, shift and noise.
+    #[serde(default)]
+    pub jitter: ViewJitter,
+}
+
+/// How a fresh encoder's identity blocks are initialised
+/// (see `tidalscope_model::encoder`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderInit {
+    /// Every BN γ starts at 1, so every identity branch trains.
+    #[default]
+    Trainable,
+    /// The reference's zero_gamma: identity branches output 0 and never
+    /// train. For exact reproduction of the reference.
+    Reference,
 }
 
 impl PretrainConfig {
@@ -84,6 +107,9 @@ impl PretrainConfig {
             seed: 1,
             stop_after: 0,
             kernels: Kernels::Auto,
+            init: EncoderInit::Trainable,
+            sigma: SigmaRule::Sky,
+            jitter: ViewJitter::REFERENCE,
         }
     }
 
@@ -98,6 +124,7 @@ impl PretrainConfig {
             epochs: 12,
             batch: 128,
             checkpoint_every: 50,
+            jitter: ViewJitter::strong(),
             ..Self::paper()
         }
     }
@@ -116,8 +143,8 @@ impl PretrainConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
-    /// Frozen encoder, train only Dense(1): a true linear probe on
-    /// representations computed once.
+    /// Frozen encoder, only Dense(1): a converged, cross-validated logistic
+    /// regression on representations computed once.
     Linear,
     /// Train encoder and head together (what the reference did, under the
     /// name "linear classifier").
@@ -156,13 +183,18 @@ pub enum SplitSpec {
 pub struct FinetuneConfig {
     /// Linear probe or full fine-tuning.
     pub mode: Mode,
-    /// Epochs.
+    /// Epochs (at least; fine-tuning and scratch only).
     pub epochs: usize,
+    /// Optimisation steps at least (fine-tuning and scratch: more epochs
+    /// when the labels are few).
+    #[serde(default)]
+    pub min_steps: usize,
     /// Batch size.
     pub batch: usize,
     /// Adam learning rate.
     pub lr: f64,
-    /// Keras-style L2 λ (fine-tuning only; the probe has none).
+    /// Keras-style L2 λ (fine-tuning only; the probe chooses its own by
+    /// cross-validation).
     pub weight_decay: f64,
     /// Keep only this many training labels (0 = all).
     pub labels: usize,
@@ -183,6 +215,7 @@ impl Default for FinetuneConfig {
         Self {
             mode: Mode::Linear,
             epochs: 50,
+            min_steps: 500,
             batch: 24,
             lr: 1e-3,
             weight_decay: 5e-4,

@@ -26,13 +26,11 @@ pub struct Scored {
     pub meta: Vec<String>,
 }
 
-/// Probabilities of preprocessed images, in batches of 64.
+/// Probabilities of preprocessed images.
 pub fn score(bundle: &ClassifierBundle, images: &[&Cutout], device: &Device) -> Result<Vec<f32>> {
-    let mut out = Vec::with_capacity(images.len());
-    for chunk in images.chunks(64) {
-        out.extend(infer::score(&bundle.classifier, chunk, bundle.preprocess.crop, device).map_err(TrainError::Other)?);
-    }
-    Ok(out)
+    infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device)
+        .scores(images)
+        .map_err(TrainError::Other)
 }
 
 #[derive(Serialize)]

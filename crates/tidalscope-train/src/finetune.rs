@@ -1,12 +1,26 @@
-//! The classifier: encoder + Dense(1, sigmoid), trained with binary
-//! cross-entropy and Adam on a labelled split, either as a frozen-encoder
-//! linear probe (representations computed once) or by fine-tuning
-//! everything (the reference's choice, with its augmentations).
+//! The classifier: encoder + Dense(1, sigmoid) on a labelled split, as
+//!
+//! * a **linear probe**: the frozen encoder's representations computed once,
+//!   standardised, and an L2-regularised logistic regression fitted to
+//!   convergence (Newton/IRLS) with the L2 strength chosen by stratified
+//!   cross-validation on the training labels alone — no labelled data
+//!   beyond those given is used; then folded into the Dense(1) head;
+//! * **fine-tuning** everything (the reference's choice, with its
+//!   augmentations) with binary cross-entropy and Adam, starting the head
+//!   from that probe (linear probing then fine-tuning, Kumar et al. 2022,
+//!   so the encoder is not pulled around by a random head);
+//! * **scratch**: the same architecture from random weights.
+//!
+//! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
+//! optimisation steps (more epochs when the labels are few), so 50 labels
+//! do not mean 30 steps.
 //!
 //! A run folder holds the classifier folder (`classifier.json`,
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
 //! `Train_loss.npy` and `Val_loss.npy` (per epoch, as the reference wrote
-//! them), `loss.png` and `log.txt`.
+//! them; one value each for the probe), `loss.png` (the probe: its
+//! cross-validation curve, also in `probe_cv.npy` as [λ, loss] rows) and
+//! `log.txt`.
 //!
 //! On the CPU the encoder runs on the fast kernels (`tidalscope_model::fast`)
 //! in every mode; when it trains, the Dense(1) head and the loss stay in
@@ -16,7 +30,6 @@ use crate::config::{FinetuneConfig, Kernels, Mode};
 use crate::labelled::{self, SplitRecord};
 use crate::{log_line, write_npy, write_toml, Reporter, Result, TrainError};
 use burn::module::Module;
-use burn::nn::Linear;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -24,6 +37,7 @@ use std::path::{Path, PathBuf};
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
 use tidalscope_data::split::ObjectRef;
+use tidalscope_eval::logistic::{default_grid, CvReport, Logistic};
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
@@ -58,6 +72,17 @@ fn bce(logits: Vec<f32>, labels: &[f32], device: &Device) -> f32 {
     loss::bce_with_logits(batch::vector(logits, device), batch::vector(labels.to_vec(), device)).into_scalar::<f32>()
 }
 
+/// The converged linear probe on `n` representations `x` (`[n, d]`
+/// row-major) with labels `y`: (weights, bias) of a Dense(1) head on the
+/// raw representation, and the cross-validation that chose its L2.
+pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64) -> (Vec<f32>, f32, CvReport) {
+    let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+    let y8: Vec<u8> = y.iter().map(|&v| (v > 0.5) as u8).collect();
+    let (model, report) = Logistic::fit_cv(&x64, d, &y8, &default_grid(), 5, seed);
+    let (w, b) = model.affine();
+    (w.into_iter().map(|v| v as f32).collect(), b as f32, report)
+}
+
 /// Trains a classifier from the encoder folder `encoder_dir` on `sources`
 /// (see [`labelled::make_split`]); `source_paths` are recorded in
 /// `split.json` for `evaluate`.
@@ -90,13 +115,14 @@ pub fn finetune(
     let all: Vec<ObjectRef> = splits.train.iter().chain(&splits.val).chain(&splits.test).copied().collect();
     let data = labelled::load(sources, &all, &bundle.preprocess)?;
     let msg = format!(
-        "finetune ({:?}): {} train ({} tidal), {} validation, {} test objects; {} epochs, batch {}",
+        "finetune ({:?}): {} train ({} tidal), {} validation, {} test objects; at least {} epochs and {} steps, batch {}",
         cfg.mode,
         splits.train.len(),
         splits.train.iter().filter(|o| o.label == 1).count(),
         splits.val.len(),
         splits.test.len(),
         cfg.epochs,
+        cfg.min_steps,
         cfg.batch
     );
     reporter.log(&msg);
@@ -108,52 +134,52 @@ pub fn finetune(
     let mut train_loss = Vec::with_capacity(cfg.epochs);
     let mut val_loss = Vec::with_capacity(cfg.epochs);
     let steps = splits.train.len().div_ceil(cfg.batch.max(1));
-    reporter.start("finetune", (cfg.epochs * steps) as u64);
+    // The probe has no epochs; the others run at least `min_steps` steps.
+    let epochs = match cfg.mode {
+        Mode::Linear => 0,
+        _ => cfg.epochs.max(cfg.min_steps.div_ceil(steps.max(1))),
+    };
+    if epochs != cfg.epochs && cfg.mode != Mode::Linear {
+        log_line(out, &format!("{epochs} epochs ({} steps) to reach at least {} steps", epochs * steps, cfg.min_steps));
+    }
+    reporter.start("finetune", (epochs * steps).max(1) as u64);
+    // Representations of the frozen encoder (the probe's features, and the
+    // start of fine-tuning's head).
+    let frozen = infer::Predictor::encoder(&bundle.encoder, crop, device);
+    let embed = |set: &[ObjectRef]| frozen.embed(&images(set)).map_err(TrainError::Other);
+    let d = bundle.config.repr_dim;
+    let probe = if cfg.mode == Mode::Scratch {
+        None
+    } else {
+        let (w, b, cv) = linear_probe(&embed(&splits.train)?, d, &train_y, cfg.seed);
+        let msg = format!(
+            "linear probe: L2 λ = {:.3} chosen by {}-fold cross-validation (held-out log-loss {:.4}; grid {:.0e}–{:.0e})",
+            cv.chosen,
+            cv.folds,
+            cv.loss[cv.grid.iter().position(|&g| g == cv.chosen).unwrap_or(0)],
+            cv.grid[0],
+            cv.grid[cv.grid.len() - 1]
+        );
+        reporter.log(&msg);
+        log_line(out, &msg);
+        Some((w, b, cv))
+    };
     let classifier = match cfg.mode {
         Mode::Linear => {
-            // A true linear probe: the frozen encoder's representations, once.
-            let embed = |set: &[ObjectRef]| -> Result<Vec<f32>> {
-                let imgs = images(set);
-                let mut out = Vec::with_capacity(imgs.len() * bundle.config.repr_dim);
-                for chunk in imgs.chunks(64) {
-                    out.extend(infer::embed(&bundle.encoder, chunk, crop, device).map_err(TrainError::Other)?);
-                }
-                Ok(out)
-            };
-            let d = bundle.config.repr_dim;
-            let (train_x, val_x) = (embed(&splits.train)?, embed(&splits.val)?);
-            train_device.seed(cfg.seed);
-            let mut head: Linear = ClassifierConfig::head(d, &train_device);
-            let mut optim = adam(0.0);
-            let val_t = batch::vector(val_x.clone(), device).reshape([splits.val.len(), d]);
-            for epoch in 0..cfg.epochs {
-                let mut order: Vec<usize> = (0..splits.train.len()).collect();
-                Rng::for_stream(cfg.seed, 0xF17E + epoch as u64).shuffle(&mut order);
-                let mut sum = 0.0;
-                for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {
-                    let xs: Vec<f32> = idx.iter().flat_map(|&i| train_x[i * d..(i + 1) * d].iter().copied()).collect();
-                    let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
-                    let x = batch::vector(xs, &train_device).reshape([idx.len(), d]);
-                    let logits = head.forward(x).reshape([idx.len()]);
-                    let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
-                    let grads = GradientsParams::from_grads(l.backward(), &head);
-                    sum += l.into_scalar::<f32>() * idx.len() as f32;
-                    head = optim.step(cfg.lr, head.clone(), grads);
-                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs));
-                }
-                train_loss.push(sum / splits.train.len() as f32);
-                let v = if splits.val.is_empty() {
-                    f32::NAN
-                } else {
-                    bce(batch::to_vec(head.valid().forward(val_t.clone())), &val_y, device)
-                };
-                val_loss.push(v);
-                log_line(
-                    out,
-                    &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
-                );
-            }
-            Classifier { encoder: bundle.encoder.clone(), head: head.valid() }
+            let (w, b, cv) = probe.as_ref().expect("the probe runs in linear mode");
+            let head = ClassifierConfig::head_with(w, *b, device);
+            let model = Classifier { encoder: bundle.encoder.clone(), head };
+            let predictor = infer::Predictor::classifier(&model, crop, device);
+            let logits = |set: &[ObjectRef]| predictor.logits(&images(set)).map_err(TrainError::Other);
+            train_loss.push(bce(logits(&splits.train)?, &train_y, device));
+            val_loss.push(if splits.val.is_empty() { f32::NAN } else { bce(logits(&splits.val)?, &val_y, device) });
+            log_line(out, &format!("probe: train loss {:.4}, validation loss {:.4}", train_loss[0], val_loss[0]));
+            write_npy(
+                &out.join("probe_cv.npy"),
+                &cv.grid.iter().zip(&cv.loss).flat_map(|(g, l)| [*g as f32, *l as f32]).collect::<Vec<_>>(),
+                &[cv.grid.len(), 2],
+            )?;
+            model
         }
         Mode::Finetune | Mode::Scratch => {
             train_device.seed(cfg.seed);
@@ -162,7 +188,11 @@ pub fn finetune(
             } else {
                 EncoderBundle::load(encoder_dir, &train_device)?.encoder
             };
-            let mut model = Classifier { encoder, head: ClassifierConfig::head(bundle.config.repr_dim, &train_device) };
+            let head = match &probe {
+                Some((w, b, _)) => ClassifierConfig::head_with(w, *b, &train_device),
+                None => ClassifierConfig::head(bundle.config.repr_dim, &train_device),
+            };
+            let mut model = Classifier { encoder, head };
             let mut optim = adam(cfg.weight_decay);
             // On the CPU the encoder trains on the fast kernels; the head and
             // the loss stay in burn and ∂L/∂h passes between them.
@@ -174,7 +204,7 @@ pub fn finetune(
             let sigma = bundle.preprocess.normalisation.sigma.clone();
             let train_imgs = images(&splits.train);
             let val_imgs = images(&splits.val);
-            for epoch in 0..cfg.epochs {
+            for epoch in 0..epochs {
                 let mut order: Vec<usize> = (0..splits.train.len()).collect();
                 let mut rng = Rng::for_stream(cfg.seed, 0xF17E + epoch as u64);
                 rng.shuffle(&mut order);
@@ -209,17 +239,15 @@ pub fn finetune(
                         t.step(cfg.lr as f32);
                     }
                     model = optim.step(cfg.lr, model.clone(), grads);
-                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, cfg.epochs));
+                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
                 }
                 train_loss.push(sum / splits.train.len() as f32);
                 if let Some(t) = &encoder_trainer {
                     model.encoder = fast::load_resnet(model.encoder, &t.net, &train_device);
                 }
-                let eval = model.valid();
-                let mut logits = Vec::with_capacity(val_imgs.len());
-                for chunk in val_imgs.chunks(64) {
-                    logits.extend(infer::logits(&eval, chunk, crop, device).map_err(TrainError::Other)?);
-                }
+                let logits = infer::Predictor::classifier(&model.valid(), crop, device)
+                    .logits(&val_imgs)
+                    .map_err(TrainError::Other)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);
                 log_line(
@@ -239,21 +267,52 @@ pub fn finetune(
     out_bundle.save(out)?;
     write_npy(&out.join("Train_loss.npy"), &train_loss, &[train_loss.len()])?;
     write_npy(&out.join("Val_loss.npy"), &val_loss, &[val_loss.len()])?;
-    let x: Vec<f64> = (1..=train_loss.len()).map(|e| e as f64).collect();
-    let mut axes =
-        Axes::new(format!("classifier training ({:?})", cfg.mode).to_lowercase(), "epoch", "binary cross-entropy");
-    axes.y_range = Some((
-        0.0,
-        train_loss.iter().chain(&val_loss).filter(|v| v.is_finite()).fold(0.0f32, |a, &b| a.max(b)) as f64 * 1.1 + 1e-3,
-    ));
-    line_plot(
-        &out.join("loss.png"),
-        &axes,
-        &[
-            Series::line("training loss", x.clone(), train_loss.iter().map(|&v| v as f64).collect(), PALETTE[0]),
-            Series::line("validation loss", x, val_loss.iter().map(|&v| v as f64).collect(), PALETTE[1]),
-        ],
-    )?;
+    match &probe {
+        // The probe has no epochs: its picture is the cross-validation that
+        // chose its L2 strength.
+        Some((_, _, cv)) if cfg.mode == Mode::Linear && cv.folds > 0 => {
+            let x: Vec<f64> = cv.grid.iter().map(|g| g.log10()).collect();
+            let mut axes = Axes::new(
+                format!("linear probe: {}-fold cross-validation (chosen λ = {:.3})", cv.folds, cv.chosen),
+                "log10(L2 strength λ)",
+                "held-out log-loss",
+            );
+            axes.y_range = Some((0.0, cv.loss.iter().fold(0.0f64, |a, &b| a.max(b)) * 1.1 + 1e-3));
+            let mut s = Series::line("held-out log-loss", x, cv.loss.clone(), PALETTE[0]);
+            s.markers = true;
+            line_plot(&out.join("loss.png"), &axes, &[s])?;
+        }
+        _ => {
+            let x: Vec<f64> = (1..=train_loss.len()).map(|e| e as f64).collect();
+            let mut axes = Axes::new(
+                format!("classifier training ({:?})", cfg.mode).to_lowercase(),
+                "epoch",
+                "binary cross-entropy",
+            );
+            if x.len() == 1 {
+                axes.x_range = Some((0.5, 1.5));
+            }
+            axes.y_range = Some((
+                0.0,
+                train_loss.iter().chain(&val_loss).filter(|v| v.is_finite()).fold(0.0f32, |a, &b| a.max(b)) as f64
+                    * 1.1
+                    + 1e-3,
+            ));
+            line_plot(
+                &out.join("loss.png"),
+                &axes,
+                &[
+                    Series::line(
+                        "training loss",
+                        x.clone(),
+                        train_loss.iter().map(|&v| v as f64).collect(),
+                        PALETTE[0],
+                    ),
+                    Series::line("validation loss", x, val_loss.iter().map(|&v| v as f64).collect(), PALETTE[1]),
+                ],
+            )?;
+        }
+    }
     Ok(FinetuneSummary {
         train_loss,
         val_loss,

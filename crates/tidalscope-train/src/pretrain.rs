@@ -100,7 +100,11 @@ pub struct PretrainSummary {
 
 /// Encoder settings of a pretraining configuration.
 pub fn encoder_config(cfg: &PretrainConfig, bands: usize) -> EncoderConfig {
-    EncoderConfig::new().with_bands(bands).with_width(cfg.width).with_repr_dim(cfg.repr_dim)
+    EncoderConfig::new()
+        .with_bands(bands)
+        .with_width(cfg.width)
+        .with_repr_dim(cfg.repr_dim)
+        .with_zero_gamma(cfg.init == crate::config::EncoderInit::Reference)
 }
 
 fn adam(cfg: &PretrainConfig) -> ModuleOptimizer {
@@ -360,7 +364,7 @@ pub fn pretrain(
     } else {
         let norm_source = *first;
         let k = cfg.bin;
-        let normalisation = Normaliser::fit_with(norm_source, cfg.norm_images, &|c| bin(&c, k))?;
+        let normalisation = Normaliser::fit_with(norm_source, cfg.norm_images, cfg.sigma, &|c| bin(&c, k))?;
         reporter.log(&format!("σ_b = {:?} ({})", normalisation.sigma, normalisation.provenance));
         let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation };
         train_device.seed(cfg.seed);
@@ -403,7 +407,7 @@ pub fn pretrain(
         }
         sel
     });
-    let aug = Augment::training(cfg.crop, cfg.noise);
+    let aug = Augment::training(cfg.crop, cfg.noise).with_jitter(cfg.jitter);
     let sigma = preprocess.normalisation.sigma.clone();
     let transform = |img: &Cutout| preprocess.apply(img).map_err(|e| e.to_string());
     let total_steps = cfg.epochs * steps_per_epoch;

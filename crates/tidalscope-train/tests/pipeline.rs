@@ -53,7 +53,7 @@ fn representation(dir: &Path) -> Vec<f32> {
     let img =
         tidalscope_core::Cutout::from_chw(5, 24, 24, (0..5 * 24 * 24).map(|v| ((v % 37) as f32) / 37.0).collect())
             .unwrap();
-    tidalscope_model::infer::embed(&b.encoder, &[&img], 24, &dev).unwrap()
+    tidalscope_model::infer::Predictor::encoder(&b.encoder, 24, &dev).embed(&[&img]).unwrap()
 }
 
 #[test]
@@ -140,13 +140,17 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     ] {
         assert!(dir.path().join("ok").join(f).is_file(), "{f} missing");
     }
+    // The probe is fitted, not trained by epochs: one loss value.
     let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("ok/Train_loss.npy")).unwrap();
-    assert_eq!(shape, vec![2]);
+    assert_eq!(shape, vec![1]);
 }
 
 /// The same pretraining and fine-tuning runs with the encoder on the fast
 /// CPU kernels and on burn: per-step losses and the final representations
-/// agree to float rounding as it grows over a few Adam steps.
+/// agree to float rounding as it grows over a few Adam steps. Pretraining
+/// runs only 3 steps: later, the queue's nearest neighbours (a discrete
+/// choice) may differ between two float orderings; both fine-tuning runs
+/// start from the same (fast-pretrained) encoder for the same reason.
 #[test]
 fn training_on_the_fast_kernels_follows_the_burn_path() {
     use tidalscope_train::config::{Kernels, Mode};
@@ -161,12 +165,14 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     let mut runs = Vec::new();
     for kernels in [Kernels::Fast, Kernels::Burn] {
         let out = dir.path().join(format!("{kernels:?}"));
-        pretrain::pretrain(&PretrainConfig { kernels, ..tiny() }, &[data.as_ref()], &out, &dev, false, &Quiet).unwrap();
+        let cfg = PretrainConfig { kernels, epochs: 1, ..tiny() };
+        pretrain::pretrain(&cfg, &[data.as_ref()], &out, &dev, false, &Quiet).unwrap();
         let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(config.contains(&format!("kernels = \"{}\"", format!("{kernels:?}").to_lowercase())), "{config}");
         let ft = FinetuneConfig {
             mode: Mode::Finetune,
             epochs: 2,
+            min_steps: 0,
             kernels,
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..FinetuneConfig::default()
@@ -174,7 +180,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         let src = [dir.path().join("data")];
         let s = finetune::finetune(
             &ft,
-            &out,
+            &dir.path().join("Fast"),
             &[data.as_ref()],
             &src,
             &dir.path().join(format!("ft{kernels:?}")),
@@ -194,7 +200,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     );
     eprintln!("fine-tuning train loss: fast {:?}, burn {:?}", fast.2, burn.2);
     let close = |a: f64, b: f64, tol: f64| (a - b).abs() <= tol * b.abs().max(1e-3);
-    assert_eq!(fast.0.len(), 6);
+    assert_eq!(fast.0.len(), 3);
     for (i, (a, b)) in fast.0.iter().zip(&burn.0).enumerate() {
         assert!(close(*a, *b, 1e-4), "pretraining loss at step {}: fast {a} vs burn {b}", i + 1);
     }
