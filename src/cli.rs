@@ -309,9 +309,9 @@ pub struct FinetuneArgs {
     /// Batch size.
     #[arg(long, default_value_t = 24)]
     pub batch: usize,
-    /// Adam learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Adam learning rate (default: 1e-4 for --mode finetune, 1e-3 for scratch).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,

@@ -74,7 +74,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             epochs,
             split: SplitSpec::Stratified { val: 0.1, test: 0.0 },
             seed: args.seed,
-            ..FinetuneConfig::default()
+            ..FinetuneConfig::for_mode(mode)
         };
         let rep = BarReporter::new(Some(&dir));
         let fs = tidalscope_train::finetune::finetune(

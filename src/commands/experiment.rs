@@ -241,7 +241,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                         min_steps: args.min_steps,
                         split,
                         seed,
-                        ..FinetuneConfig::default()
+                        ..FinetuneConfig::for_mode(mode)
                     };
                     eprintln!("== {m}, {n} labels, seed {seed}");
                     tidalscope_train::finetune::finetune(
@@ -557,7 +557,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     min_steps: args.min_steps,
                     split: SplitSpec::Stratified { val: 0.1, test: 0.0 },
                     seed: args.seed,
-                    ..FinetuneConfig::default()
+                    ..FinetuneConfig::for_mode(Mode::Finetune)
                 };
                 let m = dir.join("classifier");
                 tidalscope_train::finetune::finetune(

@@ -197,12 +197,12 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         min_steps: args.min_steps,
         batch: args.batch,
-        lr: args.lr,
+        lr: args.lr.unwrap_or(FinetuneConfig::default_lr(mode)),
         labels: args.labels,
         split,
         noise: args.noise.into(),
         seed: args.seed,
-        ..FinetuneConfig::default()
+        ..FinetuneConfig::for_mode(mode)
     };
     ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");
     let device = device(&args.device)?;
