@@ -147,7 +147,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let encoder = match &args.encoder {
         Some(e) => e.clone(),
         None => {
-            eprintln!("== pretrain ({:?} preset, {pre_epochs} epochs)", args.preset);
+            eprintln!("== pretrain ({} preset, {pre_epochs} epochs)", format!("{:?}", args.preset).to_lowercase());
             pretrain(&train_dir, &out.join("encoder"), args.preset, pre_epochs, args.seed, &device)?;
             out.join("encoder")
         }
@@ -432,7 +432,9 @@ fn write_labels_report(
             write!(r, "| {} |", method_name(m))?;
             for &n in counts {
                 match stats(results, m, n, f) {
-                    Some((a, s, _)) => write!(r, " {a:.3} ± {s:.3} |")?,
+                    Some((a, s, k)) if k > 1 => write!(r, " {a:.3} ± {s:.3} |")?,
+                    // One draw has no spread to show.
+                    Some((a, _, _)) => write!(r, " {a:.3} (1 draw) |")?,
                     None => write!(r, " – |")?,
                 }
             }

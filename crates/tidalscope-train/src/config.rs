@@ -3,8 +3,12 @@
 //!
 //! | preset | what | encoder | input | schedule |
 //! |---|---|---|---|---|
-//! | `paper` | the reference, exactly | width 1 (615,312 params) | 128 px → 96 px crops | 25 epochs, batch 220, queue 10,000 |
-//! | `quick` | CPU minutes | width 0.5 | 4×4-binned 128 px (32 px, 0.67″) → 24 px crops | 12 epochs, batch 128, queue 2,048 |
+//! | `paper` | the reference's network and views | width 1 (615,312 params) | 128 px → 96 px crops | 25 epochs, batch 220, queue 10,000 |
+//! | `quick` | CPU minutes | width 0.5 | 4×4-binned 128 px (32 px, 0.67″) → 24 px crops, strong view jitter | 12 epochs, batch 128, queue 2,048 |
+//!
+//! Both start identity blocks trainable ([`EncoderInit`]) and measure σ_b
+//! from the sky ([`SigmaRule::Sky`]); `init = "reference"`, `sigma =
+//! "image"` and `jitter = ViewJitter::REFERENCE` give the reference exactly.
 //!
 //! Both use the reference code's augmentation noise ([`NoiseScale::Reference`]):
 //! the paper's stated noise (1–3 σ_b in raw flux, [`NoiseScale::Physical`])
