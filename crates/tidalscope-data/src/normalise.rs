@@ -170,7 +170,9 @@ impl Normaliser {
                     SigmaRule::Image => vals.extend(img.band(b).iter().copied().filter(|v| v.is_finite())),
                     SigmaRule::Sky => {
                         frame(img.band(b), img.width(), img.height(), &mut border);
-                        vals.extend(clipped_sigma(&mut border));
+                        // A frame with no spread (masked or zero-padded edges) says
+                        // nothing about the sky: left out.
+                        vals.extend(clipped_sigma(&mut border).filter(|s| *s > 0.0 && s.is_finite()));
                     }
                 }
             }
