@@ -272,6 +272,24 @@ pub enum SigmaArg {
     Image,
 }
 
+impl From<InitArg> for tidalscope_train::config::EncoderInit {
+    fn from(i: InitArg) -> Self {
+        match i {
+            InitArg::Trainable => Self::Trainable,
+            InitArg::Reference => Self::Reference,
+        }
+    }
+}
+
+impl From<SigmaArg> for tidalscope_train::config::SigmaRule {
+    fn from(s: SigmaArg) -> Self {
+        match s {
+            SigmaArg::Sky => Self::Sky,
+            SigmaArg::Image => Self::Image,
+        }
+    }
+}
+
 /// `--jitter` of `pretrain`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JitterArg {
@@ -279,6 +297,15 @@ pub enum JitterArg {
     Reference,
     /// Also rotations, a half-crop margin, brightness and colour jitter.
     Strong,
+}
+
+impl From<JitterArg> for tidalscope_data::augment::ViewJitter {
+    fn from(j: JitterArg) -> Self {
+        match j {
+            JitterArg::Reference => Self::REFERENCE,
+            JitterArg::Strong => Self::strong(),
+        }
+    }
 }
 
 /// Arguments of `tidalscope finetune`.

@@ -1,17 +1,14 @@
 //! `pretrain`, `finetune` and `evaluate`.
 
-use crate::cli::{
-    DataArgs, EvaluateArgs, FinetuneArgs, InitArg, JitterArg, PresetArg, PretrainArgs, SigmaArg, SplitArg,
-};
+use crate::cli::{DataArgs, EvaluateArgs, FinetuneArgs, PresetArg, PretrainArgs, SplitArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::{bail, ensure, Context};
 use std::path::{Path, PathBuf};
-use tidalscope_data::augment::ViewJitter;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_model::device::DeviceKind;
-use tidalscope_train::config::{EncoderInit, FinetuneConfig, Mode, PretrainConfig, SigmaRule, SplitSpec};
+use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::evaluate::{self, Scored};
 use tidalscope_train::labelled::{self, SplitRecord};
 use tidalscope_train::Reporter;
@@ -98,27 +95,11 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
         }
         set!(epochs, batch, lr, queue_size, width, bin, crop, max_images, checkpoint_every);
-        if let Some(n) = args.noise {
-            c.noise = n.into();
+        // Typed options map onto the config's own types.
+        macro_rules! set_into {
+            ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
-        if let Some(i) = args.init {
-            c.init = match i {
-                InitArg::Trainable => EncoderInit::Trainable,
-                InitArg::Reference => EncoderInit::Reference,
-            };
-        }
-        if let Some(s) = args.sigma {
-            c.sigma = match s {
-                SigmaArg::Sky => SigmaRule::Sky,
-                SigmaArg::Image => SigmaRule::Image,
-            };
-        }
-        if let Some(j) = args.jitter {
-            c.jitter = match j {
-                JitterArg::Reference => ViewJitter::REFERENCE,
-                JitterArg::Strong => ViewJitter::strong(),
-            };
-        }
+        set_into!(noise, init, sigma, jitter);
         c.seed = args.seed;
         c.stop_after = args.stop_after;
         c

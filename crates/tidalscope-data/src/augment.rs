@@ -170,7 +170,8 @@ impl Augment {
         let j = &self.jitter;
         let transpose = self.random && j.rotations && rng.bernoulli(0.5);
         let log_uniform = |rng: &mut Rng, f: f64| if f > 0.0 { rng.range(-1.0, 1.0) * f.ln_1p() } else { 0.0 };
-        let gain = if self.random && j.rescales() { log_uniform(rng, j.flux) } else { 0.0 };
+        let rescale = self.random && j.rescales();
+        let gain = if rescale { log_uniform(rng, j.flux) } else { 0.0 };
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -194,7 +195,7 @@ impl Augment {
                     }
                 }
             }
-            if self.random && j.rescales() {
+            if rescale {
                 let k = (gain + log_uniform(rng, j.colour)).exp() as f32;
                 // v = asinh(x / 3σ_b): scaling the flux x by k is exact here.
                 for v in dst.iter_mut() {

@@ -97,12 +97,17 @@ impl Predictor {
     /// If the predictor was made from an encoder alone.
     pub fn logits(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
         let (w, b) = self.head.as_ref().expect("logits need a classifier's head");
-        let h = self.embed(images)?;
-        Ok(h.chunks_exact(w.len()).map(|r| r.iter().zip(w).map(|(a, b)| a * b).sum::<f32>() + b).collect())
+        Ok(head_logits(&self.embed(images)?, w, *b))
     }
 
     /// Tidal-feature probabilities.
     pub fn scores(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
         Ok(self.logits(images)?.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect())
     }
+}
+
+/// Logits of a Dense(1) head (`weights`, `bias`) on representations `h`
+/// (`[n × weights.len()]`, row-major).
+pub fn head_logits(h: &[f32], weights: &[f32], bias: f32) -> Vec<f32> {
+    h.chunks_exact(weights.len()).map(|r| r.iter().zip(weights).map(|(a, w)| a * w).sum::<f32>() + bias).collect()
 }

@@ -148,10 +148,11 @@ pub fn finetune(
     let frozen = infer::Predictor::encoder(&bundle.encoder, crop, device);
     let embed = |set: &[ObjectRef]| frozen.embed(&images(set)).map_err(TrainError::Other);
     let d = bundle.config.repr_dim;
+    let train_h = if cfg.mode == Mode::Scratch { Vec::new() } else { embed(&splits.train)? };
     let probe = if cfg.mode == Mode::Scratch {
         None
     } else {
-        let (w, b, cv) = linear_probe(&embed(&splits.train)?, d, &train_y, cfg.seed);
+        let (w, b, cv) = linear_probe(&train_h, d, &train_y, cfg.seed);
         let msg = format!(
             "linear probe: L2 λ = {:.3} chosen by {}-fold cross-validation (held-out log-loss {:.4}; grid {:.0e}–{:.0e})",
             cv.chosen,
@@ -167,19 +168,21 @@ pub fn finetune(
     let classifier = match cfg.mode {
         Mode::Linear => {
             let (w, b, cv) = probe.as_ref().expect("the probe runs in linear mode");
-            let head = ClassifierConfig::head_with(w, *b, device);
-            let model = Classifier { encoder: bundle.encoder.clone(), head };
-            let predictor = infer::Predictor::classifier(&model, crop, device);
-            let logits = |set: &[ObjectRef]| predictor.logits(&images(set)).map_err(TrainError::Other);
-            train_loss.push(bce(logits(&splits.train)?, &train_y, device));
-            val_loss.push(if splits.val.is_empty() { f32::NAN } else { bce(logits(&splits.val)?, &val_y, device) });
+            // The representations are those the probe was fitted on.
+            let logits = |h: &[f32]| infer::head_logits(h, w, *b);
+            train_loss.push(bce(logits(&train_h), &train_y, device));
+            val_loss.push(if splits.val.is_empty() {
+                f32::NAN
+            } else {
+                bce(logits(&embed(&splits.val)?), &val_y, device)
+            });
             log_line(out, &format!("probe: train loss {:.4}, validation loss {:.4}", train_loss[0], val_loss[0]));
             write_npy(
                 &out.join("probe_cv.npy"),
                 &cv.grid.iter().zip(&cv.loss).flat_map(|(g, l)| [*g as f32, *l as f32]).collect::<Vec<_>>(),
                 &[cv.grid.len(), 2],
             )?;
-            model
+            Classifier { encoder: bundle.encoder.clone(), head: ClassifierConfig::head_with(w, *b, device) }
         }
         Mode::Finetune | Mode::Scratch => {
             train_device.seed(cfg.seed);
