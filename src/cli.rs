@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use tidalscope_model::device::DeviceKind;
 
 /// Find tidal features (streams, shells, tails, plumes) around galaxies in
 /// deep multi-band survey images with self-supervised learning.
@@ -48,6 +49,21 @@ pub enum Command {
     /// Measure the speed of a part of tidalscope.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `--device`, shared by every command that runs a network.
+#[derive(Debug, Clone, Copy, Args)]
+pub struct DeviceArgs {
+    /// Compute device: cpu, or cuda[:N] (needs a `--features cuda` build).
+    #[arg(long = "device", default_value = "cpu")]
+    pub kind: DeviceKind,
+}
+
+impl DeviceArgs {
+    /// The burn device.
+    pub fn device(self) -> anyhow::Result<burn::prelude::Device> {
+        Ok(self.kind.device()?)
+    }
 }
 
 /// How to read an input (shared by every command that reads data).
@@ -163,9 +179,8 @@ pub struct PretrainArgs {
     /// Stop after N steps as if interrupted (for testing --resume).
     #[arg(long, hide = true, default_value_t = 0)]
     pub stop_after: usize,
-    /// Compute device: cpu, or cuda[:N] (needs a `--features cuda` build).
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// A named set of pretraining settings.
@@ -240,6 +255,8 @@ pub enum MethodArg {
     Scratch,
     /// Logistic regression on non-parametric morphology.
     Morphology,
+    /// NNCLR encoder's pooled backbone features (before its dense layers) + linear probe.
+    Backbone,
 }
 
 impl MethodArg {
@@ -250,7 +267,24 @@ impl MethodArg {
             Self::Finetune => "finetune",
             Self::Scratch => "scratch",
             Self::Morphology => "morphology",
+            Self::Backbone => "backbone",
         }
+    }
+
+    /// The name used in reports and plots.
+    pub fn title(self) -> &'static str {
+        match self {
+            Self::Linear => "NNCLR + linear probe",
+            Self::Finetune => "NNCLR + fine-tuning",
+            Self::Scratch => "supervised from scratch",
+            Self::Morphology => "morphology + logistic regression",
+            Self::Backbone => "NNCLR backbone + linear probe",
+        }
+    }
+
+    /// Whether each label draw trains a network (costly: fewer draws).
+    pub fn trains_network(self) -> bool {
+        matches!(self, Self::Finetune | Self::Scratch)
     }
 }
 
@@ -355,9 +389,8 @@ pub struct FinetuneArgs {
     /// Seed of the split, initialisation and shuffling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Which objects `evaluate` scores.
@@ -391,9 +424,8 @@ pub struct EvaluateArgs {
     /// Score above which an object is called tidal (confusion matrix).
     #[arg(long, default_value_t = 0.5)]
     pub threshold: f64,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Arguments of `tidalscope demo`.
@@ -421,9 +453,8 @@ pub struct DemoArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Arguments of `tidalscope predict`.
@@ -447,9 +478,8 @@ pub struct PredictArgs {
     /// Objects decoded and scored together.
     #[arg(long, default_value_t = 256)]
     pub chunk: usize,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -476,9 +506,8 @@ pub struct EmbedArgs {
     /// Objects decoded and embedded together.
     #[arg(long, default_value_t = 256)]
     pub chunk: usize,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -506,9 +535,8 @@ pub struct SearchArgs {
     /// HNSW search breadth with --approximate (larger: better recall, slower).
     #[arg(long, default_value_t = 128)]
     pub ef: usize,
-    /// Compute device for embedding query files: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Arguments of `tidalscope import-keras`.
@@ -743,9 +771,8 @@ pub struct ExperimentLabelsArgs {
     /// Optimisation steps of fine-tuning and from-scratch training, at least.
     #[arg(long, default_value_t = 500)]
     pub min_steps: usize,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Arguments of `tidalscope experiment recovery`.
@@ -787,9 +814,8 @@ pub struct ExperimentRecoveryArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// Benchmarks.
@@ -865,9 +891,8 @@ pub struct BenchEncoderArgs {
     /// Timed steps of each kind (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,
-    /// Compute device: cpu, or cuda[:N].
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[command(flatten)]
+    pub device: DeviceArgs,
     /// Which implementation to time on the CPU: `fast` (tidalscope's
     /// kernels, what the commands use), `burn` (burn's flex backend, the
     /// plain path) or `both`. A GPU always runs burn.

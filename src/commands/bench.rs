@@ -95,10 +95,11 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
     let before = peak_rss_mb();
     let t0 = std::time::Instant::now();
     let mut seen = 0usize;
-    tidalscope_data::loader::for_each_batch(&[source.as_ref()], None, &transform, cfg, |b| {
-        seen += b.len();
-        Ok(())
-    })?;
+    let std::ops::ControlFlow::Continue(()) =
+        tidalscope_data::loader::for_each_batch(&[source.as_ref()], None, &transform, cfg, |b| {
+            seen += b.len();
+            std::ops::ControlFlow::<std::convert::Infallible>::Continue(())
+        })?;
     let secs = t0.elapsed().as_secs_f64();
     anyhow::ensure!(seen == n, "read {seen} of {n} images");
     let peak = peak_rss_mb();
@@ -124,7 +125,7 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
 pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     use tidalscope_model::{fast, params, EncoderConfig};
     anyhow::ensure!(args.steps > 0 && args.batch > 0, "--steps and --batch must be at least 1");
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let on_cpu = device == burn::prelude::Device::flex();
     let cfg = EncoderConfig::new().with_bands(args.bands).with_width(args.width);
     device.seed(1);
@@ -146,7 +147,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         counts.trainable,
         flops / 1e9,
         args.steps,
-        args.device,
+        args.device.kind,
         rayon::current_num_threads()
     );
     let peak = on_cpu.then(|| {

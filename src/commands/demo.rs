@@ -29,7 +29,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let mut timings: Vec<(String, f64)> = Vec::new();
     let stage = |name: &str| eprintln!("== {name}");
 
@@ -113,7 +113,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         n: usize,
         n_test: usize,
         seed: u64,
-        device: &'a str,
+        device: String,
         pretrain: &'a PretrainConfig,
         finetune_epochs: usize,
         finetune_all_epochs: usize,
@@ -124,7 +124,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             n: args.n,
             n_test: args.n_test,
             seed: args.seed,
-            device: &args.device,
+            device: args.device.kind.to_string(),
             pretrain: &cfg,
             finetune_epochs: args.finetune_epochs,
             finetune_all_epochs: args.finetune_all_epochs,

@@ -15,13 +15,17 @@ use crate::progress::BarReporter;
 use anyhow::{ensure, Context};
 use burn::prelude::Device;
 use rayon::prelude::*;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
+use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bin};
-use tidalscope_model::bundle::ClassifierBundle;
+use tidalscope_io::source::Source;
+use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
+use tidalscope_model::infer::{head_logits, Layer, Predictor};
 use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
 
 fn pretrain(
@@ -72,7 +76,7 @@ fn score(model: &Path, set: &EvalSet, device: &Device) -> anyhow::Result<Vec<f64
         set.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
     let refs: Vec<&Cutout> = pre.iter().collect();
     let predictor = tidalscope_model::infer::Predictor::classifier(&b.classifier, b.preprocess.crop, device);
-    Ok(predictor.scores(&refs).map_err(anyhow::Error::msg)?.into_iter().map(f64::from).collect())
+    Ok(predictor.scores(&refs)?.into_iter().map(f64::from).collect())
 }
 
 /// The g+r+i image (or all bands, when fewer) that morphology is measured on.
@@ -92,11 +96,9 @@ fn morphology(images: &[&Cutout]) -> Vec<f64> {
         .collect()
 }
 
-#[derive(serde::Serialize)]
 struct LabelsResult {
-    method: &'static str,
+    method: MethodArg,
     labels: usize,
-    seed: u64,
     auc: f64,
     completeness_22: f64,
     completeness_10: f64,
@@ -104,14 +106,62 @@ struct LabelsResult {
     seconds: f64,
 }
 
-const METHODS: [&str; 4] = ["linear", "finetune", "scratch", "morphology"];
+/// Pooled backbone features of every labelled training object and of the
+/// test set, computed once for all label draws.
+struct BackboneFeatures {
+    dim: usize,
+    /// Feature row of each labelled training object, by record index.
+    rows: HashMap<usize, usize>,
+    train: Vec<f32>,
+    test: Vec<f32>,
+}
 
-fn method_name(m: &str) -> &'static str {
-    match m {
-        "linear" => "NNCLR + linear probe",
-        "finetune" => "NNCLR + fine-tuning",
-        "scratch" => "supervised from scratch",
-        _ => "morphology + logistic regression",
+/// How many training images are held in memory at once while their
+/// features are computed.
+const FEATURE_PART: usize = 4096;
+
+fn backbone_features(
+    encoder: &Path,
+    train: &dyn Source,
+    test: &EvalSet,
+    device: &Device,
+) -> anyhow::Result<BackboneFeatures> {
+    let b = EncoderBundle::load(encoder, device)?;
+    let predictor = Predictor::encoder(&b.encoder, b.preprocess.crop, device);
+    let objects: Vec<ObjectRef> = train
+        .labels()?
+        .into_iter()
+        .enumerate()
+        .filter_map(|(index, l)| l.map(|label| ObjectRef { source: 0, index, label }))
+        .collect();
+    let mut rows = HashMap::with_capacity(objects.len());
+    let mut features = Vec::new();
+    for part in objects.chunks(FEATURE_PART) {
+        let loaded = tidalscope_train::labelled::load(&[train], part, &b.preprocess)?;
+        let images: Vec<&Cutout> = part.iter().map(|o| &loaded[o].image).collect();
+        features.extend(predictor.features(&images, Layer::Pooled)?);
+        for o in part {
+            rows.insert(o.index, rows.len());
+        }
+    }
+    let pre: Vec<Cutout> =
+        test.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
+    let test = predictor.features(&pre.iter().collect::<Vec<_>>(), Layer::Pooled)?;
+    let dim = test.len() / pre.len().max(1);
+    Ok(BackboneFeatures { dim, rows, train: features, test })
+}
+
+impl BackboneFeatures {
+    /// Test-set scores of the linear probe fitted on `objects`.
+    fn probe(&self, objects: &[ObjectRef], seed: u64) -> anyhow::Result<Vec<f64>> {
+        let mut x = Vec::with_capacity(objects.len() * self.dim);
+        for o in objects {
+            let row = *self.rows.get(&o.index).context("a drawn object has no features")?;
+            x.extend_from_slice(&self.train[row * self.dim..(row + 1) * self.dim]);
+        }
+        let y: Vec<f32> = objects.iter().map(|o| o.label as f32).collect();
+        let (w, b, _) = tidalscope_train::finetune::linear_probe(&x, self.dim, &y, seed);
+        Ok(head_logits(&self.test, &w, b).into_iter().map(|l| 1.0 / (1.0 + (-f64::from(l)).exp())).collect())
     }
 }
 
@@ -119,11 +169,10 @@ fn method_name(m: &str) -> &'static str {
 pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
-    let methods: Vec<String> = args.methods.iter().map(|m| m.name().to_string()).collect();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let q = args.quick;
     // The CPU protocol: thousands of mocks and over a thousand pretraining
     // steps with a queue (2048) well below the data set; many label draws
@@ -192,74 +241,86 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         .map(String::from),
     )?;
     let runs = out.join("runs");
+    let backbone = if args.methods.contains(&MethodArg::Backbone) {
+        eprintln!("== pooled backbone features of the training and test sets");
+        Some(backbone_features(&encoder, train_src.as_ref(), &test, &device)?)
+    } else {
+        None
+    };
     for &n in &counts {
         for seed in args.seed..args.seed + seeds as u64 {
-            for m in &methods {
-                if matches!(m.as_str(), "finetune" | "scratch") && seed >= args.seed + trained_seeds as u64 {
+            for &m in &args.methods {
+                if m.trains_network() && seed >= args.seed + trained_seeds as u64 {
                     continue;
                 }
                 let t = std::time::Instant::now();
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
-                let scores = if m == "morphology" {
-                    let splits = tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed)?;
-                    // Trained on the same 90% the networks train on.
-                    let sel: Vec<_> = splits.train.clone();
-                    let imgs: Vec<Cutout> = {
-                        let wanted: std::collections::HashMap<usize, usize> =
-                            sel.iter().enumerate().map(|(k, o)| (o.index, k)).collect();
-                        let mut v: Vec<Option<Cutout>> = vec![None; sel.len()];
-                        for rec in train_src.records(0)? {
-                            let rec = rec?;
-                            if let Some(&k) = wanted.get(&rec.index) {
-                                v[k] = Some(rec.pixels.load()?);
+                // Every method trains on the same 90% of the drawn labels.
+                let draw = || tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed);
+                let scores = match m {
+                    MethodArg::Morphology => {
+                        let sel = draw()?.train;
+                        let imgs: Vec<Cutout> = {
+                            let wanted: HashMap<usize, usize> =
+                                sel.iter().enumerate().map(|(k, o)| (o.index, k)).collect();
+                            let mut v: Vec<Option<Cutout>> = vec![None; sel.len()];
+                            for rec in train_src.records(0)? {
+                                let rec = rec?;
+                                if let Some(&k) = wanted.get(&rec.index) {
+                                    v[k] = Some(rec.pixels.load()?);
+                                }
                             }
-                        }
-                        v.into_iter()
-                            .map(|c| c.context("object missing from the training set"))
-                            .collect::<anyhow::Result<_>>()?
-                    };
-                    let x = morphology(&imgs.iter().collect::<Vec<_>>());
-                    let y: Vec<u8> = sel.iter().map(|o| o.label).collect();
-                    let model = tidalscope_eval::logistic::Logistic::fit(
-                        &x,
-                        tidalscope_eval::morphology::FEATURE_NAMES.len(),
-                        &y,
-                        1.0,
-                    );
-                    model.predict(&test_morph)
-                } else {
-                    let mode = match m.as_str() {
-                        "linear" => Mode::Linear,
-                        "finetune" => Mode::Finetune,
-                        _ => Mode::Scratch,
-                    };
-                    let dir = runs.join(format!("{m}-{n}-seed{seed}"));
-                    let cfg = FinetuneConfig {
-                        mode,
-                        labels: n,
-                        epochs: ft_epochs,
-                        min_steps: args.min_steps,
-                        split,
-                        seed,
-                        ..FinetuneConfig::for_mode(mode)
-                    };
-                    eprintln!("== {m}, {n} labels, seed {seed}");
-                    tidalscope_train::finetune::finetune(
-                        &cfg,
-                        &encoder,
-                        &[train_src.as_ref()],
-                        std::slice::from_ref(&train_dir),
-                        &dir,
-                        &device,
-                        &BarReporter::quiet(Some(&dir)),
-                    )?;
-                    score(&dir, &test, &device)?
+                            v.into_iter()
+                                .map(|c| c.context("object missing from the training set"))
+                                .collect::<anyhow::Result<_>>()?
+                        };
+                        let x = morphology(&imgs.iter().collect::<Vec<_>>());
+                        let y: Vec<u8> = sel.iter().map(|o| o.label).collect();
+                        let model = tidalscope_eval::logistic::Logistic::fit(
+                            &x,
+                            tidalscope_eval::morphology::FEATURE_NAMES.len(),
+                            &y,
+                            1.0,
+                        );
+                        model.predict(&test_morph)
+                    }
+                    MethodArg::Backbone => {
+                        let f = backbone.as_ref().expect("computed when the method is asked for");
+                        f.probe(&draw()?.train, seed)?
+                    }
+                    MethodArg::Linear | MethodArg::Finetune | MethodArg::Scratch => {
+                        let mode = match m {
+                            MethodArg::Linear => Mode::Linear,
+                            MethodArg::Finetune => Mode::Finetune,
+                            _ => Mode::Scratch,
+                        };
+                        let dir = runs.join(format!("{}-{n}-seed{seed}", m.name()));
+                        let cfg = FinetuneConfig {
+                            mode,
+                            labels: n,
+                            epochs: ft_epochs,
+                            min_steps: args.min_steps,
+                            split: split.clone(),
+                            seed,
+                            ..FinetuneConfig::for_mode(mode)
+                        };
+                        eprintln!("== {}, {n} labels, seed {seed}", m.name());
+                        tidalscope_train::finetune::finetune(
+                            &cfg,
+                            &encoder,
+                            &[train_src.as_ref()],
+                            std::slice::from_ref(&train_dir),
+                            &dir,
+                            &device,
+                            &BarReporter::quiet(Some(&dir)),
+                        )?;
+                        score(&dir, &test, &device)?
+                    }
                 };
                 let (s, _, _) = Summary::compute(&scores, &test.labels, 0.5)?;
                 let r = LabelsResult {
-                    method: METHODS.iter().find(|x| **x == m.as_str()).expect("checked"),
+                    method: m,
                     labels: n,
-                    seed,
                     auc: s.auc,
                     completeness_22: s.completeness_at_22pct_fpr,
                     completeness_10: s
@@ -271,12 +332,13 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                     seconds: t.elapsed().as_secs_f64(),
                 };
                 eprintln!(
-                    "   {m:<10} {n:>4} labels seed {seed}: AUC {:.3}, completeness {:.1}% at 22% FPR",
+                    "   {:<10} {n:>4} labels seed {seed}: AUC {:.3}, completeness {:.1}% at 22% FPR",
+                    m.name(),
                     r.auc,
                     100.0 * r.completeness_22
                 );
                 csv.row(&[
-                    r.method.to_string(),
+                    r.method.name().to_string(),
                     n.to_string(),
                     seed.to_string(),
                     format!("{:.4}", r.auc),
@@ -291,7 +353,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     }
     csv.finish()?;
     let total = t_all.elapsed().as_secs_f64();
-    plot_labels(out, &methods, &counts, &results)?;
+    plot_labels(out, &args.methods, &counts, &results)?;
     write_labels_report(out, &args, &counts, &dropped, (seeds, trained_seeds), &results, total, n_train, n_test)?;
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
@@ -303,7 +365,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         seeds: usize,
         trained_seeds: usize,
         first_seed: u64,
-        methods: &'a [String],
+        methods: Vec<&'static str>,
         pretrain_epochs: usize,
         finetune_epochs: usize,
         finetune_min_steps: usize,
@@ -317,7 +379,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         seeds,
         trained_seeds,
         first_seed: args.seed,
-        methods: &methods,
+        methods: args.methods.iter().map(|m| m.name()).collect(),
         pretrain_epochs: pre_epochs,
         finetune_epochs: ft_epochs,
         finetune_min_steps: args.min_steps,
@@ -335,7 +397,7 @@ fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, sd)
 }
 
-fn stats(results: &[LabelsResult], m: &str, n: usize, f: fn(&LabelsResult) -> f64) -> Option<(f64, f64, usize)> {
+fn stats(results: &[LabelsResult], m: MethodArg, n: usize, f: fn(&LabelsResult) -> f64) -> Option<(f64, f64, usize)> {
     let v: Vec<f64> = results.iter().filter(|r| r.method == m && r.labels == n).map(f).collect();
     (!v.is_empty()).then(|| {
         let (a, b) = mean_sd(&v);
@@ -343,7 +405,7 @@ fn stats(results: &[LabelsResult], m: &str, n: usize, f: fn(&LabelsResult) -> f6
     })
 }
 
-fn plot_labels(out: &Path, methods: &[String], counts: &[usize], results: &[LabelsResult]) -> anyhow::Result<()> {
+fn plot_labels(out: &Path, methods: &[MethodArg], counts: &[usize], results: &[LabelsResult]) -> anyhow::Result<()> {
     for (file, title, ylabel, f) in [
         (
             "auc_vs_labels.png",
@@ -364,10 +426,10 @@ fn plot_labels(out: &Path, methods: &[String], counts: &[usize], results: &[Labe
             .map(|(k, m)| {
                 let pts: Vec<(f64, f64, f64)> = counts
                     .iter()
-                    .filter_map(|&n| stats(results, m, n, f).map(|(a, s, _)| ((n as f64).log10(), a, s)))
+                    .filter_map(|&n| stats(results, *m, n, f).map(|(a, s, _)| ((n as f64).log10(), a, s)))
                     .collect();
                 let mut s = Series::line(
-                    method_name(m),
+                    m.title(),
                     pts.iter().map(|p| p.0).collect(),
                     pts.iter().map(|p| p.1).collect(),
                     PALETTE[k % PALETTE.len()],
@@ -416,7 +478,7 @@ fn write_labels_report(
             "Requested label counts {dropped:?} were left out: the training data has too few labels of one class.\n"
         )?;
     }
-    writeln!(r, "Methods: NNCLR encoder + linear probe (frozen); NNCLR encoder + fine-tuning; the same architecture trained supervised from random weights; logistic regression on eight non-parametric morphology measures (asymmetry, outer asymmetry, shape asymmetry, concentration, Gini, M20, smoothness, outer flux fraction) of the g+r+i image.\n")?;
+    writeln!(r, "Methods: NNCLR encoder + linear probe (frozen, on the 128-number representation); NNCLR encoder + fine-tuning; the same architecture trained supervised from random weights; logistic regression on eight non-parametric morphology measures (asymmetry, outer asymmetry, shape asymmetry, concentration, Gini, M20, smoothness, outer flux fraction) of the g+r+i image; and, when asked for, a linear probe on the encoder's pooled backbone features (before its dense layers).\n")?;
     for (title, f) in [
         ("AUC", (|x: &LabelsResult| x.auc) as fn(&LabelsResult) -> f64),
         ("Completeness at 22% contamination (FPR)", |x: &LabelsResult| x.completeness_22),
@@ -428,8 +490,8 @@ fn write_labels_report(
         }
         writeln!(r)?;
         writeln!(r, "|---|{}", "---|".repeat(counts.len()))?;
-        for m in args.methods.iter().map(|m| m.name()) {
-            write!(r, "| {} |", method_name(m))?;
+        for &m in &args.methods {
+            write!(r, "| {} |", m.title())?;
             for &n in counts {
                 match stats(results, m, n, f) {
                     Some((a, s, k)) if k > 1 => write!(r, " {a:.3} ± {s:.3} |")?,
@@ -527,7 +589,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let q = args.quick;
     let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
     let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });

@@ -11,18 +11,18 @@ use crate::cli::{EmbedArgs, PredictArgs, SearchArgs, SourceArgs};
 use crate::manifest::Manifest;
 use crate::progress;
 use anyhow::{bail, ensure, Context};
-use rayon::prelude::*;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
+use tidalscope_data::stream::stream_prepared;
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
-use tidalscope_io::source::{Catalog, Source};
+use tidalscope_io::embeddings::{EmbeddingInfo, Embeddings, EmbeddingsWriter, IdRow};
+use tidalscope_io::source::Catalog;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer;
 
@@ -46,66 +46,6 @@ pub fn shard_range(len: usize, shard: Option<(usize, usize)>) -> Range<usize> {
     }
 }
 
-/// An object ready for a model.
-struct Prepared {
-    index: usize,
-    id: String,
-    label: Option<u8>,
-    meta: Vec<String>,
-    image: Cutout,
-}
-
-/// An object that could not be prepared.
-struct Failed {
-    id: String,
-    file: String,
-    reason: String,
-}
-
-/// Streams `range` of `source` in chunks, decoding and preprocessing each
-/// chunk in parallel; calls `f` with the chunk's good objects and failures,
-/// both in input order.
-fn stream_prepared(
-    source: &dyn Source,
-    range: Range<usize>,
-    preprocess: &Preprocess,
-    chunk: usize,
-    bar: &indicatif::ProgressBar,
-    mut f: impl FnMut(Vec<Prepared>, Vec<Failed>) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
-    let mut records = source.records(range.start)?.take(range.len());
-    loop {
-        let mut batch = Vec::with_capacity(chunk);
-        for rec in records.by_ref().take(chunk.max(1)) {
-            // A record error means the stream itself is unreadable from here.
-            batch.push(rec.with_context(|| format!("reading {}", source.info().path.display()))?);
-        }
-        if batch.is_empty() {
-            return Ok(());
-        }
-        let n = batch.len();
-        let results: Vec<Result<Prepared, Failed>> = batch
-            .into_par_iter()
-            .map(|r| {
-                let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
-                let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
-                let raw = r.pixels.load().map_err(|e| fail(e.to_string()))?;
-                let (image, _) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
-                Ok(Prepared { index, id: id.clone(), label, meta, image })
-            })
-            .collect();
-        let (mut ok, mut bad) = (Vec::new(), Vec::new());
-        for r in results {
-            match r {
-                Ok(p) => ok.push(p),
-                Err(e) => bad.push(e),
-            }
-        }
-        f(ok, bad)?;
-        bar.inc(n as u64);
-    }
-}
-
 fn errors_writer(path: &Path) -> anyhow::Result<CsvWriter> {
     Ok(CsvWriter::create(path, &["id", "file", "reason"])?)
 }
@@ -124,7 +64,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
     let shard = parse_shard(args.shard.as_deref())?;
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let bundle = ClassifierBundle::load(&args.model, &device)?;
     let source = super::open_source(&args.data, &args.source, None)?;
     let info = source.info().clone();
@@ -150,7 +90,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let bar = progress::bar(range.len() as u64, "predict", "objects");
     let (mut scored, mut failed) = (0usize, 0usize);
     let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
-    stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, &bar, |ok, bad| {
+    stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, |ok, bad| {
+        bar.inc((ok.len() + bad.len()) as u64);
         for b in &bad {
             errors.row([&b.id, &b.file, &b.reason])?;
         }
@@ -169,7 +110,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             out.row(&row)?;
         }
         scored += ok.len();
-        Ok(())
+        anyhow::Ok(())
     })?;
     bar.finish_and_clear();
     out.finish()?;
@@ -200,20 +141,6 @@ fn partial_failure(failed: usize, total: usize, errors: &Path) -> anyhow::Result
     Ok(())
 }
 
-/// What `embed` records so `search` can find the images and the encoder.
-#[derive(Debug, Serialize, Deserialize)]
-struct EmbeddingInfo {
-    encoder: PathBuf,
-    data: PathBuf,
-    format: Option<String>,
-    layout: String,
-    image_key: String,
-    cycle_length: Option<usize>,
-    shard: Option<String>,
-    count: usize,
-    dim: usize,
-}
-
 /// The encoder and preprocessing of an encoder folder or a classifier folder.
 fn load_encoder(dir: &Path, device: &burn::prelude::Device) -> anyhow::Result<(tidalscope_model::Encoder, Preprocess)> {
     if EncoderBundle::is_bundle(dir) {
@@ -232,26 +159,19 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
     let shard = parse_shard(args.shard.as_deref())?;
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let (encoder, preprocess) = load_encoder(&args.encoder, &device)?;
     let source = super::open_source(&args.data, &args.source, None)?;
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
-    std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
-    let mut header = vec!["index".to_string(), "id".to_string(), "label".to_string()];
-    header.extend(info.meta_columns.iter().cloned());
-    let mut ids = CsvWriter::create(&args.out.join("ids.csv"), &header)?;
+    let mut writer = EmbeddingsWriter::create(&args.out, &info.meta_columns)?;
     let errors_path = args.out.join("errors.csv");
     let mut errors = errors_writer(&errors_path)?;
-    // Rows go to a scratch file first: the .npy header needs the final count.
-    let raw_path = args.out.join(format!(".embeddings.raw{}", std::process::id()));
-    let mut raw = std::io::BufWriter::new(
-        std::fs::File::create(&raw_path).with_context(|| format!("creating {}", raw_path.display()))?,
-    );
     let bar = progress::bar(range.len() as u64, "embed", "objects");
-    let (mut rows, mut failed, mut dim) = (0usize, 0usize, 0usize);
+    let (mut rows, mut failed) = (0usize, 0usize);
     let predictor = infer::Predictor::encoder(&encoder, preprocess.crop, &device);
-    let result = stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, &bar, |ok, bad| {
+    stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, |ok, bad| {
+        bar.inc((ok.len() + bad.len()) as u64);
         for b in &bad {
             errors.row([&b.id, &b.file, &b.reason])?;
         }
@@ -263,43 +183,13 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let reps = predictor
             .embed(&images)
             .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
-        dim = reps.len() / images.len();
-        for v in &reps {
-            raw.write_all(&v.to_le_bytes())?;
-        }
-        for p in &ok {
-            let mut row = vec![p.index.to_string(), p.id.clone(), p.label.map(|l| l.to_string()).unwrap_or_default()];
-            row.extend(p.meta.iter().cloned());
-            ids.row(&row)?;
-        }
+        let objects: Vec<IdRow> =
+            ok.iter().map(|p| IdRow { index: p.index, id: &p.id, label: p.label, meta: &p.meta }).collect();
+        writer.push(&reps, &objects)?;
         rows += ok.len();
-        Ok(())
-    });
+        anyhow::Ok(())
+    })?;
     bar.finish_and_clear();
-    let finish = || -> anyhow::Result<()> {
-        result?;
-        raw.flush()?;
-        let dim = if dim == 0 { 128 } else { dim };
-        let mut npy = tidalscope_io::npy::NpyWriter::create(&args.out.join("embeddings.npy"), &[rows, dim])?;
-        let mut f = std::fs::File::open(&raw_path)?;
-        let mut buf = vec![0u8; dim * 4 * 1024];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            let vals: Vec<f32> =
-                buf[..n].chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().expect("4 bytes"))).collect();
-            npy.write(&vals)?;
-        }
-        npy.finish()?;
-        Ok(())
-    };
-    let finished = finish();
-    let _ = std::fs::remove_file(&raw_path);
-    finished?;
-    ids.finish()?;
-    errors.finish()?;
     let emb = EmbeddingInfo {
         encoder: std::fs::canonicalize(&args.encoder).unwrap_or(args.encoder.clone()),
         data: std::fs::canonicalize(&args.data).unwrap_or(args.data.clone()),
@@ -308,10 +198,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         image_key: args.source.image_key.clone(),
         cycle_length: args.source.cycle_length,
         shard: args.shard.clone(),
-        count: rows,
-        dim: if dim == 0 { 128 } else { dim },
+        count: 0,
+        dim: 0,
     };
-    tidalscope_io::atomic::write(&args.out.join("embedding.json"), serde_json::to_string_pretty(&emb)?.as_bytes())?;
+    // With nothing embedded the array is [0, D]: D of the representation.
+    writer.finish(emb, encoder.dense2.weight.dims()[1])?;
+    errors.finish()?;
     if args.color_by != "none" && rows > 1 {
         projection_plot(&args.out, &args.color_by)?;
     }
@@ -335,7 +227,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
 /// `projection.png`: the first two principal components of the
 /// representations, coloured by a column of ids.csv.
 fn projection_plot(dir: &Path, column: &str) -> anyhow::Result<()> {
-    let (shape, rows) = tidalscope_io::npy::read_f32(&dir.join("embeddings.npy"))?;
+    let (shape, rows) = tidalscope_io::npy::read_f32(&dir.join(tidalscope_io::embeddings::VECTORS))?;
     let d = shape[1];
     let ids = Catalog::read(&dir.join("ids.csv"))?;
     let col = ids.require(column)?;
@@ -387,26 +279,9 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     ensure!(args.k > 0, "--k must be at least 1");
     let dir = &args.embeddings;
-    let info_path = dir.join("embedding.json");
-    let text = std::fs::read_to_string(&info_path)
-        .with_context(|| format!("{} is not an embed folder: reading embedding.json", dir.display()))?;
-    let info: EmbeddingInfo = serde_json::from_str(&text).with_context(|| info_path.display().to_string())?;
-    let (shape, mut rows) = tidalscope_io::npy::read_f32(&dir.join("embeddings.npy"))?;
-    ensure!(
-        shape.len() == 2 && shape[1] > 0,
-        "{}: expected [N, D] embeddings with D ≥ 1, got {shape:?}",
-        dir.join("embeddings.npy").display()
-    );
-    let d = shape[1];
+    let Embeddings { info, dim: d, vectors: mut rows, ids } = Embeddings::read(dir)?;
+    let n_rows = ids.rows.len();
     normalise_rows(&mut rows, d);
-    let ids = Catalog::read(&dir.join("ids.csv"))?;
-    ensure!(
-        ids.rows.len() == shape[0],
-        "{}: {} rows for {} embeddings",
-        dir.join("ids.csv").display(),
-        ids.rows.len(),
-        shape[0]
-    );
     let id_col = ids.require("id")?;
     let index_col = ids.require("index")?;
     let by_id: HashMap<&str, usize> =
@@ -417,7 +292,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         image_key: info.image_key.clone(),
         cycle_length: info.cycle_length,
     };
-    let device = super::train::device(&args.device)?;
+    let device = args.device.device()?;
     let mut encoder: Option<(tidalscope_model::Encoder, Preprocess)> = None;
     let mut queries: Vec<Query> = Vec::new();
     for q in &args.query {
@@ -440,7 +315,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
             let raw = rec.pixels.load()?;
             let (img, _) = pre.apply(&raw).with_context(|| format!("query {q}"))?;
-            let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img]).map_err(anyhow::Error::msg)?;
+            let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img])?;
             ensure!(v.len() == d, "query {q}: the encoder gives {} numbers, the embeddings have {d}", v.len());
             normalise_rows(&mut v, d);
             queries.push(Query { name: q.clone(), vector: v, row: None, image: Some(raw) });
@@ -459,7 +334,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     let index = args.approximate.then(|| {
         let t = std::time::Instant::now();
         let index = tidalscope_eval::search::AnnIndex::build(&rows, d, Default::default());
-        eprintln!("built an HNSW index over {} embeddings in {:.1} s", shape[0], t.elapsed().as_secs_f64());
+        eprintln!("built an HNSW index over {n_rows} embeddings in {:.1} s", t.elapsed().as_secs_f64());
         index
     });
     for q in &queries {
@@ -527,7 +402,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             &args.out.join("mosaic.png"),
             &tiles,
             columns,
-            &format!("nearest neighbours in representation space ({} embeddings)", shape[0]),
+            &format!("nearest neighbours in representation space ({n_rows} embeddings)"),
         )?;
     }
     #[derive(Serialize)]
@@ -556,7 +431,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         queries.len(),
         if queries.len() == 1 { "y" } else { "ies" },
         args.k,
-        shape[0],
+        n_rows,
         search_secs,
         args.out.display()
     );

@@ -7,17 +7,9 @@ use anyhow::{bail, ensure, Context};
 use std::path::{Path, PathBuf};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::ClassifierBundle;
-use tidalscope_model::device::DeviceKind;
 use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
-use tidalscope_train::evaluate::{self, Scored};
-use tidalscope_train::labelled::{self, SplitRecord};
-use tidalscope_train::Reporter;
-
-/// The compute device named on the command line.
-pub fn device(name: &str) -> anyhow::Result<burn::prelude::Device> {
-    let kind: DeviceKind = name.parse().map_err(anyhow::Error::msg)?;
-    kind.device().map_err(anyhow::Error::msg)
-}
+use tidalscope_train::evaluate::{self, LabelsFrom};
+use tidalscope_train::labelled::SplitRecord;
 
 /// Opened data sources with their paths.
 pub struct OpenedData {
@@ -113,7 +105,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         "give training data with --data or --unlabelled/--tidal"
     );
     let OpenedData { sources, paths, .. } = open_data(&args.data)?;
-    let device = device(&args.device)?;
+    let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
     let t0 = std::time::Instant::now();
@@ -122,13 +114,13 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
         data: Vec<String>,
-        device: &'a str,
+        device: String,
         resumed: bool,
         pretrain: &'a PretrainConfig,
     }
     let resolved = Resolved {
         data: paths.iter().map(|p| p.display().to_string()).collect(),
-        device: &args.device,
+        device: args.device.kind.to_string(),
         resumed: args.resume,
         pretrain: &cfg,
     };
@@ -186,7 +178,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         ..FinetuneConfig::for_mode(mode)
     };
     ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");
-    let device = device(&args.device)?;
+    let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
     let t0 = std::time::Instant::now();
@@ -203,13 +195,13 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     struct Resolved<'a> {
         encoder: String,
         data: Vec<String>,
-        device: &'a str,
+        device: String,
         finetune: &'a FinetuneConfig,
     }
     let resolved = Resolved {
         encoder: args.encoder.display().to_string(),
         data: paths.iter().map(|p| p.display().to_string()).collect(),
-        device: &args.device,
+        device: args.device.kind.to_string(),
         finetune: &cfg,
     };
     Manifest::new("finetune", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
@@ -275,39 +267,16 @@ pub fn evaluate_into(
         };
         (sources, paths, sel)
     };
-    let srcs = refs(&sources);
-    let loaded = labelled::load(&srcs, &selection, &bundle.preprocess)?;
-    let labels_of: Vec<Vec<Option<u8>>> = srcs.iter().map(|s| s.labels()).collect::<Result<_, _>>()?;
-    let images: Vec<&tidalscope_core::Cutout> = selection.iter().map(|o| &loaded[o].image).collect();
-    reporter.log(&format!("scoring {} objects", images.len()));
-    let scores = evaluate::score(&bundle, &images, device)?;
-    let scored: Vec<Scored> = selection
-        .iter()
-        .zip(&scores)
-        .map(|(o, &score)| {
-            let l = &loaded[o];
-            let label = if split == SplitArg::All { labels_of[o.source][o.index] } else { Some(o.label) };
-            Scored { id: l.id.clone(), label, score, meta: l.meta.clone() }
-        })
-        .collect();
-    // Metadata columns of the first source (sources of one split share them).
-    let meta_columns = srcs.first().map(|s| s.info().meta_columns.clone()).unwrap_or_default();
-    let meta_columns =
-        if scored.iter().all(|s| s.meta.len() == meta_columns.len()) { meta_columns } else { Vec::new() };
-    let scored: Vec<Scored> = if meta_columns.is_empty() {
-        scored.into_iter().map(|s| Scored { meta: Vec::new(), ..s }).collect()
-    } else {
-        scored
-    };
+    let labels = if split == SplitArg::All { LabelsFrom::Sources } else { LabelsFrom::Selection };
     let title = format!("ROC: {} ({} split)", model.display(), format!("{split:?}").to_lowercase());
-    Ok(evaluate::write_outputs(out, &scored, &meta_columns, threshold, &title)?)
+    Ok(evaluate::evaluate(&bundle, &refs(&sources), &selection, labels, out, threshold, &title, device, reporter)?)
 }
 
 /// Runs `evaluate`.
 pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
-    let device = device(&args.device)?;
+    let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
     let summary = evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;

@@ -20,7 +20,7 @@ const TINY_LABELS: [&str; 18] = [
     "--epochs",
     "1",
     "--methods",
-    "linear,finetune,morphology",
+    "linear,finetune,morphology,backbone",
     "--min-steps",
     "4",
 ];
@@ -43,8 +43,10 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     d.ok(&a);
     let (header, rows) = read_csv(&d.join("one/results.csv"));
     assert_eq!(header[..4], ["method", "labels", "seed", "auc"].map(String::from));
-    // 5000 labels exceed the data and are dropped; 2 counts × 2 seeds × 3 methods.
-    assert_eq!(rows.len(), 12, "{rows:?}");
+    // 5000 labels exceed the data and are dropped; 2 counts × 2 seeds × 4 methods.
+    assert_eq!(rows.len(), 16, "{rows:?}");
+    let methods: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(methods, ["backbone", "finetune", "linear", "morphology"].into());
     for r in &rows {
         let auc: f64 = r[3].parse().unwrap();
         assert!((0.0..=1.0).contains(&auc));
@@ -60,6 +62,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     }
     let report = std::fs::read_to_string(d.join("one/report.md")).unwrap();
     assert!(report.contains("morphology + logistic regression") && report.contains("| 20 | 40 |"), "{report}");
+    assert!(report.contains("| NNCLR backbone + linear probe |"), "{report}");
     // The same seed on the same data gives the same numbers.
     let mut b = TINY_LABELS.to_vec();
     b.extend(["--out", "two", "--data", "one/train", "--test", "one/test", "--encoder", "one/encoder"]);

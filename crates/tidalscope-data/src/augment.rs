@@ -92,6 +92,18 @@ impl Default for ViewJitter {
     }
 }
 
+/// An image smaller than the view asked of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("image of {width}×{height} pixels is smaller than the {crop}×{crop} crop")]
+pub struct TooSmall {
+    /// Image width.
+    pub width: usize,
+    /// Image height.
+    pub height: usize,
+    /// The crop's side.
+    pub crop: usize,
+}
+
 /// A view transform.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Augment {
@@ -150,10 +162,10 @@ impl Augment {
     /// Writes one view of `img` as `[bands, crop, crop]` into `out`, adding
     /// noise of `noise[b]` per band. Errors if the image is smaller than
     /// the crop.
-    pub fn view(&self, img: &Cutout, noise: &[f32], rng: &mut Rng, out: &mut [f32]) -> Result<(), String> {
+    pub fn view(&self, img: &Cutout, noise: &[f32], rng: &mut Rng, out: &mut [f32]) -> Result<(), TooSmall> {
         let (h, w, c) = (img.height(), img.width(), self.crop);
         if h < c || w < c {
-            return Err(format!("image of {w}×{h} pixels is smaller than the {c}×{c} crop"));
+            return Err(TooSmall { width: w, height: h, crop: c });
         }
         assert_eq!(out.len(), img.bands() * c * c, "view buffer has the wrong size");
         let (y0, x0, flip_x, flip_y) = if self.random {
@@ -251,7 +263,9 @@ mod tests {
         assert_eq!(out[96 * 96 + 95 * 96 + 95], (128 * 128 + 111 * 128 + 111) as f32);
         let err =
             Augment::inference(96).view(&ramp(64), &[], &mut Rng::new(0), &mut vec![0f32; 2 * 96 * 96]).unwrap_err();
-        assert!(err.contains("64×64") && err.contains("96×96"), "{err}");
+        assert_eq!(err, TooSmall { width: 64, height: 64, crop: 96 });
+        let msg = err.to_string();
+        assert!(msg.contains("64×64") && msg.contains("96×96"), "{msg}");
     }
 
     #[test]

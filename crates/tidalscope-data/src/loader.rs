@@ -5,9 +5,11 @@
 //! the prefetch depth, whatever the dataset size; the order depends only on
 //! the seed.
 
+use crate::preprocess::PreprocessError;
 use crate::split::ObjectRef;
 use rayon::prelude::*;
 use std::collections::HashMap;
+use std::ops::ControlFlow;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_io::source::{Record, Source};
 
@@ -53,9 +55,18 @@ pub enum LoaderError {
     /// A record could not be read or decoded.
     #[error(transparent)]
     Io(#[from] tidalscope_io::Error),
-    /// The consumer asked to stop with an error.
-    #[error("{0}")]
-    Stopped(String),
+    /// A decoded image could not be prepared for the model.
+    #[error("{path}: object {index} (id {id}): {source}")]
+    Prepare {
+        /// The source's path.
+        path: String,
+        /// Record index within the source.
+        index: usize,
+        /// Record id.
+        id: String,
+        /// Why.
+        source: PreprocessError,
+    },
 }
 
 /// Records decoded per parallel step.
@@ -63,22 +74,23 @@ const DECODE_CHUNK: usize = 64;
 
 /// Prepares a decoded image (binning, normalisation): returns the image
 /// and its count of non-finite pixels, or why it cannot be used.
-pub type Transform<'a> = &'a (dyn Fn(&Cutout) -> Result<(Cutout, usize), String> + Sync);
+pub type Transform<'a> = &'a (dyn Fn(&Cutout) -> Result<(Cutout, usize), PreprocessError> + Sync);
 
 /// Runs `consume` on every batch of the selected objects. `selection`
 /// lists the objects to read (None: every record of every source, label 0
 /// when unknown); it is read in source order, then shuffled. Each image
-/// goes through `transform`. Returning an error from `consume` stops the
-/// loader.
-pub fn for_each_batch<F>(
+/// goes through `transform`. `consume` returns `ControlFlow::Break(b)` to
+/// stop the loader early; the result is then `Ok(Break(b))`, and
+/// `Ok(Continue(()))` when every batch was consumed.
+pub fn for_each_batch<F, B>(
     sources: &[&dyn Source],
     selection: Option<&[ObjectRef]>,
     transform: Transform,
     cfg: LoaderConfig,
     mut consume: F,
-) -> Result<(), LoaderError>
+) -> Result<ControlFlow<B>, LoaderError>
 where
-    F: FnMut(Vec<Example>) -> Result<(), String>,
+    F: FnMut(Vec<Example>) -> ControlFlow<B>,
 {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Example>, LoaderError>>(cfg.prefetch.max(1));
     std::thread::scope(|scope| {
@@ -87,12 +99,12 @@ where
                 let _ = tx.send(Err(e));
             }
         });
-        let mut result = Ok(());
+        let mut result = Ok(ControlFlow::Continue(()));
         for batch in rx.iter() {
             match batch {
                 Ok(b) => {
-                    if let Err(m) = consume(b) {
-                        result = Err(LoaderError::Stopped(m));
+                    if let ControlFlow::Break(b) = consume(b) {
+                        result = Ok(ControlFlow::Break(b));
                         break;
                     }
                 }
@@ -163,13 +175,11 @@ fn produce(
                     .map(|(rec, label)| {
                         let object = ObjectRef { source: s, index: rec.index, label };
                         let raw = rec.pixels.load()?;
-                        let (image, non_finite) = transform(&raw).map_err(|m| {
-                            LoaderError::Stopped(format!(
-                                "{}: object {} (id {}): {m}",
-                                sources[s].info().path.display(),
-                                rec.index,
-                                rec.id
-                            ))
+                        let (image, non_finite) = transform(&raw).map_err(|source| LoaderError::Prepare {
+                            path: sources[s].info().path.display().to_string(),
+                            index: rec.index,
+                            id: rec.id.clone(),
+                            source,
                         })?;
                         Ok(Example { object, id: rec.id, meta: rec.meta, image, non_finite })
                     })
@@ -225,12 +235,57 @@ mod tests {
     fn order(src: &dyn Source, sel: Option<&[ObjectRef]>, cfg: LoaderConfig) -> Vec<Vec<usize>> {
         let mut out = Vec::new();
         let id = |c: &Cutout| Ok((c.clone(), 0));
-        for_each_batch(&[src], sel, &id, cfg, |b| {
+        let flow = for_each_batch(&[src], sel, &id, cfg, |b| {
             out.push(b.iter().map(|e| e.image.data()[0] as usize).collect());
-            Ok(())
+            ControlFlow::<()>::Continue(())
         })
         .unwrap();
+        assert!(flow.is_continue());
         out
+    }
+
+    #[test]
+    fn a_break_stops_the_loader_and_comes_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = stack(dir.path(), 100);
+        let cfg = LoaderConfig { batch: 10, shuffle_buffer: 1, ..LoaderConfig::default() };
+        let mut seen = 0;
+        let id = |c: &Cutout| Ok((c.clone(), 0));
+        let flow = for_each_batch(&[src.as_ref()], None, &id, cfg, |b| {
+            seen += b.len();
+            if seen == 30 {
+                ControlFlow::Break("enough")
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap();
+        assert_eq!((flow, seen), (ControlFlow::Break("enough"), 30));
+    }
+
+    #[test]
+    fn an_image_that_cannot_be_prepared_names_its_source_object_and_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = stack(dir.path(), 20);
+        let refuse = |c: &Cutout| {
+            if c.data()[0] == 13.0 {
+                Err(PreprocessError::Mismatch("image has 1 band; the model expects 5".into()))
+            } else {
+                Ok((c.clone(), 0))
+            }
+        };
+        let err =
+            for_each_batch(
+                &[src.as_ref()],
+                None,
+                &refuse,
+                LoaderConfig::default(),
+                |_| ControlFlow::<()>::Continue(()),
+            )
+            .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, LoaderError::Prepare { index: 13, .. }), "{err:?}");
+        assert!(msg.contains("s.npy") && msg.contains("object 13") && msg.contains("expects 5"), "{msg}");
     }
 
     #[test]

@@ -56,6 +56,16 @@ pub enum NormaliseError {
     },
 }
 
+/// An image whose band count is not the model's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("image has {got} bands; the model expects {} ({})", expected.len(), expected.join(","))]
+pub struct BandMismatch {
+    /// The image's band count.
+    pub got: usize,
+    /// The model's bands.
+    pub expected: Vec<String>,
+}
+
 /// How σ_b is measured (see the module docs).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -232,14 +242,9 @@ impl Normaliser {
     }
 
     /// Checks that an image has the bands this normaliser was fitted on.
-    pub fn check(&self, img: &Cutout) -> Result<(), String> {
+    pub fn check(&self, img: &Cutout) -> Result<(), BandMismatch> {
         if !self.is_identity() && img.bands() != self.sigma.len() {
-            return Err(format!(
-                "image has {} bands; the model expects {} ({})",
-                img.bands(),
-                self.sigma.len(),
-                self.bands.join(",")
-            ));
+            return Err(BandMismatch { got: img.bands(), expected: self.bands.clone() });
         }
         Ok(())
     }

@@ -27,6 +27,9 @@ pub enum PreprocessError {
     /// The image does not fit the model.
     #[error("{0}")]
     Mismatch(String),
+    /// The image's bands are not the model's.
+    #[error(transparent)]
+    Bands(#[from] crate::normalise::BandMismatch),
     /// The stored file is unreadable.
     #[error("{path}: {message}")]
     File {
@@ -75,7 +78,7 @@ impl Preprocess {
     /// Bins and normalises an image, checking it fits the model. Returns
     /// the image and its count of non-finite pixels (set to 0).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
-        self.normalisation.check(img).map_err(PreprocessError::Mismatch)?;
+        self.normalisation.check(img)?;
         let mut b = bin(img, self.bin);
         if b.height() < self.crop || b.width() < self.crop {
             return Err(PreprocessError::Mismatch(format!(

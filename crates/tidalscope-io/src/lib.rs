@@ -19,6 +19,7 @@
 
 pub mod atomic;
 pub mod csv;
+pub mod embeddings;
 mod error;
 pub mod fits;
 pub mod fuzzing;

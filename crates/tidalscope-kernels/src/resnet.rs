@@ -211,6 +211,19 @@ thread_local! {
     static WORKSPACE: RefCell<Workspace> = RefCell::new(Workspace::default());
 }
 
+/// Which activations an encoder's inference pass returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Layer {
+    /// The backbone's globally average-pooled feature map, before the two
+    /// dense layers: in SimCLR-style work often the better input for a
+    /// linear probe, because the contrastive loss shapes the layers after
+    /// it most.
+    Pooled,
+    /// The representation: the second dense layer after its BatchNorm.
+    #[default]
+    Representation,
+}
+
 /// A trained network prepared for inference: every BatchNorm that follows a
 /// convolution or dense layer folded into it, the others reduced to one
 /// affine map; images run through the whole network one per thread.
@@ -261,6 +274,14 @@ impl Inference {
         self.dense2.conv.cout
     }
 
+    /// Size of the activations of `layer`.
+    pub fn dim(&self, layer: Layer) -> usize {
+        match layer {
+            Layer::Pooled => self.dense1.conv.cin,
+            Layer::Representation => self.repr_dim(),
+        }
+    }
+
     /// Representations of a batch.
     ///
     /// # Shapes
@@ -269,19 +290,39 @@ impl Inference {
     /// # Panics
     /// If `x` is not `n × bands × h × w` floats.
     pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        self.forward_to(x, n, h, w, Layer::Representation)
+    }
+
+    /// The activations of `layer` for a batch: `[n, bands, h, w]` →
+    /// `[n, self.dim(layer)]`.
+    ///
+    /// # Panics
+    /// If `x` is not `n × bands × h × w` floats.
+    pub fn forward_to(&self, x: &[f32], n: usize, h: usize, w: usize, layer: Layer) -> Vec<f32> {
         assert_eq!(x.len(), n * self.bands * h * w, "input of {} floats is not {n}×{}×{h}×{w}", x.len(), self.bands);
-        let dim = self.repr_dim();
+        let dim = self.dim(layer);
         let mut out = vec![0f32; n * dim];
         crate::conv::per_image(x, self.bands * h * w, &mut out, dim, |xi, oi, threads| {
             let mut ws = WORKSPACE.with(|s| std::mem::take(&mut *s.borrow_mut()));
-            self.image(xi, h, w, oi, &mut ws, threads);
+            self.image(xi, h, w, layer, oi, &mut ws, threads);
             WORKSPACE.with(|s| *s.borrow_mut() = ws);
         });
         out
     }
 
-    /// One NCHW image through the network into `out` (`repr_dim` floats).
-    fn image(&self, img: &[f32], h: usize, w: usize, out: &mut [f32], ws: &mut Workspace, threads: Threads) {
+    /// One NCHW image through the network up to `layer`, into `out`
+    /// (`self.dim(layer)` floats).
+    #[allow(clippy::too_many_arguments)]
+    fn image(
+        &self,
+        img: &[f32],
+        h: usize,
+        w: usize,
+        layer: Layer,
+        out: &mut [f32],
+        ws: &mut Workspace,
+        threads: Threads,
+    ) {
         nchw_to_nhwc(img, 1, self.bands, h, w, &mut ws.t); // the stem's input
         let conv = |f: &Folded, x: &[f32], h: usize, w: usize, y: &mut Vec<f32>, relu: bool| {
             let (ho, wo) = f.conv.out_size(h, w);
@@ -317,6 +358,10 @@ impl Inference {
         simd::add_rows(&mut pooled, &ws.x);
         let inv = 1.0 / (h * w) as f32;
         pooled.iter_mut().for_each(|p| *p *= inv);
+        if layer == Layer::Pooled {
+            out.copy_from_slice(&pooled);
+            return;
+        }
         let mut d1 = Vec::new();
         conv(&self.dense1, &pooled, 1, 1, &mut d1, true);
         let mut d2 = Vec::new();

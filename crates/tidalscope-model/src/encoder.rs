@@ -28,6 +28,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Initializer, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use tidalscope_kernels::resnet::Layer;
 
 /// Builds an [`Encoder`]; saved as `encoder.json` next to the weights.
 #[derive(Config, Debug, PartialEq)]
@@ -195,13 +196,28 @@ impl Encoder {
     /// # Shapes
     /// `[N, bands, H, W]` → `[N, repr_dim]` (H, W: any size, 96 in the paper).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {
+        let h = relu(self.dense1_bn.forward(self.dense1.forward(self.pooled(x))));
+        self.dense2_bn.forward(self.dense2.forward(h)) // [N, 128]
+    }
+
+    /// The backbone's globally pooled features, before the dense layers.
+    ///
+    /// # Shapes
+    /// `[N, bands, H, W]` → `[N, 256]` (times the width).
+    pub fn pooled(&self, x: Tensor<4>) -> Tensor<2> {
         let mut h = relu(self.stem_bn.forward(self.stem.forward(x))); // [N, 16, H, W]
         for b in &self.blocks {
             h = b.forward(h);
         } // [N, 256, H/4, W/4]
         let [n, c, _, _] = h.dims();
-        let pooled = h.mean_dim(3).mean_dim(2).reshape([n, c]); // [N, 256]
-        let h = relu(self.dense1_bn.forward(self.dense1.forward(pooled)));
-        self.dense2_bn.forward(self.dense2.forward(h)) // [N, 128]
+        h.mean_dim(3).mean_dim(2).reshape([n, c])
+    }
+
+    /// The activations of `layer`.
+    pub fn forward_to(&self, x: Tensor<4>, layer: Layer) -> Tensor<2> {
+        match layer {
+            Layer::Pooled => self.pooled(x),
+            Layer::Representation => self.forward(x),
+        }
     }
 }

@@ -11,18 +11,38 @@ use crate::encoder::Encoder;
 use crate::fast;
 use burn::prelude::*;
 use tidalscope_core::{Cutout, Rng};
-use tidalscope_data::augment::Augment;
+use tidalscope_data::augment::{Augment, TooSmall};
+pub use tidalscope_kernels::resnet::Layer;
+
+/// Why images cannot go through a [`Predictor`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InferError {
+    /// An image is smaller than the model's view.
+    #[error(transparent)]
+    TooSmall(#[from] TooSmall),
+    /// Images of different band counts in one call.
+    #[error("images with {0} and {1} bands in one batch")]
+    MixedBands(usize, usize),
+    /// Images with another band count than the model's.
+    #[error("images have {got} bands, the encoder expects {expected}")]
+    Bands {
+        /// The images'.
+        got: usize,
+        /// The encoder's.
+        expected: usize,
+    },
+}
 
 /// Centre-crop views of `images`, `[n, bands, crop, crop]` row-major, and
 /// the number of bands.
-fn view_values(images: &[&Cutout], crop: usize) -> Result<(Vec<f32>, usize), String> {
+fn view_values(images: &[&Cutout], crop: usize) -> Result<(Vec<f32>, usize), InferError> {
     let bands = images.first().map_or(0, |i| i.bands());
     let aug = Augment::inference(crop);
     let mut buf = vec![0f32; images.len() * bands * crop * crop];
     let mut rng = Rng::new(0); // unused by the inference view
     for (img, out) in images.iter().zip(buf.chunks_exact_mut(bands * crop * crop)) {
         if img.bands() != bands {
-            return Err(format!("images with {} and {} bands in one batch", bands, img.bands()));
+            return Err(InferError::MixedBands(bands, img.bands()));
         }
         aug.view(img, &[], &mut rng, out)?;
     }
@@ -74,18 +94,24 @@ impl Predictor {
     }
 
     /// Representations `[n × repr_dim]` (row-major) of preprocessed images.
-    pub fn embed(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+    pub fn embed(&self, images: &[&Cutout]) -> Result<Vec<f32>, InferError> {
+        self.features(images, Layer::Representation)
+    }
+
+    /// The activations of `layer`, `[n × dim]` (row-major), of
+    /// preprocessed images.
+    pub fn features(&self, images: &[&Cutout], layer: Layer) -> Result<Vec<f32>, InferError> {
         let mut out = Vec::new();
         for chunk in images.chunks(BATCH) {
             let (x, bands) = view_values(chunk, self.crop)?;
             if bands != self.bands {
-                return Err(format!("images have {bands} bands, the encoder expects {}", self.bands));
+                return Err(InferError::Bands { got: bands, expected: self.bands });
             }
             match &self.engine {
-                Engine::Fast(net) => out.extend(net.forward(&x, chunk.len(), self.crop, self.crop)),
-                Engine::Burn(enc, device) => {
-                    out.extend(batch::to_vec(enc.forward(batch::images(x, chunk.len(), bands, self.crop, device))))
-                }
+                Engine::Fast(net) => out.extend(net.forward_to(&x, chunk.len(), self.crop, self.crop, layer)),
+                Engine::Burn(enc, device) => out.extend(batch::to_vec(
+                    enc.forward_to(batch::images(x, chunk.len(), bands, self.crop, device), layer),
+                )),
             }
         }
         Ok(out)
@@ -95,13 +121,13 @@ impl Predictor {
     ///
     /// # Panics
     /// If the predictor was made from an encoder alone.
-    pub fn logits(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+    pub fn logits(&self, images: &[&Cutout]) -> Result<Vec<f32>, InferError> {
         let (w, b) = self.head.as_ref().expect("logits need a classifier's head");
         Ok(head_logits(&self.embed(images)?, w, *b))
     }
 
     /// Tidal-feature probabilities.
-    pub fn scores(&self, images: &[&Cutout]) -> Result<Vec<f32>, String> {
+    pub fn scores(&self, images: &[&Cutout]) -> Result<Vec<f32>, InferError> {
         Ok(self.logits(images)?.into_iter().map(|l| 1.0 / (1.0 + (-l).exp())).collect())
     }
 }

@@ -9,7 +9,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use tidalscope_core::Rng;
 use tidalscope_kernels::adam;
-use tidalscope_kernels::resnet::{Inference, ResNet, Trainer};
+use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer};
 use tidalscope_model::fast::{self, ReadParam};
 use tidalscope_model::{batch, Encoder, EncoderConfig};
 
@@ -97,6 +97,26 @@ fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
         let got = Inference::new(&net).forward(&x, n, h, w);
         assert_close(&got, &want, 1e-3, &format!("inference, batch {n}, {h}×{w}"));
     }
+}
+
+/// The pooled backbone features (what the backbone probe reads) agree
+/// between the two paths, and are the dense layers' input: a different
+/// layer from the representation, of the backbone's width.
+#[test]
+fn pooled_features_match_burn() {
+    let device = Device::flex();
+    let (e, net) = random_encoder(&device, 4);
+    let (n, h, w) = (5, 13, 11);
+    let x = input(n, h, w, 6);
+    let want = batch::to_vec(e.pooled(batch_images(&x, n, h, w, &device)));
+    let inference = Inference::new(&net);
+    let got = inference.forward_to(&x, n, h, w, Layer::Pooled);
+    assert_eq!(inference.dim(Layer::Pooled), net.dense1.inputs);
+    assert_eq!(got.len(), n * net.dense1.inputs);
+    assert_close(&got, &want, 1e-3, "pooled features");
+    let repr = inference.forward_to(&x, n, h, w, Layer::Representation);
+    assert_eq!(repr, inference.forward(&x, n, h, w));
+    assert_eq!(repr.len(), n * 24);
 }
 
 fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Tensor<4> {

@@ -3,13 +3,15 @@
 //! AUC, completeness at 22% and at 5/10/20% contamination, average
 //! precision, the confusion matrix at a threshold).
 
-use crate::{write_npy, Result, TrainError};
+use crate::{labelled, write_npy, Reporter, Result};
 use burn::prelude::*;
 use serde::Serialize;
 use std::path::Path;
 use tidalscope_core::Cutout;
+use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_io::source::Source;
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_model::infer;
 
@@ -28,9 +30,7 @@ pub struct Scored {
 
 /// Probabilities of preprocessed images.
 pub fn score(bundle: &ClassifierBundle, images: &[&Cutout], device: &Device) -> Result<Vec<f32>> {
-    infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device)
-        .scores(images)
-        .map_err(TrainError::Other)
+    Ok(infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device).scores(images)?)
 }
 
 #[derive(Serialize)]
@@ -38,6 +38,58 @@ struct MetricsFile<'a> {
     summary: &'a Summary,
     precision_recall: &'a tidalscope_eval::metrics::PrecisionRecall,
     note: &'static str,
+}
+
+/// Where the labels of evaluated objects come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LabelsFrom {
+    /// The selection's own labels (a recorded split: known to be labelled).
+    Selection,
+    /// The sources' catalogues (any objects: unlabelled ones stay so).
+    Sources,
+}
+
+/// Scores `selection` of `sources` with `bundle` and writes the outputs
+/// of [`write_outputs`] into `out`; the summary when both classes are
+/// present.
+#[allow(clippy::too_many_arguments)]
+pub fn evaluate(
+    bundle: &ClassifierBundle,
+    sources: &[&dyn Source],
+    selection: &[ObjectRef],
+    labels: LabelsFrom,
+    out: &Path,
+    threshold: f64,
+    title: &str,
+    device: &Device,
+    reporter: &dyn Reporter,
+) -> Result<Option<Summary>> {
+    let loaded = labelled::load(sources, selection, &bundle.preprocess)?;
+    let labels_of: Vec<Vec<Option<u8>>> = match labels {
+        LabelsFrom::Sources => sources.iter().map(|s| s.labels()).collect::<std::result::Result<_, _>>()?,
+        LabelsFrom::Selection => Vec::new(),
+    };
+    let images: Vec<&Cutout> = selection.iter().map(|o| &loaded[o].image).collect();
+    reporter.log(&format!("scoring {} objects", images.len()));
+    let scores = score(bundle, &images, device)?;
+    // Metadata columns of the first source (sources of one split share
+    // them); none when objects disagree in their count.
+    let meta_columns = sources.first().map(|s| s.info().meta_columns.clone()).unwrap_or_default();
+    let keep_meta = selection.iter().all(|o| loaded[o].meta.len() == meta_columns.len());
+    let scored: Vec<Scored> = selection
+        .iter()
+        .zip(&scores)
+        .map(|(o, &score)| {
+            let l = &loaded[o];
+            let label = match labels {
+                LabelsFrom::Sources => labels_of[o.source][o.index],
+                LabelsFrom::Selection => Some(o.label),
+            };
+            Scored { id: l.id.clone(), label, score, meta: if keep_meta { l.meta.clone() } else { Vec::new() } }
+        })
+        .collect();
+    let meta_columns = if keep_meta { meta_columns } else { Vec::new() };
+    write_outputs(out, &scored, &meta_columns, threshold, title)
 }
 
 /// Writes `scores.csv` and, when both classes are present, `FPR.npy`,

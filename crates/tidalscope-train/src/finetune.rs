@@ -28,7 +28,7 @@
 
 use crate::config::{FinetuneConfig, Kernels, Mode};
 use crate::labelled::{self, SplitRecord};
-use crate::{log_line, write_npy, write_toml, Reporter, Result, TrainError};
+use crate::{log_line, write_npy, write_toml, Reporter, Result};
 use burn::module::Module;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
@@ -146,7 +146,7 @@ pub fn finetune(
     // Representations of the frozen encoder (the probe's features, and the
     // start of fine-tuning's head).
     let frozen = infer::Predictor::encoder(&bundle.encoder, crop, device);
-    let embed = |set: &[ObjectRef]| frozen.embed(&images(set)).map_err(TrainError::Other);
+    let embed = |set: &[ObjectRef]| frozen.embed(&images(set));
     let d = bundle.config.repr_dim;
     let train_h = if cfg.mode == Mode::Scratch { Vec::new() } else { embed(&splits.train)? };
     let probe = if cfg.mode == Mode::Scratch {
@@ -218,8 +218,7 @@ pub fn finetune(
                     let per = bands * crop * crop;
                     let mut buf = vec![0f32; idx.len() * per];
                     for (j, &i) in idx.iter().enumerate() {
-                        aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])
-                            .map_err(TrainError::Other)?;
+                        aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])?;
                     }
                     let m = idx.len();
                     let (logits, h) = match &mut encoder_trainer {
@@ -248,9 +247,7 @@ pub fn finetune(
                 if let Some(t) = &encoder_trainer {
                     model.encoder = fast::load_resnet(model.encoder, &t.net, &train_device);
                 }
-                let logits = infer::Predictor::classifier(&model.valid(), crop, device)
-                    .logits(&val_imgs)
-                    .map_err(TrainError::Other)?;
+                let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);
                 log_line(

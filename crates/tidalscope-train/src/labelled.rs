@@ -6,6 +6,8 @@ use crate::config::SplitSpec;
 use crate::{Result, TrainError};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::loader::{for_each_batch, LoaderConfig};
@@ -113,14 +115,14 @@ pub fn load(
     selection: &[ObjectRef],
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
-    let transform = |img: &Cutout| preprocess.apply(img).map_err(|e| e.to_string());
+    let transform = |img: &Cutout| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());
     let cfg = LoaderConfig { batch: 64, shuffle_buffer: 1, prefetch: 2, seed: 0, drop_last: false };
-    for_each_batch(sources, Some(selection), &transform, cfg, |batch| {
+    let ControlFlow::Continue(()) = for_each_batch(sources, Some(selection), &transform, cfg, |batch| {
         for e in batch {
             out.insert(e.object, Loaded { id: e.id, meta: e.meta, image: e.image });
         }
-        Ok(())
+        ControlFlow::<Infallible>::Continue(())
     })?;
     if out.len() != selection.len() {
         return Err(TrainError::Other(format!("loaded {} of {} selected objects", out.len(), selection.len())));

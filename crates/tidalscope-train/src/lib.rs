@@ -48,6 +48,12 @@ pub enum TrainError {
     /// Metrics.
     #[error(transparent)]
     Metrics(#[from] tidalscope_eval::metrics::MetricsError),
+    /// Running a model.
+    #[error(transparent)]
+    Infer(#[from] tidalscope_model::infer::InferError),
+    /// Making a training view.
+    #[error(transparent)]
+    View(#[from] tidalscope_data::augment::TooSmall),
     /// Anything else, said in words.
     #[error("{0}")]
     Other(String),

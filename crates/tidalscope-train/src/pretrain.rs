@@ -27,6 +27,7 @@ use burn::prelude::*;
 use burn::tensor::Bytes;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
@@ -321,6 +322,14 @@ fn make_views(
     (v1, v2, bands)
 }
 
+/// Why a training loop left its epoch before the data ran out.
+enum Halt {
+    /// `stop_after` steps were reached: the run is interrupted, resumable.
+    Requested,
+    /// The run cannot go on.
+    Failed(TrainError),
+}
+
 /// Pretrains an encoder on `sources` into the run folder `out`.
 pub fn pretrain(
     cfg: &PretrainConfig,
@@ -409,7 +418,7 @@ pub fn pretrain(
     });
     let aug = Augment::training(cfg.crop, cfg.noise).with_jitter(cfg.jitter);
     let sigma = preprocess.normalisation.sigma.clone();
-    let transform = |img: &Cutout| preprocess.apply(img).map_err(|e| e.to_string());
+    let transform = |img: &Cutout| preprocess.apply(img);
     let total_steps = cfg.epochs * steps_per_epoch;
     reporter.start("pretrain", total_steps as u64);
     reporter.step(state.global_step as u64, "");
@@ -427,12 +436,10 @@ pub fn pretrain(
             drop_last: true,
         };
         let mut step_in_epoch = 0usize;
-        let mut stop = false;
-        let mut failure: Option<TrainError> = None;
-        let result = for_each_batch(sources, selection.as_deref(), &transform, lcfg, |examples| {
+        let flow = for_each_batch(sources, selection.as_deref(), &transform, lcfg, |examples| {
             step_in_epoch += 1;
             if step_in_epoch <= skip {
-                return Ok(());
+                return ControlFlow::Continue(());
             }
             let ts = std::time::Instant::now();
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
@@ -466,10 +473,9 @@ pub fn pretrain(
             let grads = GradientsParams::from_grads(gradients, &model);
             let loss_value = l.into_scalar::<f32>();
             if !loss_value.is_finite() {
-                failure = Some(TrainError::Other(format!(
+                return ControlFlow::Break(Halt::Failed(TrainError::Other(format!(
                     "the loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: lower --lr or check the data"
-                )));
-                return Err("non-finite loss".into());
+                ))));
             }
             if let (Some(t), Some((d1, d2))) = (&mut encoder_trainer, dh) {
                 t.backward(&[&d1, &d2]);
@@ -507,24 +513,22 @@ pub fn pretrain(
                 model = synced(model.clone(), encoder_trainer.as_ref(), &train_device);
                 let t = encoder_trainer.as_ref();
                 if let Err(e) = save_checkpoint(out, &model, t, &optim, &queue, &state, &preprocess, &rows) {
-                    failure = Some(e);
-                    return Err("checkpoint failed".into());
+                    return ControlFlow::Break(Halt::Failed(e));
                 }
             }
             if stopping {
-                stop = true;
-                return Err("stop".into());
+                return ControlFlow::Break(Halt::Requested);
             }
-            Ok(())
-        });
-        if let Some(e) = failure {
-            return Err(e);
+            ControlFlow::Continue(())
+        })?;
+        match flow {
+            ControlFlow::Continue(()) => {}
+            ControlFlow::Break(Halt::Failed(e)) => return Err(e),
+            ControlFlow::Break(Halt::Requested) => {
+                interrupted = true;
+                break 'epochs;
+            }
         }
-        if stop {
-            interrupted = true;
-            break 'epochs;
-        }
-        result?;
         if let Some(r) = rows.last() {
             log_line(
                 out,

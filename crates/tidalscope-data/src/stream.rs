@@ -1,0 +1,87 @@
+//! The streaming half of inference: a range of a source read in chunks,
+//! each chunk decoded and preprocessed in parallel, handed on in input
+//! order with the objects that could not be prepared set apart. Memory holds
+//! one chunk, whatever the size of the source; a bad object (missing or
+//! corrupt file, wrong shape or bands) is a [`Failed`] row, not the end of
+//! the run.
+
+use crate::preprocess::Preprocess;
+use rayon::prelude::*;
+use std::ops::Range;
+use tidalscope_core::Cutout;
+use tidalscope_io::source::Source;
+
+/// An object ready for a model.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Record index within the source.
+    pub index: usize,
+    /// Record id.
+    pub id: String,
+    /// Its label, when the source has labels.
+    pub label: Option<u8>,
+    /// Its metadata (the source's metadata columns).
+    pub meta: Vec<String>,
+    /// Preprocessed pixels.
+    pub image: Cutout,
+}
+
+/// An object that could not be prepared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// Record id.
+    pub id: String,
+    /// The file it came from.
+    pub file: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// Streams `range` of `source` in chunks of `chunk` records, decoding and
+/// preprocessing each chunk in parallel; calls `f` with each chunk's good
+/// objects and failures, both in input order.
+///
+/// # Errors
+/// When the source itself cannot be read on (an object's own failure is a
+/// [`Failed`], not an error), or when `f` fails.
+pub fn stream_prepared<E, F>(
+    source: &dyn Source,
+    range: Range<usize>,
+    preprocess: &Preprocess,
+    chunk: usize,
+    mut f: F,
+) -> Result<(), E>
+where
+    E: From<tidalscope_io::Error>,
+    F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
+{
+    let mut records = source.records(range.start)?.take(range.len());
+    loop {
+        let mut batch = Vec::with_capacity(chunk.max(1));
+        for rec in records.by_ref().take(chunk.max(1)) {
+            // A record error means the stream itself is unreadable from here.
+            batch.push(rec?);
+        }
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let results: Vec<Result<Prepared, Failed>> = batch
+            .into_par_iter()
+            .map(|r| {
+                let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
+                let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
+                let raw = r.pixels.load().map_err(|e| fail(e.to_string()))?;
+                let (image, _) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
+                Ok(Prepared { index, id: id.clone(), label, meta, image })
+            })
+            .collect();
+        let (mut ok, mut bad) = (Vec::new(), Vec::new());
+        for r in results {
+            match r {
+                Ok(p) => ok.push(p),
+                Err(e) => bad.push(e),
+            }
+        }
+        f(ok, bad)?;
+    }
+}
