@@ -163,6 +163,11 @@ pub struct PretrainArgs {
     /// and colour jitter). Preset: paper reference, quick strong.
     #[arg(long, value_enum)]
     pub jitter: Option<JitterArg>,
+    /// What runs the encoder's arithmetic: auto (the fast kernels on the
+    /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or
+    /// burn. Recorded in config.toml.
+    #[arg(long, value_enum)]
+    pub kernels: Option<KernelsArg>,
     /// Use only the first N images (0 = all).
     #[arg(long)]
     pub max_images: Option<usize>,
@@ -342,6 +347,27 @@ impl From<JitterArg> for tidalscope_data::augment::ViewJitter {
     }
 }
 
+/// `--kernels` of `pretrain` and `finetune`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum KernelsArg {
+    /// The fast kernels on the CPU, burn on a GPU.
+    Auto,
+    /// tidalscope's CPU kernels.
+    Fast,
+    /// burn's backend.
+    Burn,
+}
+
+impl From<KernelsArg> for tidalscope_model::fast::Kernels {
+    fn from(k: KernelsArg) -> Self {
+        match k {
+            KernelsArg::Auto => Self::Auto,
+            KernelsArg::Fast => Self::Fast,
+            KernelsArg::Burn => Self::Burn,
+        }
+    }
+}
+
 /// Arguments of `tidalscope finetune`.
 #[derive(Debug, Args)]
 pub struct FinetuneArgs {
@@ -386,6 +412,10 @@ pub struct FinetuneArgs {
     /// (see `pretrain --help`).
     #[arg(long, value_enum, default_value = "reference")]
     pub noise: NoiseArg,
+    /// What runs the encoder's arithmetic: auto, fast (CPU kernels) or
+    /// burn (see `pretrain --help`). Recorded in config.toml.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub kernels: KernelsArg,
     /// Seed of the split, initialisation and shuffling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,

@@ -61,6 +61,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--init", args.init.is_some()),
             ("--sigma", args.sigma.is_some()),
             ("--jitter", args.jitter.is_some()),
+            ("--kernels", args.kernels.is_some()),
             ("--max-images", args.max_images.is_some()),
             ("--checkpoint-every", args.checkpoint_every.is_some()),
             ("--preset", args.preset != PresetArg::Paper),
@@ -91,7 +92,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set_into {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
-        set_into!(noise, init, sigma, jitter);
+        set_into!(noise, init, sigma, jitter, kernels);
         c.seed = args.seed;
         c.stop_after = args.stop_after;
         c
@@ -174,6 +175,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         labels: args.labels,
         split,
         noise: args.noise.into(),
+        kernels: args.kernels.into(),
         seed: args.seed,
         ..FinetuneConfig::for_mode(mode)
     };

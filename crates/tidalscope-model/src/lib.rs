@@ -23,6 +23,7 @@ pub mod loss;
 pub mod params;
 pub mod queue;
 pub mod store;
+pub mod trainable;
 
 pub use classifier::{Classifier, ClassifierConfig};
 pub use encoder::{Encoder, EncoderConfig};

@@ -10,7 +10,8 @@ use burn::prelude::*;
 use tidalscope_core::Rng;
 use tidalscope_kernels::adam;
 use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer};
-use tidalscope_model::fast::{self, ReadParam};
+use tidalscope_model::fast::{self, Kernels, ReadParam};
+use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, Encoder, EncoderConfig};
 
 /// A small encoder (width 0.25, 3 bands, 24-d output) whose BatchNorm
@@ -170,6 +171,47 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
         for (i, (g, wv)) in all_values(&trainer.net).iter().zip(&all_values(&fast::to_resnet(&stepped))).enumerate() {
             assert_close_abs(g, wv, 1e-3, 1e-2 * lr as f32, &what(&format!("value {i} after one Adam step")));
         }
+    }
+}
+
+/// The one trainable-encoder type takes the same step whichever engine
+/// runs it: forward (two views), backward-and-step, sync, with the Adam both
+/// training loops use.
+#[test]
+fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
+    let device = Device::flex().autodiff();
+    let (n, s) = (5, 12);
+    let (e, _) = random_encoder(&device, 17);
+    let xs = [input(n, s, s, 18), input(n, s, s, 19)];
+    let mut rng = Rng::new(20);
+    let rs: Vec<Tensor<2>> = (0..2)
+        .map(|_| {
+            let r: Vec<f32> = (0..n * 24).map(|_| rng.normal() as f32).collect();
+            Tensor::from_data(TensorData::new(r, [n, 24]), &device)
+        })
+        .collect();
+    let adam = AdamSettings { l2: 5e-4 };
+    let lr = 1e-2;
+    let stepped: Vec<ResNet> = [Kernels::Fast, Kernels::Burn]
+        .into_iter()
+        .map(|kernels| {
+            let mut t = TrainableEncoder::new(kernels, &e, adam);
+            let mut optim = adam.burn();
+            let hs: Vec<Tensor<2>> =
+                xs.iter().enumerate().map(|(v, x)| t.forward(&e, v, x.clone(), n, 3, s, &device)).collect();
+            let loss = (hs[0].clone() * rs[0].clone()).sum() + (hs[1].clone() * rs[1].clone()).sum();
+            let grads = loss.backward();
+            t.backward_step(&grads, &[&hs[0], &hs[1]], lr);
+            let model = optim.step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
+            assert_eq!(t.trainer().is_some(), kernels == Kernels::Fast);
+            fast::to_resnet(&t.synced(model, &device))
+        })
+        .collect();
+    let before = fast::to_resnet(&e);
+    let moved: f32 = stepped[0].params().iter().zip(before.params()).map(|(a, b)| (a[0] - b[0]).abs()).sum();
+    assert!(moved > 0.0, "the step changed nothing");
+    for (i, (f, b)) in all_values(&stepped[0]).iter().zip(&all_values(&stepped[1])).enumerate() {
+        assert_close_abs(f, b, 1e-3, 2e-2 * lr as f32, &format!("value {i} after one step"));
     }
 }
 

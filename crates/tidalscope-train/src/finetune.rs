@@ -26,12 +26,11 @@
 //! in every mode; when it trains, the Dense(1) head and the loss stay in
 //! burn and ∂L/∂h passes between the two.
 
-use crate::config::{FinetuneConfig, Kernels, Mode};
+use crate::config::{FinetuneConfig, Mode};
 use crate::labelled::{self, SplitRecord};
 use crate::{log_line, write_npy, write_toml, Reporter, Result};
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::GradientsParams;
 use burn::prelude::*;
 use std::path::{Path, PathBuf};
 use tidalscope_core::{Cutout, Rng};
@@ -42,7 +41,7 @@ use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::classifier::{Classifier, ClassifierConfig};
-use tidalscope_model::fast::{self, Trainer};
+use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, infer, loss};
 
 /// What a fine-tuning run did.
@@ -56,15 +55,6 @@ pub struct FinetuneSummary {
     pub sizes: (usize, usize, usize),
     /// Wall time.
     pub seconds: f64,
-}
-
-/// Adam with Keras' defaults and an L2 λ (0: none), as burn's coupled decay 2λ.
-fn adam(l2: f64) -> ModuleOptimizer {
-    let mut c = AdamConfig::new().with_beta_1(0.9).with_beta_2(0.999).with_epsilon(1e-7);
-    if l2 > 0.0 {
-        c = c.with_weight_decay(Some(WeightDecayConfig::new((2.0 * l2) as f32)));
-    }
-    c.init()
 }
 
 /// Mean binary cross-entropy of logits against labels (no gradient).
@@ -196,13 +186,9 @@ pub fn finetune(
                 None => ClassifierConfig::head(bundle.config.repr_dim, &train_device),
             };
             let mut model = Classifier { encoder, head };
-            let mut optim = adam(cfg.weight_decay);
-            // On the CPU the encoder trains on the fast kernels; the head and
-            // the loss stay in burn and ∂L/∂h passes between them.
-            let mut encoder_trainer = (kernels == Kernels::Fast).then(|| {
-                Trainer::new(fast::to_resnet(&model.encoder), fast::adam(1e-7, (2.0 * cfg.weight_decay) as f32))
-            });
-            let dim = bundle.config.repr_dim;
+            let adam = AdamSettings { l2: cfg.weight_decay };
+            let mut optim = adam.burn();
+            let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam);
             let aug = Augment::training(crop, cfg.noise);
             let sigma = bundle.preprocess.normalisation.sigma.clone();
             let train_imgs = images(&splits.train);
@@ -221,32 +207,19 @@ pub fn finetune(
                         aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])?;
                     }
                     let m = idx.len();
-                    let (logits, h) = match &mut encoder_trainer {
-                        Some(t) => {
-                            let h = batch::vector(t.forward(0, &buf, m, crop, crop), &train_device)
-                                .reshape([m, dim])
-                                .require_grad();
-                            (model.head.forward(h.clone()).reshape([m]), Some(h))
-                        }
-                        None => (model.forward(batch::images(buf, m, bands, crop, &train_device)), None),
-                    };
+                    let h = trainable.forward(&model.encoder, 0, buf, m, bands, crop, &train_device);
+                    let logits = model.head.forward(h.clone()).reshape([m]);
                     let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
                     let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
                     let gradients = l.backward();
-                    let dh = h.map(|h| batch::to_vec(h.grad(&gradients).expect("the representation is tracked")));
+                    trainable.backward_step(&gradients, &[&h], cfg.lr);
                     let grads = GradientsParams::from_grads(gradients, &model);
                     sum += l.into_scalar::<f32>() * m as f32;
-                    if let (Some(t), Some(dh)) = (&mut encoder_trainer, dh) {
-                        t.backward(&[&dh]);
-                        t.step(cfg.lr as f32);
-                    }
                     model = optim.step(cfg.lr, model.clone(), grads);
                     reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
                 }
                 train_loss.push(sum / splits.train.len() as f32);
-                if let Some(t) = &encoder_trainer {
-                    model.encoder = fast::load_resnet(model.encoder, &t.net, &train_device);
-                }
+                model.encoder = trainable.synced(model.encoder, &train_device);
                 let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);

@@ -21,8 +21,7 @@
 use crate::config::{Kernels, PretrainConfig};
 use crate::{log_line, write_toml, Reporter, Result, TrainError};
 use burn::module::Module;
-use burn::optim::decay::WeightDecayConfig;
-use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::tensor::Bytes;
 use rayon::prelude::*;
@@ -39,9 +38,10 @@ use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::EncoderBundle;
 use tidalscope_model::encoder::{Encoder, EncoderConfig};
-use tidalscope_model::fast::{self, Moments, Trainer};
+use tidalscope_model::fast::{Moments, Trainer};
 use tidalscope_model::heads::{ProjectionHead, ProjectionHeadConfig};
-use tidalscope_model::{batch, loss, params, store, SupportQueue};
+use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
+use tidalscope_model::{loss, params, store, SupportQueue};
 
 /// Encoder and projection head, trained together.
 #[derive(Module, Debug)]
@@ -108,15 +108,8 @@ pub fn encoder_config(cfg: &PretrainConfig, bands: usize) -> EncoderConfig {
         .with_zero_gamma(cfg.init == crate::config::EncoderInit::Reference)
 }
 
-fn adam(cfg: &PretrainConfig) -> ModuleOptimizer {
-    // burn's weight decay adds penalty·w to the gradient; Keras' L2(λ) adds
-    // λ Σ w² to the loss, whose gradient is 2λw.
-    AdamConfig::new()
-        .with_beta_1(0.9)
-        .with_beta_2(0.999)
-        .with_epsilon(1e-7)
-        .with_weight_decay(Some(WeightDecayConfig::new((2.0 * cfg.weight_decay) as f32)))
-        .init()
+fn adam(cfg: &PretrainConfig) -> AdamSettings {
+    AdamSettings { l2: cfg.weight_decay }
 }
 
 fn checkpoint_dir(out: &Path) -> PathBuf {
@@ -245,11 +238,8 @@ fn read_moments(path: &Path) -> Result<Vec<Moments>> {
 }
 
 /// `model` with the encoder weights and running statistics of `t`.
-fn synced(model: NnclrModel, t: Option<&Trainer>, device: &Device) -> NnclrModel {
-    match t {
-        Some(t) => NnclrModel { encoder: fast::load_resnet(model.encoder, &t.net, device), head: model.head },
-        None => model,
-    }
+fn synced(model: NnclrModel, t: &TrainableEncoder, device: &Device) -> NnclrModel {
+    NnclrModel { encoder: t.synced(model.encoder, device), head: model.head }
 }
 
 /// Everything a resumed run picks up.
@@ -279,6 +269,7 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
     let bytes =
         std::fs::read(dir.join("optim.bpk")).map_err(|e| tidalscope_io::Error::io(&dir.join("optim.bpk"), e))?;
     let optim = adam(cfg)
+        .burn()
         .from_bytes(Bytes::from_bytes_vec(bytes))
         .map_err(|e| TrainError::Other(format!("{}: {e:?}", dir.join("optim.bpk").display())))?;
     let (shape, values) = tidalscope_io::npy::read_f32(&dir.join("queue.npy"))?;
@@ -383,21 +374,22 @@ pub fn pretrain(
         };
         params::materialize(&model);
         let queue = SupportQueue::random(cfg.queue_size, ProjectionHeadConfig::new().width, cfg.seed, device);
-        (model, adam(cfg), queue, State { epoch: 0, step_in_epoch: 0, global_step: 0, kernels }, preprocess, Vec::new())
+        (
+            model,
+            adam(cfg).burn(),
+            queue,
+            State { epoch: 0, step_in_epoch: 0, global_step: 0, kernels },
+            preprocess,
+            Vec::new(),
+        )
     };
-    let mut encoder_trainer = match kernels {
-        Kernels::Fast => {
-            let mut t =
-                Trainer::new(fast::to_resnet(&model.encoder), fast::adam(1e-7, (2.0 * cfg.weight_decay) as f32));
-            if resume {
-                let path = checkpoint_dir(out).join(MOMENTS);
-                t.set_moments(read_moments(&path)?)
-                    .map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?;
-            }
-            Some(t)
-        }
-        _ => None,
-    };
+    let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam(cfg));
+    if resume && kernels == Kernels::Fast {
+        let path = checkpoint_dir(out).join(MOMENTS);
+        trainable
+            .set_moments(read_moments(&path)?)
+            .map_err(|e| TrainError::Other(format!("{}: {e}", path.display())))?;
+    }
     write_toml(&out.join("config.toml"), cfg)?;
     let counts = params::count(&model.encoder);
     reporter.log(&format!(
@@ -445,17 +437,8 @@ pub fn pretrain(
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
             let (v1, v2, b) = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch);
             let n = images.len();
-            let (h1, h2) = match &mut encoder_trainer {
-                Some(t) => {
-                    let h = |v: Vec<f32>| batch::vector(v, &train_device).reshape([n, cfg.repr_dim]).require_grad();
-                    (h(t.forward(0, &v1, n, cfg.crop, cfg.crop)), h(t.forward(1, &v2, n, cfg.crop, cfg.crop)))
-                }
-                None => {
-                    let x1 = batch::images(v1, n, b, cfg.crop, &train_device);
-                    let x2 = batch::images(v2, n, b, cfg.crop, &train_device);
-                    (model.encoder.forward(x1), model.encoder.forward(x2))
-                }
-            };
+            let h1 = trainable.forward(&model.encoder, 0, v1, n, b, cfg.crop, &train_device);
+            let h2 = trainable.forward(&model.encoder, 1, v2, n, b, cfg.crop, &train_device);
             let (g1, g2) = (h1.clone(), h2.clone());
             let z1 = loss::l2_normalise(model.head.forward(h1.clone()));
             let z2 = loss::l2_normalise(model.head.forward(h2.clone()));
@@ -465,22 +448,14 @@ pub fn pretrain(
             let cacc = loss::contrastive_accuracy(h1.clone(), h2.clone());
             let racc = loss::correlation_accuracy(h1, h2);
             let gradients = l.backward();
-            // On the kernels, ∂L/∂h of both views goes back through the encoder there.
-            let dh = encoder_trainer.as_ref().map(|_| {
-                let d = |h: &Tensor<2>| batch::to_vec(h.grad(&gradients).expect("the representation is tracked"));
-                (d(&g1), d(&g2))
-            });
-            let grads = GradientsParams::from_grads(gradients, &model);
             let loss_value = l.into_scalar::<f32>();
             if !loss_value.is_finite() {
                 return ControlFlow::Break(Halt::Failed(TrainError::Other(format!(
                     "the loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: lower --lr or check the data"
                 ))));
             }
-            if let (Some(t), Some((d1, d2))) = (&mut encoder_trainer, dh) {
-                t.backward(&[&d1, &d2]);
-                t.step(cfg.lr as f32);
-            }
+            trainable.backward_step(&gradients, &[&g1, &g2], cfg.lr);
+            let grads = GradientsParams::from_grads(gradients, &model);
             model = optim.step(cfg.lr, model.clone(), grads);
             queue.update(&z1);
             global += 1;
@@ -510,8 +485,8 @@ pub fn pretrain(
             };
             let stopping = cfg.stop_after > 0 && global >= cfg.stop_after;
             if global % cfg.checkpoint_every.max(1) == 0 || at_end || stopping {
-                model = synced(model.clone(), encoder_trainer.as_ref(), &train_device);
-                let t = encoder_trainer.as_ref();
+                model = synced(model.clone(), &trainable, &train_device);
+                let t = trainable.trainer();
                 if let Err(e) = save_checkpoint(out, &model, t, &optim, &queue, &state, &preprocess, &rows) {
                     return ControlFlow::Break(Halt::Failed(e));
                 }
@@ -545,7 +520,7 @@ pub fn pretrain(
     reporter.finish();
     write_metrics(&out.join("metrics.csv"), &rows)?;
     plot_metrics(&out.join("loss.png"), &rows)?;
-    let model = synced(model, encoder_trainer.as_ref(), &train_device);
+    let model = synced(model, &trainable, &train_device);
     let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
     bundle.save(out)?;
     let secs = t_train.elapsed().as_secs_f64();
