@@ -27,7 +27,7 @@ pub mod units;
 
 pub use band::{Band, UnknownBand};
 pub use cutout::{Cutout, ShapeError};
-pub use rng::Rng;
+pub use rng::{streams, Rng};
 
 /// The version of tidalscope, written next to every output so a result can be
 /// traced to the code that made it.

@@ -148,6 +148,36 @@ impl Rng {
     }
 }
 
+/// The named random streams of a run. Each use of randomness draws from a
+/// stream of its own (of the run's seed), so adding a use never shifts
+/// another's numbers; the values are fixed, since changing one changes what
+/// a seed produces. Streams that take an index (object, epoch, class) add
+/// it to their base.
+pub mod streams {
+    /// Simulation: object `id`'s scene is stream `id` itself (ids start at
+    /// 0 and stay below every base here).
+    pub const SIM_OBJECT: u64 = 0;
+    /// Simulation: which objects are tidal (one shuffle per run).
+    pub const SIM_LABELS: u64 = u64::MAX;
+    /// Splits: the reference layout's pick of each class (+ class index).
+    pub const SPLIT_PICK: u64 = 0x5EED_0000;
+    /// Splits: a stratified split's shuffle of each class (+ label).
+    pub const SPLIT_SHUFFLE: u64 = 0x5EED_1000;
+    /// Splits: the balanced draw of N training labels (+ label).
+    pub const SPLIT_LIMIT: u64 = 0x5EED_2000;
+    /// The training loader's shuffle buffer (of the epoch's seed).
+    pub const LOADER_SHUFFLE: u64 = 0x10AD;
+    /// Pretraining: each epoch's loader seed (+ epoch).
+    pub const PRETRAIN_EPOCH: u64 = 0xE90C_0000;
+    /// Pretraining: the views of each step; the run's seed is XORed with
+    /// this and the stream is (epoch << 32 | step).
+    pub const PRETRAIN_VIEWS: u64 = 0xA06;
+    /// The support queue's random start.
+    pub const QUEUE_INIT: u64 = 0x0EE0E;
+    /// Fine-tuning: each epoch's order and views (+ epoch).
+    pub const FINETUNE_EPOCH: u64 = 0xF17E;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@ use crate::split::ObjectRef;
 use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_io::source::{Record, Source};
 
@@ -127,7 +128,7 @@ fn produce(
     cfg: LoaderConfig,
     tx: &std::sync::mpsc::SyncSender<Result<Vec<Example>, LoaderError>>,
 ) -> Result<(), LoaderError> {
-    let mut rng = Rng::for_stream(cfg.seed, 0x10AD);
+    let mut rng = Rng::for_stream(cfg.seed, streams::LOADER_SHUFFLE);
     let mut buffer: Vec<Example> = Vec::with_capacity(cfg.shuffle_buffer.max(1));
     let mut batch: Vec<Example> = Vec::with_capacity(cfg.batch);
     let emit = |ex: Example, batch: &mut Vec<Example>| -> bool {

@@ -9,6 +9,7 @@
 //! Either can then keep only N training labels, balanced over the classes,
 //! for label-efficiency studies; validation and test sets stay the same.
 
+use tidalscope_core::streams;
 use tidalscope_core::Rng;
 
 /// One object: which source and which record, and its label.
@@ -89,7 +90,7 @@ pub fn reference(
     }
     let mut splits = Splits::default();
     for (k, (source, n, label)) in [(tidal, n_tidal, 1u8), (unlabelled, n_unlabelled, 0u8)].into_iter().enumerate() {
-        let picked = choose(n, need, &mut Rng::for_stream(seed, 0x5EED_0000 + k as u64));
+        let picked = choose(n, need, &mut Rng::for_stream(seed, streams::SPLIT_PICK + k as u64));
         let refs: Vec<ObjectRef> = picked.into_iter().map(|index| ObjectRef { source, index, label }).collect();
         splits.train.extend_from_slice(&refs[..sizes.train]);
         splits.val.extend_from_slice(&refs[sizes.train..sizes.train + sizes.val]);
@@ -129,7 +130,7 @@ pub fn stratified(objects: &[ObjectRef], val: f64, test: f64, seed: u64) -> Resu
             return Err(SplitError::Labels(format!("no objects with label {label}: a classifier needs both classes")));
         }
         class.sort();
-        Rng::for_stream(seed, 0x5EED_1000 + label as u64).shuffle(&mut class);
+        Rng::for_stream(seed, streams::SPLIT_SHUFFLE + label as u64).shuffle(&mut class);
         let n = class.len();
         let n_val = (val * n as f64).round() as usize;
         let n_test = (test * n as f64).round() as usize;
@@ -163,7 +164,7 @@ impl Splits {
             by_class[o.label as usize].push(*o);
         }
         for (k, c) in by_class.iter_mut().enumerate() {
-            Rng::for_stream(seed, 0x5EED_2000 + k as u64).shuffle(c);
+            Rng::for_stream(seed, streams::SPLIT_LIMIT + k as u64).shuffle(c);
         }
         let half = n / 2;
         let take1 = half.min(by_class[1].len()).max(n.saturating_sub(by_class[0].len()));

@@ -28,6 +28,7 @@ pub mod npy;
 pub mod png;
 pub mod protobuf;
 pub mod source;
+pub mod tensor;
 pub mod tfdata;
 pub mod tfrecord;
 

@@ -3,6 +3,7 @@
 //! It is state outside the model and never receives gradients.
 
 use burn::prelude::*;
+use tidalscope_core::streams;
 use tidalscope_core::Rng;
 
 /// A queue of `size` unit vectors of `dim` dimensions, newest first.
@@ -15,7 +16,7 @@ impl SupportQueue {
     /// A queue of random unit vectors (as the reference initialises it),
     /// drawn from `seed`.
     pub fn random(size: usize, dim: usize, seed: u64, device: &Device) -> Self {
-        let mut rng = Rng::for_stream(seed, 0x0EE0E);
+        let mut rng = Rng::for_stream(seed, streams::QUEUE_INIT);
         let mut v: Vec<f32> = (0..size * dim).map(|_| rng.normal() as f32).collect();
         for row in v.chunks_exact_mut(dim) {
             let n = row.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);

@@ -34,6 +34,7 @@ pub mod survey;
 use render::Renderer;
 use scene::{sample_scene, Scene, SceneParams, Truth};
 use survey::{Survey, SurveyName};
+use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 
 /// Settings of a simulation run.
@@ -109,7 +110,7 @@ impl Simulator {
         let survey = Survey::preset(config.survey);
         let positives = (n as f64 * config.tidal_fraction).round() as usize;
         let mut labels: Vec<u8> = (0..n).map(|i| u8::from(i < positives)).collect();
-        Rng::for_stream(config.seed, u64::MAX).shuffle(&mut labels);
+        Rng::for_stream(config.seed, streams::SIM_LABELS).shuffle(&mut labels);
         let params = SceneParams {
             grid_size: convolve::padded_size(config.size, render::PSF_RADIUS_PX),
             survey,
@@ -146,7 +147,7 @@ impl Simulator {
     }
 
     fn scene_and_rng(&self, id: usize) -> (Scene, Rng) {
-        let mut rng = Rng::for_stream(self.config.seed, id as u64);
+        let mut rng = Rng::for_stream(self.config.seed, streams::SIM_OBJECT + id as u64);
         let scene = sample_scene(&self.params, id as u64, self.labels[id], self.config.seed, &mut rng);
         (scene, rng)
     }

@@ -33,6 +33,7 @@ use burn::module::Module;
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 use std::path::{Path, PathBuf};
+use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
 use tidalscope_data::split::ObjectRef;
@@ -195,7 +196,7 @@ pub fn finetune(
             let val_imgs = images(&splits.val);
             for epoch in 0..epochs {
                 let mut order: Vec<usize> = (0..splits.train.len()).collect();
-                let mut rng = Rng::for_stream(cfg.seed, 0xF17E + epoch as u64);
+                let mut rng = Rng::for_stream(cfg.seed, streams::FINETUNE_EPOCH + epoch as u64);
                 rng.shuffle(&mut order);
                 let mut sum = 0.0;
                 for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {

@@ -28,6 +28,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
 use tidalscope_data::loader::{for_each_batch, LoaderConfig};
@@ -284,7 +285,7 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
 
 /// The seed of epoch `epoch`'s shuffle.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
-    Rng::for_stream(seed, 0xE90C_0000 + epoch as u64).next_u64()
+    Rng::for_stream(seed, streams::PRETRAIN_EPOCH + epoch as u64).next_u64()
 }
 
 /// Two views of each image of a batch, as `[n, bands, crop, crop]` buffers.
@@ -298,7 +299,7 @@ fn make_views(
 ) -> (Vec<f32>, Vec<f32>, usize) {
     let bands = images[0].bands();
     let per = bands * aug.crop * aug.crop;
-    let mut rng = Rng::for_stream(seed ^ 0xA06, (epoch as u64) << 32 | step as u64);
+    let mut rng = Rng::for_stream(seed ^ streams::PRETRAIN_VIEWS, (epoch as u64) << 32 | step as u64);
     let noise1 = aug.batch_noise(sigma, &mut rng);
     let noise2 = aug.batch_noise(sigma, &mut rng);
     let base = rng.next_u64();

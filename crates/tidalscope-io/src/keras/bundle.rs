@@ -3,7 +3,7 @@
 //! shards of raw little-endian tensors.
 
 use crate::protobuf::{Field, Reader};
-use crate::tfdata::{parse_shape, DType, Tensor, TensorData};
+use crate::tensor::{parse_shape, DType, Tensor, TensorData};
 use crate::tfrecord::masked_crc;
 use crate::{Error, Result};
 use std::collections::BTreeMap;

@@ -19,7 +19,7 @@ pub use export::write_keras3;
 pub use graph::{parse_metadata, KerasObject, ObjectGraph};
 pub use network::{KerasNetwork, Layer, Op, UniqueNames, Weight};
 
-use crate::tfdata::Tensor;
+use crate::tensor::Tensor;
 use crate::{Error, Result};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -71,7 +71,7 @@ impl SavedModel {
         let bundle = Bundle::open(&dir.join("variables").join("variables"))?;
         let graph_tensor = bundle.read("_CHECKPOINTABLE_OBJECT_GRAPH")?;
         let graph_bytes = match graph_tensor.data {
-            crate::tfdata::TensorData::Str(s) if s.len() == 1 => s.into_iter().next().expect("one string"),
+            crate::tensor::TensorData::Str(s) if s.len() == 1 => s.into_iter().next().expect("one string"),
             _ => return Err(Error::format(&bundle.index_path, "_CHECKPOINTABLE_OBJECT_GRAPH is not a string scalar")),
         };
         let graph = ObjectGraph::parse(&graph_bytes)
@@ -240,7 +240,7 @@ impl SavedModel {
                 if matches!(op, Op::Conv2D { .. } | Op::Dense { .. } | Op::BatchNorm { .. }) {
                     let obj = self.layer_node(node, &layer.name)?;
                     for (k, t) in self.layer_weights(obj)? {
-                        if t.dtype != crate::tfdata::DType::F32 {
+                        if t.dtype != crate::tensor::DType::F32 {
                             return Err(Error::format(
                                 &self.dir,
                                 format!("{lpath}: weight {k:?} is {}, not float32", t.dtype.name()),
