@@ -3,6 +3,7 @@
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
+use tidalscope_io::source::{Format, Layout};
 use tidalscope_model::device::DeviceKind;
 
 /// Find tidal features (streams, shells, tails, plumes) around galaxies in
@@ -66,16 +67,44 @@ impl DeviceArgs {
     }
 }
 
+/// `--shard K/N`: part K (from 0) of N equal, contiguous parts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// Which part.
+    pub k: usize,
+    /// How many parts.
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (k, n) = s.split_once('/').ok_or_else(|| format!("{s:?}: expected K/N, e.g. 0/8"))?;
+        let k: usize = k.trim().parse().map_err(|_| format!("{s:?}: K is not a number"))?;
+        let n: usize = n.trim().parse().map_err(|_| format!("{s:?}: N is not a number"))?;
+        if n == 0 || k >= n {
+            return Err(format!("{s:?}: K must run from 0 to N−1"));
+        }
+        Ok(Self { k, n })
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.k, self.n)
+    }
+}
+
 /// How to read an input (shared by every command that reads data).
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Input format, when recognising it by content is not wanted:
     /// tfdata, npy, npz, fits, picture, catalog, simulated, folder.
     #[arg(long)]
-    pub format: Option<String>,
+    pub format: Option<Format>,
     /// Pixel order of arrays: auto (band axis = the small one), hwc or chw.
     #[arg(long, default_value = "auto")]
-    pub layout: String,
+    pub layout: Layout,
     /// Key (tf.data) or array name (npz) holding the image.
     #[arg(long, default_value = "image")]
     pub image_key: String,
@@ -89,7 +118,7 @@ impl SourceArgs {
     /// Recognise everything by content (the command-line defaults): for
     /// data tidalscope wrote itself.
     pub fn auto() -> Self {
-        Self { format: None, layout: "auto".into(), image_key: "image".into(), cycle_length: None }
+        Self { format: None, layout: Layout::Auto, image_key: "image".into(), cycle_length: None }
     }
 }
 
@@ -504,7 +533,7 @@ pub struct PredictArgs {
     /// a Slurm array or Kubernetes indexed job; the parts' outputs
     /// concatenate to the whole.
     #[arg(long)]
-    pub shard: Option<String>,
+    pub shard: Option<Shard>,
     /// Objects decoded and scored together.
     #[arg(long, default_value_t = 256)]
     pub chunk: usize,
@@ -528,7 +557,7 @@ pub struct EmbedArgs {
     pub out: PathBuf,
     /// Embed only part K of N (K from 0 to N−1).
     #[arg(long)]
-    pub shard: Option<String>,
+    pub shard: Option<Shard>,
     /// Also plot the first two principal components, coloured by this
     /// column of ids.csv (e.g. label, kind); `none` for no plot.
     #[arg(long, default_value = "label")]

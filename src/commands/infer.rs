@@ -7,7 +7,7 @@
 //! K/N` processes the K-th of N equal, contiguous parts, whose outputs
 //! concatenate to the unsharded output.
 
-use crate::cli::{EmbedArgs, PredictArgs, SearchArgs, SourceArgs};
+use crate::cli::{EmbedArgs, PredictArgs, SearchArgs, Shard, SourceArgs};
 use crate::manifest::Manifest;
 use crate::progress;
 use anyhow::{bail, ensure, Context};
@@ -26,23 +26,11 @@ use tidalscope_io::source::Catalog;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer;
 
-/// `K/N` → `(K, N)`, K in 0..N.
-fn parse_shard(s: Option<&str>) -> anyhow::Result<Option<(usize, usize)>> {
-    let Some(s) = s else { return Ok(None) };
-    let (k, n) = s.split_once('/').with_context(|| format!("--shard {s:?}: expected K/N, e.g. 0/8"))?;
-    let (k, n): (usize, usize) = (
-        k.trim().parse().with_context(|| format!("--shard {s:?}: K is not a number"))?,
-        n.trim().parse().with_context(|| format!("--shard {s:?}: N is not a number"))?,
-    );
-    ensure!(n > 0 && k < n, "--shard {s:?}: K must run from 0 to N−1");
-    Ok(Some((k, n)))
-}
-
 /// Objects of part K of N: contiguous, sizes differing by at most one.
-pub fn shard_range(len: usize, shard: Option<(usize, usize)>) -> Range<usize> {
+pub fn shard_range(len: usize, shard: Option<Shard>) -> Range<usize> {
     match shard {
         None => 0..len,
-        Some((k, n)) => len * k / n..len * (k + 1) / n,
+        Some(Shard { k, n }) => len * k / n..len * (k + 1) / n,
     }
 }
 
@@ -51,10 +39,10 @@ fn errors_writer(path: &Path) -> anyhow::Result<CsvWriter> {
 }
 
 #[derive(Serialize)]
-struct RunInfo<'a> {
+struct RunInfo {
     model: String,
     data: String,
-    shard: Option<&'a str>,
+    shard: Option<String>,
     objects: usize,
     failed: usize,
 }
@@ -63,7 +51,7 @@ struct RunInfo<'a> {
 pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
-    let shard = parse_shard(args.shard.as_deref())?;
+    let shard = args.shard;
     let device = args.device.device()?;
     let bundle = ClassifierBundle::load(&args.model, &device)?;
     let source = super::open_source(&args.data, &args.source, None)?;
@@ -84,7 +72,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     header.extend(info.meta_columns.iter().cloned());
     let mut out = CsvWriter::create(&args.out, &header)?;
     // Shards of one job often share a folder: their side files must not collide.
-    let suffix = shard.map(|(k, n)| format!(".{k}-of-{n}")).unwrap_or_default();
+    let suffix = shard.map(|Shard { k, n }| format!(".{k}-of-{n}")).unwrap_or_default();
     let errors_path = dir.join(format!("errors{suffix}.csv"));
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
@@ -119,7 +107,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let run = RunInfo {
         model: args.model.display().to_string(),
         data: args.data.display().to_string(),
-        shard: args.shard.as_deref(),
+        shard: args.shard.map(|s| s.to_string()),
         objects: range.len(),
         failed,
     };
@@ -158,7 +146,7 @@ fn load_encoder(dir: &Path, device: &burn::prelude::Device) -> anyhow::Result<(t
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
-    let shard = parse_shard(args.shard.as_deref())?;
+    let shard = args.shard;
     let device = args.device.device()?;
     let (encoder, preprocess) = load_encoder(&args.encoder, &device)?;
     let source = super::open_source(&args.data, &args.source, None)?;
@@ -193,11 +181,11 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let emb = EmbeddingInfo {
         encoder: std::fs::canonicalize(&args.encoder).unwrap_or(args.encoder.clone()),
         data: std::fs::canonicalize(&args.data).unwrap_or(args.data.clone()),
-        format: args.source.format.clone(),
-        layout: args.source.layout.clone(),
+        format: args.source.format.map(|f| f.to_string()),
+        layout: args.source.layout.to_string(),
         image_key: args.source.image_key.clone(),
         cycle_length: args.source.cycle_length,
-        shard: args.shard.clone(),
+        shard: args.shard.map(|s| s.to_string()),
         count: 0,
         dim: 0,
     };
@@ -211,7 +199,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let run = RunInfo {
         model: args.encoder.display().to_string(),
         data: args.data.display().to_string(),
-        shard: args.shard.as_deref(),
+        shard: args.shard.map(|s| s.to_string()),
         objects: range.len(),
         failed,
     };
@@ -287,8 +275,16 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     let by_id: HashMap<&str, usize> =
         ids.rows.iter().enumerate().map(|(i, r)| (r.fields[id_col].as_str(), i)).collect();
     let source_args = SourceArgs {
-        format: info.format.clone(),
-        layout: info.layout.clone(),
+        format: info
+            .format
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| anyhow::anyhow!("{}: {e}", dir.join(tidalscope_io::embeddings::INFO).display()))?,
+        layout: info
+            .layout
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("{}: {e}", dir.join(tidalscope_io::embeddings::INFO).display()))?,
         image_key: info.image_key.clone(),
         cycle_length: info.cycle_length,
     };

@@ -59,8 +59,8 @@ pub fn open_source(
 ) -> anyhow::Result<Box<dyn tidalscope_io::source::Source>> {
     use anyhow::Context;
     let opts = tidalscope_io::source::OpenOptions {
-        format: args.format.as_deref().map(str::parse).transpose().map_err(anyhow::Error::msg)?,
-        layout: args.layout.parse().map_err(anyhow::Error::msg)?,
+        format: args.format,
+        layout: args.layout,
         image_key: args.image_key.clone(),
         cycle_length: args.cycle_length,
         label,

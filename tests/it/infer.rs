@@ -55,8 +55,16 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     let (_, scored) = read_csv(&d.join("broken/scores.csv"));
     assert_eq!(scored.len(), 39);
     assert!(scored.iter().all(|r| r[0] != "5"));
-    let err = d.fails(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "x.csv", "--shard", "3/3"]);
+    // Option values are checked when the command line is parsed, before any work.
+    let err =
+        d.refused(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "x.csv", "--shard", "3/3"]);
     assert!(err.contains("K must run from 0 to N−1"), "{err}");
+    let err = d.refused(&["embed", "--encoder", "enc", "--data", "sim", "--out", "e", "--layout", "hcw"]);
+    assert!(err.contains("unknown layout \"hcw\" (auto, hwc, chw)"), "{err}");
+    let err = d.refused(&["predict", "--model", "clf", "--data", "sim", "--out", "x.csv", "--format", "fit"]);
+    assert!(err.contains("unknown format \"fit\""), "{err}");
+    let err = d.refused(&["predict", "--model", "clf", "--data", "sim", "--out", "x.csv", "--device", "tpu"]);
+    assert!(err.contains("unknown device \"tpu\" (cpu, cuda, cuda:N)"), "{err}");
 }
 
 #[test]

@@ -110,6 +110,17 @@ pub enum Layout {
     Chw,
 }
 
+impl fmt::Display for Layout {
+    /// The name [`FromStr`] reads back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Auto => "auto",
+            Layout::Hwc => "hwc",
+            Layout::Chw => "chw",
+        })
+    }
+}
+
 impl FromStr for Layout {
     type Err = String;
     fn from_str(s: &str) -> std::result::Result<Self, String> {
