@@ -8,7 +8,7 @@
 use crate::atomic::AtomicFile;
 use crate::{Error, Result};
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
@@ -266,15 +266,6 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let mut out = vec![0f32; n];
     decode_into(&bytes, h.dtype, h.big_endian, &mut out);
     Ok((h.shape, out))
-}
-
-/// A path with `.npy` appended if it has no extension (NumPy's habit).
-pub fn with_npy_extension(path: &Path) -> PathBuf {
-    if path.extension().is_some() {
-        path.to_path_buf()
-    } else {
-        path.with_extension("npy")
-    }
 }
 
 #[cfg(test)]

@@ -267,11 +267,6 @@ pub struct TfDataset {
     pub compression: Compression,
 }
 
-/// True if `dir` looks like a `Dataset.save` folder.
-pub fn is_dataset(dir: &Path) -> bool {
-    dir.join("snapshot.metadata").is_file()
-}
-
 impl TfDataset {
     /// Opens a folder written by `tf.data.Dataset.save`.
     pub fn open(path: &Path) -> Result<Self> {

@@ -340,18 +340,6 @@ impl Feature {
             Feature::DoubleNucleus(_) => FeatureKind::DoubleNucleus,
         }
     }
-
-    /// Its surface brightness in flux per arcsec², as defined per kind in the
-    /// module documentation.
-    pub fn defined_sb(&self) -> f64 {
-        match self {
-            Feature::Stream(r) => r.amplitude,
-            Feature::Tail(arms) => arms[0].amplitude,
-            Feature::Shells(s) => s[0].mean_sb(),
-            Feature::Plume(p) => p.amplitude,
-            Feature::DoubleNucleus(s) => s.mean_sb_within_r_e(),
-        }
-    }
 }
 
 impl Profile for Feature {

@@ -125,11 +125,6 @@ impl Sersic {
         Self::build(self.n, self.b, self.r_e, self.flux, Frame::new(x, y, self.frame.pa, self.frame.q))
     }
 
-    /// The same profile with total flux `flux`.
-    pub fn with_flux(&self, flux: f64) -> Self {
-        Self::build(self.n, self.b, self.r_e, flux, self.frame)
-    }
-
     /// Sérsic index.
     pub fn n(&self) -> f64 {
         self.n
