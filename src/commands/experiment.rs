@@ -19,6 +19,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
+use tidalscope_data::preprocess::Preprocess;
 use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
@@ -69,11 +70,17 @@ fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
     Ok(set)
 }
 
+impl EvalSet {
+    /// Its images as a model with `preprocess` sees them.
+    fn preprocessed(&self, preprocess: &Preprocess) -> anyhow::Result<Vec<Cutout>> {
+        Ok(self.raw.par_iter().map(|c| preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?)
+    }
+}
+
 /// Scores of a classifier folder on a set (deterministic inference).
 fn score(model: &Path, set: &EvalSet, device: &Device) -> anyhow::Result<Vec<f64>> {
     let b = ClassifierBundle::load(model, device)?;
-    let pre: Vec<Cutout> =
-        set.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
+    let pre = set.preprocessed(&b.preprocess)?;
     let refs: Vec<&Cutout> = pre.iter().collect();
     let predictor = tidalscope_model::infer::Predictor::classifier(&b.classifier, b.preprocess.crop, device);
     Ok(predictor.scores(&refs)?.into_iter().map(f64::from).collect())
@@ -144,8 +151,7 @@ fn backbone_features(
             rows.insert(o.index, rows.len());
         }
     }
-    let pre: Vec<Cutout> =
-        test.raw.par_iter().map(|c| b.preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?;
+    let pre = test.preprocessed(&b.preprocess)?;
     let test = predictor.features(&pre.iter().collect::<Vec<_>>(), Layer::Pooled)?;
     let dim = test.len() / pre.len().max(1);
     Ok(BackboneFeatures { dim, rows, train: features, test })

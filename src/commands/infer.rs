@@ -22,7 +22,6 @@ use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
 use tidalscope_io::embeddings::{EmbeddingInfo, Embeddings, EmbeddingsWriter, IdRow};
-use tidalscope_io::source::Catalog;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer;
 
@@ -215,9 +214,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
 /// `projection.png`: the first two principal components of the
 /// representations, coloured by a column of ids.csv.
 fn projection_plot(dir: &Path, column: &str) -> anyhow::Result<()> {
-    let (shape, rows) = tidalscope_io::npy::read_f32(&dir.join(tidalscope_io::embeddings::VECTORS))?;
-    let d = shape[1];
-    let ids = Catalog::read(&dir.join("ids.csv"))?;
+    let Embeddings { dim: d, vectors: rows, ids, .. } = Embeddings::read(dir)?;
     let col = ids.require(column)?;
     let (mean, pc1, pc2) = pca2(&rows, d);
     let mut groups: Vec<Group> = Vec::new();
