@@ -56,7 +56,7 @@ pub enum Command {
 #[derive(Debug, Clone, Copy, Args)]
 pub struct DeviceArgs {
     /// Compute device: cpu, or cuda[:N] (needs a `--features cuda` build).
-    #[arg(long = "device", default_value = "cpu")]
+    #[arg(long = "device", value_name = "DEVICE", default_value = "cpu")]
     pub kind: DeviceKind,
 }
 
