@@ -29,7 +29,7 @@ use tidalscope_model::infer;
 pub fn shard_range(len: usize, shard: Option<Shard>) -> Range<usize> {
     match shard {
         None => 0..len,
-        Some(Shard { k, n }) => len * k / n..len * (k + 1) / n,
+        Some(Shard { k, n }) => tidalscope_data::stream::shard_range(len, k, n),
     }
 }
 

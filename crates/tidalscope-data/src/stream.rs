@@ -37,6 +37,16 @@ pub struct Failed {
     pub reason: String,
 }
 
+/// Objects of part `k` of `n` of a source of `len` objects: contiguous, sizes
+/// differing by at most one, so the parts of `0..n` concatenate to the whole.
+///
+/// # Panics
+/// If `k >= n`.
+pub fn shard_range(len: usize, k: usize, n: usize) -> Range<usize> {
+    assert!(k < n, "shard {k} of {n}");
+    len * k / n..len * (k + 1) / n
+}
+
 /// Streams `range` of `source` in chunks of `chunk` records, decoding and
 /// preprocessing each chunk in parallel; calls `f` with each chunk's good
 /// objects and failures, both in input order.

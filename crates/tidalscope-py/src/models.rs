@@ -1,0 +1,300 @@
+//! Trained models from Python: a classifier that scores images or a whole
+//! catalogue, an encoder that embeds images. Both run the CLI's own
+//! preprocessing and inference ([`Preprocess`], [`Predictor`]), so Python and
+//! the command line give the same numbers for the same model and data.
+
+use crate::arrays::{self, Batch};
+use crate::{errors, parallel};
+use numpy::ndarray::Array2;
+use numpy::{IntoPyArray, PyArray1, PyArray2};
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use tidalscope_core::Cutout;
+use tidalscope_data::preprocess::Preprocess;
+use tidalscope_data::stream::{shard_range, stream_prepared, Failed};
+use tidalscope_io::source::{OpenOptions, Source};
+use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
+use tidalscope_model::device::DeviceKind;
+use tidalscope_model::infer::{InferError, Predictor};
+
+/// Images converted, preprocessed and run through the network together:
+/// bounds the memory of the copies whatever the batch size.
+const CHUNK: usize = 256;
+
+fn device(name: &str) -> PyResult<burn::prelude::Device> {
+    let kind: DeviceKind = name.parse().map_err(errors::value)?;
+    kind.device().map_err(errors::value)
+}
+
+/// `run` on every image of `batch`, `CHUNK` at a time: each chunk converted
+/// and preprocessed in parallel, then handed to the network.
+fn over_images<T>(
+    batch: Batch<'_>,
+    pre: &Preprocess,
+    run: impl Fn(&[&Cutout]) -> Result<Vec<T>, InferError>,
+) -> PyResult<Vec<T>> {
+    let mut out = Vec::new();
+    for start in (0..batch.n).step_by(CHUNK) {
+        let end = (start + CHUNK).min(batch.n);
+        let ready: Vec<Cutout> = (start..end)
+            .into_par_iter()
+            .map(|i| {
+                let raw = batch.cutout(i)?;
+                pre.apply(&raw).map(|(img, _)| img).map_err(|e| errors::preprocess(i, e))
+            })
+            .collect::<PyResult<_>>()?;
+        let refs: Vec<&Cutout> = ready.iter().collect();
+        out.extend(run(&refs).map_err(|e| errors::value(format!("images {start}..{end}: {e}")))?);
+    }
+    Ok(out)
+}
+
+/// What a model expects of its images, for `repr` and the properties.
+fn describe(pre: &Preprocess) -> String {
+    format!("bands {:?}, binned {}×{}, {}×{} view", pre.normalisation.bands, pre.bin, pre.bin, pre.crop, pre.crop)
+}
+
+/// A trained classifier (a `finetune` or `import-keras` folder).
+#[pyclass(module = "tidalscope", frozen)]
+pub struct Classifier {
+    // Boxed: the predictor's buffers are 64-byte aligned, more than Python
+    // aligns the objects it allocates.
+    predictor: Mutex<Box<Predictor>>,
+    preprocess: Preprocess,
+    path: PathBuf,
+}
+
+/// Loads a classifier folder (written by `tidalscope finetune` or
+/// `tidalscope import-keras`). `device` is "cpu" (default), "cuda" or
+/// "cuda:N" (CUDA needs a build with the `cuda` feature).
+#[pyfunction]
+#[pyo3(signature = (path, device = "cpu"))]
+pub fn load_classifier(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Classifier> {
+    errors::require_exists(&path)?;
+    let device = self::device(device)?;
+    let bundle = py.detach(|| ClassifierBundle::load(&path, &device)).map_err(errors::bundle)?;
+    let predictor = Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
+    Ok(Classifier { predictor: Mutex::new(Box::new(predictor)), preprocess: bundle.preprocess, path })
+}
+
+#[pymethods]
+impl Classifier {
+    /// Tidal-feature probabilities of images: an array `[N, H, W, C]` or
+    /// `[N, C, H, W]` (or one image of three axes) of any real dtype, byte
+    /// order and strides, in the model's bands and flux units, as the
+    /// command line reads them. `layout` is "auto" (default: channels last
+    /// unless only the first image axis is small enough to be bands), "hwc"
+    /// or "chw". Returns float32 `[N]`. Non-finite pixels are set to 0 after
+    /// normalisation, as in `tidalscope predict`.
+    #[pyo3(signature = (images, layout = None))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        layout: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let array = arrays::float32(images, "images")?;
+        let batch = arrays::batch(&array, layout)?;
+        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
+        let scores = parallel::detached(py, || over_images(batch, &self.preprocess, |x| predictor.scores(x)))??;
+        Ok(scores.into_pyarray(py))
+    }
+
+    /// Scores every object of a catalogue or dataset — any input
+    /// `tidalscope predict --data` takes — and returns its table as
+    /// `{column: ndarray}`: id, label (when the data has labels), score and
+    /// the data's metadata columns, in input order. `shard=(k, n)` scores
+    /// part k of n, as `--shard k/n`. Objects that cannot be read are left
+    /// out with a warning naming them (`errors="warn"`), or raise
+    /// (`errors="raise"`).
+    #[pyo3(signature = (path, shard = None, format = None, layout = None, image_key = "image", errors = "warn"))]
+    #[allow(clippy::too_many_arguments)]
+    fn predict_catalog<'py>(
+        &self,
+        py: Python<'py>,
+        path: PathBuf,
+        shard: Option<(usize, usize)>,
+        format: Option<&str>,
+        layout: Option<&str>,
+        image_key: &str,
+        errors: &str,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let raise = match errors {
+            "warn" => false,
+            "raise" => true,
+            other => return Err(errors::value(format!("errors must be \"warn\" or \"raise\", got {other:?}"))),
+        };
+        if let Some((k, n)) = shard {
+            if n == 0 || k >= n {
+                return Err(errors::value(format!("shard ({k}, {n}): need 0 ≤ k < n")));
+            }
+        }
+        let source = open(&path, format, layout, image_key)?;
+        let info = source.info().clone();
+        let range = shard.map_or(0..info.len, |(k, n)| shard_range(info.len, k, n));
+        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
+        let (rows, failed) = parallel::detached(py, || -> PyResult<(Vec<Vec<String>>, Vec<Failed>)> {
+            let (mut rows, mut failed) = (Vec::new(), Vec::new());
+            stream_prepared(source.as_ref(), range, &self.preprocess, CHUNK, |ok, bad| -> Result<(), StreamError> {
+                if raise {
+                    if let Some(b) = bad.first() {
+                        return Err(errors::value(format!("object {} ({}): {}", b.id, b.file, b.reason)).into());
+                    }
+                }
+                failed.extend(bad);
+                let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+                let scores =
+                    predictor.scores(&images).map_err(|e| errors::value(format!("{}: {e}", path.display())))?;
+                for (p, s) in ok.into_iter().zip(scores) {
+                    let mut row = vec![p.id];
+                    if info.labelled {
+                        row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
+                    }
+                    // The CLI's precision, so both give the same table.
+                    row.push(format!("{s:.6}"));
+                    row.extend(p.meta);
+                    rows.push(row);
+                }
+                Ok(())
+            })
+            .map_err(|e| match e {
+                StreamError::Io(e) => errors::io(e),
+                StreamError::Py(e) => e,
+            })?;
+            Ok((rows, failed))
+        })??;
+        if !failed.is_empty() {
+            let first = &failed[0];
+            let message = format!(
+                "{} of {} objects could not be read and are left out; the first: object {} ({}): {}",
+                failed.len(),
+                rows.len() + failed.len(),
+                first.id,
+                first.file,
+                first.reason
+            );
+            let warnings = py.import("warnings")?;
+            warnings.call_method1("warn", (message,))?;
+        }
+        let mut columns = vec!["id".to_string()];
+        if info.labelled {
+            columns.push("label".into());
+        }
+        columns.push("score".into());
+        columns.extend(info.meta_columns.iter().cloned());
+        arrays::table(py, &columns, rows)
+    }
+
+    /// Bands the model expects, in channel order.
+    #[getter]
+    fn bands(&self) -> Vec<String> {
+        self.preprocess.normalisation.bands.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Classifier({:?}; {})", self.path.display().to_string(), describe(&self.preprocess))
+    }
+}
+
+/// A trained encoder (a `pretrain` folder, or the encoder of a classifier).
+#[pyclass(module = "tidalscope", frozen)]
+pub struct Encoder {
+    // Boxed, as the classifier's.
+    predictor: Mutex<Box<Predictor>>,
+    preprocess: Preprocess,
+    dim: usize,
+    path: PathBuf,
+}
+
+/// Loads an encoder folder (written by `tidalscope pretrain`), or the
+/// encoder inside a classifier folder, as `tidalscope embed --encoder`
+/// does. `device` as for [`load_classifier`].
+#[pyfunction]
+#[pyo3(signature = (path, device = "cpu"))]
+pub fn load_encoder(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Encoder> {
+    errors::require_exists(&path)?;
+    let device = self::device(device)?;
+    let (encoder, preprocess) = py
+        .detach(|| {
+            if !EncoderBundle::is_bundle(&path) && path.join("classifier.json").is_file() {
+                ClassifierBundle::load(&path, &device).map(|b| (b.classifier.encoder, b.preprocess))
+            } else {
+                EncoderBundle::load(&path, &device).map(|b| (b.encoder, b.preprocess))
+            }
+        })
+        .map_err(errors::bundle)?;
+    let dim = encoder.dense2.weight.dims()[1];
+    let predictor = Predictor::encoder(&encoder, preprocess.crop, &device);
+    Ok(Encoder { predictor: Mutex::new(Box::new(predictor)), preprocess, dim, path })
+}
+
+#[pymethods]
+impl Encoder {
+    /// Representations of images (see `Classifier.predict` for what
+    /// `images` and `layout` may be): float32 `[N, D]`, the same numbers
+    /// `tidalscope embed` writes to embeddings.npy.
+    #[pyo3(signature = (images, layout = None))]
+    fn embed<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        layout: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let array = arrays::float32(images, "images")?;
+        let batch = arrays::batch(&array, layout)?;
+        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
+        let reps = parallel::detached(py, || over_images(batch, &self.preprocess, |x| predictor.embed(x)))??;
+        let n = reps.len() / self.dim;
+        Ok(Array2::from_shape_vec((n, self.dim), reps).expect("n × dim values").into_pyarray(py))
+    }
+
+    /// Length of a representation.
+    #[getter]
+    fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Bands the encoder expects, in channel order.
+    #[getter]
+    fn bands(&self) -> Vec<String> {
+        self.preprocess.normalisation.bands.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Encoder({:?}; {}, {}-d)", self.path.display().to_string(), describe(&self.preprocess), self.dim)
+    }
+}
+
+/// Failures while streaming a source: the source's own, or the consumer's.
+enum StreamError {
+    Io(tidalscope_io::Error),
+    Py(PyErr),
+}
+
+impl From<tidalscope_io::Error> for StreamError {
+    fn from(e: tidalscope_io::Error) -> Self {
+        StreamError::Io(e)
+    }
+}
+
+impl From<PyErr> for StreamError {
+    fn from(e: PyErr) -> Self {
+        StreamError::Py(e)
+    }
+}
+
+/// Opens a dataset as the command line would (`--format`, `--layout`,
+/// `--image-key`).
+pub fn open(path: &Path, format: Option<&str>, layout: Option<&str>, image_key: &str) -> PyResult<Box<dyn Source>> {
+    errors::require_exists(path)?;
+    let opts = OpenOptions {
+        format: format.map(str::parse).transpose().map_err(errors::value)?,
+        layout: arrays::layout(layout)?,
+        image_key: image_key.to_string(),
+        ..OpenOptions::default()
+    };
+    tidalscope_io::source::open(path, &opts).map_err(errors::io)
+}

@@ -1,0 +1,243 @@
+"""The Python package against the command line: the same model and data
+give the same scores, embeddings, search hits and simulated images."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import tidalscope as ts
+from conftest import REPO, read_csv
+
+
+def cli_scores(cli, data, out):
+    cli("predict", "--model", "clf", "--data", data, "--out", out)
+    header, rows = read_csv(cli.path(out))
+    col = header.index("score")
+    return [r[0] for r in rows], np.array([float(r[col]) for r in rows])
+
+
+def test_predict_equals_the_cli_in_any_layout_dtype_and_byte_order(cli, images):
+    ids, want = cli_scores(cli, "npy/images.npy", "p/scores.csv")
+    clf = ts.load_classifier(cli.path("clf"))
+    got = clf.predict(images)
+    assert got.dtype == np.float32 and got.shape == (40,)
+    # The CLI writes six decimals.
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    chw = np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    np.testing.assert_array_equal(clf.predict(chw), got)
+    np.testing.assert_array_equal(clf.predict(chw, layout="chw"), got)
+    np.testing.assert_array_equal(clf.predict(images.astype(">f8")), got)
+    strided = np.asfortranarray(images)  # same values, other strides
+    assert not strided.flags.c_contiguous
+    np.testing.assert_array_equal(clf.predict(strided), got)
+    np.testing.assert_array_equal(clf.predict(images[5]), got[5:6])
+    assert clf.bands == ["g", "r", "i", "z", "y"]
+
+
+def test_fits_arrays_read_by_astropy_work_unchanged(cli):
+    fits = pytest.importorskip("astropy.io.fits")
+    ids, want = cli_scores(cli, "sim/catalog.csv", "f/scores.csv")
+    header, rows = read_csv(cli.path("sim", "catalog.csv"))
+    files = [header.index(f"file_{b}") for b in "grizy"]
+    # One big-endian plane per band, as astropy gives it: [N, C, H, W].
+    planes = [[fits.getdata(cli.path("sim", r[c])) for c in files] for r in rows]
+    assert planes[0][0].dtype.byteorder == ">"
+    cube = np.empty((len(rows), 5) + planes[0][0].shape, dtype=planes[0][0].dtype)
+    for i, p in enumerate(planes):
+        cube[i] = p
+    got = ts.load_classifier(cli.path("clf")).predict(cube)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_predict_catalog_is_the_cli_table_and_shards_concatenate(cli):
+    cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "c/scores.csv")
+    header, rows = read_csv(cli.path("c", "scores.csv"))
+    clf = ts.load_classifier(cli.path("clf"))
+    table = clf.predict_catalog(cli.path("sim", "catalog.csv"))
+    assert list(table) == header
+    assert table["id"].dtype == np.int64
+    np.testing.assert_array_equal(table["id"], [int(r[0]) for r in rows])
+    np.testing.assert_array_equal(table["score"], [float(r[header.index("score")]) for r in rows])
+    assert table["kind"].dtype.kind == "U"
+    parts = [clf.predict_catalog(cli.path("sim", "catalog.csv"), shard=(k, 3)) for k in range(3)]
+    np.testing.assert_array_equal(np.concatenate([p["score"] for p in parts]), table["score"])
+    astropy_table = pytest.importorskip("astropy.table")
+    t = astropy_table.Table(table)
+    assert len(t) == 40 and t.colnames == header
+    pandas = pytest.importorskip("pandas")
+    assert pandas.DataFrame(table).shape == (40, len(header))
+
+
+def test_a_missing_object_file_is_a_warning_or_an_error(cli, tmp_path):
+    import shutil
+    shutil.copytree(cli.path("sim"), tmp_path / "sim")
+    header, rows = read_csv(tmp_path / "sim" / "catalog.csv")
+    missing = rows[5][header.index("file_r")]
+    (tmp_path / "sim" / missing).unlink()
+    clf = ts.load_classifier(cli.path("clf"))
+    with pytest.warns(UserWarning, match=r"1 of 40 objects could not be read.*object 5"):
+        table = clf.predict_catalog(tmp_path / "sim" / "catalog.csv")
+    assert len(table["id"]) == 39 and 5 not in table["id"]
+    with pytest.raises(ValueError, match=missing.split("/")[-1]):
+        clf.predict_catalog(tmp_path / "sim" / "catalog.csv", errors="raise")
+
+
+def test_embed_equals_the_cli_and_search_finds_the_cli_neighbours(cli, images):
+    cli("embed", "--encoder", "enc", "--data", "npy/images.npy", "--out", "emb", "--color-by", "none")
+    want = np.load(cli.path("emb", "embeddings.npy"))
+    enc = ts.load_encoder(cli.path("enc"))
+    emb = enc.embed(images)
+    assert emb.shape == want.shape == (40, enc.dim) and emb.dtype == np.float32
+    np.testing.assert_allclose(emb, want, rtol=1e-6, atol=1e-7)
+    # The encoder inside the classifier folder is the same network, fine-tuned.
+    assert ts.load_encoder(cli.path("clf")).embed(images).shape == (40, enc.dim)
+
+    cli("search", "--embeddings", "emb", "--query", "17", "--k", "5", "--out", "found")
+    header, rows = read_csv(cli.path("found", "neighbours.csv"))
+    idx, sim = ts.search(emb, query=emb[17], k=5, exclude=[17])
+    assert idx.dtype == np.int64 and sim.dtype == np.float32
+    np.testing.assert_array_equal(idx, [int(r[header.index("id")]) for r in rows])
+    np.testing.assert_allclose(sim, [float(r[header.index("similarity")]) for r in rows], atol=1e-6)
+    # Without exclusion the query is its own best match; several queries at once.
+    idx2, sim2 = ts.search(emb, query=emb[[17, 3]], k=2)
+    assert idx2.shape == (2, 2) and idx2[0, 0] == 17 and idx2[1, 0] == 3
+    np.testing.assert_allclose(sim2[:, 0], 1.0, atol=1e-5)
+
+
+def test_simulate_is_bit_identical_to_the_cli(cli, images):
+    got, catalog = ts.simulate(40, size=32)
+    assert got.dtype == np.float32 and got.shape == (40, 32, 32, 5)
+    assert got.tobytes() == images.tobytes()
+    header, rows = read_csv(cli.path("npy", "catalog.csv"))
+    assert list(catalog) == header
+    np.testing.assert_array_equal(catalog["label"], [int(r[1]) for r in rows])
+    np.testing.assert_array_equal(catalog["host_mag_r"], [float(r[header.index("host_mag_r")]) for r in rows])
+    other, _ = ts.simulate(40, size=32, seed=2)
+    assert other.tobytes() != got.tobytes()
+    lsst, _ = ts.simulate(2, survey="lsst-y10", size=32)
+    assert lsst.shape == (2, 32, 32, 5)
+
+
+def test_read_gives_every_format_as_the_cli_reads_it(cli, images):
+    from_npy, cat = ts.read(cli.path("npy", "images.npy"))
+    np.testing.assert_array_equal(from_npy, images)
+    assert list(cat) == ["id"] and list(cat["id"]) == list(range(40))
+    folder, cat = ts.read(cli.path("npy"))
+    np.testing.assert_array_equal(folder, images)
+    assert cat["label"].dtype == np.int64 and "host_mag_r" in cat
+    fits_images, cat = ts.read(cli.path("sim", "catalog.csv"))
+    assert fits_images.shape == (40, 32, 32, 5) and fits_images.dtype == np.float32
+    # Reading FITS with tidalscope or astropy gives the same pixels.
+    fits = pytest.importorskip("astropy.io.fits")
+    header, rows = read_csv(cli.path("sim", "catalog.csv"))
+    plane = fits.getdata(cli.path("sim", rows[0][header.index("file_i")]))
+    np.testing.assert_array_equal(fits_images[0, :, :, 2], plane)
+
+
+def test_lupton_rgb_makes_an_image_to_look_at(images):
+    rgb = ts.lupton_rgb(images[0])
+    assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
+    assert rgb.max() > 0
+    # Last row first: north up under imshow.
+    np.testing.assert_array_equal(ts.lupton_rgb(images[0][::-1]), rgb[::-1])
+    assert (ts.lupton_rgb(images[0], stretch=1e6) <= rgb).all()
+
+
+def test_imported_keras_models_reproduce_tensorflow(cli):
+    fx = REPO / "tests" / "fixtures" / "keras-paper"
+    cli("import-keras", fx / "classifier", "--out", "keras-clf", "--normalisation", "none")
+    x = np.load(fx / "input_128.npy")
+    got = ts.load_classifier(cli.path("keras-clf")).predict(x)
+    want = np.load(fx / "expected_classifier.npy").reshape(-1)
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_bad_shapes_bands_and_files_raise_the_right_exception(cli, images, tmp_path):
+    clf = ts.load_classifier(cli.path("clf"))
+    with pytest.raises(ValueError, match=r"\[N, H, W, C\].*shape \[40, 5120\]"):
+        clf.predict(images.reshape(40, -1))
+    with pytest.raises(ValueError, match="3 bands.*expects 5|expects 5.*3"):
+        clf.predict(images[..., :3])
+    with pytest.raises(ValueError, match=r"smaller than the model's 24×24"):
+        clf.predict(images[:, :16, :16])
+    with pytest.raises(ValueError, match="not a real number type"):
+        clf.predict(np.full((1, 32, 32, 5), "x"))
+    with pytest.raises(ValueError, match="unknown layout"):
+        clf.predict(images, layout="hcw")
+    with pytest.raises(ValueError, match="unknown device"):
+        ts.load_classifier(cli.path("clf"), device="tpu")
+    with pytest.raises(FileNotFoundError, match="nowhere: no such file"):
+        ts.load_classifier(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="not a classifier folder"):
+        ts.load_classifier(cli.path("enc"))
+    with pytest.raises(FileNotFoundError):
+        ts.read(tmp_path / "nothing.npy")
+    corrupt = tmp_path / "corrupt.npy"
+    corrupt.write_bytes(b"\x93NUMPY\x01\x00garbage")
+    with pytest.raises(OSError, match="corrupt.npy"):
+        ts.read(corrupt)
+    broken = tmp_path / "clf"
+    import shutil
+    shutil.copytree(cli.path("clf"), broken)
+    weights = next(p for p in broken.iterdir() if p.suffix == ".bpk")
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(OSError, match=weights.name):
+        ts.load_classifier(broken)
+    with pytest.raises(ValueError, match="unknown survey"):
+        ts.simulate(1, survey="des")
+    with pytest.raises(ValueError, match="query has 3 numbers"):
+        ts.search(np.zeros((4, 8)), np.zeros(3))
+
+
+def test_threads_can_be_set_and_results_do_not_change(cli, images):
+    clf = ts.load_classifier(cli.path("clf"))
+    before = clf.predict(images)
+    ts.set_threads(1)
+    try:
+        assert ts.get_threads() == 1
+        np.testing.assert_array_equal(clf.predict(images), before)
+    finally:
+        ts.set_threads(0)
+
+
+def test_the_gil_is_released_while_the_network_runs(cli, images):
+    import threading
+    clf = ts.load_classifier(cli.path("clf"))
+    many = np.concatenate([images] * 25)
+    worker = threading.Thread(target=clf.predict, args=(many,))
+    ticks = 0
+    worker.start()
+    while worker.is_alive():
+        ticks += 1
+    worker.join()
+    # Holding the GIL, the call would let this loop run a handful of times
+    # at most (Python's switch interval is 5 ms).
+    assert ticks > 1000, ticks
+
+
+def test_help_shows_the_documentation():
+    assert "Tidal-feature probabilities" in ts.Classifier.predict.__doc__
+    import inspect
+    assert str(inspect.signature(ts.load_classifier)) == "(path, device='cpu')"
+    assert "predict_catalog" in dir(ts.Classifier)
+
+
+def test_the_readme_example_runs_as_written(cli, tmp_path, monkeypatch):
+    import re
+    import shutil
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("\n## Python\n"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    # The folders `demo` makes, here from the tiny models.
+    demo = tmp_path / "runs" / "demo"
+    shutil.copytree(cli.path("clf"), demo / "classifier-finetune-all")
+    shutil.copytree(cli.path("enc"), demo / "encoder")
+    shutil.copytree(cli.path("npy"), demo / "test")
+    monkeypatch.chdir(tmp_path)
+    scope = {}
+    exec(compile(code, "README.md (Python)", "exec"), scope)
+    assert scope["scores"].shape == (200,) and len(scope["table"]) == 200
+    assert scope["idx"].shape == (5,) and 17 not in scope["idx"]
+    assert scope["rgb"].shape == (128, 128, 3)
+    assert len(scope["scored"]["score"]) == 10
