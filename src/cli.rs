@@ -31,6 +31,9 @@ pub enum Command {
     Evaluate(EvaluateArgs),
     /// Score every object of a dataset with a trained classifier.
     Predict(PredictArgs),
+    /// Gather the outputs of `predict --shard K/N` runs into one catalogue,
+    /// checking that every shard is there and that all used the same model.
+    Collect(CollectArgs),
     /// Write the 128-d representations of every object of a dataset.
     Embed(EmbedArgs),
     /// Find the galaxies most similar to one or more query galaxies.
@@ -541,6 +544,23 @@ pub struct PredictArgs {
     pub device: DeviceArgs,
     #[command(flatten)]
     pub source: SourceArgs,
+}
+
+/// Arguments of `tidalscope collect`.
+#[derive(Debug, Args)]
+pub struct CollectArgs {
+    /// Folder where the shards wrote their outputs (`predict --shard K/N
+    /// --out FOLDER/…`): their `run.K-of-N.toml`, scores and errors files.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The gathered catalogue (CSV); `errors.csv` and `run.toml` are
+    /// written beside it.
+    #[arg(long, required_unless_present = "missing")]
+    pub out: Option<PathBuf>,
+    /// Only print the missing shard numbers, comma-separated (for
+    /// `sbatch --array=`), and exit.
+    #[arg(long)]
+    pub missing: bool,
 }
 
 /// Arguments of `tidalscope embed`.

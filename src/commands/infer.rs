@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::stream_prepared;
+use tidalscope_data::stream::{stream_prepared, NON_FINITE_COLUMN};
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
@@ -44,6 +44,45 @@ struct RunInfo {
     shard: Option<String>,
     objects: usize,
     failed: usize,
+    /// Objects processed with some non-finite pixels (set to 0).
+    flagged: usize,
+}
+
+/// The summary's note on flagged objects, if any.
+fn flagged_note(flagged: usize) -> String {
+    match flagged {
+        0 => String::new(),
+        1 => format!("; 1 object had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
+        n => format!("; {n} objects had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
+    }
+}
+
+/// What `predict` records in its `run.toml`; `collect` reads it back to
+/// check that the shards of a job belong together.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PredictRecord {
+    /// The classifier folder, as given.
+    pub model: String,
+    /// SHA-256 over the classifier folder's files (name and bytes).
+    pub model_sha256: String,
+    /// The data, as an absolute path.
+    pub data: String,
+    /// `--format`, when given.
+    pub format: Option<String>,
+    /// `--layout`.
+    pub layout: String,
+    /// `--image-key`.
+    pub image_key: String,
+    /// `--shard K/N`, when given.
+    pub shard: Option<String>,
+    /// The scores file's name (it lies beside this record).
+    pub out: String,
+    /// Objects in this run's part.
+    pub objects: usize,
+    /// Objects that could not be processed (in the errors file).
+    pub failed: usize,
+    /// Objects processed with some non-finite pixels (set to 0).
+    pub flagged: usize,
 }
 
 /// Runs `predict`.
@@ -68,6 +107,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         header.push("label".into());
     }
     header.push("score".into());
+    header.push(NON_FINITE_COLUMN.into());
     header.extend(info.meta_columns.iter().cloned());
     let mut out = CsvWriter::create(&args.out, &header)?;
     // Shards of one job often share a folder: their side files must not collide.
@@ -75,7 +115,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let errors_path = dir.join(format!("errors{suffix}.csv"));
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
-    let (mut scored, mut failed) = (0usize, 0usize);
+    let (mut scored, mut failed, mut flagged) = (0usize, 0usize, 0usize);
     let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
     stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, |ok, bad| {
         bar.inc((ok.len() + bad.len()) as u64);
@@ -93,8 +133,10 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
                 row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
             }
             row.push(format!("{s:.6}"));
+            row.push(p.non_finite_text());
             row.extend(p.meta.iter().cloned());
             out.row(&row)?;
+            flagged += usize::from(p.non_finite > 0.0);
         }
         scored += ok.len();
         anyhow::Ok(())
@@ -103,18 +145,25 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     out.finish()?;
     errors.finish()?;
     let secs = t0.elapsed().as_secs_f64();
-    let run = RunInfo {
+    let run = PredictRecord {
         model: args.model.display().to_string(),
-        data: args.data.display().to_string(),
+        model_sha256: tidalscope_io::checksum::sha256_files(&args.model, &ClassifierBundle::FILES)?,
+        data: std::fs::canonicalize(&args.data).unwrap_or(args.data.clone()).display().to_string(),
+        format: args.source.format.map(|f| f.to_string()),
+        layout: args.source.layout.to_string(),
+        image_key: args.source.image_key.clone(),
         shard: args.shard.map(|s| s.to_string()),
+        out: args.out.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
         objects: range.len(),
         failed,
+        flagged,
     };
     Manifest::new("predict", run, started, secs).write_as(&dir.join(format!("run{suffix}.toml")))?;
     println!(
-        "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}",
+        "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
-        args.out.display()
+        args.out.display(),
+        flagged_note(flagged)
     );
     partial_failure(failed, range.len(), &errors_path)
 }
@@ -151,11 +200,13 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let source = super::open_source(&args.data, &args.source, None)?;
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
-    let mut writer = EmbeddingsWriter::create(&args.out, &info.meta_columns)?;
+    let mut columns = vec![NON_FINITE_COLUMN.to_string()];
+    columns.extend(info.meta_columns.iter().cloned());
+    let mut writer = EmbeddingsWriter::create(&args.out, &columns)?;
     let errors_path = args.out.join("errors.csv");
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "embed", "objects");
-    let (mut rows, mut failed) = (0usize, 0usize);
+    let (mut rows, mut failed, mut flagged) = (0usize, 0usize, 0usize);
     let predictor = infer::Predictor::encoder(&encoder, preprocess.crop, &device);
     stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, |ok, bad| {
         bar.inc((ok.len() + bad.len()) as u64);
@@ -170,9 +221,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let reps = predictor
             .embed(&images)
             .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
+        let meta: Vec<Vec<String>> =
+            ok.iter().map(|p| std::iter::once(p.non_finite_text()).chain(p.meta.iter().cloned()).collect()).collect();
         let objects: Vec<IdRow> =
-            ok.iter().map(|p| IdRow { index: p.index, id: &p.id, label: p.label, meta: &p.meta }).collect();
+            ok.iter().zip(&meta).map(|(p, meta)| IdRow { index: p.index, id: &p.id, label: p.label, meta }).collect();
         writer.push(&reps, &objects)?;
+        flagged += ok.iter().filter(|p| p.non_finite > 0.0).count();
         rows += ok.len();
         anyhow::Ok(())
     })?;
@@ -201,12 +255,14 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         shard: args.shard.map(|s| s.to_string()),
         objects: range.len(),
         failed,
+        flagged,
     };
     Manifest::new("embed", run, started, secs).write(&args.out)?;
     println!(
-        "embedded {rows} objects in {secs:.1} s ({:.1} objects/s) → {}",
+        "embedded {rows} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
-        args.out.display()
+        args.out.display(),
+        flagged_note(flagged)
     );
     partial_failure(failed, range.len(), &errors_path)
 }

@@ -2,6 +2,7 @@
 //! settings before doing any work.
 
 mod bench;
+mod collect;
 mod convert;
 mod demo;
 mod experiment;
@@ -22,6 +23,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Finetune(args) => train::finetune(args),
         Command::Evaluate(args) => train::evaluate(args),
         Command::Predict(args) => infer::predict(args),
+        Command::Collect(args) => collect::run(args),
         Command::Embed(args) => infer::embed(args),
         Command::Search(args) => infer::search(args),
         Command::ImportKeras(args) => import::run(args),

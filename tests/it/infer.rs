@@ -3,7 +3,7 @@
 use crate::util::{read_csv, Dir};
 
 /// A tiny encoder and classifier trained on a tiny simulated set.
-fn trained(d: &Dir) {
+pub fn trained(d: &Dir) {
     d.ok(&["simulate", "--n", "40", "--size", "32", "--out", "sim", "--preview", "0", "--format", "fits"]);
     let mut args = vec!["pretrain", "--data", "sim", "--out", "enc"];
     args.extend(crate::pipeline::TINY);
@@ -65,6 +65,40 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     assert!(err.contains("unknown format \"fit\""), "{err}");
     let err = d.refused(&["predict", "--model", "clf", "--data", "sim", "--out", "x.csv", "--device", "tpu"]);
     assert!(err.contains("unknown device \"tpu\" (cpu, cuda, cuda:N)"), "{err}");
+}
+
+#[test]
+fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() {
+    let d = Dir::new();
+    trained(&d);
+    d.ok(&["simulate", "--n", "6", "--size", "32", "--out", "few", "--preview", "0"]);
+    let (shape, mut px) = tidalscope_io::npy::read_f32(&d.join("few/images.npy")).unwrap();
+    let per = 32 * 32 * 5;
+    // Object 0: band r (channel 1 of HWC) entirely NaN. Object 1: ten g pixels NaN.
+    px[..per].iter_mut().skip(1).step_by(5).for_each(|v| *v = f32::NAN);
+    px[per..2 * per].iter_mut().step_by(5).take(10).for_each(|v| *v = f32::NAN);
+    let mut w = tidalscope_io::npy::NpyWriter::create(&d.join("bad.npy"), &shape).unwrap();
+    w.write(&px).unwrap();
+    w.finish().unwrap();
+    let out = d.run(&["predict", "--model", "clf", "--data", "bad.npy", "--out", "p/scores.csv"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("1 object had non-finite pixels"), "{stdout}");
+    let (_, errors) = read_csv(&d.join("p/errors.csv"));
+    assert_eq!(errors.len(), 1);
+    assert_eq!(errors[0][0], "0");
+    assert!(errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
+    let (header, rows) = read_csv(&d.join("p/scores.csv"));
+    assert_eq!(&header[..3], ["id", "score", "nonfinite_fraction"]);
+    let fractions: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
+    assert_eq!(fractions, ["0.001953", "0", "0", "0", "0"], "10 of 32×32×5 pixels in object 1");
+    let run = std::fs::read_to_string(d.join("p/run.toml")).unwrap();
+    assert!(run.contains("flagged = 1") && run.contains("failed = 1"), "{run}");
+    let out = d.run(&["embed", "--encoder", "enc", "--data", "bad.npy", "--out", "e", "--color-by", "none"]);
+    assert_eq!(out.status.code(), Some(3));
+    let (header, ids) = read_csv(&d.join("e/ids.csv"));
+    let col = header.iter().position(|h| h == "nonfinite_fraction").expect("column in ids.csv");
+    assert_eq!(ids[0][col], "0.001953");
 }
 
 #[test]

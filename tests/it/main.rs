@@ -1,5 +1,6 @@
 //! Integration tests: the `tidalscope` binary run as a user runs it.
 
+mod collect;
 mod data;
 mod experiment;
 mod infer;

@@ -41,6 +41,13 @@ pub enum PreprocessError {
     /// Writing failed.
     #[error(transparent)]
     Io(#[from] tidalscope_io::Error),
+    /// A band holds no finite pixel: nothing in it can be measured, and a
+    /// model fed zeros there would give a made-up score.
+    #[error("band {band} has no finite pixel (all NaN or infinite)")]
+    EmptyBand {
+        /// The band's name.
+        band: String,
+    },
 }
 
 /// Averages `k×k` blocks (a trailing partial block is dropped). Non-finite
@@ -76,9 +83,22 @@ pub fn bin(img: &Cutout, k: usize) -> Cutout {
 
 impl Preprocess {
     /// Bins and normalises an image, checking it fits the model. Returns
-    /// the image and its count of non-finite pixels (set to 0).
+    /// the image and how many of the given image's pixels were not finite
+    /// (NaN, ±inf): the rule is that they are left out of binning and are 0
+    /// after normalisation. An image with a band that has no finite pixel
+    /// at all is refused ([`PreprocessError::EmptyBand`]).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
         self.normalisation.check(img)?;
+        let mut non_finite = 0;
+        for b in 0..img.bands() {
+            let band = img.band(b);
+            let n = band.iter().filter(|v| !v.is_finite()).count();
+            if n == band.len() {
+                let name = self.normalisation.bands.get(b).cloned().unwrap_or_else(|| format!("{}", b + 1));
+                return Err(PreprocessError::EmptyBand { band: name });
+            }
+            non_finite += n;
+        }
         let mut b = bin(img, self.bin);
         if b.height() < self.crop || b.width() < self.crop {
             return Err(PreprocessError::Mismatch(format!(
@@ -92,8 +112,8 @@ impl Preprocess {
                 self.crop
             )));
         }
-        let bad = self.normalisation.apply(&mut b);
-        Ok((b, bad))
+        self.normalisation.apply(&mut b);
+        Ok((b, non_finite))
     }
 
     /// Writes `preprocess.json`.
@@ -132,5 +152,24 @@ mod tests {
             Preprocess { normalisation: Normaliser::new(vec!["g".into(), "r".into()], vec![1.0, 1.0], "t"), ..p };
         let err = wrong.apply(&Cutout::zeros(5, 128, 128)).unwrap_err().to_string();
         assert!(err.contains("5 bands") && err.contains("expects 2"), "{err}");
+    }
+
+    #[test]
+    fn non_finite_pixels_are_counted_and_an_empty_band_is_refused() {
+        let p = Preprocess {
+            bin: 2,
+            crop: 2,
+            normalisation: Normaliser::new(vec!["g".into(), "r".into()], vec![1.0; 2], "t"),
+        };
+        let mut img = Cutout::zeros(2, 4, 4);
+        img.band_mut(0)[..3].fill(f32::NAN);
+        img.band_mut(1)[5] = f32::INFINITY;
+        let (out, bad) = p.apply(&img).unwrap();
+        assert_eq!(bad, 4, "counted on the image as given, before binning");
+        assert!(out.data().iter().all(|v| v.is_finite()));
+        img.band_mut(1).fill(f32::NAN);
+        let err = p.apply(&img).unwrap_err();
+        assert!(matches!(&err, PreprocessError::EmptyBand { band } if band == "r"), "{err}");
+        assert_eq!(err.to_string(), "band r has no finite pixel (all NaN or infinite)");
     }
 }

@@ -24,6 +24,25 @@ pub struct Prepared {
     pub meta: Vec<String>,
     /// Preprocessed pixels.
     pub image: Cutout,
+    /// Fraction of the image's pixels (all bands) that were not finite
+    /// (NaN, ±inf) as read; they are 0 in `image`.
+    pub non_finite: f64,
+}
+
+/// The column of `predict` and `embed` outputs that holds each object's
+/// fraction of non-finite pixels ([`Prepared::non_finite`]).
+pub const NON_FINITE_COLUMN: &str = "nonfinite_fraction";
+
+impl Prepared {
+    /// [`Prepared::non_finite`] as written to catalogues: exactly `0` when
+    /// every pixel was finite.
+    pub fn non_finite_text(&self) -> String {
+        if self.non_finite == 0.0 {
+            "0".into()
+        } else {
+            format!("{:.6}", self.non_finite)
+        }
+    }
 }
 
 /// An object that could not be prepared.
@@ -81,8 +100,9 @@ where
                 let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
                 let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
                 let raw = r.pixels.load().map_err(|e| fail(e.to_string()))?;
-                let (image, _) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
-                Ok(Prepared { index, id: id.clone(), label, meta, image })
+                let (image, bad) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
+                let non_finite = bad as f64 / raw.data().len().max(1) as f64;
+                Ok(Prepared { index, id: id.clone(), label, meta, image, non_finite })
             })
             .collect();
         let (mut ok, mut bad) = (Vec::new(), Vec::new());

@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod atomic;
+pub mod checksum;
 pub mod csv;
 pub mod embeddings;
 mod error;

@@ -202,7 +202,9 @@ pub fn search<'py>(
     if qd != d {
         return Err(errors::value(format!("query has {qd} numbers, the embeddings {d}")));
     }
-    let exclude = exclude.unwrap_or_default();
+    let mut exclude = exclude.unwrap_or_default();
+    exclude.sort_unstable();
+    exclude.dedup();
     let mut unit = rows.as_slice().map_err(errors::value)?.to_vec();
     let mut qs = queries.as_slice().map_err(errors::value)?.to_vec();
     let kept = k.min(n.saturating_sub(exclude.iter().filter(|&&i| i < n).count()));

@@ -11,10 +11,9 @@ use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{shard_range, stream_prepared, Failed};
+use tidalscope_data::stream::{shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
 use tidalscope_io::source::{OpenOptions, Source};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::device::DeviceKind;
@@ -61,8 +60,9 @@ fn describe(pre: &Preprocess) -> String {
 #[pyclass(module = "tidalscope", frozen)]
 pub struct Classifier {
     // Boxed: the predictor's buffers are 64-byte aligned, more than Python
-    // aligns the objects it allocates.
-    predictor: Mutex<Box<Predictor>>,
+    // aligns the objects it allocates. Shared by every thread that calls
+    // (it is Sync): no lock, so no thread waits on another.
+    predictor: Box<Predictor>,
     preprocess: Preprocess,
     path: PathBuf,
 }
@@ -77,7 +77,50 @@ pub fn load_classifier(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<
     let device = self::device(device)?;
     let bundle = py.detach(|| ClassifierBundle::load(&path, &device)).map_err(errors::bundle)?;
     let predictor = Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
-    Ok(Classifier { predictor: Mutex::new(Box::new(predictor)), preprocess: bundle.preprocess, path })
+    Ok(Classifier { predictor: Box::new(predictor), preprocess: bundle.preprocess, path })
+}
+
+impl Classifier {
+    /// The rows of `predict_catalog` (id, [label,] score, non-finite
+    /// fraction, metadata) and the objects that could not be read.
+    fn score_source(
+        &self,
+        source: &dyn Source,
+        range: std::ops::Range<usize>,
+        raise: bool,
+        labelled: bool,
+    ) -> PyResult<(Vec<Vec<String>>, Vec<Failed>)> {
+        let path = &source.info().path;
+        let (mut rows, mut failed) = (Vec::new(), Vec::new());
+        stream_prepared(source, range, &self.preprocess, CHUNK, |ok, bad| -> Result<(), StreamError> {
+            if raise {
+                if let Some(b) = bad.first() {
+                    return Err(errors::value(format!("object {} ({}): {}", b.id, b.file, b.reason)).into());
+                }
+            }
+            failed.extend(bad);
+            let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+            let scores =
+                self.predictor.scores(&images).map_err(|e| errors::value(format!("{}: {e}", path.display())))?;
+            for (p, s) in ok.into_iter().zip(scores) {
+                let non_finite = p.non_finite_text();
+                let mut row = vec![p.id];
+                if labelled {
+                    row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
+                }
+                row.push(format!("{s:.6}"));
+                row.push(non_finite);
+                row.extend(p.meta);
+                rows.push(row);
+            }
+            Ok(())
+        })
+        .map_err(|e| match e {
+            StreamError::Io(e) => errors::io(e),
+            StreamError::Py(e) => e,
+        })?;
+        Ok((rows, failed))
+    }
 }
 
 #[pymethods]
@@ -88,7 +131,8 @@ impl Classifier {
     /// command line reads them. `layout` is "auto" (default: channels last
     /// unless only the first image axis is small enough to be bands), "hwc"
     /// or "chw". Returns float32 `[N]`. Non-finite pixels are set to 0 after
-    /// normalisation, as in `tidalscope predict`.
+    /// normalisation, as in `tidalscope predict`; an image with a band that
+    /// has no finite pixel raises `ValueError`.
     #[pyo3(signature = (images, layout = None))]
     fn predict<'py>(
         &self,
@@ -98,18 +142,19 @@ impl Classifier {
     ) -> PyResult<Bound<'py, PyArray1<f32>>> {
         let array = arrays::float32(images, "images")?;
         let batch = arrays::batch(&array, layout)?;
-        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
-        let scores = parallel::detached(py, || over_images(batch, &self.preprocess, |x| predictor.scores(x)))??;
+        let scores = parallel::detached(py, || over_images(batch, &self.preprocess, |x| self.predictor.scores(x)))??;
         Ok(scores.into_pyarray(py))
     }
 
     /// Scores every object of a catalogue or dataset — any input
     /// `tidalscope predict --data` takes — and returns its table as
-    /// `{column: ndarray}`: id, label (when the data has labels), score and
-    /// the data's metadata columns, in input order. `shard=(k, n)` scores
-    /// part k of n, as `--shard k/n`. Objects that cannot be read are left
-    /// out with a warning naming them (`errors="warn"`), or raise
-    /// (`errors="raise"`).
+    /// `{column: ndarray}`: id, label (when the data has labels), score,
+    /// nonfinite_fraction (of each image's pixels, set to 0 before scoring)
+    /// and the data's metadata columns, in input order. `shard=(k, n)` scores
+    /// part k of n, as `--shard k/n`. Scores are rounded to 6 decimals, as
+    /// in the CLI's CSV, so both give the same table. Objects that cannot be
+    /// read are left out with a warning naming them (`errors="warn"`), or
+    /// raise (`errors="raise"`).
     #[pyo3(signature = (path, shard = None, format = None, layout = None, image_key = "image", errors = "warn"))]
     #[allow(clippy::too_many_arguments)]
     fn predict_catalog<'py>(
@@ -135,37 +180,8 @@ impl Classifier {
         let source = open(&path, format, layout, image_key)?;
         let info = source.info().clone();
         let range = shard.map_or(0..info.len, |(k, n)| shard_range(info.len, k, n));
-        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
-        let (rows, failed) = parallel::detached(py, || -> PyResult<(Vec<Vec<String>>, Vec<Failed>)> {
-            let (mut rows, mut failed) = (Vec::new(), Vec::new());
-            stream_prepared(source.as_ref(), range, &self.preprocess, CHUNK, |ok, bad| -> Result<(), StreamError> {
-                if raise {
-                    if let Some(b) = bad.first() {
-                        return Err(errors::value(format!("object {} ({}): {}", b.id, b.file, b.reason)).into());
-                    }
-                }
-                failed.extend(bad);
-                let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
-                let scores =
-                    predictor.scores(&images).map_err(|e| errors::value(format!("{}: {e}", path.display())))?;
-                for (p, s) in ok.into_iter().zip(scores) {
-                    let mut row = vec![p.id];
-                    if info.labelled {
-                        row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
-                    }
-                    // The CLI's precision, so both give the same table.
-                    row.push(format!("{s:.6}"));
-                    row.extend(p.meta);
-                    rows.push(row);
-                }
-                Ok(())
-            })
-            .map_err(|e| match e {
-                StreamError::Io(e) => errors::io(e),
-                StreamError::Py(e) => e,
-            })?;
-            Ok((rows, failed))
-        })??;
+        let (rows, failed) =
+            parallel::detached(py, || self.score_source(source.as_ref(), range, raise, info.labelled))??;
         if !failed.is_empty() {
             let first = &failed[0];
             let message = format!(
@@ -184,6 +200,7 @@ impl Classifier {
             columns.push("label".into());
         }
         columns.push("score".into());
+        columns.push(NON_FINITE_COLUMN.into());
         columns.extend(info.meta_columns.iter().cloned());
         arrays::table(py, &columns, rows)
     }
@@ -202,8 +219,8 @@ impl Classifier {
 /// A trained encoder (a `pretrain` folder, or the encoder of a classifier).
 #[pyclass(module = "tidalscope", frozen)]
 pub struct Encoder {
-    // Boxed, as the classifier's.
-    predictor: Mutex<Box<Predictor>>,
+    // Boxed and shared, as the classifier's.
+    predictor: Box<Predictor>,
     preprocess: Preprocess,
     dim: usize,
     path: PathBuf,
@@ -228,7 +245,7 @@ pub fn load_encoder(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Enc
         .map_err(errors::bundle)?;
     let dim = encoder.dense2.weight.dims()[1];
     let predictor = Predictor::encoder(&encoder, preprocess.crop, &device);
-    Ok(Encoder { predictor: Mutex::new(Box::new(predictor)), preprocess, dim, path })
+    Ok(Encoder { predictor: Box::new(predictor), preprocess, dim, path })
 }
 
 #[pymethods]
@@ -245,8 +262,7 @@ impl Encoder {
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
         let array = arrays::float32(images, "images")?;
         let batch = arrays::batch(&array, layout)?;
-        let predictor = self.predictor.lock().map_err(|_| errors::value("the model failed in another thread"))?;
-        let reps = parallel::detached(py, || over_images(batch, &self.preprocess, |x| predictor.embed(x)))??;
+        let reps = parallel::detached(py, || over_images(batch, &self.preprocess, |x| self.predictor.embed(x)))??;
         let n = reps.len() / self.dim;
         Ok(Array2::from_shape_vec((n, self.dim), reps).expect("n × dim values").into_pyarray(py))
     }

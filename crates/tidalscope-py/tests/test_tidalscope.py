@@ -56,6 +56,7 @@ def test_predict_catalog_is_the_cli_table_and_shards_concatenate(cli):
     clf = ts.load_classifier(cli.path("clf"))
     table = clf.predict_catalog(cli.path("sim", "catalog.csv"))
     assert list(table) == header
+    assert header[:4] == ["id", "label", "score", "nonfinite_fraction"]
     assert table["id"].dtype == np.int64
     np.testing.assert_array_equal(table["id"], [int(r[0]) for r in rows])
     np.testing.assert_array_equal(table["score"], [float(r[header.index("score")]) for r in rows])
@@ -163,6 +164,10 @@ def test_bad_shapes_bands_and_files_raise_the_right_exception(cli, images, tmp_p
         clf.predict(images[:, :16, :16])
     with pytest.raises(ValueError, match="not a real number type"):
         clf.predict(np.full((1, 32, 32, 5), "x"))
+    blank = images[:2].copy()
+    blank[1, :, :, 1] = np.nan
+    with pytest.raises(ValueError, match="image 1: band r has no finite pixel"):
+        clf.predict(blank)
     with pytest.raises(ValueError, match="unknown layout"):
         clf.predict(images, layout="hcw")
     with pytest.raises(ValueError, match="unknown device"):
@@ -241,3 +246,13 @@ def test_the_readme_example_runs_as_written(cli, tmp_path, monkeypatch):
     assert scope["idx"].shape == (5,) and 17 not in scope["idx"]
     assert scope["rgb"].shape == (128, 128, 3)
     assert len(scope["scored"]["score"]) == 10
+
+
+def test_one_model_serves_several_threads_at_once(cli, images):
+    from concurrent.futures import ThreadPoolExecutor
+    clf = ts.load_classifier(cli.path("clf"))
+    want = clf.predict(images)
+    with ThreadPoolExecutor(4) as pool:
+        runs = [pool.submit(clf.predict, images) for _ in range(8)]
+        for r in runs:
+            np.testing.assert_array_equal(r.result(timeout=60), want)

@@ -1,0 +1,327 @@
+//! `tidalscope collect`: the outputs of `predict --shard K/N` runs (one
+//! Slurm array task each, say) gathered into one catalogue, after checking
+//! that they belong together: every shard present, one model (by
+//! checksum), one tool build, one dataset read one way, each part complete,
+//! no id twice. Parts are streamed row by row, so memory holds only the ids'
+//! 8-byte hashes (and the ids behind any hash seen twice, to tell a real
+//! duplicate from a hash collision).
+
+use super::infer::PredictRecord;
+use crate::cli::{CollectArgs, Shard};
+use crate::manifest::Manifest;
+use anyhow::{bail, ensure, Context};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use tidalscope_io::checksum::sha256_file;
+use tidalscope_io::csv::CsvWriter;
+
+/// The parts of `run.K-of-N.toml` that `collect` checks.
+#[derive(Debug, Deserialize)]
+struct ShardManifest {
+    version: String,
+    git_commit: String,
+    command: String,
+    config: PredictRecord,
+}
+
+/// One shard's outputs.
+struct Part {
+    shard: Shard,
+    /// Its `run.K-of-N.toml`.
+    run: PathBuf,
+    manifest: ShardManifest,
+}
+
+impl Part {
+    fn scores(&self, dir: &Path) -> PathBuf {
+        dir.join(&self.manifest.config.out)
+    }
+
+    fn errors(&self, dir: &Path) -> PathBuf {
+        dir.join(format!("errors.{}-of-{}.csv", self.shard.k, self.shard.n))
+    }
+}
+
+/// What `collect` records of each part in its `run.toml`.
+#[derive(Debug, Serialize)]
+struct PartRecord {
+    shard: String,
+    scores: String,
+    scores_sha256: String,
+    errors: String,
+    errors_sha256: String,
+    objects: usize,
+    failed: usize,
+    flagged: usize,
+}
+
+/// What `collect` records in its `run.toml`.
+#[derive(Debug, Serialize)]
+struct Resolved {
+    from: String,
+    out: String,
+    shards: usize,
+    objects: usize,
+    failed: usize,
+    flagged: usize,
+    model: String,
+    model_sha256: String,
+    data: String,
+    parts: Vec<PartRecord>,
+}
+
+/// `run.K-of-N.toml` → K/N.
+fn shard_of(name: &str) -> Option<Shard> {
+    let kn = name.strip_prefix("run.")?.strip_suffix(".toml")?;
+    let (k, n) = kn.split_once("-of-")?;
+    format!("{k}/{n}").parse().ok()
+}
+
+/// Every shard record in `dir`, sorted by K.
+fn find_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let path = entry?.path();
+        let Some(shard) = path.file_name().and_then(|n| n.to_str()).and_then(shard_of) else { continue };
+        let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let manifest: ShardManifest =
+            toml::from_str(&text).with_context(|| format!("{}: not a record of `predict --shard`", path.display()))?;
+        ensure!(
+            manifest.command == "predict" && manifest.config.shard.as_deref() == Some(&shard.to_string()),
+            "{}: records `{}` of shard {:?}, not `predict --shard {shard}`",
+            path.display(),
+            manifest.command,
+            manifest.config.shard
+        );
+        parts.push(Part { shard, run: path, manifest });
+    }
+    ensure!(
+        !parts.is_empty(),
+        "{}: no run.K-of-N.toml files; give the folder where `predict --shard K/N` wrote its outputs",
+        dir.display()
+    );
+    parts.sort_by_key(|p| p.shard.k);
+    Ok(parts)
+}
+
+/// Every way two shards can disagree that would make their union wrong.
+fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
+    let first = &parts[0];
+    for p in &parts[1..] {
+        let fields = [
+            ("number of shards", first.shard.n.to_string(), p.shard.n.to_string()),
+            ("tidalscope version", first.manifest.version.clone(), p.manifest.version.clone()),
+            ("tidalscope build (git commit)", first.manifest.git_commit.clone(), p.manifest.git_commit.clone()),
+            (
+                "model (SHA-256 of its files)",
+                first.manifest.config.model_sha256.clone(),
+                p.manifest.config.model_sha256.clone(),
+            ),
+            ("data", first.manifest.config.data.clone(), p.manifest.config.data.clone()),
+            ("--format", format!("{:?}", first.manifest.config.format), format!("{:?}", p.manifest.config.format)),
+            ("--layout", first.manifest.config.layout.clone(), p.manifest.config.layout.clone()),
+            ("--image-key", first.manifest.config.image_key.clone(), p.manifest.config.image_key.clone()),
+        ];
+        for (what, a, b) in fields {
+            if a != b {
+                bail!(
+                    "shards {} and {} used a different {what}: {a} ({}) vs {b} ({}); rerun the odd one out",
+                    first.shard,
+                    p.shard,
+                    first.run.display(),
+                    p.run.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn id_hash(id: &[u8]) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    h.finish()
+}
+
+/// Runs `collect`.
+pub fn run(args: CollectArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let t0 = std::time::Instant::now();
+    let dir = &args.from;
+    let parts = find_parts(dir)?;
+    let n = parts[0].shard.n;
+    if let Some(p) = parts.iter().find(|p| p.shard.n != n) {
+        bail!(
+            "{} is a shard of {}, {} one of {n}: one job per folder",
+            p.run.display(),
+            p.shard.n,
+            parts[0].run.display()
+        );
+    }
+    let present: HashSet<usize> = parts.iter().map(|p| p.shard.k).collect();
+    let missing: Vec<usize> = (0..n).filter(|k| !present.contains(k)).collect();
+    if args.missing {
+        // One line, comma-separated: what `sbatch --array=` takes.
+        println!("{}", missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","));
+        return Ok(());
+    }
+    if !missing.is_empty() {
+        let list = missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+        bail!(
+            "{} of {n} shards are missing from {}: {list}; rerun them with `predict --shard K/{n}` \
+             (`tidalscope collect --from {} --missing` lists them for `sbatch --array=`)",
+            missing.len(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    check_consistent(&parts)?;
+    let out_path = args.out.as_deref().context("--out is needed (unless --missing)")?;
+    let out_dir = out_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+
+    // Rows, streamed part by part into one file that appears only when all is well.
+    let mut header: Option<csv::ByteRecord> = None;
+    let mut out: Option<CsvWriter> = None;
+    let mut seen: HashSet<u64> = HashSet::new();
+    let mut twice: HashSet<u64> = HashSet::new();
+    let mut records = Vec::new();
+    let (mut objects, mut failed, mut flagged, mut rows_total) = (0usize, 0usize, 0usize, 0usize);
+    for p in &parts {
+        let scores = p.scores(dir);
+        let mut reader = csv::Reader::from_path(&scores)
+            .with_context(|| format!("shard {}: reading {}", p.shard, scores.display()))?;
+        let h = reader.byte_headers().with_context(|| format!("{}: no header", scores.display()))?.clone();
+        match &header {
+            None => {
+                ensure!(h.get(0) == Some(b"id".as_slice()), "{}: the first column is not id", scores.display());
+                let names: Vec<String> = h.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
+                out = Some(CsvWriter::create(out_path, &names)?);
+                header = Some(h);
+            }
+            Some(first) if *first != h => {
+                bail!("{}: its columns differ from shard 0's ({})", scores.display(), parts[0].scores(dir).display())
+            }
+            Some(_) => {}
+        }
+        let writer = out.as_mut().expect("created with the header");
+        let mut rows = 0usize;
+        let mut record = csv::ByteRecord::new();
+        while reader
+            .read_byte_record(&mut record)
+            .with_context(|| format!("{}: row {} is not CSV", scores.display(), rows + 1))?
+        {
+            let id = record.get(0).unwrap_or_default();
+            let h = id_hash(id);
+            if !seen.insert(h) {
+                twice.insert(h);
+            }
+            writer.row(record.iter())?;
+            rows += 1;
+        }
+        let c = &p.manifest.config;
+        let expected = c.objects - c.failed;
+        ensure!(
+            rows == expected,
+            "{}: {rows} rows, but {} says {expected} objects were scored ({} of {} failed): the part is incomplete or \
+             was overwritten; rerun shard {}",
+            scores.display(),
+            p.run.display(),
+            c.failed,
+            c.objects,
+            p.shard
+        );
+        let errors = p.errors(dir);
+        records.push(PartRecord {
+            shard: p.shard.to_string(),
+            scores: c.out.clone(),
+            scores_sha256: sha256_file(&scores)?,
+            errors: errors.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
+            errors_sha256: if errors.is_file() { sha256_file(&errors)? } else { String::new() },
+            objects: c.objects,
+            failed: c.failed,
+            flagged: c.flagged,
+        });
+        objects += c.objects;
+        failed += c.failed;
+        flagged += c.flagged;
+        rows_total += rows;
+    }
+    if !twice.is_empty() {
+        duplicates(dir, &parts, &twice)?;
+    }
+    out.expect("at least one part").finish()?;
+
+    // The errors of every part, in shard order.
+    let errors_path = out_dir.join("errors.csv");
+    let mut errors = CsvWriter::create(&errors_path, &["id", "file", "reason"])?;
+    for p in &parts {
+        let path = p.errors(dir);
+        if !path.is_file() {
+            ensure!(p.manifest.config.failed == 0, "{}: missing, but shard {} had failures", path.display(), p.shard);
+            continue;
+        }
+        let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+        for r in reader.byte_records() {
+            let r = r.with_context(|| format!("{}: not CSV", path.display()))?;
+            errors.row(r.iter())?;
+        }
+    }
+    errors.finish()?;
+
+    let first = &parts[0].manifest.config;
+    let resolved = Resolved {
+        from: dir.display().to_string(),
+        out: out_path.display().to_string(),
+        shards: n,
+        objects,
+        failed,
+        flagged,
+        model: first.model.clone(),
+        model_sha256: first.model_sha256.clone(),
+        data: first.data.clone(),
+        parts: records,
+    };
+    let secs = t0.elapsed().as_secs_f64();
+    Manifest::new("collect", resolved, started, secs).write_as(&out_dir.join("run.toml"))?;
+    println!(
+        "collected {n} shards: {rows_total} objects scored, {failed} failed (→ {}), {flagged} with non-finite pixels → {}",
+        errors_path.display(),
+        out_path.display()
+    );
+    Ok(())
+}
+
+/// The second pass when some id hash was seen twice: the ids behind those
+/// hashes, to report real duplicates (and ignore hash collisions).
+fn duplicates(dir: &Path, parts: &[Part], suspects: &HashSet<u64>) -> anyhow::Result<()> {
+    let mut first_seen: HashMap<Vec<u8>, Shard> = HashMap::new();
+    let mut found: Vec<String> = Vec::new();
+    for p in parts {
+        let mut reader = csv::Reader::from_path(p.scores(dir))?;
+        for r in reader.byte_records() {
+            let r = r?;
+            let id = r.get(0).unwrap_or_default();
+            if !suspects.contains(&id_hash(id)) {
+                continue;
+            }
+            if let Some(other) = first_seen.get(id) {
+                found.push(format!("id {} in shards {other} and {}", String::from_utf8_lossy(id), p.shard));
+            } else {
+                first_seen.insert(id.to_vec(), p.shard);
+            }
+        }
+    }
+    if found.is_empty() {
+        return Ok(());
+    }
+    let shown = found.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
+    bail!(
+        "{} ids appear more than once ({shown}{}): the data has duplicate ids, or parts of two jobs share a folder; \
+         nothing was written",
+        found.len(),
+        if found.len() > 5 { "; …" } else { "" }
+    )
+}

@@ -1,0 +1,78 @@
+//! `collect`: the outputs of `predict --shard K/N` gathered into the
+//! unsharded catalogue, and parts that do not belong together refused.
+
+use crate::util::{read_csv, Dir};
+
+fn shard(d: &Dir, model: &str, data: &str, dir: &str, k: usize, n: usize) {
+    d.ok(&[
+        "predict",
+        "--model",
+        model,
+        "--data",
+        data,
+        "--out",
+        &format!("{dir}/scores.{k}-of-{n}.csv"),
+        "--shard",
+        &format!("{k}/{n}"),
+    ]);
+}
+
+#[test]
+fn collect_gathers_shards_into_the_whole_and_refuses_parts_that_do_not_belong() {
+    let d = Dir::new();
+    crate::infer::trained(&d);
+    d.ok(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "all/scores.csv"]);
+    for k in 0..3 {
+        shard(&d, "clf", "sim/catalog.csv", "parts", k, 3);
+    }
+    let out = d.ok(&["collect", "--from", "parts", "--out", "merged/scores.csv"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("collected 3 shards: 40 objects scored"));
+    assert_eq!(read_csv(&d.join("merged/scores.csv")), read_csv(&d.join("all/scores.csv")));
+    assert_eq!(read_csv(&d.join("merged/errors.csv")).0, ["id", "file", "reason"]);
+    let run = std::fs::read_to_string(d.join("merged/run.toml")).unwrap();
+    assert_eq!(run.matches("scores_sha256 = ").count(), 3, "{run}");
+    assert!(run.contains("model_sha256") && run.contains("objects = 40"), "{run}");
+
+    // A missing shard: listed for sbatch --array, and an error naming it.
+    std::fs::rename(d.join("parts/run.1-of-3.toml"), d.join("run.1-of-3.toml")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&d.ok(&["collect", "--from", "parts", "--missing"]).stdout), "1\n");
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m1/scores.csv"]);
+    assert!(err.contains("1 of 3 shards are missing") && err.contains(": 1;"), "{err}");
+    assert!(!d.join("m1/scores.csv").exists());
+    std::fs::rename(d.join("run.1-of-3.toml"), d.join("parts/run.1-of-3.toml")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&d.ok(&["collect", "--from", "parts", "--missing"]).stdout), "\n");
+
+    // A part cut short (a crashed copy, say).
+    let part = d.join("parts/scores.2-of-3.csv");
+    let text = std::fs::read_to_string(&part).unwrap();
+    std::fs::write(&part, text.lines().take(4).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m2/scores.csv"]);
+    assert!(err.contains("3 rows, but") && err.contains("rerun shard 2/3"), "{err}");
+    assert!(!d.join("m2/scores.csv").exists(), "nothing written from a bad job");
+    std::fs::write(&part, text).unwrap();
+
+    // A shard scored with another model (same architecture, other bytes).
+    std::fs::create_dir_all(d.join("clf2")).unwrap();
+    for f in ["classifier.json", "classifier.bpk", "preprocess.json"] {
+        std::fs::copy(d.join("clf").join(f), d.join("clf2").join(f)).unwrap();
+    }
+    let pre = std::fs::read_to_string(d.join("clf2/preprocess.json")).unwrap();
+    std::fs::write(d.join("clf2/preprocess.json"), pre + "\n").unwrap();
+    shard(&d, "clf2", "sim/catalog.csv", "parts", 1, 3);
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m3/scores.csv"]);
+    assert!(err.contains("shards 0/3 and 1/3 used a different model"), "{err}");
+
+    // The same id twice: a catalogue whose object 20 repeats id 3.
+    let cat = std::fs::read_to_string(d.join("sim/catalog.csv")).unwrap();
+    let dup: Vec<String> =
+        cat.lines().map(|l| if l.starts_with("20,") { l.replacen("20,", "3,", 1) } else { l.to_string() }).collect();
+    std::fs::write(d.join("sim/dup.csv"), dup.join("\n") + "\n").unwrap();
+    for k in 0..2 {
+        shard(&d, "clf", "sim/dup.csv", "dups", k, 2);
+    }
+    let err = d.fails(&["collect", "--from", "dups", "--out", "m4/scores.csv"]);
+    assert!(err.contains("id 3 in shards 0/2 and 1/2"), "{err}");
+    assert!(!d.join("m4/scores.csv").exists());
+    let err = d.fails(&["collect", "--from", "sim", "--out", "m5/scores.csv"]);
+    assert!(err.contains("no run.K-of-N.toml files"), "{err}");
+}
