@@ -528,8 +528,8 @@ pub struct PredictArgs {
     /// Data to score (any readable source).
     #[arg(long)]
     pub data: PathBuf,
-    /// Output CSV: id, [label,] score and the data's metadata columns, in
-    /// input order; `errors.csv` is written beside it.
+    /// Output CSV: id, [label,] score, nonfinite_fraction and the data's
+    /// metadata columns, in input order; `errors.csv` is written beside it.
     #[arg(long)]
     pub out: PathBuf,
     /// Score only part K of N equal parts (K from 0 to N−1), e.g. one task of

@@ -181,6 +181,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let out_path = args.out.as_deref().context("--out is needed (unless --missing)")?;
     let out_dir = out_path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(out_dir).with_context(|| format!("creating {}", out_dir.display()))?;
+    let csv_path = super::catalog_csv_path(out_path);
 
     // Rows, streamed part by part into one file that appears only when all is well.
     let mut header: Option<csv::ByteRecord> = None;
@@ -198,7 +199,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             None => {
                 ensure!(h.get(0) == Some(b"id".as_slice()), "{}: the first column is not id", scores.display());
                 let names: Vec<String> = h.iter().map(|f| String::from_utf8_lossy(f).into_owned()).collect();
-                out = Some(CsvWriter::create(out_path, &names)?);
+                out = Some(CsvWriter::create(&csv_path, &names)?);
                 header = Some(h);
             }
             Some(first) if *first != h => {
@@ -222,7 +223,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             rows += 1;
         }
         let c = &p.manifest.config;
-        let expected = c.objects - c.failed;
+        let expected = c.objects.checked_sub(c.failed).with_context(|| {
+            format!("{}: {} of {} objects failed: the record is corrupt", p.run.display(), c.failed, c.objects)
+        })?;
         ensure!(
             rows == expected,
             "{}: {rows} rows, but {} says {expected} objects were scored ({} of {} failed): the part is incomplete or \
@@ -253,6 +256,8 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         duplicates(dir, &parts, &twice)?;
     }
     out.expect("at least one part").finish()?;
+    let first = &parts[0].manifest.config;
+    super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)])?;
 
     // The errors of every part, in shard order.
     let errors_path = out_dir.join("errors.csv");
@@ -271,7 +276,6 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     }
     errors.finish()?;
 
-    let first = &parts[0].manifest.config;
     let resolved = Resolved {
         from: dir.display().to_string(),
         out: out_path.display().to_string(),

@@ -109,7 +109,10 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     header.push("score".into());
     header.push(NON_FINITE_COLUMN.into());
     header.extend(info.meta_columns.iter().cloned());
-    let mut out = CsvWriter::create(&args.out, &header)?;
+    // A FITS table is written from the finished CSV (its column widths are
+    // known only at the end).
+    let csv_path = super::catalog_csv_path(&args.out);
+    let mut out = CsvWriter::create(&csv_path, &header)?;
     // Shards of one job often share a folder: their side files must not collide.
     let suffix = shard.map(|Shard { k, n }| format!(".{k}-of-{n}")).unwrap_or_default();
     let errors_path = dir.join(format!("errors{suffix}.csv"));
@@ -144,10 +147,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     bar.finish_and_clear();
     out.finish()?;
     errors.finish()?;
+    let model_sha256 = tidalscope_io::checksum::sha256_files(&args.model, &ClassifierBundle::FILES)?;
+    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)])?;
     let secs = t0.elapsed().as_secs_f64();
     let run = PredictRecord {
         model: args.model.display().to_string(),
-        model_sha256: tidalscope_io::checksum::sha256_files(&args.model, &ClassifierBundle::FILES)?,
+        model_sha256,
         data: std::fs::canonicalize(&args.data).unwrap_or(args.data.clone()).display().to_string(),
         format: args.source.format.map(|f| f.to_string()),
         layout: args.source.layout.to_string(),

@@ -82,3 +82,45 @@ pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
     }
     Ok(b.build()?)
 }
+
+/// Where a catalogue's rows are written first: `out` itself for CSV, a
+/// hidden CSV beside it when `out` names a FITS file (`.fits`, `.fit`,
+/// `.fts`), which [`finish_catalog`] then turns into a FITS table.
+pub fn catalog_csv_path(out: &std::path::Path) -> std::path::PathBuf {
+    if tidalscope_io::fits_table::is_fits_name(out) {
+        let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        out.with_file_name(format!(".{name}.csv.tmp{}", std::process::id()))
+    } else {
+        out.to_path_buf()
+    }
+}
+
+/// Turns the CSV written at [`catalog_csv_path`] into the FITS table `out`
+/// (columns typed, the tool's version and `keywords` in the header), or does
+/// nothing for CSV output.
+pub fn finish_catalog(
+    csv: &std::path::Path,
+    out: &std::path::Path,
+    extname: &str,
+    keywords: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    use tidalscope_io::fits::Value;
+    if csv == out {
+        return Ok(());
+    }
+    let mut cards = vec![
+        ("ORIGIN".to_string(), Value::Str("tidalscope".into()), "software".to_string()),
+        ("TSVERS".to_string(), Value::Str(tidalscope_core::VERSION.into()), "tidalscope version".to_string()),
+    ];
+    cards.extend(keywords.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()), String::new())));
+    let meta = tidalscope_io::fits_table::TableMeta {
+        extname: extname.into(),
+        units: vec![],
+        keywords: cards,
+        floats: vec!["score".into(), tidalscope_data::stream::NON_FINITE_COLUMN.into()],
+    };
+    let written = tidalscope_io::fits_table::csv_to_fits(csv, out, &meta);
+    let _ = std::fs::remove_file(csv);
+    written?;
+    Ok(())
+}

@@ -79,7 +79,8 @@ impl Batch<'_> {
 
 /// The NumPy type a text column reads as: integers when every value is one
 /// written plainly (no leading zeros or signs that would be lost), else
-/// floats when every value is a number or empty (NaN), else text.
+/// floats when every value is a number or empty (NaN), else text (so a
+/// code such as "007" keeps its zeros).
 fn column<'py>(py: Python<'py>, values: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
     use numpy::IntoPyArray;
     let ints: Option<Vec<i64>> = values
@@ -92,7 +93,13 @@ fn column<'py>(py: Python<'py>, values: Vec<String>) -> PyResult<Bound<'py, PyAn
     }
     let floats: Option<Vec<f64>> = values
         .iter()
-        .map(|v| if v.is_empty() { Some(f64::NAN) } else { v.parse::<f64>().ok() })
+        .map(|v| match v.parse::<i64>() {
+            Ok(i) if i.to_string() == *v => Some(i as f64),
+            // An integer written otherwise ("007") is a code, not a number.
+            Ok(_) => None,
+            Err(_) if v.is_empty() => Some(f64::NAN),
+            Err(_) => v.parse::<f64>().ok(),
+        })
         .collect::<Option<Vec<f64>>>()
         .filter(|f| f.iter().any(|x| !x.is_nan()));
     if let Some(floats) = floats {

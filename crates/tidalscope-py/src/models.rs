@@ -202,7 +202,12 @@ impl Classifier {
         columns.push("score".into());
         columns.push(NON_FINITE_COLUMN.into());
         columns.extend(info.meta_columns.iter().cloned());
-        arrays::table(py, &columns, rows)
+        let table = arrays::table(py, &columns, rows)?;
+        // A fraction, even when every object's is 0.
+        if let Some(col) = table.get_item(NON_FINITE_COLUMN)? {
+            table.set_item(NON_FINITE_COLUMN, col.call_method1("astype", ("float64",))?)?;
+        }
+        Ok(table)
     }
 
     /// Bands the model expects, in channel order.

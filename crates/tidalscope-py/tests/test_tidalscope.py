@@ -57,7 +57,7 @@ def test_predict_catalog_is_the_cli_table_and_shards_concatenate(cli):
     table = clf.predict_catalog(cli.path("sim", "catalog.csv"))
     assert list(table) == header
     assert header[:4] == ["id", "label", "score", "nonfinite_fraction"]
-    assert table["id"].dtype == np.int64
+    assert table["id"].dtype == np.int64 and table["nonfinite_fraction"].dtype == np.float64
     np.testing.assert_array_equal(table["id"], [int(r[0]) for r in rows])
     np.testing.assert_array_equal(table["score"], [float(r[header.index("score")]) for r in rows])
     assert table["kind"].dtype.kind == "U"
@@ -256,3 +256,26 @@ def test_one_model_serves_several_threads_at_once(cli, images):
         runs = [pool.submit(clf.predict, images) for _ in range(8)]
         for r in runs:
             np.testing.assert_array_equal(r.result(timeout=60), want)
+
+
+def test_fits_catalogues_from_the_cli_read_back_in_astropy(cli):
+    table = pytest.importorskip("astropy.table")
+    for k in range(2):
+        cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--shard", f"{k}/2",
+            "--out", f"fparts/scores.{k}-of-2.csv")
+    cli("collect", "--from", "fparts", "--out", "fits-out/merged.fits")
+    cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "fits-out/scores.fits")
+    cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "fits-out/scores.csv")
+    header, rows = read_csv(cli.path("fits-out", "scores.csv"))
+    for name in ("scores.fits", "merged.fits"):
+        t = table.Table.read(cli.path("fits-out", name))
+        assert t.colnames == header, name
+        # FITS is big-endian: compare kind and size.
+        types = {c: (t[c].dtype.kind, t[c].dtype.itemsize) for c in ("id", "label", "score", "nonfinite_fraction")}
+        assert types == {"id": ("i", 8), "label": ("i", 8), "score": ("f", 8), "nonfinite_fraction": ("f", 8)}
+        assert t["kind"].dtype.kind in "US"
+        np.testing.assert_array_equal(t["id"], [int(r[0]) for r in rows])
+        np.testing.assert_array_equal(t["score"], [float(r[header.index("score")]) for r in rows])
+        assert list(t["kind"]) == [r[header.index("kind")] for r in rows]
+        assert t.meta["ORIGIN"] == "tidalscope" and len(t.meta["MODELSHA"]) == 64
+    assert not list(cli.path("fits-out").glob(".*"))  # no temporary file left

@@ -1,0 +1,219 @@
+//! Catalogues as FITS binary tables (`BINTABLE`), which astropy, TOPCAT and
+//! fitsio read with each column's type: written from a CSV catalogue in two
+//! streaming passes — one learns each column's type and width, one writes
+//! the rows — so memory does not grow with the number of rows.
+//!
+//! A column is a 64-bit integer (`K`) when every value is an integer written
+//! plainly, a 64-bit float (`D`, empty values NaN) when every value is a
+//! number or empty, and fixed-width text (`nA`) otherwise; an integer with
+//! leading zeros ("007") is text, as it is a code, not a number.
+
+use crate::atomic::AtomicFile;
+use crate::fits::{Header, Value};
+use crate::{Error, Result};
+use std::io::Write;
+use std::path::Path;
+
+const BLOCK: usize = 2880;
+
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Int,
+    Float,
+    Text,
+}
+
+/// Type and width of one column, learnt from its values.
+#[derive(Debug, Clone)]
+struct Column {
+    name: String,
+    int: bool,
+    float: bool,
+    width: usize,
+}
+
+impl Column {
+    fn see(&mut self, v: &[u8]) {
+        let s = std::str::from_utf8(v).unwrap_or("\u{fffd}");
+        self.width = self.width.max(v.len());
+        let plain_int = s.parse::<i64>().map(|i| i.to_string() == s);
+        self.int &= plain_int == Ok(true);
+        // An integer written otherwise ("007") is a code, not a number.
+        self.float &= s.is_empty() || (plain_int != Ok(false) && s.parse::<f64>().is_ok());
+    }
+
+    fn kind(&self) -> Kind {
+        if self.int {
+            Kind::Int
+        } else if self.float {
+            Kind::Float
+        } else {
+            Kind::Text
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match self.kind() {
+            Kind::Int | Kind::Float => 8,
+            Kind::Text => self.width.max(1),
+        }
+    }
+
+    fn tform(&self) -> String {
+        match self.kind() {
+            Kind::Int => "K".into(),
+            Kind::Float => "D".into(),
+            Kind::Text => format!("{}A", self.width.max(1)),
+        }
+    }
+}
+
+/// What a table carries besides its columns.
+#[derive(Debug, Clone, Default)]
+pub struct TableMeta {
+    /// `EXTNAME` of the table HDU.
+    pub extname: String,
+    /// Units by column name (`TUNITn`), for the columns that have one.
+    pub units: Vec<(String, String)>,
+    /// Further header cards (provenance), after the structural ones.
+    pub keywords: Vec<(String, Value, String)>,
+    /// Columns that are floats whatever their values look like (a column of
+    /// fractions that happen to be all `0` is still a fraction).
+    pub floats: Vec<String>,
+}
+
+fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+    csv::Reader::from_path(path).map_err(|e| Error::format(path, e.to_string()))
+}
+
+/// Writes the CSV catalogue `csv` as a FITS file at `fits` (an empty
+/// primary HDU, then one binary table), atomically. Returns the row count.
+pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
+    let mut r = reader(csv)?;
+    let names = r.byte_headers().map_err(|e| Error::format(csv, e.to_string()))?.clone();
+    let mut cols: Vec<Column> = names
+        .iter()
+        .map(|n| Column { name: String::from_utf8_lossy(n).into_owned(), int: true, float: true, width: 0 })
+        .collect();
+    let mut rows = 0usize;
+    let mut rec = csv::ByteRecord::new();
+    while r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, format!("row {}: {e}", rows + 1)))? {
+        for (c, v) in cols.iter_mut().zip(rec.iter()) {
+            c.see(v);
+        }
+        rows += 1;
+    }
+    for c in cols.iter_mut().filter(|c| meta.floats.contains(&c.name) && c.float) {
+        c.int = false;
+    }
+    if rows == 0 {
+        // No values to type the columns by: text, as written.
+        cols.iter_mut().for_each(|c| c.int = false);
+        cols.iter_mut().for_each(|c| c.float = false);
+    }
+    let row_bytes: usize = cols.iter().map(Column::bytes).sum();
+
+    let mut primary = Header::new();
+    primary
+        .push("SIMPLE", Value::Logical(true), "conforms to FITS")
+        .push("BITPIX", Value::Int(8), "")
+        .push("NAXIS", Value::Int(0), "no data: the table follows")
+        .push("EXTEND", Value::Logical(true), "");
+    let mut h = Header::new();
+    h.push("XTENSION", Value::Str("BINTABLE".into()), "binary table")
+        .push("BITPIX", Value::Int(8), "")
+        .push("NAXIS", Value::Int(2), "")
+        .push("NAXIS1", Value::Int(row_bytes as i64), "bytes per row")
+        .push("NAXIS2", Value::Int(rows as i64), "rows")
+        .push("PCOUNT", Value::Int(0), "")
+        .push("GCOUNT", Value::Int(1), "")
+        .push("TFIELDS", Value::Int(cols.len() as i64), "columns");
+    for (i, c) in cols.iter().enumerate() {
+        h.push(&format!("TTYPE{}", i + 1), Value::Str(c.name.clone()), "");
+        h.push(&format!("TFORM{}", i + 1), Value::Str(c.tform()), "");
+        if let Some((_, unit)) = meta.units.iter().find(|(n, _)| *n == c.name) {
+            h.push(&format!("TUNIT{}", i + 1), Value::Str(unit.clone()), "");
+        }
+    }
+    if !meta.extname.is_empty() {
+        h.push("EXTNAME", Value::Str(meta.extname.clone()), "");
+    }
+    for (k, v, c) in &meta.keywords {
+        h.push(k, v.clone(), c);
+    }
+
+    let mut out = AtomicFile::create(fits)?;
+    let io = |e: std::io::Error| Error::io(fits, e);
+    out.write_all(&primary.to_bytes()).map_err(io)?;
+    out.write_all(&h.to_bytes()).map_err(io)?;
+    let mut r = reader(csv)?;
+    let mut row = Vec::with_capacity(row_bytes);
+    let mut written = 0usize;
+    while r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, e.to_string()))? {
+        row.clear();
+        for (c, v) in cols.iter().zip(rec.iter()) {
+            let s = std::str::from_utf8(v).unwrap_or("");
+            match c.kind() {
+                Kind::Int => row.extend(s.parse::<i64>().unwrap_or(0).to_be_bytes()),
+                Kind::Float => row.extend(s.parse::<f64>().unwrap_or(f64::NAN).to_be_bytes()),
+                Kind::Text => {
+                    let start = row.len();
+                    row.extend_from_slice(v);
+                    row.resize(start + c.bytes(), b' ');
+                }
+            }
+        }
+        out.write_all(&row).map_err(io)?;
+        written += 1;
+    }
+    if written != rows {
+        return Err(Error::format(csv, format!("changed while being written: {rows} rows, then {written}")));
+    }
+    let data = rows * row_bytes;
+    out.write_all(&vec![0u8; data.div_ceil(BLOCK) * BLOCK - data]).map_err(io)?;
+    out.commit()?;
+    Ok(rows)
+}
+
+/// True when `path` names a FITS file by its extension (`.fits`, `.fit`,
+/// `.fts`), the cue for writing a catalogue as a FITS table.
+pub fn is_fits_name(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "fits" | "fit" | "fts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_are_typed_and_the_file_is_whole_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "id,score,kind,code\n1,0.5,shell,007\n22,,stream,8\n").unwrap();
+        let fits = dir.path().join("t.fits");
+        let meta = TableMeta {
+            extname: "SCORES".into(),
+            units: vec![("score".into(), "probability".into())],
+            keywords: vec![("ORIGIN".into(), Value::Str("tidalscope".into()), "".into())],
+            floats: vec![],
+        };
+        assert_eq!(csv_to_fits(&csv, &fits, &meta).unwrap(), 2);
+        let bytes = std::fs::read(&fits).unwrap();
+        assert_eq!(bytes.len() % BLOCK, 0);
+        let text = String::from_utf8_lossy(&bytes[BLOCK..2 * BLOCK]).into_owned();
+        for card in ["TFORM1  = 'K       '", "TFORM2  = 'D       '", "TFORM3  = '6A      '", "TFORM4  = '3A      '"] {
+            assert!(text.contains(card), "{card} in {text}");
+        }
+        assert!(text.contains("NAXIS1  =                   25") && text.contains("NAXIS2  =                    2"));
+        assert!(text.contains("TUNIT2  = 'probability'") && text.contains("EXTNAME = 'SCORES  '"));
+        let data = &bytes[2 * BLOCK..];
+        assert_eq!(&data[..8], &1i64.to_be_bytes());
+        assert_eq!(&data[8..16], &0.5f64.to_be_bytes());
+        assert_eq!(&data[16..25], b"shell 007");
+        assert!(f64::from_be_bytes(data[33..41].try_into().unwrap()).is_nan(), "empty float is NaN");
+        assert!(is_fits_name(Path::new("a/b.FITS")) && !is_fits_name(Path::new("b.csv")));
+    }
+}
