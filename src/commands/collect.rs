@@ -109,6 +109,30 @@ fn find_parts(dir: &Path) -> anyhow::Result<Vec<Part>> {
 /// Every way two shards can disagree that would make their union wrong.
 fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
     let first = &parts[0];
+    for p in parts {
+        let c = &p.manifest.config;
+        if tidalscope_io::fits_table::is_fits_name(Path::new(&c.out)) {
+            bail!(
+                "{}: shard {} wrote {} as FITS; collect reads CSV parts: rerun the shards with --out *.csv",
+                p.run.display(),
+                p.shard,
+                c.out
+            );
+        }
+        let want = tidalscope_data::stream::shard_range(c.source_len, p.shard.k, p.shard.n);
+        if c.range != [want.start, want.end] {
+            bail!(
+                "{}: shard {} scored objects {}..{}, but {}..{} of {} is its part: the record is not this job's",
+                p.run.display(),
+                p.shard,
+                c.range[0],
+                c.range[1],
+                want.start,
+                want.end,
+                c.source_len
+            );
+        }
+    }
     for p in &parts[1..] {
         let fields = [
             ("number of shards", first.shard.n.to_string(), p.shard.n.to_string()),
@@ -123,6 +147,16 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
             ("--format", format!("{:?}", first.manifest.config.format), format!("{:?}", p.manifest.config.format)),
             ("--layout", first.manifest.config.layout.clone(), p.manifest.config.layout.clone()),
             ("--image-key", first.manifest.config.image_key.clone(), p.manifest.config.image_key.clone()),
+            (
+                "--cycle-length",
+                format!("{:?}", first.manifest.config.cycle_length),
+                format!("{:?}", p.manifest.config.cycle_length),
+            ),
+            (
+                "number of objects in the data (it changed between the runs?)",
+                first.manifest.config.source_len.to_string(),
+                p.manifest.config.source_len.to_string(),
+            ),
         ];
         for (what, a, b) in fields {
             if a != b {
@@ -301,20 +335,27 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
 /// The second pass when some id hash was seen twice: the ids behind those
 /// hashes, to report real duplicates (and ignore hash collisions).
 fn duplicates(dir: &Path, parts: &[Part], suspects: &HashSet<u64>) -> anyhow::Result<()> {
-    let mut first_seen: HashMap<Vec<u8>, Shard> = HashMap::new();
+    let mut first_seen: HashMap<Vec<u8>, (Shard, String)> = HashMap::new();
     let mut found: Vec<String> = Vec::new();
     for p in parts {
-        let mut reader = csv::Reader::from_path(p.scores(dir))?;
+        let path = p.scores(dir);
+        let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
         for r in reader.byte_records() {
-            let r = r?;
+            let r = r.with_context(|| format!("{}: not CSV", path.display()))?;
             let id = r.get(0).unwrap_or_default();
             if !suspects.contains(&id_hash(id)) {
                 continue;
             }
-            if let Some(other) = first_seen.get(id) {
-                found.push(format!("id {} in shards {other} and {}", String::from_utf8_lossy(id), p.shard));
+            let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+            if let Some((other, file)) = first_seen.get(id) {
+                let id = String::from_utf8_lossy(id);
+                found.push(if *other == p.shard {
+                    format!("id {id} twice in shard {other} ({file})")
+                } else {
+                    format!("id {id} in shards {other} ({file}) and {} ({name})", p.shard)
+                });
             } else {
-                first_seen.insert(id.to_vec(), p.shard);
+                first_seen.insert(id.to_vec(), (p.shard, name));
             }
         }
     }

@@ -73,8 +73,14 @@ pub struct PredictRecord {
     pub layout: String,
     /// `--image-key`.
     pub image_key: String,
+    /// `--cycle-length` (tf.data interleave), when given.
+    pub cycle_length: Option<usize>,
+    /// Objects in the whole source when it was read.
+    pub source_len: usize,
     /// `--shard K/N`, when given.
     pub shard: Option<String>,
+    /// The source indices this part scored, `[start, end)`.
+    pub range: [usize; 2],
     /// The scores file's name (it lies beside this record).
     pub out: String,
     /// Objects in this run's part.
@@ -157,7 +163,10 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         format: args.source.format.map(|f| f.to_string()),
         layout: args.source.layout.to_string(),
         image_key: args.source.image_key.clone(),
+        cycle_length: args.source.cycle_length,
+        source_len: info.len,
         shard: args.shard.map(|s| s.to_string()),
+        range: [range.start, range.end],
         out: args.out.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
         objects: range.len(),
         failed,

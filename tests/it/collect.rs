@@ -71,8 +71,16 @@ fn collect_gathers_shards_into_the_whole_and_refuses_parts_that_do_not_belong() 
         shard(&d, "clf", "sim/dup.csv", "dups", k, 2);
     }
     let err = d.fails(&["collect", "--from", "dups", "--out", "m4/scores.csv"]);
-    assert!(err.contains("id 3 in shards 0/2 and 1/2"), "{err}");
+    assert!(err.contains("id 3 in shards 0/2 (scores.0-of-2.csv) and 1/2 (scores.1-of-2.csv)"), "{err}");
     assert!(!d.join("m4/scores.csv").exists());
+    // The data changed between two tasks: the parts would not tile it.
+    std::fs::write(d.join("sim/grow.csv"), &cat).unwrap();
+    shard(&d, "clf", "sim/grow.csv", "grow", 0, 2);
+    let short: Vec<&str> = cat.lines().take(31).collect();
+    std::fs::write(d.join("sim/grow.csv"), short.join("\n") + "\n").unwrap();
+    shard(&d, "clf", "sim/grow.csv", "grow", 1, 2);
+    let err = d.fails(&["collect", "--from", "grow", "--out", "m6/scores.csv"]);
+    assert!(err.contains("number of objects in the data") && err.contains("40 (") && err.contains("30 ("), "{err}");
     let err = d.fails(&["collect", "--from", "sim", "--out", "m5/scores.csv"]);
     assert!(err.contains("no run.K-of-N.toml files"), "{err}");
 }

@@ -37,10 +37,11 @@ impl Column {
     fn see(&mut self, v: &[u8]) {
         let s = std::str::from_utf8(v).unwrap_or("\u{fffd}");
         self.width = self.width.max(v.len());
-        let plain_int = s.parse::<i64>().map(|i| i.to_string() == s);
-        self.int &= plain_int == Ok(true);
-        // An integer written otherwise ("007") is a code, not a number.
-        self.float &= s.is_empty() || (plain_int != Ok(false) && s.parse::<f64>().is_ok());
+        let plain_int = s.parse::<i64>().map(|i| (i.to_string() == s, i.unsigned_abs() <= 1 << 53));
+        self.int &= matches!(plain_int, Ok((true, _)));
+        // An integer written otherwise ("007") is a code, not a number; one
+        // beyond 2⁵³ (a survey object id) would lose digits as a float.
+        self.float &= s.is_empty() || (plain_int.map_or(true, |p| p == (true, true)) && s.parse::<f64>().is_ok());
     }
 
     fn kind(&self) -> Kind {
@@ -96,10 +97,28 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
         .iter()
         .map(|n| Column { name: String::from_utf8_lossy(n).into_owned(), int: true, float: true, width: 0 })
         .collect();
+    for (i, c) in cols.iter().enumerate() {
+        // TTYPE values must fit one header card, in printable ASCII.
+        if c.name.is_empty() || c.name.len() > 68 || !c.name.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            return Err(Error::format(
+                csv,
+                format!("column {:?}: a FITS column name must be 1 to 68 printable ASCII characters", c.name),
+            ));
+        }
+        if cols[..i].iter().any(|o| o.name == c.name) {
+            return Err(Error::format(csv, format!("column {:?} appears twice", c.name)));
+        }
+    }
     let mut rows = 0usize;
     let mut rec = csv::ByteRecord::new();
     while r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, format!("row {}: {e}", rows + 1)))? {
         for (c, v) in cols.iter_mut().zip(rec.iter()) {
+            if !v.iter().all(|b| (b' '..=b'~').contains(b)) {
+                return Err(Error::format(
+                    csv,
+                    format!("row {}, column {:?}: FITS text must be printable ASCII", rows + 1, c.name),
+                ));
+            }
             c.see(v);
         }
         rows += 1;
@@ -215,5 +234,15 @@ mod tests {
         assert_eq!(&data[16..25], b"shell 007");
         assert!(f64::from_be_bytes(data[33..41].try_into().unwrap()).is_nan(), "empty float is NaN");
         assert!(is_fits_name(Path::new("a/b.FITS")) && !is_fits_name(Path::new("b.csv")));
+        // Ids beyond 2^53 with a gap stay exact, as text; bad names are refused.
+        std::fs::write(&csv, "object_id,σ\n36407037608965120,1\n,2\n").unwrap();
+        let err = csv_to_fits(&csv, &fits, &meta).unwrap_err().to_string();
+        assert!(err.contains("column \"σ\"") && err.contains("printable ASCII"), "{err}");
+        std::fs::write(&csv, "object_id,s\n36407037608965120,1\n,2\n").unwrap();
+        csv_to_fits(&csv, &fits, &meta).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(&fits).unwrap()[BLOCK..2 * BLOCK]).into_owned();
+        assert!(text.contains("TFORM1  = '17A     '"), "{text}");
+        std::fs::write(&csv, "a,a\n1,2\n").unwrap();
+        assert!(csv_to_fits(&csv, &fits, &meta).unwrap_err().to_string().contains("appears twice"));
     }
 }

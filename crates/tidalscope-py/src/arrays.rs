@@ -94,7 +94,8 @@ fn column<'py>(py: Python<'py>, values: Vec<String>) -> PyResult<Bound<'py, PyAn
     let floats: Option<Vec<f64>> = values
         .iter()
         .map(|v| match v.parse::<i64>() {
-            Ok(i) if i.to_string() == *v => Some(i as f64),
+            // Beyond 2⁵³ (a survey object id) a float would lose digits.
+            Ok(i) if i.to_string() == *v && i.unsigned_abs() <= 1 << 53 => Some(i as f64),
             // An integer written otherwise ("007") is a code, not a number.
             Ok(_) => None,
             Err(_) if v.is_empty() => Some(f64::NAN),
@@ -120,6 +121,12 @@ pub fn table<'py>(py: Python<'py>, columns: &[String], rows: Vec<Vec<String>>) -
         }
     }
     let dict = PyDict::new(py);
+    if let Some((i, name)) = columns.iter().enumerate().find(|(i, n)| columns[..*i].contains(n)) {
+        return Err(errors::value(format!(
+            "column {name:?} appears twice (column {}): rename the data's column of that name",
+            i + 1
+        )));
+    }
     for (name, values) in columns.iter().zip(cols) {
         dict.set_item(name, column(py, values)?)?;
     }

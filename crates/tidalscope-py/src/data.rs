@@ -44,8 +44,15 @@ pub fn simulate<'py>(
     };
     let sim = Simulator::new(config, n).map_err(errors::value)?;
     let per = size * size * 5;
+    let mut pixels: Vec<f32> = Vec::new();
+    n.checked_mul(per).and_then(|len| pixels.try_reserve_exact(len).ok()).ok_or_else(|| {
+        pyo3::exceptions::PyMemoryError::new_err(format!(
+            "{n} cutouts of {size}×{size}×5 float32 need {:.1} GB; simulate fewer at a time",
+            n as f64 * per as f64 * 4e-9
+        ))
+    })?;
     let (pixels, rows) = parallel::detached(py, || {
-        let mut pixels = vec![0f32; n * per];
+        pixels.resize(n * per, 0.0);
         let rows: Vec<Vec<String>> = pixels
             .par_chunks_mut(per)
             .enumerate()
@@ -201,6 +208,9 @@ pub fn search<'py>(
     };
     if qd != d {
         return Err(errors::value(format!("query has {qd} numbers, the embeddings {d}")));
+    }
+    if d == 0 {
+        return Err(errors::value("embeddings of 0 numbers per row: nothing to compare"));
     }
     let mut exclude = exclude.unwrap_or_default();
     exclude.sort_unstable();

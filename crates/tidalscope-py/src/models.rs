@@ -153,8 +153,9 @@ impl Classifier {
     /// and the data's metadata columns, in input order. `shard=(k, n)` scores
     /// part k of n, as `--shard k/n`. Scores are rounded to 6 decimals, as
     /// in the CLI's CSV, so both give the same table. Objects that cannot be
-    /// read are left out with a warning naming them (`errors="warn"`), or
-    /// raise (`errors="raise"`).
+    /// read are left out with a warning that counts them and names the first
+    /// (`errors="warn"`), or raise `ValueError` naming the object
+    /// (`errors="raise"`).
     #[pyo3(signature = (path, shard = None, format = None, layout = None, image_key = "image", errors = "warn"))]
     #[allow(clippy::too_many_arguments)]
     fn predict_catalog<'py>(

@@ -140,8 +140,13 @@ def test_lupton_rgb_makes_an_image_to_look_at(images):
     rgb = ts.lupton_rgb(images[0])
     assert rgb.shape == (32, 32, 3) and rgb.dtype == np.uint8
     assert rgb.max() > 0
-    # Last row first: north up under imshow.
-    np.testing.assert_array_equal(ts.lupton_rgb(images[0][::-1]), rgb[::-1])
+    # Last row first: north up under imshow. A bright pixel in row 0 (FITS
+    # order: the bottom) lands in the last output row.
+    lit = images[0].copy()
+    lit[0, 5, :3] = 100 * lit.max()
+    out = ts.lupton_rgb(lit)
+    brightest = np.unravel_index(out.astype(int).sum(-1).argmax(), out.shape[:2])
+    assert tuple(int(i) for i in brightest) == (31, 5)
     assert (ts.lupton_rgb(images[0], stretch=1e6) <= rgb).all()
 
 
