@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{stream_prepared, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{scores_header, stream_prepared, NON_FINITE_COLUMN};
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
@@ -108,13 +108,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or_else(|| PathBuf::from("."));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut header = vec!["id".to_string()];
-    if info.labelled {
-        header.push("label".into());
-    }
-    header.push("score".into());
-    header.push(NON_FINITE_COLUMN.into());
-    header.extend(info.meta_columns.iter().cloned());
+    let header = scores_header(info.labelled, &info.meta_columns);
     // A FITS table is written from the finished CSV (its column widths are
     // known only at the end).
     let csv_path = super::catalog_csv_path(&args.out);
@@ -137,13 +131,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             .scores(&images)
             .map_err(|e| anyhow::anyhow!("{}: {e} (model {})", args.data.display(), args.model.display()))?;
         for (p, s) in ok.iter().zip(scores) {
-            let mut row = vec![p.id.clone()];
-            if info.labelled {
-                row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
-            }
-            row.push(format!("{s:.6}"));
-            row.push(p.non_finite_text());
-            row.extend(p.meta.iter().cloned());
+            let row = p.scores_row(info.labelled, s);
             out.row(&row)?;
             flagged += usize::from(p.non_finite > 0.0);
         }
@@ -191,26 +179,13 @@ fn partial_failure(failed: usize, total: usize, errors: &Path) -> anyhow::Result
     Ok(())
 }
 
-/// The encoder and preprocessing of an encoder folder or a classifier folder.
-fn load_encoder(dir: &Path, device: &burn::prelude::Device) -> anyhow::Result<(tidalscope_model::Encoder, Preprocess)> {
-    if EncoderBundle::is_bundle(dir) {
-        let b = EncoderBundle::load(dir, device)?;
-        Ok((b.encoder, b.preprocess))
-    } else if dir.join("classifier.json").is_file() {
-        let b = ClassifierBundle::load(dir, device)?;
-        Ok((b.classifier.encoder, b.preprocess))
-    } else {
-        Ok(EncoderBundle::load(dir, device).map(|b| (b.encoder, b.preprocess))?)
-    }
-}
-
 /// Runs `embed`.
 pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
     let shard = args.shard;
     let device = args.device.device()?;
-    let (encoder, preprocess) = load_encoder(&args.encoder, &device)?;
+    let (encoder, preprocess) = EncoderBundle::load_encoder_of(&args.encoder, &device)?;
     let source = super::open_source(&args.data, &args.source, None)?;
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
@@ -369,7 +344,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         } else if Path::new(q).exists() {
             if encoder.is_none() {
                 encoder = Some(
-                    load_encoder(&info.encoder, &device)
+                    EncoderBundle::load_encoder_of(&info.encoder, &device)
                         .with_context(|| format!("loading the encoder embed used ({})", info.encoder.display()))?,
                 );
             }

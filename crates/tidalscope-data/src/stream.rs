@@ -45,6 +45,35 @@ impl Prepared {
     }
 }
 
+/// The columns of a scored catalogue (`predict`'s output, in the CLI and
+/// in Python): id, label when the source has labels, score,
+/// [`NON_FINITE_COLUMN`], then the source's metadata columns.
+pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
+    let mut header = vec!["id".to_string()];
+    if labelled {
+        header.push("label".into());
+    }
+    header.push("score".into());
+    header.push(NON_FINITE_COLUMN.into());
+    header.extend(meta_columns.iter().cloned());
+    header
+}
+
+impl Prepared {
+    /// This object's row of a scored catalogue ([`scores_header`]), the
+    /// score written to 6 decimals.
+    pub fn scores_row(&self, labelled: bool, score: f32) -> Vec<String> {
+        let mut row = vec![self.id.clone()];
+        if labelled {
+            row.push(self.label.map(|l| l.to_string()).unwrap_or_default());
+        }
+        row.push(format!("{score:.6}"));
+        row.push(self.non_finite_text());
+        row.extend(self.meta.iter().cloned());
+        row
+    }
+}
+
 /// An object that could not be prepared.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {

@@ -48,6 +48,12 @@ pub fn lupton_rgb(red: &[f32], green: &[f32], blue: &[f32], w: usize, h: usize, 
 /// bands, reversed, otherwise; one band gives grey), stretched relative to the
 /// image's own noise so faint structure shows. Returns RGB8, top row first.
 pub fn thumbnail(img: &tidalscope_core::Cutout) -> Vec<u8> {
+    composite(img, None, 10.0)
+}
+
+/// [`thumbnail`]'s colour composite with a chosen `stretch` (`None`: 8 ×
+/// the mean noise of the three planes) and softening `q`.
+pub fn composite(img: &tidalscope_core::Cutout, stretch: Option<f64>, q: f64) -> Vec<u8> {
     let (w, h) = (img.width(), img.height());
     let pick = |b: usize| img.band(b.min(img.bands() - 1));
     let (r, g, b) = match img.bands() {
@@ -55,8 +61,8 @@ pub fn thumbnail(img: &tidalscope_core::Cutout) -> Vec<u8> {
         1 => (pick(0), pick(0), pick(0)),
         _ => (pick(0), pick(1), pick(2)),
     };
-    let sigma = (mad_sigma(r) + mad_sigma(g) + mad_sigma(b)) / 3.0;
-    lupton_rgb(r, g, b, w, h, 8.0 * sigma, 10.0)
+    let stretch = stretch.unwrap_or_else(|| 8.0 * ((mad_sigma(r) + mad_sigma(g) + mad_sigma(b)) / 3.0));
+    lupton_rgb(r, g, b, w, h, stretch, q)
 }
 
 #[cfg(test)]

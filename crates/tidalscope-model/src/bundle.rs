@@ -105,6 +105,18 @@ impl EncoderBundle {
         Ok(())
     }
 
+    /// The encoder and preprocessing of an encoder folder, or of the
+    /// encoder inside a classifier folder (what `embed --encoder` takes).
+    /// A folder that is neither is reported as not an encoder folder.
+    pub fn load_encoder_of(dir: &Path, device: &Device) -> Result<(Encoder, Preprocess), BundleError> {
+        if !Self::is_bundle(dir) && dir.join(ClassifierBundle::FILES[0]).is_file() {
+            let b = ClassifierBundle::load(dir, device)?;
+            Ok((b.classifier.encoder, b.preprocess))
+        } else {
+            Self::load(dir, device).map(|b| (b.encoder, b.preprocess))
+        }
+    }
+
     /// Reads a folder onto `device`.
     pub fn load(dir: &Path, device: &Device) -> Result<Self, BundleError> {
         require(dir, "an encoder", &Self::FILES)?;

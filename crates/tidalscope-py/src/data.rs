@@ -167,15 +167,7 @@ pub fn lupton_rgb<'py>(
         return Err(errors::value(format!("q and stretch must be positive, got q = {q}, stretch = {stretch:?}")));
     }
     let (w, h) = (img.width(), img.height());
-    let pick = |b: usize| img.band(b.min(img.bands() - 1));
-    let (r, g, b) = match img.bands() {
-        5 => (pick(2), pick(1), pick(0)),
-        1 => (pick(0), pick(0), pick(0)),
-        _ => (pick(0), pick(1), pick(2)),
-    };
-    // The default is the previews' (tidalscope_eval::rgb::thumbnail).
-    let noise = [r, g, b].iter().map(|p| tidalscope_eval::rgb::mad_sigma(p)).sum::<f64>() / 3.0;
-    let rgb = tidalscope_eval::rgb::lupton_rgb(r, g, b, w, h, stretch.unwrap_or(8.0 * noise), q);
+    let rgb = tidalscope_eval::rgb::composite(&img, stretch, q);
     Ok(Array3::from_shape_vec((h, w, 3), rgb).expect("h × w × 3 values").into_pyarray(py))
 }
 

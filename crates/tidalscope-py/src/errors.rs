@@ -17,11 +17,17 @@ pub fn value(message: impl std::fmt::Display) -> PyErr {
 /// A reader's or writer's error: `FileNotFoundError` when the file is
 /// missing, `OSError` otherwise (unreadable, or not what its format says).
 pub fn io(e: tidalscope_io::Error) -> PyErr {
-    match &e {
+    let message = e.to_string();
+    io_as(&e, message)
+}
+
+/// `message` as the exception `e` calls for.
+fn io_as(e: &tidalscope_io::Error, message: String) -> PyErr {
+    match e {
         tidalscope_io::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(e.to_string())
+            PyFileNotFoundError::new_err(message)
         }
-        _ => PyOSError::new_err(e.to_string()),
+        _ => PyOSError::new_err(message),
     }
 }
 
@@ -56,10 +62,5 @@ pub fn preprocess(index: usize, e: PreprocessError) -> PyErr {
 /// An object's image that cannot be read, naming the object and its file.
 pub fn io_in(e: tidalscope_io::Error, id: &str, file: &str) -> PyErr {
     let message = format!("object {id} ({file}): {e}");
-    match &e {
-        tidalscope_io::Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-            PyFileNotFoundError::new_err(message)
-        }
-        _ => PyOSError::new_err(message),
-    }
+    io_as(&e, message)
 }

@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{scores_header, shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
 use tidalscope_io::source::{OpenOptions, Source};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::device::DeviceKind;
@@ -102,17 +102,7 @@ impl Classifier {
             let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
             let scores =
                 self.predictor.scores(&images).map_err(|e| errors::value(format!("{}: {e}", path.display())))?;
-            for (p, s) in ok.into_iter().zip(scores) {
-                let non_finite = p.non_finite_text();
-                let mut row = vec![p.id];
-                if labelled {
-                    row.push(p.label.map(|l| l.to_string()).unwrap_or_default());
-                }
-                row.push(format!("{s:.6}"));
-                row.push(non_finite);
-                row.extend(p.meta);
-                rows.push(row);
-            }
+            rows.extend(ok.iter().zip(scores).map(|(p, s)| p.scores_row(labelled, s)));
             Ok(())
         })
         .map_err(|e| match e {
@@ -196,13 +186,7 @@ impl Classifier {
             let warnings = py.import("warnings")?;
             warnings.call_method1("warn", (message,))?;
         }
-        let mut columns = vec!["id".to_string()];
-        if info.labelled {
-            columns.push("label".into());
-        }
-        columns.push("score".into());
-        columns.push(NON_FINITE_COLUMN.into());
-        columns.extend(info.meta_columns.iter().cloned());
+        let columns = scores_header(info.labelled, &info.meta_columns);
         let table = arrays::table(py, &columns, rows)?;
         // A fraction, even when every object's is 0.
         if let Some(col) = table.get_item(NON_FINITE_COLUMN)? {
@@ -240,15 +224,7 @@ pub struct Encoder {
 pub fn load_encoder(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Encoder> {
     errors::require_exists(&path)?;
     let device = self::device(device)?;
-    let (encoder, preprocess) = py
-        .detach(|| {
-            if !EncoderBundle::is_bundle(&path) && path.join("classifier.json").is_file() {
-                ClassifierBundle::load(&path, &device).map(|b| (b.classifier.encoder, b.preprocess))
-            } else {
-                EncoderBundle::load(&path, &device).map(|b| (b.encoder, b.preprocess))
-            }
-        })
-        .map_err(errors::bundle)?;
+    let (encoder, preprocess) = py.detach(|| EncoderBundle::load_encoder_of(&path, &device)).map_err(errors::bundle)?;
     let dim = encoder.dense2.weight.dims()[1];
     let predictor = Predictor::encoder(&encoder, preprocess.crop, &device);
     Ok(Encoder { predictor: Box::new(predictor), preprocess, dim, path })
