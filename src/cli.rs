@@ -528,8 +528,9 @@ pub struct PredictArgs {
     /// Data to score (any readable source).
     #[arg(long)]
     pub data: PathBuf,
-    /// Output CSV: id, [label,] score, nonfinite_fraction and the data's
-    /// metadata columns, in input order; `errors.csv` is written beside it.
+    /// Output table (CSV, or a FITS table when it ends in `.fits`): id,
+    /// [label,] score, nonfinite_fraction and the data's metadata columns,
+    /// in input order; `errors.csv` is written beside it.
     #[arg(long)]
     pub out: PathBuf,
     /// Score only part K of N equal parts (K from 0 to N−1), e.g. one task of
@@ -553,8 +554,8 @@ pub struct CollectArgs {
     /// --out FOLDER/…`): their `run.K-of-N.toml`, scores and errors files.
     #[arg(long)]
     pub from: PathBuf,
-    /// The gathered catalogue (CSV); `errors.csv` and `run.toml` are
-    /// written beside it.
+    /// The gathered catalogue: CSV, or a FITS table when it ends in `.fits`;
+    /// `errors.csv` and `run.toml` are written beside it.
     #[arg(long, required_unless_present = "missing")]
     pub out: Option<PathBuf>,
     /// Only print the missing shard numbers, comma-separated (for
