@@ -102,7 +102,7 @@ impl std::fmt::Display for Shard {
 #[derive(Debug, Clone, Args)]
 pub struct SourceArgs {
     /// Input format, when recognising it by content is not wanted:
-    /// tfdata, npy, npz, fits, picture, catalog, simulated, folder.
+    /// tfdata, npy, npz, fits, picture, catalog, simulated, folder, coadd.
     #[arg(long)]
     pub format: Option<Format>,
     /// Pixel order of arrays: auto (band axis = the small one), hwc or chw.
@@ -115,13 +115,50 @@ pub struct SourceArgs {
     /// the CPU count, as TensorFlow's Dataset.load).
     #[arg(long)]
     pub cycle_length: Option<usize>,
+    /// Cut each object of the data (a catalogue CSV with id, ra and dec
+    /// columns, in degrees) from coadd images: `g=g.fits,r=r.fits,…` for
+    /// one tile (repeat the flag for more tiles), or a tile list CSV with
+    /// columns tile,band,file. Images need a TAN or TAN-SIP WCS.
+    #[arg(long, value_name = "BAND=FITS,…|TILES.csv")]
+    pub coadd: Vec<String>,
+    /// Side of the cutouts cut from coadds, in pixels.
+    #[arg(long, default_value_t = 128)]
+    pub cutout_size: usize,
+    /// Catalogue column of the right ascension, degrees (with --coadd).
+    #[arg(long, default_value = "ra")]
+    pub ra_column: String,
+    /// Catalogue column of the declination, degrees (with --coadd).
+    #[arg(long, default_value = "dec")]
+    pub dec_column: String,
 }
 
 impl SourceArgs {
     /// Recognise everything by content (the command-line defaults): for
     /// data tidalscope wrote itself.
     pub fn auto() -> Self {
-        Self { format: None, layout: Layout::Auto, image_key: "image".into(), cycle_length: None }
+        Self {
+            format: None,
+            layout: Layout::Auto,
+            image_key: "image".into(),
+            cycle_length: None,
+            coadd: Vec::new(),
+            cutout_size: 128,
+            ra_column: "ra".into(),
+            dec_column: "dec".into(),
+        }
+    }
+
+    /// The coadd settings, when `--coadd` is given.
+    pub fn coadd_options(&self) -> anyhow::Result<Option<tidalscope_io::source::CoaddOptions>> {
+        if self.coadd.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(tidalscope_io::source::CoaddOptions::parse(
+            &self.coadd,
+            self.cutout_size,
+            &self.ra_column,
+            &self.dec_column,
+        )?))
     }
 }
 
@@ -528,7 +565,8 @@ pub struct PredictArgs {
     /// Data to score (any readable source).
     #[arg(long)]
     pub data: PathBuf,
-    /// Output table (CSV, or a FITS table when it ends in `.fits`): id,
+    /// Output table (CSV; a FITS table when it ends in `.fits`, Parquet
+    /// when it ends in `.parquet`): id,
     /// [label,] score, nonfinite_fraction and the data's metadata columns,
     /// in input order; `errors.csv` is written beside it.
     #[arg(long)]
@@ -554,7 +592,8 @@ pub struct CollectArgs {
     /// --out FOLDER/…`): their `run.K-of-N.toml`, scores and errors files.
     #[arg(long)]
     pub from: PathBuf,
-    /// The gathered catalogue: CSV, or a FITS table when it ends in `.fits`;
+    /// The gathered catalogue: CSV, or a FITS table or Parquet file when it
+    /// ends in `.fits` or `.parquet`;
     /// `errors.csv` and `run.toml` are written beside it.
     #[arg(long, required_unless_present = "missing")]
     pub out: Option<PathBuf>,
@@ -945,9 +984,12 @@ pub struct BenchPredictArgs {
     /// Objects (128×128×5), at least 100 times the model batch of 64 by default.
     #[arg(long, default_value_t = 6400)]
     pub n: usize,
-    /// Classifier folder (default: an untrained `quick`-preset classifier).
+    /// Classifier folder (default: an untrained classifier of --preset).
     #[arg(long)]
     pub model: Option<PathBuf>,
+    /// The untrained classifier's preset, when no --model is given.
+    #[arg(long, value_enum, default_value = "quick")]
+    pub preset: PresetArg,
     /// Folder for the generated inputs (default: the system's temporary folder).
     #[arg(long)]
     pub tmp: Option<PathBuf>,

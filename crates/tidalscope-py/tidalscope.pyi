@@ -17,6 +17,8 @@ __version__: str
 _Path = str | PathLike[str]
 _Layout = Literal["auto", "hwc", "chw"]
 Catalog = dict[str, npt.NDArray[np.generic]]
+# Coadd images: one tile as {band: file}, a list of tiles, or a tile list CSV (tile,band,file).
+_Coadd = dict[str, _Path] | list[dict[str, _Path]] | _Path
 
 class Classifier:
     """A trained classifier (a ``finetune`` or ``import-keras`` folder)."""
@@ -34,6 +36,10 @@ class Classifier:
         layout: _Layout | None = None,
         image_key: str = "image",
         errors: Literal["warn", "raise"] = "warn",
+        coadd: _Coadd | None = None,
+        cutout_size: int = 128,
+        ra_column: str = "ra",
+        dec_column: str = "dec",
     ) -> Catalog:
         """Scores every object of a dataset, as ``tidalscope predict --data``: id, label, score, metadata."""
 
@@ -71,6 +77,10 @@ def read(
     format: str | None = None,
     layout: _Layout | None = None,
     image_key: str = "image",
+    coadd: _Coadd | None = None,
+    cutout_size: int = 128,
+    ra_column: str = "ra",
+    dec_column: str = "dec",
 ) -> tuple[npt.NDArray[np.float32], Catalog]:
     """Every image of a dataset in any format the command line reads, ``[N, H, W, C]``, and its catalogue."""
 

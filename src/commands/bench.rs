@@ -312,19 +312,22 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
     let model = match &args.model {
         Some(m) => std::fs::canonicalize(m)?,
         None => {
-            // An untrained classifier of the quick preset: same cost as a trained one.
+            // An untrained classifier of the preset: same cost as a trained one.
             let device = burn::prelude::Device::flex();
             device.seed(1);
+            let preset = args.preset.config();
             let pre = tidalscope_data::preprocess::Preprocess {
-                bin: 4,
-                crop: 24,
+                bin: preset.bin,
+                crop: preset.crop,
                 normalisation: tidalscope_data::Normaliser::new(
                     tidalscope_io::source::default_bands(5),
                     vec![0.01; 5],
                     "bench",
                 ),
             };
-            let config = tidalscope_model::ClassifierConfig::new(tidalscope_model::EncoderConfig::quick(5));
+            let config = tidalscope_model::ClassifierConfig::new(
+                tidalscope_model::EncoderConfig::paper(5).with_width(preset.width),
+            );
             let classifier = config.init(&device);
             tidalscope_model::params::materialize(&classifier);
             let path = dir.path().join("model");
@@ -333,11 +336,24 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
         }
     };
     let model = model.to_string_lossy().into_owned();
-    for (name, data) in [("npy", "npy"), ("FITS", "fits/catalog.csv")] {
+    // A coadd patch as HSC delivers it (4200 × 4100 pixels per band), with
+    // every object of the catalogue on it; a tenth of the objects too, to
+    // show that memory does not grow with their number.
+    let coadd = write_coadd(dir.path(), args.n)?;
+    let small = (args.n / 10).max(1);
+    let cases: [(String, &str, usize, Vec<String>); 4] = [
+        ("npy".into(), "npy", args.n, vec![]),
+        ("FITS cutouts".into(), "fits/catalog.csv", args.n, vec![]),
+        ("a coadd patch".into(), "coadd/objects.csv", args.n, vec!["--coadd".into(), coadd.clone()]),
+        (format!("a coadd patch, {small} objects"), "coadd/objects-small.csv", small, vec!["--coadd".into(), coadd]),
+    ];
+    for (name, data, n, extra) in cases {
         // The child reports its own peak memory on stderr.
         let t0 = std::time::Instant::now();
+        let out_dir = format!("out-{}/scores.csv", name.replace([' ', ','], "-"));
         let out = std::process::Command::new(&exe)
-            .args(["predict", "--model", &model, "--data", data, "--out", &format!("out-{name}/scores.csv")])
+            .args(["predict", "--model", &model, "--data", data, "--out", &out_dir])
+            .args(&extra)
             .env("TIDALSCOPE_REPORT_PEAK_RSS", "1")
             .current_dir(dir.path())
             .output()?;
@@ -346,11 +362,55 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
         let stderr = String::from_utf8_lossy(&out.stderr);
         let peak = stderr.lines().find_map(|l| l.strip_prefix("peak RSS MB: ")).unwrap_or("?").to_string();
         println!(
-            "predict: {:.1} objects/s from {name} ({} objects of 128×128×5, {:.1} s), peak RSS {peak} MB",
-            args.n as f64 / secs,
-            args.n,
+            "predict: {:.1} objects/s from {name} ({n} objects of 128×128×5, {:.1} s), peak RSS {peak} MB",
+            n as f64 / secs,
             secs
         );
     }
     Ok(())
+}
+
+/// Writes five 4200 × 4100 band images with a TAN WCS (0.168″ pixels) under
+/// `dir/coadd`, and catalogues of `n` and `n / 10` objects at random
+/// positions on them; returns the `--coadd` value.
+fn write_coadd(dir: &std::path::Path, n: usize) -> anyhow::Result<String> {
+    use tidalscope_io::fits::{self, Data, Value};
+    let (nx, ny) = (4200usize, 4100usize);
+    let root = dir.join("coadd");
+    std::fs::create_dir_all(&root)?;
+    let mut header = fits::Header::new();
+    header
+        .push("CTYPE1", Value::Str("RA---TAN".into()), "")
+        .push("CTYPE2", Value::Str("DEC--TAN".into()), "")
+        .push("CRPIX1", Value::Float(nx as f64 / 2.0), "")
+        .push("CRPIX2", Value::Float(ny as f64 / 2.0), "")
+        .push("CRVAL1", Value::Float(150.0), "")
+        .push("CRVAL2", Value::Float(2.0), "")
+        .push("CD1_1", Value::Float(-0.168 / 3600.0), "")
+        .push("CD2_2", Value::Float(0.168 / 3600.0), "");
+    let mut rng = tidalscope_core::Rng::new(7);
+    let mut plane = vec![0f32; nx * ny];
+    let mut spec = Vec::new();
+    for b in ["g", "r", "i", "z", "y"] {
+        plane.iter_mut().for_each(|v| *v = rng.normal() as f32 * 0.02);
+        let axes = [nx, ny];
+        let d = Data::F32 { axes: &axes, data: &plane };
+        let mut h = fits::structural_header(&d, true);
+        for (k, v) in header.cards() {
+            h.push(k, v.clone(), "");
+        }
+        fits::write(&root.join(format!("{b}.fits")), &[(h, d)])?;
+        spec.push(format!("{b}=coadd/{b}.fits"));
+    }
+    let wcs = tidalscope_io::wcs::Wcs::from_header(&header, &root.join("g.fits"))?;
+    for (name, count) in [("objects.csv", n), ("objects-small.csv", (n / 10).max(1))] {
+        let mut w = tidalscope_io::csv::CsvWriter::create(&root.join(name), &["id", "ra", "dec"])?;
+        for k in 0..count {
+            let (x, y) = (rng.uniform() * (nx - 1) as f64, rng.uniform() * (ny - 1) as f64);
+            let (ra, dec) = wcs.pixel_to_world(x, y);
+            w.row(&[k.to_string(), format!("{ra:.8}"), format!("{dec:.8}")])?;
+        }
+        w.finish()?;
+    }
+    Ok(spec.join(","))
 }

@@ -111,9 +111,10 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
     let first = &parts[0];
     for p in parts {
         let c = &p.manifest.config;
-        if tidalscope_io::fits_table::is_fits_name(Path::new(&c.out)) {
+        if super::is_table_name(Path::new(&c.out)) {
             bail!(
-                "{}: shard {} wrote {} as FITS; collect reads CSV parts: rerun the shards with --out *.csv",
+                "{}: shard {} wrote {} as a FITS or Parquet table; collect reads CSV parts: rerun the shards \
+                 with --out *.csv",
                 p.run.display(),
                 p.shard,
                 c.out
@@ -151,6 +152,11 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
                 "--cycle-length",
                 format!("{:?}", first.manifest.config.cycle_length),
                 format!("{:?}", p.manifest.config.cycle_length),
+            ),
+            (
+                "--coadd and its cutout settings",
+                format!("{:?}", first.manifest.config.coadd),
+                format!("{:?}", p.manifest.config.coadd),
             ),
             (
                 "number of objects in the data (it changed between the runs?)",
@@ -291,7 +297,8 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     }
     out.expect("at least one part").finish()?;
     let first = &parts[0].manifest.config;
-    super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)])?;
+    let units: Vec<(&str, &str)> = first.units.iter().map(|[c, u]| (c.as_str(), u.as_str())).collect();
+    super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)], &units)?;
 
     // The errors of every part, in shard order.
     let errors_path = out_dir.join("errors.csv");

@@ -75,6 +75,13 @@ pub struct PredictRecord {
     pub image_key: String,
     /// `--cycle-length` (tf.data interleave), when given.
     pub cycle_length: Option<usize>,
+    /// The coadd tiles, cutout size and RA/Dec columns, when cutting from
+    /// coadds (`--coadd`).
+    #[serde(default)]
+    pub coadd: Option<String>,
+    /// Units of catalogue columns (`[column, unit]`), for table outputs.
+    #[serde(default)]
+    pub units: Vec<[String; 2]>,
     /// Objects in the whole source when it was read.
     pub source_len: usize,
     /// `--shard K/N`, when given.
@@ -142,7 +149,13 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     out.finish()?;
     errors.finish()?;
     let model_sha256 = tidalscope_io::checksum::sha256_files(&args.model, &ClassifierBundle::FILES)?;
-    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)])?;
+    // Positions that cut from coadds are degrees by definition.
+    let units: Vec<[String; 2]> = match args.source.coadd.is_empty() {
+        true => Vec::new(),
+        false => vec![[args.source.ra_column.clone(), "deg".into()], [args.source.dec_column.clone(), "deg".into()]],
+    };
+    let unit_refs: Vec<(&str, &str)> = units.iter().map(|[c, u]| (c.as_str(), u.as_str())).collect();
+    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)], &unit_refs)?;
     let secs = t0.elapsed().as_secs_f64();
     let run = PredictRecord {
         model: args.model.display().to_string(),
@@ -152,6 +165,8 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         layout: args.source.layout.to_string(),
         image_key: args.source.image_key.clone(),
         cycle_length: args.source.cycle_length,
+        coadd: args.source.coadd_options()?.map(|c| c.describe()),
+        units,
         source_len: info.len,
         shard: args.shard.map(|s| s.to_string()),
         range: [range.start, range.end],
@@ -227,6 +242,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         layout: args.source.layout.to_string(),
         image_key: args.source.image_key.clone(),
         cycle_length: args.source.cycle_length,
+        coadd: args.source.coadd_options()?.map(|c| c.specs()).unwrap_or_default(),
+        coadd_cut: (!args.source.coadd.is_empty()).then(|| tidalscope_io::embeddings::CoaddCut {
+            size: args.source.cutout_size,
+            ra_column: args.source.ra_column.clone(),
+            dec_column: args.source.dec_column.clone(),
+        }),
         shard: args.shard.map(|s| s.to_string()),
         count: 0,
         dim: 0,
@@ -329,7 +350,20 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             .map_err(|e: String| anyhow::anyhow!("{}: {e}", dir.join(tidalscope_io::embeddings::INFO).display()))?,
         image_key: info.image_key.clone(),
         cycle_length: info.cycle_length,
+        coadd: info.coadd.clone(),
+        ..SourceArgs::auto()
     };
+    let source_args = match &info.coadd_cut {
+        Some(c) => SourceArgs {
+            cutout_size: c.size,
+            ra_column: c.ra_column.clone(),
+            dec_column: c.dec_column.clone(),
+            ..source_args
+        },
+        None => source_args,
+    };
+    // A query file holds its own pixels, whatever the embedded data was.
+    let query_args = SourceArgs { coadd: Vec::new(), ..source_args.clone() };
     let device = args.device.device()?;
     let mut encoder: Option<(tidalscope_model::Encoder, Preprocess)> = None;
     let mut queries: Vec<Query> = Vec::new();
@@ -349,7 +383,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
                 );
             }
             let (enc, pre) = encoder.as_ref().expect("loaded above");
-            let src = super::open_source(Path::new(q), &source_args, None)?;
+            let src = super::open_source(Path::new(q), &query_args, None)?;
             let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
             let raw = rec.pixels.load()?;
             let (img, _) = pre.apply(&raw).with_context(|| format!("query {q}"))?;

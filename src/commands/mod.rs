@@ -66,6 +66,7 @@ pub fn open_source(
         image_key: args.image_key.clone(),
         cycle_length: args.cycle_length,
         label,
+        coadd: args.coadd_options()?,
     };
     anyhow::ensure!(path.exists(), "{}: no such file or folder", path.display());
     tidalscope_io::source::open(path, &opts).with_context(|| format!("opening {}", path.display()))
@@ -83,11 +84,17 @@ pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
     Ok(b.build()?)
 }
 
+/// True when `out` names a FITS (`.fits`, `.fit`, `.fts`) or Parquet
+/// (`.parquet`, `.pq`) catalogue rather than CSV.
+pub fn is_table_name(out: &std::path::Path) -> bool {
+    tidalscope_io::fits_table::is_fits_name(out) || tidalscope_io::parquet_table::is_parquet_name(out)
+}
+
 /// Where a catalogue's rows are written first: `out` itself for CSV, a
-/// hidden CSV beside it when `out` names a FITS file (`.fits`, `.fit`,
-/// `.fts`), which [`finish_catalog`] then turns into a FITS table.
+/// hidden CSV beside it when `out` names a FITS or Parquet file, which
+/// [`finish_catalog`] then turns into a table.
 pub fn catalog_csv_path(out: &std::path::Path) -> std::path::PathBuf {
-    if tidalscope_io::fits_table::is_fits_name(out) {
+    if is_table_name(out) {
         let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         out.with_file_name(format!(".{name}.csv.tmp{}", std::process::id()))
     } else {
@@ -95,14 +102,15 @@ pub fn catalog_csv_path(out: &std::path::Path) -> std::path::PathBuf {
     }
 }
 
-/// Turns the CSV written at [`catalog_csv_path`] into the FITS table `out`
-/// (columns typed, the tool's version and `keywords` in the header), or does
-/// nothing for CSV output.
+/// Turns the CSV written at [`catalog_csv_path`] into the FITS table or
+/// Parquet file `out` (columns typed; the tool's version, `keywords` and
+/// `units` in the header or metadata), or does nothing for CSV output.
 pub fn finish_catalog(
     csv: &std::path::Path,
     out: &std::path::Path,
     extname: &str,
     keywords: &[(&str, &str)],
+    units: &[(&str, &str)],
 ) -> anyhow::Result<()> {
     use tidalscope_io::fits::Value;
     if csv == out {
@@ -115,11 +123,15 @@ pub fn finish_catalog(
     cards.extend(keywords.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()), String::new())));
     let meta = tidalscope_io::fits_table::TableMeta {
         extname: extname.into(),
-        units: vec![],
+        units: units.iter().map(|(c, u)| (c.to_string(), u.to_string())).collect(),
         keywords: cards,
         floats: vec!["score".into(), tidalscope_data::stream::NON_FINITE_COLUMN.into()],
     };
-    let written = tidalscope_io::fits_table::csv_to_fits(csv, out, &meta);
+    let written = if tidalscope_io::parquet_table::is_parquet_name(out) {
+        tidalscope_io::parquet_table::csv_to_parquet(csv, out, &meta)
+    } else {
+        tidalscope_io::fits_table::csv_to_fits(csv, out, &meta)
+    };
     let _ = std::fs::remove_file(csv);
     written?;
     Ok(())

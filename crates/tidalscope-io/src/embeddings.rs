@@ -40,12 +40,30 @@ pub struct EmbeddingInfo {
     pub image_key: String,
     /// tf.data cycle length.
     pub cycle_length: Option<usize>,
+    /// The coadd tiles the objects were cut from, as `--coadd` values with
+    /// absolute paths (empty when the data held the images).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coadd: Vec<String>,
+    /// `--cutout-size`, `--ra-column` and `--dec-column` with coadds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coadd_cut: Option<CoaddCut>,
     /// `K/N` when one shard of the data was embedded.
     pub shard: Option<String>,
     /// N, filled in by [`EmbeddingsWriter::finish`].
     pub count: usize,
     /// D, filled in by [`EmbeddingsWriter::finish`].
     pub dim: usize,
+}
+
+/// How objects were cut from coadds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CoaddCut {
+    /// Cutout side in pixels.
+    pub size: usize,
+    /// RA column.
+    pub ra_column: String,
+    /// Dec column.
+    pub dec_column: String,
 }
 
 /// One object's row of `ids.csv`.
@@ -205,6 +223,8 @@ mod tests {
             format: None,
             layout: "auto".into(),
             image_key: "image".into(),
+            coadd: Vec::new(),
+            coadd_cut: None,
             cycle_length: None,
             shard: Some("1/4".into()),
             count: 0,

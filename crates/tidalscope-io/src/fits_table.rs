@@ -18,7 +18,7 @@ const BLOCK: usize = 2880;
 
 /// What a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Kind {
+pub(crate) enum Kind {
     Int,
     Float,
     Text,
@@ -26,11 +26,11 @@ enum Kind {
 
 /// Type and width of one column, learnt from its values.
 #[derive(Debug, Clone)]
-struct Column {
-    name: String,
+pub(crate) struct Column {
+    pub(crate) name: String,
     int: bool,
     float: bool,
-    width: usize,
+    pub(crate) width: usize,
 }
 
 impl Column {
@@ -44,7 +44,7 @@ impl Column {
         self.float &= s.is_empty() || (plain_int.map_or(true, |p| p == (true, true)) && s.parse::<f64>().is_ok());
     }
 
-    fn kind(&self) -> Kind {
+    pub(crate) fn kind(&self) -> Kind {
         if self.int {
             Kind::Int
         } else if self.float {
@@ -84,13 +84,14 @@ pub struct TableMeta {
     pub floats: Vec<String>,
 }
 
-fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
+pub(crate) fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
     csv::Reader::from_path(path).map_err(|e| Error::format(path, e.to_string()))
 }
 
-/// Writes the CSV catalogue `csv` as a FITS file at `fits` (an empty
-/// primary HDU, then one binary table), atomically. Returns the row count.
-pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
+/// Reads a CSV catalogue once to learn each column's type (and width).
+/// With `ascii`, names and values must be printable ASCII (FITS). Returns
+/// the columns and the row count.
+pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<(Vec<Column>, usize)> {
     let mut r = reader(csv)?;
     let names = r.byte_headers().map_err(|e| Error::format(csv, e.to_string()))?.clone();
     let mut cols: Vec<Column> = names
@@ -99,11 +100,14 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
         .collect();
     for (i, c) in cols.iter().enumerate() {
         // TTYPE values must fit one header card, in printable ASCII.
-        if c.name.is_empty() || c.name.len() > 68 || !c.name.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        if ascii && (c.name.len() > 68 || !c.name.bytes().all(|b| (b' '..=b'~').contains(&b))) {
             return Err(Error::format(
                 csv,
                 format!("column {:?}: a FITS column name must be 1 to 68 printable ASCII characters", c.name),
             ));
+        }
+        if c.name.is_empty() {
+            return Err(Error::format(csv, format!("column {} has no name", i + 1)));
         }
         if cols[..i].iter().any(|o| o.name == c.name) {
             return Err(Error::format(csv, format!("column {:?} appears twice", c.name)));
@@ -113,11 +117,14 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
     let mut rec = csv::ByteRecord::new();
     while r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, format!("row {}: {e}", rows + 1)))? {
         for (c, v) in cols.iter_mut().zip(rec.iter()) {
-            if !v.iter().all(|b| (b' '..=b'~').contains(b)) {
+            if ascii && !v.iter().all(|b| (b' '..=b'~').contains(b)) {
                 return Err(Error::format(
                     csv,
                     format!("row {}, column {:?}: FITS text must be printable ASCII", rows + 1, c.name),
                 ));
+            }
+            if !ascii && std::str::from_utf8(v).is_err() {
+                return Err(Error::format(csv, format!("row {}, column {:?}: not UTF-8 text", rows + 1, c.name)));
             }
             c.see(v);
         }
@@ -131,6 +138,14 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
         cols.iter_mut().for_each(|c| c.int = false);
         cols.iter_mut().for_each(|c| c.float = false);
     }
+    Ok((cols, rows))
+}
+
+/// Writes the CSV catalogue `csv` as a FITS file at `fits` (an empty
+/// primary HDU, then one binary table), atomically. Returns the row count.
+pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
+    let (cols, rows) = scan_columns(csv, meta, true)?;
+    let mut rec = csv::ByteRecord::new();
     let row_bytes: usize = cols.iter().map(Column::bytes).sum();
 
     let mut primary = Header::new();

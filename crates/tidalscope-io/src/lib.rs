@@ -27,11 +27,13 @@ pub mod fits_table;
 pub mod fuzzing;
 pub mod keras;
 pub mod npy;
+pub mod parquet_table;
 pub mod png;
 pub mod protobuf;
 pub mod source;
 pub mod tensor;
 pub mod tfdata;
 pub mod tfrecord;
+pub mod wcs;
 
 pub use error::{Error, Result};

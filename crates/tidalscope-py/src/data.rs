@@ -77,17 +77,27 @@ pub fn simulate<'py>(
 /// of them, the published TensorFlow datasets — as float32 `[N, H, W, C]`
 /// with its catalogue (id, label when known, metadata columns). All images
 /// must share one shape. Pixels are as stored: no normalisation; NaN stays
-/// NaN.
+/// NaN. With `coadd=` (one tile as `{band: file}`, a list of tiles, or a
+/// tile list CSV), `path` is a catalogue of RA/Dec and each object is cut
+/// `cutout_size` pixels wide from the coadd images through their WCS, as
+/// `--coadd` does (NaN off the image; objects off every tile raise).
 #[pyfunction]
-#[pyo3(signature = (path, format = None, layout = None, image_key = "image"))]
+#[pyo3(signature = (path, format = None, layout = None, image_key = "image", coadd = None, cutout_size = 128,
+                    ra_column = "ra", dec_column = "dec"))]
+#[allow(clippy::too_many_arguments)]
 pub fn read<'py>(
     py: Python<'py>,
     path: PathBuf,
     format: Option<&str>,
     layout: Option<&str>,
     image_key: &str,
+    coadd: Option<&Bound<'py, PyAny>>,
+    cutout_size: usize,
+    ra_column: &str,
+    dec_column: &str,
 ) -> PyResult<(Bound<'py, PyArray4<f32>>, Bound<'py, PyDict>)> {
-    let source = models::open(&path, format, layout, image_key)?;
+    let coadd = models::coadd_options(coadd, cutout_size, ra_column, dec_column)?;
+    let source = models::open(&path, format, layout, image_key, coadd)?;
     let info = source.info().clone();
     let (shape, pixels, rows) = parallel::detached(py, || -> PyResult<_> {
         let mut shape: Option<[usize; 3]> = None;

@@ -8,13 +8,13 @@ use crate::{errors, parallel};
 use numpy::ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyArray2};
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
 use tidalscope_data::stream::{scores_header, shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
-use tidalscope_io::source::{OpenOptions, Source};
+use tidalscope_io::source::{CoaddOptions, OpenOptions, Source, Tile};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::device::DeviceKind;
 use tidalscope_model::infer::{InferError, Predictor};
@@ -145,8 +145,10 @@ impl Classifier {
     /// in the CLI's CSV, so both give the same table. Objects that cannot be
     /// read are left out with a warning that counts them and names the first
     /// (`errors="warn"`), or raise `ValueError` naming the object
-    /// (`errors="raise"`).
-    #[pyo3(signature = (path, shard = None, format = None, layout = None, image_key = "image", errors = "warn"))]
+    /// (`errors="raise"`). `coadd=` cuts each object of a catalogue of
+    /// RA/Dec from coadd images, as `--coadd` (see `read`).
+    #[pyo3(signature = (path, shard = None, format = None, layout = None, image_key = "image", errors = "warn",
+                        coadd = None, cutout_size = 128, ra_column = "ra", dec_column = "dec"))]
     #[allow(clippy::too_many_arguments)]
     fn predict_catalog<'py>(
         &self,
@@ -157,6 +159,10 @@ impl Classifier {
         layout: Option<&str>,
         image_key: &str,
         errors: &str,
+        coadd: Option<&Bound<'py, PyAny>>,
+        cutout_size: usize,
+        ra_column: &str,
+        dec_column: &str,
     ) -> PyResult<Bound<'py, PyDict>> {
         let raise = match errors {
             "warn" => false,
@@ -168,7 +174,8 @@ impl Classifier {
                 return Err(errors::value(format!("shard ({k}, {n}): need 0 ≤ k < n")));
             }
         }
-        let source = open(&path, format, layout, image_key)?;
+        let coadd = coadd_options(coadd, cutout_size, ra_column, dec_column)?;
+        let source = open(&path, format, layout, image_key, coadd)?;
         let info = source.info().clone();
         let range = shard.map_or(0..info.len, |(k, n)| shard_range(info.len, k, n));
         let (rows, failed) =
@@ -285,14 +292,64 @@ impl From<PyErr> for StreamError {
 }
 
 /// Opens a dataset as the command line would (`--format`, `--layout`,
-/// `--image-key`).
-pub fn open(path: &Path, format: Option<&str>, layout: Option<&str>, image_key: &str) -> PyResult<Box<dyn Source>> {
+/// `--image-key`, `--coadd`).
+pub fn open(
+    path: &Path,
+    format: Option<&str>,
+    layout: Option<&str>,
+    image_key: &str,
+    coadd: Option<CoaddOptions>,
+) -> PyResult<Box<dyn Source>> {
     errors::require_exists(path)?;
     let opts = OpenOptions {
         format: format.map(str::parse).transpose().map_err(errors::value)?,
         layout: arrays::layout(layout)?,
         image_key: image_key.to_string(),
+        coadd,
         ..OpenOptions::default()
     };
     tidalscope_io::source::open(path, &opts).map_err(errors::io)
+}
+
+/// The `coadd=` argument: `None`; one tile as `{band: file}`; a list of
+/// such tiles; or the path of a tile list CSV (`tile,band,file`).
+pub fn coadd_options(
+    coadd: Option<&Bound<'_, PyAny>>,
+    cutout_size: usize,
+    ra_column: &str,
+    dec_column: &str,
+) -> PyResult<Option<CoaddOptions>> {
+    let Some(c) = coadd.filter(|c| !c.is_none()) else { return Ok(None) };
+    let tile = |d: &Bound<'_, PyDict>, k: usize| -> PyResult<Tile> {
+        let bands = d
+            .iter()
+            .map(|(b, f)| Ok((b.extract::<String>()?, f.extract::<PathBuf>()?)))
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok(Tile { name: format!("tile{k}"), bands })
+    };
+    // Tiles given as arguments are the caller's values (ValueError); a tile
+    // list is a file (its errors as any file's).
+    let given = |tiles: Vec<Tile>| {
+        CoaddOptions::new(tiles, cutout_size, ra_column, dec_column).map(Some).map_err(|e| errors::value(e.to_string()))
+    };
+    if let Ok(d) = c.cast::<PyDict>() {
+        given(vec![tile(d, 0)?])
+    } else if let Ok(list) = c.cast::<PyList>() {
+        let tiles = list
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                let d = t.cast::<PyDict>().map_err(|_| errors::value("coadd: a list of {band: file} dicts"))?;
+                tile(d, k)
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        given(tiles)
+    } else if let Ok(p) = c.extract::<PathBuf>() {
+        errors::require_exists(&p)?;
+        CoaddOptions::parse(&[p.display().to_string()], cutout_size, ra_column, dec_column)
+            .map(Some)
+            .map_err(errors::io)
+    } else {
+        Err(errors::value("coadd: {band: file}, a list of them, or the path of a tile list CSV"))
+    }
 }

@@ -263,16 +263,18 @@ def test_one_model_serves_several_threads_at_once(cli, images):
             np.testing.assert_array_equal(r.result(timeout=60), want)
 
 
-def test_fits_catalogues_from_the_cli_read_back_in_astropy(cli):
+def test_fits_and_parquet_catalogues_from_the_cli_read_back_in_astropy(cli):
     table = pytest.importorskip("astropy.table")
+    pytest.importorskip("pyarrow")
     for k in range(2):
         cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--shard", f"{k}/2",
             "--out", f"fparts/scores.{k}-of-2.csv")
-    cli("collect", "--from", "fparts", "--out", "fits-out/merged.fits")
-    cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "fits-out/scores.fits")
+    for ext in ("fits", "parquet"):
+        cli("collect", "--from", "fparts", "--out", f"fits-out/merged.{ext}")
+        cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", f"fits-out/scores.{ext}")
     cli("predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "fits-out/scores.csv")
     header, rows = read_csv(cli.path("fits-out", "scores.csv"))
-    for name in ("scores.fits", "merged.fits"):
+    for name in ("scores.fits", "merged.fits", "scores.parquet", "merged.parquet"):
         t = table.Table.read(cli.path("fits-out", name))
         assert t.colnames == header, name
         # FITS is big-endian: compare kind and size.
@@ -283,4 +285,9 @@ def test_fits_catalogues_from_the_cli_read_back_in_astropy(cli):
         np.testing.assert_array_equal(t["score"], [float(r[header.index("score")]) for r in rows])
         assert list(t["kind"]) == [r[header.index("kind")] for r in rows]
         assert t.meta["ORIGIN"] == "tidalscope" and len(t.meta["MODELSHA"]) == 64
+    # pandas reads the Parquet file with the same columns and values.
+    pandas = pytest.importorskip("pandas")
+    df = pandas.read_parquet(cli.path("fits-out", "scores.parquet"))
+    assert list(df.columns) == header and str(df["id"].dtype) == "int64"
+    np.testing.assert_array_equal(df["score"], [float(r[header.index("score")]) for r in rows])
     assert not list(cli.path("fits-out").glob(".*"))  # no temporary file left

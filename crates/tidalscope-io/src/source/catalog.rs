@@ -67,7 +67,7 @@ impl Catalog {
 }
 
 /// Parses a label field: 0/1 (also false/true); empty = unlabelled.
-fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
+pub(super) fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
     match v.to_ascii_lowercase().as_str() {
         "" | "nan" | "none" => Ok(None),
         "0" | "0.0" | "false" => Ok(Some(0)),

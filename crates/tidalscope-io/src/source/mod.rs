@@ -15,12 +15,14 @@
 //! | zip file | `.npz` archive ([`Format::Npz`]) |
 //! | `SIMPLE  =` file | FITS image, cube or stack ([`Format::Fits`]) |
 //! | PNG/JPEG file | 8-bit RGB picture as 3 bands ([`Format::Picture`]) |
+//! | catalogue with RA/Dec + [`OpenOptions::coadd`] | cutouts cut from coadd images ([`Format::Coadd`]) |
 //!
 //! Reading streams: records are produced one at a time, and images from
 //! per-object files are decoded only when asked ([`Pixels::load`]), so a
 //! caller can decode many in parallel.
 
 mod catalog;
+mod coadd;
 mod fits;
 mod npy;
 mod picture;
@@ -33,6 +35,7 @@ use std::str::FromStr;
 use tidalscope_core::Cutout;
 
 pub use catalog::{Catalog, CatalogRow};
+pub use coadd::{CoaddOptions, Tile};
 
 /// Input formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,6 +56,8 @@ pub enum Format {
     Simulated,
     /// A folder of image files.
     Folder,
+    /// A catalogue of sky positions cut from coadd images.
+    Coadd,
 }
 
 impl Format {
@@ -67,6 +72,7 @@ impl Format {
             Format::Catalog => "catalog",
             Format::Simulated => "simulated",
             Format::Folder => "folder",
+            Format::Coadd => "coadd",
         }
     }
 }
@@ -89,9 +95,10 @@ impl FromStr for Format {
             "catalog" | "csv" => Format::Catalog,
             "simulated" | "sim" => Format::Simulated,
             "folder" => Format::Folder,
+            "coadd" => Format::Coadd,
             _ => {
                 return Err(format!(
-                    "unknown format {s:?} (tfdata, npy, npz, fits, picture, catalog, simulated, folder)"
+                    "unknown format {s:?} (tfdata, npy, npz, fits, picture, catalog, simulated, folder, coadd)"
                 ))
             }
         })
@@ -185,11 +192,21 @@ pub struct OpenOptions {
     /// A label given to every object (e.g. 1 for a folder of tidal galaxies),
     /// overriding any in the data.
     pub label: Option<u8>,
+    /// Cut each catalogue object from these coadd images (the path is then
+    /// a catalogue of RA/Dec).
+    pub coadd: Option<CoaddOptions>,
 }
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { format: None, layout: Layout::Auto, image_key: "image".into(), cycle_length: None, label: None }
+        Self {
+            format: None,
+            layout: Layout::Auto,
+            image_key: "image".into(),
+            cycle_length: None,
+            label: None,
+            coadd: None,
+        }
     }
 }
 
@@ -280,9 +297,13 @@ pub trait Source: Send + Sync {
 
 /// Opens `path` as a source.
 pub fn open(path: &Path, opts: &OpenOptions) -> Result<Box<dyn Source>> {
-    let format = match opts.format {
-        Some(f) => f,
-        None => detect(path)?,
+    let format = match (opts.format, &opts.coadd) {
+        (None | Some(Format::Catalog) | Some(Format::Coadd), Some(_)) => Format::Coadd,
+        (Some(f), Some(_)) => {
+            return Err(Error::format(path, format!("with coadd images the data is a catalogue of RA/Dec, not {f}")))
+        }
+        (Some(f), None) => f,
+        (None, None) => detect(path)?,
     };
     let mut source: Box<dyn Source> = match format {
         Format::TfData => Box::new(tfdata::TfDataSource::open(path, opts)?),
@@ -293,6 +314,10 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Box<dyn Source>> {
         Format::Catalog => Box::new(catalog::CatalogSource::open(path, opts)?),
         Format::Simulated => Box::new(catalog::SimulatedSource::open(path, opts)?),
         Format::Folder => Box::new(catalog::CatalogSource::folder(path, opts)?),
+        Format::Coadd => match &opts.coadd {
+            Some(c) => Box::new(coadd::CoaddSource::open(path, c)?),
+            None => return Err(Error::format(path, "format coadd needs the coadd images (--coadd BAND=FILE,…)")),
+        },
     };
     if let Some(label) = opts.label {
         let mut info = source.info().clone();
