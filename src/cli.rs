@@ -615,6 +615,11 @@ pub struct EmbedArgs {
     /// Output folder: embeddings.npy [N,128], ids.csv, errors.csv, embedding.json.
     #[arg(long)]
     pub out: PathBuf,
+    /// Also write every object with its embedding as one catalogue table:
+    /// CSV, a FITS table (`.fits`: an `embedding` array column) or Parquet
+    /// (`.parquet`: float32 columns embedding_0 …), by extension.
+    #[arg(long)]
+    pub table: Option<PathBuf>,
     /// Embed only part K of N (K from 0 to N−1).
     #[arg(long)]
     pub shard: Option<Shard>,

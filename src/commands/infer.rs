@@ -155,7 +155,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         false => vec![[args.source.ra_column.clone(), "deg".into()], [args.source.dec_column.clone(), "deg".into()]],
     };
     let unit_refs: Vec<(&str, &str)> = units.iter().map(|[c, u]| (c.as_str(), u.as_str())).collect();
-    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)], &unit_refs)?;
+    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)], &unit_refs, None)?;
     let secs = t0.elapsed().as_secs_f64();
     let run = PredictRecord {
         model: args.model.display().to_string(),
@@ -255,6 +255,12 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     // With nothing embedded the array is [0, D]: D of the representation.
     writer.finish(emb, encoder.dense2.weight.dims()[1])?;
     errors.finish()?;
+    if let Some(table) = &args.table {
+        // An encoder folder, or a classifier folder whose encoder was used.
+        let sha = tidalscope_io::checksum::sha256_files(&args.encoder, &EncoderBundle::FILES)
+            .or_else(|_| tidalscope_io::checksum::sha256_files(&args.encoder, &ClassifierBundle::FILES))?;
+        embedding_table(&args.out, table, &sha)?;
+    }
     if args.color_by != "none" && rows > 1 {
         projection_plot(&args.out, &args.color_by)?;
     }
@@ -322,6 +328,38 @@ struct Query {
     row: Option<usize>,
     /// Its pixels, when it came from a file.
     image: Option<Cutout>,
+}
+
+/// Writes an embed folder's objects (`ids.csv`) with their vectors
+/// (`embeddings.npy`) as one catalogue table, streaming row by row.
+fn embedding_table(dir: &Path, table: &Path, encoder_sha256: &str) -> anyhow::Result<()> {
+    use std::io::{Read, Seek};
+    let npy_path = dir.join(tidalscope_io::embeddings::VECTORS);
+    let mut npy = std::io::BufReader::new(
+        std::fs::File::open(&npy_path).with_context(|| format!("opening {}", npy_path.display()))?,
+    );
+    let head = tidalscope_io::npy::read_header(&mut npy, &npy_path)?;
+    let [n, d] = head.shape[..] else { bail!("{}: expected [N, D], got {:?}", npy_path.display(), head.shape) };
+    npy.seek(std::io::SeekFrom::Start(head.data_offset))?;
+    let ids_path = dir.join(tidalscope_io::embeddings::IDS);
+    let mut ids = ::csv::Reader::from_path(&ids_path).with_context(|| format!("reading {}", ids_path.display()))?;
+    let mut names: Vec<String> = ids.headers()?.iter().map(str::to_string).collect();
+    names.extend((0..d).map(|k| format!("embedding_{k}")));
+    let csv_path = super::catalog_csv_path(table);
+    let mut out = CsvWriter::create(&csv_path, &names)?;
+    let (mut bytes, mut v) = (vec![0u8; d * head.dtype.size()], vec![0f32; d]);
+    let mut rows = 0usize;
+    for rec in ids.records() {
+        let rec = rec.with_context(|| format!("reading {}", ids_path.display()))?;
+        npy.read_exact(&mut bytes)
+            .with_context(|| format!("{}: fewer vectors than rows of ids.csv", npy_path.display()))?;
+        tidalscope_io::npy::decode_into(&bytes, head.dtype, head.big_endian, &mut v);
+        out.row(rec.iter().map(str::to_string).chain(v.iter().map(|x| x.to_string())))?;
+        rows += 1;
+    }
+    ensure!(rows == n, "{}: {rows} rows for {n} vectors", ids_path.display());
+    out.finish()?;
+    super::finish_catalog(&csv_path, table, "EMBEDDINGS", &[("ENCSHA", encoder_sha256)], &[], Some(("embedding", d)))
 }
 
 /// Runs `search`.

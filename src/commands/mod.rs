@@ -105,12 +105,15 @@ pub fn catalog_csv_path(out: &std::path::Path) -> std::path::PathBuf {
 /// Turns the CSV written at [`catalog_csv_path`] into the FITS table or
 /// Parquet file `out` (columns typed; the tool's version, `keywords` and
 /// `units` in the header or metadata), or does nothing for CSV output.
+/// `vector = (name, D)`: the columns `name_0` … `name_{D−1}` are float32
+/// and, in FITS, one array column `name`.
 pub fn finish_catalog(
     csv: &std::path::Path,
     out: &std::path::Path,
     extname: &str,
     keywords: &[(&str, &str)],
     units: &[(&str, &str)],
+    vector: Option<(&str, usize)>,
 ) -> anyhow::Result<()> {
     use tidalscope_io::fits::Value;
     if csv == out {
@@ -126,6 +129,8 @@ pub fn finish_catalog(
         units: units.iter().map(|(c, u)| (c.to_string(), u.to_string())).collect(),
         keywords: cards,
         floats: vec!["score".into(), tidalscope_data::stream::NON_FINITE_COLUMN.into()],
+        singles: vector.map_or_else(Vec::new, |(name, d)| (0..d).map(|k| format!("{name}_{k}")).collect()),
+        vector: vector.map(|(name, _)| name.to_string()),
     };
     let written = if tidalscope_io::parquet_table::is_parquet_name(out) {
         tidalscope_io::parquet_table::csv_to_parquet(csv, out, &meta)

@@ -21,6 +21,8 @@ const BLOCK: usize = 2880;
 pub(crate) enum Kind {
     Int,
     Float,
+    /// A float column asked to be float32 ([`TableMeta::singles`]).
+    Single,
     Text,
 }
 
@@ -30,6 +32,7 @@ pub(crate) struct Column {
     pub(crate) name: String,
     int: bool,
     float: bool,
+    single: bool,
     pub(crate) width: usize,
 }
 
@@ -47,6 +50,8 @@ impl Column {
     pub(crate) fn kind(&self) -> Kind {
         if self.int {
             Kind::Int
+        } else if self.float && self.single {
+            Kind::Single
         } else if self.float {
             Kind::Float
         } else {
@@ -57,6 +62,7 @@ impl Column {
     fn bytes(&self) -> usize {
         match self.kind() {
             Kind::Int | Kind::Float => 8,
+            Kind::Single => 4,
             Kind::Text => self.width.max(1),
         }
     }
@@ -65,6 +71,7 @@ impl Column {
         match self.kind() {
             Kind::Int => "K".into(),
             Kind::Float => "D".into(),
+            Kind::Single => "E".into(),
             Kind::Text => format!("{}A", self.width.max(1)),
         }
     }
@@ -82,6 +89,13 @@ pub struct TableMeta {
     /// Columns that are floats whatever their values look like (a column of
     /// fractions that happen to be all `0` is still a fraction).
     pub floats: Vec<String>,
+    /// Float columns stored as 32-bit floats (values that were float32,
+    /// e.g. embeddings): FITS `E`, Parquet `FLOAT`.
+    pub singles: Vec<String>,
+    /// FITS only: the adjacent float32 columns `{name}_0` … `{name}_{D−1}`
+    /// become one array column `name` of D elements (`DE`), which astropy
+    /// reads as a 2-D column. Other formats keep one column per element.
+    pub vector: Option<String>,
 }
 
 pub(crate) fn reader(path: &Path) -> Result<csv::Reader<std::fs::File>> {
@@ -96,7 +110,11 @@ pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<
     let names = r.byte_headers().map_err(|e| Error::format(csv, e.to_string()))?.clone();
     let mut cols: Vec<Column> = names
         .iter()
-        .map(|n| Column { name: String::from_utf8_lossy(n).into_owned(), int: true, float: true, width: 0 })
+        .map(|n| {
+            let name = String::from_utf8_lossy(n).into_owned();
+            let single = meta.singles.contains(&name);
+            Column { name, int: true, float: true, single, width: 0 }
+        })
         .collect();
     for (i, c) in cols.iter().enumerate() {
         // TTYPE values must fit one header card, in printable ASCII.
@@ -130,7 +148,7 @@ pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<
         }
         rows += 1;
     }
-    for c in cols.iter_mut().filter(|c| meta.floats.contains(&c.name) && c.float) {
+    for c in cols.iter_mut().filter(|c| (meta.floats.contains(&c.name) || c.single) && c.float) {
         c.int = false;
     }
     if rows == 0 {
@@ -147,6 +165,7 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
     let (cols, rows) = scan_columns(csv, meta, true)?;
     let mut rec = csv::ByteRecord::new();
     let row_bytes: usize = cols.iter().map(Column::bytes).sum();
+    let fields = fits_fields(csv, &cols, meta)?;
 
     let mut primary = Header::new();
     primary
@@ -162,11 +181,11 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
         .push("NAXIS2", Value::Int(rows as i64), "rows")
         .push("PCOUNT", Value::Int(0), "")
         .push("GCOUNT", Value::Int(1), "")
-        .push("TFIELDS", Value::Int(cols.len() as i64), "columns");
-    for (i, c) in cols.iter().enumerate() {
-        h.push(&format!("TTYPE{}", i + 1), Value::Str(c.name.clone()), "");
-        h.push(&format!("TFORM{}", i + 1), Value::Str(c.tform()), "");
-        if let Some((_, unit)) = meta.units.iter().find(|(n, _)| *n == c.name) {
+        .push("TFIELDS", Value::Int(fields.len() as i64), "columns");
+    for (i, (name, tform)) in fields.iter().enumerate() {
+        h.push(&format!("TTYPE{}", i + 1), Value::Str(name.clone()), "");
+        h.push(&format!("TFORM{}", i + 1), Value::Str(tform.clone()), "");
+        if let Some((_, unit)) = meta.units.iter().find(|(n, _)| n == name) {
             h.push(&format!("TUNIT{}", i + 1), Value::Str(unit.clone()), "");
         }
     }
@@ -191,6 +210,7 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
             match c.kind() {
                 Kind::Int => row.extend(s.parse::<i64>().unwrap_or(0).to_be_bytes()),
                 Kind::Float => row.extend(s.parse::<f64>().unwrap_or(f64::NAN).to_be_bytes()),
+                Kind::Single => row.extend(s.parse::<f32>().unwrap_or(f32::NAN).to_be_bytes()),
                 Kind::Text => {
                     let start = row.len();
                     row.extend_from_slice(v);
@@ -208,6 +228,31 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
     out.write_all(&vec![0u8; data.div_ceil(BLOCK) * BLOCK - data]).map_err(io)?;
     out.commit()?;
     Ok(rows)
+}
+
+/// The table's fields as `(TTYPE, TFORM)`: one per column, except that
+/// [`TableMeta::vector`]'s element columns make one array field.
+fn fits_fields(csv: &Path, cols: &[Column], meta: &TableMeta) -> Result<Vec<(String, String)>> {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while i < cols.len() {
+        let element = |j: usize, k: usize| meta.vector.as_ref().is_some_and(|v| cols[j].name == format!("{v}_{k}"));
+        if element(i, 0) {
+            let d = (i..cols.len()).take_while(|&j| element(j, j - i)).count();
+            if cols[i..i + d].iter().any(|c| c.kind() != Kind::Single) {
+                return Err(Error::format(
+                    csv,
+                    format!("vector columns {}_*: every element must be float32", cols[i].name),
+                ));
+            }
+            fields.push((meta.vector.clone().expect("element of a vector"), format!("{d}E")));
+            i += d;
+        } else {
+            fields.push((cols[i].name.clone(), cols[i].tform()));
+            i += 1;
+        }
+    }
+    Ok(fields)
 }
 
 /// True when `path` names a FITS file by its extension (`.fits`, `.fit`,
@@ -233,6 +278,8 @@ mod tests {
             units: vec![("score".into(), "probability".into())],
             keywords: vec![("ORIGIN".into(), Value::Str("tidalscope".into()), "".into())],
             floats: vec![],
+            singles: vec![],
+            vector: None,
         };
         assert_eq!(csv_to_fits(&csv, &fits, &meta).unwrap(), 2);
         let bytes = std::fs::read(&fits).unwrap();
@@ -259,5 +306,29 @@ mod tests {
         assert!(text.contains("TFORM1  = '17A     '"), "{text}");
         std::fs::write(&csv, "a,a\n1,2\n").unwrap();
         assert!(csv_to_fits(&csv, &fits, &meta).unwrap_err().to_string().contains("appears twice"));
+    }
+
+    #[test]
+    fn vector_columns_become_one_float32_array_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = dir.path().join("t.csv");
+        std::fs::write(&csv, "id,e_0,e_1,e_2,x\n7,0.5,-1,0.1,2.5\n").unwrap();
+        let fits = dir.path().join("t.fits");
+        let meta = TableMeta {
+            singles: vec!["e_0".into(), "e_1".into(), "e_2".into()],
+            vector: Some("e".into()),
+            ..TableMeta::default()
+        };
+        csv_to_fits(&csv, &fits, &meta).unwrap();
+        let bytes = std::fs::read(&fits).unwrap();
+        let text = String::from_utf8_lossy(&bytes[BLOCK..2 * BLOCK]).into_owned();
+        assert!(text.contains("TFIELDS =                    3"), "{text}");
+        assert!(text.contains("TTYPE2  = 'e       '") && text.contains("TFORM2  = '3E      '"), "{text}");
+        assert!(text.contains("NAXIS1  =                   28"), "8 + 3×4 + 8 bytes: {text}");
+        let data = &bytes[2 * BLOCK..];
+        assert_eq!(&data[8..12], &0.5f32.to_be_bytes());
+        assert_eq!(&data[12..16], &(-1f32).to_be_bytes());
+        assert_eq!(&data[16..20], &0.1f32.to_be_bytes());
+        assert_eq!(&data[20..28], &2.5f64.to_be_bytes());
     }
 }

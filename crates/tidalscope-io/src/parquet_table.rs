@@ -13,7 +13,7 @@ use crate::fits::Value;
 use crate::fits_table::{reader, scan_columns, Column, Kind, TableMeta};
 use crate::{Error, Result};
 use parquet::basic::{LogicalType, Repetition, Type as Physical};
-use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int64Type};
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, FloatType, Int64Type};
 use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
@@ -59,6 +59,7 @@ fn astropy_yaml(cols: &[Column], meta: &TableMeta) -> String {
         let t = match c.kind() {
             Kind::Int => "int64",
             Kind::Float => "float64",
+            Kind::Single => "float32",
             Kind::Text => "string",
         };
         y += &format!("- {{name: {}, datatype: {t}", yaml_str(&c.name));
@@ -90,6 +91,7 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
             let b = match c.kind() {
                 Kind::Int => Type::primitive_type_builder(&c.name, Physical::INT64),
                 Kind::Float => Type::primitive_type_builder(&c.name, Physical::DOUBLE),
+                Kind::Single => Type::primitive_type_builder(&c.name, Physical::FLOAT),
                 Kind::Text => Type::primitive_type_builder(&c.name, Physical::BYTE_ARRAY)
                     .with_logical_type(Some(LogicalType::String)),
             };
@@ -120,6 +122,7 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
     // One row group's values, by column.
     let mut ints: Vec<Vec<i64>> = vec![Vec::new(); cols.len()];
     let mut floats: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
+    let mut singles: Vec<Vec<f32>> = vec![Vec::new(); cols.len()];
     let mut texts: Vec<Vec<ByteArray>> = vec![Vec::new(); cols.len()];
     loop {
         let more = r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, e.to_string()))?;
@@ -129,6 +132,7 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
                 match c.kind() {
                     Kind::Int => ints[i].push(s.parse::<i64>().unwrap_or(0)),
                     Kind::Float => floats[i].push(s.parse::<f64>().unwrap_or(f64::NAN)),
+                    Kind::Single => singles[i].push(s.parse::<f32>().unwrap_or(f32::NAN)),
                     Kind::Text => texts[i].push(ByteArray::from(v.to_vec())),
                 }
             }
@@ -142,12 +146,14 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
                 match cols[i].kind() {
                     Kind::Int => col.typed::<Int64Type>().write_batch(&ints[i], None, None),
                     Kind::Float => col.typed::<DoubleType>().write_batch(&floats[i], None, None),
+                    Kind::Single => col.typed::<FloatType>().write_batch(&singles[i], None, None),
                     Kind::Text => col.typed::<ByteArrayType>().write_batch(&texts[i], None, None),
                 }
                 .map_err(&err)?;
                 col.close().map_err(&err)?;
                 ints[i].clear();
                 floats[i].clear();
+                singles[i].clear();
                 texts[i].clear();
                 i += 1;
             }
@@ -193,6 +199,8 @@ mod tests {
             units: vec![("score".into(), "probability".into())],
             keywords: vec![("ORIGIN".into(), Value::Str("tidal'scope".into()), "".into())],
             floats: vec![],
+            singles: vec![],
+            vector: None,
         };
         assert_eq!(csv_to_parquet(&csv, &out, &meta).unwrap(), n);
         let r = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();

@@ -291,3 +291,28 @@ def test_fits_and_parquet_catalogues_from_the_cli_read_back_in_astropy(cli):
     assert list(df.columns) == header and str(df["id"].dtype) == "int64"
     np.testing.assert_array_equal(df["score"], [float(r[header.index("score")]) for r in rows])
     assert not list(cli.path("fits-out").glob(".*"))  # no temporary file left
+
+
+def test_embedding_tables_read_back_in_astropy_with_the_vectors(cli):
+    table = pytest.importorskip("astropy.table")
+    pytest.importorskip("pyarrow")
+    for ext in ("csv", "fits", "parquet"):
+        cli("embed", "--encoder", "enc", "--data", "sim/catalog.csv", "--out", f"emb-{ext}",
+            "--table", f"emb-{ext}/table.{ext}", "--color-by", "none")
+    vectors = np.load(cli.path("emb-fits", "embeddings.npy"))
+    header, ids = read_csv(cli.path("emb-fits", "ids.csv"))
+    n, d = vectors.shape
+    t = table.Table.read(cli.path("emb-fits", "table.fits"))
+    assert t.colnames == header + ["embedding"]
+    assert t["embedding"].shape == (n, d) and t["embedding"].dtype.kind == "f"
+    np.testing.assert_array_equal(np.asarray(t["embedding"], dtype=np.float32), vectors)
+    assert list(t["id"]) == [int(r[header.index("id")]) for r in ids]
+    assert len(t.meta["ENCSHA"]) == 64
+    for ext in ("parquet", "csv"):
+        t = table.Table.read(cli.path(f"emb-{ext}", f"table.{ext}"))
+        cols = [f"embedding_{k}" for k in range(d)]
+        assert t.colnames == header + cols
+        got = np.stack([np.asarray(t[c], dtype=np.float32) for c in cols], axis=1)
+        np.testing.assert_array_equal(got, np.load(cli.path(f"emb-{ext}", "embeddings.npy")))
+        if ext == "parquet":
+            assert t["embedding_0"].dtype == np.float32
