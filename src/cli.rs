@@ -232,6 +232,11 @@ pub struct PretrainArgs {
     /// and colour jitter). Preset: paper reference, quick strong.
     #[arg(long, value_enum)]
     pub jitter: Option<JitterArg>,
+    /// Lay sky over a disc of radius U(0, F)·crop around each view's target
+    /// (the cutout centre), so views must be matched outside the host's
+    /// core (0: off, the default).
+    #[arg(long, value_name = "F")]
+    pub core_mask: Option<f64>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
     /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or
     /// burn. Recorded in config.toml.

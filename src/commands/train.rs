@@ -61,6 +61,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--init", args.init.is_some()),
             ("--sigma", args.sigma.is_some()),
             ("--jitter", args.jitter.is_some()),
+            ("--core-mask", args.core_mask.is_some()),
             ("--kernels", args.kernels.is_some()),
             ("--max-images", args.max_images.is_some()),
             ("--checkpoint-every", args.checkpoint_every.is_some()),
@@ -93,6 +94,10 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
         set_into!(noise, init, sigma, jitter, kernels);
+        if let Some(m) = args.core_mask {
+            ensure!((0.0..=1.0).contains(&m), "--core-mask {m}: give a fraction of the crop from 0 to 1");
+            c.jitter.core_mask = m;
+        }
         c.seed = args.seed;
         c.stop_after = args.stop_after;
         c

@@ -33,8 +33,11 @@
 //! brightness and colour jitter. The brightness jitter multiplies band b's
 //! flux by k·c_b (k log-uniform in [1/(1+f), 1+f], c_b in [1/(1+c), 1+c]),
 //! applied exactly to normalised pixels as v ← asinh(k c_b sinh v), since
-//! v = asinh(x/3σ_b). Every one of these works on images as they arrive
-//! from a survey: none needs a noise-free render.
+//! v = asinh(x/3σ_b). An optional core mask ([`ViewJitter::core_mask`])
+//! lays sky over a random disc around the cutout's centre, where the
+//! target galaxy is, so views cannot be matched by the host's bright core
+//! alone. Every one of these works on images as they arrive from a survey
+//! (cutouts are centred on their target): none needs a noise-free render.
 //!
 //! Inference uses [`Augment::inference`]: the centre crop, no flips, no
 //! noise — a different value, not a mode flag, so predictions are
@@ -69,15 +72,21 @@ pub struct ViewJitter {
     pub flux: f64,
     /// Colour jitter c: band b's flux × c_b, c_b log-uniform in [1/(1+c), 1+c].
     pub colour: f64,
+    /// Core mask m: each view replaces a disc around the cutout's centre
+    /// (the target galaxy) of radius U(0, m)·crop by sky (0 before the
+    /// view's noise), so that views must be matched by what lies outside
+    /// the host's core. 0: off.
+    #[serde(default)]
+    pub core_mask: f64,
 }
 
 impl ViewJitter {
     /// The reference: flips, a 13/96 margin, nothing else.
-    pub const REFERENCE: Self = Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0 };
+    pub const REFERENCE: Self = Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0, core_mask: 0.0 };
 
     /// Views that differ in orientation, position, brightness and colour.
     pub fn strong() -> Self {
-        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15 }
+        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15, core_mask: 0.0 }
     }
 
     /// Whether [`Augment::view`] has per-pixel flux work to do.
@@ -184,6 +193,22 @@ impl Augment {
         let log_uniform = |rng: &mut Rng, f: f64| if f > 0.0 { rng.range(-1.0, 1.0) * f.ln_1p() } else { 0.0 };
         let rescale = self.random && j.rescales();
         let gain = if rescale { log_uniform(rng, j.flux) } else { 0.0 };
+        // The cutout's centre in view coordinates (after crop, flips and the
+        // transpose), and the radius of sky laid over it.
+        let mask = (self.random && j.core_mask > 0.0).then(|| {
+            let mut cy = (h as f64 - 1.0) / 2.0 - y0 as f64;
+            let mut cx = (w as f64 - 1.0) / 2.0 - x0 as f64;
+            if flip_y {
+                cy = (c - 1) as f64 - cy;
+            }
+            if flip_x {
+                cx = (c - 1) as f64 - cx;
+            }
+            if transpose {
+                std::mem::swap(&mut cy, &mut cx);
+            }
+            (cy, cx, rng.range(0.0, j.core_mask) * c as f64)
+        });
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -214,6 +239,15 @@ impl Augment {
                     *v = (k * v.sinh()).asinh();
                 }
             }
+            if let Some((cy, cx, r)) = mask {
+                for y in 0..c {
+                    for x in 0..c {
+                        if (y as f64 - cy).powi(2) + (x as f64 - cx).powi(2) <= r * r {
+                            dst[y * c + x] = 0.0;
+                        }
+                    }
+                }
+            }
             let s = noise.get(b).copied().unwrap_or(0.0);
             if s > 0.0 {
                 for v in dst.iter_mut() {
@@ -228,6 +262,46 @@ impl Augment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_core_mask_covers_the_cutout_centre_wherever_the_view_puts_it() {
+        // Pixel (y, x) of the 20-px image holds 1 + 20y + x, so a view's
+        // pixel tells where it came from. The same seed with a vanishing
+        // mask gives the same crop, flips and rotation unmasked.
+        let img = Cutout::from_chw(2, 20, 20, (0..800).map(|v| 1.0 + (v % 400) as f32).collect()).unwrap();
+        let with = |m: f64| {
+            let j = ViewJitter { rotations: true, margin: 1.0, core_mask: m, ..ViewJitter::REFERENCE };
+            Augment::training(12, NoiseScale::None).with_jitter(j)
+        };
+        let (mut masked, mut plain) = (vec![0f32; 288], vec![0f32; 288]);
+        let mut total = 0;
+        for seed in 0..200 {
+            with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut masked).unwrap();
+            with(1e-12).view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut plain).unwrap();
+            assert!(plain.iter().all(|&v| v > 0.0), "a vanishing mask masks nothing");
+            assert_eq!(&masked[..144], &masked[144..], "both bands (alike here) masked alike");
+            // Distance of each view pixel's source from the cutout centre.
+            let dist = |v: f32| {
+                let i = (v - 1.0) as usize;
+                (((i / 20) as f64 - 9.5).powi(2) + ((i % 20) as f64 - 9.5).powi(2)).sqrt()
+            };
+            let inside = (0..144).filter(|&i| masked[i] == 0.0).map(|i| dist(plain[i])).fold(0.0, f64::max);
+            let outside = (0..144).filter(|&i| masked[i] != 0.0).map(|i| dist(plain[i])).fold(f64::INFINITY, f64::min);
+            assert!(inside < outside, "seed {seed}: masked up to {inside} px from the centre, kept one at {outside}");
+            assert!(inside <= 0.4 * 12.0);
+            assert!((0..144).all(|i| masked[i] == 0.0 || masked[i] == plain[i]));
+            total += masked.iter().filter(|v| **v == 0.0).count();
+        }
+        assert!(total > 2000, "the mask is drawn: {total} pixels");
+        // At inference nothing is masked; a seed repeats its views.
+        let mut out = vec![0f32; 288];
+        Augment::inference(12).view(&img, &[], &mut Rng::new(3), &mut out).unwrap();
+        assert!(out.iter().all(|&v| v > 0.0));
+        let (mut x, mut y) = (vec![0f32; 288], vec![0f32; 288]);
+        with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut x).unwrap();
+        with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut y).unwrap();
+        assert_eq!(x, y);
+    }
 
     fn ramp(s: usize) -> Cutout {
         Cutout::from_chw(2, s, s, (0..2 * s * s).map(|v| v as f32).collect()).unwrap()
@@ -314,6 +388,7 @@ mod tests {
         // symmetries puts a different ordered pair in the first row.
         let img = Cutout::from_chw(1, 2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         let a = Augment::training(2, NoiseScale::None).with_jitter(ViewJitter {
+            core_mask: 0.0,
             rotations: true,
             margin: 0.0,
             flux: 0.0,
@@ -338,7 +413,7 @@ mod tests {
         // one factor per band, k·c_b, with ln k ∈ ±ln 1.5 and ln c_b ∈ ±ln 1.15.
         let x: Vec<f32> = (0..2 * 36).map(|i| (i as f32 - 20.0) * 0.7).collect();
         let img = Cutout::from_chw(2, 6, 6, x.iter().map(|v| v.asinh()).collect()).unwrap();
-        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15 };
+        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15, core_mask: 0.0 };
         let a = Augment::training(6, NoiseScale::None).with_jitter(j);
         let mut out = vec![0f32; 72];
         let mut rng = Rng::new(2);
