@@ -191,7 +191,7 @@ impl BandImage {
     }
 }
 
-/// Where an object sits: its tile, or why it has none.
+/// The tile index of an object that lies on no tile.
 const OFF: u32 = u32::MAX;
 
 /// A catalogue of sky positions cut from coadd tiles.
