@@ -297,8 +297,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     }
     out.expect("at least one part").finish()?;
     let first = &parts[0].manifest.config;
-    let units: Vec<(&str, &str)> = first.units.iter().map(|[c, u]| (c.as_str(), u.as_str())).collect();
-    super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)], &units, None)?;
+    super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)], &first.units, None)?;
 
     // The errors of every part, in shard order.
     let errors_path = out_dir.join("errors.csv");

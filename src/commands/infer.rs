@@ -154,8 +154,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         true => Vec::new(),
         false => vec![[args.source.ra_column.clone(), "deg".into()], [args.source.dec_column.clone(), "deg".into()]],
     };
-    let unit_refs: Vec<(&str, &str)> = units.iter().map(|[c, u]| (c.as_str(), u.as_str())).collect();
-    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)], &unit_refs, None)?;
+    super::finish_catalog(&csv_path, &args.out, "SCORES", &[("MODELSHA", &model_sha256)], &units, None)?;
     let secs = t0.elapsed().as_secs_f64();
     let run = PredictRecord {
         model: args.model.display().to_string(),

@@ -104,7 +104,8 @@ pub fn catalog_csv_path(out: &std::path::Path) -> std::path::PathBuf {
 
 /// Turns the CSV written at [`catalog_csv_path`] into the FITS table or
 /// Parquet file `out` (columns typed; the tool's version, `keywords` and
-/// `units` in the header or metadata), or does nothing for CSV output.
+/// `units` (`[column, unit]`) in the header or metadata), or does nothing
+/// for CSV output.
 /// `vector = (name, D)`: the columns `name_0` … `name_{D−1}` are float32
 /// and, in FITS, one array column `name`.
 pub fn finish_catalog(
@@ -112,7 +113,7 @@ pub fn finish_catalog(
     out: &std::path::Path,
     extname: &str,
     keywords: &[(&str, &str)],
-    units: &[(&str, &str)],
+    units: &[[String; 2]],
     vector: Option<(&str, usize)>,
 ) -> anyhow::Result<()> {
     use tidalscope_io::fits::Value;
@@ -126,7 +127,7 @@ pub fn finish_catalog(
     cards.extend(keywords.iter().map(|(k, v)| (k.to_string(), Value::Str(v.to_string()), String::new())));
     let meta = tidalscope_io::fits_table::TableMeta {
         extname: extname.into(),
-        units: units.iter().map(|(c, u)| (c.to_string(), u.to_string())).collect(),
+        units: units.iter().map(|[c, u]| (c.clone(), u.clone())).collect(),
         keywords: cards,
         floats: vec!["score".into(), tidalscope_data::stream::NON_FINITE_COLUMN.into()],
         singles: vector.map_or_else(Vec::new, |(name, d)| (0..d).map(|k| format!("{name}_{k}")).collect()),

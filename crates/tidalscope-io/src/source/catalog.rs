@@ -57,6 +57,15 @@ impl Catalog {
         self.columns.iter().position(|c| c == name)
     }
 
+    /// Every row's 0/1 label from column `col` (empty = unlabelled); all
+    /// unlabelled without a label column.
+    pub fn labels(&self, col: Option<usize>) -> Result<Vec<Option<u8>>> {
+        match col {
+            Some(l) => self.rows.iter().map(|r| parse_label(&self.path, r, &r.fields[l])).collect(),
+            None => Ok(vec![None; self.rows.len()]),
+        }
+    }
+
     /// Index of a required column, or an error naming it and listing those
     /// present.
     pub fn require(&self, name: &str) -> Result<usize> {
@@ -67,7 +76,7 @@ impl Catalog {
 }
 
 /// Parses a label field: 0/1 (also false/true); empty = unlabelled.
-pub(super) fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
+fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
     match v.to_ascii_lowercase().as_str() {
         "" | "nan" | "none" => Ok(None),
         "0" | "0.0" | "false" => Ok(Some(0)),
@@ -183,10 +192,7 @@ impl CatalogSource {
                 ))
             }
         };
-        let labels = match label {
-            Some(l) => catalog.rows.iter().map(|r| parse_label(&path, r, &r.fields[l])).collect::<Result<Vec<_>>>()?,
-            None => vec![None; catalog.rows.len()],
-        };
+        let labels = catalog.labels(label)?;
         let skip: Vec<usize> = std::iter::once(id)
             .chain(label)
             .chain(match &files {
@@ -326,12 +332,7 @@ impl SimulatedSource {
         }
         let id = catalog.require("id")?;
         let label = catalog.column("label");
-        let labels = match label {
-            Some(l) => {
-                catalog.rows.iter().map(|r| parse_label(&catalog.path, r, &r.fields[l])).collect::<Result<Vec<_>>>()?
-            }
-            None => vec![None; catalog.rows.len()],
-        };
+        let labels = catalog.labels(label)?;
         let meta: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
         let mut info = images.info().clone();
         info.path = path.to_path_buf();

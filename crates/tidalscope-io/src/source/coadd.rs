@@ -16,7 +16,7 @@
 //! grouped by tile and each tile's bands are read once per pass, so memory
 //! holds one tile's images at a time whatever the number of objects.
 
-use super::catalog::{parse_label, Catalog};
+use super::catalog::Catalog;
 use super::{Format, Pixels, Record, Source, SourceInfo};
 use crate::fits::{self, HduInfo};
 use crate::wcs::Wcs;
@@ -239,10 +239,7 @@ impl CoaddSource {
         let ra = find(&coadd.ra_column, "coord_ra")?;
         let dec = find(&coadd.dec_column, "coord_dec")?;
         let label = catalog.column("label");
-        let labels = match label {
-            Some(l) => catalog.rows.iter().map(|r| parse_label(&csv, r, &r.fields[l])).collect::<Result<Vec<_>>>()?,
-            None => vec![None; catalog.rows.len()],
-        };
+        let labels = catalog.labels(label)?;
         let meta: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
         let tiles = coadd
             .tiles
