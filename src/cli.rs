@@ -38,6 +38,9 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Find the galaxies most similar to one or more query galaxies.
     Search(SearchArgs),
+    /// Serve a local web page to label galaxies, with queues ordered by the
+    /// classifier and a probe retrained on the labels in seconds.
+    Label(LabelArgs),
     /// Turn a Keras model (SavedModel folder or Keras 3 .keras file) into a
     /// tidalscope encoder or classifier folder.
     ImportKeras(ImportKerasArgs),
@@ -176,6 +179,11 @@ pub struct DataArgs {
     /// The reference layout: the set of tidal galaxies (all label 1).
     #[arg(long, requires = "unlabelled")]
     pub tidal: Option<PathBuf>,
+    /// Labels by id from a CSV (the `labels.csv` of `tidalscope label`, or
+    /// any with `id` and `label` 1/0 or `verdict` columns), replacing the
+    /// data's own: objects not in it, and unsure ones, are unlabelled.
+    #[arg(long, conflicts_with = "unlabelled")]
+    pub label_file: Option<PathBuf>,
     #[command(flatten)]
     pub source: SourceArgs,
 }
@@ -666,6 +674,58 @@ pub struct SearchArgs {
     pub ef: usize,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// Arguments of `tidalscope label`.
+#[derive(Debug, Args)]
+pub struct LabelArgs {
+    /// Data to label (any readable source; ids must be unique).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Encoder folder (`pretrain`) or classifier folder (its encoder): its
+    /// representations drive "more like this" and retraining. They are
+    /// computed once and cached beside the labels (`LABELS.embeddings/`).
+    #[arg(long)]
+    pub encoder: PathBuf,
+    /// Classifier folder (`finetune`) whose scores order the queues until
+    /// the first retrain.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// The labels file: created when missing, resumed when present (its
+    /// log, LABELS.log, beside it; a labels file made elsewhere is imported).
+    #[arg(long, default_value = "labels.csv")]
+    pub labels: PathBuf,
+    /// Port to listen on (0: any free port).
+    #[arg(long, default_value_t = 8470)]
+    pub port: u16,
+    /// Address to listen on: 127.0.0.1 (this machine only) unless told
+    /// otherwise; any other address needs --token.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: std::net::IpAddr,
+    /// Secret every request must carry (`?token=…` in the address the
+    /// command prints); at least 8 characters of A–Z, a–z, 0–9, `-_.~`.
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Name recorded with each label (default: $USER).
+    #[arg(long)]
+    pub annotator: Option<String>,
+    /// Arcseconds per pixel, for the scale bar (HSC 0.168, LSST 0.2).
+    #[arg(long, default_value_t = 0.168)]
+    pub pixel_scale: f64,
+    /// Seed of the random queue and of the probe's cross-validation folds.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Metadata columns not to show, comma-separated (e.g.
+    /// `label,kind,feature_types` of mocks, to label them blind).
+    #[arg(long, value_delimiter = ',')]
+    pub hide: Vec<String>,
+    /// Prepare (embeddings, scores) and exit without serving.
+    #[arg(long)]
+    pub prepare_only: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+    #[command(flatten)]
+    pub source: SourceArgs,
 }
 
 /// Arguments of `tidalscope import-keras`.

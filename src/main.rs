@@ -7,6 +7,7 @@
 
 mod cli;
 mod commands;
+mod label;
 mod manifest;
 mod progress;
 

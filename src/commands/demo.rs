@@ -50,8 +50,13 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     timings.push(("pretrain".into(), t.elapsed().as_secs_f64()));
     eprintln!("pretrained {} steps, final loss {:.3}, {:.0} views/s", pre.steps, pre.final_loss, pre.views_per_s);
 
-    let test_data =
-        DataArgs { data: vec![out.join("test")], unlabelled: None, tidal: None, source: SourceArgs::auto() };
+    let test_data = DataArgs {
+        data: vec![out.join("test")],
+        unlabelled: None,
+        tidal: None,
+        label_file: None,
+        source: SourceArgs::auto(),
+    };
     let mut trials = Vec::new();
     for (mode, labels, epochs) in [
         (Mode::Linear, 0, args.finetune_epochs),

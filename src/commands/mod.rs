@@ -9,6 +9,7 @@ mod experiment;
 pub mod import;
 pub mod infer;
 mod inspect;
+mod label;
 pub mod simulate;
 pub mod train;
 
@@ -26,6 +27,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Collect(args) => collect::run(args),
         Command::Embed(args) => infer::embed(args),
         Command::Search(args) => infer::search(args),
+        Command::Label(args) => label::run(args),
         Command::ImportKeras(args) => import::run(args),
         Command::ExportKeras(args) => import::export(args),
         Command::Inspect(args) => inspect::run(args),

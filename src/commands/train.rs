@@ -37,6 +37,13 @@ pub fn open_data(args: &DataArgs) -> anyhow::Result<OpenedData> {
         sources.push(super::open_source(d, &args.source, None)?);
         paths.push(d.clone());
     }
+    if let Some(file) = &args.label_file {
+        let labels = crate::label::log::read_label_file(file)?;
+        let known: usize = labels.values().filter(|l| l.is_some()).count();
+        ensure!(known > 0, "{}: no tidal or not-tidal label", file.display());
+        sources = sources.into_iter().map(|s| tidalscope_io::source::with_labels(s, labels.clone())).collect();
+        eprintln!("labels from {}: {known} tidal or not tidal", file.display());
+    }
     Ok(OpenedData { sources, paths, reference })
 }
 

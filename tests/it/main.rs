@@ -4,6 +4,7 @@ mod collect;
 mod data;
 mod experiment;
 mod infer;
+mod label;
 pub mod pipeline;
 mod simulate;
 mod util;

@@ -138,6 +138,22 @@ pub struct CvReport {
     pub folds: usize,
 }
 
+/// The fold (0..k) of each of the 0/1 labels `y`: each class shuffled by
+/// `seed`, then dealt round-robin, so every fold holds both classes in
+/// their overall proportion.
+pub fn stratified_folds(y: &[u8], k: usize, seed: u64) -> Vec<usize> {
+    let mut fold = vec![0usize; y.len()];
+    let mut rng = tidalscope_core::Rng::new(seed);
+    for c in [0u8, 1] {
+        let mut idx: Vec<usize> = (0..y.len()).filter(|&i| y[i] == c).collect();
+        rng.shuffle(&mut idx);
+        for (j, &i) in idx.iter().enumerate() {
+            fold[i] = j % k.max(1);
+        }
+    }
+    fold
+}
+
 /// The default grid of L2 strengths for [`Logistic::fit_cv`]: 10^-2 … 10^4
 /// in steps of 10^0.5 (the penalty is on the summed log-likelihood, so its
 /// weight relative to the data grows as the sample shrinks).
@@ -180,16 +196,7 @@ impl Logistic {
             let m = Self::fit(x, d, y, chosen);
             return (m, CvReport { grid: grid.to_vec(), loss: vec![f64::NAN; grid.len()], chosen, folds: 0 });
         }
-        // Stratified folds: each class shuffled, then dealt round-robin.
-        let mut fold = vec![0usize; n];
-        let mut rng = tidalscope_core::Rng::new(seed);
-        for c in [0u8, 1] {
-            let mut idx: Vec<usize> = (0..n).filter(|&i| y[i] == c).collect();
-            rng.shuffle(&mut idx);
-            for (j, &i) in idx.iter().enumerate() {
-                fold[i] = j % k;
-            }
-        }
+        let fold = stratified_folds(y, k, seed);
         let loss: Vec<f64> = grid
             .par_iter()
             .map(|&l2| {

@@ -54,15 +54,27 @@ pub fn thumbnail(img: &tidalscope_core::Cutout) -> Vec<u8> {
 /// [`thumbnail`]'s colour composite with a chosen `stretch` (`None`: 8 ×
 /// the mean noise of the three planes) and softening `q`.
 pub fn composite(img: &tidalscope_core::Cutout, stretch: Option<f64>, q: f64) -> Vec<u8> {
-    let (w, h) = (img.width(), img.height());
+    let [r, g, b] = rgb_planes(img);
+    let stretch = stretch.unwrap_or_else(|| 8.0 * rgb_noise(img));
+    lupton_rgb(r, g, b, img.width(), img.height(), stretch, q)
+}
+
+/// The planes [`composite`] shows as red, green and blue: bands (i, r, g)
+/// of a 5-band g,r,i,z,y image, the first three otherwise (clamped to the
+/// last band, so one band gives grey).
+pub fn rgb_planes(img: &tidalscope_core::Cutout) -> [&[f32]; 3] {
     let pick = |b: usize| img.band(b.min(img.bands() - 1));
-    let (r, g, b) = match img.bands() {
-        5 => (pick(2), pick(1), pick(0)),
-        1 => (pick(0), pick(0), pick(0)),
-        _ => (pick(0), pick(1), pick(2)),
-    };
-    let stretch = stretch.unwrap_or_else(|| 8.0 * ((mad_sigma(r) + mad_sigma(g) + mad_sigma(b)) / 3.0));
-    lupton_rgb(r, g, b, w, h, stretch, q)
+    match img.bands() {
+        5 => [pick(2), pick(1), pick(0)],
+        1 => [pick(0), pick(0), pick(0)],
+        _ => [pick(0), pick(1), pick(2)],
+    }
+}
+
+/// The mean [`mad_sigma`] of the three [`rgb_planes`]: the unit in which
+/// stretches are given to people.
+pub fn rgb_noise(img: &tidalscope_core::Cutout) -> f64 {
+    rgb_planes(img).iter().map(|p| mad_sigma(p)).sum::<f64>() / 3.0
 }
 
 #[cfg(test)]

@@ -399,3 +399,34 @@ impl Source for Relabelled {
         })))
     }
 }
+
+/// `source` with its labels replaced by a table of id → label (e.g. the
+/// `labels.csv` of `tidalscope label`): objects whose id is absent, or whose
+/// label is `None` (unsure), become unlabelled.
+pub fn with_labels(source: Box<dyn Source>, labels: std::collections::HashMap<String, Option<u8>>) -> Box<dyn Source> {
+    let mut info = source.info().clone();
+    info.labelled = true;
+    Box::new(LabelledById { inner: source, labels, info })
+}
+
+/// A source whose labels come from a table keyed by id.
+struct LabelledById {
+    inner: Box<dyn Source>,
+    labels: std::collections::HashMap<String, Option<u8>>,
+    info: SourceInfo,
+}
+
+impl Source for LabelledById {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
+        Ok(Box::new(self.inner.records(start)?.map(move |r| {
+            r.map(|mut r| {
+                r.label = self.labels.get(&r.id).copied().flatten();
+                r
+            })
+        })))
+    }
+}
