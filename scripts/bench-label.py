@@ -117,7 +117,7 @@ def main():
             if time.perf_counter() > deadline:
                 raise SystemExit("retrain timed out")
             time.sleep(0.01)
-        on_screen()
+        # The page says so once the re-sorted queue's first object is on screen.
         retrain = time.perf_counter() - t
         probe = driver.find_element(By.ID, "retrain-status").text
         if a.screenshot:

@@ -601,13 +601,15 @@ pub struct PredictArgs {
 /// Arguments of `tidalscope collect`.
 #[derive(Debug, Args)]
 pub struct CollectArgs {
-    /// Folder where the shards wrote their outputs (`predict --shard K/N
-    /// --out FOLDER/…`): their `run.K-of-N.toml`, scores and errors files.
+    /// Folder where the shards wrote their outputs: `predict --shard K/N
+    /// --out FOLDER/…` (their `run.K-of-N.toml`, scores and errors files),
+    /// or one folder per `embed --shard K/N --out FOLDER/PART` run.
     #[arg(long)]
     pub from: PathBuf,
     /// The gathered catalogue: CSV, or a FITS table or Parquet file when it
     /// ends in `.fits` or `.parquet`;
-    /// `errors.csv` and `run.toml` are written beside it.
+    /// `errors.csv` and `run.toml` are written beside it. For embed shards:
+    /// the gathered embed folder.
     #[arg(long, required_unless_present = "missing")]
     pub out: Option<PathBuf>,
     /// Only print the missing shard numbers, comma-separated (for

@@ -2,9 +2,11 @@
 //! Slurm array task each, say) gathered into one catalogue, after checking
 //! that they belong together: every shard present, one model (by
 //! checksum), one tool build, one dataset read one way, each part complete,
-//! no id twice. Parts are streamed row by row, so memory holds only the ids'
-//! 8-byte hashes (and the ids behind any hash seen twice, to tell a real
-//! duplicate from a hash collision).
+//! no id twice. Parts are streamed row by row and memory stays flat: the
+//! ids' 8-byte hashes are spilled to 256 bucket files on disk and checked
+//! one bucket at a time (1/256 of them in memory), then the ids behind any
+//! hash seen twice are read again, to tell a real duplicate from a hash
+//! collision.
 
 use super::infer::PredictRecord;
 use crate::cli::{CollectArgs, Shard};
@@ -179,7 +181,39 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn id_hash(id: &[u8]) -> u64 {
+/// True when `dir` holds `predict --shard` records (`run.K-of-N.toml`).
+fn has_predict_records(dir: &Path) -> anyhow::Result<bool> {
+    for entry in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        if entry?.file_name().to_str().and_then(shard_of).is_some() {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// With `--missing`, prints the missing shards of `n` (given the `present`
+/// ones) and returns true; otherwise fails when any is missing.
+pub(super) fn missing_shards(args: &CollectArgs, dir: &Path, n: usize, present: &[usize]) -> anyhow::Result<bool> {
+    let missing: Vec<usize> = (0..n).filter(|k| !present.contains(k)).collect();
+    if args.missing {
+        // One line, comma-separated: what `sbatch --array=` takes.
+        println!("{}", missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","));
+        return Ok(true);
+    }
+    if !missing.is_empty() {
+        let list = missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
+        bail!(
+            "{} of {n} shards are missing from {}: {list}; rerun them with `--shard K/{n}` \
+             (`tidalscope collect --from {} --missing` lists them for `sbatch --array=`)",
+            missing.len(),
+            dir.display(),
+            dir.display()
+        );
+    }
+    Ok(false)
+}
+
+pub(super) fn id_hash(id: &[u8]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     id.hash(&mut h);
     h.finish()
@@ -190,6 +224,10 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t0 = std::time::Instant::now();
     let dir = &args.from;
+    let embed = super::collect_embed::find_parts(dir)?;
+    if !embed.is_empty() && !has_predict_records(dir)? {
+        return super::collect_embed::run(&args, &embed);
+    }
     let parts = find_parts(dir)?;
     let n = parts[0].shard.n;
     if let Some(p) = parts.iter().find(|p| p.shard.n != n) {
@@ -200,22 +238,9 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             parts[0].run.display()
         );
     }
-    let present: HashSet<usize> = parts.iter().map(|p| p.shard.k).collect();
-    let missing: Vec<usize> = (0..n).filter(|k| !present.contains(k)).collect();
-    if args.missing {
-        // One line, comma-separated: what `sbatch --array=` takes.
-        println!("{}", missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(","));
+    let present: Vec<usize> = parts.iter().map(|p| p.shard.k).collect();
+    if missing_shards(&args, dir, n, &present)? {
         return Ok(());
-    }
-    if !missing.is_empty() {
-        let list = missing.iter().map(|k| k.to_string()).collect::<Vec<_>>().join(", ");
-        bail!(
-            "{} of {n} shards are missing from {}: {list}; rerun them with `predict --shard K/{n}` \
-             (`tidalscope collect --from {} --missing` lists them for `sbatch --array=`)",
-            missing.len(),
-            dir.display(),
-            dir.display()
-        );
     }
     check_consistent(&parts)?;
     let out_path = args.out.as_deref().context("--out is needed (unless --missing)")?;
@@ -226,8 +251,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     // Rows, streamed part by part into one file that appears only when all is well.
     let mut header: Option<csv::ByteRecord> = None;
     let mut out: Option<CsvWriter> = None;
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut twice: HashSet<u64> = HashSet::new();
+    let mut hashes = HashSpill::new(out_dir)?;
     let mut records = Vec::new();
     let (mut objects, mut failed, mut flagged, mut rows_total) = (0usize, 0usize, 0usize, 0usize);
     for p in &parts {
@@ -255,10 +279,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             .with_context(|| format!("{}: row {} is not CSV", scores.display(), rows + 1))?
         {
             let id = record.get(0).unwrap_or_default();
-            let h = id_hash(id);
-            if !seen.insert(h) {
-                twice.insert(h);
-            }
+            hashes.push(id_hash(id))?;
             writer.row(record.iter())?;
             rows += 1;
         }
@@ -292,8 +313,13 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         flagged += c.flagged;
         rows_total += rows;
     }
+    let twice = hashes.seen_twice()?;
     if !twice.is_empty() {
-        duplicates(dir, &parts, &twice)?;
+        let files: Vec<(Shard, PathBuf)> = parts.iter().map(|p| (p.shard, p.scores(dir))).collect();
+        let found = repeated_ids(&files, 0, &twice)?;
+        if !found.is_empty() {
+            bail!(duplicates_message(&found));
+        }
     }
     out.expect("at least one part").finish()?;
     let first = &parts[0].manifest.config;
@@ -338,38 +364,94 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The second pass when some id hash was seen twice: the ids behind those
-/// hashes, to report real duplicates (and ignore hash collisions).
-fn duplicates(dir: &Path, parts: &[Part], suspects: &HashSet<u64>) -> anyhow::Result<()> {
+/// Id hashes spilled to disk in buckets by their top byte, so that finding
+/// the repeated ones holds one bucket in memory, not every hash.
+pub(super) struct HashSpill {
+    dir: tempfile::TempDir,
+    buckets: Vec<std::io::BufWriter<std::fs::File>>,
+}
+
+impl HashSpill {
+    const BUCKETS: usize = 256;
+
+    /// Scratch files in a hidden folder under `near` (removed when dropped).
+    pub(super) fn new(near: &Path) -> anyhow::Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(".collect-ids")
+            .tempdir_in(near)
+            .with_context(|| format!("creating scratch files in {}", near.display()))?;
+        let buckets = (0..Self::BUCKETS)
+            .map(|b| {
+                let path = dir.path().join(format!("{b:02x}"));
+                std::fs::File::create(&path)
+                    .map(|f| std::io::BufWriter::with_capacity(1 << 13, f))
+                    .with_context(|| format!("creating {}", path.display()))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Self { dir, buckets })
+    }
+
+    pub(super) fn push(&mut self, h: u64) -> anyhow::Result<()> {
+        use std::io::Write;
+        let b = (h >> 56) as usize;
+        self.buckets[b].write_all(&h.to_le_bytes()).context("writing the id scratch files")
+    }
+
+    /// The hashes pushed more than once.
+    pub(super) fn seen_twice(self) -> anyhow::Result<HashSet<u64>> {
+        let mut twice = HashSet::new();
+        for (b, w) in self.buckets.into_iter().enumerate() {
+            w.into_inner().map_err(|e| e.into_error()).context("writing the id scratch files")?;
+            let path = self.dir.path().join(format!("{b:02x}"));
+            let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let mut v: Vec<u64> =
+                bytes.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes"))).collect();
+            drop(bytes);
+            v.sort_unstable();
+            twice.extend(v.windows(2).filter(|w| w[0] == w[1]).map(|w| w[0]));
+        }
+        Ok(twice)
+    }
+}
+
+/// The second pass when some id hash was seen twice: the ids (column
+/// `col` of each part's CSV) behind those hashes, described where they
+/// repeat (hash collisions are not repeats).
+pub(super) fn repeated_ids(
+    files: &[(Shard, PathBuf)],
+    col: usize,
+    suspects: &HashSet<u64>,
+) -> anyhow::Result<Vec<String>> {
     let mut first_seen: HashMap<Vec<u8>, (Shard, String)> = HashMap::new();
     let mut found: Vec<String> = Vec::new();
-    for p in parts {
-        let path = p.scores(dir);
-        let mut reader = csv::Reader::from_path(&path).with_context(|| format!("reading {}", path.display()))?;
+    for (shard, path) in files {
+        let mut reader = csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
         for r in reader.byte_records() {
             let r = r.with_context(|| format!("{}: not CSV", path.display()))?;
-            let id = r.get(0).unwrap_or_default();
+            let id = r.get(col).unwrap_or_default();
             if !suspects.contains(&id_hash(id)) {
                 continue;
             }
             let name = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
             if let Some((other, file)) = first_seen.get(id) {
                 let id = String::from_utf8_lossy(id);
-                found.push(if *other == p.shard {
+                found.push(if other == shard {
                     format!("id {id} twice in shard {other} ({file})")
                 } else {
-                    format!("id {id} in shards {other} ({file}) and {} ({name})", p.shard)
+                    format!("id {id} in shards {other} ({file}) and {shard} ({name})")
                 });
             } else {
-                first_seen.insert(id.to_vec(), (p.shard, name));
+                first_seen.insert(id.to_vec(), (*shard, name));
             }
         }
     }
-    if found.is_empty() {
-        return Ok(());
-    }
+    Ok(found)
+}
+
+/// The error for ids found more than once.
+pub(super) fn duplicates_message(found: &[String]) -> String {
     let shown = found.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
-    bail!(
+    format!(
         "{} ids appear more than once ({shown}{}): the data has duplicate ids, or parts of two jobs share a folder; \
          nothing was written",
         found.len(),

@@ -248,17 +248,16 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
             dec_column: args.source.dec_column.clone(),
         }),
         shard: args.shard.map(|s| s.to_string()),
+        encoder_sha256: encoder_sha256(&args.encoder)?,
+        source_len: info.len,
         count: 0,
         dim: 0,
     };
     // With nothing embedded the array is [0, D]: D of the representation.
-    writer.finish(emb, encoder.dense2.weight.dims()[1])?;
+    let emb_sha = writer.finish(emb, encoder.dense2.weight.dims()[1])?.encoder_sha256;
     errors.finish()?;
     if let Some(table) = &args.table {
-        // An encoder folder, or a classifier folder whose encoder was used.
-        let sha = tidalscope_io::checksum::sha256_files(&args.encoder, &EncoderBundle::FILES)
-            .or_else(|_| tidalscope_io::checksum::sha256_files(&args.encoder, &ClassifierBundle::FILES))?;
-        embedding_table(&args.out, table, &sha)?;
+        embedding_table(&args.out, table, &emb_sha)?;
     }
     if args.color_by != "none" && rows > 1 {
         projection_plot(&args.out, &args.color_by)?;
@@ -280,6 +279,14 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         flagged_note(flagged)
     );
     partial_failure(failed, range.len(), &errors_path)
+}
+
+/// SHA-256 of an encoder folder's files, or of a classifier folder's (whose
+/// encoder is used).
+pub fn encoder_sha256(dir: &Path) -> anyhow::Result<String> {
+    tidalscope_io::checksum::sha256_files(dir, &EncoderBundle::FILES)
+        .or_else(|_| tidalscope_io::checksum::sha256_files(dir, &ClassifierBundle::FILES))
+        .with_context(|| format!("{}: neither an encoder nor a classifier folder", dir.display()))
 }
 
 /// `projection.png`: the first two principal components of the

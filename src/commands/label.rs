@@ -64,7 +64,16 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         );
     }
     let scores = match load_scores(&cache, cat.len()) {
-        Some(s) => s,
+        Some(s) => {
+            if args.model.is_some() {
+                eprintln!(
+                    "note: ordering by the scores of the last retrain ({}), not --model's: delete {} to start from --model's",
+                    s.source,
+                    cache.join("scores.npy").display()
+                );
+            }
+            s
+        }
         None => model_scores(&args, &cache, &cat)?.unwrap_or_default(),
     };
     let unknown = log.current().iter().filter(|l| !cat.by_id.contains_key(&l.given.id)).count();
@@ -128,7 +137,8 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
         let listener = tokio::net::TcpListener::bind((args.host, args.port)).await.with_context(|| {
             format!("listening on {}:{} (another program may hold the port: try --port 0)", args.host, args.port)
         })?;
-        let port = listener.local_addr()?.port();
+        let addr = listener.local_addr()?;
+        let port = addr.port();
         let app = Arc::new(App {
             random: random_order(cat.len(), args.seed),
             bands: source.info().bands.clone(),
@@ -136,7 +146,13 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
             source,
             pixel_scale: args.pixel_scale,
             annotator,
-            allowed_hosts: if args.host.is_loopback() { loopback_hosts(port) } else { Vec::new() },
+            allowed_hosts: if args.host.is_loopback() {
+                let mut hosts = loopback_hosts(port);
+                hosts.push(addr.to_string());
+                hosts
+            } else {
+                Vec::new()
+            },
             token: args.token.clone(),
             log: Mutex::new(log),
             scores: RwLock::new(scores),
@@ -144,9 +160,9 @@ pub fn run(args: LabelArgs) -> anyhow::Result<()> {
             seed: args.seed,
             retrain: Mutex::new(RetrainState::default()),
         });
-        let host = if args.host.is_loopback() { "127.0.0.1".to_string() } else { args.host.to_string() };
         let token = args.token.as_ref().map(|t| format!("?token={t}")).unwrap_or_default();
-        println!("labelling page: http://{host}:{port}/{token}");
+        // The bound address as a browser wants it: [v6]:port, v4:port.
+        println!("labelling page: http://{addr}/{token}");
         println!("labels: {} (log {}); stop with Ctrl-C: every label is on disk already", args.labels.display(), {
             crate::label::log::log_path(&args.labels).display()
         });
@@ -194,14 +210,14 @@ fn stale(args: &LabelArgs, cache: &Path, e: &Embeddings, objects: usize) -> anyh
     let canon = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
     let coadd = args.source.coadd_options()?.map(|c| c.specs()).unwrap_or_default();
     let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
-    // Objects that could not be embedded are listed in errors.csv.
-    let failed = std::fs::read_to_string(cache.join("errors.csv")).map_or(0, |t| t.lines().count().saturating_sub(1));
     Ok(if e.info.encoder != canon(&args.encoder) || e.info.coadd != coadd {
         Some("another encoder or other coadds".into())
+    } else if e.info.encoder_sha256 != super::infer::encoder_sha256(&args.encoder)? {
+        Some(format!("{} changed since (its checksum differs)", args.encoder.display()))
     } else if e.info.data != canon(&args.data) {
         Some(format!("other data ({})", e.info.data.display()))
-    } else if e.info.count + failed != objects {
-        Some(format!("{} objects then, {objects} now", e.info.count + failed))
+    } else if e.info.source_len != objects {
+        Some(format!("{} objects then, {objects} now", e.info.source_len))
     } else if modified(&args.data) > modified(&cache.join(INFO)) {
         Some(format!("{} changed since", args.data.display()))
     } else {

@@ -3,6 +3,7 @@
 
 mod bench;
 mod collect;
+mod collect_embed;
 mod convert;
 mod demo;
 mod experiment;

@@ -109,6 +109,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         c.stop_after = args.stop_after;
         c
     };
+    ensure!(args.data.label_file.is_none(), "--label-file: pretraining uses no labels");
     ensure!(
         cfg.batch >= 2 && cfg.epochs >= 1 && cfg.bin >= 1 && cfg.crop >= 8,
         "--batch ≥ 2, --epochs ≥ 1, --bin ≥ 1 and --crop ≥ 8 are needed"

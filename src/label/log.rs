@@ -111,8 +111,10 @@ pub enum Event {
         /// When (UTC, ISO 8601).
         time: String,
     },
-    /// Takes back the latest label still standing.
+    /// Takes back the latest label of one object still standing.
     Undo {
+        /// The object whose label is taken back.
+        id: String,
         /// Who undid it.
         annotator: String,
         /// When (UTC, ISO 8601).
@@ -154,22 +156,33 @@ impl LabelLog {
     /// first, so it is never overwritten with less.
     pub fn open(csv: &Path) -> anyhow::Result<Self> {
         let log_path = log_path(csv);
-        let mut imported = Vec::new();
         if !log_path.exists() && csv.exists() {
-            imported = import_csv(csv)?;
+            // All or nothing: the new log appears whole, by rename.
+            let imported = import_csv(csv)?;
+            let mut text = String::new();
+            for e in &imported {
+                text.push_str(&serde_json::to_string(e)?);
+                text.push('\n');
+            }
+            tidalscope_io::atomic::write(&log_path, text.as_bytes())
+                .with_context(|| format!("writing {}", log_path.display()))?;
+            eprintln!("imported {} labels from {} into {}", imported.len(), csv.display(), log_path.display());
         }
-        let mut stack: Vec<Label> = Vec::new();
-        let text = match std::fs::read_to_string(&log_path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        let bytes = match std::fs::read(&log_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", log_path.display())),
         };
-        // Whole lines end in '\n': a crash mid-append can leave a torn tail,
-        // a label never reported saved, which is cut off (loudly).
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        let tail = &text[complete..];
-        let torn = !tail.trim().is_empty() && serde_json::from_str::<Event>(tail).is_err();
-        for (k, line) in text[..if torn { complete } else { text.len() }].lines().enumerate() {
+        // Whole lines end in '\n': a crash mid-append can leave a torn tail
+        // (cut anywhere, even inside a character), a label never reported
+        // saved, which is cut off, loudly.
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+        let tail = &bytes[complete..];
+        let torn = !tail.iter().all(u8::is_ascii_whitespace) && serde_json::from_slice::<Event>(tail).is_err();
+        let text = std::str::from_utf8(&bytes[..if torn { complete } else { bytes.len() }])
+            .with_context(|| format!("{}: not UTF-8 text", log_path.display()))?;
+        let mut stack: Vec<Label> = Vec::new();
+        for (k, line) in text.lines().enumerate() {
             if line.trim().is_empty() {
                 continue;
             }
@@ -183,18 +196,17 @@ impl LabelLog {
             .open(&log_path)
             .with_context(|| format!("opening {}", log_path.display()))?;
         if torn {
-            eprintln!("warning: {}: cutting off a torn last line: {tail:?}", log_path.display());
+            eprintln!(
+                "warning: {}: cutting off a torn last line: {:?}",
+                log_path.display(),
+                String::from_utf8_lossy(tail)
+            );
             log.set_len(complete as u64).with_context(|| format!("truncating {}", log_path.display()))?;
         } else if !tail.is_empty() {
             log.write_all(b"\n").with_context(|| format!("writing {}", log_path.display()))?;
         }
-        let mut this = Self { csv: csv.to_path_buf(), log_path, log, stack };
-        if !imported.is_empty() {
-            eprintln!("imported {} labels from {} into {}", imported.len(), csv.display(), this.log_path.display());
-            for e in imported {
-                this.append(e)?;
-            }
-        }
+        let this = Self { csv: csv.to_path_buf(), log_path, log, stack };
+        this.write_csv()?;
         Ok(this)
     }
 
@@ -210,23 +222,33 @@ impl LabelLog {
         self.append(Event::Label { given, annotator: annotator.to_string(), time })
     }
 
-    /// Takes back the latest standing label; returns it (`None`: nothing to undo).
-    pub fn undo(&mut self, annotator: &str) -> anyhow::Result<Option<Label>> {
-        let Some(last) = self.stack.last().cloned() else { return Ok(None) };
+    /// Takes back the latest standing label of `id` (one person's undo, so
+    /// not someone else's later label of another object); returns it
+    /// (`None`: `id` has no label to take back).
+    pub fn undo(&mut self, id: &str, annotator: &str) -> anyhow::Result<Option<Label>> {
+        let Some(last) = self.stack.iter().rev().find(|l| l.given.id == id).cloned() else { return Ok(None) };
         let time = crate::manifest::utc_iso8601(std::time::SystemTime::now());
-        self.append(Event::Undo { annotator: annotator.to_string(), time })?;
+        self.append(Event::Undo { id: id.to_string(), annotator: annotator.to_string(), time })?;
         Ok(Some(last))
     }
 
+    /// Appends one event: written and synced, or (on failure) cut off again
+    /// so the log never holds half a line before a later one.
     fn append(&mut self, event: Event) -> anyhow::Result<()> {
         let mut line = serde_json::to_string(&event)?;
         line.push('\n');
-        self.log
-            .write_all(line.as_bytes())
-            .and_then(|()| self.log.sync_data())
-            .with_context(|| format!("writing {}", self.log_path.display()))?;
+        let before =
+            self.log.metadata().map(|m| m.len()).with_context(|| format!("reading {}", self.log_path.display()))?;
+        if let Err(e) = self.log.write_all(line.as_bytes()).and_then(|()| self.log.sync_data()) {
+            let _ = self.log.set_len(before);
+            return Err(e).with_context(|| format!("writing {}", self.log_path.display()));
+        }
         apply(&mut self.stack, event);
-        self.write_csv()
+        // The log holds the label now; a stale labels.csv is mended by the next write.
+        if let Err(e) = self.write_csv() {
+            eprintln!("warning: {e:#} (the label is saved in {})", self.log_path.display());
+        }
+        Ok(())
     }
 
     /// The latest standing label of each object, in the order given.
@@ -274,8 +296,10 @@ pub const CSV_COLUMNS: [&str; 8] =
 fn apply(stack: &mut Vec<Label>, event: Event) {
     match event {
         Event::Label { given, annotator, time } => stack.push(Label { given, annotator, time }),
-        Event::Undo { .. } => {
-            stack.pop();
+        Event::Undo { id, .. } => {
+            if let Some(k) = stack.iter().rposition(|l| l.given.id == id) {
+                stack.remove(k);
+            }
         }
     }
 }
@@ -364,7 +388,11 @@ mod tests {
         log.label(given("a", Verdict::Tidal), "me").unwrap();
         log.label(Given { features: vec!["shell".into()], ..given("b", Verdict::NotTidal) }, "me").unwrap();
         log.label(given("a", Verdict::Unsure), "me").unwrap();
-        assert_eq!(log.undo("me").unwrap().unwrap().given.verdict, Verdict::Unsure);
+        log.label(given("c", Verdict::Tidal), "you").unwrap();
+        // My undo of "a" leaves your later label of "c" alone.
+        assert_eq!(log.undo("a", "me").unwrap().unwrap().given.verdict, Verdict::Unsure);
+        assert!(log.undo("zz", "me").unwrap().is_none());
+        assert_eq!(log.undo("c", "you").unwrap().unwrap().annotator, "you");
         drop(log);
         let log = LabelLog::open(&csv).unwrap();
         let now: Vec<(&str, Verdict)> = log.current().iter().map(|l| (l.given.id.as_str(), l.given.verdict)).collect();
@@ -390,7 +418,8 @@ mod tests {
         assert!(format!("{:#}", err.unwrap_err()).contains("unknown feature type \"spiral\""));
         drop(log);
         let mut f = std::fs::OpenOptions::new().append(true).open(log_path(&csv)).unwrap();
-        f.write_all(b"{\"event\":\"label\",\"id\":\"c").unwrap();
+        // Torn inside a two-byte character.
+        f.write_all(&"{\"event\":\"label\",\"id\":\"Jos\u{e9}".as_bytes()[..27]).unwrap();
         drop(f);
         let mut log = LabelLog::open(&csv).unwrap();
         assert_eq!(log.current().len(), 1);

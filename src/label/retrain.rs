@@ -15,7 +15,7 @@ pub const MIN_PER_CLASS: usize = 3;
 /// What a retrain produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct Retrained {
-    /// P(tidal) of every row.
+    /// P(tidal) of every row (the server moves them into its scores).
     #[serde(skip)]
     pub scores: Vec<f32>,
     /// Tidal labels used.

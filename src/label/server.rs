@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tidalscope_io::source::Source;
 
 /// The page: HTML, CSS and JavaScript in one file, compiled in.
@@ -119,14 +119,29 @@ async fn page() -> Response {
     ([(header::CACHE_CONTROL, "no-store")], Html(PAGE)).into_response()
 }
 
+/// Locks `m`, recovering the data if a holder panicked (every holder
+/// leaves it consistent between statements), so one bug cannot turn every
+/// later request into a panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn read<T>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write<T>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Rows labelled so far (any verdict).
 fn labelled_rows(app: &App) -> HashSet<usize> {
-    let log = app.log.lock().expect("log lock");
+    let log = lock(&app.log);
     log.current().iter().filter_map(|l| app.cat.by_id.get(&l.given.id).copied()).collect()
 }
 
 fn counts(app: &App) -> serde_json::Value {
-    let log = app.log.lock().expect("log lock");
+    let log = lock(&app.log);
     let mut c = [0usize; 3];
     for l in log.current() {
         c[match l.given.verdict {
@@ -139,11 +154,16 @@ fn counts(app: &App) -> serde_json::Value {
 }
 
 async fn state(State(app): State<Arc<App>>) -> Response {
+    // One lock at a time: the retrain thread takes them in its own order.
     let resume = {
-        let log = app.log.lock().expect("log lock");
+        let log = lock(&app.log);
         log.last().map(|l| json!({ "queue": l.given.queue, "like": l.given.like, "id": l.given.id }))
     };
-    let scores = app.scores.read().expect("scores lock");
+    let scores = {
+        let s = read(&app.scores);
+        (!s.values.is_empty()).then(|| s.source.clone())
+    };
+    let retrain = lock(&app.retrain).clone();
     Json(json!({
         "objects": app.cat.len(),
         "labelled": counts(&app),
@@ -152,8 +172,8 @@ async fn state(State(app): State<Arc<App>>) -> Response {
         "bands": app.bands,
         "features": FEATURES,
         "contaminants": CONTAMINANTS,
-        "scores": if scores.values.is_empty() { None } else { Some(scores.source.clone()) },
-        "retrain": *app.retrain.lock().expect("retrain lock"),
+        "scores": scores,
+        "retrain": retrain,
         "resume": resume,
     }))
     .into_response()
@@ -165,17 +185,20 @@ struct QueueQuery {
     name: String,
     /// The id "more like this" starts from.
     like: Option<String>,
+    /// Rows of the queue to pass over (paging).
+    #[serde(default)]
+    offset: usize,
     #[serde(default = "default_limit")]
     limit: usize,
-    /// Show labelled objects too (default: unlabelled first, only).
-    #[serde(default)]
-    include_labelled: bool,
 }
 
 fn default_limit() -> usize {
     50
 }
 
+/// A page of a queue, labelled objects included and marked (the page
+/// leaves them out unless asked): the order does not shift under paging as
+/// objects get labelled, only when the scores change.
 async fn queue(State(app): State<Arc<App>>, Query(q): Query<QueueQuery>) -> Response {
     let name: Queue = match q.name.parse() {
         Ok(n) => n,
@@ -191,10 +214,11 @@ async fn queue(State(app): State<Arc<App>>, Query(q): Query<QueueQuery>) -> Resp
     };
     let app2 = app.clone();
     let work = move || {
-        let labelled = if q.include_labelled { HashSet::new() } else { labelled_rows(&app2) };
-        let scores = app2.scores.read().expect("scores lock");
-        let limit = q.limit.clamp(1, MAX_LIMIT);
-        let rows = order(&app2.cat, &scores, &app2.random, name, like, &|r| labelled.contains(&r), limit);
+        let labelled = labelled_rows(&app2);
+        let scores = read(&app2.scores);
+        let end = q.offset.saturating_add(q.limit.clamp(1, MAX_LIMIT));
+        let rows = order(&app2.cat, &scores, &app2.random, name, like, &|_| false, end);
+        let page = rows.get(q.offset.min(rows.len())..).unwrap_or_default();
         let scored = scores.values.len() == app2.cat.len();
         let note = match name {
             Queue::Score | Queue::Uncertain if !scored => {
@@ -202,9 +226,14 @@ async fn queue(State(app): State<Arc<App>>, Query(q): Query<QueueQuery>) -> Resp
             }
             _ => None,
         };
-        let rows: Vec<serde_json::Value> =
-            rows.iter().map(|&r| json!({ "row": r, "id": app2.cat.ids[r], "score": scores.values.get(r) })).collect();
-        json!({ "queue": q.name, "rows": rows, "note": note })
+        let page: Vec<serde_json::Value> = page
+            .iter()
+            .map(|&r| {
+                json!({ "row": r, "id": app2.cat.ids[r], "score": scores.values.get(r), "labelled": labelled.contains(&r) })
+            })
+            .collect();
+        let total = app2.cat.len() - usize::from(name == Queue::Similar);
+        json!({ "queue": q.name, "offset": q.offset, "rows": page, "end": end >= total, "note": note })
     };
     match tokio::task::spawn_blocking(work).await {
         Ok(v) => Json(v).into_response(),
@@ -226,13 +255,13 @@ async fn object(State(app): State<Arc<App>>, UrlPath(row): UrlPath<usize>) -> Re
     let meta: serde_json::Map<String, serde_json::Value> =
         app.cat.meta_columns.iter().cloned().zip(app.cat.meta[row].iter().map(|v| json!(v))).collect();
     let label = {
-        let log = app.log.lock().expect("log lock");
+        let log = lock(&app.log);
         log.current().into_iter().find(|l| &l.given.id == id).map(|l| {
             json!({ "verdict": l.given.verdict, "confidence": l.given.confidence, "features": l.given.features,
                     "contaminants": l.given.contaminants, "annotator": l.annotator, "time": l.time })
         })
     };
-    let score = app.scores.read().expect("scores lock").values.get(row).copied();
+    let score = read(&app.scores).values.get(row).copied();
     Json(json!({ "row": row, "id": id, "meta": meta, "score": score, "label": label })).into_response()
 }
 
@@ -271,7 +300,7 @@ async fn label(State(app): State<Arc<App>>, Json(given): Json<Given>) -> Respons
     let app2 = app.clone();
     // Appending syncs to disk: off the async workers.
     let saved = tokio::task::spawn_blocking(move || {
-        let mut log = app2.log.lock().expect("log lock");
+        let mut log = lock(&app2.log);
         log.label(given, &app2.annotator)
     })
     .await;
@@ -282,11 +311,21 @@ async fn label(State(app): State<Arc<App>>, Json(given): Json<Given>) -> Respons
     }
 }
 
-async fn undo(State(app): State<Arc<App>>, Json(_): Json<serde_json::Value>) -> Response {
+/// Body of `/api/undo`.
+#[derive(Debug, Deserialize)]
+struct UndoBody {
+    /// The object whose label to take back (default: the latest label).
+    id: Option<String>,
+}
+
+async fn undo(State(app): State<Arc<App>>, Json(body): Json<UndoBody>) -> Response {
     let app2 = app.clone();
     let undone = tokio::task::spawn_blocking(move || {
-        let mut log = app2.log.lock().expect("log lock");
-        log.undo(&app2.annotator)
+        let mut log = lock(&app2.log);
+        match body.id.or_else(|| log.last().map(|l| l.given.id.clone())) {
+            Some(id) => log.undo(&id, &app2.annotator),
+            None => Ok(None),
+        }
     })
     .await;
     match undone {
@@ -301,14 +340,14 @@ async fn undo(State(app): State<Arc<App>>, Json(_): Json<serde_json::Value>) -> 
 
 async fn start_retrain(State(app): State<Arc<App>>, Json(_): Json<serde_json::Value>) -> Response {
     let labelled: Vec<(usize, u8)> = {
-        let log = app.log.lock().expect("log lock");
+        let log = lock(&app.log);
         log.current()
             .iter()
             .filter_map(|l| Some((*app.cat.by_id.get(&l.given.id)?, l.given.verdict.label()?)))
             .collect()
     };
     {
-        let mut st = app.retrain.lock().expect("retrain lock");
+        let mut st = lock(&app.retrain);
         if st.running {
             return error(StatusCode::CONFLICT, "a retrain is already running");
         }
@@ -327,23 +366,32 @@ async fn start_retrain(State(app): State<Arc<App>>, Json(_): Json<serde_json::Va
     // Runs beside the page: labelling goes on while it fits.
     std::thread::spawn(move || {
         let t0 = std::time::Instant::now();
-        let result = retrain(&app2.cat, &labelled, app2.seed);
-        let mut st = app2.retrain.lock().expect("retrain lock");
-        match result {
-            Ok(r) => {
-                let source = format!(
-                    "linear probe on {} labels ({} tidal), cross-validated AUC {}",
-                    r.positives + r.negatives,
-                    r.positives,
-                    r.cv_auc.map_or("n/a".into(), |a| format!("{a:.3}"))
-                );
-                let scores = Scores { values: r.scores.clone(), source };
-                if let Some(dir) = &app2.cache {
-                    if let Err(e) = save_scores(dir, &scores) {
-                        eprintln!("warning: scores not kept for the next run: {e:#}");
-                    }
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| retrain(&app2.cat, &labelled, app2.seed)))
+                .unwrap_or_else(|_| {
+                    Err(anyhow::anyhow!("the probe's fit failed unexpectedly (a bug: please report it)"))
+                });
+        // Scores first, then the state: never two locks at once.
+        let outcome = result.map(|mut r| {
+            let source = format!(
+                "linear probe on {} labels ({} tidal), cross-validated AUC {}",
+                r.positives + r.negatives,
+                r.positives,
+                r.cv_auc.map_or("n/a".into(), |a| format!("{a:.3}"))
+            );
+            // The state keeps the numbers; the scores live in one place.
+            let scores = Scores { values: std::mem::take(&mut r.scores), source };
+            if let Some(dir) = &app2.cache {
+                if let Err(e) = save_scores(dir, &scores) {
+                    eprintln!("warning: scores not kept for the next run: {e:#}");
                 }
-                *app2.scores.write().expect("scores lock") = scores;
+            }
+            *write(&app2.scores) = scores;
+            r
+        });
+        let mut st = lock(&app2.retrain);
+        match outcome {
+            Ok(r) => {
                 st.last = Some(r);
                 st.error = None;
             }
@@ -474,12 +522,25 @@ mod tests {
             let obj = json_of(&obj);
             assert_eq!((obj["id"].as_str(), obj["meta"]["z"].as_str()), (Some("g2"), Some("0.2")));
             assert_eq!(obj["label"]["verdict"], "tidal");
-            // Labelled objects leave the queue.
+            // Labelled objects are marked; pages follow each other without overlap.
             let (_, q) = call(&app, "GET", "/api/queue?name=random&limit=100", None).await;
-            let rows: Vec<u64> =
-                json_of(&q)["rows"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect();
-            assert_eq!(rows.len(), 7);
-            assert!(!rows.contains(&2));
+            let q = json_of(&q);
+            let rows = q["rows"].as_array().unwrap();
+            assert_eq!((rows.len(), q["end"].as_bool()), (8, Some(true)));
+            let marked: Vec<u64> =
+                rows.iter().filter(|r| r["labelled"] == true).map(|r| r["row"].as_u64().unwrap()).collect();
+            assert_eq!(marked, [2]);
+            let (_, p1) = call(&app, "GET", "/api/queue?name=random&limit=3", None).await;
+            let (_, p2) = call(&app, "GET", "/api/queue?name=random&offset=3&limit=5", None).await;
+            let ids = |v: &serde_json::Value| -> Vec<u64> {
+                v["rows"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect()
+            };
+            let (p1, p2) = (json_of(&p1), json_of(&p2));
+            assert_eq!(p1["end"], false);
+            let joined: Vec<u64> = ids(&p1).into_iter().chain(ids(&p2)).collect();
+            assert_eq!(joined, ids(&q));
+            let (s, u) = call(&app, "POST", "/api/undo", Some(r#"{"id":"g5"}"#)).await;
+            assert_eq!((s, &json_of(&u)["undone"]), (StatusCode::OK, &serde_json::Value::Null));
             let (s, u) = call(&app, "POST", "/api/undo", Some("{}")).await;
             assert_eq!(s, StatusCode::OK);
             assert_eq!(json_of(&u)["undone"]["id"], "g2");
@@ -541,7 +602,13 @@ mod tests {
             assert!(st["retrain"]["error"].is_null(), "{st}");
             let (_, q) = call(&app, "GET", "/api/queue?name=score", None).await;
             let q = json_of(&q);
-            let rows: Vec<u64> = q["rows"].as_array().unwrap().iter().map(|r| r["row"].as_u64().unwrap()).collect();
+            let rows: Vec<u64> = q["rows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["labelled"] == false)
+                .map(|r| r["row"].as_u64().unwrap())
+                .collect();
             // Odd rows (first coordinate > 0) were labelled tidal: 7 ranks above 6.
             assert_eq!(rows, [7, 6]);
             assert!(q["note"].is_null());

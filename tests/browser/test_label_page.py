@@ -11,10 +11,12 @@ fails instead of skipping).
 import csv
 import os
 import pathlib
+import queue
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -40,26 +42,30 @@ class Server:
     """`tidalscope label` in the background; its address from its stdout."""
 
     def __init__(self, root):
+        self.log = open(root / f"server-{time.time_ns()}.err", "w")
         self.proc = subprocess.Popen(
             [binary(), "label", "--data", "sim", "--encoder", "enc", "--labels", "labels.csv",
              "--port", "0", "--annotator", "tester"],
-            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cwd=root, stdout=subprocess.PIPE, stderr=self.log, text=True)
+        lines = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(l) for l in self.proc.stdout], daemon=True).start()
         deadline = time.time() + 300
         self.url = None
-        while time.time() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                break
+        while self.url is None and time.time() < deadline and self.proc.poll() is None:
+            try:
+                line = lines.get(timeout=1)
+            except queue.Empty:
+                continue
             if line.startswith("labelling page: "):
                 self.url = line.split(": ", 1)[1].strip()
-                break
         if self.url is None:
             self.proc.kill()
-            raise AssertionError(f"the server did not start: {self.proc.stderr.read()}")
+            raise AssertionError(f"the server did not start: {pathlib.Path(self.log.name).read_text()}")
 
     def kill(self):
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
+        self.log.close()
 
 
 @pytest.fixture()

@@ -84,3 +84,51 @@ fn collect_gathers_shards_into_the_whole_and_refuses_parts_that_do_not_belong() 
     let err = d.fails(&["collect", "--from", "sim", "--out", "m5/scores.csv"]);
     assert!(err.contains("no run.K-of-N.toml files"), "{err}");
 }
+
+#[test]
+fn collect_gathers_embed_shards_into_the_unsharded_embed_folder() {
+    let d = Dir::new();
+    crate::infer::trained(&d);
+    d.ok(&["embed", "--encoder", "enc", "--data", "sim", "--out", "all", "--color-by", "none"]);
+    for k in 0..3 {
+        let (s, o) = (format!("{k}/3"), format!("parts/e{k}"));
+        d.ok(&["embed", "--encoder", "enc", "--data", "sim", "--out", &o, "--shard", &s, "--color-by", "none"]);
+    }
+    let out = d.ok(&["collect", "--from", "parts", "--out", "merged"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("collected 3 embed shards: 40 objects embedded"));
+    assert_eq!(read_csv(&d.join("merged/ids.csv")), read_csv(&d.join("all/ids.csv")));
+    let vectors = |dir: &str| std::fs::read(d.join(dir).join("embeddings.npy")).unwrap();
+    assert_eq!(vectors("merged"), vectors("all"), "the same bytes as embedding unsharded");
+    let info = std::fs::read_to_string(d.join("merged/embedding.json")).unwrap();
+    assert!(info.contains("\"shard\": null") && info.contains("\"count\": 40"), "{info}");
+    let run = std::fs::read_to_string(d.join("merged/run.toml")).unwrap();
+    assert_eq!(run.matches("embeddings_sha256 = ").count(), 3, "{run}");
+    // The gathered folder is an embed folder like any other.
+    d.ok(&["search", "--embeddings", "merged", "--query", "3", "--k", "2", "--out", "found"]);
+
+    std::fs::rename(d.join("parts/e1"), d.join("e1")).unwrap();
+    assert_eq!(String::from_utf8_lossy(&d.ok(&["collect", "--from", "parts", "--missing"]).stdout), "1\n");
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m1"]);
+    assert!(err.contains("1 of 3 shards are missing"), "{err}");
+    assert!(!d.join("m1").exists());
+
+    // Shard 1 embedded with an encoder whose files differ.
+    std::fs::create_dir_all(d.join("enc2")).unwrap();
+    for f in ["encoder.json", "encoder.bpk", "preprocess.json"] {
+        std::fs::copy(d.join("enc").join(f), d.join("enc2").join(f)).unwrap();
+    }
+    let pre = std::fs::read_to_string(d.join("enc2/preprocess.json")).unwrap();
+    std::fs::write(d.join("enc2/preprocess.json"), pre + "\n").unwrap();
+    d.ok(&["embed", "--encoder", "enc2", "--data", "sim", "--out", "parts/e1", "--shard", "1/3", "--color-by", "none"]);
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m2"]);
+    assert!(err.contains("used a different encoder (SHA-256 of its files)"), "{err}");
+
+    // A part cut short.
+    d.ok(&["embed", "--encoder", "enc", "--data", "sim", "--out", "parts/e1", "--shard", "1/3", "--color-by", "none"]);
+    let ids = d.join("parts/e2/ids.csv");
+    let text = std::fs::read_to_string(&ids).unwrap();
+    std::fs::write(&ids, text.lines().take(5).map(|l| format!("{l}\n")).collect::<String>()).unwrap();
+    let err = d.fails(&["collect", "--from", "parts", "--out", "m3"]);
+    assert!(err.contains("4 rows, but") && err.contains("rerun shard 2/3"), "{err}");
+    assert!(!d.join("m3").exists());
+}

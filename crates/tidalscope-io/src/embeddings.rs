@@ -49,10 +49,20 @@ pub struct EmbeddingInfo {
     pub coadd_cut: Option<CoaddCut>,
     /// `K/N` when one shard of the data was embedded.
     pub shard: Option<String>,
+    /// SHA-256 of the encoder's files (empty: not recorded, older releases).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub encoder_sha256: String,
+    /// Objects in the whole data (every shard's), when recorded (0: not).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub source_len: usize,
     /// N, filled in by [`EmbeddingsWriter::finish`].
     pub count: usize,
     /// D, filled in by [`EmbeddingsWriter::finish`].
     pub dim: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 /// How objects were cut from coadds.
@@ -227,6 +237,8 @@ mod tests {
             coadd_cut: None,
             cycle_length: None,
             shard: Some("1/4".into()),
+            encoder_sha256: String::new(),
+            source_len: 0,
             count: 0,
             dim: 0,
         }
