@@ -166,19 +166,46 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
                 p.manifest.config.source_len.to_string(),
             ),
         ];
-        for (what, a, b) in fields {
-            if a != b {
-                bail!(
-                    "shards {} and {} used a different {what}: {a} ({}) vs {b} ({}); rerun the odd one out",
-                    first.shard,
-                    p.shard,
-                    first.run.display(),
-                    p.run.display()
-                );
-            }
-        }
+        same_settings(&fields, (first.shard, &first.run), (p.shard, &p.run))?;
     }
     Ok(())
+}
+
+/// The one N of shards `K/N` sorted by K (each with the file or folder
+/// that says so), or an error naming a shard of another N or one given
+/// twice.
+pub(super) fn one_count(shards: &[(Shard, &Path)]) -> anyhow::Result<usize> {
+    let (first, first_path) = shards[0];
+    if let Some((s, path)) = shards.iter().find(|(s, _)| s.n != first.n) {
+        bail!(
+            "{} is a shard of {}, {} one of {}: one job per folder",
+            path.display(),
+            s.n,
+            first_path.display(),
+            first.n
+        );
+    }
+    for w in shards.windows(2) {
+        ensure!(w[0].0.k != w[1].0.k, "{} and {} are both shard {}", w[0].1.display(), w[1].1.display(), w[0].0);
+    }
+    Ok(first.n)
+}
+
+/// An error naming the first of `fields` (what, shard a's value, shard b's)
+/// on which the two shards disagree.
+pub(super) fn same_settings(
+    fields: &[(&str, String, String)],
+    (sa, pa): (Shard, &Path),
+    (sb, pb): (Shard, &Path),
+) -> anyhow::Result<()> {
+    match fields.iter().find(|(_, a, b)| a != b) {
+        Some((what, a, b)) => bail!(
+            "shards {sa} and {sb} used a different {what}: {a} ({}) vs {b} ({}); rerun the odd one out",
+            pa.display(),
+            pb.display()
+        ),
+        None => Ok(()),
+    }
 }
 
 /// True when `dir` holds `predict --shard` records (`run.K-of-N.toml`).
@@ -229,15 +256,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         return super::collect_embed::run(&args, &embed);
     }
     let parts = find_parts(dir)?;
-    let n = parts[0].shard.n;
-    if let Some(p) = parts.iter().find(|p| p.shard.n != n) {
-        bail!(
-            "{} is a shard of {}, {} one of {n}: one job per folder",
-            p.run.display(),
-            p.shard.n,
-            parts[0].run.display()
-        );
-    }
+    let n = one_count(&parts.iter().map(|p| (p.shard, p.run.as_path())).collect::<Vec<_>>())?;
     let present: Vec<usize> = parts.iter().map(|p| p.shard.k).collect();
     if missing_shards(&args, dir, n, &present)? {
         return Ok(());

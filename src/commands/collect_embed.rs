@@ -5,7 +5,7 @@
 //! one dataset read one way, each part complete and inside its share of
 //! the data, no id twice. Streamed part by part: memory stays flat.
 
-use super::collect::{missing_shards, HashSpill};
+use super::collect::{missing_shards, one_count, same_settings, HashSpill};
 use crate::cli::{CollectArgs, Shard};
 use crate::manifest::Manifest;
 use anyhow::{bail, ensure, Context};
@@ -97,24 +97,7 @@ pub fn run(args: &CollectArgs, folders: &[PathBuf]) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let mut parts = folders.iter().map(|d| read_part(d)).collect::<anyhow::Result<Vec<_>>>()?;
     parts.sort_by_key(|p| p.shard.k);
-    let n = parts[0].shard.n;
-    if let Some(p) = parts.iter().find(|p| p.shard.n != n) {
-        bail!(
-            "{} is a shard of {}, {} one of {n}: one job per folder",
-            p.dir.display(),
-            p.shard.n,
-            parts[0].dir.display()
-        );
-    }
-    for w in parts.windows(2) {
-        ensure!(
-            w[0].shard.k != w[1].shard.k,
-            "{} and {} are both shard {}",
-            w[0].dir.display(),
-            w[1].dir.display(),
-            w[0].shard
-        );
-    }
+    let n = one_count(&parts.iter().map(|p| (p.shard, p.dir.as_path())).collect::<Vec<_>>())?;
     let ks: Vec<usize> = parts.iter().map(|p| p.shard.k).collect();
     if missing_shards(args, &args.from, n, &ks)? {
         return Ok(());
@@ -310,17 +293,7 @@ fn check_consistent(parts: &[Part]) -> anyhow::Result<()> {
             ),
             ("embedding size", a.dim.to_string(), b.dim.to_string()),
         ];
-        for (what, x, y) in fields {
-            if x != y {
-                bail!(
-                    "shards {} and {} used a different {what}: {x} ({}) vs {y} ({}); rerun the odd one out",
-                    first.shard,
-                    p.shard,
-                    first.dir.display(),
-                    p.dir.display()
-                );
-            }
-        }
+        same_settings(&fields, (first.shard, &first.dir), (p.shard, &p.dir))?;
     }
     Ok(())
 }
