@@ -242,7 +242,8 @@ pub struct PretrainArgs {
     pub jitter: Option<JitterArg>,
     /// Lay sky over a disc of radius U(0, F)·crop around each view's target
     /// (the cutout centre), so views must be matched outside the host's
-    /// core (0: off, the default).
+    /// core (0: off). Default: 0.25 with `--jitter strong` (the quick
+    /// preset's), off with the reference's views (the paper preset's).
     #[arg(long, value_name = "F")]
     pub core_mask: Option<f64>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
@@ -416,7 +417,8 @@ impl From<SigmaArg> for tidalscope_train::config::SigmaRule {
 pub enum JitterArg {
     /// Flips and a 13/96 crop margin, as the reference.
     Reference,
-    /// Also rotations, a half-crop margin, brightness and colour jitter.
+    /// Also rotations, a half-crop margin, brightness and colour jitter and
+    /// a core mask of up to 0.25 of the crop (change it with --core-mask).
     Strong,
 }
 

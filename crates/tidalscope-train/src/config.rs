@@ -249,3 +249,24 @@ impl Default for FinetuneConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_quick_preset_masks_the_core_and_the_paper_preset_does_not() {
+        // The quick preset is what the science numbers are measured with:
+        // its views hide the host's core; the paper preset reproduces the
+        // reference's views exactly.
+        assert_eq!(PretrainConfig::quick().jitter.core_mask, 0.25);
+        assert!(PretrainConfig::quick().jitter.rotations);
+        assert_eq!(PretrainConfig::paper().jitter, ViewJitter::REFERENCE);
+        assert_eq!(PretrainConfig::paper().jitter.core_mask, 0.0);
+        // A config written before the mask existed reads back without it.
+        let mut text = toml::to_string(&PretrainConfig::quick()).unwrap();
+        text = text.lines().filter(|l| !l.starts_with("core_mask")).collect::<Vec<_>>().join("\n");
+        let old: PretrainConfig = toml::from_str(&text).unwrap();
+        assert_eq!(old.jitter.core_mask, 0.0);
+    }
+}
