@@ -2,11 +2,14 @@
 times ours, so the two can be compared side by side on one machine.
 
 Same network (pre-activation bottleneck ResNet of Desmons et al. 2023, 615,312
-trainable parameters with 5 bands), same input (96x96x5, batch 32), same work
-per step: training = forward + backward + Adam on mean(output^2), inference =
-forward in inference mode. Not part of the tests; needs `pip install tensorflow-cpu`.
+trainable parameters with 5 bands; `--width` scales its channels as tidalscope's
+`--width` does, round(c * width)), same input (96x96x5, batch 32), same work per
+step: training = forward + backward + Adam on mean(output^2), inference =
+forward in inference mode. `--preset quick|paper` takes the width, view size and
+batch of that pretraining preset, as `tidalscope bench encoder --preset` does.
+Not part of the tests; needs `pip install tensorflow-cpu`.
 
-    python3 scripts/bench-tensorflow.py [--steps 5] [--batch 32] [--size 96]
+    python3 scripts/bench-tensorflow.py [--preset quick|paper] [--steps 5] [--batch 32] [--size 96] [--width 1]
 """
 import argparse
 import time
@@ -16,7 +19,14 @@ import tensorflow as tf
 from tensorflow.keras import layers
 
 
-def encoder(bands, size):
+# width, view size and batch of tidalscope's pretraining presets
+PRESETS = {"paper": (1.0, 96, 220), "quick": (0.5, 24, 128)}
+
+
+def encoder(bands, size, mult=1.0):
+    def ch(c):
+        return max(1, int(np.floor(c * mult + 0.5)))
+
     def bn():
         return layers.BatchNormalization(momentum=0.99, epsilon=1e-3)
 
@@ -24,8 +34,8 @@ def encoder(bands, size):
         return layers.Conv2D(filters, k, strides=stride, padding="same", use_bias=False)
 
     x_in = layers.Input((size, size, bands))
-    x = layers.ReLU()(bn()(conv(16, 3)(x_in)))
-    for width, out, stride in [(16, 64, 1), (64, 128, 2), (128, 256, 2)]:
+    x = layers.ReLU()(bn()(conv(ch(16), 3)(x_in)))
+    for width, out, stride in [(ch(16), ch(64), 1), (ch(64), ch(128), 2), (ch(128), ch(256), 2)]:
         for projection in (True, False):
             s = stride if projection else 1
             h = conv(width, 1)(layers.ReLU()(bn()(x)))
@@ -41,12 +51,18 @@ def encoder(bands, size):
 
 def main():
     p = argparse.ArgumentParser()
+    p.add_argument("--preset", choices=sorted(PRESETS))
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--size", type=int)
+    p.add_argument("--width", type=float)
     p.add_argument("--bands", type=int, default=5)
     a = p.parse_args()
-    model = encoder(a.bands, a.size)
+    width, size, batch = PRESETS[a.preset] if a.preset else (1.0, 96, 32)
+    a.width = width if a.width is None else a.width
+    a.size = size if a.size is None else a.size
+    a.batch = batch if a.batch is None else a.batch
+    model = encoder(a.bands, a.size, a.width)
     x = tf.constant(np.random.default_rng(1).normal(size=(a.batch, a.size, a.size, a.bands)).astype("float32"))
     opt = tf.keras.optimizers.Adam(1e-3)
 
@@ -70,7 +86,7 @@ def main():
         return a.steps * a.batch / (time.perf_counter() - t0)
 
     print(f"tensorflow {tf.__version__}: {model.count_params()} parameters, "
-          f"{a.size}x{a.size}x{a.bands}, batch {a.batch}, {a.steps} timed steps")
+          f"width {a.width}, {a.size}x{a.size}x{a.bands}, batch {a.batch}, {a.steps} timed steps")
     print(f"tensorflow train: {timed(train_step):.2f} images/s")
     print(f"tensorflow infer: {timed(infer):.2f} images/s")
 

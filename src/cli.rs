@@ -1072,18 +1072,23 @@ pub struct BenchPredictArgs {
 /// Arguments of `tidalscope bench encoder`.
 #[derive(Debug, Args)]
 pub struct BenchEncoderArgs {
-    /// Input side in pixels.
-    #[arg(long, default_value_t = 96)]
-    pub size: usize,
-    /// Batch size.
-    #[arg(long, default_value_t = 32)]
-    pub batch: usize,
+    /// Time the encoder as a pretraining preset runs it: its width, its
+    /// view size and its batch (each can still be set below).
+    #[arg(long, value_enum)]
+    pub preset: Option<PresetArg>,
+    /// Input side in pixels [default: 96, or the preset's view].
+    #[arg(long)]
+    pub size: Option<usize>,
+    /// Batch size [default: 32, or the preset's batch].
+    #[arg(long)]
+    pub batch: Option<usize>,
     /// Input bands.
     #[arg(long, default_value_t = 5)]
     pub bands: usize,
-    /// Encoder width multiplier (1 = the paper's encoder).
-    #[arg(long, default_value_t = 1.0)]
-    pub width: f64,
+    /// Encoder width multiplier (1 = the paper's encoder) [default: 1, or
+    /// the preset's].
+    #[arg(long)]
+    pub width: Option<f64>,
     /// Timed steps of each kind (after one warm-up step).
     #[arg(long, default_value_t = 5)]
     pub steps: usize,

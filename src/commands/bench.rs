@@ -124,29 +124,40 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
 /// fraction of the machine's GEMM peak measured in the same run.
 pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     use tidalscope_model::{fast, params, EncoderConfig};
-    anyhow::ensure!(args.steps > 0 && args.batch > 0, "--steps and --batch must be at least 1");
+    let preset = args.preset.map(|p| p.config());
+    let shape = Shape {
+        size: args.size.or(preset.as_ref().map(|p| p.crop)).unwrap_or(96),
+        batch: args.batch.or(preset.as_ref().map(|p| p.batch)).unwrap_or(32),
+        bands: args.bands,
+        steps: args.steps,
+    };
+    let width = args.width.or(preset.as_ref().map(|p| p.width)).unwrap_or(1.0);
+    anyhow::ensure!(
+        shape.steps > 0 && shape.batch > 0 && shape.size > 0 && shape.bands > 0 && width > 0.0,
+        "--steps, --batch, --size, --bands and --width must be positive"
+    );
     let device = args.device.device()?;
     let on_cpu = device == burn::prelude::Device::flex();
-    let cfg = EncoderConfig::new().with_bands(args.bands).with_width(args.width);
+    let cfg = EncoderConfig::new().with_bands(shape.bands).with_width(width);
     device.seed(1);
     let model = cfg.init(&device);
     params::materialize(&model);
     let counts = params::count(&model);
     let net = fast::to_resnet(&model);
-    let flops = net.flops(args.size, args.size);
+    let flops = net.flops(shape.size, shape.size);
     let mut rng = tidalscope_core::Rng::new(1);
-    let n = args.batch * args.bands * args.size * args.size;
+    let n = shape.batch * shape.bands * shape.size * shape.size;
     let input: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
     println!(
-        "encoder: width {}, {} bands, {}×{} input, batch {}, {} trainable parameters, {:.3} GFLOP per image forward, {} timed steps, device {}, {} threads",
-        args.width,
-        args.bands,
-        args.size,
-        args.size,
-        args.batch,
+        "encoder{}: width {width}, {} bands, {}×{} input, batch {}, {} trainable parameters, {:.4} GFLOP per image forward, {} timed steps, device {}, {} threads",
+        preset.as_ref().map(|p| format!(" (preset {})", p.preset)).unwrap_or_default(),
+        shape.bands,
+        shape.size,
+        shape.size,
+        shape.batch,
         counts.trainable,
         flops / 1e9,
-        args.steps,
+        shape.steps,
         args.device.kind,
         rayon::current_num_threads()
     );
@@ -155,7 +166,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         println!("GEMM peak: {p:.1} GFLOP/s (1024³ single-precision product, all threads)");
         p
     });
-    let images = (args.steps * args.batch) as f64;
+    let images = (shape.steps * shape.batch) as f64;
     // Training does about three forward passes' work (forward, input and
     // weight gradients).
     let report = |name: &str, train_secs: f64, infer_secs: f64| {
@@ -168,25 +179,30 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         println!("{name} infer: {infer:.2} images/s (forward only, inference mode{})", frac(infer, 1.0));
     };
     if on_cpu && args.kernels != "burn" {
-        let (train_secs, infer_secs) = time_fast(&net, &input, &args);
+        let (train_secs, infer_secs) = time_fast(&net, &input, &shape);
         report("fast", train_secs, infer_secs);
     }
     if !on_cpu || args.kernels != "fast" {
-        let (train_secs, infer_secs) = time_burn(&cfg, &input, &args, &device);
+        let (train_secs, infer_secs) = time_burn(&cfg, &input, &shape, &device);
         report("burn", train_secs, infer_secs);
     }
     Ok(())
 }
 
-/// Seconds for `args.steps` training and inference steps on the fast kernels
+/// What `bench encoder` times: square images of `size` pixels and `bands`
+/// bands, `batch` at a time, for `steps` steps of each kind.
+struct Shape {
+    size: usize,
+    batch: usize,
+    bands: usize,
+    steps: usize,
+}
+
+/// Seconds for `shape.steps` training and inference steps on the fast kernels
 /// (loss: mean of the squared output, as in [`time_burn`]).
-fn time_fast(
-    net: &tidalscope_kernels::resnet::ResNet,
-    input: &[f32],
-    args: &crate::cli::BenchEncoderArgs,
-) -> (f64, f64) {
+fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> (f64, f64) {
     use tidalscope_model::fast::{Inference, Trainer};
-    let (b, s) = (args.batch, args.size);
+    let (b, s) = (shape.batch, shape.size);
     let mut trainer = Trainer::new(net.clone(), Default::default());
     let mut train_step = || {
         let out = trainer.forward(0, input, b, s, s);
@@ -195,9 +211,9 @@ fn time_fast(
         trainer.backward(&[&dout]);
         trainer.step(1e-3);
     };
-    let train_secs = timed(args.steps, &mut train_step);
+    let train_secs = timed(shape.steps, &mut train_step);
     let inference = Inference::new(&trainer.net);
-    (train_secs, timed(args.steps, || drop(inference.forward(input, b, s, s))))
+    (train_secs, timed(shape.steps, || drop(inference.forward(input, b, s, s))))
 }
 
 /// Seconds for `steps` calls of `step`, after one untimed warm-up call.
@@ -210,11 +226,11 @@ fn timed(steps: usize, mut step: impl FnMut()) -> f64 {
     t0.elapsed().as_secs_f64()
 }
 
-/// Seconds for `args.steps` training and inference steps on burn.
+/// Seconds for `shape.steps` training and inference steps on burn.
 fn time_burn(
     cfg: &tidalscope_model::EncoderConfig,
     input: &[f32],
-    args: &crate::cli::BenchEncoderArgs,
+    shape: &Shape,
     device: &burn::prelude::Device,
 ) -> (f64, f64) {
     use burn::module::Module;
@@ -225,15 +241,15 @@ fn time_burn(
     let mut model = cfg.init(&train_device);
     params::materialize(&model);
     let mut optim = AdamConfig::new().init();
-    let train_secs = timed(args.steps, || {
-        let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, &train_device);
+    let train_secs = timed(shape.steps, || {
+        let x = batch::images(input.to_vec(), shape.batch, shape.bands, shape.size, &train_device);
         let loss = model.forward(x).powf_scalar(2.0).mean();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-3, model.clone(), grads);
     });
     let eval = model.valid();
-    let x = batch::images(input.to_vec(), args.batch, args.bands, args.size, device);
-    (train_secs, timed(args.steps, || drop(batch::to_vec(eval.forward(x.clone())))))
+    let x = batch::images(input.to_vec(), shape.batch, shape.bands, shape.size, device);
+    (train_secs, timed(shape.steps, || drop(batch::to_vec(eval.forward(x.clone())))))
 }
 
 /// Times exact top-k search over random unit vectors.

@@ -110,3 +110,20 @@ fn every_subcommand_has_help() {
         assert!(String::from_utf8_lossy(&out.stdout).contains("Usage"), "{args:?}");
     }
 }
+
+#[test]
+fn bench_encoder_times_a_preset_at_its_own_size() {
+    // The preset sets width and view size; --batch still overrides its batch.
+    let d = Dir::new();
+    let out = d.ok(&["bench", "encoder", "--preset", "quick", "--batch", "2", "--steps", "1", "--kernels", "fast"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("preset quick") && text.contains("width 0.5") && text.contains("24×24 input"), "{text}");
+    assert!(text.contains("batch 2,"), "{text}");
+    for line in ["fast train:", "fast infer:"] {
+        let rate = text.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("{line} missing: {text}"));
+        let images_per_s: f64 = rate.split_whitespace().next().unwrap().parse().unwrap();
+        assert!(images_per_s > 0.0 && rate.contains("% of the GEMM peak"), "{text}");
+    }
+    let err = d.fails(&["bench", "encoder", "--preset", "quick", "--batch", "0"]);
+    assert!(err.contains("--batch"), "{err}");
+}

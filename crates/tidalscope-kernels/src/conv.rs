@@ -5,8 +5,11 @@
 //! Weights are HWIO, `[k, k, cin, cout]` row-major, so they are the
 //! `(k·k·cin) × cout` right-hand matrix of one GEMM per image whose left-hand
 //! side is the image itself for 1×1 stride-1 convolutions (no copy) and its
-//! im2col patch matrix otherwise. Images run in parallel, one GEMM per image
-//! on one thread; a batch of one gives the GEMM every thread instead.
+//! im2col patch matrix otherwise. Images run in parallel, one GEMM per group
+//! of consecutive images on one thread; a batch of one gives the GEMM every
+//! thread instead. A group is one image on large maps, several on small ones
+//! ([`group_size`]): a product of a few dozen rows spends most of its time
+//! packing the weights, not multiplying.
 
 use crate::gemm::{matmul, MatRef, Threads};
 use rayon::prelude::*;
@@ -90,7 +93,22 @@ impl Conv {
         self.check("input", x.len(), n * xs);
         self.check("output", y.len(), n * ys);
         self.check("weight", weight.len(), self.weight_len());
-        per_image(x, xs, y, ys, |xi, yi, threads| self.forward_image(xi, h, w, weight, yi, accumulate, threads));
+        let g = group_size(n, ho * wo);
+        per_chunk(x, xs * g, y, ys * g, |xg, yg, threads| {
+            let m = xg.len() / xs;
+            let wm = MatRef::new(weight, self.patch_len(), self.cout);
+            if self.pointwise() {
+                matmul(yg, self.cout, MatRef::new(xg, m * h * w, self.cin), wm, accumulate, threads);
+            } else {
+                let k = self.patch_len();
+                with_scratch(m * ho * wo * k, |cols| {
+                    for (xi, ci) in xg.chunks(xs).zip(cols.chunks_mut(ho * wo * k)) {
+                        self.im2col(xi, h, w, ci);
+                    }
+                    matmul(yg, self.cout, MatRef::new(cols, m * ho * wo, k), wm, accumulate, threads);
+                });
+            }
+        });
     }
 
     /// [`forward`](Self::forward) for one image `[h, w, cin]` with a given
@@ -141,21 +159,26 @@ impl Conv {
         self.check("input gradient", dx.len(), n * xs);
         self.check("weight", weight.len(), self.weight_len());
         let wt = MatRef::new(weight, self.patch_len(), self.cout).t();
-        let one = |dyi: &[f32], dxi: &mut [f32], threads: Threads| {
-            let dym = MatRef::new(dyi, ho * wo, self.cout);
+        let group = |dyg: &[f32], dxg: &mut [f32], threads: Threads| {
+            let m = dyg.len() / ys;
+            let dym = MatRef::new(dyg, m * ho * wo, self.cout);
             if self.pointwise() {
-                matmul(dxi, self.cin, dym, wt, accumulate, threads);
+                matmul(dxg, self.cin, dym, wt, accumulate, threads);
             } else {
-                with_scratch(ho * wo * self.patch_len(), |dcols| {
-                    matmul(dcols, self.patch_len(), dym, wt, false, threads);
+                let k = self.patch_len();
+                with_scratch(m * ho * wo * k, |dcols| {
+                    matmul(dcols, k, dym, wt, false, threads);
                     if !accumulate {
-                        dxi.fill(0.0);
+                        dxg.fill(0.0);
                     }
-                    self.col2im_add(dcols, h, w, dxi);
+                    for (ci, dxi) in dcols.chunks(ho * wo * k).zip(dxg.chunks_mut(xs)) {
+                        self.col2im_add(ci, h, w, dxi);
+                    }
                 });
             }
         };
-        per_image(dy, ys, dx, xs, one);
+        let g = group_size(n, ho * wo);
+        per_chunk(dy, ys * g, dx, xs * g, group);
     }
 
     /// The weight gradient `dweight = ∂L/∂weight`, summed over the batch in
@@ -169,14 +192,20 @@ impl Conv {
         self.check("input", x.len(), n * xs);
         self.check("output gradient", dy.len(), n * ys);
         self.check("weight gradient", dweight.len(), self.weight_len());
-        let add_image = |i: usize, acc: &mut [f32], first: bool, threads: Threads| {
-            let (xi, dyi) = (&x[i * xs..(i + 1) * xs], MatRef::new(&dy[i * ys..(i + 1) * ys], ho * wo, self.cout));
+        // Images i..j summed by one product over their stacked rows.
+        let add_images = |i: usize, j: usize, acc: &mut [f32], first: bool, threads: Threads| {
+            let m = j - i;
+            let dym = MatRef::new(&dy[i * ys..j * ys], m * ho * wo, self.cout);
+            let xg = &x[i * xs..j * xs];
             if self.pointwise() {
-                matmul(acc, self.cout, MatRef::new(xi, h * w, self.cin).t(), dyi, !first, threads);
+                matmul(acc, self.cout, MatRef::new(xg, m * h * w, self.cin).t(), dym, !first, threads);
             } else {
-                with_scratch(ho * wo * self.patch_len(), |cols| {
-                    self.im2col(xi, h, w, cols);
-                    matmul(acc, self.cout, MatRef::new(cols, ho * wo, self.patch_len()).t(), dyi, !first, threads);
+                let k = self.patch_len();
+                with_scratch(m * ho * wo * k, |cols| {
+                    for (xi, ci) in xg.chunks(xs).zip(cols.chunks_mut(ho * wo * k)) {
+                        self.im2col(xi, h, w, ci);
+                    }
+                    matmul(acc, self.cout, MatRef::new(cols, m * ho * wo, k).t(), dym, !first, threads);
                 });
             }
         };
@@ -185,19 +214,22 @@ impl Conv {
             return;
         }
         // Up to 8 fixed groups of consecutive images, each summed on one
-        // thread, then the groups in order.
+        // thread (a product per `group_size` images), then the groups in
+        // order: the sum does not depend on the thread count.
         let groups = n.min(8);
         let per = n.div_ceil(groups);
         if groups == 1 {
-            add_image(0, dweight, true, Threads::All);
+            add_images(0, n, dweight, true, Threads::All);
             return;
         }
+        let step = group_size(n, ho * wo).min(per);
         let partial: Vec<Vec<f32>> = (0..n.div_ceil(per))
             .into_par_iter()
             .map(|g| {
                 let mut acc = vec![0f32; dweight.len()];
-                for (j, i) in (g * per..((g + 1) * per).min(n)).enumerate() {
-                    add_image(i, &mut acc, j == 0, Threads::One);
+                let end = ((g + 1) * per).min(n);
+                for i in (g * per..end).step_by(step) {
+                    add_images(i, (i + step).min(end), &mut acc, i == g * per, Threads::One);
                 }
                 acc
             })
@@ -210,61 +242,79 @@ impl Conv {
         }
     }
 
-    /// Calls `f(patch-matrix offset, pixel offset)` for every k×k window
-    /// slot of every output pixel of an `h × w` image, in order (offsets in
-    /// floats, each the start of `cin` values; the pixel is `None` where the
-    /// window hangs over the edge): row `oy·wo + ox` of the patch matrix
-    /// holds the window under output pixel (oy, ox).
+    /// Calls `f(patch-matrix offset, pixel offset, length)` for every run of
+    /// a k×k window under every output pixel of an `h × w` image, in order
+    /// (offsets in floats; the pixel is `None` where the window hangs over
+    /// the edge): row `oy·wo + ox` of the patch matrix holds the window
+    /// under output pixel (oy, ox). A window row that lies inside the image
+    /// is one run of `k·cin` floats, contiguous in both the image and the
+    /// patch matrix; otherwise each of its slots (`cin` floats) is a run.
     #[inline(always)]
-    fn for_each_patch_slot(&self, h: usize, w: usize, mut f: impl FnMut(usize, Option<usize>)) {
+    fn for_each_patch_run(&self, h: usize, w: usize, mut f: impl FnMut(usize, Option<usize>, usize)) {
         let (ho, wo) = self.out_size(h, w);
         let (pt, pl) = self.pad_before(h, w);
         let (c, k, s) = (self.cin, self.k, self.stride);
         for r in 0..ho * wo {
             let (oy, ox) = (r / wo, r % wo);
+            let ix0 = (ox * s).wrapping_sub(pl);
+            let row_inside = ox * s >= pl && ix0 + k <= w;
             for ky in 0..k {
                 let iy = (oy * s + ky).wrapping_sub(pt);
-                for kx in 0..k {
-                    let ix = (ox * s + kx).wrapping_sub(pl);
-                    let pixel = (iy < h && ix < w).then(|| (iy * w + ix) * c);
-                    f(r * self.patch_len() + (ky * k + kx) * c, pixel);
+                let col = r * self.patch_len() + ky * k * c;
+                if iy >= h {
+                    f(col, None, k * c);
+                } else if row_inside {
+                    f(col, Some((iy * w + ix0) * c), k * c);
+                } else {
+                    for kx in 0..k {
+                        let ix = (ox * s + kx).wrapping_sub(pl);
+                        f(col + kx * c, (ix < w).then(|| (iy * w + ix) * c), c);
+                    }
                 }
             }
         }
     }
 
-    /// The patch matrix of one image (see [`for_each_patch_slot`](Self::for_each_patch_slot)),
+    /// The patch matrix of one image (see [`for_each_patch_run`](Self::for_each_patch_run)),
     /// zeros where a window hangs over the edge.
     fn im2col(&self, x: &[f32], h: usize, w: usize, cols: &mut [f32]) {
-        let c = self.cin;
-        self.for_each_patch_slot(h, w, |col, pixel| match pixel {
-            Some(px) => cols[col..col + c].copy_from_slice(&x[px..px + c]),
-            None => cols[col..col + c].fill(0.0),
+        self.for_each_patch_run(h, w, |col, pixel, len| match pixel {
+            Some(px) => cols[col..col + len].copy_from_slice(&x[px..px + len]),
+            None => cols[col..col + len].fill(0.0),
         });
     }
 
     /// Adds each patch-matrix entry back onto the pixel it was copied from.
     fn col2im_add(&self, cols: &[f32], h: usize, w: usize, dx: &mut [f32]) {
-        let c = self.cin;
-        self.for_each_patch_slot(h, w, |col, pixel| {
+        self.for_each_patch_run(h, w, |col, pixel, len| {
             if let Some(px) = pixel {
-                dx[px..px + c].iter_mut().zip(&cols[col..col + c]).for_each(|(d, v)| *d += v);
+                dx[px..px + len].iter_mut().zip(&cols[col..col + len]).for_each(|(d, v)| *d += v);
             }
         });
     }
 }
 
-/// Runs `f(input image, output image, threads)` on every image of a batch:
-/// images in parallel with single-threaded products, or one image with
-/// every thread in its product.
-pub(crate) fn per_image(
+/// Images per product for a batch of `n` images of `rows` output pixels
+/// each: enough for about 512 rows per product, but leaving at least 8
+/// groups to run in parallel. It depends on the shapes only, never on the
+/// thread count, so neither do the results.
+pub(crate) fn group_size(n: usize, rows: usize) -> usize {
+    const ROWS: usize = 512;
+    ROWS.div_ceil(rows.max(1)).min(n.div_ceil(8)).max(1)
+}
+
+/// Runs `f(input chunk, output chunk, threads)` on consecutive chunks of a
+/// batch (an image or a group of images), `in_len` and `out_len` floats
+/// each (the last may be shorter): chunks in parallel with single-threaded
+/// products, or one chunk with every thread in its product.
+pub(crate) fn per_chunk(
     input: &[f32],
     in_len: usize,
     output: &mut [f32],
     out_len: usize,
     f: impl Fn(&[f32], &mut [f32], Threads) + Sync,
 ) {
-    let n = input.len().checked_div(in_len).unwrap_or(0);
+    let n = input.len().div_ceil(in_len.max(1));
     if n <= 1 || rayon::current_num_threads() == 1 {
         for (xi, yi) in input.chunks(in_len.max(1)).zip(output.chunks_mut(out_len.max(1))) {
             f(xi, yi, if n <= 1 { Threads::All } else { Threads::One });
@@ -339,7 +389,9 @@ mod tests {
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
         for &(k, stride) in &[(1, 1), (1, 2), (3, 1), (3, 2)] {
-            for &n in &[1usize, 7] {
+            // 37 images of small maps: several images per product (group_size),
+            // the last group shorter.
+            for &n in &[1usize, 7, 37] {
                 for &(h, w) in &[(7usize, 5usize), (6, 9)] {
                     let c = Conv { k, stride, cin: 3, cout: 5 };
                     let (ho, wo) = c.out_size(h, w);

@@ -302,7 +302,7 @@ impl Inference {
         assert_eq!(x.len(), n * self.bands * h * w, "input of {} floats is not {n}×{}×{h}×{w}", x.len(), self.bands);
         let dim = self.dim(layer);
         let mut out = vec![0f32; n * dim];
-        crate::conv::per_image(x, self.bands * h * w, &mut out, dim, |xi, oi, threads| {
+        crate::conv::per_chunk(x, self.bands * h * w, &mut out, dim, |xi, oi, threads| {
             let mut ws = WORKSPACE.with(|s| std::mem::take(&mut *s.borrow_mut()));
             self.image(xi, h, w, layer, oi, &mut ws, threads);
             WORKSPACE.with(|s| *s.borrow_mut() = ws);

@@ -221,7 +221,8 @@ fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
 fn results_do_not_depend_on_the_number_of_threads() {
     let device = Device::flex();
     let (_, net) = random_encoder(&device, 13);
-    let (n, h, w) = (7, 16, 16);
+    // 20 images: the 8×8 and 4×4 maps run several images per product.
+    let (n, h, w) = (20, 16, 16);
     let x = input(n, h, w, 15);
     let run = |threads: usize| {
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
