@@ -62,6 +62,8 @@ def main():
     a.width = width if a.width is None else a.width
     a.size = size if a.size is None else a.size
     a.batch = batch if a.batch is None else a.batch
+    if a.width <= 0 or a.size <= 0 or a.batch <= 0 or a.steps <= 0:
+        p.error("--width, --size, --batch and --steps must be positive")
     model = encoder(a.bands, a.size, a.width)
     x = tf.constant(np.random.default_rng(1).normal(size=(a.batch, a.size, a.size, a.bands)).astype("float32"))
     opt = tf.keras.optimizers.Adam(1e-3)

@@ -86,7 +86,8 @@ impl ViewJitter {
 
     /// Views that differ in orientation, position, brightness and colour,
     /// with the target's core masked out to a radius of up to a quarter of
-    /// the view (chosen on a validation split of mocks; see the README).
+    /// the view (fixed in advance, confirmed on a validation split of
+    /// mocks; see the README).
     pub fn strong() -> Self {
         Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15, core_mask: 0.25 }
     }

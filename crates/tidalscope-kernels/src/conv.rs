@@ -295,9 +295,11 @@ impl Conv {
 }
 
 /// Images per product for a batch of `n` images of `rows` output pixels
-/// each: enough for about 512 rows per product, but leaving at least 8
-/// groups to run in parallel. It depends on the shapes only, never on the
-/// thread count, so neither do the results.
+/// each: enough for about 512 rows per product, but at most ⌈n/8⌉, so that
+/// a batch of 64 or more makes at least 8 groups to run in parallel (a
+/// machine with many more threads than that leaves some idle on the
+/// smallest maps; measured on 2 cores only). It depends on the shapes only,
+/// never on the thread count, so neither do the results.
 pub(crate) fn group_size(n: usize, rows: usize) -> usize {
     const ROWS: usize = 512;
     ROWS.div_ceil(rows.max(1)).min(n.div_ceil(8)).max(1)
@@ -392,7 +394,8 @@ mod tests {
             // 37 images of small maps: several images per product (group_size),
             // the last group shorter.
             for &n in &[1usize, 7, 37] {
-                for &(h, w) in &[(7usize, 5usize), (6, 9)] {
+                // 14×14 with 37 images: partial sums of several products per thread.
+                for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14)] {
                     let c = Conv { k, stride, cin: 3, cout: 5 };
                     let (ho, wo) = c.out_size(h, w);
                     let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
