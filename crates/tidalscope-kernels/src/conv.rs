@@ -95,19 +95,7 @@ impl Conv {
         self.check("weight", weight.len(), self.weight_len());
         let g = group_size(n, ho * wo);
         per_chunk(x, xs * g, y, ys * g, |xg, yg, threads| {
-            let m = xg.len() / xs;
-            let wm = MatRef::new(weight, self.patch_len(), self.cout);
-            if self.pointwise() {
-                matmul(yg, self.cout, MatRef::new(xg, m * h * w, self.cin), wm, accumulate, threads);
-            } else {
-                let k = self.patch_len();
-                with_scratch(m * ho * wo * k, |cols| {
-                    for (xi, ci) in xg.chunks(xs).zip(cols.chunks_mut(ho * wo * k)) {
-                        self.im2col(xi, h, w, ci);
-                    }
-                    matmul(yg, self.cout, MatRef::new(cols, m * ho * wo, k), wm, accumulate, threads);
-                });
-            }
+            self.forward_images(xg, xg.len() / xs, h, w, weight, yg, accumulate, threads)
         });
     }
 
@@ -124,15 +112,34 @@ impl Conv {
         accumulate: bool,
         threads: Threads,
     ) {
+        self.forward_images(x, 1, h, w, weight, y, accumulate, threads);
+    }
+
+    /// `m` consecutive images `[m, h, w, cin]` as one product.
+    #[allow(clippy::too_many_arguments)]
+    fn forward_images(
+        &self,
+        x: &[f32],
+        m: usize,
+        h: usize,
+        w: usize,
+        weight: &[f32],
+        y: &mut [f32],
+        accumulate: bool,
+        threads: Threads,
+    ) {
         let (ho, wo) = self.out_size(h, w);
         let k = self.patch_len();
         let wm = MatRef::new(weight, k, self.cout);
         if self.pointwise() {
-            matmul(y, self.cout, MatRef::new(x, h * w, self.cin), wm, accumulate, threads);
+            matmul(y, self.cout, MatRef::new(x, m * h * w, self.cin), wm, accumulate, threads);
         } else {
-            with_scratch(ho * wo * k, |cols| {
-                self.im2col(x, h, w, cols);
-                matmul(y, self.cout, MatRef::new(cols, ho * wo, k), wm, accumulate, threads);
+            let xs = h * w * self.cin;
+            with_scratch(m * ho * wo * k, |cols| {
+                for (xi, ci) in x.chunks(xs).take(m).zip(cols.chunks_mut(ho * wo * k)) {
+                    self.im2col(xi, h, w, ci);
+                }
+                matmul(y, self.cout, MatRef::new(cols, m * ho * wo, k), wm, accumulate, threads);
             });
         }
     }
