@@ -430,10 +430,8 @@ fn plot_labels(out: &Path, methods: &[MethodArg], counts: &[usize], results: &[L
             .iter()
             .enumerate()
             .map(|(k, m)| {
-                let pts: Vec<(f64, f64, f64)> = counts
-                    .iter()
-                    .filter_map(|&n| stats(results, *m, n, f).map(|(a, s, _)| ((n as f64).log10(), a, s)))
-                    .collect();
+                let pts: Vec<(f64, f64, f64)> =
+                    counts.iter().filter_map(|&n| stats(results, *m, n, f).map(|(a, s, _)| (n as f64, a, s))).collect();
                 let mut s = Series::line(
                     m.title(),
                     pts.iter().map(|p| p.0).collect(),
@@ -445,7 +443,8 @@ fn plot_labels(out: &Path, methods: &[MethodArg], counts: &[usize], results: &[L
                 s
             })
             .collect();
-        let mut axes = Axes::new(title, "log10(number of training labels)", ylabel);
+        let mut axes = Axes::new(title, "number of training labels", ylabel);
+        axes.x_log = true;
         axes.y_range = Some((if file.starts_with("auc") { 0.4 } else { 0.0 }, 1.0));
         line_plot(&out.join(file), &axes, &series)?;
     }

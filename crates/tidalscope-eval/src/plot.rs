@@ -1,7 +1,9 @@
-//! Plots written as PNG: mosaics of cutouts with captions (and, later, line
-//! plots). Text uses the embedded DejaVu Sans font, so no system fonts are
-//! needed.
+//! Plots written as PNG: mosaics of cutouts with captions, line plots
+//! (linear or logarithmic x) and scatter plots. Text uses the embedded
+//! DejaVu Sans font, so no system fonts are needed.
 
+use plotters::coord::ranged1d::{DefaultFormatting, KeyPointHint};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::{register_font, FontStyle};
 use std::path::Path;
@@ -121,6 +123,38 @@ mod tests {
     }
 
     #[test]
+    fn x_ticks_are_round_numbers_and_labels_carry_no_float_noise() {
+        assert_eq!(x_ticks(0.0, 400.0, false), vec![0.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0]);
+        assert_eq!(x_ticks(0.0, 1.0, false).len(), 6);
+        let log: Vec<String> =
+            x_ticks(25f64.log10(), 1000f64.log10(), true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
+        assert_eq!(log, ["50", "100", "200", "500", "1000"]);
+        let narrow: Vec<String> =
+            x_ticks(25f64.log10(), 45f64.log10(), true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
+        assert_eq!(narrow, ["30", "40"]);
+        let wide: Vec<String> = x_ticks(-4.0, 4.0, true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
+        assert_eq!(wide, ["1e-4", "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000"]);
+        assert_eq!(tick_label(100.0), "100");
+        assert_eq!(tick_label(0.1 + 0.2), "0.3");
+        assert_eq!(tick_label(-2.5), "-2.5");
+        assert_eq!(tick_label(1e-5), "1e-5");
+        assert_eq!(tick_label(0.0), "0");
+    }
+
+    #[test]
+    fn a_log_axis_plot_drops_non_positive_x_and_writes_a_png() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("labels.png");
+        let mut axes = Axes::new("AUC vs labels", "number of training labels", "AUC");
+        axes.x_log = true;
+        let mut s = Series::line("probe", vec![0.0, 25.0, 50.0, 1000.0], vec![0.5, 0.6, 0.7, 0.8], PALETTE[0]);
+        s.band = Some((vec![0.4, 0.5, 0.6, 0.7], vec![0.6, 0.7, 0.8, 0.9]));
+        s.markers = true;
+        line_plot(&p, &axes, &[s]).unwrap();
+        assert_eq!(&std::fs::read(&p).unwrap()[1..4], b"PNG");
+    }
+
+    #[test]
     fn mosaic_writes_a_png_of_the_expected_size() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("m.png");
@@ -181,6 +215,9 @@ pub struct Axes {
     pub diagonal: bool,
     /// Vertical marker lines with labels (e.g. 22% contamination).
     pub vlines: Vec<(f64, String)>,
+    /// Draw x on a logarithmic scale (x values, range and markers stay in data
+    /// units and must be positive; ticks at 1, 2 and 5 times powers of ten).
+    pub x_log: bool,
 }
 
 impl Axes {
@@ -194,8 +231,101 @@ impl Axes {
             y_range: None,
             diagonal: false,
             vlines: Vec::new(),
+            x_log: false,
         }
     }
+}
+
+/// x tick positions (in drawing units) for the range `lo..hi`: on a log axis
+/// (`lo..hi` are then log10 of the data) the 1-2-5 values of each decade
+/// (powers of ten only on wide ranges),
+/// else at most eight round steps of 1, 2 or 5 times a power of ten.
+fn x_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
+    let eps = 1e-9 * (hi - lo).abs().max(1e-300);
+    if log {
+        // Beyond three decades only powers of ten, and beyond eight only every few.
+        let decades = hi - lo;
+        let mults: &[f64] = if decades <= 3.0 { &[1.0, 2.0, 5.0] } else { &[1.0] };
+        let every = (decades / 8.0).ceil().max(1.0) as usize;
+        let mut ticks = Vec::new();
+        for decade in (lo.floor() as i32..=hi.ceil() as i32).step_by(every) {
+            for &m in mults {
+                let t = decade as f64 + m.log10();
+                if t >= lo - eps && t <= hi + eps {
+                    ticks.push(t);
+                }
+            }
+        }
+        // Under two ticks says nothing about the scale: fall back to all integers 1..9.
+        if ticks.len() >= 2 {
+            return ticks;
+        }
+        return (lo.floor() as i32..=hi.ceil() as i32)
+            .flat_map(|d| (1..10).map(move |m| d as f64 + (m as f64).log10()))
+            .filter(|t| *t >= lo - eps && *t <= hi + eps)
+            .collect();
+    }
+    let span = hi - lo;
+    if !span.is_finite() || span <= 0.0 {
+        return vec![lo];
+    }
+    let raw = span / 8.0;
+    let pow = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0].iter().map(|m| m * pow).find(|s| span / s <= 8.0).unwrap_or(10.0 * pow);
+    let first = (lo / step - 1e-9).ceil() as i64;
+    let last = (hi / step + 1e-9).floor() as i64;
+    (first..=last).map(|k| k as f64 * step).collect()
+}
+
+/// A linear f64 axis with the ticks given, so that the labels can be
+/// formatted by us (plotters' own f64 axis does not accept a formatter
+/// together with chosen ticks).
+struct TickedAxis {
+    linear: RangedCoordf64,
+    ticks: Vec<f64>,
+}
+
+impl TickedAxis {
+    fn new((lo, hi): (f64, f64), ticks: Vec<f64>) -> Self {
+        Self { linear: (lo..hi).into(), ticks }
+    }
+}
+
+impl Ranged for TickedAxis {
+    type FormatOption = DefaultFormatting;
+    type ValueType = f64;
+
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.linear.map(value, limit)
+    }
+
+    fn key_points<Hint: KeyPointHint>(&self, hint: Hint) -> Vec<f64> {
+        // The light mesh in between stays off: the ticks are the grid.
+        if hint.weight().allow_light_points() {
+            Vec::new()
+        } else {
+            self.ticks.clone()
+        }
+    }
+
+    fn range(&self) -> std::ops::Range<f64> {
+        self.linear.range()
+    }
+}
+
+/// A tick label without float noise or a needless ".0": 100 for 100.0, 0.3
+/// for 0.30000000000000004, 1e-5 for 0.00001.
+fn tick_label(v: f64) -> String {
+    let a = v.abs();
+    if a < 1e-12 {
+        return "0".into();
+    }
+    if !(1e-3..1e6).contains(&a) {
+        return format!("{v:.1e}").replace(".0e", "e");
+    }
+    let s = format!("{v:.6}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    s.to_string()
 }
 
 /// Colours for successive series (colour-blind friendly, Okabe–Ito).
@@ -214,8 +344,22 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
     let (w, h) = (900usize, 650usize);
     let mut buf = vec![255u8; w * h * 3];
     let err = |e: &dyn std::fmt::Display| PlotError::Draw { path: path.display().to_string(), message: e.to_string() };
-    let xr =
-        axes.x_range.or_else(|| finite_range(series.iter().flat_map(|s| s.x.iter().copied()))).unwrap_or((0.0, 1.0));
+    // On a log axis everything is drawn in log10 units; non-positive x are dropped.
+    let tx = |x: f64| {
+        if !axes.x_log {
+            x
+        } else if x > 0.0 {
+            x.log10()
+        } else {
+            f64::NAN
+        }
+    };
+    let xr = axes
+        .x_range
+        .map(|(a, b)| (tx(a), tx(b)))
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .or_else(|| finite_range(series.iter().flat_map(|s| s.x.iter().map(|&x| tx(x)))))
+        .unwrap_or((0.0, 1.0));
     let yr = axes.y_range.unwrap_or_else(|| {
         let ys = series
             .iter()
@@ -232,10 +376,12 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
             .margin(18)
             .x_label_area_size(48)
             .y_label_area_size(70)
-            .build_cartesian_2d(xr.0..xr.1, yr.0..yr.1)
+            .build_cartesian_2d(TickedAxis::new(xr, x_ticks(xr.0, xr.1, axes.x_log)), yr.0..yr.1)
             .map_err(|e| err(&e))?;
+        let x_label = |v: &f64| tick_label(if axes.x_log { 10f64.powf(*v) } else { *v });
         chart
             .configure_mesh()
+            .x_label_formatter(&x_label)
             .x_desc(axes.x_label.as_str())
             .y_desc(axes.y_label.as_str())
             .label_style((FONT, 15))
@@ -243,7 +389,7 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
             .light_line_style(RGBColor(235, 235, 235))
             .draw()
             .map_err(|e| err(&e))?;
-        if axes.diagonal {
+        if axes.diagonal && !axes.x_log {
             let lo = xr.0.max(yr.0);
             let hi = xr.1.min(yr.1);
             chart
@@ -254,6 +400,10 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
                 .map_err(|e| err(&e))?;
         }
         for (x, label) in &axes.vlines {
+            let x = &tx(*x);
+            if !x.is_finite() {
+                continue;
+            }
             chart
                 .draw_series(LineSeries::new(
                     [(*x, yr.0), (*x, yr.1)],
@@ -274,15 +424,20 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
                 let poly: Vec<(f64, f64)> =
                     s.x.iter()
                         .zip(hi)
-                        .map(|(&x, &y)| (x, y))
-                        .chain(s.x.iter().zip(lo).rev().map(|(&x, &y)| (x, y)))
+                        .map(|(&x, &y)| (tx(x), y))
+                        .chain(s.x.iter().zip(lo).rev().map(|(&x, &y)| (tx(x), y)))
+                        .filter(|(x, y)| x.is_finite() && y.is_finite())
                         .collect();
                 chart
                     .draw_series(std::iter::once(Polygon::new(poly, color.mix(0.18).filled())))
                     .map_err(|e| err(&e))?;
             }
             let pts: Vec<(f64, f64)> =
-                s.x.iter().zip(&s.y).filter(|(x, y)| x.is_finite() && y.is_finite()).map(|(&x, &y)| (x, y)).collect();
+                s.x.iter()
+                    .map(|&x| tx(x))
+                    .zip(s.y.iter().copied())
+                    .filter(|(x, y)| x.is_finite() && y.is_finite())
+                    .collect();
             chart
                 .draw_series(LineSeries::new(pts.clone(), ShapeStyle::from(&color).stroke_width(2)))
                 .map_err(|e| err(&e))?

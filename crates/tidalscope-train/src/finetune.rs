@@ -245,12 +245,13 @@ pub fn finetune(
         // The probe has no epochs: its picture is the cross-validation that
         // chose its L2 strength.
         Some((_, _, cv)) if cfg.mode == Mode::Linear && cv.folds > 0 => {
-            let x: Vec<f64> = cv.grid.iter().map(|g| g.log10()).collect();
+            let x: Vec<f64> = cv.grid.clone();
             let mut axes = Axes::new(
                 format!("linear probe: {}-fold cross-validation (chosen λ = {:.3})", cv.folds, cv.chosen),
-                "log10(L2 strength λ)",
+                "L2 strength λ",
                 "held-out log-loss",
             );
+            axes.x_log = true;
             axes.y_range = Some((0.0, cv.loss.iter().fold(0.0f64, |a, &b| a.max(b)) * 1.1 + 1e-3));
             let mut s = Series::line("held-out log-loss", x, cv.loss.clone(), PALETTE[0]);
             s.markers = true;
