@@ -246,6 +246,11 @@ pub struct PretrainArgs {
     /// preset's), off with the reference's views (the paper preset's).
     #[arg(long, value_name = "F")]
     pub core_mask: Option<f64>,
+    /// Seeing jitter: convolve each view's flux with a Gaussian of σ drawn
+    /// U(0, S) view pixels, as if seen through a broader PSF (0 to a quarter
+    /// of the view; 0: off, the default of both presets).
+    #[arg(long, value_name = "S")]
+    pub blur: Option<f64>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
     /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or
     /// burn. Recorded in config.toml.

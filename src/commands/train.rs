@@ -69,6 +69,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--sigma", args.sigma.is_some()),
             ("--jitter", args.jitter.is_some()),
             ("--core-mask", args.core_mask.is_some()),
+            ("--blur", args.blur.is_some()),
             ("--kernels", args.kernels.is_some()),
             ("--max-images", args.max_images.is_some()),
             ("--checkpoint-every", args.checkpoint_every.is_some()),
@@ -104,6 +105,15 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         if let Some(m) = args.core_mask {
             ensure!((0.0..=1.0).contains(&m), "--core-mask {m}: give a fraction of the crop from 0 to 1");
             c.jitter.core_mask = m;
+        }
+        if let Some(b) = args.blur {
+            let most = c.crop as f64 / 4.0;
+            ensure!(
+                (0.0..=most).contains(&b),
+                "--blur {b}: give a Gaussian σ in view pixels from 0 to {most} (a quarter of the {}-px view)",
+                c.crop
+            );
+            c.jitter.blur = b;
         }
         c.seed = args.seed;
         c.stop_after = args.stop_after;

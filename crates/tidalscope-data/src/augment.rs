@@ -36,8 +36,10 @@
 //! v = asinh(x/3σ_b). A core mask ([`ViewJitter::core_mask`], on in the
 //! strong views) lays sky over a random disc around the cutout's centre,
 //! where the target galaxy is, so views cannot be matched by the host's
-//! bright core alone. Every one of these works on images as they arrive from a survey
-//! (cutouts are centred on their target): none needs a noise-free render.
+//! bright core alone. An optional seeing jitter ([`ViewJitter::blur`])
+//! convolves each view's flux with a Gaussian of random width. Every one of
+//! these works on images as they arrive from a survey (cutouts are centred
+//! on their target): none needs a noise-free render.
 //!
 //! Inference uses [`Augment::inference`]: the centre crop, no flips, no
 //! noise — a different value, not a mode flag, so predictions are
@@ -78,24 +80,58 @@ pub struct ViewJitter {
     /// the host's core. 0: off.
     #[serde(default)]
     pub core_mask: f64,
+    /// Seeing jitter s: each view is convolved, in linear flux, with a
+    /// circular Gaussian of σ drawn U(0, s) view pixels, as if seen through
+    /// a broader PSF. Flux is kept away from the view's edges (at the edges
+    /// the kernel is cut to the view and renormalised); the image's own
+    /// noise is smoothed with it, the augmentation noise is added after.
+    /// 0: off.
+    #[serde(default)]
+    pub blur: f64,
 }
 
 impl ViewJitter {
     /// The reference: flips, a 13/96 margin, nothing else.
-    pub const REFERENCE: Self = Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0, core_mask: 0.0 };
+    pub const REFERENCE: Self =
+        Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0, core_mask: 0.0, blur: 0.0 };
 
     /// Views that differ in orientation, position, brightness and colour,
     /// with the target's core masked out to a radius of up to a quarter of
     /// the view (fixed in advance, confirmed on a validation split of
     /// mocks; see the README).
     pub fn strong() -> Self {
-        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15, core_mask: 0.25 }
+        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15, core_mask: 0.25, blur: 0.0 }
     }
 
     /// Whether [`Augment::view`] has per-pixel flux work to do.
     fn rescales(&self) -> bool {
         self.flux > 0.0 || self.colour > 0.0
     }
+}
+
+/// Convolves the `c`×`c` image `img` in place with the Gaussian taps `k`
+/// (odd length, any scale: each output is divided by the sum of the taps it
+/// used) along rows, then columns, using `tmp` (`c`×`c`) as scratch. Near
+/// the edges the taps that fall outside are dropped, so a flat image stays
+/// flat there.
+fn blur_separable(img: &mut [f32], tmp: &mut [f32], c: usize, k: &[f32]) {
+    let r = k.len() / 2;
+    let pass = |src: &[f32], dst: &mut [f32], stride: usize, step: usize| {
+        for line in 0..c {
+            for i in 0..c {
+                let (lo, hi) = (i.saturating_sub(r), (i + r).min(c - 1));
+                let (mut acc, mut wsum) = (0f32, 0f32);
+                for j in lo..=hi {
+                    let w = k[j + r - i];
+                    acc += w * src[line * stride + j * step];
+                    wsum += w;
+                }
+                dst[line * stride + i * step] = acc / wsum;
+            }
+        }
+    };
+    pass(img, tmp, c, 1);
+    pass(tmp, img, 1, c);
 }
 
 impl Default for ViewJitter {
@@ -212,6 +248,13 @@ impl Augment {
             }
             (cy, cx, rng.range(0.0, j.core_mask) * c as f64)
         });
+        // The seeing jitter's Gaussian taps, and scratch for its two passes.
+        let mut blur =
+            (self.random && j.blur > 0.0).then(|| rng.range(0.0, j.blur)).filter(|&sigma| sigma > 1e-3).map(|sigma| {
+                let r = (3.0 * sigma).ceil() as isize;
+                let taps: Vec<f32> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
+                (taps, vec![0f32; c * c])
+            });
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -235,11 +278,16 @@ impl Augment {
                     }
                 }
             }
-            if rescale {
-                let k = (gain + log_uniform(rng, j.colour)).exp() as f32;
-                // v = asinh(x / 3σ_b): scaling the flux x by k is exact here.
-                for v in dst.iter_mut() {
-                    *v = (k * v.sinh()).asinh();
+            if rescale || blur.is_some() {
+                let k = if rescale { (gain + log_uniform(rng, j.colour)).exp() as f32 } else { 1.0 };
+                // v = asinh(x / 3σ_b): scaling and convolving the flux x
+                // are exact here, through x = sinh v.
+                if let Some((taps, tmp)) = blur.as_mut() {
+                    dst.iter_mut().for_each(|v| *v = v.sinh());
+                    blur_separable(dst, tmp, c, taps);
+                    dst.iter_mut().for_each(|v| *v = (k * *v).asinh());
+                } else {
+                    dst.iter_mut().for_each(|v| *v = (k * v.sinh()).asinh());
                 }
             }
             if let Some((cy, cx, r)) = mask {
@@ -304,6 +352,53 @@ mod tests {
         with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut x).unwrap();
         with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut y).unwrap();
         assert_eq!(x, y);
+    }
+
+    #[test]
+    fn the_seeing_jitter_keeps_the_flux_and_spreads_a_point_source_symmetrically() {
+        // One band, a point source of flux 50 (in units of 3σ_b) at the
+        // centre of a 21-px image; views of 21 px with no crop window keep
+        // it at the centre, only flipped and rotated.
+        let point = |v: f32| {
+            let mut px = vec![0f32; 21 * 21];
+            px[10 * 21 + 10] = v;
+            Cutout::from_chw(1, 21, 21, px).unwrap()
+        };
+        let img = point(50f32.asinh());
+        let j = ViewJitter { rotations: true, margin: 0.0, blur: 2.0, ..ViewJitter::REFERENCE };
+        let a = Augment::training(21, NoiseScale::None).with_jitter(j);
+        let mut out = vec![0f32; 21 * 21];
+        let mut spread = Vec::new();
+        for seed in 0..50 {
+            a.view(&img, &[0.0], &mut Rng::new(seed), &mut out).unwrap();
+            let flux: Vec<f64> = out.iter().map(|v| (*v as f64).sinh()).collect();
+            let total: f64 = flux.iter().sum();
+            assert!((total - 50.0).abs() < 1e-3 * 50.0, "seed {seed}: flux {total}");
+            for y in 0..21 {
+                for x in 0..21 {
+                    let f = flux[y * 21 + x];
+                    for g in [flux[(20 - y) * 21 + x], flux[y * 21 + 20 - x], flux[x * 21 + y]] {
+                        assert!((f - g).abs() <= 1e-4 * (1.0 + f.abs()), "seed {seed}: not symmetric at ({y},{x})");
+                    }
+                }
+            }
+            spread.push(flux[10 * 21 + 10]);
+            // The same seed gives the same view.
+            let mut again = vec![0f32; 21 * 21];
+            a.view(&img, &[0.0], &mut Rng::new(seed), &mut again).unwrap();
+            assert_eq!(out, again);
+        }
+        // σ is drawn per view: the peak varies, and is lowered by the blur.
+        let (lo, hi) = spread.iter().fold((f64::MAX, f64::MIN), |(a, b), &v| (a.min(v), b.max(v)));
+        assert!(lo < 5.0 && hi > 10.0, "peaks from {lo} to {hi}");
+        // A flat image stays flat, edges included.
+        let flat = Cutout::from_chw(1, 21, 21, vec![2f32.asinh(); 21 * 21]).unwrap();
+        a.view(&flat, &[0.0], &mut Rng::new(5), &mut out).unwrap();
+        assert!(out.iter().all(|v| (v - 2f32.asinh()).abs() < 1e-5), "a flat image changed at the edges");
+        // Off (the default), the point stays a point.
+        let plain = Augment::training(21, NoiseScale::None).with_jitter(ViewJitter { blur: 0.0, ..j });
+        plain.view(&img, &[0.0], &mut Rng::new(1), &mut out).unwrap();
+        assert_eq!(out.iter().filter(|v| **v != 0.0).count(), 1);
     }
 
     fn ramp(s: usize) -> Cutout {
@@ -392,6 +487,7 @@ mod tests {
         let img = Cutout::from_chw(1, 2, 2, vec![1.0, 2.0, 3.0, 4.0]).unwrap();
         let a = Augment::training(2, NoiseScale::None).with_jitter(ViewJitter {
             core_mask: 0.0,
+            blur: 0.0,
             rotations: true,
             margin: 0.0,
             flux: 0.0,
@@ -416,7 +512,7 @@ mod tests {
         // one factor per band, k·c_b, with ln k ∈ ±ln 1.5 and ln c_b ∈ ±ln 1.15.
         let x: Vec<f32> = (0..2 * 36).map(|i| (i as f32 - 20.0) * 0.7).collect();
         let img = Cutout::from_chw(2, 6, 6, x.iter().map(|v| v.asinh()).collect()).unwrap();
-        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15, core_mask: 0.0 };
+        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15, core_mask: 0.0, blur: 0.0 };
         let a = Augment::training(6, NoiseScale::None).with_jitter(j);
         let mut out = vec![0f32; 72];
         let mut rng = Rng::new(2);

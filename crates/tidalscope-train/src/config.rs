@@ -265,8 +265,13 @@ mod tests {
         assert_eq!(PretrainConfig::paper().jitter.core_mask, 0.0);
         // A config written before the mask existed reads back without it.
         let mut text = toml::to_string(&PretrainConfig::quick()).unwrap();
-        text = text.lines().filter(|l| !l.starts_with("core_mask")).collect::<Vec<_>>().join("\n");
+        text = text
+            .lines()
+            .filter(|l| !l.starts_with("core_mask") && !l.starts_with("blur"))
+            .collect::<Vec<_>>()
+            .join("\n");
         let old: PretrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(old.jitter.core_mask, 0.0);
+        assert_eq!(old.jitter.blur, 0.0, "nor the seeing jitter, which came later");
     }
 }
