@@ -124,21 +124,23 @@ mod tests {
 
     #[test]
     fn x_ticks_are_round_numbers_and_labels_carry_no_float_noise() {
-        assert_eq!(x_ticks(0.0, 400.0, false), vec![0.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 350.0, 400.0]);
-        assert_eq!(x_ticks(0.0, 1.0, false).len(), 6);
-        let log: Vec<String> =
-            x_ticks(25f64.log10(), 1000f64.log10(), true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
-        assert_eq!(log, ["50", "100", "200", "500", "1000"]);
-        let narrow: Vec<String> =
-            x_ticks(25f64.log10(), 45f64.log10(), true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
-        assert_eq!(narrow, ["30", "40"]);
-        let wide: Vec<String> = x_ticks(-4.0, 4.0, true).iter().map(|t| tick_label(10f64.powf(*t))).collect();
-        assert_eq!(wide, ["1e-4", "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000"]);
-        assert_eq!(tick_label(100.0), "100");
-        assert_eq!(tick_label(0.1 + 0.2), "0.3");
-        assert_eq!(tick_label(-2.5), "-2.5");
-        assert_eq!(tick_label(1e-5), "1e-5");
-        assert_eq!(tick_label(0.0), "0");
+        let labels = |lo: f64, hi: f64, log: bool| -> Vec<String> {
+            let (lo, hi) = if log { (lo.log10(), hi.log10()) } else { (lo, hi) };
+            let t = x_ticks(lo, hi, log);
+            t.iter().map(|v| x_tick_label(*v, &t, log)).collect()
+        };
+        assert_eq!(labels(0.0, 400.0, false), ["0", "50", "100", "150", "200", "250", "300", "350", "400"]);
+        assert_eq!(labels(0.0, 1.0, false), ["0", "0.2", "0.4", "0.6", "0.8", "1"]);
+        assert_eq!(labels(-2.0, 2.0, false), ["-2", "-1.5", "-1", "-0.5", "0", "0.5", "1", "1.5", "2"]);
+        assert_eq!(labels(1e6, 1.05e6, false), ["1e6", "1.01e6", "1.02e6", "1.03e6", "1.04e6", "1.05e6"]);
+        assert_eq!(labels(1.20e-4, 1.25e-4, false), ["1.2e-4", "1.21e-4", "1.22e-4", "1.23e-4", "1.24e-4", "1.25e-4"]);
+        assert_eq!(labels(25.0, 1000.0, true), ["50", "100", "200", "500", "1000"]);
+        assert_eq!(labels(25.0, 45.0, true), ["30", "40"]);
+        assert_eq!(labels(120.0, 180.0, true), ["120", "130", "140", "150", "160", "170", "180"]);
+        assert_eq!(labels(1e-4, 1e4, true), ["1e-4", "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000"]);
+        assert_eq!(tick_label(0.1 + 0.2, 0.1), "0.3");
+        assert_eq!(tick_label(1e-5, 1e-5), "1e-5");
+        assert_eq!(tick_label(f64::NAN, 1.0), "NaN");
     }
 
     #[test]
@@ -256,14 +258,19 @@ fn x_ticks(lo: f64, hi: f64, log: bool) -> Vec<f64> {
                 }
             }
         }
-        // Under two ticks says nothing about the scale: fall back to all integers 1..9.
+        // Under two ticks says nothing about the scale: all integers 1..9
+        // of each decade, and failing that round steps of the values.
         if ticks.len() >= 2 {
             return ticks;
         }
-        return (lo.floor() as i32..=hi.ceil() as i32)
+        let ticks: Vec<f64> = (lo.floor() as i32..=hi.ceil() as i32)
             .flat_map(|d| (1..10).map(move |m| d as f64 + (m as f64).log10()))
             .filter(|t| *t >= lo - eps && *t <= hi + eps)
             .collect();
+        if ticks.len() >= 2 {
+            return ticks;
+        }
+        return x_ticks(10f64.powf(lo), 10f64.powf(hi), false).into_iter().map(f64::log10).collect();
     }
     let span = hi - lo;
     if !span.is_finite() || span <= 0.0 {
@@ -313,19 +320,44 @@ impl Ranged for TickedAxis {
     }
 }
 
-/// A tick label without float noise or a needless ".0": 100 for 100.0, 0.3
-/// for 0.30000000000000004, 1e-5 for 0.00001.
-fn tick_label(v: f64) -> String {
+/// A tick label for `v` on an axis whose ticks are `step` apart, without
+/// float noise or a needless ".0": 100 for 100.0, 0.3 for
+/// 0.30000000000000004, 1e-5 for 0.00001; as many digits as the step needs,
+/// so neighbouring ticks never read alike.
+fn tick_label(v: f64, step: f64) -> String {
     let a = v.abs();
-    if a < 1e-12 {
+    let step = step.abs();
+    if !v.is_finite() || !step.is_finite() || step == 0.0 {
+        return format!("{v}");
+    }
+    if a < 1e-6 * step {
         return "0".into();
     }
-    if !(1e-3..1e6).contains(&a) {
-        return format!("{v:.1e}").replace(".0e", "e");
+    let trim = |s: String| -> String {
+        match s.split_once('e') {
+            Some((m, e)) if m.contains('.') => format!("{}e{e}", m.trim_end_matches('0').trim_end_matches('.')),
+            _ if s.contains('.') && !s.contains('e') => s.trim_end_matches('0').trim_end_matches('.').to_string(),
+            _ => s,
+        }
+    };
+    if (1e-3..1e6).contains(&a) {
+        let decimals = (-step.log10().floor()).max(0.0) as usize;
+        trim(format!("{v:.decimals$}"))
+    } else {
+        let digits = (a.log10().floor() - step.log10().floor()).max(0.0) as usize;
+        trim(format!("{v:.digits$e}"))
     }
-    let s = format!("{v:.6}");
-    let s = s.trim_end_matches('0').trim_end_matches('.');
-    s.to_string()
+}
+
+/// The label of x tick `t` (drawing units) of a line plot whose ticks are
+/// `ticks`: on a log axis the data value 10^t to three significant digits.
+fn x_tick_label(t: f64, ticks: &[f64], log: bool) -> String {
+    if log {
+        let v = 10f64.powf(t);
+        return tick_label(v, v * 1e-3);
+    }
+    let step = ticks.windows(2).map(|w| w[1] - w[0]).fold(f64::INFINITY, f64::min);
+    tick_label(t, if step.is_finite() { step } else { t.abs().max(1.0) * 1e-3 })
 }
 
 /// Colours for successive series (colour-blind friendly, Okabe–Ito).
@@ -369,6 +401,7 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
         (lo - pad, hi + pad)
     });
     let xr = if xr.0 == xr.1 { (xr.0 - 0.5, xr.1 + 0.5) } else { xr };
+    let ticks = x_ticks(xr.0, xr.1, axes.x_log);
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
         let mut chart = ChartBuilder::on(&root)
@@ -376,9 +409,9 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
             .margin(18)
             .x_label_area_size(48)
             .y_label_area_size(70)
-            .build_cartesian_2d(TickedAxis::new(xr, x_ticks(xr.0, xr.1, axes.x_log)), yr.0..yr.1)
+            .build_cartesian_2d(TickedAxis::new(xr, ticks.clone()), yr.0..yr.1)
             .map_err(|e| err(&e))?;
-        let x_label = |v: &f64| tick_label(if axes.x_log { 10f64.powf(*v) } else { *v });
+        let x_label = |t: &f64| x_tick_label(*t, &ticks, axes.x_log);
         chart
             .configure_mesh()
             .x_label_formatter(&x_label)
