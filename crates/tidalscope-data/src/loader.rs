@@ -3,7 +3,9 @@
 //! bounded buffer and hands out batches — prefetching on a producer thread
 //! while the consumer trains. Memory is bounded by the shuffle buffer and
 //! the prefetch depth, whatever the dataset size; the order depends only on
-//! the seed.
+//! the seed. Data that fit in memory once prepared can be collected
+//! ([`collect_all`]) and replayed ([`replay`]) epoch after epoch in the very
+//! same batches, without reading and preparing them again.
 
 use crate::preprocess::PreprocessError;
 use crate::split::ObjectRef;
@@ -128,16 +130,7 @@ fn produce(
     cfg: LoaderConfig,
     tx: &std::sync::mpsc::SyncSender<Result<Vec<Example>, LoaderError>>,
 ) -> Result<(), LoaderError> {
-    let mut rng = Rng::for_stream(cfg.seed, streams::LOADER_SHUFFLE);
-    let mut buffer: Vec<Example> = Vec::with_capacity(cfg.shuffle_buffer.max(1));
-    let mut batch: Vec<Example> = Vec::with_capacity(cfg.batch);
-    let emit = |ex: Example, batch: &mut Vec<Example>| -> bool {
-        batch.push(ex);
-        if batch.len() == cfg.batch {
-            return tx.send(Ok(std::mem::take(batch))).is_ok();
-        }
-        true
-    };
+    let mut batcher = Batcher::new(cfg);
     for (s, source) in sources.iter().enumerate() {
         // Which records of this source, with labels.
         let wanted: Option<HashMap<usize, u8>> =
@@ -186,17 +179,8 @@ fn produce(
                     })
                     .collect();
                 for ex in decoded {
-                    let ex = ex?;
-                    if cfg.shuffle_buffer <= 1 {
-                        if !emit(ex, &mut batch) {
-                            return Ok(());
-                        }
-                    } else if buffer.len() < cfg.shuffle_buffer {
-                        buffer.push(ex);
-                    } else {
-                        let k = rng.below(buffer.len() as u64) as usize;
-                        let out = std::mem::replace(&mut buffer[k], ex);
-                        if !emit(out, &mut batch) {
+                    if let Some(b) = batcher.push(ex?) {
+                        if tx.send(Ok(b)).is_err() {
                             return Ok(());
                         }
                     }
@@ -204,17 +188,105 @@ fn produce(
             }
         }
     }
-    while !buffer.is_empty() {
-        let k = rng.below(buffer.len() as u64) as usize;
-        let ex = buffer.swap_remove(k);
-        if !emit(ex, &mut batch) {
+    for b in batcher.finish() {
+        if tx.send(Ok(b)).is_err() {
             return Ok(());
         }
     }
-    if !batch.is_empty() && !cfg.drop_last {
-        let _ = tx.send(Ok(batch));
-    }
     Ok(())
+}
+
+/// The shuffle buffer and batching, fed examples in input order: shared by
+/// the streaming loader and [`replay`], so both give the same batches.
+struct Batcher {
+    rng: Rng,
+    buffer: Vec<Example>,
+    batch: Vec<Example>,
+    cfg: LoaderConfig,
+}
+
+impl Batcher {
+    fn new(cfg: LoaderConfig) -> Self {
+        Self {
+            rng: Rng::for_stream(cfg.seed, streams::LOADER_SHUFFLE),
+            buffer: Vec::with_capacity(cfg.shuffle_buffer.max(1)),
+            batch: Vec::with_capacity(cfg.batch),
+            cfg,
+        }
+    }
+
+    /// Adds the next example; returns a batch when one is full.
+    fn push(&mut self, ex: Example) -> Option<Vec<Example>> {
+        let out = if self.cfg.shuffle_buffer <= 1 {
+            ex
+        } else if self.buffer.len() < self.cfg.shuffle_buffer {
+            self.buffer.push(ex);
+            return None;
+        } else {
+            let k = self.rng.below(self.buffer.len() as u64) as usize;
+            std::mem::replace(&mut self.buffer[k], ex)
+        };
+        self.batch.push(out);
+        (self.batch.len() == self.cfg.batch).then(|| std::mem::take(&mut self.batch))
+    }
+
+    /// After the last example: the buffer's remaining batches, in random
+    /// order, the last one short unless `drop_last`.
+    fn finish(mut self) -> Vec<Vec<Example>> {
+        let mut out = Vec::new();
+        while !self.buffer.is_empty() {
+            let k = self.rng.below(self.buffer.len() as u64) as usize;
+            self.batch.push(self.buffer.swap_remove(k));
+            if self.batch.len() == self.cfg.batch {
+                out.push(std::mem::take(&mut self.batch));
+            }
+        }
+        if !self.batch.is_empty() && !self.cfg.drop_last {
+            out.push(self.batch);
+        }
+        out
+    }
+}
+
+/// Every selected object, prepared by `transform`, in the order the loader
+/// reads them (source order), for [`replay`]: what to keep in memory when
+/// the prepared data fit, so that later epochs skip reading, binning and
+/// normalising.
+///
+/// # Errors
+/// As [`for_each_batch`].
+pub fn collect_all(
+    sources: &[&dyn Source],
+    selection: Option<&[ObjectRef]>,
+    transform: Transform,
+) -> Result<Vec<Example>, LoaderError> {
+    let cfg = LoaderConfig { batch: DECODE_CHUNK, shuffle_buffer: 1, prefetch: 2, seed: 0, drop_last: false };
+    let mut all = Vec::new();
+    // The consumer never breaks, so the flow is always Continue.
+    let _: ControlFlow<()> = for_each_batch(sources, selection, transform, cfg, |b| {
+        all.extend(b);
+        ControlFlow::Continue(())
+    })?;
+    Ok(all)
+}
+
+/// Runs `consume` on the batches that [`for_each_batch`] would give for the
+/// same objects and `cfg`, from examples already prepared ([`collect_all`]):
+/// the same shuffle, batch for batch.
+pub fn replay<F, B>(examples: &[Example], cfg: LoaderConfig, mut consume: F) -> ControlFlow<B>
+where
+    F: FnMut(Vec<Example>) -> ControlFlow<B>,
+{
+    let mut batcher = Batcher::new(cfg);
+    for ex in examples {
+        if let Some(b) = batcher.push(ex.clone()) {
+            consume(b)?;
+        }
+    }
+    for b in batcher.finish() {
+        consume(b)?;
+    }
+    ControlFlow::Continue(())
 }
 
 #[cfg(test)]
@@ -306,6 +378,45 @@ mod tests {
         // A bounded buffer only moves items a limited distance forward.
         let first = &a[0];
         assert!(first.iter().all(|&v| v < 50 + 16), "{first:?}");
+    }
+
+    #[test]
+    fn replaying_collected_examples_gives_the_streamed_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = stack(dir.path(), 150);
+        let sel: Vec<ObjectRef> = (0..150).step_by(2).map(|i| ObjectRef { source: 0, index: i, label: 1 }).collect();
+        let id = |c: &Cutout| Ok((c.clone(), 0));
+        for sel in [None, Some(&sel[..])] {
+            let all = collect_all(&[src.as_ref()], sel, &id).unwrap();
+            assert_eq!(all.len(), if sel.is_some() { 75 } else { 150 });
+            for (buffer, drop_last) in [(1, false), (40, false), (40, true), (1000, true)] {
+                let cfg = LoaderConfig { batch: 16, shuffle_buffer: buffer, seed: 3, drop_last, prefetch: 2 };
+                let mut replayed = Vec::new();
+                let flow = replay(&all, cfg, |b| {
+                    replayed.push(b.iter().map(|e| (e.image.data()[0] as usize, e.object.label)).collect::<Vec<_>>());
+                    ControlFlow::<()>::Continue(())
+                });
+                assert!(flow.is_continue());
+                let streamed: Vec<Vec<usize>> = order(src.as_ref(), sel, cfg);
+                let labels = if sel.is_some() { 1 } else { 0 };
+                let expect: Vec<Vec<(usize, u8)>> =
+                    streamed.iter().map(|b| b.iter().map(|&i| (i, labels)).collect()).collect();
+                assert_eq!(replayed, expect, "buffer {buffer}, drop_last {drop_last}");
+            }
+        }
+        // A break stops the replay.
+        let all = collect_all(&[src.as_ref()], None, &id).unwrap();
+        let mut n = 0;
+        let cfg = LoaderConfig { batch: 10, ..LoaderConfig::default() };
+        let flow = replay(&all, cfg, |_| {
+            n += 1;
+            if n == 3 {
+                ControlFlow::Break(n)
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(flow, ControlFlow::Break(3));
     }
 
     #[test]

@@ -31,7 +31,7 @@ use std::path::{Path, PathBuf};
 use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::Augment;
-use tidalscope_data::loader::{for_each_batch, LoaderConfig};
+use tidalscope_data::loader::{collect_all, for_each_batch, replay, Example, LoaderConfig};
 use tidalscope_data::normalise::Normaliser;
 use tidalscope_data::preprocess::{bin, Preprocess};
 use tidalscope_data::split::ObjectRef;
@@ -283,6 +283,28 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
     Ok(Resumed { model, optim, queue, state, preprocess, rows })
 }
 
+/// The most prepared image data kept in memory across epochs; more is
+/// streamed from the sources every epoch.
+const CACHE_BYTES: usize = 2 << 30;
+
+/// Bytes of the first `n_images` objects of `sources` once binned by `bin`
+/// (float32), or None when a source's image shape is not known in advance
+/// (or the count overflows).
+fn prepared_bytes(sources: &[&dyn Source], n_images: usize, bin: usize) -> Option<usize> {
+    let (mut left, mut bytes) = (n_images, 0usize);
+    for src in sources {
+        if left == 0 {
+            break;
+        }
+        let take = src.info().len.min(left);
+        let [b, h, w] = src.info().shape?;
+        let per = b.checked_mul(h / bin.max(1))?.checked_mul(w / bin.max(1))?.checked_mul(4)?;
+        bytes = bytes.checked_add(per.checked_mul(take)?)?;
+        left -= take;
+    }
+    Some(bytes)
+}
+
 /// The seed of epoch `epoch`'s shuffle.
 fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     Rng::for_stream(seed, streams::PRETRAIN_EPOCH + epoch as u64).next_u64()
@@ -322,7 +344,8 @@ enum Halt {
     Failed(TrainError),
 }
 
-/// Pretrains an encoder on `sources` into the run folder `out`.
+/// Pretrains an encoder on `sources` into the run folder `out`. Up to 2 GiB
+/// of prepared images are kept in memory between epochs.
 pub fn pretrain(
     cfg: &PretrainConfig,
     sources: &[&dyn Source],
@@ -330,6 +353,21 @@ pub fn pretrain(
     device: &Device,
     resume: bool,
     reporter: &dyn Reporter,
+) -> Result<PretrainSummary> {
+    pretrain_with_cache(cfg, sources, out, device, resume, reporter, CACHE_BYTES)
+}
+
+/// [`pretrain`], keeping prepared images in memory between epochs when
+/// they take at most `cache_bytes` (0: read and prepare them every epoch).
+/// The result is the same either way.
+pub fn pretrain_with_cache(
+    cfg: &PretrainConfig,
+    sources: &[&dyn Source],
+    out: &Path,
+    device: &Device,
+    resume: bool,
+    reporter: &dyn Reporter,
+    cache_bytes: usize,
 ) -> Result<PretrainSummary> {
     let t0 = std::time::Instant::now();
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
@@ -412,6 +450,24 @@ pub fn pretrain(
     let aug = Augment::training(cfg.crop, cfg.noise).with_jitter(cfg.jitter);
     let sigma = preprocess.normalisation.sigma.clone();
     let transform = |img: &Cutout| preprocess.apply(img);
+    // Prepared images that fit in memory are read, binned and normalised
+    // once, then replayed in the very batches streaming would give.
+    // With one epoch or none left there is nothing to replay.
+    let worth = cfg.epochs.saturating_sub(state.epoch) >= 2;
+    let cache = match prepared_bytes(sources, n_images, cfg.bin) {
+        Some(bytes) if worth && bytes <= cache_bytes => {
+            let t = std::time::Instant::now();
+            let examples = collect_all(sources, selection.as_deref(), &transform)?;
+            let mb = examples.iter().map(|e| e.image.data().len() * 4).sum::<usize>() as f64 / 1e6;
+            reporter.log(&format!(
+                "prepared {} images once ({mb:.0} MB in memory, {:.1} s); every epoch replays them",
+                examples.len(),
+                t.elapsed().as_secs_f64()
+            ));
+            Some(examples)
+        }
+        _ => None,
+    };
     let total_steps = cfg.epochs * steps_per_epoch;
     reporter.start("pretrain", total_steps as u64);
     reporter.step(state.global_step as u64, "");
@@ -429,7 +485,7 @@ pub fn pretrain(
             drop_last: true,
         };
         let mut step_in_epoch = 0usize;
-        let flow = for_each_batch(sources, selection.as_deref(), &transform, lcfg, |examples| {
+        let train_step = |examples: Vec<Example>| {
             step_in_epoch += 1;
             if step_in_epoch <= skip {
                 return ControlFlow::Continue(());
@@ -496,7 +552,11 @@ pub fn pretrain(
                 return ControlFlow::Break(Halt::Requested);
             }
             ControlFlow::Continue(())
-        })?;
+        };
+        let flow = match &cache {
+            Some(examples) => replay(examples, lcfg, train_step),
+            None => for_each_batch(sources, selection.as_deref(), &transform, lcfg, train_step)?,
+        };
         match flow {
             ControlFlow::Continue(()) => {}
             ControlFlow::Break(Halt::Failed(e)) => return Err(e),

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::Mutex;
+use tidalscope_data::augment::ViewJitter;
 use tidalscope_io::source::{open, OpenOptions, Source};
 use tidalscope_model::bundle::EncoderBundle;
 use tidalscope_train::config::{FinetuneConfig, PretrainConfig};
@@ -63,23 +64,68 @@ fn resuming_an_interrupted_run_gives_the_same_weights_as_an_uninterrupted_one() 
     let data = simulated(&dir.path().join("data"), 24, 32);
     let dev = burn::prelude::Device::flex();
     let cfg = tiny();
-    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    let full = pretrain::pretrain(&cfg, &[data.as_ref()], &a, &dev, false, &Quiet).unwrap();
-    assert_eq!((full.steps, full.interrupted), (6, false));
-    let part =
-        pretrain::pretrain(&PretrainConfig { stop_after: 4, ..cfg.clone() }, &[data.as_ref()], &b, &dev, false, &Quiet)
-            .unwrap();
-    assert_eq!((part.steps, part.interrupted), (4, true));
-    let rest = pretrain::pretrain(&cfg, &[data.as_ref()], &b, &dev, true, &Quiet).unwrap();
-    assert_eq!(rest.steps, 6);
-    let ma = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
-    let mb = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
-    let losses = |m: &str| m.lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
-    assert_eq!(losses(&ma), losses(&mb), "per-step losses differ after resume");
-    assert_eq!(representation(&a), representation(&b), "weights differ after resume");
-    for f in ["encoder.json", "encoder.bpk", "preprocess.json", "config.toml", "loss.png", "checkpoint/state.json"] {
-        assert!(a.join(f).is_file(), "{f} missing");
+    // Whether the prepared images are kept in memory (usize::MAX) or streamed
+    // every epoch (0), the resumed run must match.
+    for cache in [usize::MAX, 0] {
+        let run = |c: &PretrainConfig, out: &Path, resume: bool| {
+            pretrain::pretrain_with_cache(c, &[data.as_ref()], out, &dev, resume, &Quiet, cache).unwrap()
+        };
+        let (a, b) = (dir.path().join(format!("a{cache}")), dir.path().join(format!("b{cache}")));
+        let full = run(&cfg, &a, false);
+        assert_eq!((full.steps, full.interrupted), (6, false));
+        let part = run(&PretrainConfig { stop_after: 4, ..cfg.clone() }, &b, false);
+        assert_eq!((part.steps, part.interrupted), (4, true));
+        let rest = run(&cfg, &b, true);
+        assert_eq!(rest.steps, 6);
+        let ma = std::fs::read_to_string(a.join("metrics.csv")).unwrap();
+        let mb = std::fs::read_to_string(b.join("metrics.csv")).unwrap();
+        let losses =
+            |m: &str| m.lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+        assert_eq!(losses(&ma), losses(&mb), "per-step losses differ after resume (cache {cache})");
+        assert_eq!(representation(&a), representation(&b), "weights differ after resume (cache {cache})");
+        for f in ["encoder.json", "encoder.bpk", "preprocess.json", "config.toml", "loss.png", "checkpoint/state.json"]
+        {
+            assert!(a.join(f).is_file(), "{f} missing");
+        }
     }
+}
+
+/// Keeps the log lines of a run.
+#[derive(Default)]
+struct Lines(Mutex<Vec<String>>);
+
+impl tidalscope_train::Reporter for Lines {
+    fn log(&self, line: &str) {
+        self.0.lock().unwrap().push(line.to_string());
+    }
+}
+
+#[test]
+fn pretraining_from_images_kept_in_memory_gives_the_streamed_run_exactly() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let dev = burn::prelude::Device::flex();
+    // Strong views with the seeing jitter, so the replayed images go
+    // through every augmentation; a selection (20 of 24 images).
+    let base = tiny();
+    let cfg = PretrainConfig { max_images: 20, jitter: ViewJitter { blur: 1.0, ..base.jitter }, ..base };
+    let (kept, streamed) = (dir.path().join("kept"), dir.path().join("streamed"));
+    let run = |out: &Path, bytes: usize| {
+        let lines = Lines::default();
+        let summary = pretrain::pretrain_with_cache(&cfg, &[data.as_ref()], out, &dev, false, &lines, bytes).unwrap();
+        let kept = lines.0.lock().unwrap().iter().any(|l| l.starts_with("prepared 20 images once"));
+        (summary, kept)
+    };
+    let ((a, a_kept), (b, b_kept)) = (run(&kept, usize::MAX), run(&streamed, 0));
+    assert_eq!((a.steps, b.steps), (4, 4));
+    assert!(a_kept && !b_kept, "the first run keeps its images in memory, the second streams them");
+    let metrics = |d: &Path| {
+        let m = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        m.lines().map(|l| l.split(',').take(5).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+    };
+    assert_eq!(metrics(&kept), metrics(&streamed), "per-step losses differ");
+    assert_eq!(representation(&kept), representation(&streamed), "weights differ");
 }
 
 #[test]
