@@ -930,7 +930,7 @@ pub struct ExperimentLabelsArgs {
     #[arg(long)]
     pub encoder: Option<PathBuf>,
     /// Smaller, faster settings (≈10 min on 2 cores); without it, the CPU
-    /// protocol of the README (≈30–45 min).
+    /// protocol of the README (≈45 min).
     #[arg(long)]
     pub quick: bool,
     /// Label counts (balanced; counts beyond 90% of what the data offers are dropped).
