@@ -171,24 +171,29 @@ impl Source for NpySource {
             }
         };
         let mut reader = reader;
-        let mut buf = vec![0u8; bytes_per];
         let path = self.path.clone();
         let file = path.display().to_string();
+        let (dtype, big_endian, layout, dims) = (self.header.dtype, self.header.big_endian, self.layout, self.dims);
         Ok(Box::new((start..self.info.len).map(move |i| {
+            let mut bytes = vec![0u8; bytes_per];
             reader
-                .read_exact(&mut buf)
+                .read_exact(&mut bytes)
                 .map_err(|_| Error::format(&path, format!("image {i}: data ends early (truncated file)")))?;
-            let mut vals = vec![0f32; per];
-            decode_into(&buf, self.header.dtype, self.header.big_endian, &mut vals);
-            let image =
-                self.layout.cutout(self.dims, vals).map_err(|e| Error::format(&path, format!("image {i}: {e}")));
+            // Reading is sequential; decoding and reordering the pixels are
+            // left to whoever loads the record, so loaders do them in parallel.
+            let path = path.clone();
+            let decode = move || {
+                let mut vals = vec![0f32; per];
+                decode_into(&bytes, dtype, big_endian, &mut vals);
+                layout.cutout(dims, vals).map_err(|e| Error::format(&path, format!("image {i}: {e}")))
+            };
             Ok(Record {
                 index: i,
                 id: i.to_string(),
                 label: self.labels.as_ref().map(|l| l[i]),
                 meta: Vec::new(),
                 file: file.clone(),
-                pixels: Pixels::Ready(image),
+                pixels: Pixels::Deferred(Box::new(decode)),
             })
         })))
     }
