@@ -212,6 +212,9 @@ pub struct PretrainArgs {
     /// Support-queue size (paper 10000, quick 2048).
     #[arg(long)]
     pub queue_size: Option<usize>,
+    /// Softmax temperature τ of the contrastive loss (0.1, the reference's).
+    #[arg(long, value_name = "TAU")]
+    pub temperature: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
     #[arg(long)]
     pub width: Option<f64>,
@@ -251,6 +254,19 @@ pub struct PretrainArgs {
     /// of the view; 0: off, the default of both presets).
     #[arg(long, value_name = "S")]
     pub blur: Option<f64>,
+    /// Neighbour mask: lay sky over each compact bright source other than
+    /// the target with probability P per source and view, so views cannot
+    /// be matched by the field (0 to 1; 0: off, both presets). A source: at
+    /// most 1/16 of the view above 3σ_b once the median at its distance
+    /// from the target is subtracted, peaking at ≥ 10σ_b, no pixel within 2
+    /// pixels of the cutout centre.
+    #[arg(long, value_name = "P")]
+    pub neighbour_mask: Option<f64>,
+    /// Zoom: resample each view from a square of c·k image pixels, k
+    /// log-uniform in [1/(1+Z), 1+Z] (capped by the image), keeping surface
+    /// brightness (0 to 1; 0: off, both presets).
+    #[arg(long, value_name = "Z")]
+    pub zoom: Option<f64>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
     /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or
     /// burn. Recorded in config.toml.
@@ -417,14 +433,20 @@ impl From<SigmaArg> for tidalscope_train::config::SigmaRule {
     }
 }
 
-/// `--jitter` of `pretrain`.
+/// `--jitter` of `pretrain` and `finetune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum JitterArg {
     /// Flips and a 13/96 crop margin, as the reference.
     Reference,
-    /// Also rotations, a half-crop margin, brightness and colour jitter and
-    /// a core mask of up to 0.25 of the crop (change it with --core-mask).
+    /// Also 90° rotations, a half-crop margin, brightness and colour jitter
+    /// (pretraining adds a core mask: see --core-mask).
     Strong,
+}
+
+/// The views `--jitter` gives fine-tuning: pretraining's, without the core
+/// mask (a classifier sees the whole cutout at inference).
+pub fn finetune_jitter(j: JitterArg) -> tidalscope_data::augment::ViewJitter {
+    tidalscope_data::augment::ViewJitter { core_mask: 0.0, neighbours: 0.0, ..j.into() }
 }
 
 impl From<JitterArg> for tidalscope_data::augment::ViewJitter {
@@ -501,6 +523,12 @@ pub struct FinetuneArgs {
     /// (see `pretrain --help`).
     #[arg(long, value_enum, default_value = "reference")]
     pub noise: NoiseArg,
+    /// Training views of fine-tuning and scratch (the probe sees no views):
+    /// reference (flips, a few pixels of shift) or strong (also 90°
+    /// rotations, a half-view crop window, brightness and colour jitter; no
+    /// mask).
+    #[arg(long, value_enum, default_value = "reference")]
+    pub jitter: JitterArg,
     /// What runs the encoder's arithmetic: auto, fast (CPU kernels) or
     /// burn (see `pretrain --help`). Recorded in config.toml.
     #[arg(long, value_enum, default_value = "auto")]
@@ -969,6 +997,10 @@ pub struct ExperimentLabelsArgs {
     /// Optimisation steps of fine-tuning and from-scratch training, at least.
     #[arg(long, default_value_t = 500)]
     pub min_steps: usize,
+    /// Training views of fine-tuning and scratch: reference or strong (see
+    /// `finetune --help`).
+    #[arg(long, value_enum, default_value = "reference")]
+    pub finetune_jitter: JitterArg,
     #[command(flatten)]
     pub device: DeviceArgs,
 }
@@ -1138,4 +1170,18 @@ pub struct BenchSimulateArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fine_tuning_views_never_mask_what_the_classifier_sees_at_inference() {
+        let strong = finetune_jitter(JitterArg::Strong);
+        assert_eq!(strong.core_mask, 0.0);
+        assert_eq!(strong.neighbours, 0.0);
+        assert!(strong.rotations && strong.flux > 0.0, "the rest of the strong views stays");
+        assert_eq!(finetune_jitter(JitterArg::Reference), tidalscope_data::augment::ViewJitter::REFERENCE);
+    }
 }

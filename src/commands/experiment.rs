@@ -307,6 +307,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             epochs: ft_epochs,
                             min_steps: args.min_steps,
                             split: split.clone(),
+                            jitter: crate::cli::finetune_jitter(args.finetune_jitter),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -375,6 +376,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_epochs: usize,
         finetune_epochs: usize,
         finetune_min_steps: usize,
+        finetune_jitter: String,
     }
     let resolved = Resolved {
         quick: q,
@@ -389,6 +391,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_epochs: pre_epochs,
         finetune_epochs: ft_epochs,
         finetune_min_steps: args.min_steps,
+        finetune_jitter: clap::ValueEnum::to_possible_value(&args.finetune_jitter)
+            .map(|v| v.get_name().to_string())
+            .unwrap_or_default(),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());

@@ -61,6 +61,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--batch", args.batch.is_some()),
             ("--lr", args.lr.is_some()),
             ("--queue-size", args.queue_size.is_some()),
+            ("--temperature", args.temperature.is_some()),
             ("--width", args.width.is_some()),
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
@@ -70,6 +71,8 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--jitter", args.jitter.is_some()),
             ("--core-mask", args.core_mask.is_some()),
             ("--blur", args.blur.is_some()),
+            ("--neighbour-mask", args.neighbour_mask.is_some()),
+            ("--zoom", args.zoom.is_some()),
             ("--kernels", args.kernels.is_some()),
             ("--max-images", args.max_images.is_some()),
             ("--checkpoint-every", args.checkpoint_every.is_some()),
@@ -102,6 +105,10 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
         set_into!(noise, init, sigma, jitter, kernels);
+        if let Some(t) = args.temperature {
+            ensure!(t.is_finite() && t > 0.0, "--temperature {t}: give a positive τ");
+            c.temperature = t;
+        }
         if let Some(m) = args.core_mask {
             ensure!((0.0..=1.0).contains(&m), "--core-mask {m}: give a fraction of the crop from 0 to 1");
             c.jitter.core_mask = m;
@@ -114,6 +121,14 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
                 c.crop
             );
             c.jitter.blur = b;
+        }
+        if let Some(p) = args.neighbour_mask {
+            ensure!((0.0..=1.0).contains(&p), "--neighbour-mask {p}: give a probability from 0 to 1");
+            c.jitter.neighbours = p;
+        }
+        if let Some(z) = args.zoom {
+            ensure!((0.0..=1.0).contains(&z), "--zoom {z}: give Z from 0 to 1 (scales 1/(1+Z) to 1+Z)");
+            c.jitter.zoom = z;
         }
         c.seed = args.seed;
         c.stop_after = args.stop_after;
@@ -198,6 +213,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         labels: args.labels,
         split,
         noise: args.noise.into(),
+        jitter: crate::cli::finetune_jitter(args.jitter),
         kernels: args.kernels.into(),
         seed: args.seed,
         ..FinetuneConfig::for_mode(mode)

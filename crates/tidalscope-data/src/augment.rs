@@ -36,8 +36,12 @@
 //! v = asinh(x/3σ_b). A core mask ([`ViewJitter::core_mask`], on in the
 //! strong views) lays sky over a random disc around the cutout's centre,
 //! where the target galaxy is, so views cannot be matched by the host's
-//! bright core alone. An optional seeing jitter ([`ViewJitter::blur`])
-//! convolves each view's flux with a Gaussian of random width. Every one of
+//! bright core alone. Optional, off in both presets: a seeing jitter
+//! ([`ViewJitter::blur`]) convolves each view's flux with a Gaussian of
+//! random width; a neighbour mask ([`ViewJitter::neighbours`]) lays sky over
+//! compact bright sources other than the target, each with a probability;
+//! a zoom ([`ViewJitter::zoom`]) resamples each view from a larger or
+//! smaller square of the image. Every one of
 //! these works on images as they arrive from a survey (cutouts are centred
 //! on their target): none needs a noise-free render.
 //!
@@ -88,25 +92,116 @@ pub struct ViewJitter {
     /// 0: off.
     #[serde(default)]
     pub blur: f64,
+    /// Neighbour mask p: each compact bright source in the view other than
+    /// the target is laid over with sky, one pixel wider than its
+    /// footprint, with probability p, drawn per source and per view — so
+    /// views cannot be matched by the field around the target. A source is
+    /// an 8-connected group of at most 1/16 of the view whose level (the
+    /// brightest band, less the median at its distance from the cutout's
+    /// centre) is ≥ 3σ_b, peaking at ≥ 10σ_b, with no pixel within 2 view
+    /// pixels of the centre. Sources are found before the seeing jitter,
+    /// so with both on a blurred halo can reach past the masked border.
+    /// 0: off.
+    #[serde(default)]
+    pub neighbours: f64,
+    /// Zoom z: each view is resampled (bilinearly, in linear flux) from a
+    /// square of side c·k of the image, k log-uniform in [1/(1+z), 1+z]
+    /// (capped by the image), onto the c-pixel view: the target seen at
+    /// another distance, surface brightness kept. 0: off.
+    #[serde(default)]
+    pub zoom: f64,
 }
 
 impl ViewJitter {
     /// The reference: flips, a 13/96 margin, nothing else.
-    pub const REFERENCE: Self =
-        Self { rotations: false, margin: 13.0 / 96.0, flux: 0.0, colour: 0.0, core_mask: 0.0, blur: 0.0 };
+    pub const REFERENCE: Self = Self {
+        rotations: false,
+        margin: 13.0 / 96.0,
+        flux: 0.0,
+        colour: 0.0,
+        core_mask: 0.0,
+        blur: 0.0,
+        neighbours: 0.0,
+        zoom: 0.0,
+    };
 
     /// Views that differ in orientation, position, brightness and colour,
     /// with the target's core masked out to a radius of up to a quarter of
     /// the view (fixed in advance, confirmed on a validation split of
     /// mocks; see the README).
     pub fn strong() -> Self {
-        Self { rotations: true, margin: 0.5, flux: 0.5, colour: 0.15, core_mask: 0.25, blur: 0.0 }
+        Self {
+            rotations: true,
+            margin: 0.5,
+            flux: 0.5,
+            colour: 0.15,
+            core_mask: 0.25,
+            blur: 0.0,
+            neighbours: 0.0,
+            zoom: 0.0,
+        }
     }
 
     /// Whether [`Augment::view`] has per-pixel flux work to do.
     fn rescales(&self) -> bool {
         self.flux > 0.0 || self.colour > 0.0
     }
+}
+
+/// Footprint and peak of a neighbour, in σ_b (see [`ViewJitter::neighbours`]):
+/// 3σ_b reaches into a source's wings without joining noise peaks into
+/// groups (0.1% of sky pixels per band); 10σ_b leaves out faint diffuse
+/// light such as most tidal debris, which must stay in both views.
+const NEIGHBOUR_SIGMA: (f64, f64) = (3.0, 10.0);
+
+/// A group reaching this close to the cutout's centre (view pixels) is the
+/// target, never a neighbour: with the median at each distance subtracted,
+/// an elongated host leaves lobes that start next to its centre, not on it.
+const TARGET_RADIUS: f64 = 2.0;
+
+/// The compact bright sources of a `c`×`c` view other than its target:
+/// 8-connected groups of at most `max_area` pixels with `level` ≥ `lo`
+/// whose brightest pixel reaches `hi`, leaving out any group with a pixel
+/// within [`TARGET_RADIUS`] of `centre` (the target, its lobes and whatever
+/// touches them). Returns each source's pixel indices.
+fn neighbour_sources(
+    level: &[f32],
+    c: usize,
+    centre: (f64, f64),
+    lo: f32,
+    hi: f32,
+    max_area: usize,
+) -> Vec<Vec<usize>> {
+    let mut seen = vec![false; c * c];
+    let (mut sources, mut stack) = (Vec::new(), Vec::new());
+    for start in 0..c * c {
+        // NaN never reaches a threshold.
+        if seen[start] || level[start].is_nan() || level[start] < lo {
+            continue;
+        }
+        seen[start] = true;
+        stack.push(start);
+        let (mut group, mut peak, mut target) = (Vec::new(), f32::MIN, false);
+        while let Some(i) = stack.pop() {
+            group.push(i);
+            peak = peak.max(level[i]);
+            target |= ((i / c) as f64 - centre.0).hypot((i % c) as f64 - centre.1) <= TARGET_RADIUS;
+            let (y, x) = (i / c, i % c);
+            for ny in y.saturating_sub(1)..=(y + 1).min(c - 1) {
+                for nx in x.saturating_sub(1)..=(x + 1).min(c - 1) {
+                    let j = ny * c + nx;
+                    if !seen[j] && level[j] >= lo {
+                        seen[j] = true;
+                        stack.push(j);
+                    }
+                }
+            }
+        }
+        if !target && peak >= hi && group.len() <= max_area {
+            sources.push(group);
+        }
+    }
+    sources
 }
 
 /// Convolves the `c`×`c` image `img` in place with the Gaussian taps `k`
@@ -216,6 +311,54 @@ impl Augment {
             return Err(TooSmall { width: w, height: h, crop: c });
         }
         assert_eq!(out.len(), img.bands() * c * c, "view buffer has the wrong size");
+        let j = &self.jitter;
+        // With the zoom, the view is cut from a resampled copy (c×c, the
+        // crop already made), and the cutout's centre moves with the scale.
+        let zoomed = (self.random && j.zoom > 0.0).then(|| {
+            let l = j.zoom.ln_1p();
+            let side = (c as f64 * rng.range(-l, l).exp()).min(h.min(w) as f64);
+            // The view's centre moves as far from the image's, in view
+            // pixels, as without the zoom (so the target stays in view),
+            // and the square stays inside the image.
+            let origin = |rng: &mut Rng, n: usize| {
+                let (_, size) = self.centre_window(n);
+                let half = ((size - c) as f64 / 2.0 * side / c as f64).min((n as f64 - side) / 2.0).max(0.0);
+                (n as f64 - side) / 2.0 + rng.range(-half, half)
+            };
+            let (oy, ox) = (origin(rng, h), origin(rng, w));
+            let k = side / c as f64;
+            // Pixel centres of the view in image coordinates, and the two
+            // image pixels (with weights) each falls between.
+            let taps = |o: f64, n: usize| -> Vec<(usize, f32)> {
+                (0..c)
+                    .map(|i| {
+                        let p = (o + (i as f64 + 0.5) * k - 0.5).clamp(0.0, (n - 1) as f64);
+                        let i0 = (p.floor() as usize).min(n.saturating_sub(2));
+                        (i0, (p - i0 as f64).min(1.0) as f32)
+                    })
+                    .collect()
+            };
+            let (ty, tx) = (taps(oy, h), taps(ox, w));
+            let mut px = vec![0f32; img.bands() * c * c];
+            let mut flux = vec![0f32; h * w];
+            for b in 0..img.bands() {
+                flux.iter_mut().zip(img.band(b)).for_each(|(f, v)| *f = v.sinh());
+                let at = |y: usize, x: usize| flux[y.min(h - 1) * w + x.min(w - 1)];
+                for (y, &(y1, fy)) in ty.iter().enumerate() {
+                    for (x, &(x1, fx)) in tx.iter().enumerate() {
+                        let top = at(y1, x1) * (1.0 - fx) + at(y1, x1 + 1) * fx;
+                        let bottom = at(y1 + 1, x1) * (1.0 - fx) + at(y1 + 1, x1 + 1) * fx;
+                        px[b * c * c + y * c + x] = (top * (1.0 - fy) + bottom * fy).asinh();
+                    }
+                }
+            }
+            let centre = |n: usize, o: f64| ((n as f64 - 1.0) / 2.0 - o + 0.5) / k - 0.5;
+            (Cutout::from_chw(img.bands(), c, c, px).expect("a c×c view"), centre(h, oy), centre(w, ox))
+        });
+        let (img, h, w) = match &zoomed {
+            Some((z, _, _)) => (z, c, c),
+            None => (img, h, w),
+        };
         let (y0, x0, flip_x, flip_y) = if self.random {
             let (sy, ny) = self.centre_window(h);
             let (sx, nx) = self.centre_window(w);
@@ -227,16 +370,17 @@ impl Augment {
         };
         // Drawn only when asked for, so the reference's random stream is
         // unchanged.
-        let j = &self.jitter;
         let transpose = self.random && j.rotations && rng.bernoulli(0.5);
         let log_uniform = |rng: &mut Rng, f: f64| if f > 0.0 { rng.range(-1.0, 1.0) * f.ln_1p() } else { 0.0 };
         let rescale = self.random && j.rescales();
         let gain = if rescale { log_uniform(rng, j.flux) } else { 0.0 };
         // The cutout's centre in view coordinates (after crop, flips and the
-        // transpose), and the radius of sky laid over it.
-        let mask = (self.random && j.core_mask > 0.0).then(|| {
-            let mut cy = (h as f64 - 1.0) / 2.0 - y0 as f64;
-            let mut cx = (w as f64 - 1.0) / 2.0 - x0 as f64;
+        // transpose).
+        let (cy, cx) = {
+            let (mut cy, mut cx) = match &zoomed {
+                Some((_, cy, cx)) => (*cy, *cx),
+                None => ((h as f64 - 1.0) / 2.0 - y0 as f64, (w as f64 - 1.0) / 2.0 - x0 as f64),
+            };
             if flip_y {
                 cy = (c - 1) as f64 - cy;
             }
@@ -246,8 +390,10 @@ impl Augment {
             if transpose {
                 std::mem::swap(&mut cy, &mut cx);
             }
-            (cy, cx, rng.range(0.0, j.core_mask) * c as f64)
-        });
+            (cy, cx)
+        };
+        // The radius of sky laid over the centre.
+        let mask = (self.random && j.core_mask > 0.0).then(|| (cy, cx, rng.range(0.0, j.core_mask) * c as f64));
         // The seeing jitter's Gaussian taps, and scratch for its two passes.
         let mut blur =
             (self.random && j.blur > 0.0).then(|| rng.range(0.0, j.blur)).filter(|&sigma| sigma > 1e-3).map(|sigma| {
@@ -255,6 +401,53 @@ impl Augment {
                 let taps: Vec<f32> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
                 (taps, vec![0f32; c * c])
             });
+        // Sky laid over some of the neighbours, found in the brightest band
+        // of each view pixel (in σ_b: x / σ_b = 3 sinh v) above the median
+        // at its distance from the target, so that the host's own light
+        // does not join everything around it into one source.
+        let hidden = (self.random && j.neighbours > 0.0).then(|| {
+            let (fy, fx) =
+                (|y: usize| if flip_y { c - 1 - y } else { y }, |x: usize| if flip_x { c - 1 - x } else { x });
+            let mut level = vec![f32::MIN; c * c];
+            for b in 0..img.bands() {
+                let src = img.band(b);
+                for y in 0..c {
+                    for x in 0..c {
+                        let (ty, tx) = if transpose { (x, y) } else { (y, x) };
+                        let v = 3.0 * src[(y0 + fy(ty)) * w + x0 + fx(tx)].sinh();
+                        // NaN stays out: it is never a source.
+                        if v > level[y * c + x] {
+                            level[y * c + x] = v;
+                        }
+                    }
+                }
+            }
+            let ring = |i: usize| ((i / c) as f64 - cy).hypot((i % c) as f64 - cx).round() as usize;
+            let mut rings: Vec<Vec<f32>> =
+                vec![Vec::new(); ring(0).max(ring(c - 1)).max(ring(c * c - c)).max(ring(c * c - 1)) + 1];
+            for (i, v) in level.iter().enumerate() {
+                if v.is_finite() && *v > f32::MIN {
+                    rings[ring(i)].push(*v);
+                }
+            }
+            let floor: Vec<f32> = rings.iter_mut().map(|r| tidalscope_core::stats::median(r).unwrap_or(0.0)).collect();
+            level.iter_mut().enumerate().for_each(|(i, v)| *v -= floor[ring(i)]);
+            let mut hidden = vec![false; c * c];
+            let (lo, hi) = (NEIGHBOUR_SIGMA.0 as f32, NEIGHBOUR_SIGMA.1 as f32);
+            for source in neighbour_sources(&level, c, (cy, cx), lo, hi, c * c / 16) {
+                if rng.bernoulli(j.neighbours) {
+                    for i in source {
+                        let (y, x) = (i / c, i % c);
+                        for ny in y.saturating_sub(1)..=(y + 1).min(c - 1) {
+                            for nx in x.saturating_sub(1)..=(x + 1).min(c - 1) {
+                                hidden[ny * c + nx] = true;
+                            }
+                        }
+                    }
+                }
+            }
+            hidden
+        });
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -298,6 +491,9 @@ impl Augment {
                         }
                     }
                 }
+            }
+            if let Some(hidden) = &hidden {
+                dst.iter_mut().zip(hidden).filter(|(_, h)| **h).for_each(|(v, _)| *v = 0.0);
             }
             let s = noise.get(b).copied().unwrap_or(0.0);
             if s > 0.0 {
@@ -352,6 +548,151 @@ mod tests {
         with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut x).unwrap();
         with(0.4).view(&img, &[0.0, 0.0], &mut Rng::new(8), &mut y).unwrap();
         assert_eq!(x, y);
+    }
+
+    #[test]
+    fn the_neighbour_mask_hides_compact_bright_sources_only_and_half_the_time() {
+        // Band 0, in σ_b: a bright elongated host at the centre, a compact neighbour
+        // (3×3 at 40σ), a faint diffuse arc (6σ: below the 10σ peak) and an
+        // extended bright patch (80 px at 15σ: not compact). Band 1 (always
+        // below band 0, so it never decides) tells each view pixel's source.
+        let n = 24;
+        let mut px = vec![0f32; 2 * n * n];
+        for y in 0..n {
+            for x in 0..n {
+                // Elongated along x: the median at each distance leaves two
+                // bright lobes on either side of the centre, which are the
+                // target, not neighbours.
+                let r2 = (y as f64 - 11.5).powi(2) / 2.0 + (x as f64 - 11.5).powi(2) / 12.5;
+                let mut sigmas = 200.0 * (-r2).exp();
+                if (2..5).contains(&y) && (17..20).contains(&x) {
+                    sigmas = 40.0;
+                } else if (19..22).contains(&y) && (2..10).contains(&x) {
+                    sigmas = 6.0;
+                } else if (0..8).contains(&y) && (0..10).contains(&x) {
+                    sigmas = 15.0;
+                }
+                px[y * n + x] = (sigmas / 3.0).asinh() as f32;
+                px[n * n + y * n + x] = -((1 + y * n + x) as f32) / 1000.0;
+            }
+        }
+        let img = Cutout::from_chw(2, n, n, px).unwrap();
+        let j = ViewJitter { rotations: true, margin: 0.0, neighbours: 0.5, ..ViewJitter::REFERENCE };
+        let a = Augment::training(n, NoiseScale::None).with_jitter(j);
+        let mut out = vec![0f32; 2 * n * n];
+        let mut masked_views = 0;
+        for seed in 0..400 {
+            a.view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut out).unwrap();
+            // The same view unmasked tells where each hidden pixel came
+            // from: the flips and rotation map the 24-px image onto itself.
+            let plain = Augment::training(n, NoiseScale::None).with_jitter(ViewJitter { neighbours: 1e-300, ..j });
+            let mut view = vec![0f32; 2 * n * n];
+            plain.view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut view).unwrap();
+            let hidden: Vec<(usize, usize)> = (0..n * n)
+                .filter(|&i| out[n * n + i] == 0.0)
+                .map(|i| {
+                    let k = (-view[n * n + i] * 1000.0).round() as usize - 1;
+                    (k / n, k % n)
+                })
+                .collect();
+            if !hidden.is_empty() {
+                masked_views += 1;
+                // The neighbour and one pixel around it, nothing else.
+                assert_eq!(hidden.len(), 25, "seed {seed}");
+                assert!(hidden.iter().all(|&(y, x)| (1..6).contains(&y) && (16..21).contains(&x)), "seed {seed}");
+                assert!((0..n * n).all(|i| (out[i] == 0.0) == (out[n * n + i] == 0.0)), "bands masked alike");
+            }
+        }
+        assert!((160..240).contains(&masked_views), "hidden in {masked_views} of 400 views, not about half");
+        // A seed repeats its view; inference never masks.
+        let mut again = vec![0f32; 2 * n * n];
+        a.view(&img, &[0.0, 0.0], &mut Rng::new(7), &mut out).unwrap();
+        a.view(&img, &[0.0, 0.0], &mut Rng::new(7), &mut again).unwrap();
+        assert_eq!(out, again);
+        Augment::inference(n).view(&img, &[], &mut Rng::new(7), &mut out).unwrap();
+        assert!(out[n * n..].iter().all(|v| *v != 0.0));
+    }
+
+    #[test]
+    fn the_zoom_resamples_a_scaled_square_keeps_surface_brightness_and_the_mask_centre() {
+        // Flux (in 3σ_b) = 1000 + row in band 0 and 1000 + column in band
+        // 1: bilinear sampling is exact on it, so each view pixel tells the
+        // image position it was sampled at.
+        let n = 40;
+        let mut px = vec![0f32; 2 * n * n];
+        for y in 0..n {
+            for x in 0..n {
+                px[y * n + x] = (1000.0 + y as f32).asinh();
+                px[n * n + y * n + x] = (1000.0 + x as f32).asinh();
+            }
+        }
+        let img = Cutout::from_chw(2, n, n, px).unwrap();
+        let c = 24;
+        let with = |mask: f64| {
+            let j = ViewJitter { rotations: true, margin: 0.5, zoom: 0.4, core_mask: mask, ..ViewJitter::REFERENCE };
+            Augment::training(c, NoiseScale::None).with_jitter(j)
+        };
+        let (mut view, mut masked) = (vec![0f32; 2 * c * c], vec![0f32; 2 * c * c]);
+        let (mut smallest, mut largest, mut widest) = (f64::MAX, 0f64, 0f64);
+        for seed in 0..300 {
+            with(1e-300).view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut view).unwrap();
+            let at = |i: usize| ((view[i] as f64).sinh() - 1000.0, (view[c * c + i] as f64).sinh() - 1000.0);
+            // A square grid: one step along a view row moves the same
+            // distance k everywhere, and so does one step down a column.
+            let k = {
+                let (a, b) = (at(0), at(1));
+                (a.0 - b.0).hypot(a.1 - b.1)
+            };
+            for y in 0..c {
+                for x in 0..c {
+                    let p = at(y * c + x);
+                    assert!((0.0..=(n - 1) as f64).contains(&p.0) && (0.0..=(n - 1) as f64).contains(&p.1));
+                    for (q, what) in [(x + 1 < c).then(|| at(y * c + x + 1)), (y + 1 < c).then(|| at((y + 1) * c + x))]
+                        .into_iter()
+                        .zip(["row", "column"])
+                    {
+                        if let Some(q) = q {
+                            let d = (p.0 - q.0).hypot(p.1 - q.1);
+                            assert!((d - k).abs() < 1e-2, "seed {seed}: step {d} along a {what}, {k} elsewhere");
+                        }
+                    }
+                }
+            }
+            assert!(k > 1.0 / 1.4 - 1e-6 && k < 1.4 + 1e-6, "seed {seed}: scale {k}");
+            (smallest, largest) = (smallest.min(k), largest.max(k));
+            // The view's centre moves from the image's by at most the crop
+            // window's half margin (6 view pixels, as without the zoom).
+            let (a, b) = (at(0), at(c * c - 1));
+            for shift in [((a.0 + b.0) / 2.0 - 19.5) / k, ((a.1 + b.1) / 2.0 - 19.5) / k] {
+                assert!(shift.abs() <= 6.0 + 1e-6, "seed {seed}: view centre {shift} view pixels off");
+                widest = widest.max(shift.abs());
+            }
+            // The core mask is a disc around the cutout's centre (19.5, 19.5)
+            // in the image, whatever the zoom.
+            with(0.3).view(&img, &[0.0, 0.0], &mut Rng::new(seed), &mut masked).unwrap();
+            let dist = |i: usize| {
+                let p = at(i);
+                (p.0 - 19.5).hypot(p.1 - 19.5)
+            };
+            let hidden = (0..c * c).filter(|&i| masked[i] == 0.0).map(dist).fold(0.0, f64::max);
+            let kept = (0..c * c).filter(|&i| masked[i] != 0.0).map(dist).fold(f64::MAX, f64::min);
+            assert!(hidden < kept, "seed {seed}: masked to {hidden} px from the centre, kept one at {kept}");
+            assert!(hidden <= 0.3 * c as f64 * k + 1e-9);
+        }
+        assert!(smallest < 0.8 && largest > 1.25, "scales from {smallest} to {largest}");
+        assert!(widest > 4.0, "views shifted by up to {widest} view pixels only");
+        // Surface brightness is kept: a flat image stays flat, at its level.
+        let flat = Cutout::from_chw(1, n, n, vec![2f32.asinh(); n * n]).unwrap();
+        let mut one = vec![0f32; c * c];
+        for seed in 0..20 {
+            with(0.0).view(&flat, &[0.0], &mut Rng::new(seed), &mut one).unwrap();
+            assert!(one.iter().all(|v| (v - 2f32.asinh()).abs() < 1e-5), "seed {seed}");
+        }
+        // A seed repeats its view.
+        let mut again = vec![0f32; 2 * c * c];
+        with(0.3).view(&img, &[0.0, 0.0], &mut Rng::new(9), &mut view).unwrap();
+        with(0.3).view(&img, &[0.0, 0.0], &mut Rng::new(9), &mut again).unwrap();
+        assert_eq!(view, again);
     }
 
     #[test]
@@ -488,6 +829,8 @@ mod tests {
         let a = Augment::training(2, NoiseScale::None).with_jitter(ViewJitter {
             core_mask: 0.0,
             blur: 0.0,
+            neighbours: 0.0,
+            zoom: 0.0,
             rotations: true,
             margin: 0.0,
             flux: 0.0,
@@ -512,7 +855,16 @@ mod tests {
         // one factor per band, k·c_b, with ln k ∈ ±ln 1.5 and ln c_b ∈ ±ln 1.15.
         let x: Vec<f32> = (0..2 * 36).map(|i| (i as f32 - 20.0) * 0.7).collect();
         let img = Cutout::from_chw(2, 6, 6, x.iter().map(|v| v.asinh()).collect()).unwrap();
-        let j = ViewJitter { rotations: false, margin: 0.0, flux: 0.5, colour: 0.15, core_mask: 0.0, blur: 0.0 };
+        let j = ViewJitter {
+            rotations: false,
+            margin: 0.0,
+            flux: 0.5,
+            colour: 0.15,
+            core_mask: 0.0,
+            blur: 0.0,
+            neighbours: 0.0,
+            zoom: 0.0,
+        };
         let a = Augment::training(6, NoiseScale::None).with_jitter(j);
         let mut out = vec![0f32; 72];
         let mut rng = Rng::new(2);

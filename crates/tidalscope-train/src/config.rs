@@ -206,6 +206,11 @@ pub struct FinetuneConfig {
     pub split: SplitSpec,
     /// Augmentation noise when fine-tuning.
     pub noise: NoiseScale,
+    /// How the training views of fine-tuning and scratch differ beyond the
+    /// reference's flips, shift and noise (never a core or neighbour mask:
+    /// the classifier sees whole cutouts at inference).
+    #[serde(default)]
+    pub jitter: ViewJitter,
     /// Seed.
     pub seed: u64,
     /// What runs the encoder (`auto`: the fast CPU kernels on the CPU);
@@ -244,6 +249,7 @@ impl Default for FinetuneConfig {
             labels: 0,
             split: SplitSpec::Stratified { val: 0.1, test: 0.2 },
             noise: NoiseScale::Reference,
+            jitter: ViewJitter::REFERENCE,
             seed: 1,
             kernels: Kernels::Auto,
         }
@@ -267,11 +273,34 @@ mod tests {
         let mut text = toml::to_string(&PretrainConfig::quick()).unwrap();
         text = text
             .lines()
-            .filter(|l| !l.starts_with("core_mask") && !l.starts_with("blur"))
+            .filter(|l| {
+                !l.starts_with("core_mask")
+                    && !l.starts_with("blur")
+                    && !l.starts_with("neighbours")
+                    && !l.starts_with("zoom")
+            })
             .collect::<Vec<_>>()
             .join("\n");
         let old: PretrainConfig = toml::from_str(&text).unwrap();
         assert_eq!(old.jitter.core_mask, 0.0);
         assert_eq!(old.jitter.blur, 0.0, "nor the seeing jitter, which came later");
+        assert_eq!(old.jitter.neighbours, 0.0, "nor the neighbour mask, later still");
+        assert_eq!(old.jitter.zoom, 0.0);
+    }
+
+    #[test]
+    fn a_finetune_config_written_before_its_views_were_a_setting_reads_back_with_the_reference_views() {
+        let mut cfg = FinetuneConfig::for_mode(Mode::Finetune);
+        cfg.jitter = ViewJitter { rotations: true, flux: 0.5, ..ViewJitter::REFERENCE };
+        let text = toml::to_string(&cfg).unwrap();
+        let back: FinetuneConfig = toml::from_str(&text).unwrap();
+        assert_eq!(back, cfg, "the views round-trip");
+        // Older run folders have no [jitter] table: the views they trained
+        // with were the reference's.
+        let table = text.find("[jitter]").expect("a jitter table");
+        let end = text[table + 1..].find("\n[").map_or(text.len(), |e| table + 1 + e);
+        let old: FinetuneConfig = toml::from_str(&format!("{}{}", &text[..table], &text[end..])).unwrap();
+        assert_eq!(old.jitter, ViewJitter::REFERENCE);
+        assert_eq!(FinetuneConfig::default().jitter, ViewJitter::REFERENCE);
     }
 }

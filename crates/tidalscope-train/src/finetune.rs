@@ -6,7 +6,8 @@
 //!   cross-validation on the training labels alone — no labelled data
 //!   beyond those given is used; then folded into the Dense(1) head;
 //! * **fine-tuning** everything (the reference's choice, with its
-//!   augmentations) with binary cross-entropy and Adam, starting the head
+//!   augmentations, or with stronger views: [`FinetuneConfig::jitter`])
+//!   with binary cross-entropy and Adam, starting the head
 //!   from that probe (linear probing then fine-tuning, Kumar et al. 2022,
 //!   so the encoder is not pulled around by a random head);
 //! * **scratch**: the same architecture from random weights.
@@ -87,6 +88,14 @@ pub fn finetune(
     reporter: &dyn Reporter,
 ) -> Result<FinetuneSummary> {
     let t0 = std::time::Instant::now();
+    if cfg.jitter.core_mask > 0.0 || cfg.jitter.neighbours > 0.0 {
+        // A classifier sees whole cutouts at inference: training it on
+        // masked ones would teach it to ignore what it is asked about.
+        return Err(crate::TrainError::Other(format!(
+            "finetune views must not mask the image (core mask {}, neighbour mask {}): set both to 0",
+            cfg.jitter.core_mask, cfg.jitter.neighbours
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
@@ -190,7 +199,7 @@ pub fn finetune(
             let adam = AdamSettings { l2: cfg.weight_decay };
             let mut optim = adam.burn();
             let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam);
-            let aug = Augment::training(crop, cfg.noise);
+            let aug = Augment::training(crop, cfg.noise).with_jitter(cfg.jitter);
             let sigma = bundle.preprocess.normalisation.sigma.clone();
             let train_imgs = images(&splits.train);
             let val_imgs = images(&splits.val);

@@ -106,10 +106,12 @@ fn pretraining_from_images_kept_in_memory_gives_the_streamed_run_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 24, 32);
     let dev = burn::prelude::Device::flex();
-    // Strong views with the seeing jitter, so the replayed images go
-    // through every augmentation; a selection (20 of 24 images).
+    // Strong views with every optional jitter on (seeing, neighbour mask,
+    // zoom), so the replayed images go through every augmentation; a
+    // selection (20 of 24 images).
     let base = tiny();
-    let cfg = PretrainConfig { max_images: 20, jitter: ViewJitter { blur: 1.0, ..base.jitter }, ..base };
+    let jitter = ViewJitter { blur: 1.0, neighbours: 0.5, zoom: 0.3, ..base.jitter };
+    let cfg = PretrainConfig { max_images: 20, jitter, ..base };
     let (kept, streamed) = (dir.path().join("kept"), dir.path().join("streamed"));
     let run = |out: &Path, bytes: usize| {
         let lines = Lines::default();
@@ -172,6 +174,13 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     let unlabelled = open(&npy, &OpenOptions::default()).unwrap();
     let e = run(&enc, unlabelled.as_ref(), "x4");
     assert!(e.contains("no labelled objects"), "{e}");
+    // views that mask the image a classifier will see whole
+    let masked = FinetuneConfig { jitter: ViewJitter { core_mask: 0.25, ..ViewJitter::REFERENCE }, ..cfg.clone() };
+    let e = finetune::finetune(&masked, &enc, &[data.as_ref()], &[], &dir.path().join("x5"), &dev, &Quiet)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("must not mask") && e.contains("core mask 0.25"), "{e}");
     // and the happy path writes what the reference wrote
     finetune::finetune(&cfg, &enc, &[data.as_ref()], &[dir.path().join("data")], &dir.path().join("ok"), &dev, &Quiet)
         .unwrap();
