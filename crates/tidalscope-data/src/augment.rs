@@ -159,6 +159,13 @@ const NEIGHBOUR_SIGMA: (f64, f64) = (3.0, 10.0);
 /// an elongated host leaves lobes that start next to its centre, not on it.
 const TARGET_RADIUS: f64 = 2.0;
 
+/// Pixel `i` of a `c`×`c` image and its (up to) 8 neighbours, row by row.
+fn around(i: usize, c: usize) -> impl Iterator<Item = usize> {
+    let (y, x) = (i / c, i % c);
+    (y.saturating_sub(1)..=(y + 1).min(c - 1))
+        .flat_map(move |ny| (x.saturating_sub(1)..=(x + 1).min(c - 1)).map(move |nx| ny * c + nx))
+}
+
 /// The compact bright sources of a `c`×`c` view other than its target:
 /// 8-connected groups of at most `max_area` pixels with `level` ≥ `lo`
 /// whose brightest pixel reaches `hi`, leaving out any group with a pixel
@@ -186,14 +193,10 @@ fn neighbour_sources(
             group.push(i);
             peak = peak.max(level[i]);
             target |= ((i / c) as f64 - centre.0).hypot((i % c) as f64 - centre.1) <= TARGET_RADIUS;
-            let (y, x) = (i / c, i % c);
-            for ny in y.saturating_sub(1)..=(y + 1).min(c - 1) {
-                for nx in x.saturating_sub(1)..=(x + 1).min(c - 1) {
-                    let j = ny * c + nx;
-                    if !seen[j] && level[j] >= lo {
-                        seen[j] = true;
-                        stack.push(j);
-                    }
+            for j in around(i, c) {
+                if !seen[j] && level[j] >= lo {
+                    seen[j] = true;
+                    stack.push(j);
                 }
             }
         }
@@ -401,53 +404,8 @@ impl Augment {
                 let taps: Vec<f32> = (-r..=r).map(|d| (-(d * d) as f64 / (2.0 * sigma * sigma)).exp() as f32).collect();
                 (taps, vec![0f32; c * c])
             });
-        // Sky laid over some of the neighbours, found in the brightest band
-        // of each view pixel (in σ_b: x / σ_b = 3 sinh v) above the median
-        // at its distance from the target, so that the host's own light
-        // does not join everything around it into one source.
-        let hidden = (self.random && j.neighbours > 0.0).then(|| {
-            let (fy, fx) =
-                (|y: usize| if flip_y { c - 1 - y } else { y }, |x: usize| if flip_x { c - 1 - x } else { x });
-            let mut level = vec![f32::MIN; c * c];
-            for b in 0..img.bands() {
-                let src = img.band(b);
-                for y in 0..c {
-                    for x in 0..c {
-                        let (ty, tx) = if transpose { (x, y) } else { (y, x) };
-                        let v = 3.0 * src[(y0 + fy(ty)) * w + x0 + fx(tx)].sinh();
-                        // NaN stays out: it is never a source.
-                        if v > level[y * c + x] {
-                            level[y * c + x] = v;
-                        }
-                    }
-                }
-            }
-            let ring = |i: usize| ((i / c) as f64 - cy).hypot((i % c) as f64 - cx).round() as usize;
-            let mut rings: Vec<Vec<f32>> =
-                vec![Vec::new(); ring(0).max(ring(c - 1)).max(ring(c * c - c)).max(ring(c * c - 1)) + 1];
-            for (i, v) in level.iter().enumerate() {
-                if v.is_finite() && *v > f32::MIN {
-                    rings[ring(i)].push(*v);
-                }
-            }
-            let floor: Vec<f32> = rings.iter_mut().map(|r| tidalscope_core::stats::median(r).unwrap_or(0.0)).collect();
-            level.iter_mut().enumerate().for_each(|(i, v)| *v -= floor[ring(i)]);
-            let mut hidden = vec![false; c * c];
-            let (lo, hi) = (NEIGHBOUR_SIGMA.0 as f32, NEIGHBOUR_SIGMA.1 as f32);
-            for source in neighbour_sources(&level, c, (cy, cx), lo, hi, c * c / 16) {
-                if rng.bernoulli(j.neighbours) {
-                    for i in source {
-                        let (y, x) = (i / c, i % c);
-                        for ny in y.saturating_sub(1)..=(y + 1).min(c - 1) {
-                            for nx in x.saturating_sub(1)..=(x + 1).min(c - 1) {
-                                hidden[ny * c + nx] = true;
-                            }
-                        }
-                    }
-                }
-            }
-            hidden
-        });
+        // Every band cropped, flipped and rotated into `out`; the per-band
+        // work below draws its random numbers after the neighbours'.
         for b in 0..img.bands() {
             let src = img.band(b);
             let dst = &mut out[b * c * c..(b + 1) * c * c];
@@ -471,6 +429,42 @@ impl Augment {
                     }
                 }
             }
+        }
+        // Sky laid over some of the neighbours, found in the brightest band
+        // of each view pixel (in σ_b: x / σ_b = 3 sinh v) above the median
+        // at its distance from the target, so that the host's own light
+        // does not join everything around it into one source.
+        let hidden = (self.random && j.neighbours > 0.0).then(|| {
+            let mut level = vec![f32::MIN; c * c];
+            for band in out.chunks_exact(c * c) {
+                for (l, v) in level.iter_mut().zip(band) {
+                    let v = 3.0 * v.sinh();
+                    // NaN stays out: it is never a source.
+                    if v > *l {
+                        *l = v;
+                    }
+                }
+            }
+            let ring = |i: usize| ((i / c) as f64 - cy).hypot((i % c) as f64 - cx).round() as usize;
+            let mut rings: Vec<Vec<f32>> =
+                vec![Vec::new(); ring(0).max(ring(c - 1)).max(ring(c * c - c)).max(ring(c * c - 1)) + 1];
+            for (i, v) in level.iter().enumerate() {
+                if v.is_finite() && *v > f32::MIN {
+                    rings[ring(i)].push(*v);
+                }
+            }
+            let floor: Vec<f32> = rings.iter_mut().map(|r| tidalscope_core::stats::median(r).unwrap_or(0.0)).collect();
+            level.iter_mut().enumerate().for_each(|(i, v)| *v -= floor[ring(i)]);
+            let mut hidden = vec![false; c * c];
+            let (lo, hi) = (NEIGHBOUR_SIGMA.0 as f32, NEIGHBOUR_SIGMA.1 as f32);
+            for source in neighbour_sources(&level, c, (cy, cx), lo, hi, c * c / 16) {
+                if rng.bernoulli(j.neighbours) {
+                    source.iter().flat_map(|&i| around(i, c)).for_each(|k| hidden[k] = true);
+                }
+            }
+            hidden
+        });
+        for (b, dst) in out.chunks_exact_mut(c * c).enumerate() {
             if rescale || blur.is_some() {
                 let k = if rescale { (gain + log_uniform(rng, j.colour)).exp() as f32 } else { 1.0 };
                 // v = asinh(x / 3σ_b): scaling and convolving the flux x
@@ -509,6 +503,17 @@ impl Augment {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `n`×`n` two-band image whose pixel (y, x) holds `f(y, x)`.
+    fn two_bands(n: usize, f: impl Fn(usize, usize) -> (f32, f32)) -> Cutout {
+        let mut px = vec![0f32; 2 * n * n];
+        for y in 0..n {
+            for x in 0..n {
+                (px[y * n + x], px[n * n + y * n + x]) = f(y, x);
+            }
+        }
+        Cutout::from_chw(2, n, n, px).unwrap()
+    }
 
     #[test]
     fn the_core_mask_covers_the_cutout_centre_wherever_the_view_puts_it() {
@@ -557,26 +562,21 @@ mod tests {
         // extended bright patch (80 px at 15σ: not compact). Band 1 (always
         // below band 0, so it never decides) tells each view pixel's source.
         let n = 24;
-        let mut px = vec![0f32; 2 * n * n];
-        for y in 0..n {
-            for x in 0..n {
-                // Elongated along x: the median at each distance leaves two
-                // bright lobes on either side of the centre, which are the
-                // target, not neighbours.
-                let r2 = (y as f64 - 11.5).powi(2) / 2.0 + (x as f64 - 11.5).powi(2) / 12.5;
-                let mut sigmas = 200.0 * (-r2).exp();
-                if (2..5).contains(&y) && (17..20).contains(&x) {
-                    sigmas = 40.0;
-                } else if (19..22).contains(&y) && (2..10).contains(&x) {
-                    sigmas = 6.0;
-                } else if (0..8).contains(&y) && (0..10).contains(&x) {
-                    sigmas = 15.0;
-                }
-                px[y * n + x] = (sigmas / 3.0).asinh() as f32;
-                px[n * n + y * n + x] = -((1 + y * n + x) as f32) / 1000.0;
+        let img = two_bands(n, |y, x| {
+            // Elongated along x: the median at each distance leaves two
+            // bright lobes on either side of the centre, which are the
+            // target, not neighbours.
+            let r2 = (y as f64 - 11.5).powi(2) / 2.0 + (x as f64 - 11.5).powi(2) / 12.5;
+            let mut sigmas = 200.0 * (-r2).exp();
+            if (2..5).contains(&y) && (17..20).contains(&x) {
+                sigmas = 40.0;
+            } else if (19..22).contains(&y) && (2..10).contains(&x) {
+                sigmas = 6.0;
+            } else if (0..8).contains(&y) && (0..10).contains(&x) {
+                sigmas = 15.0;
             }
-        }
-        let img = Cutout::from_chw(2, n, n, px).unwrap();
+            ((sigmas / 3.0).asinh() as f32, -((1 + y * n + x) as f32) / 1000.0)
+        });
         let j = ViewJitter { rotations: true, margin: 0.0, neighbours: 0.5, ..ViewJitter::REFERENCE };
         let a = Augment::training(n, NoiseScale::None).with_jitter(j);
         let mut out = vec![0f32; 2 * n * n];
@@ -619,14 +619,7 @@ mod tests {
         // 1: bilinear sampling is exact on it, so each view pixel tells the
         // image position it was sampled at.
         let n = 40;
-        let mut px = vec![0f32; 2 * n * n];
-        for y in 0..n {
-            for x in 0..n {
-                px[y * n + x] = (1000.0 + y as f32).asinh();
-                px[n * n + y * n + x] = (1000.0 + x as f32).asinh();
-            }
-        }
-        let img = Cutout::from_chw(2, n, n, px).unwrap();
+        let img = two_bands(n, |y, x| ((1000.0 + y as f32).asinh(), (1000.0 + x as f32).asinh()));
         let c = 24;
         let with = |mask: f64| {
             let j = ViewJitter { rotations: true, margin: 0.5, zoom: 0.4, core_mask: mask, ..ViewJitter::REFERENCE };
