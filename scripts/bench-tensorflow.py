@@ -5,7 +5,7 @@ Same network (pre-activation bottleneck ResNet of Desmons et al. 2023, 615,312
 trainable parameters with 5 bands; `--width` scales its channels as tidalscope's
 `--width` does, round(c * width)), same input (96x96x5, batch 32), same work per
 step: training = forward + backward + Adam on mean(output^2), inference =
-forward in inference mode. `--preset quick|paper` takes the width, view size and
+forward in inference mode; images/s from the median step. `--preset quick|paper` takes the width, view size and
 batch of that pretraining preset, as `tidalscope bench encoder --preset` does.
 Not part of the tests; needs `pip install tensorflow-cpu`.
 
@@ -81,11 +81,15 @@ def main():
         return model(x, training=False)
 
     def timed(step):
+        # The median step, as `tidalscope bench encoder` takes: the machine's
+        # speed swings within seconds, and a median ignores the odd slow spell.
         step(x).numpy()  # warm-up (and tracing)
-        t0 = time.perf_counter()
+        times = []
         for _ in range(a.steps):
+            t0 = time.perf_counter()
             step(x).numpy()
-        return a.steps * a.batch / (time.perf_counter() - t0)
+            times.append(time.perf_counter() - t0)
+        return a.batch / float(np.median(times))
 
     print(f"tensorflow {tf.__version__}: {model.count_params()} parameters, "
           f"width {a.width}, {a.size}x{a.size}x{a.bands}, batch {a.batch}, {a.steps} timed steps")

@@ -179,8 +179,16 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         println!("{name} infer: {infer:.2} images/s (forward only, inference mode{})", frac(infer, 1.0));
     };
     if on_cpu && args.kernels != "burn" {
-        let (train_secs, infer_secs) = time_fast(&net, &input, &shape);
+        let [[train_secs, infer_secs], [direct_train, direct_infer]] = time_fast(&net, &input, &shape);
         report("fast", train_secs, infer_secs);
+        let gain = |secs: f64, direct: f64| format!("{:+.0}%", 100.0 * (direct / secs - 1.0));
+        println!(
+            "fast without Winograd: train {:.2}, infer {:.2} images/s (every convolution a direct product; run in turn with the lines above, which are {} and {})",
+            images / direct_train,
+            images / direct_infer,
+            gain(train_secs, direct_train),
+            gain(infer_secs, direct_infer)
+        );
     }
     if !on_cpu || args.kernels != "fast" {
         let (train_secs, infer_secs) = time_burn(&cfg, &input, &shape, &device);
@@ -198,22 +206,54 @@ struct Shape {
     steps: usize,
 }
 
-/// Seconds for `shape.steps` training and inference steps on the fast kernels
-/// (loss: mean of the squared output, as in [`time_burn`]).
-fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> (f64, f64) {
+/// Seconds on the fast kernels for `shape.steps` training steps (loss: mean
+/// of the squared output, as in [`time_burn`]) and as many inference steps,
+/// each with and without the Winograd convolutions: `[[train, infer] with,
+/// [train, infer] without]`, from the median step of the two run in turn.
+fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> [[f64; 2]; 2] {
     use tidalscope_model::fast::{Inference, Trainer};
     let (b, s) = (shape.batch, shape.size);
-    let mut trainer = Trainer::new(net.clone(), Default::default());
-    let mut train_step = || {
+    let step = |trainer: &mut Trainer| {
         let out = trainer.forward(0, input, b, s, s);
         let scale = 2.0 / out.len() as f32;
         let dout: Vec<f32> = out.iter().map(|v| v * scale).collect();
         trainer.backward(&[&dout]);
         trainer.step(1e-3);
     };
-    let train_secs = timed(shape.steps, &mut train_step);
-    let inference = Inference::new(&trainer.net);
-    (train_secs, timed(shape.steps, || drop(inference.forward(input, b, s, s))))
+    let mut fast = Trainer::new(net.clone(), Default::default());
+    let mut direct = Trainer::without_winograd(net.clone(), Default::default());
+    let train = interleaved(shape.steps, &mut [&mut || step(&mut fast), &mut || step(&mut direct)]);
+    let (fast, direct) = (Inference::new(&fast.net), Inference::without_winograd(&direct.net));
+    let infer = interleaved(
+        shape.steps,
+        &mut [&mut || drop(fast.forward(input, b, s, s)), &mut || drop(direct.forward(input, b, s, s))],
+    );
+    [[train[0], infer[0]], [train[1], infer[1]]]
+}
+
+/// Seconds for `steps` calls of each of `fs`, from the median of `steps`
+/// timed calls of each, made in turn after one untimed warm-up call each:
+/// this machine's speed drifts by tens of percent within seconds, and
+/// alternating calls with a median compares the two under the same drift
+/// and ignores the odd slow spell.
+fn interleaved(steps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+    fs.iter_mut().for_each(|f| f());
+    let mut times = vec![Vec::with_capacity(steps); fs.len()];
+    for _ in 0..steps {
+        for (f, t) in fs.iter_mut().zip(&mut times) {
+            let t0 = std::time::Instant::now();
+            f();
+            t.push(t0.elapsed().as_secs_f64());
+        }
+    }
+    times
+        .into_iter()
+        .map(|mut t| {
+            t.sort_by(f64::total_cmp);
+            let median = if steps % 2 == 1 { t[steps / 2] } else { 0.5 * (t[steps / 2 - 1] + t[steps / 2]) };
+            median * steps as f64
+        })
+        .collect()
 }
 
 /// Seconds for `steps` calls of `step`, after one untimed warm-up call.

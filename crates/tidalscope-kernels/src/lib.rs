@@ -2,8 +2,10 @@
 //! `tidalscope-model`'s pre-activation bottleneck ResNet written directly on
 //! NHWC buffers (channels last, so a convolution is one cache-blocked GEMM
 //! per image and a 1×1 convolution needs no copy at all), with BatchNorm
-//! folded into the convolutions at inference, fused BatchNorm-ReLU passes in
-//! training, hand-written backward passes and buffers reused between steps.
+//! folded into the convolutions at inference, the wider 3×3 stride-1
+//! convolutions in the Winograd domain ([`winograd`]), fused BatchNorm-ReLU
+//! passes in training, hand-written backward passes and buffers reused
+//! between steps.
 //!
 //! burn's CPU backend runs the same network several times slower than
 //! TensorFlow; these kernels are the fast path behind `tidalscope-model`'s
@@ -30,3 +32,4 @@ pub mod gemm;
 pub mod norm;
 pub mod resnet;
 mod simd;
+pub mod winograd;

@@ -13,6 +13,7 @@ use crate::conv::Conv;
 use crate::gemm::{matmul, MatRef, Threads};
 use crate::norm::{BatchNorm, BatchStats};
 use crate::simd;
+use crate::winograd::Winograd;
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -169,10 +170,12 @@ struct Folded {
     conv: Conv,
     weight: Vec<f32>,
     bias: Option<Vec<f32>>,
+    /// The same weights in the Winograd domain, where that is faster.
+    winograd: Option<Winograd>,
 }
 
 impl Folded {
-    fn new(layer: &ConvLayer, bn: Option<&BatchNorm>) -> Self {
+    fn new(layer: &ConvLayer, bn: Option<&BatchNorm>, winograd: bool) -> Self {
         let mut weight = layer.weight.clone();
         let bias = bn.map(|bn| {
             let (scale, shift) = bn.inference_affine();
@@ -183,7 +186,16 @@ impl Folded {
             }
             shift
         });
-        Self { conv: layer.conv, weight, bias }
+        let winograd = (winograd && Winograd::pays(&layer.conv)).then(|| Winograd::new(&layer.conv, &weight));
+        Self { conv: layer.conv, weight, bias, winograd }
+    }
+
+    /// `y = conv(x)` for one image (before the bias).
+    fn forward_image(&self, x: &[f32], h: usize, w: usize, y: &mut [f32], accumulate: bool, threads: Threads) {
+        match &self.winograd {
+            Some(wg) => wg.forward_image(x, h, w, y, accumulate, threads),
+            None => self.conv.forward_image(x, h, w, &self.weight, y, accumulate, threads),
+        }
     }
 }
 
@@ -226,8 +238,10 @@ pub enum Layer {
 
 /// A trained network prepared for inference: every BatchNorm that follows a
 /// convolution or dense layer folded into it, the others reduced to one
-/// affine map; images run through the whole network one per thread.
-/// Equivalent to the network's inference mode up to float rounding.
+/// affine map; the 3×3 stride-1 convolutions on 32 channels or more in
+/// the Winograd domain ([`crate::winograd`]); images run through the whole
+/// network one per thread. Equivalent to the network's inference mode up
+/// to float rounding.
 #[derive(Clone, Debug)]
 pub struct Inference {
     bands: usize,
@@ -240,15 +254,27 @@ pub struct Inference {
 impl Inference {
     /// Folds `net`'s running statistics into its layers.
     pub fn new(net: &ResNet) -> Self {
+        Self::build(net, true)
+    }
+
+    /// [`new`](Self::new) with every convolution a direct product (on
+    /// im2col's patches where k > 1), none in the Winograd domain: the reference the fast path is tested
+    /// and timed against.
+    pub fn without_winograd(net: &ResNet) -> Self {
+        Self::build(net, false)
+    }
+
+    fn build(net: &ResNet, winograd: bool) -> Self {
         let dense = |d: &Dense, bn: &BatchNorm| {
             Folded::new(
                 &ConvLayer { conv: Conv { k: 1, stride: 1, cin: d.inputs, cout: d.outputs }, weight: d.weight.clone() },
                 Some(bn),
+                false,
             )
         };
         Self {
             bands: net.bands(),
-            stem: Folded::new(&net.stem, Some(&net.stem_bn)),
+            stem: Folded::new(&net.stem, Some(&net.stem_bn), winograd),
             blocks: net
                 .blocks
                 .iter()
@@ -257,10 +283,10 @@ impl Inference {
                     FoldedBlock {
                         in_scale,
                         in_shift,
-                        a: Folded::new(&b.conv_a, Some(&b.bn_a)),
-                        b: Folded::new(&b.conv_b, Some(&b.bn_b)),
-                        c: Folded::new(&b.conv_c, None),
-                        shortcut: b.shortcut.as_ref().map(|s| Folded::new(s, None)),
+                        a: Folded::new(&b.conv_a, Some(&b.bn_a), false),
+                        b: Folded::new(&b.conv_b, Some(&b.bn_b), winograd),
+                        c: Folded::new(&b.conv_c, None, false),
+                        shortcut: b.shortcut.as_ref().map(|s| Folded::new(s, None, false)),
                     }
                 })
                 .collect(),
@@ -272,6 +298,12 @@ impl Inference {
     /// Size of the representation.
     pub fn repr_dim(&self) -> usize {
         self.dense2.conv.cout
+    }
+
+    /// How many convolutions run in the Winograd domain.
+    pub fn winograd_layers(&self) -> usize {
+        let blocks = self.blocks.iter().flat_map(|b| [&b.a, &b.b, &b.c].into_iter().chain(&b.shortcut));
+        std::iter::once(&self.stem).chain(blocks).filter(|f| f.winograd.is_some()).count()
     }
 
     /// Size of the activations of `layer`.
@@ -327,7 +359,7 @@ impl Inference {
         let conv = |f: &Folded, x: &[f32], h: usize, w: usize, y: &mut Vec<f32>, relu: bool| {
             let (ho, wo) = f.conv.out_size(h, w);
             y.resize(ho * wo * f.conv.cout, 0.0);
-            f.conv.forward_image(x, h, w, &f.weight, y, false, threads);
+            f.forward_image(x, h, w, y, false, threads);
             match &f.bias {
                 Some(bias) => simd::bias_rows(y, bias, relu),
                 // Only the shortcut projections are bare, and they have no ReLU.
@@ -345,10 +377,10 @@ impl Inference {
             match &b.shortcut {
                 Some(s) => {
                     conv(s, &ws.x, h, w, &mut ws.out, false);
-                    b.c.conv.forward_image(&ws.b, ho, wo, &b.c.weight, &mut ws.out, true, threads);
+                    b.c.forward_image(&ws.b, ho, wo, &mut ws.out, true, threads);
                     std::mem::swap(&mut ws.x, &mut ws.out);
                 }
-                None => b.c.conv.forward_image(&ws.b, ho, wo, &b.c.weight, &mut ws.x, true, threads),
+                None => b.c.forward_image(&ws.b, ho, wo, &mut ws.x, true, threads),
             }
             (h, w) = (ho, wo);
         }
@@ -388,6 +420,22 @@ struct BlockTape {
     b: Vec<f32>,
     tb: Vec<f32>,
     s_b: BatchStats,
+    /// conv_b and its input gradient in the Winograd domain, where that
+    /// pays (its weight gradient then is too): this step's weights,
+    /// transformed in the forward pass and in the backward pass (buffers
+    /// reused between steps).
+    winograd: Option<Winograd>,
+    winograd_back: Option<Winograd>,
+}
+
+/// Loads `weight` into the Winograd form of `conv` held in `slot` (made by
+/// `make` the first time).
+fn load_winograd<'a>(slot: &'a mut Option<Winograd>, weight: &[f32], make: impl FnOnce() -> Winograd) -> &'a Winograd {
+    match slot {
+        Some(wg) => wg.load(weight),
+        None => *slot = Some(make()),
+    }
+    slot.as_ref().expect("just set")
 }
 
 /// The activations of a training forward pass, kept for the backward pass
@@ -414,6 +462,22 @@ pub struct Tape {
     g1: Vec<f32>,
     g2: Vec<f32>,
     g3: Vec<f32>,
+    /// Every convolution as a direct product, none in the Winograd domain.
+    direct: bool,
+}
+
+impl Tape {
+    /// A tape whose passes compute every convolution as a direct product,
+    /// none in the Winograd domain: the reference the fast path is tested
+    /// and timed against.
+    pub fn direct() -> Self {
+        Self { direct: true, ..Self::default() }
+    }
+
+    /// Whether conv_b of a block runs in the Winograd domain on this tape.
+    fn winograd(&self, conv: &Conv) -> bool {
+        !self.direct && Winograd::pays(conv)
+    }
 }
 
 fn resized(v: &mut Vec<f32>, len: usize) -> &mut Vec<f32> {
@@ -472,7 +536,12 @@ impl ResNet {
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
-            cb.forward(&bt.ta, n, h, w, &b.conv_b.weight, &mut bt.b, false);
+            if !tape.direct && Winograd::pays(cb) {
+                let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
+                wg.forward(&bt.ta, n, h, w, &mut bt.b, false);
+            } else {
+                cb.forward(&bt.ta, n, h, w, &b.conv_b.weight, &mut bt.b, false);
+            }
             resized(&mut bt.tb, bt.b.len());
             bt.s_b = b.bn_b.forward_train(&bt.b, true, &mut bt.tb);
             let cc = &b.conv_c.conv;
@@ -545,6 +614,12 @@ impl ResNet {
         });
         let mut dx = std::mem::take(&mut t.g3);
         for (i, b) in self.blocks.iter().enumerate().rev() {
+            let cb = &b.conv_b.conv;
+            let winograd = t.winograd(cb);
+            if winograd {
+                let w = &b.conv_b.weight;
+                load_winograd(&mut t.blocks[i].winograd_back, w, || Winograd::for_input_gradient(cb, w));
+            }
             let bt = &t.blocks[i];
             let gb = &mut grads.blocks[i];
             let (h, w) = (bt.h, bt.w);
@@ -556,9 +631,16 @@ impl ResNet {
             resized(&mut t.g1, bt.b.len());
             b.bn_b.backward(&bt.b, &bt.s_b, true, &t.g0, &mut t.g1, false, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
             // conv_b (strided), then bn_a.
-            b.conv_b.conv.backward_weight(&bt.ta, n, h, w, &t.g1, &mut gb.conv_b.weight);
+            if winograd {
+                Winograd::weight_gradient(cb, &bt.ta, n, h, w, &t.g1, &mut gb.conv_b.weight);
+            } else {
+                cb.backward_weight(&bt.ta, n, h, w, &t.g1, &mut gb.conv_b.weight);
+            }
             resized(&mut t.g0, bt.ta.len());
-            b.conv_b.conv.backward_input(&t.g1, n, h, w, &b.conv_b.weight, &mut t.g0, false);
+            match &bt.winograd_back {
+                Some(wg) if winograd => wg.forward(&t.g1, n, h, w, &mut t.g0, false),
+                _ => cb.backward_input(&t.g1, n, h, w, &b.conv_b.weight, &mut t.g0, false),
+            }
             resized(&mut t.g1, bt.a.len());
             b.bn_a.backward(&bt.a, &bt.s_a, true, &t.g0, &mut t.g1, false, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
             // conv_a, then bn_in into dx.
@@ -607,6 +689,8 @@ pub struct Trainer {
     view_grads: Option<ResNet>,
     /// Whether `grads` holds a backward pass not yet stepped on.
     fresh_grads: bool,
+    /// Every convolution as a direct product ([`Tape::direct`]).
+    direct: bool,
 }
 
 impl Trainer {
@@ -615,14 +699,22 @@ impl Trainer {
         let mut grads = net.clone();
         grads.params_mut().into_iter().for_each(|g| g.fill(0.0));
         let moments = vec![Moments::default(); net.params().len()];
-        Self { net, grads, adam, moments, tapes: Vec::new(), view_grads: None, fresh_grads: false }
+        Self { net, grads, adam, moments, tapes: Vec::new(), view_grads: None, fresh_grads: false, direct: false }
+    }
+
+    /// [`new`](Self::new) with every convolution as a direct product, none
+    /// in the Winograd domain: the reference the fast path is tested and
+    /// timed against.
+    pub fn without_winograd(net: ResNet, adam: AdamConfig) -> Self {
+        Self { direct: true, ..Self::new(net, adam) }
     }
 
     /// Training forward pass of view number `view` (0, 1, …; see
     /// [`ResNet::forward_train`]). Views are kept until [`backward`](Self::backward).
     pub fn forward(&mut self, view: usize, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
         if self.tapes.len() <= view {
-            self.tapes.resize_with(view + 1, Tape::default);
+            let direct = self.direct;
+            self.tapes.resize_with(view + 1, || if direct { Tape::direct() } else { Tape::default() });
         }
         self.net.forward_train(x, n, h, w, &mut self.tapes[view])
     }

@@ -221,6 +221,61 @@ multiversion! {
     }
 }
 
+multiversion! {
+    /// Winograd F(2×2, 3×3) input transform of a block of tiles
+    /// ([`crate::winograd`]).
+    fn winograd_input(
+        x: &[f32],
+        h: usize,
+        w: usize,
+        c: usize,
+        grid: (usize, usize),
+        t0: usize,
+        n: usize,
+        d: &mut [f32],
+        v: &mut [f32],
+    ) {
+        crate::winograd::input_tiles(x, h, w, c, grid, t0, n, d, v)
+    }
+}
+
+multiversion! {
+    /// Winograd F(2×2, 3×3) output transform of a block of tiles
+    /// ([`crate::winograd`]).
+    fn winograd_output(
+        m: &[f32],
+        h: usize,
+        w: usize,
+        c: usize,
+        grid: (usize, usize),
+        t0: usize,
+        n: usize,
+        s: &mut [f32],
+        y: &mut [f32],
+        accumulate: bool,
+    ) {
+        crate::winograd::output_tiles(m, h, w, c, grid, t0, n, s, y, accumulate)
+    }
+}
+
+multiversion! {
+    /// Winograd F(2×2, 3×3) transform of the output gradients of a block of
+    /// tiles, for the weight gradient ([`crate::winograd`]).
+    fn winograd_gradient(
+        dy: &[f32],
+        h: usize,
+        w: usize,
+        c: usize,
+        grid: (usize, usize),
+        t0: usize,
+        n: usize,
+        s: &mut [f32],
+        g: &mut [f32],
+    ) {
+        crate::winograd::gradient_tiles(dy, h, w, c, grid, t0, n, s, g)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -56,7 +56,7 @@ pub const BATCH: usize = 64;
 /// What runs a [`Predictor`]'s network.
 enum Engine {
     /// The fast CPU kernels, BatchNorm folded once.
-    Fast(fast::Inference),
+    Fast(Box<fast::Inference>),
     /// burn, on any device.
     Burn(Box<Encoder>, Device),
 }
@@ -79,7 +79,7 @@ impl Predictor {
     pub fn encoder(encoder: &Encoder, crop: usize, device: &Device) -> Self {
         let bands = encoder.stem.weight.dims()[1];
         let engine = if fast::enabled_on(device) {
-            Engine::Fast(fast::Inference::new(&fast::to_resnet(encoder)))
+            Engine::Fast(Box::new(fast::Inference::new(&fast::to_resnet(encoder))))
         } else {
             Engine::Burn(Box::new(encoder.clone()), device.clone())
         };

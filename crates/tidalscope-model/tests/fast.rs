@@ -2,7 +2,8 @@
 //! inference outputs, training outputs, running statistics, every
 //! parameter's gradient and one Adam step, on odd image sizes (so "same"
 //! padding is asymmetric and strided layers round up), with strides 1 and
-//! 2 (the architecture has both) and batches of 1 and 7.
+//! 2 (the architecture has both) and batches of 1 and 7, with the 3×3
+//! convolutions on 32 channels in the Winograd domain.
 
 use burn::module::Param;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -10,6 +11,7 @@ use burn::prelude::*;
 use tidalscope_core::Rng;
 use tidalscope_kernels::adam;
 use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer};
+use tidalscope_kernels::winograd::Winograd;
 use tidalscope_model::fast::{self, Kernels, ReadParam};
 use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, Encoder, EncoderConfig};
@@ -100,6 +102,43 @@ fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
     }
 }
 
+/// The 3×3 convolutions on 32 channels or more run in the Winograd domain
+/// (here the last stage's identity block); the network's output stays that
+/// of the plain path (inference runs one image per thread: batches of one
+/// and of several).
+#[test]
+fn winograd_inference_matches_the_plain_path() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 5);
+    let (fast, plain) = (Inference::new(&net), Inference::without_winograd(&net));
+    assert_eq!(fast.winograd_layers(), 1);
+    assert_eq!(plain.winograd_layers(), 0);
+    for (n, h, w) in [(1, 9, 7), (6, 24, 24)] {
+        let x = input(n, h, w, 8);
+        let want = plain.forward(&x, n, h, w);
+        assert_close(&fast.forward(&x, n, h, w), &want, 1e-3, &format!("Winograd, batch {n}, {h}×{w}"));
+    }
+}
+
+/// A training step's Winograd filters are transformed from that step's
+/// weights: after an Adam step, the next forward pass on the same tapes
+/// gives what a fresh trainer on the stepped network gives.
+#[test]
+fn winograd_training_follows_the_weights_from_step_to_step() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 6);
+    let (n, h, w) = (3, 16, 16);
+    let x = input(n, h, w, 12);
+    let mut trainer = Trainer::new(net, adam::AdamConfig::default());
+    let out = trainer.forward(0, &x, n, h, w);
+    trainer.backward(&[&out]);
+    trainer.step(1e-2);
+    let again = trainer.forward(0, &x, n, h, w);
+    let mut fresh = Trainer::new(trainer.net.clone(), adam::AdamConfig::default());
+    assert_eq!(again, fresh.forward(0, &x, n, h, w));
+    assert_ne!(again, out, "the step changed nothing");
+}
+
 /// The pooled backbone features (what the backbone probe reads) agree
 /// between the two paths, and are the dense layers' input: a different
 /// layer from the representation, of the backbone's width.
@@ -132,6 +171,9 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
     for (n, h, w, views) in [(1, 13, 11, 1), (7, 13, 11, 2)] {
         let what = |s: &str| format!("{s}, batch {n}, {h}×{w}, {views} views");
         let (e, net) = random_encoder(&device, 7);
+        // The last stage's identity block (32 channels) trains in the
+        // Winograd domain: forward, input and weight gradients.
+        assert!(net.blocks.iter().any(|b| Winograd::pays(&b.conv_b.conv)));
         let xs: Vec<Vec<f32>> = (0..views).map(|v| input(n, h, w, 9 + v as u64)).collect();
         let mut rng = Rng::new(11);
         let rs: Vec<Vec<f32>> = (0..views).map(|_| (0..n * 24).map(|_| rng.normal() as f32).collect()).collect();
