@@ -245,7 +245,7 @@ pub struct PretrainArgs {
     pub jitter: Option<JitterArg>,
     /// Lay sky over a disc of radius U(0, F)·crop around each view's target
     /// (the cutout centre), so views must be matched outside the host's
-    /// core (0: off). Default: 0.25 with `--jitter strong` (the quick
+    /// core (0: off). Default: 0.125 with `--jitter strong` (the quick
     /// preset's), off with the reference's views (the paper preset's).
     #[arg(long, value_name = "F")]
     pub core_mask: Option<f64>,

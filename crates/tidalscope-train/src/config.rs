@@ -265,7 +265,7 @@ mod tests {
         // The quick preset is what the science numbers are measured with:
         // its views hide the host's core; the paper preset reproduces the
         // reference's views exactly.
-        assert_eq!(PretrainConfig::quick().jitter.core_mask, 0.25);
+        assert_eq!(PretrainConfig::quick().jitter.core_mask, 0.125);
         assert!(PretrainConfig::quick().jitter.rotations);
         assert_eq!(PretrainConfig::paper().jitter, ViewJitter::REFERENCE);
         assert_eq!(PretrainConfig::paper().jitter.core_mask, 0.0);
