@@ -258,8 +258,8 @@ impl Inference {
     }
 
     /// [`new`](Self::new) with every convolution a direct product (on
-    /// im2col's patches where k > 1), none in the Winograd domain: the reference the fast path is tested
-    /// and timed against.
+    /// im2col's patches where k > 1), none in the Winograd domain: the
+    /// reference the fast path is tested and timed against.
     pub fn without_winograd(net: &ResNet) -> Self {
         Self::build(net, false)
     }
@@ -536,6 +536,7 @@ impl ResNet {
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
+            // `tape.winograd(cb)`, spelled out: `bt` borrows the tape.
             if !tape.direct && Winograd::pays(cb) {
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
                 wg.forward(&bt.ta, n, h, w, &mut bt.b, false);

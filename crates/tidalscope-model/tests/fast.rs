@@ -120,6 +120,42 @@ fn winograd_inference_matches_the_plain_path() {
     }
 }
 
+/// Training with the Winograd convolutions gives the plain path's outputs,
+/// running statistics and gradients, with one view and with two (and two
+/// images per product).
+#[test]
+fn winograd_training_matches_the_plain_path() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 8);
+    for (n, h, w, views) in [(1, 13, 11, 1), (9, 16, 16, 2)] {
+        let what = |s: &str| format!("{s}, batch {n}, {h}×{w}, {views} views");
+        let mut fast = Trainer::new(net.clone(), adam::AdamConfig::default());
+        let mut plain = Trainer::without_winograd(net.clone(), adam::AdamConfig::default());
+        let mut douts = Vec::new();
+        for v in 0..views {
+            let x = input(n, h, w, 20 + v as u64);
+            let (got, want) = (fast.forward(v, &x, n, h, w), plain.forward(v, &x, n, h, w));
+            assert_close(&got, &want, 1e-3, &what("output"));
+            douts.push(want);
+        }
+        let douts: Vec<&[f32]> = douts.iter().map(|d| d.as_slice()).collect();
+        fast.backward(&douts);
+        plain.backward(&douts);
+        // Within 5e-4 of the largest gradient: float rounding through the
+        // BatchNorm backward passes of a batch of 9 moves the plain kernels
+        // about as far from burn (measured: after one Adam step, 4e-4 of the
+        // largest value in places; these two paths' gradients, 2e-4 of the
+        // largest), a wrong transform far more.
+        let global = plain.grads.params().iter().flat_map(|t| t.iter()).fold(0f32, |m, v| m.max(v.abs()));
+        for (k, (g, p)) in fast.grads.params().iter().zip(plain.grads.params()).enumerate() {
+            assert_close_abs(g, p, 1e-3 * global, 5e-4 * global, &what(&format!("gradient {k}")));
+        }
+        for (k, (g, p)) in all_values(&fast.net).iter().zip(all_values(&plain.net)).enumerate() {
+            assert_close(g, &p, 1e-3, &what(&format!("parameter or running statistic {k}")));
+        }
+    }
+}
+
 /// A training step's Winograd filters are transformed from that step's
 /// weights: after an Adam step, the next forward pass on the same tapes
 /// gives what a fresh trainer on the stepped network gives.
