@@ -213,7 +213,7 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub queue_size: Option<usize>,
     /// Softmax temperature τ of the contrastive loss (0.1, the reference's).
-    #[arg(long, value_name = "TAU")]
+    #[arg(long, value_name = "TAU", allow_negative_numbers = true)]
     pub temperature: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
     #[arg(long)]
@@ -247,12 +247,12 @@ pub struct PretrainArgs {
     /// (the cutout centre), so views must be matched outside the host's
     /// core (0: off). Default: 0.125 with `--jitter strong` (the quick
     /// preset's), off with the reference's views (the paper preset's).
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", allow_negative_numbers = true)]
     pub core_mask: Option<f64>,
     /// Seeing jitter: convolve each view's flux with a Gaussian of σ drawn
     /// U(0, S) view pixels, as if seen through a broader PSF (0 to a quarter
     /// of the view; 0: off, the default of both presets).
-    #[arg(long, value_name = "S")]
+    #[arg(long, value_name = "S", allow_negative_numbers = true)]
     pub blur: Option<f64>,
     /// Neighbour mask: lay sky over each compact bright source other than
     /// the target with probability P per source and view, so views cannot
@@ -260,12 +260,12 @@ pub struct PretrainArgs {
     /// most 1/16 of the view above 3σ_b once the median at its distance
     /// from the target is subtracted, peaking at ≥ 10σ_b, no pixel within 2
     /// pixels of the cutout centre.
-    #[arg(long, value_name = "P")]
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
     pub neighbour_mask: Option<f64>,
     /// Zoom: resample each view from a square of c·k image pixels, k
     /// log-uniform in [1/(1+Z), 1+Z] (capped by the image), keeping surface
     /// brightness (0 to 1; 0: off, both presets).
-    #[arg(long, value_name = "Z")]
+    #[arg(long, value_name = "Z", allow_negative_numbers = true)]
     pub zoom: Option<f64>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
     /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or

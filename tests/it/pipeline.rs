@@ -140,4 +140,15 @@ fn training_commands_explain_bad_input() {
     assert!(err.contains("nowhere is not a classifier folder"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--device", "cuda"]);
     assert!(err.contains("without CUDA support"), "{err}");
+    // A negative number reaches the range check, which says what to give.
+    for (flag, want) in [
+        ("--core-mask", "give a fraction"),
+        ("--blur", "give a Gaussian σ"),
+        ("--neighbour-mask", "give a probability"),
+        ("--zoom", "give Z"),
+        ("--temperature", "give a positive τ"),
+    ] {
+        let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", flag, "-0.5"]);
+        assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
+    }
 }
