@@ -360,7 +360,13 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     }
     csv.finish()?;
     let total = t_all.elapsed().as_secs_f64();
-    plot_labels(out, &args.methods, &counts, &results)?;
+    // A set given with --test may be a validation split: the plots name it
+    // rather than call it independent.
+    let scored = match &args.test {
+        Some(t) => format!("on {}", t.file_name().unwrap_or(t.as_os_str()).to_string_lossy()),
+        None => "independent test set".to_string(),
+    };
+    plot_labels(out, &args.methods, &counts, &results, &scored)?;
     write_labels_report(out, &args, &counts, &dropped, (seeds, trained_seeds), &results, total, n_train, n_test)?;
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
@@ -416,18 +422,26 @@ fn stats(results: &[LabelsResult], m: MethodArg, n: usize, f: fn(&LabelsResult) 
     })
 }
 
-fn plot_labels(out: &Path, methods: &[MethodArg], counts: &[usize], results: &[LabelsResult]) -> anyhow::Result<()> {
+/// The AUC and completeness curves; `scored` says in the y label which set
+/// the classifiers were scored on.
+fn plot_labels(
+    out: &Path,
+    methods: &[MethodArg],
+    counts: &[usize],
+    results: &[LabelsResult],
+    scored: &str,
+) -> anyhow::Result<()> {
     for (file, title, ylabel, f) in [
         (
             "auc_vs_labels.png",
             "AUC vs number of labels",
-            "ROC AUC (independent test set)",
+            format!("ROC AUC ({scored})"),
             (|r: &LabelsResult| r.auc) as fn(&LabelsResult) -> f64,
         ),
         (
             "completeness_vs_labels.png",
             "completeness at 22% contamination vs labels",
-            "completeness at 22% FPR",
+            format!("completeness at 22% FPR ({scored})"),
             |r: &LabelsResult| r.completeness_22,
         ),
     ] {
@@ -448,7 +462,7 @@ fn plot_labels(out: &Path, methods: &[MethodArg], counts: &[usize], results: &[L
                 s
             })
             .collect();
-        let mut axes = Axes::new(title, "number of training labels", ylabel);
+        let mut axes = Axes::new(title, "number of training labels", &ylabel);
         axes.x_log = true;
         axes.y_range = Some((if file.starts_with("auc") { 0.4 } else { 0.0 }, 1.0));
         line_plot(&out.join(file), &axes, &series)?;
