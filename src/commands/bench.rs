@@ -179,15 +179,19 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         println!("{name} infer: {infer:.2} images/s (forward only, inference mode{})", frac(infer, 1.0));
     };
     if on_cpu && args.kernels != "burn" {
-        let [[train_secs, infer_secs], [direct_train, direct_infer]] = time_fast(&net, &input, &shape);
-        report("fast", train_secs, infer_secs);
+        let [[wino_train, wino_infer], [direct_train, direct_infer]] = time_fast(&net, &input, &shape);
+        // What the commands run: training on direct products, inference
+        // with the Winograd convolutions.
+        report("fast", direct_train, wino_infer);
         let gain = |secs: f64, direct: f64| format!("{:+.0}%", 100.0 * (direct / secs - 1.0));
         println!(
-            "fast without Winograd: train {:.2}, infer {:.2} images/s (every convolution a direct product; run in turn with the lines above, which are {} and {})",
+            "fast Winograd A/B: train {:.2} with, {:.2} without ({}); infer {:.2} with, {:.2} without ({}) images/s (run in turn, median steps)",
+            images / wino_train,
             images / direct_train,
+            gain(wino_train, direct_train),
+            images / wino_infer,
             images / direct_infer,
-            gain(train_secs, direct_train),
-            gain(infer_secs, direct_infer)
+            gain(wino_infer, direct_infer)
         );
     }
     if !on_cpu || args.kernels != "fast" {
@@ -220,8 +224,8 @@ fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Sh
         trainer.backward(&[&dout]);
         trainer.step(1e-3);
     };
-    let mut fast = Trainer::new(net.clone(), Default::default());
-    let mut direct = Trainer::without_winograd(net.clone(), Default::default());
+    let mut fast = Trainer::with_winograd(net.clone(), Default::default());
+    let mut direct = Trainer::new(net.clone(), Default::default());
     let train = interleaved(shape.steps, &mut [&mut || step(&mut fast), &mut || step(&mut direct)]);
     let (fast, direct) = (Inference::new(&fast.net), Inference::without_winograd(&direct.net));
     let infer = interleaved(

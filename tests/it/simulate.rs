@@ -124,7 +124,7 @@ fn bench_encoder_times_a_preset_at_its_own_size() {
         let images_per_s: f64 = rate.split_whitespace().next().unwrap().parse().unwrap();
         assert!(images_per_s > 0.0 && rate.contains("% of the GEMM peak"), "{text}");
     }
-    assert!(text.contains("fast without Winograd: train "), "{text}");
+    assert!(text.contains("fast Winograd A/B: train "), "{text}");
     let err = d.fails(&["bench", "encoder", "--preset", "quick", "--batch", "0"]);
     assert!(err.contains("--batch"), "{err}");
 }

@@ -1,7 +1,9 @@
 //! Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray 2016) for the 3×3
 //! stride-1 "same" convolutions: a third of the encoder's multiply-adds at
 //! the paper's size, a quarter in the layers wide enough for it to pay
-//! ([`Winograd::pays`]), in inference and in all three training passes.
+//! ([`Winograd::pays`]). Inference uses it; training can, in all three
+//! passes ([`crate::resnet::Trainer::with_winograd`]), but does not by
+//! default (see there why).
 //!
 //! Each 2×2 block of outputs comes from a 4×4 input tile: with the tile
 //! transformed to V = Bᵀ·d·B and each filter to U = G·g·Gᵀ (both 4×4), the
@@ -11,7 +13,7 @@
 //! filters' transform is done once per set of weights (at inference once,
 //! in training once per step); the tiles' runs on channel vectors (NHWC
 //! keeps a pixel's channels together), compiled for the widest SIMD the CPU
-//! has ([`crate::simd`]). The coefficients are 0, ±1 and ±½, so results
+//! has (the `simd` module). The coefficients are 0, ±1 and ±½, so results
 //! equal the direct convolution to float rounding.
 //!
 //! Its products have `cin` as their inner dimension where im2col's have
