@@ -340,6 +340,13 @@ fn four(s: &[f32], at: usize, step: usize, len: usize) -> [&[f32]; 4] {
     [0, 1, 2, 3].map(|k| &s[at + k * step..at + k * step + len])
 }
 
+/// [`four`], mutable: the pieces must not overlap (`len ≤ step`).
+#[inline(always)]
+fn four_mut(s: &mut [f32], at: usize, step: usize, len: usize) -> [&mut [f32]; 4] {
+    let mut it = s[at..].chunks_mut(step).map(|p| &mut p[..len]);
+    [it.next().unwrap(), it.next().unwrap(), it.next().unwrap(), it.next().unwrap()]
+}
+
 /// The input transform of tiles `t0..t0 + n` of a batch of `h × w × c`
 /// images (see [`tile_at`]; each tile holds 2×2 output pixels) into `v`
 /// (`[16][n][c]`), with `d` (`32·c` floats) as scratch.
@@ -372,15 +379,13 @@ pub(crate) fn input_tiles(
         // Bᵀ·d, column by column, into t ([col][row][c]).
         for (col, tc) in t.chunks_exact_mut(4 * c).enumerate() {
             let [a, b, cc, dd] = four(src, at + col * c, row, c);
-            let mut o = tc.chunks_exact_mut(c);
-            let (o0, o1, o2, o3) = (o.next().unwrap(), o.next().unwrap(), o.next().unwrap(), o.next().unwrap());
+            let [o0, o1, o2, o3] = four_mut(tc, 0, c, c);
             input_butterfly(a, b, cc, dd, o0, o1, o2, o3);
         }
         // (Bᵀ·d)·B, row by row, into elements 4·row + col of v.
         for r in 0..4 {
             let [a, b, cc, dd] = four(t, r * c, 4 * c, c);
-            let mut o = v[4 * r * n * c..].chunks_mut(n * c).map(|e| &mut e[i * c..(i + 1) * c]);
-            let (o0, o1, o2, o3) = (o.next().unwrap(), o.next().unwrap(), o.next().unwrap(), o.next().unwrap());
+            let [o0, o1, o2, o3] = four_mut(v, (4 * r * n + i) * c, n * c, c);
             input_butterfly(a, b, cc, dd, o0, o1, o2, o3);
         }
     }
@@ -469,15 +474,13 @@ pub(crate) fn gradient_tiles(
             |y: usize, x: usize| if y < h && x < w { &dy[(y * w + x) * c..(y * w + x + 1) * c] } else { &zero[..] };
         // A·δ, column by column, into t ([col][row][c]).
         for (col, tc) in t.chunks_exact_mut(4 * c).enumerate() {
-            let mut o = tc.chunks_exact_mut(c);
-            let (o0, o1, o2, o3) = (o.next().unwrap(), o.next().unwrap(), o.next().unwrap(), o.next().unwrap());
+            let [o0, o1, o2, o3] = four_mut(tc, 0, c, c);
             gradient_butterfly(px(oy, ox + col), px(oy + 1, ox + col), o0, o1, o2, o3);
         }
         // (A·δ)·Aᵀ, row by row, into elements 4·row + col of g.
         for r in 0..4 {
             let (a, b) = (&t[r * c..(r + 1) * c], &t[(4 + r) * c..(5 + r) * c]);
-            let mut o = g[4 * r * n * c..].chunks_mut(n * c).map(|e| &mut e[i * c..(i + 1) * c]);
-            let (o0, o1, o2, o3) = (o.next().unwrap(), o.next().unwrap(), o.next().unwrap(), o.next().unwrap());
+            let [o0, o1, o2, o3] = four_mut(g, (4 * r * n + i) * c, n * c, c);
             gradient_butterfly(a, b, o0, o1, o2, o3);
         }
     }
