@@ -14,22 +14,32 @@
 use crate::gemm::{matmul, MatRef, Threads};
 use rayon::prelude::*;
 use std::cell::RefCell;
+use std::thread::LocalKey;
 
 thread_local! {
     // One patch-matrix buffer per thread, reused across layers and steps.
     static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    // The weight gradients' per-group partial sums, on the calling thread:
+    // megabytes per layer at the paper's size, which a fresh allocation
+    // each step would page-fault in again.
+    static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on a scratch buffer of `len` floats owned by this thread. The
 /// buffer is taken out while in use, so a nested call (rayon can run another
 /// task on this thread while a GEMM waits) gets its own.
 pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let mut buf = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+    with_buffer(&SCRATCH, len, f)
+}
+
+/// [`with_scratch`] on the buffer `key`.
+fn with_buffer<R>(key: &'static LocalKey<RefCell<Vec<f32>>>, len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = key.with(|s| std::mem::take(&mut *s.borrow_mut()));
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     let r = f(&mut buf[..len]);
-    SCRATCH.with(|s| {
+    key.with(|s| {
         let mut s = s.borrow_mut();
         if s.len() < buf.len() {
             *s = buf;
@@ -230,23 +240,23 @@ impl Conv {
             return;
         }
         let step = group_size(n, ho * wo).min(per);
-        let partial: Vec<Vec<f32>> = (0..n.div_ceil(per))
-            .into_par_iter()
-            .map(|g| {
-                let mut acc = vec![0f32; dweight.len()];
+        let len = dweight.len();
+        with_buffer(&PARTIALS, n.div_ceil(per) * len, |partial| {
+            partial.par_chunks_mut(len).enumerate().for_each(|(g, acc)| {
                 let end = ((g + 1) * per).min(n);
+                // The first product of a group overwrites what the buffer held.
                 for i in (g * per..end).step_by(step) {
-                    add_images(i, (i + step).min(end), &mut acc, i == g * per, Threads::One);
+                    add_images(i, (i + step).min(end), acc, i == g * per, Threads::One);
                 }
-                acc
-            })
-            .collect();
-        dweight.copy_from_slice(&partial[0]);
-        for p in &partial[1..] {
-            for (d, s) in dweight.iter_mut().zip(p) {
-                *d += s;
+            });
+            let (first, rest) = partial.split_at(len);
+            dweight.copy_from_slice(first);
+            for p in rest.chunks_exact(len) {
+                for (d, s) in dweight.iter_mut().zip(p) {
+                    *d += s;
+                }
             }
-        }
+        });
     }
 
     /// Calls `f(patch-matrix offset, pixel offset, length)` for every run of
