@@ -267,6 +267,16 @@ pub struct PretrainArgs {
     /// brightness (0 to 1; 0: off, both presets).
     #[arg(long, value_name = "Z", allow_negative_numbers = true)]
     pub zoom: Option<f64>,
+    /// Multi-crop: N small local views per image besides the two global
+    /// ones, cut from anywhere in the prepared image with the same jitter
+    /// (no core mask) and paired with the global views' neighbours
+    /// (0: off, both presets; fast CPU kernels only).
+    #[arg(long, value_name = "N")]
+    pub local_views: Option<usize>,
+    /// Side of the local views in binned pixels (default: half the
+    /// global view; at least 8, less than the global view).
+    #[arg(long, value_name = "PX")]
+    pub local_crop: Option<usize>,
     /// What runs the encoder's arithmetic: auto (the fast kernels on the
     /// CPU, burn on a GPU; `TIDALSCOPE_KERNELS=burn` forces burn), fast or
     /// burn. Recorded in config.toml.

@@ -73,6 +73,8 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--blur", args.blur.is_some()),
             ("--neighbour-mask", args.neighbour_mask.is_some()),
             ("--zoom", args.zoom.is_some()),
+            ("--local-views", args.local_views.is_some()),
+            ("--local-crop", args.local_crop.is_some()),
             ("--kernels", args.kernels.is_some()),
             ("--max-images", args.max_images.is_some()),
             ("--checkpoint-every", args.checkpoint_every.is_some()),
@@ -130,6 +132,14 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ensure!((0.0..=1.0).contains(&z), "--zoom {z}: give Z from 0 to 1 (scales 1/(1+Z) to 1+Z)");
             c.jitter.zoom = z;
         }
+        if let Some(k) = args.local_views {
+            c.local_views = k;
+            c.local_crop = if k > 0 { args.local_crop.unwrap_or(c.crop / 2) } else { 0 };
+        }
+        ensure!(
+            args.local_crop.is_none() || c.local_views > 0,
+            "--local-crop sets the size of local views: give --local-views N too"
+        );
         c.seed = args.seed;
         c.stop_after = args.stop_after;
         c

@@ -151,4 +151,6 @@ fn training_commands_explain_bad_input() {
         let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", flag, "-0.5"]);
         assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
     }
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--local-crop", "12"]);
+    assert!(err.contains("give --local-views N too"), "{err}");
 }

@@ -172,6 +172,10 @@ pub mod streams {
     /// Pretraining: the views of each step; the run's seed is XORed with
     /// this and the stream is (epoch << 32 | step).
     pub const PRETRAIN_VIEWS: u64 = 0xA06;
+    /// Pretraining: the local views of each step (multi-crop), drawn
+    /// apart from the global ones so that adding them leaves those as
+    /// they were; used like [`PRETRAIN_VIEWS`].
+    pub const PRETRAIN_LOCAL_VIEWS: u64 = 0x10CA1;
     /// The support queue's random start.
     pub const QUEUE_INIT: u64 = 0x0EE0E;
     /// Fine-tuning: each epoch's order and views (+ epoch).

@@ -121,6 +121,16 @@ impl ResNet {
         v
     }
 
+    /// Every BatchNorm layer, in a fixed order.
+    fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+        let mut v = vec![&mut self.stem_bn];
+        for b in &mut self.blocks {
+            v.extend([&mut b.bn_in, &mut b.bn_a, &mut b.bn_b]);
+        }
+        v.extend([&mut self.dense1_bn, &mut self.dense2_bn]);
+        v
+    }
+
     /// Multiply-adds ×2 of one forward pass on an `h × w` image.
     pub fn flops(&self, h: usize, w: usize) -> f64 {
         let conv = |c: &Conv, h: usize, w: usize| {
@@ -733,6 +743,20 @@ impl Trainer {
             self.tapes.resize_with(view + 1, || if winograd { Tape::with_winograd() } else { Tape::default() });
         }
         self.net.forward_train(x, n, h, w, &mut self.tapes[view])
+    }
+
+    /// [`forward`](Self::forward), leaving the BatchNorm running statistics
+    /// as they were: for views of another size than inference sees (the
+    /// small local crops of multi-crop pretraining), whose batch statistics
+    /// would skew the ones inference normalises with.
+    pub fn forward_keeping_running_stats(&mut self, view: usize, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
+        let saved: Vec<(Vec<f32>, Vec<f32>)> =
+            self.net.batch_norms_mut().iter().map(|b| (b.running_mean.clone(), b.running_var.clone())).collect();
+        let out = self.forward(view, x, n, h, w);
+        for (b, (m, v)) in self.net.batch_norms_mut().into_iter().zip(saved) {
+            (b.running_mean, b.running_var) = (m, v);
+        }
+        out
     }
 
     /// Backward pass from `∂L/∂output` of each view (in view order) into

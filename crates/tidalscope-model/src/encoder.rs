@@ -193,6 +193,16 @@ pub struct Encoder {
 }
 
 impl Encoder {
+    /// Every BatchNorm layer, in a fixed order.
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.stem_bn];
+        for b in &self.blocks {
+            v.extend([&b.bn_in, &b.bn_a, &b.bn_b]);
+        }
+        v.extend([&self.dense1_bn, &self.dense2_bn]);
+        v
+    }
+
     /// # Shapes
     /// `[N, bands, H, W]` → `[N, repr_dim]` (H, W: any size, 96 in the paper).
     pub fn forward(&self, x: Tensor<4>) -> Tensor<2> {

@@ -37,6 +37,39 @@ pub fn nnclr(z1: Tensor<2>, z2: Tensor<2>, nn1: Tensor<2>, nn2: Tensor<2>, tempe
     (l1 + l2 + l3 + l4) / 4.0
 }
 
+/// Multi-crop NNCLR: [`nnclr`] of the two global views, plus for each
+/// local view (a small crop, normalised projections `[B, D]`) the mean of
+/// the four cross-entropies that pair it with both global views'
+/// neighbours, NN(z1) and NN(z2), as the second view is paired in
+/// [`nnclr`]; the mean over all 1 + locals terms. The neighbours carry
+/// the gradient of their global view (z + sg(NN(z) − z)), so each local
+/// crop also pulls its image's global projections towards itself. With no
+/// local views this is [`nnclr`].
+pub fn nnclr_multi_crop(
+    z1: Tensor<2>,
+    z2: Tensor<2>,
+    nn1: Tensor<2>,
+    nn2: Tensor<2>,
+    locals: &[Tensor<2>],
+    temperature: f64,
+) -> Tensor<1> {
+    if locals.is_empty() {
+        return nnclr(z1, z2, nn1, nn2, temperature);
+    }
+    let p1 = z1.clone() + (nn1.clone() - z1.clone()).detach();
+    let p2 = z2.clone() + (nn2.clone() - z2.clone()).detach();
+    let inv_t = 1.0 / temperature;
+    let mut total = nnclr(z1, z2, nn1, nn2, temperature);
+    for zl in locals {
+        let pair = |p: &Tensor<2>| {
+            diagonal_cross_entropy(p.clone().matmul(zl.clone().transpose()) * inv_t)
+                + diagonal_cross_entropy(zl.clone().matmul(p.clone().transpose()) * inv_t)
+        };
+        total = total + (pair(&p1) + pair(&p2)) / 4.0;
+    }
+    total / (1 + locals.len()) as f64
+}
+
 /// Fraction of rows of `sim` `[B, B]` whose largest entry is on the diagonal.
 fn diagonal_accuracy(sim: Tensor<2>) -> f32 {
     let b = sim.dims()[0];

@@ -12,6 +12,7 @@
 use crate::batch;
 use crate::encoder::Encoder;
 use crate::fast::{self, Kernels, Moments, Trainer};
+use burn::module::{Module, ModuleMapper, Param, RunningState};
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::{AdamConfig, ModuleOptimizer};
 use burn::prelude::*;
@@ -107,6 +108,43 @@ impl TrainableEncoder {
         }
     }
 
+    /// [`forward`](Self::forward) for views of another size than the
+    /// encoder sees at inference (multi-crop's local views): the BatchNorm
+    /// running statistics stay as they were.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_local(
+        &mut self,
+        encoder: &Encoder,
+        view: usize,
+        x: Vec<f32>,
+        n: usize,
+        bands: usize,
+        crop: usize,
+        device: &Device,
+    ) -> Tensor<2> {
+        match self {
+            Self::Fast(t) => {
+                let h = t.forward_keeping_running_stats(view, &x, n, crop, crop);
+                let dim = h.len() / n.max(1);
+                batch::vector(h, device).reshape([n, dim]).require_grad()
+            }
+            Self::Burn => {
+                // value_sync folds in the pending update of the views before
+                // (burn applies each at the next read), so `saved` is what
+                // a read after them gives.
+                let norms = encoder.batch_norms();
+                let saved: Vec<_> =
+                    norms.iter().map(|b| (b.running_mean.value_sync(), b.running_var.value_sync())).collect();
+                let h = encoder.forward(batch::images(x, n, bands, crop, device));
+                for (b, (mean, var)) in norms.into_iter().zip(saved) {
+                    restore(&b.running_mean, mean);
+                    restore(&b.running_var, var);
+                }
+                h
+            }
+        }
+    }
+
     /// After `loss.backward()`: on the kernels, ∂L/∂h of `reprs` (the
     /// tensors [`forward`](Self::forward) returned, in view order) goes back
     /// through the encoder and Adam takes a step at `lr`. On burn nothing
@@ -129,4 +167,20 @@ impl TrainableEncoder {
             Self::Burn => encoder,
         }
     }
+}
+
+/// Sets `state` to `value`, dropping any update pending on it. A running
+/// state's clones share its value, and mapping one replaces it.
+fn restore(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
+    struct Set(Option<Tensor<1>>);
+    impl ModuleMapper for Set {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let value = self.0.take().expect("a running state maps one tensor");
+            let dims = param.val().dims();
+            param.map(|_| value.reshape(dims))
+        }
+    }
+    // Folds the pending update in, so that it cannot land after `value`.
+    state.value_sync();
+    let _ = state.clone().map(&mut Set(Some(value)));
 }

@@ -250,8 +250,9 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
 }
 
 /// The one trainable-encoder type takes the same step whichever engine
-/// runs it: forward (two views), backward-and-step, sync, with the Adam both
-/// training loops use.
+/// runs it: forward (two views, and a local view of half their size that
+/// leaves the running statistics alone), backward-and-step, sync, with the
+/// Adam both training loops use.
 #[test]
 fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
     let device = Device::flex().autodiff();
@@ -259,7 +260,8 @@ fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
     let (e, _) = random_encoder(&device, 17);
     let xs = [input(n, s, s, 18), input(n, s, s, 19)];
     let mut rng = Rng::new(20);
-    let rs: Vec<Tensor<2>> = (0..2)
+    let local = input(n, s / 2, s / 2, 21);
+    let rs: Vec<Tensor<2>> = (0..3)
         .map(|_| {
             let r: Vec<f32> = (0..n * 24).map(|_| rng.normal() as f32).collect();
             Tensor::from_data(TensorData::new(r, [n, 24]), &device)
@@ -272,11 +274,12 @@ fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
         .map(|kernels| {
             let mut t = TrainableEncoder::new(kernels, &e, adam);
             let mut optim = adam.burn();
-            let hs: Vec<Tensor<2>> =
+            let mut hs: Vec<Tensor<2>> =
                 xs.iter().enumerate().map(|(v, x)| t.forward(&e, v, x.clone(), n, 3, s, &device)).collect();
-            let loss = (hs[0].clone() * rs[0].clone()).sum() + (hs[1].clone() * rs[1].clone()).sum();
+            hs.push(t.forward_local(&e, 2, local.clone(), n, 3, s / 2, &device));
+            let loss = hs.iter().zip(&rs).map(|(h, r)| (h.clone() * r.clone()).sum()).reduce(|a, b| a + b).unwrap();
             let grads = loss.backward();
-            t.backward_step(&grads, &[&hs[0], &hs[1]], lr);
+            t.backward_step(&grads, &hs.iter().collect::<Vec<_>>(), lr);
             let model = optim.step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
             assert_eq!(t.trainer().is_some(), kernels == Kernels::Fast);
             fast::to_resnet(&t.synced(model, &device))
@@ -314,4 +317,31 @@ fn results_do_not_depend_on_the_number_of_threads() {
     for threads in [2, 3] {
         assert!(run(threads) == one, "results with {threads} threads differ from one thread's");
     }
+}
+
+/// Multi-crop's local views: a forward pass that keeps the running
+/// statistics gives the ordinary pass's output, leaves the statistics as
+/// the global view left them, and its gradient joins the global view's as
+/// an ordinary view's does, whatever its size.
+#[test]
+fn local_views_train_like_any_view_and_keep_the_running_statistics() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 10);
+    let n = 4;
+    let (global, local) = (input(n, 16, 16, 30), input(n, 8, 8, 31));
+    let mut keeping = Trainer::new(net.clone(), adam::AdamConfig::default());
+    let mut ordinary = Trainer::new(net.clone(), adam::AdamConfig::default());
+    let mut global_only = Trainer::new(net, adam::AdamConfig::default());
+    let g = keeping.forward(0, &global, n, 16, 16);
+    assert_eq!(g, ordinary.forward(0, &global, n, 16, 16));
+    global_only.forward(0, &global, n, 16, 16);
+    let l = keeping.forward_keeping_running_stats(1, &local, n, 8, 8);
+    assert_eq!(l, ordinary.forward(1, &local, n, 8, 8), "the local view's output");
+    assert_eq!(all_values(&keeping.net), all_values(&global_only.net), "running statistics moved");
+    assert_ne!(all_values(&keeping.net), all_values(&ordinary.net), "the ordinary pass moves them");
+    keeping.backward(&[&g, &l]);
+    ordinary.backward(&[&g, &l]);
+    global_only.backward(&[&g]);
+    assert_eq!(keeping.grads.params(), ordinary.grads.params(), "gradients");
+    assert_ne!(keeping.grads.params(), global_only.grads.params(), "the local view adds nothing");
 }

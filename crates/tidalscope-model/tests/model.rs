@@ -41,20 +41,24 @@ fn paper_encoder_has_the_reference_parameter_counts() {
     assert_eq!(out.dims(), [2, 128]);
 }
 
+/// Mean softmax cross-entropy of the rows of a·bᵀ/τ against the diagonal,
+/// in f64.
+fn slow_ce(a: &[f64], b: &[f64], n: usize, d: usize, tau: f64) -> f64 {
+    let dot = |i: usize, j: usize| (0..d).map(|k| a[i * d + k] * b[j * d + k]).sum::<f64>();
+    let mut total = 0.0;
+    for i in 0..n {
+        let logits: Vec<f64> = (0..n).map(|j| dot(i, j) / tau).collect();
+        let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+        let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
+        total += lse - logits[i];
+    }
+    total / n as f64
+}
+
 /// Slow NNCLR loss from the paper's pseudocode, in f64: nearest neighbours
 /// by brute force, the four cross-entropies with the diagonal as targets.
 fn slow_nnclr(z1: &[f64], z2: &[f64], p1: &[f64], p2: &[f64], n: usize, d: usize, tau: f64) -> f64 {
-    let dot = |a: &[f64], i: usize, b: &[f64], j: usize| (0..d).map(|k| a[i * d + k] * b[j * d + k]).sum::<f64>();
-    let ce = |a: &[f64], b: &[f64]| {
-        let mut total = 0.0;
-        for i in 0..n {
-            let logits: Vec<f64> = (0..n).map(|j| dot(a, i, b, j) / tau).collect();
-            let max = logits.iter().cloned().fold(f64::MIN, f64::max);
-            let lse = max + logits.iter().map(|l| (l - max).exp()).sum::<f64>().ln();
-            total += lse - logits[i];
-        }
-        total / n as f64
-    };
+    let ce = |a: &[f64], b: &[f64]| slow_ce(a, b, n, d, tau);
     (ce(p1, z2) + ce(z2, p1) + ce(p2, z1) + ce(z1, p2)) / 4.0
 }
 
@@ -233,4 +237,53 @@ fn the_default_init_trains_every_identity_branch_and_the_reference_init_none() {
     for (name, g) in identity_branch_gradients(true) {
         assert_eq!(g, 0.0, "{name}: the reference init should leave this branch dead");
     }
+}
+
+/// Multi-crop NNCLR: each local view is paired both ways with both global
+/// views' neighbours, and every term (the global loss, each local view's)
+/// weighs the same; with no local views it is NNCLR itself.
+#[test]
+fn multi_crop_loss_matches_the_slow_version_and_rewards_matching_local_views() {
+    let (n, d, q, tau) = (6, 8, 20, 0.1);
+    let mut rng = Rng::new(7);
+    let z1 = unit_rows(&mut rng, n, d);
+    let z2 = unit_rows(&mut rng, n, d);
+    let locals = [unit_rows(&mut rng, n, d), unit_rows(&mut rng, n, d)];
+    let qv = unit_rows(&mut rng, q, d);
+    let dev = cpu();
+    let queue = SupportQueue::from_vec(qv.iter().map(|&x| x as f32).collect(), q, d, &dev);
+    let (nn1, nn2) = (slow_nearest(&z1, &qv, n, q, d), slow_nearest(&z2, &qv, n, q, d));
+    let ce = |a: &[f64], b: &[f64]| slow_ce(a, b, n, d, tau);
+    let local_term = |zl: &[f64]| (ce(&nn1, zl) + ce(zl, &nn1) + ce(&nn2, zl) + ce(zl, &nn2)) / 4.0;
+    let want = (slow_nnclr(&z1, &z2, &nn1, &nn2, n, d, tau) + local_term(&locals[0]) + local_term(&locals[1])) / 3.0;
+
+    let ad = dev.clone().autodiff();
+    let t1 = tensor(&z1, n, d, &ad).require_grad();
+    let t2 = tensor(&z2, n, d, &ad).require_grad();
+    let tl: Vec<Tensor<2>> = locals.iter().map(|l| tensor(l, n, d, &ad).require_grad()).collect();
+    let (q1, q2) = (queue.nearest(&t1), queue.nearest(&t2));
+    let l = loss::nnclr_multi_crop(t1.clone(), t2.clone(), q1.clone(), q2.clone(), &tl, tau);
+    let got = l.clone().into_scalar::<f32>() as f64;
+    assert!((got - want).abs() < 1e-5 * want.abs().max(1.0), "loss {got} vs slow {want}");
+    let grads = l.backward();
+    for (what, t) in [("z1", &t1), ("a local view", &tl[0])] {
+        let g = batch::to_vec(t.grad(&grads).expect("tracked"));
+        assert!(g.iter().any(|v| v.abs() > 1e-6), "{what} gets no gradient");
+    }
+    let plain = loss::nnclr(t1.clone(), t2.clone(), q1.clone(), q2.clone(), tau).into_scalar::<f32>();
+    let none = loss::nnclr_multi_crop(t1.clone(), t2.clone(), q1.clone(), q2.clone(), &[], tau).into_scalar::<f32>();
+    assert_eq!(plain, none, "no local views: NNCLR");
+
+    // Local views that match their own image's neighbour cost less than the
+    // same views given to the wrong images.
+    let matching = vec![tensor(&nn1, n, d, &dev), tensor(&nn2, n, d, &dev)];
+    let mut shifted = nn1.clone();
+    shifted.rotate_left(d);
+    let wrong = vec![tensor(&shifted, n, d, &dev), tensor(&shifted, n, d, &dev)];
+    let (v1, v2) = (tensor(&z1, n, d, &dev), tensor(&z2, n, d, &dev));
+    let (n1, n2) = (tensor(&nn1, n, d, &dev), tensor(&nn2, n, d, &dev));
+    let good =
+        loss::nnclr_multi_crop(v1.clone(), v2.clone(), n1.clone(), n2.clone(), &matching, tau).into_scalar::<f32>();
+    let bad = loss::nnclr_multi_crop(v1, v2, n1, n2, &wrong, tau).into_scalar::<f32>();
+    assert!(good < bad, "matching local views {good} vs mismatched {bad}");
 }

@@ -73,6 +73,15 @@ pub struct PretrainConfig {
     /// View differences beyond the reference's flips, shift and noise.
     #[serde(default)]
     pub jitter: ViewJitter,
+    /// Multi-crop: small local views per image besides the two global
+    /// ones (0: off, both presets). Each is a `local_crop`-pixel crop from
+    /// anywhere in the prepared image, with the global views' jitter but
+    /// no core mask, paired with both global views' neighbours.
+    #[serde(default)]
+    pub local_views: usize,
+    /// Side of the local views (binned pixels; 0 with no local views).
+    #[serde(default)]
+    pub local_crop: usize,
 }
 
 /// How a fresh encoder's identity blocks are initialised
@@ -114,6 +123,8 @@ impl PretrainConfig {
             init: EncoderInit::Trainable,
             sigma: SigmaRule::Sky,
             jitter: ViewJitter::REFERENCE,
+            local_views: 0,
+            local_crop: 0,
         }
     }
 

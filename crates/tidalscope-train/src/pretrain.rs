@@ -5,6 +5,10 @@
 //! queue → NNCLR loss → Adam step → the queue takes z1. Everything random
 //! derives from the seed, the epoch and the step, so a run resumed from a
 //! checkpoint continues exactly as an uninterrupted one.
+//! With `local_views` (multi-crop, Caron et al. 2020), each image also
+//! gives that many small crops, encoded without touching BatchNorm's
+//! running statistics (inference sees only full views) and paired in the
+//! loss with both global views' neighbours ([`loss::nnclr_multi_crop`]).
 //!
 //! A run folder holds `config.toml`, `encoder.json` + `encoder.bpk` +
 //! `preprocess.json` (the encoder folder every other command reads),
@@ -30,7 +34,7 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
-use tidalscope_data::augment::Augment;
+use tidalscope_data::augment::{Augment, ViewJitter};
 use tidalscope_data::loader::{collect_all, for_each_batch, replay, Example, LoaderConfig};
 use tidalscope_data::normalise::Normaliser;
 use tidalscope_data::preprocess::{bin, Preprocess};
@@ -336,6 +340,39 @@ fn make_views(
     (v1, v2, bands)
 }
 
+/// The local views of a batch (multi-crop): `count` buffers of
+/// `[n, bands, aug.crop, aug.crop]`, from their own random stream.
+fn make_local_views(
+    images: &[&Cutout],
+    aug: &Augment,
+    sigma: &[f32],
+    count: usize,
+    seed: u64,
+    epoch: usize,
+    step: usize,
+) -> Vec<Vec<f32>> {
+    let per = images[0].bands() * aug.crop * aug.crop;
+    let mut rng = Rng::for_stream(seed ^ streams::PRETRAIN_LOCAL_VIEWS, (epoch as u64) << 32 | step as u64);
+    (0..count)
+        .map(|_| {
+            let noise = aug.batch_noise(sigma, &mut rng);
+            let base = rng.next_u64();
+            let mut v = vec![0f32; images.len() * per];
+            v.par_chunks_mut(per).enumerate().for_each(|(k, out)| {
+                let mut r = Rng::for_stream(base, k as u64);
+                // Local views are smaller than the global ones, checked
+                // when the images were prepared.
+                aug.view(images[k], &noise, &mut r, out).expect("image fits the crop");
+            });
+            v
+        })
+        .collect()
+}
+
+/// Local views are cut from anywhere in the prepared image: a crop
+/// window this many local crops wide is capped by the image.
+const LOCAL_MARGIN: f64 = 1000.0;
+
 /// Why a training loop left its epoch before the data ran out.
 enum Halt {
     /// `stop_after` steps were reached: the run is interrupted, resumable.
@@ -385,6 +422,12 @@ pub fn pretrain_with_cache(
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
     let cfg = &PretrainConfig { kernels, ..cfg.clone() };
+    if cfg.local_views > 0 && !(8..cfg.crop).contains(&cfg.local_crop) {
+        return Err(TrainError::Other(format!(
+            "local views of {} px: give a local crop from 8 px to less than the {}-px global views",
+            cfg.local_crop, cfg.crop
+        )));
+    }
 
     let (mut model, mut optim, mut queue, state, preprocess, mut rows) = if resume {
         let r = load_checkpoint(out, cfg, bands, &train_device)?;
@@ -448,6 +491,13 @@ pub fn pretrain_with_cache(
         sel
     });
     let aug = Augment::training(cfg.crop, cfg.noise).with_jitter(cfg.jitter);
+    // The core mask is about the target at the view's centre; a local crop
+    // is mostly elsewhere.
+    let local_aug = Augment::training(cfg.local_crop, cfg.noise).with_jitter(ViewJitter {
+        margin: LOCAL_MARGIN,
+        core_mask: 0.0,
+        ..cfg.jitter
+    });
     let sigma = preprocess.normalisation.sigma.clone();
     let transform = |img: &Cutout| preprocess.apply(img);
     // Prepared images that fit in memory are read, binned and normalised
@@ -496,12 +546,21 @@ pub fn pretrain_with_cache(
             let n = images.len();
             let h1 = trainable.forward(&model.encoder, 0, v1, n, b, cfg.crop, &train_device);
             let h2 = trainable.forward(&model.encoder, 1, v2, n, b, cfg.crop, &train_device);
+            let locals: Vec<Tensor<2>> =
+                make_local_views(&images, &local_aug, &sigma, cfg.local_views, cfg.seed, epoch, step_in_epoch)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(j, v)| {
+                        trainable.forward_local(&model.encoder, 2 + j, v, n, b, cfg.local_crop, &train_device)
+                    })
+                    .collect();
             let (g1, g2) = (h1.clone(), h2.clone());
             let z1 = loss::l2_normalise(model.head.forward(h1.clone()));
             let z2 = loss::l2_normalise(model.head.forward(h2.clone()));
+            let zl: Vec<Tensor<2>> = locals.iter().map(|h| loss::l2_normalise(model.head.forward(h.clone()))).collect();
             let nn1 = queue.nearest(&z1);
             let nn2 = queue.nearest(&z2);
-            let l = loss::nnclr(z1.clone(), z2, nn1, nn2, cfg.temperature);
+            let l = loss::nnclr_multi_crop(z1.clone(), z2, nn1, nn2, &zl, cfg.temperature);
             let cacc = loss::contrastive_accuracy(h1.clone(), h2.clone());
             let racc = loss::correlation_accuracy(h1, h2);
             let gradients = l.backward();
@@ -511,13 +570,14 @@ pub fn pretrain_with_cache(
                     "the loss became {loss_value} at epoch {epoch}, step {step_in_epoch}: lower --lr or check the data"
                 ))));
             }
-            trainable.backward_step(&gradients, &[&g1, &g2], cfg.lr);
+            let reprs: Vec<&Tensor<2>> = [&g1, &g2].into_iter().chain(&locals).collect();
+            trainable.backward_step(&gradients, &reprs, cfg.lr);
             let grads = GradientsParams::from_grads(gradients, &model);
             model = optim.step(cfg.lr, model.clone(), grads);
             queue.update(&z1);
             global += 1;
-            views_done += 2 * n;
-            let vps = (2 * n) as f32 / ts.elapsed().as_secs_f32();
+            views_done += (2 + cfg.local_views) * n;
+            let vps = ((2 + cfg.local_views) * n) as f32 / ts.elapsed().as_secs_f32();
             rows.push(StepMetrics {
                 epoch,
                 step: global,

@@ -90,6 +90,37 @@ fn resuming_an_interrupted_run_gives_the_same_weights_as_an_uninterrupted_one() 
     }
 }
 
+/// Multi-crop pretraining (two local views per image): an interrupted run
+/// resumes exactly, the local views change what is learnt, and a local
+/// crop as large as the view is refused by name.
+#[test]
+fn multi_crop_pretraining_resumes_exactly_and_refuses_oversized_local_views() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 16, 32);
+    let dev = burn::prelude::Device::flex();
+    let cfg = PretrainConfig { local_views: 2, local_crop: 12, ..tiny() };
+    let run = |c: &PretrainConfig, out: &Path, resume: bool| {
+        pretrain::pretrain(c, &[data.as_ref()], out, &dev, resume, &Quiet)
+    };
+    let (a, b, plain) = (dir.path().join("a"), dir.path().join("b"), dir.path().join("plain"));
+    assert_eq!(run(&cfg, &a, false).unwrap().steps, 4);
+    assert!(run(&PretrainConfig { stop_after: 3, ..cfg.clone() }, &b, false).unwrap().interrupted);
+    assert_eq!(run(&cfg, &b, true).unwrap().steps, 4);
+    let metrics = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+    let losses = |m: String| m.lines().map(|l| l.split(',').take(3).collect::<Vec<_>>().join(",")).collect::<Vec<_>>();
+    assert_eq!(losses(metrics(&a)), losses(metrics(&b)), "per-step losses differ after resume");
+    assert_eq!(representation(&a), representation(&b), "weights differ after resume");
+    let saved: PretrainConfig = toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    assert_eq!((saved.local_views, saved.local_crop), (2, 12), "config.toml records the local views");
+    run(&tiny(), &plain, false).unwrap();
+    assert_ne!(representation(&a), representation(&plain), "the local views changed nothing");
+
+    let err = |c: PretrainConfig, name: &str| run(&c, &dir.path().join(name), false).unwrap_err().to_string();
+    let e = err(PretrainConfig { local_crop: 24, ..cfg }, "big");
+    assert!(e.contains("local views of 24 px") && e.contains("24-px global views"), "{e}");
+}
+
 /// Keeps the log lines of a run.
 #[derive(Default)]
 struct Lines(Mutex<Vec<String>>);
