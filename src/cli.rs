@@ -270,7 +270,7 @@ pub struct PretrainArgs {
     /// Multi-crop: N small local views per image besides the two global
     /// ones, cut from anywhere in the prepared image with the same jitter
     /// (no core mask) and paired with the global views' neighbours
-    /// (0: off, both presets; fast CPU kernels only).
+    /// (0 to 16; 0: off, both presets).
     #[arg(long, value_name = "N")]
     pub local_views: Option<usize>,
     /// Side of the local views in binned pixels (default: half the

@@ -138,7 +138,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         }
         ensure!(
             args.local_crop.is_none() || c.local_views > 0,
-            "--local-crop sets the size of local views: give --local-views N too"
+            "--local-crop sets the size of local views: it needs --local-views 1 or more"
         );
         c.seed = args.seed;
         c.stop_after = args.stop_after;

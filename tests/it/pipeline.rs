@@ -152,5 +152,13 @@ fn training_commands_explain_bad_input() {
         assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
     }
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--local-crop", "12"]);
-    assert!(err.contains("give --local-views N too"), "{err}");
+    assert!(err.contains("it needs --local-views 1 or more"), "{err}");
+    // Local views default to half the view, and their settings are the run's.
+    let mut args = vec!["pretrain", "--data", "sim", "--out", "lv", "--local-views", "2"];
+    args.extend(TINY);
+    d.ok(&args);
+    let config = std::fs::read_to_string(d.join("lv/config.toml")).unwrap();
+    assert!(config.contains("local_views = 2") && config.contains("local_crop = 12"), "{config}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "lv", "--resume", "--local-views", "4"]);
+    assert!(err.contains("would ignore --local-views"), "{err}");
 }

@@ -241,6 +241,9 @@ impl Conv {
         }
         let step = group_size(n, ho * wo).min(per);
         let len = dweight.len();
+        if len == 0 {
+            return;
+        }
         with_buffer(&PARTIALS, n.div_ceil(per) * len, |partial| {
             partial.par_chunks_mut(len).enumerate().for_each(|(g, acc)| {
                 let end = ((g + 1) * per).min(n);

@@ -345,3 +345,31 @@ fn local_views_train_like_any_view_and_keep_the_running_statistics() {
     assert_eq!(keeping.grads.params(), ordinary.grads.params(), "gradients");
     assert_ne!(keeping.grads.params(), global_only.grads.params(), "the local view adds nothing");
 }
+
+/// On burn, a local view's pass leaves every BatchNorm's running
+/// statistics bit for bit where the global views left them (burn applies
+/// each update at the next read); an ordinary pass of the same view moves
+/// them.
+#[test]
+fn a_local_view_on_burn_keeps_the_running_statistics_exactly() {
+    let device = Device::flex().autodiff();
+    let (e, _) = random_encoder(&device, 23);
+    let mut t = TrainableEncoder::new(Kernels::Burn, &e, AdamSettings { l2: 0.0 });
+    let (n, s) = (3, 12);
+    let stats = |e: &Encoder| -> Vec<Vec<f32>> {
+        e.batch_norms()
+            .iter()
+            .flat_map(|b| [b.running_mean.value_sync(), b.running_var.value_sync()])
+            .map(batch::to_vec)
+            .collect()
+    };
+    let start = stats(&e);
+    t.forward(&e, 0, input(n, s, s, 24), n, 3, s, &device);
+    t.forward(&e, 1, input(n, s, s, 25), n, 3, s, &device);
+    let after_global = stats(&e);
+    assert_ne!(after_global, start, "the global views move them");
+    t.forward_local(&e, 2, input(n, s / 2, s / 2, 26), n, 3, s / 2, &device);
+    assert_eq!(stats(&e), after_global, "the local view moved them");
+    t.forward(&e, 3, input(n, s / 2, s / 2, 26), n, 3, s / 2, &device);
+    assert_ne!(stats(&e), after_global, "an ordinary pass moves them");
+}

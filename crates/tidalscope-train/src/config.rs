@@ -79,7 +79,9 @@ pub struct PretrainConfig {
     /// no core mask, paired with both global views' neighbours.
     #[serde(default)]
     pub local_views: usize,
-    /// Side of the local views (binned pixels; 0 with no local views).
+    /// Side of the local views (binned pixels, 8 to less than `crop`; 0
+    /// with no local views). `pretrain --local-views` defaults it to half
+    /// the crop.
     #[serde(default)]
     pub local_crop: usize,
 }

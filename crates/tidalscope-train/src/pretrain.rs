@@ -70,7 +70,8 @@ pub struct StepMetrics {
     pub contrastive_acc: f32,
     /// Feature-correlation accuracy.
     pub correlation_acc: f32,
-    /// Views per second (each augmented view counts once).
+    /// Views per second (each augmented view counts once, a local view
+    /// as much as a global one: compare runs with the same views).
     pub views_per_s: f32,
 }
 
@@ -369,9 +370,14 @@ fn make_local_views(
         .collect()
 }
 
-/// Local views are cut from anywhere in the prepared image: a crop
-/// window this many local crops wide is capped by the image.
+/// Local views are cut from anywhere in the prepared image: their crop
+/// window's margin (in local crops) is effectively unbounded, so the
+/// image caps it.
 const LOCAL_MARGIN: f64 = 1000.0;
+
+/// The most local views per image: each keeps a tape of activations until
+/// the backward pass, so memory grows with their number.
+const MAX_LOCAL_VIEWS: usize = 16;
 
 /// Why a training loop left its epoch before the data ran out.
 enum Halt {
@@ -422,6 +428,12 @@ pub fn pretrain_with_cache(
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
     let cfg = &PretrainConfig { kernels, ..cfg.clone() };
+    if cfg.local_views > MAX_LOCAL_VIEWS {
+        return Err(TrainError::Other(format!(
+            "{} local views per image: give at most {MAX_LOCAL_VIEWS} (each keeps its activations for the backward pass)",
+            cfg.local_views
+        )));
+    }
     if cfg.local_views > 0 && !(8..cfg.crop).contains(&cfg.local_crop) {
         return Err(TrainError::Other(format!(
             "local views of {} px: give a local crop from 8 px to less than the {}-px global views",

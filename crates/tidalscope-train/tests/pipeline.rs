@@ -91,10 +91,11 @@ fn resuming_an_interrupted_run_gives_the_same_weights_as_an_uninterrupted_one() 
 }
 
 /// Multi-crop pretraining (two local views per image): an interrupted run
-/// resumes exactly, the local views change what is learnt, and a local
-/// crop as large as the view is refused by name.
+/// resumes exactly, the local views change what is learnt, burn takes the
+/// kernels' steps, and local crops as large as the view or too many local
+/// views are refused by name.
 #[test]
-fn multi_crop_pretraining_resumes_exactly_and_refuses_oversized_local_views() {
+fn multi_crop_pretraining_resumes_exactly_and_refuses_what_it_cannot_do() {
     let _g = BURN.lock().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 16, 32);
@@ -115,10 +116,28 @@ fn multi_crop_pretraining_resumes_exactly_and_refuses_oversized_local_views() {
     assert_eq!((saved.local_views, saved.local_crop), (2, 12), "config.toml records the local views");
     run(&tiny(), &plain, false).unwrap();
     assert_ne!(representation(&a), representation(&plain), "the local views changed nothing");
+    // burn takes the same steps (the first epoch's losses agree).
+    let on_burn = dir.path().join("burn");
+    run(
+        &PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 1, ..cfg.clone() },
+        &on_burn,
+        false,
+    )
+    .unwrap();
+    let first = |d: &Path| -> Vec<f64> {
+        metrics(d).lines().skip(1).take(2).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+    };
+    let (fast, burn) = (first(&a), first(&on_burn));
+    assert_eq!(burn.len(), 2);
+    for (f, b) in fast.iter().zip(&burn) {
+        assert!((f - b).abs() <= 1e-4 * b.abs(), "multi-crop losses: fast {fast:?} vs burn {burn:?}");
+    }
 
     let err = |c: PretrainConfig, name: &str| run(&c, &dir.path().join(name), false).unwrap_err().to_string();
-    let e = err(PretrainConfig { local_crop: 24, ..cfg }, "big");
+    let e = err(PretrainConfig { local_crop: 24, ..cfg.clone() }, "big");
     assert!(e.contains("local views of 24 px") && e.contains("24-px global views"), "{e}");
+    let e = err(PretrainConfig { local_views: 17, ..cfg }, "many");
+    assert!(e.contains("17 local views per image: give at most 16"), "{e}");
 }
 
 /// Keeps the log lines of a run.
