@@ -99,11 +99,7 @@ impl TrainableEncoder {
         device: &Device,
     ) -> Tensor<2> {
         match self {
-            Self::Fast(t) => {
-                let h = t.forward(view, &x, n, crop, crop);
-                let dim = h.len() / n.max(1);
-                batch::vector(h, device).reshape([n, dim]).require_grad()
-            }
+            Self::Fast(t) => tracked(t.forward(view, &x, n, crop, crop), n, device),
             Self::Burn => encoder.forward(batch::images(x, n, bands, crop, device)),
         }
     }
@@ -122,27 +118,20 @@ impl TrainableEncoder {
         crop: usize,
         device: &Device,
     ) -> Tensor<2> {
-        match self {
-            Self::Fast(t) => {
-                let h = t.forward_keeping_running_stats(view, &x, n, crop, crop);
-                let dim = h.len() / n.max(1);
-                batch::vector(h, device).reshape([n, dim]).require_grad()
-            }
-            Self::Burn => {
-                // value_sync folds in the pending update of the views before
-                // (burn applies each at the next read), so `saved` is what
-                // a read after them gives.
-                let norms = encoder.batch_norms();
-                let saved: Vec<_> =
-                    norms.iter().map(|b| (b.running_mean.value_sync(), b.running_var.value_sync())).collect();
-                let h = encoder.forward(batch::images(x, n, bands, crop, device));
-                for (b, (mean, var)) in norms.into_iter().zip(saved) {
-                    restore(&b.running_mean, mean);
-                    restore(&b.running_var, var);
-                }
-                h
-            }
+        if let Self::Fast(t) = self {
+            return tracked(t.forward_keeping_running_stats(view, &x, n, crop, crop), n, device);
         }
+        // value_sync folds in the pending update of the views before (burn
+        // applies each at the next read), so `saved` is what a read after
+        // them gives.
+        let norms = encoder.batch_norms();
+        let saved: Vec<_> = norms.iter().map(|b| (b.running_mean.value_sync(), b.running_var.value_sync())).collect();
+        let h = self.forward(encoder, view, x, n, bands, crop, device);
+        for (b, (mean, var)) in norms.into_iter().zip(saved) {
+            restore(&b.running_mean, mean);
+            restore(&b.running_var, var);
+        }
+        h
     }
 
     /// After `loss.backward()`: on the kernels, ∂L/∂h of `reprs` (the
@@ -183,4 +172,11 @@ fn restore(state: &RunningState<Tensor<1>>, value: Tensor<1>) {
     // Folds the pending update in, so that it cannot land after `value`.
     state.value_sync();
     let _ = state.clone().map(&mut Set(Some(value)));
+}
+
+/// The kernels' representations `h` of `n` views as a tracked `[n, dim]`
+/// leaf, whose gradient [`TrainableEncoder::backward_step`] reads.
+fn tracked(h: Vec<f32>, n: usize, device: &Device) -> Tensor<2> {
+    let dim = h.len() / n.max(1);
+    batch::vector(h, device).reshape([n, dim]).require_grad()
 }
