@@ -22,4 +22,9 @@ fn main() {
     println!("cargo:rustc-env=TIDALSCOPE_GIT_COMMIT={commit}");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/index");
+    // An edit to a tracked file makes the build dirty without touching the
+    // index: watch the sources too (cargo scans directories recursively).
+    for path in ["src", "crates", "Cargo.toml", "Cargo.lock"] {
+        println!("cargo:rerun-if-changed={path}");
+    }
 }
