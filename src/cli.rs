@@ -197,7 +197,8 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub out: PathBuf,
     /// Named settings: `paper` (the reference exactly) or `quick` (CPU
-    /// minutes: half-width encoder, 4×4-binned 24 px views).
+    /// minutes: half-width encoder, 4×4-binned 24 px views, 4 local views
+    /// of 12 px).
     #[arg(long, value_enum, default_value = "paper")]
     pub preset: PresetArg,
     /// Epochs (preset: paper 25, quick 12).
@@ -270,7 +271,7 @@ pub struct PretrainArgs {
     /// Multi-crop: N small local views per image besides the two global
     /// ones, cut from anywhere in the prepared image with the same jitter
     /// (no core mask) and paired with the global views' neighbours
-    /// (0 to 16; 0: off, both presets).
+    /// (0 to 16; quick preset 4, paper preset 0: off).
     #[arg(long, value_name = "N")]
     pub local_views: Option<usize>,
     /// Side of the local views in binned pixels (default: half the
@@ -307,7 +308,8 @@ pub struct PretrainArgs {
 pub enum PresetArg {
     /// The reference exactly: full-width encoder, 96 px views.
     Paper,
-    /// CPU minutes: half-width encoder, 4×4-binned 24 px views.
+    /// CPU minutes: half-width encoder, 4×4-binned 24 px views, 4 local
+    /// views of 12 px.
     Quick,
 }
 
@@ -968,7 +970,7 @@ pub struct ExperimentLabelsArgs {
     #[arg(long)]
     pub encoder: Option<PathBuf>,
     /// Smaller, faster settings (≈10 min on 2 cores); without it, the CPU
-    /// protocol of the README (≈45 min).
+    /// protocol of the README (≈35–45 min).
     #[arg(long)]
     pub quick: bool,
     /// Label counts (balanced; counts beyond 90% of what the data offers are dropped).
@@ -997,9 +999,14 @@ pub struct ExperimentLabelsArgs {
     /// Pretraining preset when no --encoder is given.
     #[arg(long, value_enum, default_value = "quick")]
     pub preset: PresetArg,
-    /// Pretraining epochs (default 12 with --quick, else 20).
+    /// Pretraining epochs (default 8 with --quick — 12 with no local
+    /// views —, else 20).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
+    /// Local views of the pretraining (default: the preset's; 0 reruns
+    /// tables made before the quick preset took them).
+    #[arg(long, value_name = "N")]
+    pub local_views: Option<usize>,
     /// Fine-tuning and from-scratch epochs, at least (and at least
     /// --min-steps steps; default 8 with --quick, else 15).
     #[arg(long)]
@@ -1045,6 +1052,9 @@ pub struct ExperimentRecoveryArgs {
     /// Pretraining epochs (default 8 with --quick, else 50).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
+    /// Local views of the pretraining (default: the preset's).
+    #[arg(long, value_name = "N")]
+    pub local_views: Option<usize>,
     /// Fine-tuning epochs (default 12 with --quick, else 30).
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -172,8 +172,8 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* encoder: preset `{}` (width {}, {}×{} binning, {} px views), {} epochs × batch {}, queue {}, τ = {}: {} steps, final NNCLR loss {:.3}, {:.0} views/s",
-        cfg.preset, cfg.width, cfg.bin, cfg.bin, cfg.crop, cfg.epochs, cfg.batch, cfg.queue_size, cfg.temperature, pre.steps, pre.final_loss, pre.views_per_s
+        "* encoder: preset `{}` (width {}, {}×{} binning, {} px views, {} local views of {} px), {} epochs × batch {}, queue {}, τ = {}: {} steps, final NNCLR loss {:.3}, {:.0} views/s",
+        cfg.preset, cfg.width, cfg.bin, cfg.bin, cfg.crop, cfg.local_views, cfg.local_crop, cfg.epochs, cfg.batch, cfg.queue_size, cfg.temperature, pre.steps, pre.final_loss, pre.views_per_s
     )?;
     writeln!(r, "* seed {}, total wall time {:.1} min\n", args.seed, total / 60.0)?;
     writeln!(r, "## Results on the independent test set\n")?;

@@ -33,12 +33,17 @@ fn pretrain(
     train: &Path,
     out: &Path,
     preset: PresetArg,
+    local_views: Option<usize>,
     epochs: usize,
     seed: u64,
     device: &Device,
 ) -> anyhow::Result<()> {
     let src = super::open_source(train, &SourceArgs::auto(), None)?;
-    let cfg = PretrainConfig { epochs, seed, ..preset.config() };
+    let mut cfg = PretrainConfig { epochs, seed, ..preset.config() };
+    if let Some(k) = local_views {
+        cfg.local_views = k;
+        cfg.local_crop = if k > 0 { cfg.crop / 2 } else { 0 };
+    }
     std::fs::create_dir_all(out)?;
     let s =
         tidalscope_train::pretrain::pretrain(&cfg, &[src.as_ref()], out, device, false, &BarReporter::new(Some(out)))?;
@@ -176,6 +181,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
+    ensure!(
+        args.encoder.is_none() || args.local_views.is_none(),
+        "--local-views sets the pretraining's local views; --encoder is already pretrained"
+    );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;
@@ -187,7 +196,11 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let n_test = args.n_test.unwrap_or(if q { 1000 } else { 2000 });
     let seeds = args.seeds.unwrap_or(if q { 5 } else { 20 });
     let trained_seeds = args.trained_seeds.unwrap_or(if q { 1 } else { 3 }).min(seeds);
-    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 12 } else { 20 });
+    // --quick: 8 epochs with the quick preset's local views cost what 12
+    // without them did, keeping the run within 10 minutes.
+    let local_views = args.local_views.unwrap_or(args.preset.config().local_views);
+    let quick_epochs = if local_views > 0 { 8 } else { 12 };
+    let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 20 });
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
@@ -203,7 +216,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         Some(e) => e.clone(),
         None => {
             eprintln!("== pretrain ({} preset, {pre_epochs} epochs)", format!("{:?}", args.preset).to_lowercase());
-            pretrain(&train_dir, &out.join("encoder"), args.preset, pre_epochs, args.seed, &device)?;
+            pretrain(&train_dir, &out.join("encoder"), args.preset, args.local_views, pre_epochs, args.seed, &device)?;
             out.join("encoder")
         }
     };
@@ -380,6 +393,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         first_seed: u64,
         methods: Vec<&'static str>,
         pretrain_epochs: usize,
+        pretrain_local_views: Option<usize>,
         finetune_epochs: usize,
         finetune_min_steps: usize,
         finetune_jitter: String,
@@ -395,6 +409,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         first_seed: args.seed,
         methods: args.methods.iter().map(|m| m.name()).collect(),
         pretrain_epochs: pre_epochs,
+        pretrain_local_views: args.encoder.is_none().then_some(local_views),
         finetune_epochs: ft_epochs,
         finetune_min_steps: args.min_steps,
         finetune_jitter: clap::ValueEnum::to_possible_value(&args.finetune_jitter)
@@ -618,6 +633,10 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
     let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
+    ensure!(
+        args.model.is_none() || args.local_views.is_none(),
+        "--local-views sets the pretraining's local views; --model is already trained"
+    );
     let ft_epochs = args.epochs.unwrap_or(if q { 12 } else { 30 });
     let mut results = Vec::new();
     let mut models: Vec<(String, PathBuf)> = Vec::new();
@@ -637,7 +656,15 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     pre_epochs
                 );
                 super::simulate::mock_set(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
-                pretrain(&dir.join("train"), &dir.join("encoder"), args.preset, pre_epochs, args.seed, &device)?;
+                pretrain(
+                    &dir.join("train"),
+                    &dir.join("encoder"),
+                    args.preset,
+                    args.local_views,
+                    pre_epochs,
+                    args.seed,
+                    &device,
+                )?;
                 let src = super::open_source(&dir.join("train"), &SourceArgs::auto(), None)?;
                 let cfg = FinetuneConfig {
                     mode: Mode::Finetune,
@@ -680,6 +707,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         recovery_objects: usize,
         train_objects: usize,
         pretrain_epochs: usize,
+        pretrain_local_views: Option<usize>,
         finetune_epochs: usize,
         seed: u64,
         models: Vec<(String, String)>,
@@ -690,6 +718,10 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         recovery_objects: n,
         train_objects: n_train,
         pretrain_epochs: pre_epochs,
+        pretrain_local_views: args
+            .model
+            .is_none()
+            .then(|| args.local_views.unwrap_or(args.preset.config().local_views)),
         finetune_epochs: ft_epochs,
         seed: args.seed,
         models: models.iter().map(|(s, m)| (s.clone(), m.display().to_string())).collect(),

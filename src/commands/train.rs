@@ -134,8 +134,19 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         }
         if let Some(k) = args.local_views {
             c.local_views = k;
-            c.local_crop = if k > 0 { args.local_crop.unwrap_or(c.crop / 2) } else { 0 };
         }
+        // Local views are half the global view unless given, so a preset's
+        // follow a changed --crop.
+        c.local_crop = if c.local_views > 0 { args.local_crop.unwrap_or(c.crop / 2) } else { 0 };
+        ensure!(
+            args.local_crop.is_some() || c.local_views == 0 || c.crop / 2 >= 8,
+            "--crop {}: {} local views of half the view would be {} px, under the 8-px minimum; \
+             give --local-views 0, a --local-crop from 8 to {} or a --crop of 16 or more",
+            c.crop,
+            c.local_views,
+            c.crop / 2,
+            c.crop.saturating_sub(1).max(8)
+        );
         ensure!(
             args.local_crop.is_none() || c.local_views > 0,
             "--local-crop sets the size of local views: it needs --local-views 1 or more"

@@ -68,6 +68,15 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     b.extend(["--out", "two", "--data", "one/train", "--test", "one/test", "--encoder", "one/encoder"]);
     d.ok(&b);
     assert_eq!(without_seconds(rows), without_seconds(read_csv(&d.join("two/results.csv")).1));
+    // The quick preset's local views are the pretraining's, recorded with it.
+    let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
+    assert!(run.contains("pretrain_local_views = 4"), "{run}");
+    let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
+    assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
+    let mut c = b.clone();
+    c.extend(["--local-views", "0"]);
+    let err = d.fails(&c);
+    assert!(err.contains("--encoder is already pretrained"), "{err}");
 }
 
 #[test]

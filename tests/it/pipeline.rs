@@ -153,6 +153,12 @@ fn training_commands_explain_bad_input() {
     }
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--local-crop", "12"]);
     assert!(err.contains("it needs --local-views 1 or more"), "{err}");
+    // The quick preset's local views follow --crop; too small a view says how to go on.
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--preset", "quick", "--crop", "12"]);
+    assert!(
+        err.contains("--crop 12: 4 local views of half the view would be 6 px") && err.contains("--local-views 0"),
+        "{err}"
+    );
     // Local views default to half the view, and their settings are the run's.
     let mut args = vec!["pretrain", "--data", "sim", "--out", "lv", "--local-views", "2"];
     args.extend(TINY);

@@ -44,6 +44,10 @@ fn tiny() -> PretrainConfig {
         checkpoint_every: 1,
         norm_images: 16,
         shuffle_buffer: 16,
+        // Plain NNCLR unless a test asks for local views: the multi-crop
+        // test compares with it.
+        local_views: 0,
+        local_crop: 0,
         ..PretrainConfig::quick()
     }
 }
