@@ -24,7 +24,20 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/index");
     // An edit to a tracked file makes the build dirty without touching the
     // index: watch the sources too (cargo scans directories recursively).
-    for path in ["src", "crates", "Cargo.toml", "Cargo.lock"] {
+    // Only the crates' src and manifests: pytest writes caches elsewhere
+    // under crates/, which would rebuild the binary after every test run.
+    let mut watched = vec!["src".to_string(), "Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    if let Ok(crates) = std::fs::read_dir("crates") {
+        for krate in crates.flatten() {
+            for part in ["src", "Cargo.toml"] {
+                let path = krate.path().join(part);
+                if path.exists() {
+                    watched.push(path.display().to_string());
+                }
+            }
+        }
+    }
+    for path in watched {
         println!("cargo:rerun-if-changed={path}");
     }
 }

@@ -141,11 +141,11 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         ensure!(
             args.local_crop.is_some() || c.local_views == 0 || c.crop / 2 >= 8,
             "--crop {}: {} local views of half the view would be {} px, under the 8-px minimum; \
-             give --local-views 0, a --local-crop from 8 to {} or a --crop of 16 or more",
+             give --local-views 0{} or a --crop of 16 or more",
             c.crop,
             c.local_views,
             c.crop / 2,
-            c.crop.saturating_sub(1).max(8)
+            if c.crop > 8 { format!(", a --local-crop from 8 to {}", c.crop - 1) } else { String::new() }
         );
         ensure!(
             args.local_crop.is_none() || c.local_views > 0,
