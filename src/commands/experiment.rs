@@ -41,8 +41,7 @@ fn pretrain(
     let src = super::open_source(train, &SourceArgs::auto(), None)?;
     let mut cfg = PretrainConfig { epochs, seed, ..preset.config() };
     if let Some(k) = local_views {
-        cfg.local_views = k;
-        cfg.local_crop = if k > 0 { cfg.crop / 2 } else { 0 };
+        cfg.set_local_views(k);
     }
     std::fs::create_dir_all(out)?;
     let s =

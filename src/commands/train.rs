@@ -132,12 +132,11 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ensure!((0.0..=1.0).contains(&z), "--zoom {z}: give Z from 0 to 1 (scales 1/(1+Z) to 1+Z)");
             c.jitter.zoom = z;
         }
-        if let Some(k) = args.local_views {
-            c.local_views = k;
+        // Re-set after --crop, so that a preset's local views follow it.
+        c.set_local_views(args.local_views.unwrap_or(c.local_views));
+        if let Some(p) = args.local_crop {
+            c.local_crop = p; // with no local views, refused just below
         }
-        // Local views are half the global view unless given, so a preset's
-        // follow a changed --crop.
-        c.local_crop = if c.local_views > 0 { args.local_crop.unwrap_or(c.crop / 2) } else { 0 };
         ensure!(
             args.local_crop.is_some() || c.local_views == 0 || c.crop / 2 >= 8,
             "--crop {}: {} local views of half the view would be {} px, under the 8-px minimum; \

@@ -150,6 +150,13 @@ impl PretrainConfig {
         }
     }
 
+    /// Sets `n` local views of the default size, half the global view
+    /// (size 0 with none), so that they follow a changed `crop`.
+    pub fn set_local_views(&mut self, n: usize) {
+        self.local_views = n;
+        self.local_crop = if n > 0 { self.crop / 2 } else { 0 };
+    }
+
     /// A preset by name.
     pub fn preset(name: &str) -> Option<Self> {
         match name {
