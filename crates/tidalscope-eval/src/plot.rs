@@ -138,6 +138,15 @@ mod tests {
         assert_eq!(labels(25.0, 45.0, true), ["30", "40"]);
         assert_eq!(labels(120.0, 180.0, true), ["120", "130", "140", "150", "160", "170", "180"]);
         assert_eq!(labels(1e-4, 1e4, true), ["1e-4", "0.001", "0.01", "0.1", "1", "10", "100", "1000", "10000"]);
+        // Label-count plots tick the counts measured, the smallest included.
+        let counts = [25.0, 50.0, 100.0, 300.0, 1000.0, 50.0, 25.0];
+        let t = few_values(counts.iter().map(|c: &f64| c.log10())).unwrap();
+        assert_eq!(
+            t.iter().map(|v| x_tick_label(*v, &t, true)).collect::<Vec<_>>(),
+            ["25", "50", "100", "300", "1000"]
+        );
+        assert_eq!(few_values([1.0, f64::NAN].into_iter()), None);
+        assert_eq!(few_values((0..11).map(f64::from)), None);
         assert_eq!(tick_label(0.1 + 0.2, 0.1), "0.3");
         assert_eq!(tick_label(1e-5, 1e-5), "1e-5");
         assert_eq!(tick_label(f64::NAN, 1.0), "NaN");
@@ -218,7 +227,9 @@ pub struct Axes {
     /// Vertical marker lines with labels (e.g. 22% contamination).
     pub vlines: Vec<(f64, String)>,
     /// Draw x on a logarithmic scale (x values, range and markers stay in data
-    /// units and must be positive; ticks at 1, 2 and 5 times powers of ten).
+    /// units and must be positive; ticks at the data's x values when the
+    /// series share 2 to 10 of them and no range is set, else at 1, 2 and 5
+    /// times powers of ten).
     pub x_log: bool,
 }
 
@@ -370,6 +381,14 @@ fn finite_range(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     (lo <= hi).then_some((lo, hi))
 }
 
+/// The distinct finite values, sorted, when there are 2 to 10 of them.
+fn few_values(vals: impl Iterator<Item = f64>) -> Option<Vec<f64>> {
+    let mut v: Vec<f64> = vals.filter(|v| v.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    v.dedup_by(|a, b| (*a - *b).abs() <= 1e-9 * b.abs().max(1.0));
+    (2..=10).contains(&v.len()).then_some(v)
+}
+
 /// Writes a line plot as a 900×650 PNG.
 pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), PlotError> {
     init_fonts();
@@ -401,7 +420,20 @@ pub fn line_plot(path: &Path, axes: &Axes, series: &[Series]) -> Result<(), Plot
         (lo - pad, hi + pad)
     });
     let xr = if xr.0 == xr.1 { (xr.0 - 0.5, xr.1 + 0.5) } else { xr };
-    let ticks = x_ticks(xr.0, xr.1, axes.x_log);
+    // A log axis over a few measured counts (labels per run) is read at
+    // those counts: tick each one, and keep the end points off the frame.
+    let data_ticks = if axes.x_log && axes.x_range.is_none() {
+        few_values(series.iter().flat_map(|s| s.x.iter().map(|&x| tx(x))))
+    } else {
+        None
+    };
+    let (xr, ticks) = match data_ticks {
+        Some(t) => {
+            let pad = 0.04 * (xr.1 - xr.0);
+            ((xr.0 - pad, xr.1 + pad), t)
+        }
+        None => (xr, x_ticks(xr.0, xr.1, axes.x_log)),
+    };
     {
         let root = BitMapBackend::with_buffer(&mut buf, (w as u32, h as u32)).into_drawing_area();
         let mut chart = ChartBuilder::on(&root)
