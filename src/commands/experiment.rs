@@ -391,7 +391,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         trained_seeds: usize,
         first_seed: u64,
         methods: Vec<&'static str>,
-        pretrain_epochs: usize,
+        pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
         finetune_epochs: usize,
         finetune_min_steps: usize,
@@ -407,7 +407,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         trained_seeds,
         first_seed: args.seed,
         methods: args.methods.iter().map(|m| m.name()).collect(),
-        pretrain_epochs: pre_epochs,
+        pretrain_epochs: args.encoder.is_none().then_some(pre_epochs),
         pretrain_local_views: args.encoder.is_none().then_some(local_views),
         finetune_epochs: ft_epochs,
         finetune_min_steps: args.min_steps,
@@ -705,9 +705,9 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         surveys: Vec<String>,
         recovery_objects: usize,
         train_objects: usize,
-        pretrain_epochs: usize,
+        pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
-        finetune_epochs: usize,
+        finetune_epochs: Option<usize>,
         seed: u64,
         models: Vec<(String, String)>,
     }
@@ -716,12 +716,13 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         surveys: results.iter().map(|r| r.survey.clone()).collect(),
         recovery_objects: n,
         train_objects: n_train,
-        pretrain_epochs: pre_epochs,
+        // With --model nothing is pretrained or fine-tuned.
+        pretrain_epochs: args.model.is_none().then_some(pre_epochs),
         pretrain_local_views: args
             .model
             .is_none()
             .then(|| args.local_views.unwrap_or(args.preset.config().local_views)),
-        finetune_epochs: ft_epochs,
+        finetune_epochs: args.model.is_none().then_some(ft_epochs),
         seed: args.seed,
         models: models.iter().map(|(s, m)| (s.clone(), m.display().to_string())).collect(),
     };

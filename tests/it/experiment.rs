@@ -70,7 +70,11 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert_eq!(without_seconds(rows), without_seconds(read_csv(&d.join("two/results.csv")).1));
     // The quick preset's local views are the pretraining's, recorded with it.
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
-    assert!(run.contains("pretrain_local_views = 4"), "{run}");
+    assert!(run.contains("pretrain_local_views = 4") && run.contains("pretrain_epochs = 1"), "{run}");
+    // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
+    let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
+    assert!(!run.contains("pretrain_epochs") && !run.contains("pretrain_local_views"), "{run}");
+    assert!(run.contains("one/encoder"), "{run}");
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     let mut c = b.clone();
