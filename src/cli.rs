@@ -323,6 +323,24 @@ impl PresetArg {
     }
 }
 
+/// `--lr-schedule` of `finetune`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LrScheduleArg {
+    /// The same learning rate at every step.
+    Constant,
+    /// From the full rate down to zero along half a cosine.
+    Cosine,
+}
+
+impl From<LrScheduleArg> for tidalscope_train::config::LrSchedule {
+    fn from(a: LrScheduleArg) -> Self {
+        match a {
+            LrScheduleArg::Constant => Self::Constant,
+            LrScheduleArg::Cosine => Self::Cosine,
+        }
+    }
+}
+
 /// Augmentation noise (`--noise`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NoiseArg {
@@ -522,6 +540,11 @@ pub struct FinetuneArgs {
     /// Adam learning rate (default: 1e-4 for --mode finetune, 1e-3 for scratch).
     #[arg(long)]
     pub lr: Option<f64>,
+    /// Learning rate over the steps (fine-tuning and scratch): constant
+    /// (the reference's) or cosine (half a cosine down to zero at the last
+    /// step). Recorded in config.toml.
+    #[arg(long, value_enum, default_value = "constant")]
+    pub lr_schedule: LrScheduleArg,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,

@@ -230,6 +230,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         min_steps: args.min_steps,
         batch: args.batch,
         lr: args.lr.unwrap_or(FinetuneConfig::default_lr(mode)),
+        lr_schedule: args.lr_schedule.into(),
         labels: args.labels,
         split,
         noise: args.noise.into(),

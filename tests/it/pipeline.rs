@@ -69,11 +69,26 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ] {
         assert!(d.join("clf").join(f).is_file(), "finetune: {f} missing");
     }
-    // The engine is an option, recorded with the run.
-    d.ok(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf-burn", "--epochs", "1", "--kernels", "burn"]);
-    for (dir, kernels) in [("clf", "kernels = \"fast\""), ("clf-burn", "kernels = \"burn\"")] {
+    // The engine and the learning-rate schedule are options, recorded with the run.
+    d.ok(&[
+        "finetune",
+        "--encoder",
+        "enc",
+        "--data",
+        "sim",
+        "--out",
+        "clf-burn",
+        "--epochs",
+        "1",
+        "--kernels",
+        "burn",
+        "--lr-schedule",
+        "cosine",
+    ]);
+    for (dir, kernels, schedule) in [("clf", "fast", "constant"), ("clf-burn", "burn", "cosine")] {
         let config = std::fs::read_to_string(d.join(dir).join("config.toml")).unwrap();
-        assert!(config.contains(kernels), "{dir}: {config}");
+        assert!(config.contains(&format!("kernels = \"{kernels}\"")), "{dir}: {config}");
+        assert!(config.contains(&format!("lr_schedule = \"{schedule}\"")), "{dir}: {config}");
     }
     let out = d.ok(&["evaluate", "--model", "clf", "--out", "ev"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("AUC"), "{}", String::from_utf8_lossy(&out.stdout));

@@ -206,6 +206,30 @@ pub enum SplitSpec {
     },
 }
 
+/// The learning rate over the optimisation steps of fine-tuning and
+/// training from scratch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// The same rate at every step (the reference's).
+    #[default]
+    Constant,
+    /// Half a cosine from the full rate at the first step to zero after
+    /// the last, so the weights settle instead of ending on whichever
+    /// batch came last.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The factor on the learning rate at step `step` (0-based) of `total`.
+    pub fn factor(self, step: usize, total: usize) -> f64 {
+        match self {
+            Self::Constant => 1.0,
+            Self::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * step as f64 / total.max(1) as f64).cos()),
+        }
+    }
+}
+
 /// Settings of `finetune`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
@@ -221,6 +245,11 @@ pub struct FinetuneConfig {
     pub batch: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// How the learning rate changes over the steps (fine-tuning and
+    /// scratch). Older config files, written before it existed, read as
+    /// constant.
+    #[serde(default)]
+    pub lr_schedule: LrSchedule,
     /// Keras-style L2 λ (fine-tuning only; the probe chooses its own by
     /// cross-validation).
     pub weight_decay: f64,
@@ -269,6 +298,7 @@ impl Default for FinetuneConfig {
             min_steps: 500,
             batch: 24,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             weight_decay: 5e-4,
             labels: 0,
             split: SplitSpec::Stratified { val: 0.1, test: 0.2 },
@@ -283,6 +313,26 @@ impl Default for FinetuneConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cosine_schedule_falls_from_the_full_rate_to_nearly_zero_and_a_constant_one_stays() {
+        let total = 1000;
+        assert_eq!(LrSchedule::Cosine.factor(0, total), 1.0);
+        assert!((LrSchedule::Cosine.factor(500, total) - 0.5).abs() < 1e-12);
+        let last = LrSchedule::Cosine.factor(total - 1, total);
+        assert!(last > 0.0 && last < 1e-5, "{last}");
+        let f: Vec<f64> = (0..total).map(|t| LrSchedule::Cosine.factor(t, total)).collect();
+        assert!(f.windows(2).all(|w| w[1] < w[0]), "falls at every step");
+        assert!((0..total).all(|t| LrSchedule::Constant.factor(t, total) == 1.0));
+        // A config written before the schedule existed reads back constant.
+        let text = toml::to_string(&FinetuneConfig::default()).unwrap();
+        let old: String = text.lines().filter(|l| !l.starts_with("lr_schedule")).map(|l| format!("{l}\n")).collect();
+        assert_ne!(old, text);
+        let back: FinetuneConfig = toml::from_str(&old).unwrap();
+        assert_eq!(back.lr_schedule, LrSchedule::Constant);
+        let cos = FinetuneConfig { lr_schedule: LrSchedule::Cosine, ..FinetuneConfig::default() };
+        assert_eq!(toml::from_str::<FinetuneConfig>(&toml::to_string(&cos).unwrap()).unwrap(), cos);
+    }
 
     #[test]
     fn the_quick_preset_masks_the_core_and_adds_local_views_and_the_paper_preset_does_not() {

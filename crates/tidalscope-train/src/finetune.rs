@@ -222,10 +222,11 @@ pub fn finetune(
                     let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
                     let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
                     let gradients = l.backward();
-                    trainable.backward_step(&gradients, &[&h], cfg.lr);
+                    let lr = cfg.lr * cfg.lr_schedule.factor(epoch * steps + k, epochs * steps);
+                    trainable.backward_step(&gradients, &[&h], lr);
                     let grads = GradientsParams::from_grads(gradients, &model);
                     sum += l.into_scalar::<f32>() * m as f32;
-                    model = optim.step(cfg.lr, model.clone(), grads);
+                    model = optim.step(lr, model.clone(), grads);
                     reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
                 }
                 train_loss.push(sum / splits.train.len() as f32);
