@@ -540,11 +540,11 @@ pub struct FinetuneArgs {
     /// Adam learning rate (default: 1e-4 for --mode finetune, 1e-3 for scratch).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Learning rate over the steps (fine-tuning and scratch): constant
-    /// (the reference's) or cosine (half a cosine down to zero at the last
-    /// step). Recorded in config.toml.
-    #[arg(long, value_enum, default_value = "constant")]
-    pub lr_schedule: LrScheduleArg,
+    /// Learning rate over the steps (fine-tuning and scratch; default
+    /// constant, the reference's): constant or cosine (half a cosine down
+    /// to zero after the last step). Recorded in config.toml.
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,

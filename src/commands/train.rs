@@ -213,6 +213,10 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let mode: Mode = args.mode.into();
     ensure!(
+        mode != Mode::Linear || args.lr_schedule.is_none(),
+        "--lr-schedule sets the steps of fine-tuning and scratch; the linear probe is fitted, not stepped"
+    );
+    ensure!(
         !args.data.data.is_empty() || args.data.unlabelled.is_some(),
         "give labelled data with --data or --unlabelled/--tidal"
     );
@@ -230,7 +234,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         min_steps: args.min_steps,
         batch: args.batch,
         lr: args.lr.unwrap_or(FinetuneConfig::default_lr(mode)),
-        lr_schedule: args.lr_schedule.into(),
+        lr_schedule: args.lr_schedule.map(Into::into).unwrap_or_default(),
         labels: args.labels,
         split,
         noise: args.noise.into(),

@@ -69,7 +69,7 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ] {
         assert!(d.join("clf").join(f).is_file(), "finetune: {f} missing");
     }
-    // The engine and the learning-rate schedule are options, recorded with the run.
+    // The engine and fine-tuning's learning-rate schedule are options, recorded with the run.
     d.ok(&[
         "finetune",
         "--encoder",
@@ -82,6 +82,10 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
         "1",
         "--kernels",
         "burn",
+        "--mode",
+        "finetune",
+        "--min-steps",
+        "2",
         "--lr-schedule",
         "cosine",
     ]);
@@ -140,6 +144,8 @@ fn training_commands_explain_bad_input() {
     assert!(err.contains("invalid value 'huge'") && err.contains("paper") && err.contains("quick"), "{err}");
     let err = d.refused(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "linaer"]);
     assert!(err.contains("invalid value 'linaer'") && err.contains("scratch"), "{err}");
+    let err = d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--lr-schedule", "cosine"]);
+    assert!(err.contains("--lr-schedule") && err.contains("linear probe"), "{err}");
     let err = d.refused(&["experiment", "labels", "--methods", "linear,morphologi"]);
     assert!(err.contains("invalid value 'morphologi'"), "{err}");
     assert!(!d.join("runs").exists(), "nothing is simulated before the options are checked");

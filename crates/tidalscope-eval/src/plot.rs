@@ -228,8 +228,8 @@ pub struct Axes {
     pub vlines: Vec<(f64, String)>,
     /// Draw x on a logarithmic scale (x values, range and markers stay in data
     /// units and must be positive; ticks at the data's x values when the
-    /// series share 2 to 10 of them and no range is set, else at 1, 2 and 5
-    /// times powers of ten).
+    /// series have 2 to 10 distinct x values between them and no range is
+    /// set, else at 1, 2 and 5 times powers of ten).
     pub x_log: bool,
 }
 

@@ -258,9 +258,17 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
         let grads = loss.backward();
         let want_grads = fast::to_resnet_with(&e, &Grads(&grads));
         let lr = 1e-2;
-        let stepped = AdamConfig::new().init().step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
+        // Both sides take their constants from one config, so the bound
+        // below uses the ε both steps were taken with.
+        let kcfg = adam::AdamConfig::default();
+        let stepped = AdamConfig::new()
+            .with_beta_1(kcfg.beta1)
+            .with_beta_2(kcfg.beta2)
+            .with_epsilon(kcfg.epsilon)
+            .init()
+            .step(lr, e.clone(), GradientsParams::from_grads(grads, &e));
 
-        let mut trainer = Trainer::new(net, adam::AdamConfig::default());
+        let mut trainer = Trainer::new(net, kcfg);
         for (v, (x, want)) in xs.iter().zip(&want_outs).enumerate() {
             let got = trainer.forward(v, x, n, h, w);
             assert_close(&got, want, 1e-3, &what(&format!("training output of view {v}")));
@@ -283,8 +291,7 @@ fn training_outputs_gradients_and_an_adam_step_match_burn() {
         for (i, (g, wv)) in values.iter().zip(&want_values).enumerate() {
             let what = what(&format!("value {i} after one Adam step"));
             if i < n_params {
-                let eps = adam::AdamConfig::default().epsilon;
-                assert_adam_step_close(g, wv, &got_grads[i], want_grads.params()[i], lr as f32, eps, &what);
+                assert_adam_step_close(g, wv, &got_grads[i], want_grads.params()[i], lr as f32, kcfg.epsilon, &what);
             } else {
                 assert_close(g, wv, 1e-3, &what);
             }

@@ -221,7 +221,8 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// The factor on the learning rate at step `step` (0-based) of `total`.
+    /// The factor on the learning rate at step `step` (0-based) of `total`
+    /// (a `total` of 0 counts as 1): in (0, 1] for every step of the run.
     pub fn factor(self, step: usize, total: usize) -> f64 {
         match self {
             Self::Constant => 1.0,

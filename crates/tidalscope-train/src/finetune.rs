@@ -14,7 +14,8 @@
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
 //! optimisation steps (more epochs when the labels are few), so 50 labels
-//! do not mean 30 steps.
+//! do not mean 30 steps, at a constant learning rate or one that falls to
+//! zero along half a cosine ([`FinetuneConfig::lr_schedule`]).
 //!
 //! A run folder holds the classifier folder (`classifier.json`,
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,

@@ -262,7 +262,7 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
 /// start from the same (fast-pretrained) encoder for the same reason.
 #[test]
 fn training_on_the_fast_kernels_follows_the_burn_path() {
-    use tidalscope_train::config::{Kernels, Mode};
+    use tidalscope_train::config::{Kernels, LrSchedule, Mode};
     let _g = BURN.lock().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 24, 32);
@@ -271,6 +271,14 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         let m = std::fs::read_to_string(p.join("metrics.csv")).unwrap();
         m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
     };
+    let ft_cfg = FinetuneConfig {
+        mode: Mode::Finetune,
+        epochs: 3,
+        min_steps: 0,
+        lr_schedule: LrSchedule::Cosine,
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::default()
+    };
     let mut runs = Vec::new();
     for kernels in [Kernels::Fast, Kernels::Burn] {
         let out = dir.path().join(format!("{kernels:?}"));
@@ -278,14 +286,9 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         pretrain::pretrain(&cfg, &[data.as_ref()], &out, &dev, false, &Quiet).unwrap();
         let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(config.contains(&format!("kernels = \"{}\"", format!("{kernels:?}").to_lowercase())), "{config}");
-        let ft = FinetuneConfig {
-            mode: Mode::Finetune,
-            epochs: 2,
-            min_steps: 0,
-            kernels,
-            split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
-            ..FinetuneConfig::default()
-        };
+        // With the cosine schedule, so that both engines must take the
+        // scheduled rate at every step to agree.
+        let ft = FinetuneConfig { kernels, ..ft_cfg.clone() };
         let src = [dir.path().join("data")];
         let s = finetune::finetune(
             &ft,
@@ -327,4 +330,27 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
             burn.3
         );
     }
+    // The schedule reaches the steps: the same run at a constant rate ends
+    // elsewhere, by far more than the two engines differ.
+    let constant = FinetuneConfig { kernels: Kernels::Fast, lr_schedule: LrSchedule::Constant, ..ft_cfg };
+    let c = finetune::finetune(
+        &constant,
+        &dir.path().join("Fast"),
+        &[data.as_ref()],
+        &[dir.path().join("data")],
+        &dir.path().join("ftConstant"),
+        &dev,
+        &Quiet,
+    )
+    .unwrap();
+    // (The first step is at the full rate in both.)
+    let (a, b) = (c.val_loss[2] as f64, fast.3[2] as f64);
+    eprintln!("validation losses: constant {:?}, cosine {:?}", c.val_loss, fast.3);
+    assert!(
+        close(c.val_loss[0] as f64, fast.3[0] as f64, 1e-6),
+        "after the first step: {c:?} vs {fast:?}",
+        c = c.val_loss,
+        fast = fast.3
+    );
+    assert!(!close(a, b, 1e-3), "validation loss after 3 epochs: constant {a} vs cosine {b}");
 }
