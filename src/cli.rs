@@ -1041,6 +1041,10 @@ pub struct ExperimentLabelsArgs {
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]
     pub finetune_jitter: JitterArg,
+    /// Learning rate over the steps of fine-tuning and scratch: constant
+    /// (default) or cosine (see `finetune --help`). Recorded in run.toml.
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

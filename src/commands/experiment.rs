@@ -27,7 +27,7 @@ use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bi
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
-use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 
 fn pretrain(
     train: &Path,
@@ -320,6 +320,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             min_steps: args.min_steps,
                             split: split.clone(),
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
+                            lr_schedule: match mode {
+                                Mode::Linear => LrSchedule::Constant,
+                                _ => args.lr_schedule.map(Into::into).unwrap_or_default(),
+                            },
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -396,6 +400,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_epochs: usize,
         finetune_min_steps: usize,
         finetune_jitter: String,
+        finetune_lr_schedule: LrSchedule,
     }
     let resolved = Resolved {
         quick: q,
@@ -414,6 +419,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_jitter: clap::ValueEnum::to_possible_value(&args.finetune_jitter)
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
+        finetune_lr_schedule: args.lr_schedule.map(Into::into).unwrap_or_default(),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());

@@ -74,7 +74,23 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
     assert!(!run.contains("pretrain_epochs") && !run.contains("pretrain_local_views"), "{run}");
-    assert!(run.contains("one/encoder"), "{run}");
+    assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"constant\""), "{run}");
+    // Fine-tuning's schedule is an option; each run's config.toml records it, the probe's none.
+    let swap = |args: &mut Vec<&str>, from: &str, to: &'static str| {
+        let i = args.iter().position(|a| *a == from).unwrap();
+        args[i] = to;
+    };
+    let mut cos = b.clone();
+    swap(&mut cos, "linear,finetune,morphology,backbone", "linear,finetune");
+    swap(&mut cos, "20,40,5000", "40");
+    swap(&mut cos, "two", "cos");
+    cos.extend(["--trained-seeds", "1", "--lr-schedule", "cosine"]);
+    d.ok(&cos);
+    let run = std::fs::read_to_string(d.join("cos/run.toml")).unwrap();
+    assert!(run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
+    let config = |m: &str| std::fs::read_to_string(d.join(&format!("cos/runs/{m}-40-seed1/config.toml"))).unwrap();
+    assert!(config("finetune").contains("lr_schedule = \"cosine\""), "{}", config("finetune"));
+    assert!(config("linear").contains("lr_schedule = \"constant\""), "{}", config("linear"));
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     let mut c = b.clone();
