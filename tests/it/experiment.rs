@@ -75,7 +75,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
     assert!(!run.contains("pretrain_epochs") && !run.contains("pretrain_local_views"), "{run}");
     assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"constant\""), "{run}");
-    // Fine-tuning's schedule is an option; each run's config.toml records it, the probe's none.
+    // Fine-tuning's schedule is an option, in each run's config.toml (the probe, unstepped, says constant).
     let swap = |args: &mut Vec<&str>, from: &str, to: &'static str| {
         let i = args.iter().position(|a| *a == from).unwrap();
         args[i] = to;
