@@ -201,6 +201,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let quick_epochs = if local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 20 });
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
+    let lr_schedule: LrSchedule = args.lr_schedule.map(Into::into).unwrap_or_default();
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -320,10 +321,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             min_steps: args.min_steps,
                             split: split.clone(),
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
-                            lr_schedule: match mode {
-                                Mode::Linear => LrSchedule::Constant,
-                                _ => args.lr_schedule.map(Into::into).unwrap_or_default(),
-                            },
+                            lr_schedule: if mode == Mode::Linear { LrSchedule::Constant } else { lr_schedule },
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -419,7 +417,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_jitter: clap::ValueEnum::to_possible_value(&args.finetune_jitter)
             .map(|v| v.get_name().to_string())
             .unwrap_or_default(),
-        finetune_lr_schedule: args.lr_schedule.map(Into::into).unwrap_or_default(),
+        finetune_lr_schedule: lr_schedule,
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
