@@ -323,7 +323,7 @@ impl PresetArg {
     }
 }
 
-/// `--lr-schedule` of `finetune`.
+/// `--lr-schedule` of `finetune`, `demo` and `experiment labels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LrScheduleArg {
     /// The same learning rate at every step.
@@ -338,6 +338,21 @@ impl From<LrScheduleArg> for tidalscope_train::config::LrSchedule {
             LrScheduleArg::Constant => Self::Constant,
             LrScheduleArg::Cosine => Self::Cosine,
         }
+    }
+}
+
+/// The schedule a run of `mode` trains with: the one asked for, else the
+/// mode's default; the probe, fitted rather than stepped, is always
+/// constant. Every command resolves `--lr-schedule` here, so they share one
+/// default.
+pub fn lr_schedule(
+    arg: Option<LrScheduleArg>,
+    mode: tidalscope_train::config::Mode,
+) -> tidalscope_train::config::LrSchedule {
+    use tidalscope_train::config::{LrSchedule, Mode};
+    match arg {
+        Some(a) if mode != Mode::Linear => a.into(),
+        _ => LrSchedule::for_mode(mode),
     }
 }
 
@@ -540,9 +555,9 @@ pub struct FinetuneArgs {
     /// Adam learning rate (default: 1e-4 for --mode finetune, 1e-3 for scratch).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Learning rate over the steps (fine-tuning and scratch; default
-    /// constant, the reference's): constant or cosine (half a cosine down
-    /// to zero after the last step). Recorded in config.toml.
+    /// Learning rate over the steps (fine-tuning and scratch): cosine
+    /// (default; half a cosine from the full rate down to zero after the
+    /// last step) or constant (the reference's). Recorded in config.toml.
     #[arg(long, value_enum)]
     pub lr_schedule: Option<LrScheduleArg>,
     /// Per-class train/validation/test sizes of the reference layout.
@@ -632,6 +647,10 @@ pub struct DemoArgs {
     /// Epochs of fine-tuning the whole encoder on all labels (the costliest stage).
     #[arg(long, default_value_t = 15)]
     pub finetune_all_epochs: usize,
+    /// Learning rate over the fine-tuning steps: cosine (default) or
+    /// constant (the reference's; see `finetune --help`). Recorded in run.toml.
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -1041,8 +1060,8 @@ pub struct ExperimentLabelsArgs {
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]
     pub finetune_jitter: JitterArg,
-    /// Learning rate over the steps of fine-tuning and scratch: constant
-    /// (default) or cosine (see `finetune --help`). Recorded in run.toml.
+    /// Learning rate over the steps of fine-tuning and scratch: cosine
+    /// (default) or constant (see `finetune --help`). Recorded in run.toml.
     #[arg(long, value_enum)]
     pub lr_schedule: Option<LrScheduleArg>,
     #[command(flatten)]

@@ -13,7 +13,7 @@ use crate::progress::BarReporter;
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::Path;
-use tidalscope_train::config::{FinetuneConfig, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 
 struct Trial {
     name: String,
@@ -79,6 +79,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             epochs,
             split: SplitSpec::Stratified { val: 0.1, test: 0.0 },
             seed: args.seed,
+            lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
             ..FinetuneConfig::for_mode(mode)
         };
         let rep = BarReporter::new(Some(&dir));
@@ -122,6 +123,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         pretrain: &'a PretrainConfig,
         finetune_epochs: usize,
         finetune_all_epochs: usize,
+        finetune_lr_schedule: LrSchedule,
     }
     Manifest::new(
         "demo",
@@ -133,6 +135,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             pretrain: &cfg,
             finetune_epochs: args.finetune_epochs,
             finetune_all_epochs: args.finetune_all_epochs,
+            finetune_lr_schedule: crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune),
         },
         started,
         total,
@@ -174,6 +177,15 @@ fn write_report(
         r,
         "* encoder: preset `{}` (width {}, {}×{} binning, {} px views, {} local views of {} px), {} epochs × batch {}, queue {}, τ = {}: {} steps, final NNCLR loss {:.3}, {:.0} views/s",
         cfg.preset, cfg.width, cfg.bin, cfg.bin, cfg.crop, cfg.local_views, cfg.local_crop, cfg.epochs, cfg.batch, cfg.queue_size, cfg.temperature, pre.steps, pre.final_loss, pre.views_per_s
+    )?;
+    writeln!(
+        r,
+        "* classifiers: linear probes fitted to convergence (L2 by cross-validation); fine-tuning with Adam at {:e}, {} learning rate over the steps",
+        FinetuneConfig::default_lr(Mode::Finetune),
+        match crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune) {
+            LrSchedule::Constant => "a constant",
+            LrSchedule::Cosine => "a cosine-decayed",
+        }
     )?;
     writeln!(r, "* seed {}, total wall time {:.1} min\n", args.seed, total / 60.0)?;
     writeln!(r, "## Results on the independent test set\n")?;

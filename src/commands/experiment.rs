@@ -201,7 +201,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let quick_epochs = if local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 20 });
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
-    let lr_schedule: LrSchedule = args.lr_schedule.map(Into::into).unwrap_or_default();
+    // The networks' schedule, for run.toml and the report (fine-tuning and
+    // scratch share a default; each run resolves its own below).
+    let lr_schedule = crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune);
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -321,7 +323,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             min_steps: args.min_steps,
                             split: split.clone(),
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
-                            lr_schedule: if mode == Mode::Linear { LrSchedule::Constant } else { lr_schedule },
+                            lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -508,10 +510,14 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels; fine-tuning and scratch run at least {} optimisation steps. Mean ± standard deviation over seeds; {} in total.\n",
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         args.min_steps,
+        match crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune) {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine-decayed",
+        },
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
     if !dropped.is_empty() {
@@ -712,6 +718,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
         finetune_epochs: Option<usize>,
+        finetune_lr_schedule: Option<LrSchedule>,
         seed: u64,
         models: Vec<(String, String)>,
     }
@@ -727,6 +734,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
             .is_none()
             .then(|| args.local_views.unwrap_or(args.preset.config().local_views)),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
+        finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),
         seed: args.seed,
         models: models.iter().map(|(s, m)| (s.clone(), m.display().to_string())).collect(),
     };

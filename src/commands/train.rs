@@ -234,7 +234,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         min_steps: args.min_steps,
         batch: args.batch,
         lr: args.lr.unwrap_or(FinetuneConfig::default_lr(mode)),
-        lr_schedule: args.lr_schedule.map(Into::into).unwrap_or_default(),
+        lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
         labels: args.labels,
         split,
         noise: args.noise.into(),

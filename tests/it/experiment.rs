@@ -74,23 +74,27 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
     assert!(!run.contains("pretrain_epochs") && !run.contains("pretrain_local_views"), "{run}");
-    assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"constant\""), "{run}");
+    assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
+    let config =
+        |run: &str, m: &str| std::fs::read_to_string(d.join(&format!("{run}/runs/{m}-40-seed1/config.toml"))).unwrap();
+    assert!(config("two", "finetune").contains("lr_schedule = \"cosine\""), "{}", config("two", "finetune"));
+    let report = std::fs::read_to_string(d.join("two/report.md")).unwrap();
+    assert!(report.contains("with a cosine-decayed learning rate"), "{report}");
     // Fine-tuning's schedule is an option, in each run's config.toml (the probe, unstepped, says constant).
     let swap = |args: &mut Vec<&str>, from: &str, to: &'static str| {
         let i = args.iter().position(|a| *a == from).unwrap();
         args[i] = to;
     };
-    let mut cos = b.clone();
-    swap(&mut cos, "linear,finetune,morphology,backbone", "linear,finetune");
-    swap(&mut cos, "20,40,5000", "40");
-    swap(&mut cos, "two", "cos");
-    cos.extend(["--trained-seeds", "1", "--lr-schedule", "cosine"]);
-    d.ok(&cos);
-    let run = std::fs::read_to_string(d.join("cos/run.toml")).unwrap();
-    assert!(run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
-    let config = |m: &str| std::fs::read_to_string(d.join(&format!("cos/runs/{m}-40-seed1/config.toml"))).unwrap();
-    assert!(config("finetune").contains("lr_schedule = \"cosine\""), "{}", config("finetune"));
-    assert!(config("linear").contains("lr_schedule = \"constant\""), "{}", config("linear"));
+    let mut cst = b.clone();
+    swap(&mut cst, "linear,finetune,morphology,backbone", "linear,finetune");
+    swap(&mut cst, "20,40,5000", "40");
+    swap(&mut cst, "two", "const");
+    cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant"]);
+    d.ok(&cst);
+    let run = std::fs::read_to_string(d.join("const/run.toml")).unwrap();
+    assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
+    assert!(config("const", "finetune").contains("lr_schedule = \"constant\""), "{}", config("const", "finetune"));
+    assert!(config("two", "linear").contains("lr_schedule = \"constant\""), "{}", config("two", "linear"));
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     let mut c = b.clone();
@@ -146,4 +150,6 @@ fn recovery_experiment_bins_completeness_by_truth() {
     for f in ["report.md", "completeness_vs_sb.png", "completeness_vs_host_mag.png", "run.toml"] {
         assert!(d.join("rec").join(f).is_file(), "{f}");
     }
+    let run = std::fs::read_to_string(d.join("rec/run.toml")).unwrap();
+    assert!(run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
 }

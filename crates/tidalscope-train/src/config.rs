@@ -207,12 +207,13 @@ pub enum SplitSpec {
 }
 
 /// The learning rate over the optimisation steps of fine-tuning and
-/// training from scratch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// training from scratch. No `Default`: a new run takes
+/// [`LrSchedule::for_mode`], a config file without the field
+/// [`LrSchedule::legacy`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LrSchedule {
     /// The same rate at every step (the reference's).
-    #[default]
     Constant,
     /// Half a cosine from the full rate at the first step to zero after
     /// the last, so the weights settle instead of ending on whichever
@@ -221,6 +222,24 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
+    /// The schedule a new run of `mode` takes unless told otherwise: cosine
+    /// for the stepped modes, so a run ends where the validation loss
+    /// settles rather than wherever a constant rate's epoch-to-epoch swings
+    /// leave it (the README's "At scale, as shipped" has the measurements);
+    /// constant for the probe, which is fitted rather than stepped.
+    pub fn for_mode(mode: Mode) -> Self {
+        match mode {
+            Mode::Linear => Self::Constant,
+            Mode::Finetune | Mode::Scratch => Self::Cosine,
+        }
+    }
+
+    /// What a config file written before the schedule existed trained
+    /// with: the constant rate.
+    pub fn legacy() -> Self {
+        Self::Constant
+    }
+
     /// The factor on the learning rate at step `step` (0-based) of `total`
     /// (a `total` of 0 counts as 1): in (0, 1] for every step of the run.
     pub fn factor(self, step: usize, total: usize) -> f64 {
@@ -249,7 +268,7 @@ pub struct FinetuneConfig {
     /// How the learning rate changes over the steps (fine-tuning and
     /// scratch). Older config files, written before it existed, read as
     /// constant.
-    #[serde(default)]
+    #[serde(default = "LrSchedule::legacy")]
     pub lr_schedule: LrSchedule,
     /// Keras-style L2 λ (fine-tuning only; the probe chooses its own by
     /// cross-validation).
@@ -287,7 +306,7 @@ impl FinetuneConfig {
 
     /// The default settings for `mode`.
     pub fn for_mode(mode: Mode) -> Self {
-        Self { mode, lr: Self::default_lr(mode), ..Self::default() }
+        Self { mode, lr: Self::default_lr(mode), lr_schedule: LrSchedule::for_mode(mode), ..Self::default() }
     }
 }
 
@@ -316,7 +335,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_cosine_schedule_falls_from_the_full_rate_to_nearly_zero_and_a_constant_one_stays() {
+    fn a_cosine_schedule_falls_to_nearly_zero_and_is_the_networks_default() {
         let total = 1000;
         assert_eq!(LrSchedule::Cosine.factor(0, total), 1.0);
         assert!((LrSchedule::Cosine.factor(500, total) - 0.5).abs() < 1e-12);
@@ -325,13 +344,21 @@ mod tests {
         let f: Vec<f64> = (0..total).map(|t| LrSchedule::Cosine.factor(t, total)).collect();
         assert!(f.windows(2).all(|w| w[1] < w[0]), "falls at every step");
         assert!((0..total).all(|t| LrSchedule::Constant.factor(t, total) == 1.0));
-        // A config written before the schedule existed reads back constant.
-        let text = toml::to_string(&FinetuneConfig::default()).unwrap();
+        // New fine-tuning and scratch runs take the cosine; the probe, fitted, says constant.
+        assert_eq!(FinetuneConfig::for_mode(Mode::Finetune).lr_schedule, LrSchedule::Cosine);
+        assert_eq!(FinetuneConfig::for_mode(Mode::Scratch).lr_schedule, LrSchedule::Cosine);
+        assert_eq!(FinetuneConfig::for_mode(Mode::Linear).lr_schedule, LrSchedule::Constant);
+    }
+
+    #[test]
+    fn a_config_written_before_the_schedule_existed_reads_back_constant() {
+        // Such a file was trained at the constant rate, whatever new runs default to.
+        let text = toml::to_string(&FinetuneConfig::for_mode(Mode::Finetune)).unwrap();
         let old: String = text.lines().filter(|l| !l.starts_with("lr_schedule")).map(|l| format!("{l}\n")).collect();
         assert_ne!(old, text);
         let back: FinetuneConfig = toml::from_str(&old).unwrap();
         assert_eq!(back.lr_schedule, LrSchedule::Constant);
-        let cos = FinetuneConfig { lr_schedule: LrSchedule::Cosine, ..FinetuneConfig::default() };
+        let cos = FinetuneConfig::for_mode(Mode::Scratch);
         assert_eq!(toml::from_str::<FinetuneConfig>(&toml::to_string(&cos).unwrap()).unwrap(), cos);
     }
 
