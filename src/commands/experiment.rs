@@ -397,11 +397,14 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         methods: Vec<&'static str>,
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
-        finetune_epochs: usize,
-        finetune_min_steps: usize,
-        finetune_jitter: String,
-        finetune_lr_schedule: LrSchedule,
+        finetune_epochs: Option<usize>,
+        finetune_min_steps: Option<usize>,
+        finetune_jitter: Option<String>,
+        finetune_lr_schedule: Option<LrSchedule>,
     }
+    // Fine-tuning's settings only where a network was trained (a probe or
+    // morphology fit has none).
+    let trains = args.methods.iter().any(|m| m.trains_network());
     let resolved = Resolved {
         quick: q,
         data: train_dir.display().to_string(),
@@ -414,12 +417,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         methods: args.methods.iter().map(|m| m.name()).collect(),
         pretrain_epochs: args.encoder.is_none().then_some(pre_epochs),
         pretrain_local_views: args.encoder.is_none().then_some(local_views),
-        finetune_epochs: ft_epochs,
-        finetune_min_steps: args.min_steps,
-        finetune_jitter: clap::ValueEnum::to_possible_value(&args.finetune_jitter)
-            .map(|v| v.get_name().to_string())
-            .unwrap_or_default(),
-        finetune_lr_schedule: lr_schedule,
+        finetune_epochs: trains.then_some(ft_epochs),
+        finetune_min_steps: trains.then_some(args.min_steps),
+        finetune_jitter: trains
+            .then(|| clap::ValueEnum::to_possible_value(&args.finetune_jitter).map(|v| v.get_name().to_string()))
+            .flatten(),
+        finetune_lr_schedule: trains.then_some(lr_schedule),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
@@ -714,7 +717,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         quick: bool,
         surveys: Vec<String>,
         recovery_objects: usize,
-        train_objects: usize,
+        train_objects: Option<usize>,
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
         finetune_epochs: Option<usize>,
@@ -726,8 +729,8 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         quick: q,
         surveys: results.iter().map(|r| r.survey.clone()).collect(),
         recovery_objects: n,
-        train_objects: n_train,
-        // With --model nothing is pretrained or fine-tuned.
+        // With --model nothing is simulated for training, pretrained or fine-tuned.
+        train_objects: args.model.is_none().then_some(n_train),
         pretrain_epochs: args.model.is_none().then_some(pre_epochs),
         pretrain_local_views: args
             .model

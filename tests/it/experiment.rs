@@ -95,6 +95,14 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
     assert!(config("const", "finetune").contains("lr_schedule = \"constant\""), "{}", config("const", "finetune"));
     assert!(config("two", "linear").contains("lr_schedule = \"constant\""), "{}", config("two", "linear"));
+    // A run that trains no network records no fine-tuning settings.
+    let mut probe = b.clone();
+    swap(&mut probe, "linear,finetune,morphology,backbone", "linear,morphology");
+    swap(&mut probe, "20,40,5000", "40");
+    swap(&mut probe, "two", "probe");
+    d.ok(&probe);
+    let run = std::fs::read_to_string(d.join("probe/run.toml")).unwrap();
+    assert!(run.contains("\"linear\"") && !run.contains("finetune_"), "{run}");
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     let mut c = b.clone();
@@ -151,5 +159,30 @@ fn recovery_experiment_bins_completeness_by_truth() {
         assert!(d.join("rec").join(f).is_file(), "{f}");
     }
     let run = std::fs::read_to_string(d.join("rec/run.toml")).unwrap();
-    assert!(run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
+    assert!(run.contains("train_objects = 200") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
+    // A given model is scored as it is: nothing is simulated for training,
+    // pretrained or fine-tuned, and run.toml names the model, not those settings.
+    d.ok(&[
+        "experiment",
+        "recovery",
+        "--out",
+        "rec-model",
+        "--surveys",
+        "hsc-ud",
+        "--n",
+        "240",
+        "--model",
+        "rec/hsc-ud/classifier",
+    ]);
+    assert!(!d.join("rec-model/hsc-ud/train").exists() && !d.join("rec-model/hsc-ud/encoder").exists());
+    // Scoring on the CPU is deterministic and the recovery set's seed is the same.
+    let (_, again) = read_csv(&d.join("rec-model/hsc-ud/recovery.csv"));
+    assert_eq!(again, rows, "the same model on the same recovery set gives the same table");
+    let run = std::fs::read_to_string(d.join("rec-model/run.toml")).unwrap();
+    // The resolved settings (after the command line, which names the model too).
+    let config = &run[run.find("[config]").expect("a [config] table")..];
+    assert!(config.contains("\"rec/hsc-ud/classifier\""), "{run}");
+    for key in ["train_objects", "pretrain_epochs", "pretrain_local_views", "finetune_"] {
+        assert!(!config.contains(key), "{key}: {run}");
+    }
 }
