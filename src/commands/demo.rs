@@ -180,12 +180,9 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* classifiers: linear probes fitted to convergence (L2 by cross-validation); fine-tuning with Adam at {:e}, {} learning rate over the steps",
+        "* classifiers: linear probes fitted to convergence (L2 by cross-validation); fine-tuning with Adam at {:e}, a {} learning rate over the steps",
         FinetuneConfig::default_lr(Mode::Finetune),
-        match crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune) {
-            LrSchedule::Constant => "a constant",
-            LrSchedule::Cosine => "a cosine-decayed",
-        }
+        crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune).describe()
     )?;
     writeln!(r, "* seed {}, total wall time {:.1} min\n", args.seed, total / 60.0)?;
     writeln!(r, "## Results on the independent test set\n")?;

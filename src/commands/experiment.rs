@@ -383,7 +383,18 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         None => "independent test set".to_string(),
     };
     plot_labels(out, &args.methods, &counts, &results, &scored)?;
-    write_labels_report(out, &args, &counts, &dropped, (seeds, trained_seeds), &results, total, n_train, n_test)?;
+    write_labels_report(
+        out,
+        &args,
+        &counts,
+        &dropped,
+        (seeds, trained_seeds),
+        lr_schedule,
+        &results,
+        total,
+        n_train,
+        n_test,
+    )?;
     #[derive(serde::Serialize)]
     struct Resolved<'a> {
         quick: bool,
@@ -500,6 +511,7 @@ fn write_labels_report(
     counts: &[usize],
     dropped: &[usize],
     (seeds, trained_seeds): (usize, usize),
+    lr_schedule: LrSchedule,
     results: &[LabelsResult],
     total: f64,
     n_train: usize,
@@ -517,10 +529,7 @@ fn write_labels_report(
         args.seed,
         args.seed + seeds as u64 - 1,
         args.min_steps,
-        match crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune) {
-            LrSchedule::Constant => "constant",
-            LrSchedule::Cosine => "cosine-decayed",
-        },
+        lr_schedule.describe(),
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
     if !dropped.is_empty() {

@@ -234,6 +234,14 @@ impl LrSchedule {
         }
     }
 
+    /// The schedule in words, for reports: "constant" or "cosine-decayed".
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Constant => "constant",
+            Self::Cosine => "cosine-decayed",
+        }
+    }
+
     /// What a config file written before the schedule existed trained
     /// with: the constant rate.
     pub fn legacy() -> Self {
