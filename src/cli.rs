@@ -560,6 +560,13 @@ pub struct FinetuneArgs {
     /// last step) or constant (the reference's). Recorded in config.toml.
     #[arg(long, value_enum)]
     pub lr_schedule: Option<LrScheduleArg>,
+    /// Fraction of the representation's variance whose leading principal
+    /// components (over unlabelled images), whitened, the linear probe
+    /// also tries, keeping them when they cross-validate better than the
+    /// standardised representation; 0 = the standardised representation
+    /// only. Fine-tuning starts from that probe. Recorded in config.toml.
+    #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
+    pub probe_variance: f64,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,
@@ -1064,6 +1071,13 @@ pub struct ExperimentLabelsArgs {
     /// (default) or constant (see `finetune --help`). Recorded in run.toml.
     #[arg(long, value_enum)]
     pub lr_schedule: Option<LrScheduleArg>,
+    /// Fraction of the representation's variance whose leading principal
+    /// components (over unlabelled images), whitened, the linear probe
+    /// also tries, keeping them when they cross-validate better than the
+    /// standardised representation; 0 = the standardised representation
+    /// only. Fine-tuning starts from that probe. Recorded in config.toml.
+    #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
+    pub probe_variance: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

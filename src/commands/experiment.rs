@@ -28,6 +28,7 @@ use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
 use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::representation;
 
 fn pretrain(
     train: &Path,
@@ -170,9 +171,44 @@ impl BackboneFeatures {
             x.extend_from_slice(&self.train[row * self.dim..(row + 1) * self.dim]);
         }
         let y: Vec<f32> = objects.iter().map(|o| o.label as f32).collect();
-        let (w, b, _) = tidalscope_train::finetune::linear_probe(&x, self.dim, &y, seed);
+        let p = tidalscope_train::finetune::linear_probe(&x, self.dim, &y, seed, None);
+        let (w, b) = (p.weights, p.bias);
         Ok(head_logits(&self.test, &w, b).into_iter().map(|l| 1.0 / (1.0 + (-f64::from(l)).exp())).collect())
     }
+}
+
+/// An encoder folder with the spectrum the probe whitens with
+/// (`representation.json`): `encoder` itself when it has one (`pretrain`
+/// writes it), else a copy in `out/encoder` with the spectrum measured on
+/// the training set's images, so the many probe runs do not each measure it.
+fn with_spectrum(encoder: &Path, train: &dyn Source, out: &Path, device: &Device) -> anyhow::Result<PathBuf> {
+    let b = EncoderBundle::load(encoder, device)?;
+    if representation::load(encoder, b.config.repr_dim)?.is_some() {
+        return Ok(encoder.to_path_buf());
+    }
+    let t = std::time::Instant::now();
+    let dest = out.join("encoder");
+    let same = dest.canonicalize().ok() == encoder.canonicalize().ok();
+    if !same {
+        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        for f in EncoderBundle::FILES {
+            let bytes =
+                std::fs::read(encoder.join(f)).with_context(|| format!("reading {}", encoder.join(f).display()))?;
+            tidalscope_io::atomic::write(&dest.join(f), &bytes)?;
+        }
+    }
+    let objects: Vec<ObjectRef> = (0..train.info().len).map(|index| ObjectRef { source: 0, index, label: 0 }).collect();
+    let spectrum = representation::measure(&b.encoder, &b.preprocess, &[train], &objects, device)?;
+    representation::save(&dest, &spectrum)?;
+    eprintln!(
+        "== {} has no {}: measured on {} training images ({:.1} s){}",
+        encoder.display(),
+        representation::FILE,
+        spectrum.objects,
+        t.elapsed().as_secs_f64(),
+        if same { String::new() } else { format!("; the probes use the copy in {}", dest.display()) }
+    );
+    Ok(dest)
 }
 
 /// Runs `experiment labels`.
@@ -224,6 +260,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     };
     let test = load_set(&test_dir)?;
     let train_src = super::open_source(&train_dir, &SourceArgs::auto(), None)?;
+    let probes = args.methods.iter().any(|m| matches!(m, MethodArg::Linear | MethodArg::Finetune));
+    let encoder = if probes && args.probe_variance > 0.0 {
+        with_spectrum(&encoder, train_src.as_ref(), out, &device)?
+    } else {
+        encoder
+    };
     let available = {
         let l = train_src.labels()?;
         let pos = l.iter().filter(|v| **v == Some(1)).count();
@@ -324,6 +366,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             split: split.clone(),
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
                             lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
+                            probe_variance: args.probe_variance,
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -412,6 +455,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
         finetune_lr_schedule: Option<LrSchedule>,
+        probe_variance: Option<f64>,
     }
     // Fine-tuning's settings only where a network was trained (a probe or
     // morphology fit has none).
@@ -434,6 +478,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
             .then(|| clap::ValueEnum::to_possible_value(&args.finetune_jitter).map(|v| v.get_name().to_string()))
             .flatten(),
         finetune_lr_schedule: trains.then_some(lr_schedule),
+        probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
     println!("experiment labels finished in {:.1} min → {}", total / 60.0, out.join("report.md").display());
@@ -525,9 +570,17 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate. Mean ± standard deviation over seeds; {} in total.\n",
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
+        if args.probe_variance > 0.0 {
+            format!(
+                ", and, by the same folds, whether it reads the standardised representation or its leading principal components holding {:.0}% of its variance over unlabelled images, whitened",
+                100.0 * args.probe_variance
+            )
+        } else {
+            String::new()
+        },
         args.min_steps,
         lr_schedule.describe(),
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }

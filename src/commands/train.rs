@@ -241,6 +241,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         jitter: crate::cli::finetune_jitter(args.jitter),
         kernels: args.kernels.into(),
         seed: args.seed,
+        probe_variance: args.probe_variance,
         ..FinetuneConfig::for_mode(mode)
     };
     ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");

@@ -1,13 +1,18 @@
 //! Retraining on the labels given so far: a converged, cross-validated
-//! linear probe on the cached embeddings (the same probe `experiment
-//! labels` measures), every object rescored, and an honest estimate of how
-//! well the labels so far separate the classes.
+//! linear probe on the cached embeddings (the same probe `finetune` fits
+//! and `experiment labels` measures: standardised or whitened input,
+//! whichever cross-validates better, the whitening fitted on the whole
+//! catalogue's embeddings), every object rescored, and an honest estimate
+//! of how well the labels so far separate the classes.
 
 use super::catalogue::Catalogue;
 use anyhow::ensure;
 use rayon::prelude::*;
 use serde::Serialize;
-use tidalscope_eval::logistic::{default_grid, stratified_folds, Logistic};
+use tidalscope_eval::logistic::stratified_folds;
+use tidalscope_eval::whiten::{Spectrum, Whitening};
+use tidalscope_train::config::FinetuneConfig;
+use tidalscope_train::finetune::{linear_probe, Probe};
 
 /// Fewest labels of each class a retrain accepts.
 pub const MIN_PER_CLASS: usize = 3;
@@ -29,6 +34,9 @@ pub struct Retrained {
     pub cv_folds: usize,
     /// L2 strength chosen on all labels.
     pub l2: f64,
+    /// Whitened principal components the probe read (0: the standardised
+    /// representation).
+    pub components: usize,
     /// Seconds spent fitting.
     pub fit_seconds: f64,
     /// Seconds spent rescoring every object.
@@ -45,64 +53,81 @@ pub fn retrain(cat: &Catalogue, labelled: &[(usize, u8)], seed: u64) -> anyhow::
     );
     let t0 = std::time::Instant::now();
     let d = cat.dim;
-    let x: Vec<f64> =
-        labelled.iter().flat_map(|&(r, _)| cat.vectors[r * d..(r + 1) * d].iter().map(|&v| v as f64)).collect();
-    let y: Vec<u8> = labelled.iter().map(|&(_, y)| y).collect();
-    let grid = default_grid();
-    let (model, report) = Logistic::fit_cv(&x, d, &y, &grid, 5, seed);
-    let (cv_auc, cv_folds) = cross_validated_auc(&x, d, &y, &grid, seed);
+    let whitening = catalogue_whitening(cat);
+    let x: Vec<f32> = labelled.iter().flat_map(|&(r, _)| cat.vectors[r * d..(r + 1) * d].iter().copied()).collect();
+    let y: Vec<f32> = labelled.iter().map(|&(_, y)| f32::from(y)).collect();
+    let probe = linear_probe(&x, d, &y, seed, whitening.as_ref());
+    let (cv_auc, cv_folds) = cross_validated_auc(&x, d, &y, seed, whitening.as_ref());
     let fit_seconds = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    let (w, b) = model.affine();
-    let w: Vec<f32> = w.iter().map(|&v| v as f32).collect();
-    let scores: Vec<f32> = cat
-        .vectors
-        .par_chunks_exact(d)
-        .map(|r| {
-            let z = b as f32 + r.iter().zip(&w).filter(|(v, _)| v.is_finite()).map(|(v, w)| v * w).sum::<f32>();
-            1.0 / (1.0 + (-z).exp())
-        })
-        .collect();
+    let scores: Vec<f32> = cat.vectors.par_chunks_exact(d).map(|r| score(&probe, r)).collect();
     Ok(Retrained {
         scores,
         positives,
         negatives,
         cv_auc,
         cv_folds,
-        l2: report.chosen,
+        l2: probe.cv.chosen,
+        components: probe.components,
         fit_seconds,
         score_seconds: t1.elapsed().as_secs_f64(),
     })
 }
 
-/// Pooled out-of-fold AUC over stratified folds, each fold's model chosen
-/// by its own inner cross-validation.
-fn cross_validated_auc(x: &[f64], d: usize, y: &[u8], grid: &[f64], seed: u64) -> (Option<f64>, usize) {
+/// Rows of the catalogue the whitening is fitted on, at most.
+const WHITENING_ROWS: usize = 4096;
+
+/// The probe's whitening, fitted on up to [`WHITENING_ROWS`] of the
+/// catalogue's rows, evenly spaced (labels unread); `None` when the rows
+/// cannot give one (fewer than two finite rows, or no spread).
+fn catalogue_whitening(cat: &Catalogue) -> Option<Whitening> {
+    let d = cat.dim;
+    let n = cat.vectors.len() / d.max(1);
+    let step = n.div_ceil(WHITENING_ROWS).max(1);
+    let rows: Vec<f32> = cat.vectors.chunks_exact(d.max(1)).step_by(step).flatten().copied().collect();
+    Spectrum::fit(&rows, d).ok()?.whitening(FinetuneConfig::PROBE_VARIANCE).ok()
+}
+
+/// P(tidal) of one representation (non-finite numbers count as 0).
+fn score(probe: &Probe, r: &[f32]) -> f32 {
+    let z = probe.bias + r.iter().zip(&probe.weights).filter(|(v, _)| v.is_finite()).map(|(v, w)| v * w).sum::<f32>();
+    1.0 / (1.0 + (-z).exp())
+}
+
+/// Pooled out-of-fold AUC over stratified folds, each fold's probe (its
+/// input and L2 strength) chosen by its own inner cross-validation.
+fn cross_validated_auc(
+    x: &[f32],
+    d: usize,
+    y: &[f32],
+    seed: u64,
+    whitening: Option<&Whitening>,
+) -> (Option<f64>, usize) {
     let n = y.len();
-    let count = |c: u8| y.iter().filter(|&&v| v == c).count();
+    let y8: Vec<u8> = y.iter().map(|&v| u8::from(v > 0.5)).collect();
+    let count = |c: u8| y8.iter().filter(|&&v| v == c).count();
     let k = 5.min(count(0)).min(count(1));
     if k < 2 {
         return (None, 0);
     }
     // Other folds than the inner cross-validation's.
-    let fold = stratified_folds(y, k, seed ^ 0x5eed_cafe);
+    let fold = stratified_folds(&y8, k, seed ^ 0x5eed_cafe);
     let held: Vec<Vec<(usize, f64)>> = (0..k)
         .into_par_iter()
         .map(|f| {
             let train: Vec<usize> = (0..n).filter(|&i| fold[i] != f).collect();
             let test: Vec<usize> = (0..n).filter(|&i| fold[i] == f).collect();
-            let rows =
-                |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect() };
-            let yt: Vec<u8> = train.iter().map(|&i| y[i]).collect();
-            let (m, _) = Logistic::fit_cv(&rows(&train), d, &yt, grid, 5, seed);
-            test.iter().copied().zip(m.predict(&rows(&test))).collect()
+            let rows: Vec<f32> = train.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect();
+            let yt: Vec<f32> = train.iter().map(|&i| y[i]).collect();
+            let p = linear_probe(&rows, d, &yt, seed, whitening);
+            test.iter().map(|&i| (i, f64::from(score(&p, &x[i * d..(i + 1) * d])))).collect()
         })
         .collect();
     let mut p = vec![0.0; n];
     for (i, s) in held.into_iter().flatten() {
         p[i] = s;
     }
-    let auc = tidalscope_eval::metrics::roc(&p, y).ok().map(|r| r.auc());
+    let auc = tidalscope_eval::metrics::roc(&p, &y8).ok().map(|r| r.auc());
     (auc, k)
 }
 

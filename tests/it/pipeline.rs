@@ -39,6 +39,7 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
         "encoder.json",
         "encoder.bpk",
         "preprocess.json",
+        "representation.json",
         "config.toml",
         "run.toml",
         "metrics.csv",
@@ -69,6 +70,19 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ] {
         assert!(d.join("clf").join(f).is_file(), "finetune: {f} missing");
     }
+    // The probe whitens with the spread pretraining measured; without it,
+    // the spread is measured on the training images; a damaged one is refused.
+    let log = std::fs::read_to_string(d.join("clf/log.txt")).unwrap();
+    assert!(log.contains("probe whitening:") && log.contains("representation.json in the encoder folder"), "{log}");
+    assert!(std::fs::read_to_string(d.join("clf/config.toml")).unwrap().contains("probe_variance = 0.95"));
+    let spectrum = std::fs::read(d.join("enc/representation.json")).unwrap();
+    std::fs::write(d.join("enc/representation.json"), &spectrum[..spectrum.len() / 2]).unwrap();
+    let err = d.fails(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf-bad"]);
+    assert!(err.contains("representation.json"), "{err}");
+    let err =
+        d.fails(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf-bad", "--probe-variance", "1.5"]);
+    assert!(err.contains("probe_variance 1.5"), "{err}");
+    std::fs::remove_file(d.join("enc/representation.json")).unwrap();
     // The engine is an option; it and fine-tuning's learning-rate schedule
     // (cosine unless told otherwise; the probe is fitted, not stepped) are recorded with the run.
     d.ok(&[
@@ -88,6 +102,8 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
         "--min-steps",
         "2",
     ]);
+    let log = std::fs::read_to_string(d.join("clf-burn/log.txt")).unwrap();
+    assert!(log.contains("probe whitening:") && log.contains("outside the validation and test splits"), "{log}");
     for (dir, kernels, schedule) in [("clf", "fast", "constant"), ("clf-burn", "burn", "cosine")] {
         let config = std::fs::read_to_string(d.join(dir).join("config.toml")).unwrap();
         assert!(config.contains(&format!("kernels = \"{kernels}\"")), "{dir}: {config}");

@@ -12,3 +12,4 @@ pub mod plot;
 pub mod recovery;
 pub mod rgb;
 pub mod search;
+pub mod whiten;

@@ -1,10 +1,13 @@
 //! The classifier: encoder + Dense(1, sigmoid) on a labelled split, as
 //!
 //! * a **linear probe**: the frozen encoder's representations computed once,
-//!   standardised, and an L2-regularised logistic regression fitted to
-//!   convergence (Newton/IRLS) with the L2 strength chosen by stratified
+//!   and an L2-regularised logistic regression fitted to convergence
+//!   (Newton/IRLS) with the L2 strength chosen by stratified
 //!   cross-validation on the training labels alone — no labelled data
-//!   beyond those given is used; then folded into the Dense(1) head;
+//!   beyond those given is used — on the standardised representation or
+//!   on its leading principal components whitened over unlabelled images
+//!   ([`FinetuneConfig::probe_variance`]; cross-validation picks which);
+//!   then folded into the Dense(1) head;
 //! * **fine-tuning** everything (the reference's choice, with its
 //!   augmentations, or with stronger views: [`FinetuneConfig::jitter`])
 //!   with binary cross-entropy and Adam, starting the head
@@ -30,6 +33,7 @@
 
 use crate::config::{FinetuneConfig, Mode};
 use crate::labelled::{self, SplitRecord};
+use crate::representation;
 use crate::{log_line, write_npy, write_toml, Reporter, Result};
 use burn::module::Module;
 use burn::optim::GradientsParams;
@@ -41,6 +45,7 @@ use tidalscope_data::augment::Augment;
 use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::logistic::{default_grid, CvReport, Logistic};
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_eval::whiten::Whitening;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::classifier::{Classifier, ClassifierConfig};
@@ -65,15 +70,102 @@ fn bce(logits: Vec<f32>, labels: &[f32], device: &Device) -> f32 {
     loss::bce_with_logits(batch::vector(logits, device), batch::vector(labels.to_vec(), device)).into_scalar::<f32>()
 }
 
+/// The linear probe's fit.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// Dense(1) weights on the raw representation.
+    pub weights: Vec<f32>,
+    /// Dense(1) bias.
+    pub bias: f32,
+    /// The cross-validation that chose the L2 strength, on the chosen input.
+    pub cv: CvReport,
+    /// Whitened components the probe was fitted on (0: the standardised
+    /// representation).
+    pub components: usize,
+    /// Lowest held-out log-loss of each input tried: (standardised,
+    /// whitened when offered).
+    pub cv_loss: (f64, Option<f64>),
+}
+
 /// The converged linear probe on `n` representations `x` (`[n, d]`
-/// row-major) with labels `y`: (weights, bias) of a Dense(1) head on the
-/// raw representation, and the cross-validation that chose its L2.
-pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64) -> (Vec<f32>, f32, CvReport) {
+/// row-major) with labels `y`. Given a `whitening`, the probe is fitted
+/// both on the standardised representation and on its whitened leading
+/// components, and keeps the one with the lower cross-validated log-loss
+/// (the same folds for both; the whitened one when the labels are too few
+/// to cross-validate): few labels favour the few whitened directions, many
+/// labels the whole representation. Either way the result is a Dense(1)
+/// head on the raw representation.
+pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option<&Whitening>) -> Probe {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let y8: Vec<u8> = y.iter().map(|&v| (v > 0.5) as u8).collect();
-    let (model, report) = Logistic::fit_cv(&x64, d, &y8, &default_grid(), 5, seed);
-    let (w, b) = model.affine();
-    (w.into_iter().map(|v| v as f32).collect(), b as f32, report)
+    let grid = default_grid();
+    let lowest = |cv: &CvReport| cv.loss.iter().copied().filter(|l| l.is_finite()).fold(f64::INFINITY, f64::min);
+    let (plain, plain_cv) = Logistic::fit_cv(&x64, d, &y8, &grid, 5, seed);
+    let f32s = |w: Vec<f64>| w.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+    if let Some(wh) = whitening {
+        let z = wh.apply(x);
+        let (white, white_cv) = Logistic::fit_cv(&z, wh.components(), &y8, &grid, 5, seed);
+        let (lp, lw) = (lowest(&plain_cv), lowest(&white_cv));
+        if white_cv.folds == 0 || lw <= lp {
+            let (w, b) = white.affine();
+            let (w, b) = wh.fold(&w, b);
+            return Probe {
+                weights: f32s(w),
+                bias: b as f32,
+                cv: white_cv,
+                components: wh.components(),
+                cv_loss: (lp, Some(lw)),
+            };
+        }
+        let (w, b) = plain.affine();
+        return Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, Some(lw)) };
+    }
+    let lp = lowest(&plain_cv);
+    let (w, b) = plain.affine();
+    Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, None) }
+}
+
+/// The whitening the probe offers itself (see [`linear_probe`]): the
+/// encoder folder's spectrum (`pretrain` writes it), or one measured on
+/// the training data's images outside the validation and test splits.
+#[allow(clippy::too_many_arguments)]
+fn probe_whitening(
+    cfg: &FinetuneConfig,
+    encoder_dir: &Path,
+    bundle: &EncoderBundle,
+    sources: &[&dyn Source],
+    splits: &tidalscope_data::split::Splits,
+    device: &Device,
+    out: &Path,
+    reporter: &dyn Reporter,
+) -> Result<Whitening> {
+    let (spectrum, whence) = match representation::load(encoder_dir, bundle.config.repr_dim)? {
+        Some(s) => (s, format!("{} in the encoder folder", representation::FILE)),
+        None => {
+            let held: std::collections::HashSet<(usize, usize)> =
+                splits.val.iter().chain(&splits.test).map(|o| (o.source, o.index)).collect();
+            let pool: Vec<ObjectRef> = sources
+                .iter()
+                .enumerate()
+                .flat_map(|(s, src)| (0..src.info().len).map(move |index| ObjectRef { source: s, index, label: 0 }))
+                .filter(|o| !held.contains(&(o.source, o.index)))
+                .collect();
+            let s = representation::measure(&bundle.encoder, &bundle.preprocess, sources, &pool, device)?;
+            (s, "the training data's images outside the validation and test splits (the encoder folder has no spectrum)".into())
+        }
+    };
+    let w = spectrum
+        .whitening(cfg.probe_variance)
+        .map_err(|e| crate::TrainError::Other(format!("probe_variance {}: {e}", cfg.probe_variance)))?;
+    let msg = format!(
+        "probe whitening: {} leading principal components hold {:.1}% of the variance of {} unlabelled images' representations ({whence})",
+        w.components(),
+        100.0 * w.variance_kept,
+        spectrum.objects
+    );
+    reporter.log(&msg);
+    log_line(out, &msg);
+    Ok(w)
 }
 
 /// Trains a classifier from the encoder folder `encoder_dir` on `sources`
@@ -95,6 +187,12 @@ pub fn finetune(
         return Err(crate::TrainError::Other(format!(
             "finetune views must not mask the image (core mask {}, neighbour mask {}): set both to 0",
             cfg.jitter.core_mask, cfg.jitter.neighbours
+        )));
+    }
+    if !(0.0..=1.0).contains(&cfg.probe_variance) {
+        return Err(crate::TrainError::Other(format!(
+            "probe_variance {}: the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none",
+            cfg.probe_variance
         )));
     }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
@@ -153,9 +251,27 @@ pub fn finetune(
     let probe = if cfg.mode == Mode::Scratch {
         None
     } else {
-        let (w, b, cv) = linear_probe(&train_h, d, &train_y, cfg.seed);
+        let whitening = if cfg.probe_variance > 0.0 {
+            Some(probe_whitening(cfg, encoder_dir, &bundle, sources, &splits, device, out, reporter)?)
+        } else {
+            None
+        };
+        let p = linear_probe(&train_h, d, &train_y, cfg.seed, whitening.as_ref());
+        let cv = &p.cv;
+        let input = match (p.components, p.cv_loss.1) {
+            (0, None) => "the standardised representation".to_string(),
+            (0, Some(w)) => format!(
+                "the standardised representation (held-out log-loss {:.4}; whitened components: {w:.4})",
+                p.cv_loss.0
+            ),
+            (k, Some(w)) => format!(
+                "{k} whitened principal components (held-out log-loss {w:.4}; standardised representation: {:.4})",
+                p.cv_loss.0
+            ),
+            (k, None) => format!("{k} whitened principal components"),
+        };
         let msg = format!(
-            "linear probe: L2 λ = {:.3} chosen by {}-fold cross-validation (held-out log-loss {:.4}; grid {:.0e}–{:.0e})",
+            "linear probe on {input}: L2 λ = {:.3} chosen by {}-fold cross-validation (held-out log-loss {:.4}; grid {:.0e}–{:.0e})",
             cv.chosen,
             cv.folds,
             cv.loss[cv.grid.iter().position(|&g| g == cv.chosen).unwrap_or(0)],
@@ -164,7 +280,7 @@ pub fn finetune(
         );
         reporter.log(&msg);
         log_line(out, &msg);
-        Some((w, b, cv))
+        Some((p.weights, p.bias, p.cv))
     };
     let classifier = match cfg.mode {
         Mode::Linear => {
@@ -305,4 +421,56 @@ pub fn finetune(
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tidalscope_eval::whiten::Spectrum;
+
+    /// `n` representations of 20 numbers: four that vary widely (sd 10)
+    /// and sixteen that barely do (sd 0.1); the label is the sign of
+    /// `signal` (one of them) plus a little noise, so that even the best
+    /// classifier is right only 1 - atan(0.3)/pi = 91% of the time.
+    fn data(n: usize, signal: usize, seed: u64) -> (Vec<f32>, Vec<f32>) {
+        let mut rng = Rng::new(seed);
+        let (mut x, mut y) = (Vec::with_capacity(n * 20), Vec::with_capacity(n));
+        for _ in 0..n {
+            let row: Vec<f64> = (0..20).map(|j| if j < 4 { 10.0 } else { 0.1 } * rng.normal()).collect();
+            let sd = if signal < 4 { 10.0 } else { 0.1 };
+            y.push((row[signal] / sd + 0.3 * rng.normal() > 0.0) as u8 as f32);
+            x.extend(row.iter().map(|&v| v as f32));
+        }
+        (x, y)
+    }
+
+    fn accuracy(p: &Probe, x: &[f32], y: &[f32]) -> f64 {
+        let logits = infer::head_logits(x, &p.weights, p.bias);
+        logits.iter().zip(y).filter(|(l, t)| (**l > 0.0) == (**t > 0.5)).count() as f64 / y.len() as f64
+    }
+
+    #[test]
+    fn the_probe_whitens_when_it_cross_validates_better_and_not_otherwise() {
+        let (pool, _) = data(4000, 0, 1);
+        let w = Spectrum::fit(&pool, 20).unwrap().whitening(0.95).unwrap();
+        assert_eq!(w.components(), 4, "the four wide directions hold 99.96% of the variance");
+        // Few labels, signal in a wide direction: the 4 whitened components
+        // beat 20 standardised numbers, and the folded head works on raw input.
+        let (x, y) = data(30, 1, 2);
+        let p = linear_probe(&x, 20, &y, 1, Some(&w));
+        assert_eq!(p.components, 4, "{:?}", p.cv_loss);
+        assert!(p.cv_loss.1.unwrap() <= p.cv_loss.0);
+        let (xt, yt) = data(2000, 1, 3);
+        assert!(accuracy(&p, &xt, &yt) > 0.8, "accuracy {}", accuracy(&p, &xt, &yt));
+        // Signal in a narrow direction the whitening drops: the standardised
+        // representation is kept.
+        let (x, y) = data(200, 9, 4);
+        let p = linear_probe(&x, 20, &y, 1, Some(&w));
+        assert_eq!(p.components, 0, "{:?}", p.cv_loss);
+        let (xt, yt) = data(2000, 9, 5);
+        assert!(accuracy(&p, &xt, &yt) > 0.8, "accuracy {}", accuracy(&p, &xt, &yt));
+        // Without a whitening only the standardised representation is tried.
+        let p = linear_probe(&x, 20, &y, 1, None);
+        assert_eq!((p.components, p.cv_loss.1), (0, None));
+    }
 }

@@ -6,6 +6,8 @@
 //!   atomic checkpoints and exact resume;
 //! * [`finetune`]: a frozen-encoder linear probe, or full fine-tuning, on a
 //!   labelled split;
+//! * [`representation`]: the spread of an encoder's representations over
+//!   unlabelled images, which the probe whitens with;
 //! * [`evaluate`]: scores, ROC, completeness at fixed contamination and
 //!   plots on held-out objects.
 //!
@@ -18,6 +20,7 @@ pub mod evaluate;
 pub mod finetune;
 pub mod labelled;
 pub mod pretrain;
+pub mod representation;
 
 use std::path::Path;
 

@@ -12,7 +12,9 @@
 //!
 //! A run folder holds `config.toml`, `encoder.json` + `encoder.bpk` +
 //! `preprocess.json` (the encoder folder every other command reads),
-//! `metrics.csv` (one row per step), `loss.png`, `log.txt` and
+//! `representation.json` (the spread of the finished encoder's
+//! representations over up to 4096 of its images, which the linear probe
+//! whitens with), `metrics.csv` (one row per step), `loss.png`, `log.txt` and
 //! `checkpoint/` (weights, Adam state, queue, position), replaced
 //! atomically every `checkpoint_every` steps.
 //!
@@ -23,6 +25,7 @@
 //! encoder is brought up to date before every checkpoint and at the end.
 
 use crate::config::{Kernels, PretrainConfig};
+use crate::representation;
 use crate::{log_line, write_toml, Reporter, Result, TrainError};
 use burn::module::Module;
 use burn::optim::{GradientsParams, ModuleOptimizer};
@@ -656,6 +659,29 @@ pub fn pretrain_with_cache(
     let model = synced(model, &trainable, &train_device);
     let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
     bundle.save(out)?;
+    if !interrupted {
+        // The linear probe whitens with this; an interrupted run leaves it
+        // to the probe to measure.
+        let t = std::time::Instant::now();
+        let objects: Vec<ObjectRef> = match &selection {
+            Some(sel) => sel.clone(),
+            None => sources
+                .iter()
+                .enumerate()
+                .flat_map(|(s, src)| (0..src.info().len).map(move |index| ObjectRef { source: s, index, label: 0 }))
+                .collect(),
+        };
+        let spectrum = representation::measure(&bundle.encoder, &bundle.preprocess, sources, &objects, device)?;
+        representation::save(out, &spectrum)?;
+        let msg = format!(
+            "measured the representations' spread on {} images ({}; {:.1} s)",
+            spectrum.objects,
+            representation::FILE,
+            t.elapsed().as_secs_f64()
+        );
+        reporter.log(&msg);
+        log_line(out, &msg);
+    }
     let secs = t_train.elapsed().as_secs_f64();
     Ok(PretrainSummary {
         steps: global,
