@@ -197,7 +197,7 @@ fn with_spectrum(encoder: &Path, train: &dyn Source, out: &Path, device: &Device
             tidalscope_io::atomic::write(&dest.join(f), &bytes)?;
         }
     }
-    let objects: Vec<ObjectRef> = (0..train.info().len).map(|index| ObjectRef { source: 0, index, label: 0 }).collect();
+    let objects = ObjectRef::every([train.info().len]);
     let spectrum = representation::measure(&b.encoder, &b.preprocess, &[train], &objects, device)?;
     representation::save(&dest, &spectrum)?;
     eprintln!(

@@ -302,13 +302,7 @@ pub fn evaluate_into(
     let (sources, _paths, selection) = if split == SplitArg::All {
         ensure!(!data.data.is_empty() || data.unlabelled.is_some(), "--split all needs --data");
         let OpenedData { sources, paths, .. } = open_data(data)?;
-        let sel: Vec<tidalscope_data::split::ObjectRef> = sources
-            .iter()
-            .enumerate()
-            .flat_map(|(s, src)| {
-                (0..src.info().len).map(move |index| tidalscope_data::split::ObjectRef { source: s, index, label: 0 })
-            })
-            .collect();
+        let sel = tidalscope_data::split::ObjectRef::every(sources.iter().map(|s| s.info().len));
         (sources, paths, sel)
     } else {
         let record = SplitRecord::load(&record_path)

@@ -13,6 +13,7 @@ use tidalscope_eval::logistic::stratified_folds;
 use tidalscope_eval::whiten::{Spectrum, Whitening};
 use tidalscope_train::config::FinetuneConfig;
 use tidalscope_train::finetune::{linear_probe, Probe};
+use tidalscope_train::representation::MAX_OBJECTS;
 
 /// Fewest labels of each class a retrain accepts.
 pub const MIN_PER_CLASS: usize = 3;
@@ -74,16 +75,13 @@ pub fn retrain(cat: &Catalogue, labelled: &[(usize, u8)], seed: u64) -> anyhow::
     })
 }
 
-/// Rows of the catalogue the whitening is fitted on, at most.
-const WHITENING_ROWS: usize = 4096;
-
-/// The probe's whitening, fitted on up to [`WHITENING_ROWS`] of the
+/// The probe's whitening, fitted on up to [`MAX_OBJECTS`] of the
 /// catalogue's rows, evenly spaced (labels unread); `None` when the rows
 /// cannot give one (fewer than two finite rows, or no spread).
 fn catalogue_whitening(cat: &Catalogue) -> Option<Whitening> {
     let d = cat.dim;
     let n = cat.vectors.len() / d.max(1);
-    let step = n.div_ceil(WHITENING_ROWS).max(1);
+    let step = n.div_ceil(MAX_OBJECTS).max(1);
     let rows: Vec<f32> = cat.vectors.chunks_exact(d.max(1)).step_by(step).flatten().copied().collect();
     Spectrum::fit(&rows, d).ok()?.whitening(FinetuneConfig::PROBE_VARIANCE).ok()
 }

@@ -23,6 +23,18 @@ pub struct ObjectRef {
     pub label: u8,
 }
 
+impl ObjectRef {
+    /// Every record of sources holding `lengths` records each, in order,
+    /// labelled 0: for work that reads the images but never the labels.
+    pub fn every(lengths: impl IntoIterator<Item = usize>) -> Vec<ObjectRef> {
+        lengths
+            .into_iter()
+            .enumerate()
+            .flat_map(|(source, len)| (0..len).map(move |index| ObjectRef { source, index, label: 0 }))
+            .collect()
+    }
+}
+
 /// Train, validation and test objects.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Splits {
@@ -186,6 +198,13 @@ impl Splits {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_object_lists_each_record_of_each_source_once_in_order() {
+        let all = ObjectRef::every([2, 0, 1]);
+        let got: Vec<(usize, usize, u8)> = all.iter().map(|o| (o.source, o.index, o.label)).collect();
+        assert_eq!(got, vec![(0, 0, 0), (0, 1, 0), (2, 0, 0)]);
+    }
 
     #[test]
     fn reference_layout_has_the_per_class_sizes_and_no_overlap() {

@@ -144,10 +144,8 @@ fn probe_whitening(
         None => {
             let held: std::collections::HashSet<(usize, usize)> =
                 splits.val.iter().chain(&splits.test).map(|o| (o.source, o.index)).collect();
-            let pool: Vec<ObjectRef> = sources
-                .iter()
-                .enumerate()
-                .flat_map(|(s, src)| (0..src.info().len).map(move |index| ObjectRef { source: s, index, label: 0 }))
+            let pool: Vec<ObjectRef> = ObjectRef::every(sources.iter().map(|s| s.info().len))
+                .into_iter()
                 .filter(|o| !held.contains(&(o.source, o.index)))
                 .collect();
             let s = representation::measure(&bundle.encoder, &bundle.preprocess, sources, &pool, device)?;

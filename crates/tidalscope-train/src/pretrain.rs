@@ -665,11 +665,7 @@ pub fn pretrain_with_cache(
         let t = std::time::Instant::now();
         let objects: Vec<ObjectRef> = match &selection {
             Some(sel) => sel.clone(),
-            None => sources
-                .iter()
-                .enumerate()
-                .flat_map(|(s, src)| (0..src.info().len).map(move |index| ObjectRef { source: s, index, label: 0 }))
-                .collect(),
+            None => ObjectRef::every(sources.iter().map(|s| s.info().len)),
         };
         let spectrum = representation::measure(&bundle.encoder, &bundle.preprocess, sources, &objects, device)?;
         representation::save(out, &spectrum)?;
