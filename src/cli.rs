@@ -1075,7 +1075,7 @@ pub struct ExperimentLabelsArgs {
     /// components (over unlabelled images), whitened, the linear probe
     /// also tries, keeping them when they cross-validate better than the
     /// standardised representation; 0 = the standardised representation
-    /// only. Fine-tuning starts from that probe. Recorded in config.toml.
+    /// only. Fine-tuning starts from that probe. Recorded in run.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
     #[command(flatten)]
