@@ -12,6 +12,7 @@
 //! packing the weights, not multiplying.
 
 use crate::gemm::{matmul, MatRef, Threads};
+use crate::narrow;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::thread::LocalKey;
@@ -77,7 +78,7 @@ impl Conv {
     }
 
     /// Padding before the first row and column (TensorFlow's rule).
-    fn pad_before(&self, h: usize, w: usize) -> (usize, usize) {
+    pub(crate) fn pad_before(&self, h: usize, w: usize) -> (usize, usize) {
         let (ho, wo) = self.out_size(h, w);
         let total = |i: usize, o: usize| ((o - 1) * self.stride + self.k).saturating_sub(i);
         (total(h, ho) / 2, total(w, wo) / 2)
@@ -143,6 +144,12 @@ impl Conv {
         let wm = MatRef::new(weight, k, self.cout);
         if self.pointwise() {
             matmul(y, self.cout, MatRef::new(x, m * h * w, self.cin), wm, accumulate, threads);
+        } else if narrow::applies(self) {
+            let plan = narrow::Plan::new(self, h, w);
+            let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
+            for (xi, yi) in x.chunks(xs).zip(y.chunks_mut(ys)).take(m) {
+                plan.forward(xi, weight, yi, accumulate);
+            }
         } else {
             let xs = h * w * self.cin;
             with_scratch(m * ho * wo * k, |cols| {
@@ -175,6 +182,14 @@ impl Conv {
         self.check("output gradient", dy.len(), n * ys);
         self.check("input gradient", dx.len(), n * xs);
         self.check("weight", weight.len(), self.weight_len());
+        if let Some(t) = self.transposed_narrow() {
+            // The product below would have 8 inner columns and the whole
+            // patch as output, then a scatter back onto the pixels; this is
+            // one 8-output convolution reading `dy` in place.
+            let flipped = self.flipped(weight);
+            t.forward(dy, n, h, w, &flipped, dx, accumulate);
+            return;
+        }
         let wt = MatRef::new(weight, self.patch_len(), self.cout).t();
         let group = |dyg: &[f32], dxg: &mut [f32], threads: Threads| {
             let m = dyg.len() / ys;
@@ -198,6 +213,34 @@ impl Conv {
         per_chunk(dy, ys * g, dx, xs * g, group);
     }
 
+    /// The convolution whose forward pass is this one's input gradient,
+    /// where that runs on the 8-output kernels: with stride 1 and an odd
+    /// window, "same" padding is symmetric, so `∂L/∂x` is the same-padded
+    /// convolution of `∂L/∂y` with the filters turned by 180° and their
+    /// channels swapped ([`flipped`](Self::flipped)).
+    fn transposed_narrow(&self) -> Option<Conv> {
+        let t = Conv { cin: self.cout, cout: self.cin, ..*self };
+        (self.stride == 1 && self.k % 2 == 1 && narrow::applies(&t)).then_some(t)
+    }
+
+    /// HWIO weights `[k, k, cout, cin]` with `w'[ky][kx][o][i] = w[k−1−ky][k−1−kx][i][o]`.
+    fn flipped(&self, weight: &[f32]) -> Vec<f32> {
+        let (k, ci, co) = (self.k, self.cin, self.cout);
+        let mut out = vec![0f32; weight.len()];
+        for ky in 0..k {
+            for kx in 0..k {
+                let src = &weight[((k - 1 - ky) * k + (k - 1 - kx)) * ci * co..][..ci * co];
+                let dst = &mut out[(ky * k + kx) * ci * co..][..ci * co];
+                for i in 0..ci {
+                    for o in 0..co {
+                        dst[o * ci + i] = src[i * co + o];
+                    }
+                }
+            }
+        }
+        out
+    }
+
     /// The weight gradient `dweight = ∂L/∂weight`, summed over the batch in
     /// a fixed order (so it does not depend on the thread count).
     ///
@@ -216,6 +259,14 @@ impl Conv {
             let xg = &x[i * xs..j * xs];
             if self.pointwise() {
                 matmul(acc, self.cout, MatRef::new(xg, m * h * w, self.cin).t(), dym, !first, threads);
+            } else if narrow::applies(self) {
+                if first {
+                    acc.fill(0.0);
+                }
+                let plan = narrow::Plan::new(self, h, w);
+                for (xi, dyi) in xg.chunks(xs).zip(dy[i * ys..j * ys].chunks(ys)) {
+                    plan.add_weight_grad(xi, dyi, acc);
+                }
             } else {
                 let k = self.patch_len();
                 with_scratch(m * ho * wo * k, |cols| {
@@ -410,19 +461,32 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        for &(k, stride) in &[(1, 1), (1, 2), (3, 1), (3, 2)] {
+        // 8 outputs run on the 8-column kernels (`narrow`), and with 8
+        // inputs, stride 1 and an odd window the input gradient does too.
+        for &(k, stride, cin, cout) in &[
+            (1, 1, 3, 5),
+            (1, 2, 3, 5),
+            (3, 1, 3, 5),
+            (3, 2, 3, 5),
+            (1, 1, 3, 8),
+            (3, 1, 5, 8),
+            (3, 2, 8, 8),
+            (3, 1, 8, 8),
+            (3, 1, 8, 16),
+            (5, 1, 8, 8),
+        ] {
             // 37 images of small maps: several images per product (group_size),
             // the last group shorter.
             for &n in &[1usize, 7, 37] {
                 // 14×14 with 37 images: partial sums of several products per thread.
                 for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14)] {
-                    let c = Conv { k, stride, cin: 3, cout: 5 };
+                    let c = Conv { k, stride, cin, cout };
                     let (ho, wo) = c.out_size(h, w);
                     let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
                     let wt: Vec<f32> = (0..c.weight_len()).map(|_| rnd()).collect();
                     let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|_| rnd()).collect();
                     let (y0, dx0, dw0) = naive(&c, &x, n, h, w, &wt, &dy);
-                    let what = format!("k {k} stride {stride} batch {n} {h}×{w}");
+                    let what = format!("k {k} stride {stride} {cin}→{cout} batch {n} {h}×{w}");
                     let mut y = vec![f32::NAN; y0.len()];
                     c.forward(&x, n, h, w, &wt, &mut y, false);
                     close(&y, &y0, &format!("y, {what}"));

@@ -2,6 +2,7 @@
 //! micro-kernels (AVX-512 / AVX2 / NEON chosen at run time), behind a safe,
 //! bounds-checked interface, and the measurement of the machine's GEMM peak.
 
+use crate::narrow;
 use std::time::Instant;
 
 /// How many threads one product may use.
@@ -17,11 +18,11 @@ pub enum Threads {
 /// transpose is a view with its strides swapped).
 #[derive(Clone, Copy, Debug)]
 pub struct MatRef<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+    pub(crate) data: &'a [f32],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
 impl<'a> MatRef<'a> {
@@ -83,6 +84,10 @@ pub fn matmul(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulat
                 row[..n].fill(0.0);
             }
         }
+        return;
+    }
+    if n == narrow::COLS && narrow::available() {
+        narrow::product(c, ldc, a, b, accumulate, threads);
         return;
     }
     let parallelism = match threads {

@@ -29,6 +29,7 @@
 pub mod adam;
 pub mod conv;
 pub mod gemm;
+mod narrow;
 pub mod norm;
 pub mod resnet;
 mod simd;

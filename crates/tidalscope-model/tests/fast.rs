@@ -19,7 +19,16 @@ use tidalscope_model::{batch, Encoder, EncoderConfig};
 /// parameters and running statistics are random too, so no layer is an
 /// identity and the folded inference path is exercised.
 fn random_encoder(device: &Device, seed: u64) -> (Encoder, ResNet) {
-    let cfg = EncoderConfig::new().with_bands(3).with_width(0.25).with_repr_dim(24);
+    random_encoder_of_width(device, seed, 0.25)
+}
+
+/// Width 0.5 is the quick preset's: its 8-channel layers run on the
+/// kernels' 8-output path, and the 8-input 3×3 layers' input gradients too.
+const WIDTHS: [f64; 2] = [0.25, 0.5];
+
+/// [`random_encoder`] of another width.
+fn random_encoder_of_width(device: &Device, seed: u64, width: f64) -> (Encoder, ResNet) {
+    let cfg = EncoderConfig::new().with_bands(3).with_width(width).with_repr_dim(24);
     device.seed(seed);
     let e = cfg.init(device);
     let mut net = fast::to_resnet(&e);
@@ -127,12 +136,12 @@ impl ReadParam for Grads<'_> {
 #[test]
 fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
     let device = Device::flex();
-    for (n, h, w) in [(1, 13, 11), (7, 13, 11), (7, 16, 16)] {
-        let (e, net) = random_encoder(&device, 3);
+    for (n, h, w, width) in WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, wd), (7, 13, 11, wd), (7, 16, 16, wd)]) {
+        let (e, net) = random_encoder_of_width(&device, 3, width);
         let x = input(n, h, w, 5);
         let want = batch::to_vec(e.forward(batch_images(&x, n, h, w, &device)));
         let got = Inference::new(&net).forward(&x, n, h, w);
-        assert_close(&got, &want, 1e-3, &format!("inference, batch {n}, {h}×{w}"));
+        assert_close(&got, &want, 1e-3, &format!("inference, width {width}, batch {n}, {h}×{w}"));
     }
 }
 
@@ -239,9 +248,9 @@ fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Ten
 #[test]
 fn training_outputs_gradients_and_an_adam_step_match_burn() {
     let device = Device::flex().autodiff();
-    for (n, h, w, views) in [(1, 13, 11, 1), (7, 13, 11, 2)] {
-        let what = |s: &str| format!("{s}, batch {n}, {h}×{w}, {views} views");
-        let (e, net) = random_encoder(&device, 7);
+    for (n, h, w, views, width) in WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, 1, wd), (7, 13, 11, 2, wd)]) {
+        let what = |s: &str| format!("{s}, width {width}, batch {n}, {h}×{w}, {views} views");
+        let (e, net) = random_encoder_of_width(&device, 7, width);
         let xs: Vec<Vec<f32>> = (0..views).map(|v| input(n, h, w, 9 + v as u64)).collect();
         let mut rng = Rng::new(11);
         let rs: Vec<Vec<f32>> = (0..views).map(|_| (0..n * 24).map(|_| rng.normal() as f32).collect()).collect();
@@ -348,24 +357,26 @@ fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
 #[test]
 fn results_do_not_depend_on_the_number_of_threads() {
     let device = Device::flex();
-    let (_, net) = random_encoder(&device, 13);
-    // 20 images: the 8×8 and 4×4 maps run several images per product.
-    let (n, h, w) = (20, 16, 16);
-    let x = input(n, h, w, 15);
-    let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-        pool.install(|| {
-            let inferred = Inference::new(&net).forward(&x, n, h, w);
-            let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
-            let out = trainer.forward(0, &x, n, h, w);
-            trainer.backward(&[&out]);
-            let grads: Vec<Vec<f32>> = trainer.grads.params().into_iter().cloned().collect();
-            (inferred, out, grads)
-        })
-    };
-    let one = run(1);
-    for threads in [2, 3] {
-        assert!(run(threads) == one, "results with {threads} threads differ from one thread's");
+    for width in WIDTHS {
+        let (_, net) = random_encoder_of_width(&device, 13, width);
+        // 20 images: the 8×8 and 4×4 maps run several images per product.
+        let (n, h, w) = (20, 16, 16);
+        let x = input(n, h, w, 15);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let inferred = Inference::new(&net).forward(&x, n, h, w);
+                let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
+                let out = trainer.forward(0, &x, n, h, w);
+                trainer.backward(&[&out]);
+                let grads: Vec<Vec<f32>> = trainer.grads.params().into_iter().cloned().collect();
+                (inferred, out, grads)
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3] {
+            assert!(run(threads) == one, "width {width}: results with {threads} threads differ from one thread's");
+        }
     }
 }
 
