@@ -128,7 +128,6 @@ pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option
 /// The whitening the probe offers itself (see [`linear_probe`]): the
 /// encoder folder's spectrum (`pretrain` writes it), or one measured on
 /// the training data's images outside the validation and test splits.
-#[allow(clippy::too_many_arguments)]
 fn probe_whitening(
     cfg: &FinetuneConfig,
     encoder_dir: &Path,
@@ -136,7 +135,6 @@ fn probe_whitening(
     sources: &[&dyn Source],
     splits: &tidalscope_data::split::Splits,
     device: &Device,
-    out: &Path,
     reporter: &dyn Reporter,
 ) -> Result<Whitening> {
     let (spectrum, whence) = match representation::load(encoder_dir, bundle.config.repr_dim)? {
@@ -162,7 +160,6 @@ fn probe_whitening(
         spectrum.objects
     );
     reporter.log(&msg);
-    log_line(out, &msg);
     Ok(w)
 }
 
@@ -223,7 +220,6 @@ pub fn finetune(
         cfg.batch
     );
     reporter.log(&msg);
-    log_line(out, &msg);
     let crop = bundle.preprocess.crop;
     let images = |set: &[ObjectRef]| -> Vec<&Cutout> { set.iter().map(|o| &data[o].image).collect() };
     let labels = |set: &[ObjectRef]| -> Vec<f32> { set.iter().map(|o| o.label as f32).collect() };
@@ -250,7 +246,7 @@ pub fn finetune(
         None
     } else {
         let whitening = if cfg.probe_variance > 0.0 {
-            Some(probe_whitening(cfg, encoder_dir, &bundle, sources, &splits, device, out, reporter)?)
+            Some(probe_whitening(cfg, encoder_dir, &bundle, sources, &splits, device, reporter)?)
         } else {
             None
         };
@@ -277,7 +273,6 @@ pub fn finetune(
             cv.grid[cv.grid.len() - 1]
         );
         reporter.log(&msg);
-        log_line(out, &msg);
         Some((p.weights, p.bias, p.cv))
     };
     let classifier = match cfg.mode {

@@ -73,7 +73,10 @@ pub trait Reporter: Sync {
     fn step(&self, _done: u64, _message: &str) {}
     /// The phase ended.
     fn finish(&self) {}
-    /// A line for the log.
+    /// A line for the person running it. The loops do not also append
+    /// these lines to the run's `log.txt` (they write there directly only
+    /// what is for the file alone, such as each epoch's losses): a reporter
+    /// that keeps the log, as the command line's does, writes them once.
     fn log(&self, _line: &str) {}
 }
 

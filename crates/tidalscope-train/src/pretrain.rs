@@ -676,7 +676,6 @@ pub fn pretrain_with_cache(
             t.elapsed().as_secs_f64()
         );
         reporter.log(&msg);
-        log_line(out, &msg);
     }
     let secs = t_train.elapsed().as_secs_f64();
     Ok(PretrainSummary {
