@@ -101,11 +101,14 @@ pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option
     let grid = default_grid();
     let lowest = |cv: &CvReport| cv.loss.iter().copied().filter(|l| l.is_finite()).fold(f64::INFINITY, f64::min);
     let (plain, plain_cv) = Logistic::fit_cv(&x64, d, &y8, &grid, 5, seed);
+    let lp = lowest(&plain_cv);
     let f32s = |w: Vec<f64>| w.into_iter().map(|v| v as f32).collect::<Vec<f32>>();
+    let mut white_loss = None;
     if let Some(wh) = whitening {
         let z = wh.apply(x);
         let (white, white_cv) = Logistic::fit_cv(&z, wh.components(), &y8, &grid, 5, seed);
-        let (lp, lw) = (lowest(&plain_cv), lowest(&white_cv));
+        let lw = lowest(&white_cv);
+        white_loss = Some(lw);
         if white_cv.folds == 0 || lw <= lp {
             let (w, b) = white.affine();
             let (w, b) = wh.fold(&w, b);
@@ -114,15 +117,12 @@ pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option
                 bias: b as f32,
                 cv: white_cv,
                 components: wh.components(),
-                cv_loss: (lp, Some(lw)),
+                cv_loss: (lp, white_loss),
             };
         }
-        let (w, b) = plain.affine();
-        return Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, Some(lw)) };
     }
-    let lp = lowest(&plain_cv);
     let (w, b) = plain.affine();
-    Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, None) }
+    Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, white_loss) }
 }
 
 /// The whitening the probe offers itself (see [`linear_probe`]): the
