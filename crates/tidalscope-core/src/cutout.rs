@@ -49,10 +49,14 @@ impl Cutout {
             return Err(ShapeError { shape: [bands, height, width], expected, got: hwc.len() });
         }
         let mut out = Self::zeros(bands, height, width);
-        let plane = height * width;
-        for (p, px) in hwc.chunks_exact(bands).enumerate() {
-            for (b, &v) in px.iter().enumerate() {
-                out.data[b * plane + p] = v;
+        if out.data.is_empty() {
+            return Ok(out);
+        }
+        // One band plane at a time: its writes are sequential, and the
+        // strided reads come from an image small enough to stay in cache.
+        for (b, plane) in out.data.chunks_exact_mut(height * width).enumerate() {
+            for (o, px) in plane.iter_mut().zip(hwc.chunks_exact(bands)) {
+                *o = px[b];
             }
         }
         Ok(out)

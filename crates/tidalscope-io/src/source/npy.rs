@@ -3,8 +3,9 @@
 use super::{default_bands, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
 use crate::npy::{decode_into, read_header, NpyHeader};
 use crate::{Error, Result};
-use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use tidalscope_core::Cutout;
 
 /// A `.npy` file (or one array of an `.npz`) of images.
 pub struct NpySource {
@@ -159,43 +160,124 @@ impl Source for NpySource {
     fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
         let per = self.dims.iter().product::<usize>();
         let bytes_per = per * self.header.dtype.size();
-        let reader: Box<dyn Read + Send> = match &self.npz_entry {
-            None => {
-                let mut f = std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?;
-                f.seek(SeekFrom::Start(self.header.data_offset + (start * bytes_per) as u64))
-                    .map_err(|e| Error::io(&self.path, e))?;
-                Box::new(BufReader::with_capacity(1 << 20, f))
-            }
-            Some(name) => {
-                Box::new(NpzStream::spawn(&self.path, name, self.header.data_offset + (start * bytes_per) as u64)?)
-            }
-        };
-        let mut reader = reader;
         let path = self.path.clone();
         let file = path.display().to_string();
-        let (dtype, big_endian, layout, dims) = (self.header.dtype, self.header.big_endian, self.layout, self.dims);
+        let decoder = Decoder {
+            dtype: self.header.dtype,
+            big_endian: self.header.big_endian,
+            layout: self.layout,
+            dims: self.dims,
+        };
+        let record = move |i: usize, pixels: Pixels| Record {
+            index: i,
+            id: i.to_string(),
+            label: self.labels.as_ref().map(|l| l[i]),
+            meta: Vec::new(),
+            file: file.clone(),
+            pixels,
+        };
+        let Some(name) = &self.npz_entry else {
+            // A plain .npy: each record reads its own bytes when it is
+            // loaded, so loaders read as well as decode in parallel, and no
+            // thread reads ahead of them.
+            let f = std::sync::Arc::new(std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?);
+            let data_offset = self.header.data_offset;
+            return Ok(Box::new((start..self.info.len).map(move |i| {
+                let (f, path) = (f.clone(), path.clone());
+                let load = move || {
+                    SCRATCH.with_borrow_mut(|bytes| {
+                        bytes.resize(bytes_per, 0);
+                        read_exact_at(&f, bytes, data_offset + (i * bytes_per) as u64).map_err(|_| {
+                            Error::format(&path, format!("image {i}: data ends early (truncated file)"))
+                        })?;
+                        decoder.cutout(bytes, &path, i)
+                    })
+                };
+                Ok(record(i, Pixels::Deferred(Box::new(load))))
+            })));
+        };
+        let mut reader = NpzStream::spawn(&self.path, name, self.header.data_offset + (start * bytes_per) as u64)?;
         Ok(Box::new((start..self.info.len).map(move |i| {
             let mut bytes = vec![0u8; bytes_per];
             reader
                 .read_exact(&mut bytes)
                 .map_err(|_| Error::format(&path, format!("image {i}: data ends early (truncated file)")))?;
-            // Reading is sequential; decoding and reordering the pixels are
+            // Unzipping is sequential; decoding and reordering the pixels are
             // left to whoever loads the record, so loaders do them in parallel.
             let path = path.clone();
-            let decode = move || {
-                let mut vals = vec![0f32; per];
-                decode_into(&bytes, dtype, big_endian, &mut vals);
-                layout.cutout(dims, vals).map_err(|e| Error::format(&path, format!("image {i}: {e}")))
-            };
-            Ok(Record {
-                index: i,
-                id: i.to_string(),
-                label: self.labels.as_ref().map(|l| l[i]),
-                meta: Vec::new(),
-                file: file.clone(),
-                pixels: Pixels::Deferred(Box::new(decode)),
-            })
+            Ok(record(i, Pixels::Deferred(Box::new(move || decoder.cutout(&bytes, &path, i)))))
         })))
+    }
+}
+
+thread_local! {
+    /// Each loader thread's buffer for one record's bytes, reused from
+    /// record to record: a fresh buffer per image costs more in page
+    /// faults than the copy itself.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    /// The same for a pixel-major record's decoded values.
+    static VALUES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Fills `buf` from `offset` of `f` without moving a shared cursor, so
+/// several threads can read one file at once.
+fn read_exact_at(f: &std::fs::File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileExt::read_exact_at(f, buf, offset)
+    }
+    #[cfg(not(unix))]
+    {
+        let (mut done, mut at) = (0, offset);
+        while done < buf.len() {
+            let n = std::os::windows::fs::FileExt::seek_read(f, &mut buf[done..], at)?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            done += n;
+            at += n as u64;
+        }
+        Ok(())
+    }
+}
+
+/// How one record's bytes become an image.
+#[derive(Debug, Clone, Copy)]
+struct Decoder {
+    dtype: crate::npy::Dtype,
+    big_endian: bool,
+    layout: Layout,
+    dims: [usize; 3],
+}
+
+impl Decoder {
+    fn cutout(&self, bytes: &[u8], path: &Path, i: usize) -> Result<Cutout> {
+        let per = self.dims.iter().product::<usize>();
+        let shape_error = |e: tidalscope_core::ShapeError| Error::format(path, format!("image {i}: {e}"));
+        if self.layout == Layout::Chw {
+            let mut vals = vec![0f32; per];
+            decode_into(bytes, self.dtype, self.big_endian, &mut vals);
+            return Cutout::from_chw(self.dims[0], self.dims[1], self.dims[2], vals).map_err(shape_error);
+        }
+        let [h, w, bands] = self.dims;
+        if self.dtype == crate::npy::Dtype::F32 && !self.big_endian && bytes.len() == 4 * per && per > 0 {
+            // The common case (little-endian float32, pixel-major) is
+            // decoded straight into the band planes.
+            let mut out = Cutout::zeros(bands, h, w);
+            for (b, plane) in out.data_mut().chunks_exact_mut(h * w).enumerate() {
+                for (o, px) in plane.iter_mut().zip(bytes.chunks_exact(4 * bands)) {
+                    *o = f32::from_le_bytes(px[4 * b..4 * b + 4].try_into().expect("4 bytes"));
+                }
+            }
+            return Ok(out);
+        }
+        // Other pixel-major values are decoded into a reused buffer, then
+        // reordered: that saves a second image-sized allocation per record.
+        VALUES.with_borrow_mut(|vals| {
+            vals.resize(per, 0.0);
+            decode_into(bytes, self.dtype, self.big_endian, vals);
+            Cutout::from_hwc(self.dims[0], self.dims[1], self.dims[2], vals).map_err(shape_error)
+        })
     }
 }
 
