@@ -21,6 +21,7 @@
 
 mod band;
 mod cutout;
+pub mod math;
 mod rng;
 pub mod stats;
 pub mod units;

@@ -50,6 +50,7 @@
 //! deterministic (the reference's flaw 1).
 
 use serde::{Deserialize, Serialize};
+use tidalscope_core::math::asinh;
 use tidalscope_core::{Cutout, Rng};
 
 /// How the augmentation noise relates to the normalised images.
@@ -352,7 +353,7 @@ impl Augment {
                     for (x, &(x1, fx)) in tx.iter().enumerate() {
                         let top = at(y1, x1) * (1.0 - fx) + at(y1, x1 + 1) * fx;
                         let bottom = at(y1 + 1, x1) * (1.0 - fx) + at(y1 + 1, x1 + 1) * fx;
-                        px[b * c * c + y * c + x] = (top * (1.0 - fy) + bottom * fy).asinh();
+                        px[b * c * c + y * c + x] = asinh(top * (1.0 - fy) + bottom * fy);
                     }
                 }
             }
@@ -473,9 +474,9 @@ impl Augment {
                 if let Some((taps, tmp)) = blur.as_mut() {
                     dst.iter_mut().for_each(|v| *v = v.sinh());
                     blur_separable(dst, tmp, c, taps);
-                    dst.iter_mut().for_each(|v| *v = (k * *v).asinh());
+                    dst.iter_mut().for_each(|v| *v = asinh(k * *v));
                 } else {
-                    dst.iter_mut().for_each(|v| *v = (k * v.sinh()).asinh());
+                    dst.iter_mut().for_each(|v| *v = asinh(k * v.sinh()));
                 }
             }
             if let Some((cy, cx, r)) = mask {

@@ -28,6 +28,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use tidalscope_core::math::asinh;
 use tidalscope_core::Cutout;
 use tidalscope_io::source::Source;
 
@@ -229,13 +230,12 @@ impl Normaliser {
         let mut bad = 0;
         for b in 0..img.bands() {
             let k = if self.is_identity() { None } else { Some(1.0 / (3.0 * self.sigma[b.min(self.sigma.len() - 1)])) };
-            for v in img.band_mut(b) {
-                if !v.is_finite() {
-                    *v = 0.0;
-                    bad += 1;
-                } else if let Some(k) = k {
-                    *v = (*v * k).asinh();
-                }
+            let band = img.band_mut(b);
+            bad += band.iter().filter(|v| !v.is_finite()).count();
+            // Branch-free bodies, so that both loops vectorise.
+            match k {
+                Some(k) => band.iter_mut().for_each(|v| *v = if v.is_finite() { asinh(*v * k) } else { 0.0 }),
+                None => band.iter_mut().for_each(|v| *v = if v.is_finite() { *v } else { 0.0 }),
             }
         }
         bad
