@@ -63,6 +63,50 @@ fn npy_stacks_in_either_layout_and_dtype() {
 }
 
 #[test]
+fn every_npy_dtype_and_byte_order_gives_the_same_pixels_loaded_in_any_order() {
+    // The same [3, 4, 5, 2] HWC stack as little- and big-endian float32
+    // and as float64: all three must give every pixel of every image,
+    // whichever order the records are loaded in (loaders read their own
+    // bytes, possibly on several threads).
+    let dir = tempfile::tempdir().unwrap();
+    let shape = [3usize, 4, 5, 2];
+    let vals: Vec<f32> = (0..120).map(|v| v as f32 * 0.25 - 7.0).collect();
+    let mut stacks = Vec::new();
+    for (name, descr) in [("le.npy", "<f4"), ("be.npy", ">f4"), ("f8.npy", "<f8")] {
+        let p = dir.path().join(name);
+        let mut b = tidalscope_io::npy::header(descr, &shape);
+        for v in &vals {
+            match descr {
+                "<f4" => b.extend(v.to_le_bytes()),
+                ">f4" => b.extend(v.to_be_bytes()),
+                _ => b.extend((*v as f64).to_le_bytes()),
+            }
+        }
+        std::fs::write(&p, b).unwrap();
+        let src = open(&p, &OpenOptions::default()).unwrap();
+        let mut records: Vec<_> = src.records(0).unwrap().map(|r| r.unwrap()).collect();
+        records.reverse();
+        let mut loaded: Vec<(usize, Cutout)> =
+            records.into_iter().map(|r| (r.index, r.pixels.load().unwrap())).collect();
+        loaded.sort_by_key(|(i, _)| *i);
+        stacks.push(loaded.into_iter().map(|(_, c)| c).collect::<Vec<_>>());
+    }
+    let per = 4 * 5 * 2;
+    for (i, img) in stacks[0].iter().enumerate() {
+        assert_eq!(img.shape(), [2, 4, 5]);
+        for y in 0..4 {
+            for x in 0..5 {
+                for b in 0..2 {
+                    assert_eq!(img.band(b)[y * 5 + x], vals[i * per + (y * 5 + x) * 2 + b], "image {i}");
+                }
+            }
+        }
+    }
+    assert_eq!(stacks[0], stacks[1], "big-endian float32");
+    assert_eq!(stacks[0], stacks[2], "float64");
+}
+
+#[test]
 fn bad_npy_files_are_named_errors() {
     let dir = tempfile::tempdir().unwrap();
     let complex = dir.path().join("c.npy");

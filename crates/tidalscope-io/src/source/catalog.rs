@@ -275,7 +275,12 @@ impl CatalogSource {
                 planes.push(img);
             }
             let (h, w) = (planes[0].height(), planes[0].width());
-            let data: Vec<f32> = planes.into_iter().flat_map(Cutout::into_data).collect();
+            // Appended plane by plane (a flattening iterator would push
+            // pixel by pixel into a growing buffer).
+            let mut data = Vec::with_capacity(planes.len() * h * w);
+            for p in planes {
+                data.extend_from_slice(p.data());
+            }
             Cutout::from_chw(files.len(), h, w, data).map_err(|e| at(e.to_string()))
         }
     }
