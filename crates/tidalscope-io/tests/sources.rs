@@ -127,6 +127,19 @@ fn bad_npy_files_are_named_errors() {
     std::fs::write(&short, b).unwrap();
     let e = open(&short, &OpenOptions::default()).err().unwrap().to_string();
     assert!(e.contains("short.npy") && e.contains("truncated"), "{e}");
+    // A file that shrinks after it was opened: the lost image is a named
+    // error of that object, the others still load.
+    let shrinks = dir.path().join("shrinks.npy");
+    let mut b = tidalscope_io::npy::header("<f4", &[3, 4, 4, 1]);
+    let data_start = b.len();
+    b.extend([0u8; 3 * 64]);
+    std::fs::write(&shrinks, &b).unwrap();
+    let src = open(&shrinks, &OpenOptions::default()).unwrap();
+    std::fs::OpenOptions::new().write(true).open(&shrinks).unwrap().set_len((data_start + 2 * 64) as u64).unwrap();
+    let loaded: Vec<_> = src.records(0).unwrap().map(|r| r.unwrap().pixels.load()).collect();
+    assert!(loaded[0].is_ok() && loaded[1].is_ok());
+    let e = loaded[2].as_ref().unwrap_err().to_string();
+    assert!(e.contains("shrinks.npy") && e.contains("image 2") && e.contains("truncated"), "{e}");
 }
 
 #[test]

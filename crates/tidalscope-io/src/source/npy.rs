@@ -187,8 +187,15 @@ impl Source for NpySource {
                 let load = move || {
                     SCRATCH.with_borrow_mut(|bytes| {
                         bytes.resize(bytes_per, 0);
-                        read_exact_at(&f, bytes, data_offset + (i * bytes_per) as u64).map_err(|_| {
-                            Error::format(&path, format!("image {i}: data ends early (truncated file)"))
+                        read_exact_at(&f, bytes, data_offset + (i * bytes_per) as u64).map_err(|e| {
+                            match e.kind() {
+                                // The length was checked on opening: the
+                                // file has shrunk since.
+                                std::io::ErrorKind::UnexpectedEof => {
+                                    Error::format(&path, format!("image {i}: data ends early (truncated file)"))
+                                }
+                                _ => Error::io(&path, e),
+                            }
                         })?;
                         decoder.cutout(bytes, &path, i)
                     })
