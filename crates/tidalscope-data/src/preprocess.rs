@@ -53,25 +53,49 @@ pub enum PreprocessError {
 /// Averages `k×k` blocks (a trailing partial block is dropped). Non-finite
 /// pixels are left out of their block's mean; a block with none finite is NaN.
 pub fn bin(img: &Cutout, k: usize) -> Cutout {
-    match k {
-        0 | 1 => img.clone(),
+    bin_counted(img, k).0
+}
+
+/// [`bin`], also returning how many of each band's pixels (in the whole
+/// image, dropped partial blocks included) are finite: counted in the
+/// same pass, so that preprocessing reads the image once.
+fn bin_counted(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
+    let (out, mut finite) = match k {
+        0 | 1 => return (img.clone(), (0..img.bands()).map(|b| finite_in(img.band(b))).collect()),
         2 => bin_by::<2>(img),
         3 => bin_by::<3>(img),
         4 => bin_by::<4>(img),
         _ => bin_any(img, k),
+    };
+    // Pixels of the partial blocks: the right-hand columns of the binned
+    // rows, then the rows below them.
+    let (h, w, width) = (out.height() * k, out.width() * k, img.width());
+    if w < width || h < img.height() {
+        for (b, n) in finite.iter_mut().enumerate() {
+            let band = img.band(b);
+            *n += band[..h * width].chunks_exact(width).map(|row| finite_in(&row[w..])).sum::<usize>();
+            *n += finite_in(&band[h * width..]);
+        }
     }
+    (out, finite)
+}
+
+fn finite_in(values: &[f32]) -> usize {
+    values.iter().map(|v| usize::from(v.is_finite())).sum()
 }
 
 /// [`bin`] for a block size known at compile time. Each block's finite
 /// pixels are added in the same order as [`bin_any`] (row by row, left to
 /// right), so both give identical results; with `K` fixed, the loop over
-/// a row's blocks is vectorised.
-fn bin_by<const K: usize>(img: &Cutout) -> Cutout {
+/// a row's blocks is vectorised. Also returns each band's finite pixels
+/// inside whole blocks.
+fn bin_by<const K: usize>(img: &Cutout) -> (Cutout, Vec<usize>) {
     let (h, w) = (img.height() / K, img.width() / K);
     let mut out = Cutout::zeros(img.bands(), h, w);
+    let mut finite = vec![0; img.bands()];
     let src_w = img.width();
     let mut count = vec![0u32; w];
-    for b in 0..img.bands() {
+    for (b, finite) in finite.iter_mut().enumerate() {
         let src = img.band(b);
         let dst = out.band_mut(b);
         for (y, sum) in dst.chunks_exact_mut(w.max(1)).take(h).enumerate() {
@@ -89,17 +113,19 @@ fn bin_by<const K: usize>(img: &Cutout) -> Cutout {
             for (s, &n) in sum.iter_mut().zip(&count) {
                 *s = if n > 0 { *s / n as f32 } else { f32::NAN };
             }
+            *finite += count.iter().map(|&n| n as usize).sum::<usize>();
         }
     }
-    out
+    (out, finite)
 }
 
-/// [`bin`] for any block size.
-fn bin_any(img: &Cutout, k: usize) -> Cutout {
+/// [`bin_by`] for any block size.
+fn bin_any(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
     let (h, w) = (img.height() / k, img.width() / k);
     let mut out = Cutout::zeros(img.bands(), h, w);
+    let mut finite = vec![0; img.bands()];
     let src_w = img.width();
-    for b in 0..img.bands() {
+    for (b, finite) in finite.iter_mut().enumerate() {
         let src = img.band(b);
         let dst = out.band_mut(b);
         for y in 0..h {
@@ -115,10 +141,11 @@ fn bin_any(img: &Cutout, k: usize) -> Cutout {
                     }
                 }
                 dst[y * w + x] = if n > 0 { s / n as f32 } else { f32::NAN };
+                *finite += n as usize;
             }
         }
     }
-    out
+    (out, finite)
 }
 
 impl Preprocess {
@@ -129,17 +156,12 @@ impl Preprocess {
     /// at all is refused ([`PreprocessError::EmptyBand`]).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
         self.normalisation.check(img)?;
-        let mut non_finite = 0;
-        for b in 0..img.bands() {
-            let band = img.band(b);
-            let n = band.iter().filter(|v| !v.is_finite()).count();
-            if n == band.len() {
-                let name = self.normalisation.bands.get(b).cloned().unwrap_or_else(|| format!("{}", b + 1));
-                return Err(PreprocessError::EmptyBand { band: name });
-            }
-            non_finite += n;
+        let (mut b, finite) = bin_counted(img, self.bin);
+        if let Some(empty) = finite.iter().position(|&n| n == 0) {
+            let name = self.normalisation.bands.get(empty).cloned().unwrap_or_else(|| format!("{}", empty + 1));
+            return Err(PreprocessError::EmptyBand { band: name });
         }
-        let mut b = bin(img, self.bin);
+        let non_finite = img.data().len() - finite.iter().sum::<usize>();
         if b.height() < self.crop || b.width() < self.crop {
             return Err(PreprocessError::Mismatch(format!(
                 "image of {}×{} pixels ({}×{} after binning by {}) is smaller than the model's {}×{} input",
@@ -198,12 +220,16 @@ mod tests {
             }
         }
         let img = Cutout::from_chw(bands, h, w, data).unwrap();
-        for k in 2..=4 {
-            let (fast, plain) = (bin(&img, k), bin_any(&img, k));
+        let finite: Vec<usize> = (0..bands).map(|b| img.band(b).iter().filter(|v| v.is_finite()).count()).collect();
+        for k in 1..=5 {
+            let (fast, n_fast) = bin_counted(&img, k);
+            let plain = if k == 1 { img.clone() } else { bin_any(&img, k).0 };
             assert_eq!(fast.shape(), [bands, h / k, w / k]);
             let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
             assert_eq!(bits(&fast), bits(&plain), "k = {k}");
-            assert!(fast.data()[0].is_nan(), "an all-NaN block is NaN (k = {k})");
+            assert!(fast.data()[0].is_nan() || !(2..=4).contains(&k), "an all-NaN block is NaN (k = {k})");
+            // Partial blocks are dropped from the image but not from the count.
+            assert_eq!(n_fast, finite, "finite pixels per band, counted while binning (k = {k})");
         }
     }
 
