@@ -216,6 +216,11 @@ pub struct PretrainArgs {
     /// Softmax temperature τ of the contrastive loss (0.1, the reference's).
     #[arg(long, value_name = "TAU", allow_negative_numbers = true)]
     pub temperature: Option<f64>,
+    /// Weight W of a decorrelation penalty added to the loss: W × the mean
+    /// squared correlation between pairs of representation dimensions over
+    /// the batch (0, off: the reference's loss).
+    #[arg(long, value_name = "W")]
+    pub decorrelation: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
     #[arg(long)]
     pub width: Option<f64>,

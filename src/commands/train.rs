@@ -62,6 +62,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--lr", args.lr.is_some()),
             ("--queue-size", args.queue_size.is_some()),
             ("--temperature", args.temperature.is_some()),
+            ("--decorrelation", args.decorrelation.is_some()),
             ("--width", args.width.is_some()),
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
@@ -110,6 +111,10 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         if let Some(t) = args.temperature {
             ensure!(t.is_finite() && t > 0.0, "--temperature {t}: give a positive τ");
             c.temperature = t;
+        }
+        if let Some(w) = args.decorrelation {
+            ensure!(w.is_finite() && w >= 0.0, "--decorrelation {w}: give a weight of 0 or more");
+            c.decorrelation = w;
         }
         if let Some(m) = args.core_mask {
             ensure!((0.0..=1.0).contains(&m), "--core-mask {m}: give a fraction of the crop from 0 to 1");

@@ -70,6 +70,23 @@ pub fn nnclr_multi_crop(
     total / (1 + locals.len()) as f64
 }
 
+/// Decorrelation penalty on a batch of representations `h` `[B, D]`: the
+/// mean, over the D(D − 1) pairs of distinct dimensions, of their squared
+/// Pearson correlation across the batch. 0 when the dimensions are
+/// uncorrelated, 1 when every dimension is a copy of one. Scale-free, so a
+/// BatchNorm γ cannot shrink it away. Counters the dimensional collapse
+/// of contrastive representations (one direction carrying most of the
+/// variance), as VICReg's covariance term does (Bardes et al. 2022).
+pub fn decorrelation(h: Tensor<2>) -> Tensor<1> {
+    let [b, d] = h.dims();
+    let centred = h.clone() - h.mean_dim(0);
+    let sd = centred.clone().powf_scalar(2.0).mean_dim(0).add_scalar(1e-6).sqrt();
+    let s = centred / sd;
+    let corr = s.clone().transpose().matmul(s) / b as f64;
+    let off = Tensor::<2>::ones([d, d], &corr.device()) - Tensor::<2>::eye(d, &corr.device());
+    (corr.powf_scalar(2.0) * off).sum() / (d * (d - 1)).max(1) as f64
+}
+
 /// Fraction of rows of `sim` `[B, B]` whose largest entry is on the diagonal.
 fn diagonal_accuracy(sim: Tensor<2>) -> f32 {
     let b = sim.dims()[0];

@@ -287,3 +287,71 @@ fn multi_crop_loss_matches_the_slow_version_and_rewards_matching_local_views() {
     let bad = loss::nnclr_multi_crop(v1, v2, n1, n2, &wrong, tau).into_scalar::<f32>();
     assert!(good < bad, "matching local views {good} vs mismatched {bad}");
 }
+
+/// Mean squared Pearson correlation over pairs of distinct columns, in f64.
+fn slow_decorrelation(h: &[f64], n: usize, d: usize) -> f64 {
+    let col = |j: usize| -> Vec<f64> {
+        let c: Vec<f64> = (0..n).map(|i| h[i * d + j]).collect();
+        let m = c.iter().sum::<f64>() / n as f64;
+        let sd = (c.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / n as f64 + 1e-6).sqrt();
+        c.iter().map(|x| (x - m) / sd).collect()
+    };
+    let cols: Vec<Vec<f64>> = (0..d).map(col).collect();
+    let mut total = 0.0;
+    for a in 0..d {
+        for b in (0..d).filter(|&b| b != a) {
+            let r = cols[a].iter().zip(&cols[b]).map(|(x, y)| x * y).sum::<f64>() / n as f64;
+            total += r * r;
+        }
+    }
+    total / (d * (d - 1)) as f64
+}
+
+#[test]
+fn decorrelation_penalty_is_the_mean_squared_correlation_and_its_gradient_decorrelates() {
+    let (n, d) = (64, 6);
+    let mut rng = Rng::new(7);
+    // Columns 0–2 share a common factor; 3–5 are independent.
+    let mut h = vec![0.0; n * d];
+    for i in 0..n {
+        let f = rng.normal();
+        for j in 0..d {
+            h[i * d + j] = if j < 3 { f + 0.3 * rng.normal() } else { rng.normal() } * (1.0 + j as f64);
+        }
+    }
+    let dev = cpu();
+    let ad = dev.clone().autodiff();
+    let want = slow_decorrelation(&h, n, d);
+    let t = tensor(&h, n, d, &ad).require_grad();
+    let l = loss::decorrelation(t.clone());
+    let got = l.clone().into_scalar::<f32>() as f64;
+    assert!((got - want).abs() < 1e-4, "penalty {got} vs slow {want}");
+    // 6 of the 30 ordered pairs correlate at r² ≈ 1/1.09² ≈ 0.84: ≈ 0.17.
+    assert!(want > 0.12, "three correlated columns give a large penalty, got {want}");
+
+    // Scale-free: multiplying a column by 100 changes nothing.
+    let scaled: Vec<f64> = h.iter().enumerate().map(|(k, &v)| if k % d == 4 { v * 100.0 } else { v }).collect();
+    let s = loss::decorrelation(tensor(&scaled, n, d, &dev)).into_scalar::<f32>() as f64;
+    assert!((s - got).abs() < 1e-4, "scaled column: {s} vs {got}");
+    // Copies of one column: every pair correlates perfectly.
+    let copies: Vec<f64> = (0..n * d).map(|k| h[(k / d) * d] * (1.0 + (k % d) as f64)).collect();
+    let c = loss::decorrelation(tensor(&copies, n, d, &dev)).into_scalar::<f32>();
+    assert!((c - 1.0).abs() < 1e-3, "copies: {c}");
+
+    // The gradient matches finite differences of the slow penalty.
+    let g = batch::to_vec(t.grad(&l.backward()).expect("h has a gradient"));
+    let eps = 1e-5;
+    for k in [0, 7, 100, 383] {
+        let bump = |e: f64| {
+            let mut v = h.clone();
+            v[k] += e;
+            slow_decorrelation(&v, n, d)
+        };
+        let fd = (bump(eps) - bump(-eps)) / (2.0 * eps);
+        assert!((g[k] as f64 - fd).abs() < 1e-3 * fd.abs().max(1e-2), "∂/∂h[{k}]: {} vs {fd}", g[k]);
+    }
+    // Following it lowers the penalty.
+    let lr = 0.01 / g.iter().fold(0f32, |m, x| m.max(x.abs())) as f64;
+    let stepped: Vec<f64> = h.iter().zip(&g).map(|(v, gk)| v - lr * *gk as f64).collect();
+    assert!(slow_decorrelation(&stepped, n, d) < want, "a step down the gradient decorrelates");
+}

@@ -9,6 +9,9 @@
 //! gives that many small crops, encoded without touching BatchNorm's
 //! running statistics (inference sees only full views) and paired in the
 //! loss with both global views' neighbours ([`loss::nnclr_multi_crop`]).
+//! With `decorrelation` W > 0, W × the mean [`loss::decorrelation`] of the
+//! two global views' representations joins the loss, so that the
+//! representation spreads its variance over more directions.
 //!
 //! A run folder holds `config.toml`, `encoder.json` + `encoder.bpk` +
 //! `preprocess.json` (the encoder folder every other command reads),
@@ -67,7 +70,7 @@ pub struct StepMetrics {
     pub epoch: usize,
     /// Step (1-based, counted over the run).
     pub step: usize,
-    /// NNCLR loss.
+    /// The loss minimised: NNCLR, plus the decorrelation penalty when on.
     pub loss: f32,
     /// Contrastive accuracy.
     pub contrastive_acc: f32,
@@ -575,7 +578,11 @@ pub fn pretrain_with_cache(
             let zl: Vec<Tensor<2>> = locals.iter().map(|h| loss::l2_normalise(model.head.forward(h.clone()))).collect();
             let nn1 = queue.nearest(&z1);
             let nn2 = queue.nearest(&z2);
-            let l = loss::nnclr_multi_crop(z1.clone(), z2, nn1, nn2, &zl, cfg.temperature);
+            let mut l = loss::nnclr_multi_crop(z1.clone(), z2, nn1, nn2, &zl, cfg.temperature);
+            if cfg.decorrelation > 0.0 {
+                let d = loss::decorrelation(g1.clone()) + loss::decorrelation(g2.clone());
+                l = l + d * (cfg.decorrelation / 2.0);
+            }
             let cacc = loss::contrastive_accuracy(h1.clone(), h2.clone());
             let racc = loss::correlation_accuracy(h1, h2);
             let gradients = l.backward();
