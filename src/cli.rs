@@ -219,7 +219,7 @@ pub struct PretrainArgs {
     /// Weight W of a decorrelation penalty added to the loss: W × the mean
     /// squared correlation between pairs of representation dimensions over
     /// the batch (0, off: the reference's loss).
-    #[arg(long, value_name = "W")]
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
     #[arg(long)]
@@ -1061,6 +1061,10 @@ pub struct ExperimentLabelsArgs {
     /// tables made before the quick preset took them).
     #[arg(long, value_name = "N")]
     pub local_views: Option<usize>,
+    /// Weight of the pretraining's decorrelation penalty (default: the
+    /// preset's; 0 reruns tables made before the quick preset took it).
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub decorrelation: Option<f64>,
     /// Fine-tuning and from-scratch epochs, at least (and at least
     /// --min-steps steps; default 8 with --quick, else 15).
     #[arg(long)]
@@ -1120,6 +1124,10 @@ pub struct ExperimentRecoveryArgs {
     /// Local views of the pretraining (default: the preset's).
     #[arg(long, value_name = "N")]
     pub local_views: Option<usize>,
+    /// Weight of the pretraining's decorrelation penalty (default: the
+    /// preset's).
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub decorrelation: Option<f64>,
     /// Fine-tuning epochs (default 12 with --quick, else 30).
     #[arg(long)]
     pub epochs: Option<usize>,

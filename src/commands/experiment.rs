@@ -30,23 +30,31 @@ use tidalscope_model::infer::{head_logits, Layer, Predictor};
 use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::representation;
 
-fn pretrain(
-    train: &Path,
-    out: &Path,
+/// The pretraining an experiment runs when it is given no encoder: the
+/// preset with the experiment's epochs, seed and overrides.
+fn pretrain_config(
     preset: PresetArg,
     local_views: Option<usize>,
+    decorrelation: Option<f64>,
     epochs: usize,
     seed: u64,
-    device: &Device,
-) -> anyhow::Result<()> {
-    let src = super::open_source(train, &SourceArgs::auto(), None)?;
+) -> anyhow::Result<PretrainConfig> {
     let mut cfg = PretrainConfig { epochs, seed, ..preset.config() };
     if let Some(k) = local_views {
         cfg.set_local_views(k);
     }
+    if let Some(w) = decorrelation {
+        ensure!(w.is_finite() && w >= 0.0, "--decorrelation {w}: give a weight of 0 or more");
+        cfg.decorrelation = w;
+    }
+    Ok(cfg)
+}
+
+fn pretrain(train: &Path, out: &Path, cfg: &PretrainConfig, device: &Device) -> anyhow::Result<()> {
+    let src = super::open_source(train, &SourceArgs::auto(), None)?;
     std::fs::create_dir_all(out)?;
     let s =
-        tidalscope_train::pretrain::pretrain(&cfg, &[src.as_ref()], out, device, false, &BarReporter::new(Some(out)))?;
+        tidalscope_train::pretrain::pretrain(cfg, &[src.as_ref()], out, device, false, &BarReporter::new(Some(out)))?;
     eprintln!("pretrained {} steps, final loss {:.3}", s.steps, s.final_loss);
     Ok(())
 }
@@ -217,8 +225,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     ensure!(
-        args.encoder.is_none() || args.local_views.is_none(),
-        "--local-views sets the pretraining's local views; --encoder is already pretrained"
+        args.encoder.is_none() || (args.local_views.is_none() && args.decorrelation.is_none()),
+        "--local-views and --decorrelation set the pretraining; --encoder is already pretrained"
     );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -236,6 +244,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let local_views = args.local_views.unwrap_or(args.preset.config().local_views);
     let quick_epochs = if local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 20 });
+    let pre_cfg = pretrain_config(args.preset, args.local_views, args.decorrelation, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
@@ -254,7 +263,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         Some(e) => e.clone(),
         None => {
             eprintln!("== pretrain ({} preset, {pre_epochs} epochs)", format!("{:?}", args.preset).to_lowercase());
-            pretrain(&train_dir, &out.join("encoder"), args.preset, args.local_views, pre_epochs, args.seed, &device)?;
+            pretrain(&train_dir, &out.join("encoder"), &pre_cfg, &device)?;
             out.join("encoder")
         }
     };
@@ -451,6 +460,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         methods: Vec<&'static str>,
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
+        pretrain_decorrelation: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
@@ -472,6 +482,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         methods: args.methods.iter().map(|m| m.name()).collect(),
         pretrain_epochs: args.encoder.is_none().then_some(pre_epochs),
         pretrain_local_views: args.encoder.is_none().then_some(local_views),
+        pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
         finetune_epochs: trains.then_some(ft_epochs),
         finetune_min_steps: trains.then_some(args.min_steps),
         finetune_jitter: trains
@@ -701,8 +712,8 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
     ensure!(
-        args.model.is_none() || args.local_views.is_none(),
-        "--local-views sets the pretraining's local views; --model is already trained"
+        args.model.is_none() || (args.local_views.is_none() && args.decorrelation.is_none()),
+        "--local-views and --decorrelation set the pretraining; --model is already trained"
     );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -711,6 +722,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
     let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
+    let pre_cfg = pretrain_config(args.preset, args.local_views, args.decorrelation, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 12 } else { 30 });
     let mut results = Vec::new();
     let mut models: Vec<(String, PathBuf)> = Vec::new();
@@ -730,15 +742,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     pre_epochs
                 );
                 super::simulate::mock_set(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
-                pretrain(
-                    &dir.join("train"),
-                    &dir.join("encoder"),
-                    args.preset,
-                    args.local_views,
-                    pre_epochs,
-                    args.seed,
-                    &device,
-                )?;
+                pretrain(&dir.join("train"), &dir.join("encoder"), &pre_cfg, &device)?;
                 let src = super::open_source(&dir.join("train"), &SourceArgs::auto(), None)?;
                 let cfg = FinetuneConfig {
                     mode: Mode::Finetune,
@@ -782,6 +786,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         train_objects: Option<usize>,
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
+        pretrain_decorrelation: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_lr_schedule: Option<LrSchedule>,
         seed: u64,
@@ -798,6 +803,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
             .model
             .is_none()
             .then(|| args.local_views.unwrap_or(args.preset.config().local_views)),
+        pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),
         seed: args.seed,

@@ -71,9 +71,10 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     // The quick preset's local views are the pretraining's, recorded with it.
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
     assert!(run.contains("pretrain_local_views = 4") && run.contains("pretrain_epochs = 1"), "{run}");
+    assert!(run.contains("pretrain_decorrelation = 1.0"), "{run}");
     // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
-    assert!(!run.contains("pretrain_epochs") && !run.contains("pretrain_local_views"), "{run}");
+    assert!(!run.contains("pretrain_"), "{run}");
     assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
     let config =
         |run: &str, m: &str| std::fs::read_to_string(d.join(&format!("{run}/runs/{m}-40-seed1/config.toml"))).unwrap();
@@ -105,10 +106,13 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(run.contains("\"linear\"") && !run.contains("finetune_"), "{run}");
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
-    let mut c = b.clone();
-    c.extend(["--local-views", "0"]);
-    let err = d.fails(&c);
-    assert!(err.contains("--encoder is already pretrained"), "{err}");
+    assert!(config.contains("decorrelation = 1.0"), "the quick preset's penalty: {config}");
+    for (flag, value) in [("--local-views", "0"), ("--decorrelation", "0")] {
+        let mut c = b.clone();
+        c.extend([flag, value]);
+        let err = d.fails(&c);
+        assert!(err.contains("--encoder is already pretrained"), "{flag}: {err}");
+    }
 }
 
 #[test]

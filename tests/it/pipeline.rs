@@ -186,6 +186,7 @@ fn training_commands_explain_bad_input() {
         ("--neighbour-mask", "give a probability"),
         ("--zoom", "give Z"),
         ("--temperature", "give a positive τ"),
+        ("--decorrelation", "give a weight of 0 or more"),
     ] {
         let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", flag, "-0.5"]);
         assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
