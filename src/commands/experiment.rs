@@ -44,8 +44,7 @@ fn pretrain_config(
         cfg.set_local_views(k);
     }
     if let Some(w) = decorrelation {
-        ensure!(w.is_finite() && w >= 0.0, "--decorrelation {w}: give a weight of 0 or more");
-        cfg.decorrelation = w;
+        cfg.decorrelation = super::train::decorrelation_weight(w)?;
     }
     Ok(cfg)
 }
@@ -799,10 +798,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         // With --model nothing is simulated for training, pretrained or fine-tuned.
         train_objects: args.model.is_none().then_some(n_train),
         pretrain_epochs: args.model.is_none().then_some(pre_epochs),
-        pretrain_local_views: args
-            .model
-            .is_none()
-            .then(|| args.local_views.unwrap_or(args.preset.config().local_views)),
+        pretrain_local_views: args.model.is_none().then_some(pre_cfg.local_views),
         pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),

@@ -51,6 +51,13 @@ fn refs(sources: &[Box<dyn Source>]) -> Vec<&dyn Source> {
     sources.iter().map(|s| s.as_ref()).collect()
 }
 
+/// A `--decorrelation` weight, refused unless finite and not negative
+/// (`pretrain` and the experiments that pretrain).
+pub(crate) fn decorrelation_weight(w: f64) -> anyhow::Result<f64> {
+    ensure!(w.is_finite() && w >= 0.0, "--decorrelation {w}: give a weight of 0 or more");
+    Ok(w)
+}
+
 /// Runs `pretrain`.
 pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -113,8 +120,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             c.temperature = t;
         }
         if let Some(w) = args.decorrelation {
-            ensure!(w.is_finite() && w >= 0.0, "--decorrelation {w}: give a weight of 0 or more");
-            c.decorrelation = w;
+            c.decorrelation = decorrelation_weight(w)?;
         }
         if let Some(m) = args.core_mask {
             ensure!((0.0..=1.0).contains(&m), "--core-mask {m}: give a fraction of the crop from 0 to 1");

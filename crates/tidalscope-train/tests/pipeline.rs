@@ -52,6 +52,12 @@ fn tiny() -> PretrainConfig {
     }
 }
 
+/// The per-step losses of a run, from its metrics.csv.
+fn step_losses(dir: &Path) -> Vec<f64> {
+    let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+}
+
 fn representation(dir: &Path) -> Vec<f32> {
     let dev = burn::prelude::Device::flex();
     let b = EncoderBundle::load(dir, &dev).unwrap();
@@ -128,9 +134,7 @@ fn multi_crop_pretraining_resumes_exactly_and_refuses_what_it_cannot_do() {
         false,
     )
     .unwrap();
-    let first = |d: &Path| -> Vec<f64> {
-        metrics(d).lines().skip(1).take(2).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
-    };
+    let first = |d: &Path| -> Vec<f64> { step_losses(d).into_iter().take(2).collect() };
     let (fast, burn) = (first(&a), first(&on_burn));
     assert_eq!(burn.len(), 2);
     for (f, b) in fast.iter().zip(&burn) {
@@ -164,10 +168,7 @@ fn decorrelation_joins_the_loss_on_both_engines() {
     let (with, without) = (run(&cfg, "with"), run(&PretrainConfig { decorrelation: 0.0, ..tiny() }, "without"));
     let on_burn =
         run(&PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 1, ..cfg.clone() }, "burn");
-    let losses = |d: &Path| -> Vec<f64> {
-        let m = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
-        m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
-    };
+    let losses = step_losses;
     let penalty = (losses(&with)[0] - losses(&without)[0]) / w;
     assert!(penalty > 1e-3 && penalty <= 1.0, "first-step penalty {penalty}: the term is not in the loss");
     assert_ne!(representation(&with), representation(&without), "the penalty changed nothing");
@@ -301,10 +302,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 24, 32);
     let dev = burn::prelude::Device::flex();
-    let losses = |p: &Path| -> Vec<f64> {
-        let m = std::fs::read_to_string(p.join("metrics.csv")).unwrap();
-        m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
-    };
+    let losses = step_losses;
     let ft_cfg = FinetuneConfig {
         mode: Mode::Finetune,
         epochs: 3,
