@@ -218,7 +218,8 @@ pub struct PretrainArgs {
     pub temperature: Option<f64>,
     /// Weight W of a decorrelation penalty added to the loss: W × the mean
     /// squared correlation between pairs of representation dimensions over
-    /// the batch (0, off: the reference's loss).
+    /// the batch (quick preset 1; paper preset 0, off: the reference's
+    /// loss).
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
