@@ -86,7 +86,8 @@ pub struct PretrainConfig {
     pub local_crop: usize,
     /// Weight of the decorrelation penalty on the two global views'
     /// representations (`tidalscope_model::loss::decorrelation`), added to
-    /// the NNCLR loss; 0 (both presets) leaves the loss as the reference's.
+    /// the NNCLR loss: 1 in the quick preset; 0 (the paper preset) leaves
+    /// the loss as the reference's.
     #[serde(default)]
     pub decorrelation: f64,
 }

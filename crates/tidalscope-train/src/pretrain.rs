@@ -662,7 +662,12 @@ pub fn pretrain_with_cache(
     }
     reporter.finish();
     write_metrics(&out.join("metrics.csv"), &rows)?;
-    plot_metrics(&out.join("loss.png"), &rows)?;
+    let loss_label = if cfg.decorrelation > 0.0 {
+        format!("NNCLR loss + {} × decorrelation", cfg.decorrelation)
+    } else {
+        "NNCLR loss".to_string()
+    };
+    plot_metrics(&out.join("loss.png"), &rows, &loss_label)?;
     let model = synced(model, &trainable, &train_device);
     let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
     bundle.save(out)?;
@@ -694,8 +699,9 @@ pub fn pretrain_with_cache(
     })
 }
 
-/// Loss and accuracies against step.
-pub fn plot_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
+/// Loss and accuracies against step. `loss_label` names what the loss
+/// column holds (NNCLR alone, or with the decorrelation penalty).
+pub fn plot_metrics(path: &Path, rows: &[StepMetrics], loss_label: &str) -> Result<()> {
     if rows.is_empty() {
         return Ok(());
     }
@@ -704,7 +710,7 @@ pub fn plot_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
     let max_loss = rows.iter().map(|r| r.loss as f64).fold(0.0, f64::max);
     axes.y_range = Some((0.0, max_loss.max(1.0) * 1.05));
     let series = vec![
-        Series::line("NNCLR loss", x.clone(), rows.iter().map(|r| r.loss as f64).collect(), PALETTE[0]),
+        Series::line(loss_label, x.clone(), rows.iter().map(|r| r.loss as f64).collect(), PALETTE[0]),
         Series::line(
             "contrastive accuracy",
             x.clone(),
