@@ -1073,6 +1073,10 @@ pub struct ExperimentLabelsArgs {
     /// Optimisation steps of fine-tuning and from-scratch training, at least.
     #[arg(long, default_value_t = 500)]
     pub min_steps: usize,
+    /// Adam learning rate of fine-tuning (default: `finetune`'s, 1e-4;
+    /// training from scratch keeps its own). Recorded in run.toml.
+    #[arg(long, value_name = "LR")]
+    pub finetune_lr: Option<f64>,
     /// Training views of fine-tuning and scratch: reference or strong (see
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]

@@ -248,6 +248,17 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
     let lr_schedule = crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune);
+    let finetune_lr = match args.finetune_lr {
+        Some(lr) => {
+            ensure!(lr.is_finite() && lr > 0.0, "--finetune-lr {lr}: give a learning rate above 0");
+            ensure!(
+                args.methods.contains(&MethodArg::Finetune),
+                "--finetune-lr sets fine-tuning's rate: add finetune to --methods"
+            );
+            lr
+        }
+        None => FinetuneConfig::default_lr(Mode::Finetune),
+    };
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -373,6 +384,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             min_steps: args.min_steps,
                             split: split.clone(),
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
+                            lr: if mode == Mode::Finetune { finetune_lr } else { FinetuneConfig::default_lr(mode) },
                             lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
                             probe_variance: args.probe_variance,
                             seed,
@@ -464,6 +476,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
         finetune_lr_schedule: Option<LrSchedule>,
+        finetune_lr: Option<f64>,
         probe_variance: Option<f64>,
     }
     // Fine-tuning's settings only where a network was trained (a probe or
@@ -488,6 +501,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
             .then(|| clap::ValueEnum::to_possible_value(&args.finetune_jitter).map(|v| v.get_name().to_string()))
             .flatten(),
         finetune_lr_schedule: trains.then_some(lr_schedule),
+        finetune_lr: args.methods.contains(&MethodArg::Finetune).then_some(finetune_lr),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -580,7 +594,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate. Mean ± standard deviation over seeds; {} in total.\n",
+        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -593,6 +607,8 @@ fn write_labels_report(
         },
         args.min_steps,
         lr_schedule.describe(),
+        args.finetune_lr.unwrap_or(FinetuneConfig::default_lr(Mode::Finetune)),
+        FinetuneConfig::default_lr(Mode::Scratch),
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
     if !dropped.is_empty() {

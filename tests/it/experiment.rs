@@ -90,11 +90,31 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     swap(&mut cst, "linear,finetune,morphology,backbone", "linear,finetune");
     swap(&mut cst, "20,40,5000", "40");
     swap(&mut cst, "two", "const");
-    cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant"]);
+    cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant", "--finetune-lr", "3e-5"]);
     d.ok(&cst);
     let run = std::fs::read_to_string(d.join("const/run.toml")).unwrap();
     assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
     assert!(config("const", "finetune").contains("lr_schedule = \"constant\""), "{}", config("const", "finetune"));
+    // Fine-tuning's rate is an option too, in run.toml and each fine-tuning run's config.toml.
+    let lr = |toml: &str, key: &str| -> f64 {
+        let line =
+            toml.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}: {toml}"));
+        line.split(" = ").nth(1).unwrap().parse().unwrap()
+    };
+    assert_eq!(lr(&run, "finetune_lr"), 3e-5);
+    assert_eq!(lr(&config("const", "finetune"), "lr"), 3e-5);
+    assert_eq!(lr(&std::fs::read_to_string(d.join("two/run.toml")).unwrap(), "finetune_lr"), 1e-4);
+    assert!(std::fs::read_to_string(d.join("const/report.md")).unwrap().contains("from 3e-5 and 1e-3"));
+    for (value, methods, why) in [
+        ("0", "linear,finetune", "give a learning rate above 0"),
+        ("1e-5", "linear,scratch", "add finetune to --methods"),
+    ] {
+        let mut c = cst.clone();
+        swap(&mut c, "3e-5", value);
+        swap(&mut c, "linear,finetune", methods);
+        let err = d.fails(&c);
+        assert!(err.contains("--finetune-lr") && err.contains(why), "{value} {methods}: {err}");
+    }
     assert!(config("two", "linear").contains("lr_schedule = \"constant\""), "{}", config("two", "linear"));
     // A run that trains no network records no fine-tuning settings.
     let mut probe = b.clone();
