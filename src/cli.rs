@@ -1055,7 +1055,7 @@ pub struct ExperimentLabelsArgs {
     #[arg(long, value_enum, default_value = "quick")]
     pub preset: PresetArg,
     /// Pretraining epochs (default 8 with --quick — 12 with no local
-    /// views —, else 20).
+    /// views —, else 40).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
     /// Local views of the pretraining (default: the preset's; 0 reruns
