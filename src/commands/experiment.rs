@@ -250,13 +250,11 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
     let lr_schedule = crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune);
+    let finetunes = args.methods.contains(&MethodArg::Finetune);
     let finetune_lr = match args.finetune_lr {
         Some(lr) => {
             ensure!(lr.is_finite() && lr > 0.0, "--finetune-lr {lr}: give a learning rate above 0");
-            ensure!(
-                args.methods.contains(&MethodArg::Finetune),
-                "--finetune-lr sets fine-tuning's rate: add finetune to --methods"
-            );
+            ensure!(finetunes, "--finetune-lr sets fine-tuning's rate: add finetune to --methods");
             lr
         }
         None => FinetuneConfig::default_lr(Mode::Finetune),
@@ -454,7 +452,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         &counts,
         &dropped,
         (seeds, trained_seeds),
-        lr_schedule,
+        (lr_schedule, finetune_lr),
         &results,
         total,
         n_train,
@@ -503,7 +501,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
             .then(|| clap::ValueEnum::to_possible_value(&args.finetune_jitter).map(|v| v.get_name().to_string()))
             .flatten(),
         finetune_lr_schedule: trains.then_some(lr_schedule),
-        finetune_lr: args.methods.contains(&MethodArg::Finetune).then_some(finetune_lr),
+        finetune_lr: finetunes.then_some(finetune_lr),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -582,7 +580,7 @@ fn write_labels_report(
     counts: &[usize],
     dropped: &[usize],
     (seeds, trained_seeds): (usize, usize),
-    lr_schedule: LrSchedule,
+    (lr_schedule, finetune_lr): (LrSchedule, f64),
     results: &[LabelsResult],
     total: f64,
     n_train: usize,
@@ -609,7 +607,7 @@ fn write_labels_report(
         },
         args.min_steps,
         lr_schedule.describe(),
-        args.finetune_lr.unwrap_or(FinetuneConfig::default_lr(Mode::Finetune)),
+        finetune_lr,
         FinetuneConfig::default_lr(Mode::Scratch),
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
