@@ -208,8 +208,13 @@ pub struct PretrainArgs {
     #[arg(long)]
     pub batch: Option<usize>,
     /// Adam learning rate (1e-3).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
+    /// How the learning rate changes over the run: constant (the
+    /// reference's, both presets) or cosine (from the full rate down to
+    /// zero along half a cosine over all the run's steps).
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<LrScheduleArg>,
     /// Support-queue size (paper 10000, quick 2048).
     #[arg(long)]
     pub queue_size: Option<usize>,
@@ -329,7 +334,7 @@ impl PresetArg {
     }
 }
 
-/// `--lr-schedule` of `finetune`, `demo` and `experiment labels`.
+/// `--lr-schedule` of `pretrain`, `finetune`, `demo` and `experiment labels`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LrScheduleArg {
     /// The same learning rate at every step.
@@ -559,7 +564,7 @@ pub struct FinetuneArgs {
     #[arg(long, default_value_t = 24)]
     pub batch: usize,
     /// Adam learning rate (default: 1e-4 for --mode finetune, 1e-3 for scratch).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Learning rate over the steps (fine-tuning and scratch): cosine
     /// (default; half a cosine from the full rate down to zero after the

@@ -253,9 +253,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let finetunes = args.methods.contains(&MethodArg::Finetune);
     let finetune_lr = match args.finetune_lr {
         Some(lr) => {
-            ensure!(lr.is_finite() && lr > 0.0, "--finetune-lr {lr}: give a learning rate above 0");
             ensure!(finetunes, "--finetune-lr sets fine-tuning's rate: add finetune to --methods");
-            lr
+            super::train::learning_rate("--finetune-lr", lr)?
         }
         None => FinetuneConfig::default_lr(Mode::Finetune),
     };

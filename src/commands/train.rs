@@ -58,6 +58,13 @@ pub(crate) fn decorrelation_weight(w: f64) -> anyhow::Result<f64> {
     Ok(w)
 }
 
+/// A learning rate given as `flag`, refused unless finite and above 0
+/// (`pretrain --lr`, `finetune --lr`, `experiment labels --finetune-lr`).
+pub(crate) fn learning_rate(flag: &str, lr: f64) -> anyhow::Result<f64> {
+    ensure!(lr.is_finite() && lr > 0.0, "{flag} {lr}: give a learning rate above 0");
+    Ok(lr)
+}
+
 /// Runs `pretrain`.
 pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -67,6 +74,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--epochs", args.epochs.is_some()),
             ("--batch", args.batch.is_some()),
             ("--lr", args.lr.is_some()),
+            ("--lr-schedule", args.lr_schedule.is_some()),
             ("--queue-size", args.queue_size.is_some()),
             ("--temperature", args.temperature.is_some()),
             ("--decorrelation", args.decorrelation.is_some()),
@@ -109,12 +117,15 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
         }
-        set!(epochs, batch, lr, queue_size, width, bin, crop, max_images, checkpoint_every);
+        set!(epochs, batch, queue_size, width, bin, crop, max_images, checkpoint_every);
+        if let Some(lr) = args.lr {
+            c.lr = learning_rate("--lr", lr)?;
+        }
         // Typed options map onto the config's own types.
         macro_rules! set_into {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
-        set_into!(noise, init, sigma, jitter, kernels);
+        set_into!(noise, init, sigma, jitter, kernels, lr_schedule);
         if let Some(t) = args.temperature {
             ensure!(t.is_finite() && t > 0.0, "--temperature {t}: give a positive τ");
             c.temperature = t;
@@ -244,7 +255,10 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         epochs: args.epochs,
         min_steps: args.min_steps,
         batch: args.batch,
-        lr: args.lr.unwrap_or(FinetuneConfig::default_lr(mode)),
+        lr: match args.lr {
+            Some(lr) => learning_rate("--lr", lr)?,
+            None => FinetuneConfig::default_lr(mode),
+        },
         lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
         labels: args.labels,
         split,

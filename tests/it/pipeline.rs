@@ -173,8 +173,9 @@ fn training_commands_explain_bad_input() {
     assert!(err.contains("fewer than one batch of 64"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume"]);
     assert!(err.contains("config.toml"), "{err}");
-    let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume", "--epochs", "3", "--jitter", "strong"]);
-    assert!(err.contains("would ignore --epochs, --jitter"), "{err}");
+    let resume = ["--resume", "--epochs", "3", "--lr-schedule", "cosine", "--jitter", "strong"];
+    let err = d.fails(&[&["pretrain", "--data", "sim", "--out", "y"][..], &resume].concat());
+    assert!(err.contains("would ignore --epochs, --lr-schedule, --jitter"), "{err}");
     let err = d.fails(&["evaluate", "--model", "nowhere", "--out", "z"]);
     assert!(err.contains("nowhere is not a classifier folder"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--device", "cuda"]);
@@ -187,10 +188,14 @@ fn training_commands_explain_bad_input() {
         ("--zoom", "give Z"),
         ("--temperature", "give a positive τ"),
         ("--decorrelation", "give a weight of 0 or more"),
+        ("--lr", "give a learning rate above 0"),
     ] {
         let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", flag, "-0.5"]);
         assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
     }
+    let err =
+        d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "finetune", "--lr", "0"]);
+    assert!(err.contains("--lr 0: give a learning rate above 0"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--local-crop", "12"]);
     assert!(err.contains("it needs --local-views 1 or more"), "{err}");
     // The quick preset's local views follow --crop; too small a view says how to go on.

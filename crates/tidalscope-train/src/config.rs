@@ -45,6 +45,10 @@ pub struct PretrainConfig {
     pub batch: usize,
     /// Adam learning rate.
     pub lr: f64,
+    /// How the learning rate changes over the run's steps. Config files
+    /// written before it existed read as constant, as they trained.
+    #[serde(default = "LrSchedule::legacy")]
+    pub lr_schedule: LrSchedule,
     /// L2 regularisation λ as Keras states it (loss += λ Σ w²).
     pub weight_decay: f64,
     /// Images σ_b is measured on.
@@ -120,6 +124,7 @@ impl PretrainConfig {
             epochs: 25,
             batch: 220,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             weight_decay: 5e-4,
             norm_images: 1000,
             shuffle_buffer: 4096,
@@ -216,8 +221,8 @@ pub enum SplitSpec {
     },
 }
 
-/// The learning rate over the optimisation steps of fine-tuning and
-/// training from scratch. No `Default`: a new run takes
+/// The learning rate over the optimisation steps of pretraining,
+/// fine-tuning and training from scratch. No `Default`: a new run takes
 /// [`LrSchedule::for_mode`], a config file without the field
 /// [`LrSchedule::legacy`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -419,6 +424,7 @@ mod tests {
                     && !l.starts_with("blur")
                     && !l.starts_with("neighbours")
                     && !l.starts_with("zoom")
+                    && !l.starts_with("lr_schedule")
             })
             .collect::<Vec<_>>()
             .join("\n");
@@ -428,6 +434,7 @@ mod tests {
         assert_eq!(old.jitter.neighbours, 0.0, "nor the neighbour mask, later still");
         assert_eq!(old.jitter.zoom, 0.0);
         assert_eq!(old.decorrelation, 0.0);
+        assert_eq!(old.lr_schedule, LrSchedule::Constant, "nor the schedule: older runs stepped at one rate");
     }
 
     #[test]

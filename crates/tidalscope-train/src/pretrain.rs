@@ -593,9 +593,12 @@ pub fn pretrain_with_cache(
                 ))));
             }
             let reprs: Vec<&Tensor<2>> = [&g1, &g2].into_iter().chain(&locals).collect();
-            trainable.backward_step(&gradients, &reprs, cfg.lr);
+            // `global` counts the steps before this one, so a resumed run
+            // continues the schedule where it stopped.
+            let lr = cfg.lr * cfg.lr_schedule.factor(global, total_steps);
+            trainable.backward_step(&gradients, &reprs, lr);
             let grads = GradientsParams::from_grads(gradients, &model);
-            model = optim.step(cfg.lr, model.clone(), grads);
+            model = optim.step(lr, model.clone(), grads);
             queue.update(&z1);
             global += 1;
             views_done += (2 + cfg.local_views) * n;

@@ -100,6 +100,34 @@ fn resuming_an_interrupted_run_gives_the_same_weights_as_an_uninterrupted_one() 
     }
 }
 
+/// A cosine-decayed pretraining run interrupted part-way resumes on the
+/// schedule where it stopped (the same per-step losses and weights as one
+/// run straight through), and the decay changes what is learnt.
+#[test]
+fn cosine_pretraining_resumes_on_its_schedule() {
+    use tidalscope_train::config::LrSchedule;
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let dev = burn::prelude::Device::flex();
+    let cfg = PretrainConfig { lr_schedule: LrSchedule::Cosine, ..tiny() };
+    let run = |c: &PretrainConfig, out: &Path, resume: bool| {
+        pretrain::pretrain_with_cache(c, &[data.as_ref()], out, &dev, resume, &Quiet, usize::MAX).unwrap()
+    };
+    let [a, b, constant] = ["a", "b", "constant"].map(|n| dir.path().join(n));
+    run(&cfg, &a, false);
+    assert!(run(&PretrainConfig { stop_after: 4, ..cfg.clone() }, &b, false).interrupted);
+    assert_eq!(run(&cfg, &b, true).steps, 6);
+    assert_eq!(step_losses(&a), step_losses(&b), "per-step losses differ after resume");
+    assert_eq!(representation(&a), representation(&b), "weights differ after resume");
+    let written: PretrainConfig = toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(written.lr_schedule, LrSchedule::Cosine);
+    run(&PretrainConfig { lr_schedule: LrSchedule::Constant, ..cfg.clone() }, &constant, false);
+    // The second step's loss shows the first update: at the full rate either way.
+    assert_eq!(step_losses(&a)[..2], step_losses(&constant)[..2]);
+    assert_ne!(representation(&a), representation(&constant), "the decay changes the weights");
+}
+
 /// Multi-crop pretraining (two local views per image): an interrupted run
 /// resumes exactly, the local views change what is learnt, burn takes the
 /// kernels' steps, and local crops as large as the view or too many local
