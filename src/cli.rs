@@ -207,7 +207,7 @@ pub struct PretrainArgs {
     /// Images per batch (paper 220, quick 128).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Adam learning rate (1e-3).
+    /// Adam learning rate (paper 1e-3, quick 2e-3).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// How the learning rate changes over the run: constant (the
@@ -1071,6 +1071,10 @@ pub struct ExperimentLabelsArgs {
     /// preset's; 0 reruns tables made before the quick preset took it).
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
+    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
+    /// 1e-3 reruns tables made before the quick preset took 2e-3).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub pretrain_lr: Option<f64>,
     /// Fine-tuning and from-scratch epochs, at least (and at least
     /// --min-steps steps; default 8 with --quick, else 15).
     #[arg(long)]
@@ -1138,6 +1142,9 @@ pub struct ExperimentRecoveryArgs {
     /// preset's).
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
+    /// Adam rate of the pretraining (default: the preset's).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub pretrain_lr: Option<f64>,
     /// Fine-tuning epochs (default 12 with --quick, else 30).
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -36,6 +36,7 @@ fn pretrain_config(
     preset: PresetArg,
     local_views: Option<usize>,
     decorrelation: Option<f64>,
+    lr: Option<f64>,
     epochs: usize,
     seed: u64,
 ) -> anyhow::Result<PretrainConfig> {
@@ -45,6 +46,9 @@ fn pretrain_config(
     }
     if let Some(w) = decorrelation {
         cfg.decorrelation = super::train::decorrelation_weight(w)?;
+    }
+    if let Some(lr) = lr {
+        cfg.lr = super::train::learning_rate("--pretrain-lr", lr)?;
     }
     Ok(cfg)
 }
@@ -224,8 +228,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     ensure!(
-        args.encoder.is_none() || (args.local_views.is_none() && args.decorrelation.is_none()),
-        "--local-views and --decorrelation set the pretraining; --encoder is already pretrained"
+        args.encoder.is_none()
+            || (args.local_views.is_none() && args.decorrelation.is_none() && args.pretrain_lr.is_none()),
+        "--local-views, --decorrelation and --pretrain-lr set the pretraining; --encoder is already pretrained"
     );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -245,7 +250,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let local_views = args.local_views.unwrap_or(args.preset.config().local_views);
     let quick_epochs = if local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 40 });
-    let pre_cfg = pretrain_config(args.preset, args.local_views, args.decorrelation, pre_epochs, args.seed)?;
+    let pre_cfg =
+        pretrain_config(args.preset, args.local_views, args.decorrelation, args.pretrain_lr, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
@@ -471,6 +477,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
         pretrain_decorrelation: Option<f64>,
+        pretrain_lr: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
@@ -494,6 +501,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_epochs: args.encoder.is_none().then_some(pre_epochs),
         pretrain_local_views: args.encoder.is_none().then_some(local_views),
         pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
+        pretrain_lr: args.encoder.is_none().then_some(pre_cfg.lr),
         finetune_epochs: trains.then_some(ft_epochs),
         finetune_min_steps: trains.then_some(args.min_steps),
         finetune_jitter: trains
@@ -726,8 +734,9 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
     ensure!(
-        args.model.is_none() || (args.local_views.is_none() && args.decorrelation.is_none()),
-        "--local-views and --decorrelation set the pretraining; --model is already trained"
+        args.model.is_none()
+            || (args.local_views.is_none() && args.decorrelation.is_none() && args.pretrain_lr.is_none()),
+        "--local-views, --decorrelation and --pretrain-lr set the pretraining; --model is already trained"
     );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -736,7 +745,8 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
     let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
-    let pre_cfg = pretrain_config(args.preset, args.local_views, args.decorrelation, pre_epochs, args.seed)?;
+    let pre_cfg =
+        pretrain_config(args.preset, args.local_views, args.decorrelation, args.pretrain_lr, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 12 } else { 30 });
     let mut results = Vec::new();
     let mut models: Vec<(String, PathBuf)> = Vec::new();
@@ -801,6 +811,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_epochs: Option<usize>,
         pretrain_local_views: Option<usize>,
         pretrain_decorrelation: Option<f64>,
+        pretrain_lr: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_lr_schedule: Option<LrSchedule>,
         seed: u64,
@@ -815,6 +826,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_epochs: args.model.is_none().then_some(pre_epochs),
         pretrain_local_views: args.model.is_none().then_some(pre_cfg.local_views),
         pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
+        pretrain_lr: args.model.is_none().then_some(pre_cfg.lr),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),
         seed: args.seed,

@@ -39,7 +39,7 @@ fn without_seconds(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly() {
     let d = Dir::new();
     let mut a = TINY_LABELS.to_vec();
-    a.extend(["--out", "one"]);
+    a.extend(["--out", "one", "--pretrain-lr", "3e-3"]);
     d.ok(&a);
     let (header, rows) = read_csv(&d.join("one/results.csv"));
     assert_eq!(header[..4], ["method", "labels", "seed", "auc"].map(String::from));
@@ -71,7 +71,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     // The quick preset's local views are the pretraining's, recorded with it.
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
     assert!(run.contains("pretrain_local_views = 4") && run.contains("pretrain_epochs = 1"), "{run}");
-    assert!(run.contains("pretrain_decorrelation = 1.0"), "{run}");
+    assert!(run.contains("pretrain_decorrelation = 1.0") && run.contains("pretrain_lr = 0.003"), "{run}");
     // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
     assert!(!run.contains("pretrain_"), "{run}");
@@ -127,7 +127,12 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     let config = std::fs::read_to_string(d.join("one/encoder/config.toml")).unwrap();
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     assert!(config.contains("decorrelation = 1.0"), "the quick preset's penalty: {config}");
-    for (flag, value) in [("--local-views", "0"), ("--decorrelation", "0")] {
+    assert!(config.lines().any(|l| l == "lr = 0.003"), "--pretrain-lr reaches the pretraining: {config}");
+    let mut bad = TINY_LABELS.to_vec();
+    bad.extend(["--out", "bad", "--pretrain-lr", "0"]);
+    let err = d.fails(&bad);
+    assert!(err.contains("--pretrain-lr 0: give a learning rate above 0"), "{err}");
+    for (flag, value) in [("--local-views", "0"), ("--decorrelation", "0"), ("--pretrain-lr", "1e-3")] {
         let mut c = b.clone();
         c.extend([flag, value]);
         let err = d.fails(&c);
