@@ -1142,7 +1142,8 @@ pub struct ExperimentRecoveryArgs {
     /// preset's).
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
-    /// Adam rate of the pretraining (default: the preset's).
+    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
+    /// 1e-3 reruns tables made before the quick preset took 2e-3).
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub pretrain_lr: Option<f64>,
     /// Fine-tuning epochs (default 12 with --quick, else 30).

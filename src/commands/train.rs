@@ -58,8 +58,8 @@ pub(crate) fn decorrelation_weight(w: f64) -> anyhow::Result<f64> {
     Ok(w)
 }
 
-/// A learning rate given as `flag`, refused unless finite and above 0
-/// (`pretrain --lr`, `finetune --lr`, `experiment labels --finetune-lr`).
+/// A learning rate given as `flag`, refused unless finite and above 0:
+/// every learning-rate option calls it.
 pub(crate) fn learning_rate(flag: &str, lr: f64) -> anyhow::Result<f64> {
     ensure!(lr.is_finite() && lr > 0.0, "{flag} {lr}: give a learning rate above 0");
     Ok(lr)

@@ -189,6 +189,7 @@ fn recovery_experiment_bins_completeness_by_truth() {
     }
     let run = std::fs::read_to_string(d.join("rec/run.toml")).unwrap();
     assert!(run.contains("train_objects = 200") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
+    assert!(run.contains("pretrain_lr = 0.002"), "the quick preset's rate: {run}");
     // A given model is scored as it is: nothing is simulated for training,
     // pretrained or fine-tuned, and run.toml names the model, not those settings.
     d.ok(&[
@@ -211,7 +212,11 @@ fn recovery_experiment_bins_completeness_by_truth() {
     // The resolved settings (after the command line, which names the model too).
     let config = &run[run.find("[config]").expect("a [config] table")..];
     assert!(config.contains("\"rec/hsc-ud/classifier\""), "{run}");
-    for key in ["train_objects", "pretrain_epochs", "pretrain_local_views", "finetune_"] {
+    for key in ["train_objects", "pretrain_epochs", "pretrain_local_views", "pretrain_lr", "finetune_"] {
         assert!(!config.contains(key), "{key}: {run}");
     }
+    let mut args = vec!["experiment", "recovery", "--out", "rec-lr", "--model", "rec/hsc-ud/classifier"];
+    args.extend(["--pretrain-lr", "1e-3"]);
+    let err = d.fails(&args);
+    assert!(err.contains("--pretrain-lr") && err.contains("--model is already trained"), "{err}");
 }

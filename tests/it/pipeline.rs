@@ -49,7 +49,7 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
         assert!(d.join("enc").join(f).is_file(), "pretrain: {f} missing");
     }
     let (header, rows) = read_csv(&d.join("enc/metrics.csv"));
-    assert_eq!(header, ["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s"]);
+    assert_eq!(header, ["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s", "lr"]);
     assert_eq!(rows.len(), 5);
     let manifest = std::fs::read_to_string(d.join("enc/run.toml")).unwrap();
     assert!(

@@ -79,6 +79,8 @@ pub struct StepMetrics {
     /// Views per second (each augmented view counts once, a local view
     /// as much as a global one: compare runs with the same views).
     pub views_per_s: f32,
+    /// The Adam rate this step took (`--lr` times the schedule's factor).
+    pub lr: f64,
 }
 
 /// Where an interrupted run stands.
@@ -131,7 +133,7 @@ fn checkpoint_dir(out: &Path) -> PathBuf {
 fn write_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
     let mut w = tidalscope_io::csv::CsvWriter::create(
         path,
-        &["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s"],
+        &["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s", "lr"],
     )?;
     for r in rows {
         w.row([
@@ -141,13 +143,17 @@ fn write_metrics(path: &Path, rows: &[StepMetrics]) -> Result<()> {
             format!("{:.4}", r.contrastive_acc),
             format!("{:.4}", r.correlation_acc),
             format!("{:.1}", r.views_per_s),
+            // Round-trips exactly, so a resumed run's file matches.
+            format!("{:e}", r.lr),
         ])?;
     }
     w.finish()?;
     Ok(())
 }
 
-fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
+/// Reads a checkpoint's metrics.csv back; `lr` fills the rate column of
+/// files written before it existed (those runs stepped at one rate).
+fn read_metrics(path: &Path, lr: f64) -> Result<Vec<StepMetrics>> {
     let cat = tidalscope_io::source::Catalog::read(path)?;
     cat.rows
         .iter()
@@ -164,6 +170,7 @@ fn read_metrics(path: &Path) -> Result<Vec<StepMetrics>> {
                 contrastive_acc: f(3)? as f32,
                 correlation_acc: f(4)? as f32,
                 views_per_s: f(5)? as f32,
+                lr: if r.fields.len() > 6 { f(6)? } else { lr },
             })
         })
         .collect()
@@ -290,7 +297,7 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
         .map_err(|e| tidalscope_io::Error::io(&dir.join("state.json"), e))?;
     let state: State = serde_json::from_str(&text)
         .map_err(|e| TrainError::Other(format!("{}: {e}", dir.join("state.json").display())))?;
-    let rows = read_metrics(&dir.join("metrics.csv"))?;
+    let rows = read_metrics(&dir.join("metrics.csv"), cfg.lr)?;
     Ok(Resumed { model, optim, queue, state, preprocess, rows })
 }
 
@@ -610,6 +617,7 @@ pub fn pretrain_with_cache(
                 contrastive_acc: cacc,
                 correlation_acc: racc,
                 views_per_s: vps,
+                lr,
             });
             reporter.step(
                 global as u64,

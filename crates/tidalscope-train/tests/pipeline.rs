@@ -120,6 +120,15 @@ fn cosine_pretraining_resumes_on_its_schedule() {
     assert_eq!(run(&cfg, &b, true).steps, 6);
     assert_eq!(step_losses(&a), step_losses(&b), "per-step losses differ after resume");
     assert_eq!(representation(&a), representation(&b), "weights differ after resume");
+    // metrics.csv states each step's rate: the cosine over all 6 steps of
+    // the run, not restarted by the epoch or the resume.
+    let rates = |d: &Path| -> Vec<f64> {
+        let m = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
+        m.lines().skip(1).map(|l| l.split(',').nth(6).unwrap().parse().unwrap()).collect()
+    };
+    let want: Vec<f64> = (0..6).map(|k| cfg.lr * LrSchedule::Cosine.factor(k, 6)).collect();
+    assert_eq!(rates(&a), want);
+    assert_eq!(rates(&b), want);
     let written: PretrainConfig = toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
     assert_eq!(written.lr_schedule, LrSchedule::Cosine);
     run(&PretrainConfig { lr_schedule: LrSchedule::Constant, ..cfg.clone() }, &constant, false);
