@@ -52,10 +52,15 @@ fn tiny() -> PretrainConfig {
     }
 }
 
+/// Column `col` of a run's metrics.csv, one number per step.
+fn metrics_column(dir: &Path, col: usize) -> Vec<f64> {
+    let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
+    m.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
+}
+
 /// The per-step losses of a run, from its metrics.csv.
 fn step_losses(dir: &Path) -> Vec<f64> {
-    let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
-    m.lines().skip(1).map(|l| l.split(',').nth(2).unwrap().parse().unwrap()).collect()
+    metrics_column(dir, 2)
 }
 
 fn representation(dir: &Path) -> Vec<f32> {
@@ -122,10 +127,7 @@ fn cosine_pretraining_resumes_on_its_schedule() {
     assert_eq!(representation(&a), representation(&b), "weights differ after resume");
     // metrics.csv states each step's rate: the cosine over all 6 steps of
     // the run, not restarted by the epoch or the resume.
-    let rates = |d: &Path| -> Vec<f64> {
-        let m = std::fs::read_to_string(d.join("metrics.csv")).unwrap();
-        m.lines().skip(1).map(|l| l.split(',').nth(6).unwrap().parse().unwrap()).collect()
-    };
+    let rates = |d: &Path| metrics_column(d, 6);
     let want: Vec<f64> = (0..6).map(|k| cfg.lr * LrSchedule::Cosine.factor(k, 6)).collect();
     assert_eq!(rates(&a), want);
     assert_eq!(rates(&b), want);
