@@ -672,8 +672,36 @@ pub struct DemoArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Changes to the quick preset's pretraining.
+    #[command(flatten)]
+    pub pretrain: PretrainOverrides,
     #[command(flatten)]
     pub device: DeviceArgs,
+}
+
+/// What an experiment or the demo may change in the preset's pretraining,
+/// so that tables made with an older preset can be rerun.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PretrainOverrides {
+    /// Local views of the pretraining (default: the preset's; 0 reruns
+    /// tables made before the quick preset took them).
+    #[arg(long, value_name = "N")]
+    pub local_views: Option<usize>,
+    /// Weight of the pretraining's decorrelation penalty (default: the
+    /// preset's; 0 reruns tables made before the quick preset took it).
+    #[arg(long, value_name = "W", allow_negative_numbers = true)]
+    pub decorrelation: Option<f64>,
+    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
+    /// 1e-3 reruns tables made before the quick preset took 2e-3).
+    #[arg(long, value_name = "R", allow_negative_numbers = true)]
+    pub pretrain_lr: Option<f64>,
+}
+
+impl PretrainOverrides {
+    /// Whether any is given.
+    pub fn any(&self) -> bool {
+        self.local_views.is_some() || self.decorrelation.is_some() || self.pretrain_lr.is_some()
+    }
 }
 
 /// Arguments of `tidalscope predict`.
@@ -1063,18 +1091,9 @@ pub struct ExperimentLabelsArgs {
     /// views —, else 40).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
-    /// Local views of the pretraining (default: the preset's; 0 reruns
-    /// tables made before the quick preset took them).
-    #[arg(long, value_name = "N")]
-    pub local_views: Option<usize>,
-    /// Weight of the pretraining's decorrelation penalty (default: the
-    /// preset's; 0 reruns tables made before the quick preset took it).
-    #[arg(long, value_name = "W", allow_negative_numbers = true)]
-    pub decorrelation: Option<f64>,
-    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
-    /// 1e-3 reruns tables made before the quick preset took 2e-3).
-    #[arg(long, value_name = "R", allow_negative_numbers = true)]
-    pub pretrain_lr: Option<f64>,
+    /// Changes to the preset's pretraining.
+    #[command(flatten)]
+    pub pretrain: PretrainOverrides,
     /// Fine-tuning and from-scratch epochs, at least (and at least
     /// --min-steps steps; default 8 with --quick, else 15).
     #[arg(long)]
@@ -1135,17 +1154,9 @@ pub struct ExperimentRecoveryArgs {
     /// Pretraining epochs (default 8 with --quick, else 50).
     #[arg(long)]
     pub pretrain_epochs: Option<usize>,
-    /// Local views of the pretraining (default: the preset's).
-    #[arg(long, value_name = "N")]
-    pub local_views: Option<usize>,
-    /// Weight of the pretraining's decorrelation penalty (default: the
-    /// preset's).
-    #[arg(long, value_name = "W", allow_negative_numbers = true)]
-    pub decorrelation: Option<f64>,
-    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
-    /// 1e-3 reruns tables made before the quick preset took 2e-3).
-    #[arg(long, value_name = "R", allow_negative_numbers = true)]
-    pub pretrain_lr: Option<f64>,
+    /// Changes to the preset's pretraining.
+    #[command(flatten)]
+    pub pretrain: PretrainOverrides,
     /// Fine-tuning epochs (default 12 with --quick, else 30).
     #[arg(long)]
     pub epochs: Option<usize>,

@@ -27,6 +27,8 @@ struct Trial {
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
+    // Checked before the minutes of simulation.
+    let cfg = super::train::pretrain_config(PretrainConfig::quick(), &args.pretrain, args.epochs, args.seed)?;
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;
@@ -42,7 +44,6 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     stage("pretrain");
     let t = std::time::Instant::now();
     let train_src = super::open_source(&out.join("train"), &SourceArgs::auto(), None)?;
-    let cfg = PretrainConfig { epochs: args.epochs, seed: args.seed, ..PretrainConfig::quick() };
     let enc_dir = out.join("encoder");
     let reporter = BarReporter::new(Some(&enc_dir));
     std::fs::create_dir_all(&enc_dir)?;

@@ -9,7 +9,7 @@
 //!   completeness by feature surface brightness, feature type and host
 //!   magnitude; false positives by kind of negative; per survey preset.
 
-use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, MethodArg, PresetArg, SourceArgs, SurveyArg};
+use crate::cli::{ExperimentLabelsArgs, ExperimentRecoveryArgs, MethodArg, PretrainOverrides, SourceArgs, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::{ensure, Context};
@@ -30,27 +30,14 @@ use tidalscope_model::infer::{head_logits, Layer, Predictor};
 use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::representation;
 
-/// The pretraining an experiment runs when it is given no encoder: the
-/// preset with the experiment's epochs, seed and overrides.
-fn pretrain_config(
-    preset: PresetArg,
-    local_views: Option<usize>,
-    decorrelation: Option<f64>,
-    lr: Option<f64>,
-    epochs: usize,
-    seed: u64,
-) -> anyhow::Result<PretrainConfig> {
-    let mut cfg = PretrainConfig { epochs, seed, ..preset.config() };
-    if let Some(k) = local_views {
-        cfg.set_local_views(k);
-    }
-    if let Some(w) = decorrelation {
-        cfg.decorrelation = super::train::decorrelation_weight(w)?;
-    }
-    if let Some(lr) = lr {
-        cfg.lr = super::train::learning_rate("--pretrain-lr", lr)?;
-    }
-    Ok(cfg)
+/// Refuses pretraining overrides beside a model that is already trained
+/// (`flag`: the option giving it).
+fn no_overrides_with(o: &PretrainOverrides, flag: &str) -> anyhow::Result<()> {
+    ensure!(
+        !o.any(),
+        "--local-views, --decorrelation and --pretrain-lr set the pretraining; {flag} is already trained"
+    );
+    Ok(())
 }
 
 fn pretrain(train: &Path, out: &Path, cfg: &PretrainConfig, device: &Device) -> anyhow::Result<()> {
@@ -227,11 +214,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
-    ensure!(
-        args.encoder.is_none()
-            || (args.local_views.is_none() && args.decorrelation.is_none() && args.pretrain_lr.is_none()),
-        "--local-views, --decorrelation and --pretrain-lr set the pretraining; --encoder is already pretrained"
-    );
+    if args.encoder.is_some() {
+        no_overrides_with(&args.pretrain, "--encoder")?;
+    }
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;
@@ -247,11 +232,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let trained_seeds = args.trained_seeds.unwrap_or(if q { 1 } else { 3 }).min(seeds);
     // --quick: 8 epochs with local views (4 in the quick preset) cost what
     // 12 without them did, keeping the run within 10 minutes.
-    let local_views = args.local_views.unwrap_or(args.preset.config().local_views);
+    let local_views = args.pretrain.local_views.unwrap_or(args.preset.config().local_views);
     let quick_epochs = if local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 40 });
-    let pre_cfg =
-        pretrain_config(args.preset, args.local_views, args.decorrelation, args.pretrain_lr, pre_epochs, args.seed)?;
+    let pre_cfg = super::train::pretrain_config(args.preset.config(), &args.pretrain, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
@@ -342,7 +326,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                 }
                 let t = std::time::Instant::now();
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
-                // Every method trains on the same 90% of the drawn labels.
+                // The pool's first 10% only feeds the validation log; every
+                // method trains on the same draw of `n` from the rest.
                 let draw = || tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed);
                 let scores = match m {
                     MethodArg::Morphology => {
@@ -601,7 +586,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Labels are balanced between the classes; each count is drawn {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; 10% of the drawn labels are held out (only the networks' validation-loss log reads them; nothing is selected on them), so every method trains on the same 90%. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
+        "Before any draw, a stratified 10% of the labelled training set is set aside: only the networks' validation-loss log reads it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -733,11 +718,9 @@ fn bins_table(r: &mut String, title: &str, b22: &[Bin], b50: &[Bin]) -> std::fmt
 pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
-    ensure!(
-        args.model.is_none()
-            || (args.local_views.is_none() && args.decorrelation.is_none() && args.pretrain_lr.is_none()),
-        "--local-views, --decorrelation and --pretrain-lr set the pretraining; --model is already trained"
-    );
+    if args.model.is_some() {
+        no_overrides_with(&args.pretrain, "--model")?;
+    }
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;
@@ -745,8 +728,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let n = args.n.unwrap_or(if q { 2000 } else { 10_000 });
     let n_train = args.n_train.unwrap_or(if q { 1200 } else { 6000 });
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { 8 } else { 50 });
-    let pre_cfg =
-        pretrain_config(args.preset, args.local_views, args.decorrelation, args.pretrain_lr, pre_epochs, args.seed)?;
+    let pre_cfg = super::train::pretrain_config(args.preset.config(), &args.pretrain, pre_epochs, args.seed)?;
     let ft_epochs = args.epochs.unwrap_or(if q { 12 } else { 30 });
     let mut results = Vec::new();
     let mut models: Vec<(String, PathBuf)> = Vec::new();

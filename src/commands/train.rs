@@ -1,6 +1,6 @@
 //! `pretrain`, `finetune` and `evaluate`.
 
-use crate::cli::{DataArgs, EvaluateArgs, FinetuneArgs, PresetArg, PretrainArgs, SplitArg};
+use crate::cli::{DataArgs, EvaluateArgs, FinetuneArgs, PresetArg, PretrainArgs, PretrainOverrides, SplitArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
 use anyhow::{bail, ensure, Context};
@@ -49,6 +49,27 @@ pub fn open_data(args: &DataArgs) -> anyhow::Result<OpenedData> {
 
 fn refs(sources: &[Box<dyn Source>]) -> Vec<&dyn Source> {
     sources.iter().map(|s| s.as_ref()).collect()
+}
+
+/// The pretraining an experiment or the demo runs: `preset` with their
+/// epochs, seed and `overrides` (range-checked).
+pub(crate) fn pretrain_config(
+    preset: PretrainConfig,
+    overrides: &PretrainOverrides,
+    epochs: usize,
+    seed: u64,
+) -> anyhow::Result<PretrainConfig> {
+    let mut cfg = PretrainConfig { epochs, seed, ..preset };
+    if let Some(k) = overrides.local_views {
+        cfg.set_local_views(k);
+    }
+    if let Some(w) = overrides.decorrelation {
+        cfg.decorrelation = decorrelation_weight(w)?;
+    }
+    if let Some(lr) = overrides.pretrain_lr {
+        cfg.lr = learning_rate("--pretrain-lr", lr)?;
+    }
+    Ok(cfg)
 }
 
 /// A `--decorrelation` weight, refused unless finite and not negative

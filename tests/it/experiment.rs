@@ -136,7 +136,22 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         let mut c = b.clone();
         c.extend([flag, value]);
         let err = d.fails(&c);
-        assert!(err.contains("--encoder is already pretrained"), "{flag}: {err}");
+        assert!(err.contains("--encoder is already trained"), "{flag}: {err}");
+    }
+}
+
+#[test]
+fn demo_checks_its_pretraining_overrides_before_simulating() {
+    // The demo takes the experiments' overrides (to rerun older tables);
+    // a bad one is refused by name before minutes of simulation.
+    let d = Dir::new();
+    for (flag, value, says) in [
+        ("--pretrain-lr", "0", "--pretrain-lr 0: give a learning rate above 0"),
+        ("--decorrelation", "-1", "decorrelation"),
+    ] {
+        let err = d.fails(&["demo", "--out", "demo", flag, value]);
+        assert!(err.contains(says), "{flag}: {err}");
+        assert!(!d.join("demo/train").exists(), "{flag}: simulated before refusing");
     }
 }
 
