@@ -232,10 +232,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let trained_seeds = args.trained_seeds.unwrap_or(if q { 1 } else { 3 }).min(seeds);
     // --quick: 8 epochs with local views (4 in the quick preset) cost what
     // 12 without them did, keeping the run within 10 minutes.
-    let local_views = args.pretrain.local_views.unwrap_or(args.preset.config().local_views);
-    let quick_epochs = if local_views > 0 { 8 } else { 12 };
+    let mut pre_cfg = super::train::pretrain_config(args.preset.config(), &args.pretrain, 0, args.seed)?;
+    let quick_epochs = if pre_cfg.local_views > 0 { 8 } else { 12 };
     let pre_epochs = args.pretrain_epochs.unwrap_or(if q { quick_epochs } else { 40 });
-    let pre_cfg = super::train::pretrain_config(args.preset.config(), &args.pretrain, pre_epochs, args.seed)?;
+    pre_cfg.epochs = pre_epochs;
     let ft_epochs = args.epochs.unwrap_or(if q { 8 } else { 15 });
     // The networks' schedule, for run.toml and the report (fine-tuning and
     // scratch share a default; each run resolves its own below).
@@ -484,7 +484,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         first_seed: args.seed,
         methods: args.methods.iter().map(|m| m.name()).collect(),
         pretrain_epochs: args.encoder.is_none().then_some(pre_epochs),
-        pretrain_local_views: args.encoder.is_none().then_some(local_views),
+        pretrain_local_views: args.encoder.is_none().then_some(pre_cfg.local_views),
         pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.encoder.is_none().then_some(pre_cfg.lr),
         finetune_epochs: trains.then_some(ft_epochs),
