@@ -207,13 +207,12 @@ fn decorrelation_joins_the_loss_on_both_engines() {
     let (with, without) = (run(&cfg, "with"), run(&PretrainConfig { decorrelation: 0.0, ..tiny() }, "without"));
     let on_burn =
         run(&PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 1, ..cfg.clone() }, "burn");
-    let losses = step_losses;
-    let penalty = (losses(&with)[0] - losses(&without)[0]) / w;
+    let penalty = (step_losses(&with)[0] - step_losses(&without)[0]) / w;
     assert!(penalty > 1e-3 && penalty <= 1.0, "first-step penalty {penalty}: the term is not in the loss");
     assert_ne!(representation(&with), representation(&without), "the penalty changed nothing");
     let saved: PretrainConfig = toml::from_str(&std::fs::read_to_string(with.join("config.toml")).unwrap()).unwrap();
     assert_eq!(saved.decorrelation, w, "config.toml records the weight");
-    for (f, b) in losses(&with).iter().zip(&losses(&on_burn)) {
+    for (f, b) in step_losses(&with).iter().zip(&step_losses(&on_burn)) {
         assert!((f - b).abs() <= 1e-4 * b.abs(), "losses: fast {f} vs burn {b}");
     }
 }
@@ -341,7 +340,6 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 24, 32);
     let dev = burn::prelude::Device::flex();
-    let losses = step_losses;
     let ft_cfg = FinetuneConfig {
         mode: Mode::Finetune,
         epochs: 3,
@@ -376,7 +374,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
             &Quiet,
         )
         .unwrap();
-        runs.push((losses(&out), representation(&out), s.train_loss, s.val_loss));
+        runs.push((step_losses(&out), representation(&out), s.train_loss, s.val_loss));
     }
     let (fast, burn) = (&runs[0], &runs[1]);
     let worst = |a: &[f64], b: &[f64]| a.iter().zip(b).map(|(a, b)| ((a - b) / b).abs()).fold(0f64, f64::max);
