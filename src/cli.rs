@@ -207,7 +207,7 @@ pub struct PretrainArgs {
     /// Images per batch (paper 220, quick 128).
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Adam learning rate (paper 1e-3, quick 2e-3).
+    /// Adam learning rate (paper 1e-3, quick 4e-3).
     #[arg(long, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// How the learning rate changes over the run: constant (the
@@ -691,8 +691,9 @@ pub struct PretrainOverrides {
     /// preset's; 0 reruns tables made before the quick preset took it).
     #[arg(long, value_name = "W", allow_negative_numbers = true)]
     pub decorrelation: Option<f64>,
-    /// Adam rate of the pretraining (default: the preset's, quick 2e-3;
-    /// 1e-3 reruns tables made before the quick preset took 2e-3).
+    /// Adam rate of the pretraining (default: the preset's, quick 4e-3;
+    /// 2e-3 reruns tables made before the quick preset took 4e-3, 1e-3
+    /// those made before it took 2e-3).
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub pretrain_lr: Option<f64>,
 }

@@ -204,7 +204,7 @@ fn recovery_experiment_bins_completeness_by_truth() {
     }
     let run = std::fs::read_to_string(d.join("rec/run.toml")).unwrap();
     assert!(run.contains("train_objects = 200") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
-    assert!(run.contains("pretrain_lr = 0.002"), "the quick preset's rate: {run}");
+    assert!(run.contains("pretrain_lr = 0.004"), "the quick preset's rate: {run}");
     // A given model is scored as it is: nothing is simulated for training,
     // pretrained or fine-tuned, and run.toml names the model, not those settings.
     d.ok(&[
