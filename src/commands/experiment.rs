@@ -31,12 +31,10 @@ use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig,
 use tidalscope_train::representation;
 
 /// Refuses pretraining overrides beside a model that is already trained
-/// (`flag`: the option giving it).
-fn no_overrides_with(o: &PretrainOverrides, flag: &str) -> anyhow::Result<()> {
-    ensure!(
-        !o.any(),
-        "--local-views, --decorrelation and --pretrain-lr set the pretraining; {flag} is already trained"
-    );
+/// (`given`: the option giving it and what it is, e.g. "--model is
+/// already trained").
+fn no_overrides_with(o: &PretrainOverrides, given: &str) -> anyhow::Result<()> {
+    ensure!(!o.any(), "--local-views, --decorrelation and --pretrain-lr set the pretraining; {given}");
     Ok(())
 }
 
@@ -215,7 +213,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     if args.encoder.is_some() {
-        no_overrides_with(&args.pretrain, "--encoder")?;
+        no_overrides_with(&args.pretrain, "--encoder is already pretrained")?;
     }
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
@@ -326,8 +324,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                 }
                 let t = std::time::Instant::now();
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
-                // The pool's first 10% only feeds the validation log; every
-                // method trains on the same draw of `n` from the rest.
+                // The seed's 10% of the pool only feeds the validation
+                // logs; every method trains on the same draw of `n` from
+                // the rest.
                 let draw = || tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed);
                 let scores = match m {
                     MethodArg::Morphology => {
@@ -586,7 +585,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "Before any draw, a stratified 10% of the labelled training set is set aside: only the networks' validation-loss log reads it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the validation-loss logs of the probe and the networks read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -719,7 +718,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
     if args.model.is_some() {
-        no_overrides_with(&args.pretrain, "--model")?;
+        no_overrides_with(&args.pretrain, "--model is already trained")?;
     }
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

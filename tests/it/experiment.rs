@@ -136,7 +136,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         let mut c = b.clone();
         c.extend([flag, value]);
         let err = d.fails(&c);
-        assert!(err.contains("--encoder is already trained"), "{flag}: {err}");
+        assert!(err.contains("--encoder is already pretrained"), "{flag}: {err}");
     }
 }
 
