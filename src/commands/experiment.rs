@@ -24,6 +24,7 @@ use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_eval::recovery::{binned, by_category, edges, threshold_at_fpr, Bin};
+use tidalscope_eval::whiten::Whitening;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
@@ -114,11 +115,19 @@ struct LabelsResult {
     seconds: f64,
 }
 
-/// Pooled backbone features of every labelled training object and of the
-/// test set, computed once for all label draws.
-struct BackboneFeatures {
+/// Frozen-encoder features (the representation, or the pooled backbone) of
+/// the test set and of every training object a label draw picks, each
+/// computed once, when first drawn: the encoder does not change between
+/// draws, so the many probe fits of the experiment share one pass over
+/// each image.
+struct FrozenFeatures {
+    predictor: Predictor,
+    preprocess: Preprocess,
+    layer: Layer,
+    /// The whitened input the probe may choose (the representation only).
+    whitening: Option<Whitening>,
     dim: usize,
-    /// Feature row of each labelled training object, by record index.
+    /// Feature row of each training object computed so far, by record index.
     rows: HashMap<usize, usize>,
     train: Vec<f32>,
     test: Vec<f32>,
@@ -128,48 +137,100 @@ struct BackboneFeatures {
 /// features are computed.
 const FEATURE_PART: usize = 4096;
 
-fn backbone_features(
-    encoder: &Path,
-    train: &dyn Source,
-    test: &EvalSet,
-    device: &Device,
-) -> anyhow::Result<BackboneFeatures> {
-    let b = EncoderBundle::load(encoder, device)?;
-    let predictor = Predictor::encoder(&b.encoder, b.preprocess.crop, device);
-    let objects: Vec<ObjectRef> = train
-        .labels()?
-        .into_iter()
-        .enumerate()
-        .filter_map(|(index, l)| l.map(|label| ObjectRef { source: 0, index, label }))
-        .collect();
-    let mut rows = HashMap::with_capacity(objects.len());
-    let mut features = Vec::new();
-    for part in objects.chunks(FEATURE_PART) {
-        let loaded = tidalscope_train::labelled::load(&[train], part, &b.preprocess)?;
-        let images: Vec<&Cutout> = part.iter().map(|o| &loaded[o].image).collect();
-        features.extend(predictor.features(&images, Layer::Pooled)?);
-        for o in part {
-            rows.insert(o.index, rows.len());
-        }
+impl FrozenFeatures {
+    /// The test set's features of `layer`; the probe on the representation
+    /// also tries the whitened leading components holding `probe_variance`
+    /// of its variance (the encoder folder's spectrum; 0: none).
+    fn new(encoder: &Path, layer: Layer, probe_variance: f64, test: &EvalSet, device: &Device) -> anyhow::Result<Self> {
+        let b = EncoderBundle::load(encoder, device)?;
+        let whitening = match layer {
+            Layer::Representation if probe_variance > 0.0 => {
+                let spectrum = representation::load(encoder, b.config.repr_dim)?.with_context(|| {
+                    format!("{}: no {} to whiten the probe's input with", encoder.display(), representation::FILE)
+                })?;
+                Some(spectrum.whitening(probe_variance).with_context(|| format!("--probe-variance {probe_variance}"))?)
+            }
+            _ => None,
+        };
+        let predictor = Predictor::encoder(&b.encoder, b.preprocess.crop, device);
+        let pre = test.preprocessed(&b.preprocess)?;
+        let test = predictor.features(&pre.iter().collect::<Vec<_>>(), layer)?;
+        let dim = test.len() / pre.len().max(1);
+        Ok(Self {
+            predictor,
+            preprocess: b.preprocess,
+            layer,
+            whitening,
+            dim,
+            rows: HashMap::new(),
+            train: Vec::new(),
+            test,
+        })
     }
-    let pre = test.preprocessed(&b.preprocess)?;
-    let test = predictor.features(&pre.iter().collect::<Vec<_>>(), Layer::Pooled)?;
-    let dim = test.len() / pre.len().max(1);
-    Ok(BackboneFeatures { dim, rows, train: features, test })
-}
 
-impl BackboneFeatures {
-    /// Test-set scores of the linear probe fitted on `objects`.
-    fn probe(&self, objects: &[ObjectRef], seed: u64) -> anyhow::Result<Vec<f64>> {
-        let mut x = Vec::with_capacity(objects.len() * self.dim);
+    /// Test-set scores of the linear probe fitted on `objects` of `train`
+    /// (as `finetune --mode linear` fits it: the same features, folds and
+    /// inputs).
+    fn probe(&mut self, train: &dyn Source, objects: &[ObjectRef], seed: u64) -> anyhow::Result<Vec<f64>> {
+        let missing: Vec<ObjectRef> = objects.iter().filter(|o| !self.rows.contains_key(&o.index)).copied().collect();
+        for part in missing.chunks(FEATURE_PART) {
+            let loaded = tidalscope_train::labelled::load(&[train], part, &self.preprocess)?;
+            let images: Vec<&Cutout> = part.iter().map(|o| &loaded[o].image).collect();
+            self.train.extend(self.predictor.features(&images, self.layer)?);
+            for o in part {
+                self.rows.insert(o.index, self.rows.len());
+            }
+        }
+        let d = self.dim;
+        let mut x = Vec::with_capacity(objects.len() * d);
         for o in objects {
-            let row = *self.rows.get(&o.index).context("a drawn object has no features")?;
-            x.extend_from_slice(&self.train[row * self.dim..(row + 1) * self.dim]);
+            let row = self.rows[&o.index];
+            x.extend_from_slice(&self.train[row * d..(row + 1) * d]);
         }
         let y: Vec<f32> = objects.iter().map(|o| o.label as f32).collect();
-        let p = tidalscope_train::finetune::linear_probe(&x, self.dim, &y, seed, None);
-        let (w, b) = (p.weights, p.bias);
-        Ok(head_logits(&self.test, &w, b).into_iter().map(|l| 1.0 / (1.0 + (-f64::from(l)).exp())).collect())
+        let p = tidalscope_train::finetune::linear_probe(&x, d, &y, seed, self.whitening.as_ref());
+        Ok(head_logits(&self.test, &p.weights, p.bias)
+            .into_iter()
+            .map(|l| 1.0 / (1.0 + (-f64::from(l)).exp()))
+            .collect())
+    }
+}
+
+/// Morphology measures of every training object a label draw picks, each
+/// measured once, when first drawn.
+#[derive(Default)]
+struct MorphologyFeatures {
+    /// Feature row of each object measured so far, by record index.
+    rows: HashMap<usize, usize>,
+    x: Vec<f64>,
+}
+
+impl MorphologyFeatures {
+    /// The measures of `objects` of `train`, row by row.
+    fn of(&mut self, train: &dyn Source, objects: &[ObjectRef]) -> anyhow::Result<Vec<f64>> {
+        let mut missing: Vec<usize> = objects.iter().map(|o| o.index).filter(|i| !self.rows.contains_key(i)).collect();
+        missing.sort_unstable();
+        missing.dedup();
+        if !missing.is_empty() {
+            let wanted: HashMap<usize, usize> = missing.iter().enumerate().map(|(k, &i)| (i, k)).collect();
+            let mut images: Vec<Option<Cutout>> = vec![None; missing.len()];
+            for rec in train.records(0)? {
+                let rec = rec?;
+                if let Some(&k) = wanted.get(&rec.index) {
+                    images[k] = Some(rec.pixels.load()?);
+                }
+            }
+            let images: Vec<Cutout> = images
+                .into_iter()
+                .map(|c| c.context("object missing from the training set"))
+                .collect::<anyhow::Result<_>>()?;
+            self.x.extend(morphology(&images.iter().collect::<Vec<_>>()));
+            for index in missing {
+                self.rows.insert(index, self.rows.len());
+            }
+        }
+        let d = tidalscope_eval::morphology::FEATURE_NAMES.len();
+        Ok(objects.iter().flat_map(|o| self.x[self.rows[&o.index] * d..][..d].iter().copied()).collect())
     }
 }
 
@@ -215,6 +276,11 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     if args.encoder.is_some() {
         no_overrides_with(&args.pretrain, "--encoder is already pretrained")?;
     }
+    ensure!(
+        (0.0..=1.0).contains(&args.probe_variance),
+        "--probe-variance {}: the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none",
+        args.probe_variance
+    );
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;
@@ -310,12 +376,13 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         .map(String::from),
     )?;
     let runs = out.join("runs");
-    let backbone = if args.methods.contains(&MethodArg::Backbone) {
-        eprintln!("== pooled backbone features of the training and test sets");
-        Some(backbone_features(&encoder, train_src.as_ref(), &test, &device)?)
-    } else {
-        None
-    };
+    // The frozen encoder's features and the morphology measures are
+    // computed once per object and shared by every draw.
+    let frozen = |layer| FrozenFeatures::new(&encoder, layer, args.probe_variance, &test, &device);
+    let mut representation =
+        if args.methods.contains(&MethodArg::Linear) { Some(frozen(Layer::Representation)?) } else { None };
+    let mut backbone = if args.methods.contains(&MethodArg::Backbone) { Some(frozen(Layer::Pooled)?) } else { None };
+    let mut morphology_features = MorphologyFeatures::default();
     for &n in &counts {
         for seed in args.seed..args.seed + seeds as u64 {
             for &m in &args.methods {
@@ -324,28 +391,14 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                 }
                 let t = std::time::Instant::now();
                 let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
-                // The seed's 10% of the pool only feeds the validation
-                // logs; every method trains on the same draw of `n` from
-                // the rest.
+                // The seed's 10% of the pool only feeds the networks'
+                // validation logs; every method trains on the same draw of
+                // `n` from the rest.
                 let draw = || tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed);
                 let scores = match m {
                     MethodArg::Morphology => {
                         let sel = draw()?.train;
-                        let imgs: Vec<Cutout> = {
-                            let wanted: HashMap<usize, usize> =
-                                sel.iter().enumerate().map(|(k, o)| (o.index, k)).collect();
-                            let mut v: Vec<Option<Cutout>> = vec![None; sel.len()];
-                            for rec in train_src.records(0)? {
-                                let rec = rec?;
-                                if let Some(&k) = wanted.get(&rec.index) {
-                                    v[k] = Some(rec.pixels.load()?);
-                                }
-                            }
-                            v.into_iter()
-                                .map(|c| c.context("object missing from the training set"))
-                                .collect::<anyhow::Result<_>>()?
-                        };
-                        let x = morphology(&imgs.iter().collect::<Vec<_>>());
+                        let x = morphology_features.of(train_src.as_ref(), &sel)?;
                         let y: Vec<u8> = sel.iter().map(|o| o.label).collect();
                         let model = tidalscope_eval::logistic::Logistic::fit(
                             &x,
@@ -355,16 +408,13 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                         );
                         model.predict(&test_morph)
                     }
-                    MethodArg::Backbone => {
-                        let f = backbone.as_ref().expect("computed when the method is asked for");
-                        f.probe(&draw()?.train, seed)?
+                    MethodArg::Linear | MethodArg::Backbone => {
+                        let f = if m == MethodArg::Linear { &mut representation } else { &mut backbone };
+                        let f = f.as_mut().expect("computed when the method is asked for");
+                        f.probe(train_src.as_ref(), &draw()?.train, seed)?
                     }
-                    MethodArg::Linear | MethodArg::Finetune | MethodArg::Scratch => {
-                        let mode = match m {
-                            MethodArg::Linear => Mode::Linear,
-                            MethodArg::Finetune => Mode::Finetune,
-                            _ => Mode::Scratch,
-                        };
+                    MethodArg::Finetune | MethodArg::Scratch => {
+                        let mode = if m == MethodArg::Finetune { Mode::Finetune } else { Mode::Scratch };
                         let dir = runs.join(format!("{}-{n}-seed{seed}", m.name()));
                         let cfg = FinetuneConfig {
                             mode,
@@ -585,7 +635,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the validation-loss logs of the probe and the networks read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -635,7 +685,7 @@ fn write_labels_report(
         writeln!(r)?;
     }
     writeln!(r, "![AUC vs labels](auc_vs_labels.png)\n\n![completeness vs labels](completeness_vs_labels.png)\n")?;
-    writeln!(r, "Every run: `results.csv` (one row per method, label count and seed) and `runs/<method>-<labels>-seed<seed>/` (the classifier, its split and training log). Settings, seeds and version: `run.toml`.")?;
+    writeln!(r, "Every run: `results.csv` (one row per method, label count and seed) and `runs/<method>-<labels>-seed<seed>/` for each network trained (the classifier, its split and training log; the probes and the morphology fits run in memory on features computed once per image). Settings, seeds and version: `run.toml`.")?;
     tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
     Ok(())
 }

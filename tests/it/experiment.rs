@@ -115,7 +115,38 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         let err = d.fails(&c);
         assert!(err.contains("--finetune-lr") && err.contains(why), "{value} {methods}: {err}");
     }
-    assert!(config("two", "linear").contains("lr_schedule = \"constant\""), "{}", config("two", "linear"));
+    // The probe runs in memory, on features computed once per image, and
+    // is `finetune --mode linear` on the same draw.
+    assert!(!d.join("two/runs/linear-40-seed1").exists());
+    d.ok(&[
+        "finetune",
+        "--mode",
+        "linear",
+        "--encoder",
+        "one/encoder",
+        "--data",
+        "one/train",
+        "--labels",
+        "40",
+        "--val-fraction",
+        "0.1",
+        "--test-fraction",
+        "0",
+        "--seed",
+        "1",
+        "--out",
+        "lin",
+    ]);
+    d.ok(&["evaluate", "--model", "lin", "--data", "one/test", "--split", "all", "--out", "lin-ev"]);
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("lin-ev/metrics.json")).unwrap()).unwrap();
+    let (_, rows) = read_csv(&d.join("two/results.csv"));
+    let row = rows.iter().find(|r| r[..3] == ["linear", "40", "1"]).expect("the probe's row");
+    let auc: f64 = row[3].parse().unwrap();
+    // Within 0.005: this barely pretrained probe's logits sit within 1e-5
+    // of 0, where `evaluate`'s f32 probabilities tie (the experiment's f64
+    // ones do not).
+    assert!((metrics["summary"]["auc"].as_f64().unwrap() - auc).abs() < 5e-3, "{metrics} against {row:?}");
     // A run that trains no network records no fine-tuning settings.
     let mut probe = b.clone();
     swap(&mut probe, "linear,finetune,morphology,backbone", "linear,morphology");
@@ -132,6 +163,11 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     bad.extend(["--out", "bad", "--pretrain-lr", "0"]);
     let err = d.fails(&bad);
     assert!(err.contains("--pretrain-lr 0: give a learning rate above 0"), "{err}");
+    let mut bad = TINY_LABELS.to_vec();
+    bad.extend(["--out", "bad", "--probe-variance", "1.5"]);
+    let err = d.fails(&bad);
+    assert!(err.contains("--probe-variance 1.5") && err.contains("(0, 1]"), "{err}");
+    assert!(!d.join("bad/train").exists(), "simulated before refusing");
     for (flag, value) in [("--local-views", "0"), ("--decorrelation", "0"), ("--pretrain-lr", "1e-3")] {
         let mut c = b.clone();
         c.extend([flag, value]);
