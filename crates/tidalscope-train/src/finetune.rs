@@ -22,8 +22,10 @@
 //!
 //! A run folder holds the classifier folder (`classifier.json`,
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
-//! `Train_loss.npy` and `Val_loss.npy` (per epoch, as the reference wrote
-//! them; one value each for the probe), `loss.png` (the probe: its
+//! `Train_loss.npy` (per epoch, as the reference wrote it; one value for
+//! the probe), `Val_loss.npy` (per epoch as well, up to [`VAL_LOGS`]
+//! epochs; beyond, at [`VAL_LOGS`] evenly spaced epochs including the last)
+//! with `Val_epochs.npy` (the 1-based epoch of each), `loss.png` (the probe: its
 //! cross-validation curve, also in `probe_cv.npy` as [λ, loss] rows) and
 //! `log.txt`.
 //!
@@ -57,13 +59,23 @@ use tidalscope_model::{batch, infer, loss};
 pub struct FinetuneSummary {
     /// Mean training loss of each epoch.
     pub train_loss: Vec<f32>,
-    /// Validation loss after each epoch.
+    /// Validation loss after each of `val_epochs`.
     pub val_loss: Vec<f32>,
+    /// The epochs (1-based) after which the validation loss was measured:
+    /// every one, or [`VAL_LOGS`] evenly spaced ones including the last.
+    pub val_epochs: Vec<usize>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
     /// Wall time.
     pub seconds: f64,
 }
+
+/// The most validation passes in a run. With few labels a run needs
+/// hundreds of one- or two-step epochs to reach its minimum steps, and a
+/// pass over the validation set after each would cost several times the
+/// training (in `experiment labels`, about a third of the protocol's time
+/// after pretraining).
+pub const VAL_LOGS: usize = 50;
 
 /// Mean binary cross-entropy of logits against labels (no gradient).
 fn bce(logits: Vec<f32>, labels: &[f32], device: &Device) -> f32 {
@@ -225,7 +237,8 @@ pub fn finetune(
     let labels = |set: &[ObjectRef]| -> Vec<f32> { set.iter().map(|o| o.label as f32).collect() };
     let (train_y, val_y) = (labels(&splits.train), labels(&splits.val));
     let mut train_loss = Vec::with_capacity(cfg.epochs);
-    let mut val_loss = Vec::with_capacity(cfg.epochs);
+    let mut val_loss = Vec::with_capacity(cfg.epochs.min(VAL_LOGS));
+    let mut val_epochs = Vec::with_capacity(cfg.epochs.min(VAL_LOGS));
     let steps = splits.train.len().div_ceil(cfg.batch.max(1));
     // The probe has no epochs; the others run at least `min_steps` steps.
     let epochs = match cfg.mode {
@@ -236,6 +249,10 @@ pub fn finetune(
         log_line(out, &format!("{epochs} epochs ({} steps) to reach at least {} steps", epochs * steps, cfg.min_steps));
     }
     reporter.start("finetune", (epochs * steps).max(1) as u64);
+    let val_every = epochs.div_ceil(VAL_LOGS).max(1);
+    if val_every > 1 {
+        log_line(out, &format!("validation loss every {val_every} epochs and after the last"));
+    }
     // Representations of the frozen encoder (the probe's features, and the
     // start of fine-tuning's head).
     let frozen = infer::Predictor::encoder(&bundle.encoder, crop, device);
@@ -281,6 +298,7 @@ pub fn finetune(
             // The representations are those the probe was fitted on.
             let logits = |h: &[f32]| infer::head_logits(h, w, *b);
             train_loss.push(bce(logits(&train_h), &train_y, device));
+            val_epochs.push(1);
             val_loss.push(if splits.val.is_empty() {
                 f32::NAN
             } else {
@@ -340,10 +358,17 @@ pub fn finetune(
                     reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
                 }
                 train_loss.push(sum / splits.train.len() as f32);
+                // The last epoch is always measured, so the model leaves
+                // the loop synced.
+                if (epoch + 1) % val_every != 0 && epoch + 1 != epochs {
+                    log_line(out, &format!("epoch {}: train loss {:.4}", epoch + 1, train_loss[epoch]));
+                    continue;
+                }
                 model.encoder = trainable.synced(model.encoder, &train_device);
                 let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);
+                val_epochs.push(epoch + 1);
                 log_line(
                     out,
                     &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
@@ -361,6 +386,8 @@ pub fn finetune(
     out_bundle.save(out)?;
     write_npy(&out.join("Train_loss.npy"), &train_loss, &[train_loss.len()])?;
     write_npy(&out.join("Val_loss.npy"), &val_loss, &[val_loss.len()])?;
+    let at: Vec<f32> = val_epochs.iter().map(|&e| e as f32).collect();
+    write_npy(&out.join("Val_epochs.npy"), &at, &[at.len()])?;
     match &probe {
         // The probe has no epochs: its picture is the cross-validation that
         // chose its L2 strength.
@@ -397,13 +424,13 @@ pub fn finetune(
                 &out.join("loss.png"),
                 &axes,
                 &[
+                    Series::line("training loss", x, train_loss.iter().map(|&v| v as f64).collect(), PALETTE[0]),
                     Series::line(
-                        "training loss",
-                        x.clone(),
-                        train_loss.iter().map(|&v| v as f64).collect(),
-                        PALETTE[0],
+                        "validation loss",
+                        val_epochs.iter().map(|&e| e as f64).collect(),
+                        val_loss.iter().map(|&v| v as f64).collect(),
+                        PALETTE[1],
                     ),
-                    Series::line("validation loss", x, val_loss.iter().map(|&v| v as f64).collect(), PALETTE[1]),
                 ],
             )?;
         }
@@ -411,6 +438,7 @@ pub fn finetune(
     Ok(FinetuneSummary {
         train_loss,
         val_loss,
+        val_epochs,
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })

@@ -325,6 +325,26 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     // The probe is fitted, not trained by epochs: one loss value.
     let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("ok/Train_loss.npy")).unwrap();
     assert_eq!(shape, vec![1]);
+    // Few labels, many one-step epochs: the validation loss is measured at
+    // VAL_LOGS evenly spaced epochs, the last among them, and says when.
+    let many = FinetuneConfig {
+        mode: tidalscope_train::config::Mode::Finetune,
+        epochs: 1,
+        min_steps: 3 * finetune::VAL_LOGS,
+        ..cfg.clone()
+    };
+    let s = finetune::finetune(&many, &enc, &[data.as_ref()], &[], &dir.path().join("many"), &dev, &Quiet).unwrap();
+    assert!(s.sizes.0 <= many.batch, "one step per epoch: {:?}", s.sizes);
+    assert_eq!(s.train_loss.len(), 3 * finetune::VAL_LOGS);
+    let want: Vec<usize> = (1..=finetune::VAL_LOGS).map(|k| 3 * k).collect();
+    assert_eq!(s.val_epochs, want);
+    assert_eq!(s.val_loss.len(), want.len());
+    assert!(s.val_loss.iter().all(|v| v.is_finite()), "{:?}", s.val_loss);
+    let (shape, at) = tidalscope_io::npy::read_f32(&dir.path().join("many/Val_epochs.npy")).unwrap();
+    assert_eq!(shape, vec![want.len()]);
+    assert_eq!(at, want.iter().map(|&e| e as f32).collect::<Vec<_>>());
+    let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("many/Val_loss.npy")).unwrap();
+    assert_eq!(shape, vec![want.len()]);
 }
 
 /// The same pretraining and fine-tuning runs with the encoder on the fast
