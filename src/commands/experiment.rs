@@ -121,15 +121,21 @@ struct LabelsResult {
 /// draws, so the many probe fits of the experiment share one pass over
 /// each image.
 struct FrozenFeatures {
+    /// The frozen encoder, ready for inference.
     predictor: Predictor,
+    /// What the encoder expects of raw images.
     preprocess: Preprocess,
+    /// The layer read.
     layer: Layer,
     /// The whitened input the probe may choose (the representation only).
     whitening: Option<Whitening>,
+    /// Features per image.
     dim: usize,
     /// Feature row of each training object computed so far, by record index.
     rows: HashMap<usize, usize>,
+    /// Those rows, `[rows, dim]` row-major.
     train: Vec<f32>,
+    /// The test set's features, `[objects, dim]` row-major.
     test: Vec<f32>,
 }
 
@@ -172,7 +178,10 @@ impl FrozenFeatures {
     /// (as `finetune --mode linear` fits it: the same features, folds and
     /// inputs).
     fn probe(&mut self, train: &dyn Source, objects: &[ObjectRef], seed: u64) -> anyhow::Result<Vec<f64>> {
-        let missing: Vec<ObjectRef> = objects.iter().filter(|o| !self.rows.contains_key(&o.index)).copied().collect();
+        let mut missing: Vec<ObjectRef> =
+            objects.iter().filter(|o| !self.rows.contains_key(&o.index)).copied().collect();
+        missing.sort_unstable_by_key(|o| o.index);
+        missing.dedup_by_key(|o| o.index);
         for part in missing.chunks(FEATURE_PART) {
             let loaded = tidalscope_train::labelled::load(&[train], part, &self.preprocess)?;
             let images: Vec<&Cutout> = part.iter().map(|o| &loaded[o].image).collect();
@@ -202,6 +211,7 @@ impl FrozenFeatures {
 struct MorphologyFeatures {
     /// Feature row of each object measured so far, by record index.
     rows: HashMap<usize, usize>,
+    /// Those rows, `[rows, FEATURE_NAMES.len()]` row-major.
     x: Vec<f64>,
 }
 

@@ -24,8 +24,9 @@
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
 //! `Train_loss.npy` (per epoch, as the reference wrote it; one value for
 //! the probe), `Val_loss.npy` (per epoch as well, up to [`VAL_LOGS`]
-//! epochs; beyond, at [`VAL_LOGS`] evenly spaced epochs including the last)
-//! with `Val_epochs.npy` (the 1-based epoch of each), `loss.png` (the probe: its
+//! epochs; beyond, at [`VAL_LOGS`] evenly spread epochs ending with the
+//! last) with `Val_epochs.npy` (the 1-based epoch of each; 1 for the
+//! probe), `loss.png` (the probe: its
 //! cross-validation curve, also in `probe_cv.npy` as [λ, loss] rows) and
 //! `log.txt`.
 //!
@@ -62,7 +63,8 @@ pub struct FinetuneSummary {
     /// Validation loss after each of `val_epochs`.
     pub val_loss: Vec<f32>,
     /// The epochs (1-based) after which the validation loss was measured:
-    /// every one, or [`VAL_LOGS`] evenly spaced ones including the last.
+    /// every one, or [`VAL_LOGS`] evenly spread ones ending with the last
+    /// (see [`measures_validation`]); `[1]` for the probe.
     pub val_epochs: Vec<usize>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
@@ -76,6 +78,14 @@ pub struct FinetuneSummary {
 /// training (in `experiment labels`, about a third of the protocol's time
 /// after pretraining).
 pub const VAL_LOGS: usize = 50;
+
+/// Whether the validation loss is measured after epoch `epoch` (1-based)
+/// of `epochs`: after each when there are at most [`VAL_LOGS`], else after
+/// the epochs where `epoch × VAL_LOGS / epochs` steps to its next integer —
+/// exactly [`VAL_LOGS`] of them, evenly spread, the last among them.
+pub fn measures_validation(epoch: usize, epochs: usize) -> bool {
+    epochs <= VAL_LOGS || epoch * VAL_LOGS / epochs != (epoch - 1) * VAL_LOGS / epochs
+}
 
 /// Mean binary cross-entropy of logits against labels (no gradient).
 fn bce(logits: Vec<f32>, labels: &[f32], device: &Device) -> f32 {
@@ -249,9 +259,11 @@ pub fn finetune(
         log_line(out, &format!("{epochs} epochs ({} steps) to reach at least {} steps", epochs * steps, cfg.min_steps));
     }
     reporter.start("finetune", (epochs * steps).max(1) as u64);
-    let val_every = epochs.div_ceil(VAL_LOGS).max(1);
-    if val_every > 1 {
-        log_line(out, &format!("validation loss every {val_every} epochs and after the last"));
+    if epochs > VAL_LOGS {
+        log_line(
+            out,
+            &format!("validation loss after {VAL_LOGS} of the {epochs} epochs, evenly spread, the last among them"),
+        );
     }
     // Representations of the frozen encoder (the probe's features, and the
     // start of fine-tuning's head).
@@ -360,7 +372,7 @@ pub fn finetune(
                 train_loss.push(sum / splits.train.len() as f32);
                 // The last epoch is always measured, so the model leaves
                 // the loop synced.
-                if (epoch + 1) % val_every != 0 && epoch + 1 != epochs {
+                if !measures_validation(epoch + 1, epochs) {
                     log_line(out, &format!("epoch {}: train loss {:.4}", epoch + 1, train_loss[epoch]));
                     continue;
                 }

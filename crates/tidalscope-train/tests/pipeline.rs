@@ -325,19 +325,24 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     // The probe is fitted, not trained by epochs: one loss value.
     let (shape, _) = tidalscope_io::npy::read_f32(&dir.path().join("ok/Train_loss.npy")).unwrap();
     assert_eq!(shape, vec![1]);
-    // Few labels, many one-step epochs: the validation loss is measured at
-    // VAL_LOGS evenly spaced epochs, the last among them, and says when.
-    let many = FinetuneConfig {
-        mode: tidalscope_train::config::Mode::Finetune,
-        epochs: 1,
-        min_steps: 3 * finetune::VAL_LOGS,
-        ..cfg.clone()
-    };
+    // Few labels, many one-step epochs: the validation loss is measured
+    // after VAL_LOGS evenly spread epochs, the last among them, and says
+    // when; skipping the others changes nothing in the training.
+    let epochs = 3 * finetune::VAL_LOGS + 1;
+    let many =
+        FinetuneConfig { mode: tidalscope_train::config::Mode::Finetune, epochs: 1, min_steps: epochs, ..cfg.clone() };
     let s = finetune::finetune(&many, &enc, &[data.as_ref()], &[], &dir.path().join("many"), &dev, &Quiet).unwrap();
     assert!(s.sizes.0 <= many.batch, "one step per epoch: {:?}", s.sizes);
-    assert_eq!(s.train_loss.len(), 3 * finetune::VAL_LOGS);
-    let want: Vec<usize> = (1..=finetune::VAL_LOGS).map(|k| 3 * k).collect();
-    assert_eq!(s.val_epochs, want);
+    assert_eq!(s.train_loss.len(), epochs);
+    assert_eq!(s.val_epochs.len(), finetune::VAL_LOGS);
+    assert_eq!(s.val_epochs.last(), Some(&epochs), "the last epoch is measured");
+    let gaps: Vec<usize> = s.val_epochs.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(gaps.iter().all(|&g| g == 3 || g == 4), "evenly spread: {:?}", s.val_epochs);
+    let want = s.val_epochs.clone();
+    let few = FinetuneConfig { min_steps: finetune::VAL_LOGS, ..many.clone() };
+    let every = finetune::finetune(&few, &enc, &[data.as_ref()], &[], &dir.path().join("few"), &dev, &Quiet).unwrap();
+    assert_eq!(every.val_epochs, (1..=finetune::VAL_LOGS).collect::<Vec<_>>());
+    assert_eq!(every.train_loss[..], s.train_loss[..finetune::VAL_LOGS], "training changed");
     assert_eq!(s.val_loss.len(), want.len());
     assert!(s.val_loss.iter().all(|v| v.is_finite()), "{:?}", s.val_loss);
     let (shape, at) = tidalscope_io::npy::read_f32(&dir.path().join("many/Val_epochs.npy")).unwrap();
