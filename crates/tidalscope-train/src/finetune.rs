@@ -84,7 +84,7 @@ pub const VAL_LOGS: usize = 50;
 /// the epochs where `epoch × VAL_LOGS / epochs` steps to its next integer —
 /// exactly [`VAL_LOGS`] of them, evenly spread, the last among them.
 pub fn measures_validation(epoch: usize, epochs: usize) -> bool {
-    epochs <= VAL_LOGS || epoch * VAL_LOGS / epochs != (epoch - 1) * VAL_LOGS / epochs
+    epochs <= VAL_LOGS || (epoch > 0 && epoch * VAL_LOGS / epochs != (epoch - 1) * VAL_LOGS / epochs)
 }
 
 /// Mean binary cross-entropy of logits against labels (no gradient).
