@@ -286,11 +286,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     if args.encoder.is_some() {
         no_overrides_with(&args.pretrain, "--encoder is already pretrained")?;
     }
-    ensure!(
-        (0.0..=1.0).contains(&args.probe_variance),
-        "--probe-variance {}: the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none",
-        args.probe_variance
-    );
+    FinetuneConfig::check_probe_variance(args.probe_variance)
+        .map_err(|e| anyhow::anyhow!("--probe-variance {}: {e}", args.probe_variance))?;
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;

@@ -337,6 +337,19 @@ impl FinetuneConfig {
     /// than the one it was chosen on; 90% and 99% did worse.
     pub const PROBE_VARIANCE: f64 = 0.95;
 
+    /// Checks a [`FinetuneConfig::probe_variance`] (every command that
+    /// takes one, before it does any work).
+    ///
+    /// # Errors
+    /// What is wrong, for the caller to prefix with the option's name and value.
+    pub fn check_probe_variance(v: f64) -> Result<(), &'static str> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err("the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none")
+        }
+    }
+
     /// Adam's learning rate for `mode`: 1e-4 when fine-tuning a pretrained
     /// encoder (at 1e-3 its BatchNorm statistics swing from epoch to epoch:
     /// on the demo's mocks validation loss jumped between 0.28 and 1.31 and

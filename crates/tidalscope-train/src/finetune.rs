@@ -206,12 +206,8 @@ pub fn finetune(
             cfg.jitter.core_mask, cfg.jitter.neighbours
         )));
     }
-    if !(0.0..=1.0).contains(&cfg.probe_variance) {
-        return Err(crate::TrainError::Other(format!(
-            "probe_variance {}: the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none",
-            cfg.probe_variance
-        )));
-    }
+    FinetuneConfig::check_probe_variance(cfg.probe_variance)
+        .map_err(|e| crate::TrainError::Other(format!("probe_variance {}: {e}", cfg.probe_variance)))?;
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
