@@ -21,6 +21,7 @@
 
 mod band;
 mod cutout;
+pub mod dispatch;
 pub mod math;
 mod rng;
 pub mod stats;

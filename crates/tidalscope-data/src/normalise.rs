@@ -29,6 +29,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::math::asinh;
+use tidalscope_core::multiversion;
 use tidalscope_core::Cutout;
 use tidalscope_io::source::Source;
 
@@ -109,6 +110,35 @@ fn frame(band: &[f32], w: usize, h: usize, out: &mut Vec<f32>) {
         } else {
             out.extend(row[..k.min(w)].iter().chain(&row[w.saturating_sub(k)..]).copied().filter(|v| v.is_finite()));
         }
+    }
+}
+
+multiversion! {
+    /// `v ← asinh(v·k)`, non-finite values ← 0; returns how many were not
+    /// finite. Branch-free, so that it vectorises.
+    fn stretch(band: &mut [f32], k: f32) -> usize {
+        // Plain loops, not iterator adaptors: a closure the compiler does
+        // not inline would run at the baseline width.
+        let mut bad = 0;
+        for v in band.iter_mut() {
+            let finite = v.is_finite();
+            bad += usize::from(!finite);
+            *v = if finite { asinh(*v * k) } else { 0.0 };
+        }
+        bad
+    }
+}
+
+multiversion! {
+    /// Non-finite values ← 0; returns how many there were.
+    fn zero_non_finite(band: &mut [f32]) -> usize {
+        let mut bad = 0;
+        for v in band.iter_mut() {
+            let finite = v.is_finite();
+            bad += usize::from(!finite);
+            *v = if finite { *v } else { 0.0 };
+        }
+        bad
     }
 }
 
@@ -231,12 +261,10 @@ impl Normaliser {
         for b in 0..img.bands() {
             let k = if self.is_identity() { None } else { Some(1.0 / (3.0 * self.sigma[b.min(self.sigma.len() - 1)])) };
             let band = img.band_mut(b);
-            bad += band.iter().filter(|v| !v.is_finite()).count();
-            // Branch-free bodies, so that both loops vectorise.
-            match k {
-                Some(k) => band.iter_mut().for_each(|v| *v = if v.is_finite() { asinh(*v * k) } else { 0.0 }),
-                None => band.iter_mut().for_each(|v| *v = if v.is_finite() { *v } else { 0.0 }),
-            }
+            bad += match k {
+                Some(k) => stretch(band, k),
+                None => zero_non_finite(band),
+            };
         }
         bad
     }

@@ -5,7 +5,7 @@
 use crate::normalise::Normaliser;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
-use tidalscope_core::Cutout;
+use tidalscope_core::{multiversion, Cutout};
 
 /// Binning, normalisation and crop of a model's inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,9 +62,7 @@ pub fn bin(img: &Cutout, k: usize) -> Cutout {
 fn bin_counted(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
     let (out, mut finite) = match k {
         0 | 1 => return (img.clone(), (0..img.bands()).map(|b| finite_in(img.band(b))).collect()),
-        2 => bin_by::<2>(img),
-        3 => bin_by::<3>(img),
-        4 => bin_by::<4>(img),
+        2..=4 => bin_small(img, k),
         _ => bin_any(img, k),
     };
     // Pixels of the partial blocks: the right-hand columns of the binned
@@ -84,11 +82,24 @@ fn finite_in(values: &[f32]) -> usize {
     values.iter().map(|v| usize::from(v.is_finite())).sum()
 }
 
+multiversion! {
+    /// [`bin_by`] for a block of 2, 3 or 4 (anything else: 4), compiled for
+    /// the widest vectors the CPU has.
+    fn bin_small(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
+        match k {
+            2 => bin_by::<2>(img),
+            3 => bin_by::<3>(img),
+            _ => bin_by::<4>(img),
+        }
+    }
+}
+
 /// [`bin`] for a block size known at compile time. Each block's finite
 /// pixels are added in the same order as [`bin_any`] (row by row, left to
 /// right), so both give identical results; with `K` fixed, the loop over
 /// a row's blocks is vectorised. Also returns each band's finite pixels
 /// inside whole blocks.
+#[inline(always)]
 fn bin_by<const K: usize>(img: &Cutout) -> (Cutout, Vec<usize>) {
     let (h, w) = (img.height() / K, img.width() / K);
     let mut out = Cutout::zeros(img.bands(), h, w);
@@ -261,5 +272,38 @@ mod tests {
         let err = p.apply(&img).unwrap_err();
         assert!(matches!(&err, PreprocessError::EmptyBand { band } if band == "r"), "{err}");
         assert_eq!(err.to_string(), "band r has no finite pixel (all NaN or infinite)");
+    }
+
+    #[test]
+    fn every_instruction_set_preprocesses_to_the_same_bits() {
+        // Binning and the stretch run the widest vectors the CPU has; the
+        // narrower variants (and the baseline) must give the same bits.
+        let (bands, h, w) = (5, 45, 51);
+        let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 400.0) * 1e-3).collect();
+        for i in (0..data.len()).step_by(13) {
+            data[i] = [f32::NAN, f32::INFINITY, 1e6, -3e-7][i % 4];
+        }
+        let img = Cutout::from_chw(bands, h, w, data).unwrap();
+        let names: Vec<String> = (0..bands).map(|b| b.to_string()).collect();
+        let run = || {
+            (2..=4)
+                .map(|bin| {
+                    let p = Preprocess {
+                        bin,
+                        crop: 8,
+                        normalisation: Normaliser::new(names.clone(), vec![0.01; bands], "t"),
+                    };
+                    let (out, bad) = p.apply(&img).unwrap();
+                    (out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad)
+                })
+                .collect::<Vec<_>>()
+        };
+        let best = run();
+        for level in [1, 0] {
+            tidalscope_core::dispatch::set_ceiling(level);
+            let got = run();
+            tidalscope_core::dispatch::set_ceiling(2);
+            assert_eq!(got, best, "instruction-set level {level}");
+        }
     }
 }

@@ -1,7 +1,7 @@
 //! The element-wise passes (BatchNorm statistics and gradients, affine
 //! maps, ReLU, bias, Adam, sums), each compiled three times — AVX-512,
 //! AVX2+FMA and the build's baseline — with the widest the CPU supports
-//! chosen at run time.
+//! chosen at run time (`tidalscope_core::multiversion!`).
 //!
 //! A default x86-64 build targets SSE2, where these loops run four floats
 //! at a time or, as measured, scalar; they were half of a training step.
@@ -9,62 +9,11 @@
 //! its flags by value and cuts every slice to the row length first, so the
 //! inner loops compile without bounds checks and vectorise.
 
-/// The widest instruction set the kernels may use: 2 AVX-512, 1 AVX2, 0
-/// baseline. Tests lower it so every variant runs on an AVX-512 machine.
-#[cfg(test)]
-static CEILING: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(2);
-
-/// Whether the variant of `level` may be used (always, outside tests).
-#[inline(always)]
-fn allowed(level: u8) -> bool {
-    #[cfg(test)]
-    return CEILING.load(std::sync::atomic::Ordering::Relaxed) >= level;
-    #[cfg(not(test))]
-    {
-        let _ = level;
-        true
-    }
-}
-
-/// Defines `pub(crate) fn $name(args)` that runs `$body` compiled for the
-/// best instruction set available.
-macro_rules! multiversion {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
-        $(#[$m])*
-        #[allow(clippy::too_many_arguments)]
-        pub(crate) fn $name($($arg: $ty),*) {
-            #[inline(always)]
-            #[allow(clippy::too_many_arguments)]
-            fn imp($($arg: $ty),*) $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v4($($arg: $ty),*) { imp($($arg),*) }
-                #[target_feature(enable = "avx2,fma")]
-                #[allow(clippy::too_many_arguments)]
-                unsafe fn v3($($arg: $ty),*) { imp($($arg),*) }
-                if allowed(2)
-                    && std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx2")
-                    && std::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked).
-                    return unsafe { v4($($arg),*) };
-                }
-                if allowed(1) && std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                    // SAFETY: the CPU has AVX2 and FMA (checked).
-                    return unsafe { v3($($arg),*) };
-                }
-            }
-            imp($($arg),*)
-        }
-    };
-}
+use tidalscope_core::multiversion;
 
 multiversion! {
     /// `acc[ch] += Σ_rows x[row, ch]`.
-    fn add_rows(acc: &mut [f32], x: &[f32]) {
+    pub(crate) fn add_rows(acc: &mut [f32], x: &[f32]) {
         let c = acc.len();
         for row in x.chunks_exact(c) {
             let row = &row[..c];
@@ -77,7 +26,7 @@ multiversion! {
 
 multiversion! {
     /// `acc[ch] += Σ_rows (x[row, ch] − mean[ch])²`.
-    fn add_squared_deviations(acc: &mut [f32], x: &[f32], mean: &[f32]) {
+    pub(crate) fn add_squared_deviations(acc: &mut [f32], x: &[f32], mean: &[f32]) {
         let c = acc.len();
         let mean = &mean[..c];
         for row in x.chunks_exact(c) {
@@ -92,7 +41,7 @@ multiversion! {
 
 multiversion! {
     /// `y = x·scale + shift` per channel, then ReLU when `relu`.
-    fn affine_rows(y: &mut [f32], x: &[f32], scale: &[f32], shift: &[f32], relu: bool) {
+    pub(crate) fn affine_rows(y: &mut [f32], x: &[f32], scale: &[f32], shift: &[f32], relu: bool) {
         let c = scale.len();
         let shift = &shift[..c];
         for (yr, xr) in y.chunks_exact_mut(c).zip(x.chunks_exact(c)) {
@@ -107,7 +56,7 @@ multiversion! {
 
 multiversion! {
     /// `y += bias` per channel, then ReLU when `relu`.
-    fn bias_rows(y: &mut [f32], bias: &[f32], relu: bool) {
+    pub(crate) fn bias_rows(y: &mut [f32], bias: &[f32], relu: bool) {
         let c = bias.len();
         for yr in y.chunks_exact_mut(c) {
             let yr = &mut yr[..c];
@@ -121,7 +70,7 @@ multiversion! {
 
 multiversion! {
     /// `d += s`.
-    fn add_into(d: &mut [f32], s: &[f32]) {
+    pub(crate) fn add_into(d: &mut [f32], s: &[f32]) {
         let n = d.len();
         let s = &s[..n];
         for i in 0..n {
@@ -142,7 +91,7 @@ multiversion! {
     /// BatchNorm-ReLU backward, first pass: with x̂ = (x − mean)·inv_std and
     /// g = dy masked where the ReLU was off, `ag += Σ g`, `agx += Σ g·x̂`.
     /// The mask is the forward pass's own test, `x·scale + shift > 0`.
-    fn bn_grad_sums(
+    pub(crate) fn bn_grad_sums(
         ag: &mut [f32],
         agx: &mut [f32],
         x: &[f32],
@@ -169,7 +118,7 @@ multiversion! {
 multiversion! {
     /// BatchNorm-ReLU backward, second pass: `dx (+)= scale·(g − mean_g − x̂·mean_gx)`
     /// with scale = γ·inv_std (g and x̂ as in [`bn_grad_sums`]).
-    fn bn_input_grad(
+    pub(crate) fn bn_input_grad(
         dx: &mut [f32],
         x: &[f32],
         dy: &[f32],
@@ -198,7 +147,7 @@ multiversion! {
 multiversion! {
     /// One Adam update of `p` (see [`crate::adam`]); `factor` and `eps`
     /// carry the bias corrections.
-    fn adam_update(
+    pub(crate) fn adam_update(
         p: &mut [f32],
         g: &[f32],
         m: &mut [f32],
@@ -224,7 +173,7 @@ multiversion! {
 multiversion! {
     /// Winograd F(2×2, 3×3) input transform of a block of tiles
     /// ([`crate::winograd`]).
-    fn winograd_input(
+    pub(crate) fn winograd_input(
         x: &[f32],
         h: usize,
         w: usize,
@@ -242,7 +191,7 @@ multiversion! {
 multiversion! {
     /// Winograd F(2×2, 3×3) output transform of a block of tiles
     /// ([`crate::winograd`]).
-    fn winograd_output(
+    pub(crate) fn winograd_output(
         m: &[f32],
         h: usize,
         w: usize,
@@ -261,7 +210,7 @@ multiversion! {
 multiversion! {
     /// Winograd F(2×2, 3×3) transform of the output gradients of a block of
     /// tiles, for the weight gradient ([`crate::winograd`]).
-    fn winograd_gradient(
+    pub(crate) fn winograd_gradient(
         dy: &[f32],
         h: usize,
         w: usize,
@@ -279,7 +228,6 @@ multiversion! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::Ordering;
 
     /// Every kernel once on fixed odd-sized inputs (13 rows × 19 channels).
     fn run_all() -> Vec<Vec<f32>> {
@@ -321,9 +269,9 @@ mod tests {
     fn every_instruction_set_variant_gives_the_same_results() {
         let best = run_all();
         for level in [1, 0] {
-            CEILING.store(level, Ordering::Relaxed);
+            tidalscope_core::dispatch::set_ceiling(level);
             let got = run_all();
-            CEILING.store(2, Ordering::Relaxed);
+            tidalscope_core::dispatch::set_ceiling(2);
             for (k, (g, b)) in got.iter().zip(&best).enumerate() {
                 for (i, (x, y)) in g.iter().zip(b).enumerate() {
                     assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "level {level}, output {k}[{i}]: {x} vs {y}");
