@@ -672,6 +672,12 @@ pub struct DemoArgs {
     /// Seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// Label draws the 50-label linear probe is also measured over (seeds
+    /// SEED, SEED+1, …; the first is the 50-label probe's own draw): one
+    /// draw of 50 moves its AUC by several hundredths, the mean far less.
+    /// 0 skips it.
+    #[arg(long, default_value_t = 20)]
+    pub draws: usize,
     /// Changes to the quick preset's pretraining.
     #[command(flatten)]
     pub pretrain: PretrainOverrides,

@@ -244,6 +244,32 @@ impl MorphologyFeatures {
     }
 }
 
+/// The linear probe on `labels` balanced labels of `train_dir`, fitted
+/// once per seed of `seeds` (each its own draw, as `experiment labels`
+/// draws them) and scored on `test_dir`: one summary per draw. For `demo`,
+/// whose one draw of 50 moves by several hundredths from draw to draw.
+pub(crate) fn probe_draws(
+    encoder: &Path,
+    train_dir: &Path,
+    test_dir: &Path,
+    labels: usize,
+    seeds: std::ops::Range<u64>,
+    device: &Device,
+) -> anyhow::Result<Vec<Summary>> {
+    let test = load_set(test_dir)?;
+    let train = super::open_source(train_dir, &SourceArgs::auto(), None)?;
+    let mut features =
+        FrozenFeatures::new(encoder, Layer::Representation, FinetuneConfig::PROBE_VARIANCE, &test, device)?;
+    let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
+    seeds
+        .map(|seed| {
+            let draw = tidalscope_train::labelled::make_split(&[train.as_ref()], &split, labels, seed)?.train;
+            let scores = features.probe(train.as_ref(), &draw, seed)?;
+            Ok(Summary::compute(&scores, &test.labels, 0.5)?.0)
+        })
+        .collect()
+}
+
 /// An encoder folder with the spectrum the probe whitens with
 /// (`representation.json`): `encoder` itself when it has one (`pretrain`
 /// writes it), else a copy in `out/encoder` with the spectrum measured on

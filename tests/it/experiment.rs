@@ -192,6 +192,67 @@ fn demo_checks_its_pretraining_overrides_before_simulating() {
 }
 
 #[test]
+fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
+    // One draw of 50 labels is a sample; the demo also gives the mean over
+    // draws, which must be what `experiment labels` measures on the same
+    // encoder, data and seeds.
+    let d = Dir::new();
+    let out = d.ok(&[
+        "demo",
+        "--out",
+        "demo",
+        "--n",
+        "400",
+        "--n-test",
+        "300",
+        "--epochs",
+        "1",
+        "--finetune-epochs",
+        "1",
+        "--finetune-all-epochs",
+        "1",
+        "--draws",
+        "3",
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let report = std::fs::read_to_string(d.join("demo/report.md")).unwrap();
+    let row = report.lines().find(|l| l.contains("mean ± sd over 3 label draws")).expect("the draws' row");
+    let demo_mean: f64 = row.split('|').nth(3).unwrap().split('±').next().unwrap().trim().parse().unwrap();
+    assert!(stdout.contains("linear-50, mean of 3 draws"), "{stdout}");
+    assert!(std::fs::read_to_string(d.join("demo/run.toml")).unwrap().contains("probe_draws = 3"));
+    d.ok(&[
+        "experiment",
+        "labels",
+        "--encoder",
+        "demo/encoder",
+        "--data",
+        "demo/train",
+        "--test",
+        "demo/test",
+        "--methods",
+        "linear",
+        "--labels",
+        "50",
+        "--seeds",
+        "3",
+        "--out",
+        "exp",
+    ]);
+    let (_, rows) = read_csv(&d.join("exp/results.csv"));
+    assert_eq!(rows.len(), 3);
+    let aucs: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
+    let mean = aucs.iter().sum::<f64>() / 3.0;
+    assert!((mean - demo_mean).abs() < 1.5e-3, "demo {demo_mean}, experiment {aucs:?}");
+    // The first draw is the demo's own 50-label probe (scored by
+    // `evaluate`, in single precision, where a barely trained probe's
+    // scores can tie).
+    let single =
+        report.lines().find(|l| l.starts_with("| linear probe (frozen encoder) | 50 |")).expect("linear-50 row");
+    let single: f64 = single.split('|').nth(3).unwrap().trim().parse().unwrap();
+    assert!((single - aucs[0]).abs() < 5e-3, "demo's draw {single}, experiment's first {}", aucs[0]);
+}
+
+#[test]
 fn recovery_experiment_bins_completeness_by_truth() {
     let d = Dir::new();
     d.ok(&[
