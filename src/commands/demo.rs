@@ -33,12 +33,9 @@ struct Draws {
 }
 
 impl Draws {
+    /// The mean and sd over draws, as `experiment labels` reports them.
     fn of(summaries: &[tidalscope_eval::metrics::Summary]) -> Self {
-        let mean_sd = |v: Vec<f64>| {
-            let n = v.len().max(1) as f64;
-            let m = v.iter().sum::<f64>() / n;
-            (m, (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n).sqrt())
-        };
+        let mean_sd = |v: Vec<f64>| super::experiment::mean_sd(&v);
         Self {
             count: summaries.len(),
             auc: mean_sd(summaries.iter().map(|s| s.auc).collect()),

@@ -584,7 +584,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
 }
 
 /// Mean and sample standard deviation.
-fn mean_sd(v: &[f64]) -> (f64, f64) {
+/// Mean and sample standard deviation (n − 1; 0 for one value).
+pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n.max(1.0);
     let sd = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };

@@ -240,9 +240,10 @@ fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
     ]);
     let (_, rows) = read_csv(&d.join("exp/results.csv"));
     assert_eq!(rows.len(), 3);
+    // The same computation: only the report's 3 decimals and the CSV's 4 differ.
     let aucs: Vec<f64> = rows.iter().map(|r| r[3].parse().unwrap()).collect();
     let mean = aucs.iter().sum::<f64>() / 3.0;
-    assert!((mean - demo_mean).abs() < 1.5e-3, "demo {demo_mean}, experiment {aucs:?}");
+    assert!((mean - demo_mean).abs() < 6e-4, "demo {demo_mean}, experiment {aucs:?}");
     // The first draw is the demo's own 50-label probe (scored by
     // `evaluate`, in single precision, where a barely trained probe's
     // scores can tie).

@@ -20,18 +20,30 @@ pub fn allowed(level: u8) -> bool {
     CEILING.load(Ordering::Relaxed) >= level
 }
 
-/// Caps the variants [`multiversion!`](crate::multiversion) functions run
-/// at `level` (2 AVX-512, 1 AVX2, 0 the baseline), process-wide: tests
-/// lower it to run every variant on an AVX-512 machine and compare them.
-pub fn set_ceiling(level: u8) {
-    CEILING.store(level.min(2), Ordering::Relaxed);
+/// Runs `f` with the [`multiversion!`](crate::multiversion) functions
+/// capped at `level` (2 AVX-512, 1 AVX2, 0 the baseline), process-wide,
+/// and restores the cap afterwards, even when `f` panics: a test hook, so
+/// that tests run every variant the machine has and compare them. Tests
+/// that call it may overlap; every variant gives the same results, so an
+/// overlap costs only speed.
+pub fn with_ceiling<T>(level: u8, f: impl FnOnce() -> T) -> T {
+    struct Restore(u8);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CEILING.store(self.0, Ordering::Relaxed);
+        }
+    }
+    let _restore = Restore(CEILING.swap(level.min(2), Ordering::Relaxed));
+    f()
 }
 
 /// Defines `$vis fn $name(args)` that runs `$body` compiled for the widest
 /// instruction set the CPU offers (AVX-512, AVX2+FMA, or the build's
 /// baseline), checked at each call. The body should take its slices cut to
 /// their lengths first, so that its inner loops compile without bounds
-/// checks and vectorise.
+/// checks and vectorise. The function may not be generic nor take `self`
+/// or patterns; it may call generic `#[inline(always)]` helpers, which then
+/// compile at each variant's width.
 #[macro_export]
 macro_rules! multiversion {
     ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
@@ -40,32 +52,32 @@ macro_rules! multiversion {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[inline(always)]
             #[allow(clippy::too_many_arguments)]
-            fn imp($($arg: $ty),*) $(-> $ret)? $body
+            fn __mv_imp($($arg: $ty),*) $(-> $ret)? $body
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn v4($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                unsafe fn __mv_v4($($arg: $ty),*) $(-> $ret)? { __mv_imp($($arg),*) }
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
-                unsafe fn v3($($arg: $ty),*) $(-> $ret)? { imp($($arg),*) }
+                unsafe fn __mv_v3($($arg: $ty),*) $(-> $ret)? { __mv_imp($($arg),*) }
                 if $crate::dispatch::allowed(2)
-                    && std::is_x86_feature_detected!("avx512f")
-                    && std::is_x86_feature_detected!("avx2")
-                    && std::is_x86_feature_detected!("fma")
+                    && ::std::is_x86_feature_detected!("avx512f")
+                    && ::std::is_x86_feature_detected!("avx2")
+                    && ::std::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has AVX-512F, AVX2 and FMA (checked).
-                    return unsafe { v4($($arg),*) };
+                    return unsafe { __mv_v4($($arg),*) };
                 }
                 if $crate::dispatch::allowed(1)
-                    && std::is_x86_feature_detected!("avx2")
-                    && std::is_x86_feature_detected!("fma")
+                    && ::std::is_x86_feature_detected!("avx2")
+                    && ::std::is_x86_feature_detected!("fma")
                 {
                     // SAFETY: the CPU has AVX2 and FMA (checked).
-                    return unsafe { v3($($arg),*) };
+                    return unsafe { __mv_v3($($arg),*) };
                 }
             }
-            imp($($arg),*)
+            __mv_imp($($arg),*)
         }
     };
 }

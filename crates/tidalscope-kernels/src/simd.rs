@@ -269,9 +269,7 @@ mod tests {
     fn every_instruction_set_variant_gives_the_same_results() {
         let best = run_all();
         for level in [1, 0] {
-            tidalscope_core::dispatch::set_ceiling(level);
-            let got = run_all();
-            tidalscope_core::dispatch::set_ceiling(2);
+            let got = tidalscope_core::dispatch::with_ceiling(level, run_all);
             for (k, (g, b)) in got.iter().zip(&best).enumerate() {
                 for (i, (x, y)) in g.iter().zip(b).enumerate() {
                     assert!((x - y).abs() <= 1e-5 * y.abs().max(1.0), "level {level}, output {k}[{i}]: {x} vs {y}");
