@@ -244,6 +244,17 @@ impl MorphologyFeatures {
     }
 }
 
+/// How a label draw splits the training set: the seed's 10% of the pool
+/// only feeds the networks' validation logs; every method trains on the
+/// same draw from the rest.
+const DRAW_SPLIT: SplitSpec = SplitSpec::Stratified { val: 0.1, test: 0.0 };
+
+/// Draw `seed` of `n` balanced training labels, the one every method of
+/// `experiment labels` (and the demo's probe over draws) trains on.
+fn label_draw(train: &dyn Source, n: usize, seed: u64) -> anyhow::Result<Vec<ObjectRef>> {
+    Ok(tidalscope_train::labelled::make_split(&[train], &DRAW_SPLIT, n, seed)?.train)
+}
+
 /// The linear probe on `labels` balanced labels of `train_dir`, fitted
 /// once per seed of `seeds` (each its own draw, as `experiment labels`
 /// draws them) and scored on `test_dir`: one summary per draw. For `demo`,
@@ -260,10 +271,9 @@ pub(crate) fn probe_draws(
     let train = super::open_source(train_dir, &SourceArgs::auto(), None)?;
     let mut features =
         FrozenFeatures::new(encoder, Layer::Representation, FinetuneConfig::PROBE_VARIANCE, &test, device)?;
-    let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
     seeds
         .map(|seed| {
-            let draw = tidalscope_train::labelled::make_split(&[train.as_ref()], &split, labels, seed)?.train;
+            let draw = label_draw(train.as_ref(), labels, seed)?;
             let scores = features.probe(train.as_ref(), &draw, seed)?;
             Ok(Summary::compute(&scores, &test.labels, 0.5)?.0)
         })
@@ -423,14 +433,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                     continue;
                 }
                 let t = std::time::Instant::now();
-                let split = SplitSpec::Stratified { val: 0.1, test: 0.0 };
-                // The seed's 10% of the pool only feeds the networks'
-                // validation logs; every method trains on the same draw of
-                // `n` from the rest.
-                let draw = || tidalscope_train::labelled::make_split(&[train_src.as_ref()], &split, n, seed);
+                let draw = || label_draw(train_src.as_ref(), n, seed);
                 let scores = match m {
                     MethodArg::Morphology => {
-                        let sel = draw()?.train;
+                        let sel = draw()?;
                         let x = morphology_features.of(train_src.as_ref(), &sel)?;
                         let y: Vec<u8> = sel.iter().map(|o| o.label).collect();
                         let model = tidalscope_eval::logistic::Logistic::fit(
@@ -444,7 +450,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                     MethodArg::Linear | MethodArg::Backbone => {
                         let f = if m == MethodArg::Linear { &mut representation } else { &mut backbone };
                         let f = f.as_mut().expect("computed when the method is asked for");
-                        f.probe(train_src.as_ref(), &draw()?.train, seed)?
+                        f.probe(train_src.as_ref(), &draw()?, seed)?
                     }
                     MethodArg::Finetune | MethodArg::Scratch => {
                         let mode = if m == MethodArg::Finetune { Mode::Finetune } else { Mode::Scratch };
@@ -454,7 +460,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             labels: n,
                             epochs: ft_epochs,
                             min_steps: args.min_steps,
-                            split: split.clone(),
+                            split: DRAW_SPLIT,
                             jitter: crate::cli::finetune_jitter(args.finetune_jitter),
                             lr: if mode == Mode::Finetune { finetune_lr } else { FinetuneConfig::default_lr(mode) },
                             lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
