@@ -99,6 +99,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--queue-size", args.queue_size.is_some()),
             ("--temperature", args.temperature.is_some()),
             ("--decorrelation", args.decorrelation.is_some()),
+            ("--average-epochs", args.average_epochs.is_some()),
             ("--width", args.width.is_some()),
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
@@ -138,7 +139,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
         }
-        set!(epochs, batch, queue_size, width, bin, crop, max_images, checkpoint_every);
+        set!(epochs, batch, queue_size, width, bin, crop, max_images, checkpoint_every, average_epochs);
         if let Some(lr) = args.lr {
             c.lr = learning_rate("--lr", lr)?;
         }
@@ -201,6 +202,12 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
     ensure!(
         cfg.batch >= 2 && cfg.epochs >= 1 && cfg.bin >= 1 && cfg.crop >= 8,
         "--batch ≥ 2, --epochs ≥ 1, --bin ≥ 1 and --crop ≥ 8 are needed"
+    );
+    ensure!(
+        cfg.average_epochs <= cfg.epochs,
+        "--average-epochs {}: give at most the run's {} epochs",
+        cfg.average_epochs,
+        cfg.epochs
     );
     ensure!(
         !args.data.data.is_empty() || args.data.unlabelled.is_some(),

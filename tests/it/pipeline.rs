@@ -196,6 +196,10 @@ fn training_commands_explain_bad_input() {
     let err =
         d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "finetune", "--lr", "0"]);
     assert!(err.contains("--lr 0: give a learning rate above 0"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--preset", "quick", "--average-epochs", "13"]);
+    assert!(err.contains("--average-epochs 13: give at most the run's 12 epochs"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume", "--average-epochs", "2"]);
+    assert!(err.contains("would ignore --average-epochs"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--local-crop", "12"]);
     assert!(err.contains("it needs --local-views 1 or more"), "{err}");
     // The quick preset's local views follow --crop; too small a view says how to go on.

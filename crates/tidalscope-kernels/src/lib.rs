@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 pub mod adam;
+pub mod average;
 pub mod conv;
 pub mod gemm;
 mod narrow;

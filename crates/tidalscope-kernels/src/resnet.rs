@@ -122,7 +122,17 @@ impl ResNet {
     }
 
     /// Every BatchNorm layer, in a fixed order.
-    fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
+    pub(crate) fn batch_norms(&self) -> Vec<&BatchNorm> {
+        let mut v = vec![&self.stem_bn];
+        for b in &self.blocks {
+            v.extend([&b.bn_in, &b.bn_a, &b.bn_b]);
+        }
+        v.extend([&self.dense1_bn, &self.dense2_bn]);
+        v
+    }
+
+    /// As [`batch_norms`](Self::batch_norms), mutably.
+    pub(crate) fn batch_norms_mut(&mut self) -> Vec<&mut BatchNorm> {
         let mut v = vec![&mut self.stem_bn];
         for b in &mut self.blocks {
             v.extend([&mut b.bn_in, &mut b.bn_a, &mut b.bn_b]);

@@ -18,6 +18,7 @@ use tidalscope_kernels::norm;
 use tidalscope_kernels::resnet::{Block, ConvLayer, Dense, ResNet};
 
 pub use tidalscope_kernels::adam::Moments;
+pub use tidalscope_kernels::average::{RunningStatsPass, WeightAverage};
 pub use tidalscope_kernels::resnet::{Inference, Trainer};
 
 /// Which implementation runs the encoder's arithmetic; recorded in training

@@ -434,3 +434,70 @@ fn a_local_view_on_burn_keeps_the_running_statistics_exactly() {
     t.forward(&e, 3, input(n, s / 2, s / 2, 26), n, 3, s / 2, &device);
     assert_ne!(stats(&e), after_global, "an ordinary pass moves them");
 }
+
+/// Running statistics of every BatchNorm layer, in a fixed order.
+fn running_stats(net: &ResNet) -> Vec<Vec<f32>> {
+    all_values(net).split_off(net.params().len())
+}
+
+/// The weight average is the plain mean of the snapshots' trainable
+/// values, and takes the latest snapshot's running statistics until they
+/// are measured again.
+#[test]
+fn the_weight_average_is_the_mean_of_the_snapshots() {
+    use tidalscope_kernels::average::WeightAverage;
+    let dev = Device::flex();
+    let nets: Vec<ResNet> = (0..3).map(|s| random_encoder(&dev, 40 + s).1).collect();
+    let mut avg = WeightAverage::new(&nets[0]);
+    avg.add(&nets[1]);
+    avg.add(&nets[2]);
+    assert_eq!(avg.snapshots(), 3);
+    let got = avg.net().params();
+    for (i, g) in got.iter().enumerate() {
+        let want: Vec<f32> = (0..g.len())
+            .map(|j| {
+                ((nets[0].params()[i][j] as f64 + nets[1].params()[i][j] as f64 + nets[2].params()[i][j] as f64) / 3.0)
+                    as f32
+            })
+            .collect();
+        assert_close(g, &want, 1e-3, &format!("tensor {i}"));
+    }
+    assert_eq!(running_stats(avg.net()), running_stats(&nets[2]));
+    // A saved average resumed goes on as if never interrupted.
+    let mut resumed = WeightAverage::resume(WeightAverage::new(&nets[0]).into_net(), 1);
+    resumed.add(&nets[1]);
+    resumed.add(&nets[2]);
+    assert_eq!(resumed, avg);
+}
+
+/// Measured again, the running statistics are the plain mean of each
+/// batch's statistics: two batches together give the mean of what each
+/// gives alone, whatever the statistics were before, and the weights do
+/// not move.
+#[test]
+fn running_statistics_measured_again_are_the_mean_over_batches() {
+    use tidalscope_kernels::average::RunningStatsPass;
+    let dev = Device::flex();
+    let (_, net) = random_encoder(&dev, 7);
+    let (a, b) = (input(5, 16, 16, 1), input(5, 16, 16, 2));
+    let measure = |batches: &[&[f32]]| {
+        let mut n = net.clone();
+        let mut pass = RunningStatsPass::start(&mut n);
+        for x in batches {
+            pass.add(&mut n, x, 5, 16, 16);
+        }
+        assert_eq!(pass.batches(), batches.len());
+        assert_eq!(n.params(), net.params(), "measuring statistics moved the weights");
+        n
+    };
+    let (alone_a, alone_b, both) = (measure(&[&a]), measure(&[&b]), measure(&[&a, &b]));
+    assert_ne!(running_stats(&alone_a), running_stats(&net), "the old statistics were kept");
+    for (i, ((x, y), z)) in
+        running_stats(&alone_a).iter().zip(running_stats(&alone_b)).zip(running_stats(&both)).enumerate()
+    {
+        let mean: Vec<f32> = x.iter().zip(&y).map(|(x, y)| (x + y) / 2.0).collect();
+        assert_close(&z, &mean, 1e-3, &format!("statistics {i}"));
+    }
+    // The momentum training uses is left as it was.
+    assert_eq!(both.stem_bn.momentum, net.stem_bn.momentum);
+}

@@ -94,6 +94,12 @@ pub struct PretrainConfig {
     /// the loss as the reference's.
     #[serde(default)]
     pub decorrelation: f64,
+    /// Stochastic weight averaging: the encoder written is the mean of the
+    /// weights at the end of each of the last this many epochs, its
+    /// BatchNorm statistics measured afresh on one pass over the training
+    /// views (0: the last weights, as the reference).
+    #[serde(default)]
+    pub average_epochs: usize,
 }
 
 /// How a fresh encoder's identity blocks are initialised
@@ -139,6 +145,7 @@ impl PretrainConfig {
             local_views: 0,
             local_crop: 0,
             decorrelation: 0.0,
+            average_epochs: 0,
         }
     }
 

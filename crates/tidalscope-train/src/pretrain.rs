@@ -21,6 +21,13 @@
 //! `checkpoint/` (weights, Adam state, queue, position), replaced
 //! atomically every `checkpoint_every` steps.
 //!
+//! With `average_epochs` N > 0 (stochastic weight averaging), the encoder
+//! written is the mean of the weights at the end of each of the last N
+//! epochs, and its BatchNorm statistics are measured again, as plain means
+//! over one pass of training views, because the snapshots' running
+//! statistics belong to their own weights. The checkpoint keeps the mean so
+//! far (`average.bpk`), so a resumed run averages the same snapshots.
+//!
 //! On the CPU the encoder trains on the fast kernels (`tidalscope_model::fast`):
 //! its weights, Adam moments and activations live in a kernels `Trainer`,
 //! the projection head, queue and loss stay in burn, and the gradient of the
@@ -49,7 +56,7 @@ use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::EncoderBundle;
 use tidalscope_model::encoder::{Encoder, EncoderConfig};
-use tidalscope_model::fast::{Moments, Trainer};
+use tidalscope_model::fast::{self, Moments, RunningStatsPass, Trainer, WeightAverage};
 use tidalscope_model::heads::{ProjectionHead, ProjectionHeadConfig};
 use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{loss, params, store, SupportQueue};
@@ -92,6 +99,10 @@ struct State {
     /// What trained the encoder (checkpoints before this field: burn).
     #[serde(default = "burn_kernels")]
     kernels: Kernels,
+    /// Epoch-end snapshots in the checkpoint's weight average
+    /// (`average.bpk`; 0: none yet).
+    #[serde(default)]
+    averaged: usize,
 }
 
 fn burn_kernels() -> Kernels {
@@ -181,6 +192,7 @@ fn save_checkpoint(
     out: &Path,
     model: &NnclrModel,
     encoder: Option<&Trainer>,
+    average: Option<&Encoder>,
     optim: &ModuleOptimizer,
     queue: &SupportQueue,
     state: &State,
@@ -196,6 +208,9 @@ fn save_checkpoint(
     if let Some(t) = encoder {
         write_moments(&tmp.join(MOMENTS), t)?;
     }
+    if let Some(a) = average {
+        store::save(a.clone(), &tmp.join(AVERAGE))?;
+    }
     let bytes = optim.into_bytes().map_err(|e| TrainError::Other(format!("saving optimizer state: {e:?}")))?;
     std::fs::write(tmp.join("optim.bpk"), &bytes[..]).map_err(|e| tidalscope_io::Error::io(&tmp, e))?;
     let (size, dim) = queue.shape();
@@ -207,6 +222,9 @@ fn save_checkpoint(
     tidalscope_io::atomic::replace_dir(&tmp, &dir)?;
     Ok(())
 }
+
+/// The weight average so far in a checkpoint (with `average_epochs`).
+const AVERAGE: &str = "average.bpk";
 
 /// The encoder's Adam moments in a checkpoint trained on the fast kernels.
 const MOMENTS: &str = "encoder_adam.bin";
@@ -269,6 +287,7 @@ struct Resumed {
     state: State,
     preprocess: Preprocess,
     rows: Vec<StepMetrics>,
+    average: Option<WeightAverage>,
 }
 
 fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Device) -> Result<Resumed> {
@@ -298,7 +317,14 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
     let state: State = serde_json::from_str(&text)
         .map_err(|e| TrainError::Other(format!("{}: {e}", dir.join("state.json").display())))?;
     let rows = read_metrics(&dir.join("metrics.csv"), cfg.lr)?;
-    Ok(Resumed { model, optim, queue, state, preprocess, rows })
+    let average = match state.averaged {
+        0 => None,
+        n => {
+            let encoder = store::load(encoder_config(cfg, bands).init(device), &dir.join(AVERAGE))?;
+            Some(WeightAverage::resume(fast::to_resnet(&encoder), n))
+        }
+    };
+    Ok(Resumed { model, optim, queue, state, preprocess, rows, average })
 }
 
 /// The most prepared image data kept in memory across epochs; more is
@@ -321,6 +347,17 @@ fn prepared_bytes(sources: &[&dyn Source], n_images: usize, bin: usize) -> Optio
         left -= take;
     }
     Some(bytes)
+}
+
+/// How epoch `epoch` batches the images: whole batches in its own shuffle.
+fn loader_config(cfg: &PretrainConfig, epoch: usize) -> LoaderConfig {
+    LoaderConfig {
+        batch: cfg.batch,
+        shuffle_buffer: cfg.shuffle_buffer,
+        prefetch: 2,
+        seed: epoch_seed(cfg.seed, epoch),
+        drop_last: true,
+    }
 }
 
 /// The seed of epoch `epoch`'s shuffle.
@@ -454,7 +491,7 @@ pub fn pretrain_with_cache(
         )));
     }
 
-    let (mut model, mut optim, mut queue, state, preprocess, mut rows) = if resume {
+    let (mut model, mut optim, mut queue, state, preprocess, mut rows, mut average) = if resume {
         let r = load_checkpoint(out, cfg, bands, &train_device)?;
         reporter.log(&format!(
             "resuming at epoch {}, step {} (run step {})",
@@ -467,7 +504,7 @@ pub fn pretrain_with_cache(
                 r.state.kernels
             )));
         }
-        (r.model, r.optim, r.queue, r.state, r.preprocess, r.rows)
+        (r.model, r.optim, r.queue, r.state, r.preprocess, r.rows, r.average)
     } else {
         let norm_source = *first;
         let k = cfg.bin;
@@ -485,9 +522,10 @@ pub fn pretrain_with_cache(
             model,
             adam(cfg).burn(),
             queue,
-            State { epoch: 0, step_in_epoch: 0, global_step: 0, kernels },
+            State { epoch: 0, step_in_epoch: 0, global_step: 0, kernels, averaged: 0 },
             preprocess,
             Vec::new(),
+            None,
         )
     };
     let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam(cfg));
@@ -544,6 +582,8 @@ pub fn pretrain_with_cache(
         _ => None,
     };
     let total_steps = cfg.epochs * steps_per_epoch;
+    // Snapshots are taken at the ends of epochs `average_from` and later.
+    let average_from = if cfg.average_epochs == 0 { usize::MAX } else { cfg.epochs.saturating_sub(cfg.average_epochs) };
     reporter.start("pretrain", total_steps as u64);
     reporter.step(state.global_step as u64, "");
     let mut global = state.global_step;
@@ -552,13 +592,7 @@ pub fn pretrain_with_cache(
     let t_train = std::time::Instant::now();
     'epochs: for epoch in state.epoch..cfg.epochs {
         let skip = if epoch == state.epoch { state.step_in_epoch } else { 0 };
-        let lcfg = LoaderConfig {
-            batch: cfg.batch,
-            shuffle_buffer: cfg.shuffle_buffer,
-            prefetch: 2,
-            seed: epoch_seed(cfg.seed, epoch),
-            drop_last: true,
-        };
+        let lcfg = loader_config(cfg, epoch);
         let mut step_in_epoch = 0usize;
         let train_step = |examples: Vec<Example>| {
             step_in_epoch += 1;
@@ -628,16 +662,29 @@ pub fn pretrain_with_cache(
                 ),
             );
             let at_end = step_in_epoch == steps_per_epoch;
-            let state = if at_end {
-                State { epoch: epoch + 1, step_in_epoch: 0, global_step: global, kernels }
-            } else {
-                State { epoch, step_in_epoch, global_step: global, kernels }
-            };
             let stopping = cfg.stop_after > 0 && global >= cfg.stop_after;
             if global % cfg.checkpoint_every.max(1) == 0 || at_end || stopping {
                 model = synced(model.clone(), &trainable, &train_device);
                 let t = trainable.trainer();
-                if let Err(e) = save_checkpoint(out, &model, t, &optim, &queue, &state, &preprocess, &rows) {
+                if at_end && epoch >= average_from {
+                    // The kernels hold the weights themselves; burn's are in the model.
+                    let net = t.map_or_else(|| fast::to_resnet(&model.encoder), |t| t.net.clone());
+                    match &mut average {
+                        Some(a) => a.add(&net),
+                        None => average = Some(WeightAverage::new(&net)),
+                    }
+                }
+                let averaged = average.as_ref().map_or(0, WeightAverage::snapshots);
+                let state = if at_end {
+                    State { epoch: epoch + 1, step_in_epoch: 0, global_step: global, kernels, averaged }
+                } else {
+                    State { epoch, step_in_epoch, global_step: global, kernels, averaged }
+                };
+                let mean =
+                    average.as_ref().map(|a| fast::load_resnet(model.encoder.clone(), a.net(), &train_device).valid());
+                if let Err(e) =
+                    save_checkpoint(out, &model, t, mean.as_ref(), &optim, &queue, &state, &preprocess, &rows)
+                {
                     return ControlFlow::Break(Halt::Failed(e));
                 }
             }
@@ -679,7 +726,34 @@ pub fn pretrain_with_cache(
         "NNCLR loss".to_string()
     };
     plot_metrics(&out.join("loss.png"), &rows, &loss_label)?;
-    let model = synced(model, &trainable, &train_device);
+    let mut model = synced(model, &trainable, &train_device);
+    if let Some(a) = average.filter(|_| !interrupted) {
+        let t = std::time::Instant::now();
+        let snapshots = a.snapshots();
+        let mut net = a.into_net();
+        let mut pass = RunningStatsPass::start(&mut net);
+        // One more epoch's shuffle and views, seen by no training step.
+        let lcfg = loader_config(cfg, cfg.epochs);
+        let mut k = 0;
+        let measure = |examples: Vec<Example>| -> ControlFlow<()> {
+            k += 1;
+            let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
+            let (v1, _, _) = make_views(&images, &aug, &sigma, cfg.seed, cfg.epochs, k);
+            pass.add(&mut net, &v1, images.len(), cfg.crop, cfg.crop);
+            ControlFlow::Continue(())
+        };
+        let _ = match &cache {
+            Some(examples) => replay(examples, lcfg, measure),
+            None => for_each_batch(sources, selection.as_deref(), &transform, lcfg, measure)?,
+        };
+        model.encoder = fast::load_resnet(model.encoder, &net, &train_device);
+        let msg = format!(
+            "averaged the weights of the last {snapshots} epochs; BatchNorm statistics measured on {} batches of views ({:.1} s)",
+            pass.batches(),
+            t.elapsed().as_secs_f64()
+        );
+        reporter.log(&msg);
+    }
     let bundle = EncoderBundle { config: encoder_config(cfg, bands), encoder: model.valid().encoder, preprocess };
     bundle.save(out)?;
     if !interrupted {

@@ -139,6 +139,58 @@ fn cosine_pretraining_resumes_on_its_schedule() {
     assert_ne!(representation(&a), representation(&constant), "the decay changes the weights");
 }
 
+/// Weight averaging over the last two of three epochs: the encoder written
+/// is the mean of the weights at the ends of epochs 2 and 3 (which the same
+/// run without averaging passes through), with BatchNorm statistics
+/// measured afresh rather than either snapshot's; a run interrupted between
+/// the two snapshots resumes to the same encoder; burn's path averages too.
+#[test]
+fn weight_averaging_writes_the_mean_of_the_last_epochs_and_resumes_exactly() {
+    use tidalscope_model::fast;
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 32);
+    let dev = burn::prelude::Device::flex();
+    let cfg = PretrainConfig { epochs: 3, average_epochs: 2, ..tiny() };
+    let run_logged = |c: &PretrainConfig, out: &Path, resume: bool, lines: &Lines| {
+        pretrain::pretrain_with_cache(c, &[data.as_ref()], out, &dev, resume, lines, usize::MAX).unwrap()
+    };
+    let run = |c: &PretrainConfig, out: &Path, resume: bool| run_logged(c, out, resume, &Lines::default());
+    let averaged = |lines: Lines| {
+        let lines = lines.0.into_inner().unwrap();
+        lines.iter().any(|l| l.starts_with("averaged the weights of the last 2 epochs"))
+    };
+    let [a, b, two, three, on_burn] = ["a", "b", "two", "three", "burn"].map(|n| dir.path().join(n));
+    let lines = Lines::default();
+    assert_eq!(run_logged(&cfg, &a, false, &lines).steps, 9);
+    assert!(averaged(lines), "the run does not say it averaged");
+    // Stopped after the first snapshot (step 6), resumed to the end.
+    assert!(run(&PretrainConfig { stop_after: 7, ..cfg.clone() }, &b, false).interrupted);
+    let state = std::fs::read_to_string(b.join("checkpoint/state.json")).unwrap();
+    assert!(state.contains("\"averaged\": 1"), "{state}");
+    assert_eq!(run(&cfg, &b, true).steps, 9);
+    assert_eq!(representation(&a), representation(&b), "the average differs after resume");
+    run(&PretrainConfig { epochs: 2, average_epochs: 0, ..cfg.clone() }, &two, false);
+    run(&PretrainConfig { average_epochs: 0, ..cfg.clone() }, &three, false);
+    let net = |d: &Path| fast::to_resnet(&EncoderBundle::load(d, &dev).unwrap().encoder);
+    let (avg, n2, n3) = (net(&a), net(&two), net(&three));
+    for (i, ((g, x), y)) in avg.params().iter().zip(n2.params()).zip(n3.params()).enumerate() {
+        let scale = x.iter().chain(y).fold(1e-3f32, |m, v| m.max(v.abs()));
+        for ((g, x), y) in g.iter().zip(x).zip(y) {
+            assert!((g - (x + y) / 2.0).abs() <= 1e-5 * scale, "tensor {i}: {g} is not the mean of {x} and {y}");
+        }
+    }
+    assert_ne!(avg.params(), n3.params(), "the snapshots were not averaged");
+    assert_ne!(avg.stem_bn.running_mean, n3.stem_bn.running_mean, "the last snapshot's statistics were kept");
+    assert_ne!(avg.stem_bn.running_mean, n2.stem_bn.running_mean, "the first snapshot's statistics were kept");
+    let saved: PretrainConfig = toml::from_str(&std::fs::read_to_string(a.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(saved.average_epochs, 2, "config.toml records the averaging");
+    let burn_cfg = PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 2, ..cfg.clone() };
+    let lines = Lines::default();
+    run_logged(&burn_cfg, &on_burn, false, &lines);
+    assert!(averaged(lines), "burn's run does not say it averaged");
+}
+
 /// Multi-crop pretraining (two local views per image): an interrupted run
 /// resumes exactly, the local views change what is learnt, burn takes the
 /// kernels' steps, and local crops as large as the view or too many local
