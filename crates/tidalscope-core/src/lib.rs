@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod band;
+pub mod binning;
 mod cutout;
 pub mod dispatch;
 pub mod math;

@@ -6,6 +6,7 @@ use crate::normalise::Normaliser;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::{multiversion, Cutout};
+use tidalscope_io::source::{Loaded, Pixels};
 
 /// Binning, normalisation and crop of a model's inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,17 +169,38 @@ impl Preprocess {
     /// at all is refused ([`PreprocessError::EmptyBand`]).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
         self.normalisation.check(img)?;
-        let (mut b, finite) = bin_counted(img, self.bin);
+        let (b, finite) = bin_counted(img, self.bin);
+        self.finish(b, &finite, img.shape())
+    }
+
+    /// [`apply`](Self::apply) to a record's pixels, loaded for it: readers
+    /// that bin while they decode (little-endian float32 `.npy`) skip a
+    /// pass over the whole image, with the same result to the bit. Also
+    /// returns the unbinned image's number of values.
+    pub fn load_and_apply(&self, pixels: Pixels) -> Result<(Cutout, usize, usize), PreprocessError> {
+        match pixels.load_for_binning(self.bin)? {
+            Loaded::Whole(img) => self.apply(&img).map(|(b, bad)| (b, bad, img.data().len())),
+            Loaded::Binned(b, raw) => {
+                self.normalisation.check(&b.image)?;
+                let (image, bad) = self.finish(b.image, &b.finite, raw)?;
+                Ok((image, bad, raw.iter().product()))
+            }
+        }
+    }
+
+    /// The checks and the normalisation after binning: `finite` counts each
+    /// band's finite pixels in the unbinned image of shape `raw`.
+    fn finish(&self, mut b: Cutout, finite: &[usize], raw: [usize; 3]) -> Result<(Cutout, usize), PreprocessError> {
         if let Some(empty) = finite.iter().position(|&n| n == 0) {
             let name = self.normalisation.bands.get(empty).cloned().unwrap_or_else(|| format!("{}", empty + 1));
             return Err(PreprocessError::EmptyBand { band: name });
         }
-        let non_finite = img.data().len() - finite.iter().sum::<usize>();
+        let non_finite = raw.iter().product::<usize>() - finite.iter().sum::<usize>();
         if b.height() < self.crop || b.width() < self.crop {
             return Err(PreprocessError::Mismatch(format!(
                 "image of {}×{} pixels ({}×{} after binning by {}) is smaller than the model's {}×{} input",
-                img.width(),
-                img.height(),
+                raw[2],
+                raw[1],
                 b.width(),
                 b.height(),
                 self.bin,
@@ -242,6 +264,64 @@ mod tests {
             assert!(fast.data()[0].is_nan() || !(2..=4).contains(&k), "an all-NaN block is NaN (k = {k})");
             // Partial blocks are dropped from the image but not from the count.
             assert_eq!(n_fast, finite, "finite pixels per band, counted while binning (k = {k})");
+        }
+    }
+
+    /// A float32 `.npy` record binned while it is read preprocesses to the
+    /// bits, the non-finite count and the errors of the whole image
+    /// preprocessed; band-major arrays and blocks without a fast path load
+    /// whole.
+    #[test]
+    fn records_binned_while_read_preprocess_to_the_same_bits() {
+        use tidalscope_io::npy::NpyWriter;
+        use tidalscope_io::source::{open, OpenOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let (n, h, w, bands) = (3, 22, 26, 5);
+        let hwc_path = dir.path().join("hwc.npy");
+        let chw_path = dir.path().join("chw.npy");
+        let mut hwc = NpyWriter::create(&hwc_path, &[n, h, w, bands]).unwrap();
+        let mut chw = NpyWriter::create(&chw_path, &[n, bands, h, w]).unwrap();
+        for i in 0..n {
+            let mut img = Cutout::zeros(bands, h, w);
+            for (j, v) in img.data_mut().iter_mut().enumerate() {
+                *v = match (i * 31 + j * 7919) % 97 {
+                    0 => f32::NAN,
+                    1 => f32::INFINITY,
+                    r => (r as f32 - 48.0) * 3e-3,
+                };
+            }
+            if i == 2 {
+                img.band_mut(3).fill(f32::NAN);
+            }
+            let mut values = vec![0f32; h * w * bands];
+            img.write_hwc(&mut values);
+            hwc.write(&values).unwrap();
+            chw.write(img.data()).unwrap();
+        }
+        hwc.finish().unwrap();
+        chw.finish().unwrap();
+        let names: Vec<String> = (0..bands).map(|b| b.to_string()).collect();
+        for (path, fast) in [(&hwc_path, true), (&chw_path, false)] {
+            let src = open(path, &OpenOptions::default()).unwrap();
+            for bin in 1..=5 {
+                let p = Preprocess { bin, crop: 4, normalisation: Normaliser::new(names.clone(), vec![0.01; 5], "t") };
+                for (a, b) in src.records(0).unwrap().zip(src.records(0).unwrap()) {
+                    let (a, b) = (a.unwrap(), b.unwrap());
+                    let whole = p.apply(&b.pixels.load().unwrap());
+                    match (p.load_and_apply(a.pixels), whole) {
+                        (Ok((got, bad, values)), Ok((want, want_bad))) => {
+                            let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                            assert_eq!(bits(&got), bits(&want), "{} image {} by {bin}", path.display(), a.index);
+                            assert_eq!((bad, values), (want_bad, h * w * bands));
+                        }
+                        (Err(e), Err(want)) => assert_eq!(e.to_string(), want.to_string()),
+                        (got, want) => panic!("image {}: {got:?} against {want:?}", a.index),
+                    }
+                }
+                let rec = src.records(0).unwrap().next().unwrap().unwrap();
+                let binned = matches!(rec.pixels.load_for_binning(bin).unwrap(), Loaded::Binned(..));
+                assert_eq!(binned, fast && (2..=4).contains(&bin), "{} by {bin}", path.display());
+            }
         }
     }
 

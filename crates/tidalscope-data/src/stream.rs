@@ -128,9 +128,8 @@ where
             .map(|r| {
                 let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
                 let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
-                let raw = r.pixels.load().map_err(|e| fail(e.to_string()))?;
-                let (image, bad) = preprocess.apply(&raw).map_err(|e| fail(e.to_string()))?;
-                let non_finite = bad as f64 / raw.data().len().max(1) as f64;
+                let (image, bad, values) = preprocess.load_and_apply(r.pixels).map_err(|e| fail(e.to_string()))?;
+                let non_finite = bad as f64 / values.max(1) as f64;
                 Ok(Prepared { index, id: id.clone(), label, meta, image, non_finite })
             })
             .collect();

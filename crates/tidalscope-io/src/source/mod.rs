@@ -32,6 +32,7 @@ use crate::{Error, Result};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use tidalscope_core::binning::Binned;
 use tidalscope_core::Cutout;
 
 pub use catalog::{Catalog, CatalogRow};
@@ -237,6 +238,29 @@ pub enum Pixels {
     Ready(Result<Cutout>),
     /// Decoded on demand, possibly on another thread.
     Deferred(Box<dyn FnOnce() -> Result<Cutout> + Send>),
+    /// Decoded on demand by a reader that can also bin while it decodes.
+    Decoder(Box<dyn Decode>),
+}
+
+/// A record's pixels, read and decoded on demand (possibly on another
+/// thread), whole or binned.
+pub trait Decode: Send {
+    /// The whole image.
+    fn cutout(self: Box<Self>) -> Result<Cutout>;
+    /// The image averaged in `k`×`k` blocks, bit for bit what binning
+    /// [`cutout`](Self::cutout) by `tidalscope_data::preprocess::bin` gives,
+    /// where this reader can bin while decoding; otherwise the whole image.
+    fn binned(self: Box<Self>, k: usize) -> Result<Loaded>;
+}
+
+/// An image as loaded for preprocessing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Loaded {
+    /// Already averaged in blocks of the size asked for, with the unbinned
+    /// image's shape `[bands, height, width]`.
+    Binned(Binned, [usize; 3]),
+    /// The whole image, for the caller to bin.
+    Whole(Cutout),
 }
 
 impl Pixels {
@@ -245,6 +269,17 @@ impl Pixels {
         match self {
             Pixels::Ready(r) => r,
             Pixels::Deferred(f) => f(),
+            Pixels::Decoder(d) => d.cutout(),
+        }
+    }
+
+    /// The image for preprocessing that bins it by `k`: binned already
+    /// where the reader bins while decoding (saving a pass over the whole
+    /// image), whole otherwise.
+    pub fn load_for_binning(self, k: usize) -> Result<Loaded> {
+        match self {
+            Pixels::Decoder(d) => d.binned(k),
+            other => other.load().map(Loaded::Whole),
         }
     }
 }
@@ -255,6 +290,7 @@ impl fmt::Debug for Pixels {
             Pixels::Ready(Ok(c)) => write!(f, "Ready({:?})", c.shape()),
             Pixels::Ready(Err(e)) => write!(f, "Ready(Err({e}))"),
             Pixels::Deferred(_) => f.write_str("Deferred"),
+            Pixels::Decoder(_) => f.write_str("Decoder"),
         }
     }
 }

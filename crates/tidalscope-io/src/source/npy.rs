@@ -1,10 +1,11 @@
 //! NumPy `.npy` stacks and `.npz` archives, streamed image by image.
 
-use super::{default_bands, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
+use super::{default_bands, Decode, Layout, Loaded, OpenOptions, Pixels, Record, Source, SourceInfo};
 use crate::npy::{decode_into, read_header, NpyHeader};
 use crate::{Error, Result};
 use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
+use tidalscope_core::binning::bin_pixel_major;
 use tidalscope_core::Cutout;
 
 /// A `.npy` file (or one array of an `.npz`) of images.
@@ -183,24 +184,15 @@ impl Source for NpySource {
             let f = std::sync::Arc::new(std::fs::File::open(&self.path).map_err(|e| Error::io(&self.path, e))?);
             let data_offset = self.header.data_offset;
             return Ok(Box::new((start..self.info.len).map(move |i| {
-                let (f, path) = (f.clone(), path.clone());
-                let load = move || {
-                    SCRATCH.with_borrow_mut(|bytes| {
-                        bytes.resize(bytes_per, 0);
-                        read_exact_at(&f, bytes, data_offset + (i * bytes_per) as u64).map_err(|e| {
-                            match e.kind() {
-                                // The length was checked on opening: the
-                                // file has shrunk since.
-                                std::io::ErrorKind::UnexpectedEof => {
-                                    Error::format(&path, format!("image {i}: data ends early (truncated file)"))
-                                }
-                                _ => Error::io(&path, e),
-                            }
-                        })?;
-                        decoder.cutout(bytes, &path, i)
-                    })
+                let read = NpyRead {
+                    file: f.clone(),
+                    path: path.clone(),
+                    offset: data_offset + (i * bytes_per) as u64,
+                    len: bytes_per,
+                    index: i,
+                    decoder,
                 };
-                Ok(record(i, Pixels::Deferred(Box::new(load))))
+                Ok(record(i, Pixels::Decoder(Box::new(read))))
             })));
         };
         let mut reader = NpzStream::spawn(&self.path, name, self.header.data_offset + (start * bytes_per) as u64)?;
@@ -224,6 +216,65 @@ thread_local! {
     static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     /// The same for a pixel-major record's decoded values.
     static VALUES: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// One record of a plain `.npy`, read from its own offset when it is
+/// loaded, so loaders read as well as decode in parallel.
+struct NpyRead {
+    file: std::sync::Arc<std::fs::File>,
+    path: PathBuf,
+    offset: u64,
+    len: usize,
+    index: usize,
+    decoder: Decoder,
+}
+
+impl NpyRead {
+    /// Fills `buf` with the record's bytes.
+    fn read_into(&self, buf: &mut [u8]) -> Result<()> {
+        read_exact_at(&self.file, buf, self.offset).map_err(|e| match e.kind() {
+            // The length was checked on opening: the file has shrunk since.
+            std::io::ErrorKind::UnexpectedEof => {
+                Error::format(&self.path, format!("image {}: data ends early (truncated file)", self.index))
+            }
+            _ => Error::io(&self.path, e),
+        })
+    }
+}
+
+impl Decode for NpyRead {
+    fn cutout(self: Box<Self>) -> Result<Cutout> {
+        SCRATCH.with_borrow_mut(|bytes| {
+            bytes.resize(self.len, 0);
+            self.read_into(bytes)?;
+            self.decoder.cutout(bytes, &self.path, self.index)
+        })
+    }
+
+    fn binned(self: Box<Self>, k: usize) -> Result<Loaded> {
+        let Decoder { dtype, big_endian, layout, dims: [h, w, bands] } = self.decoder;
+        // Little-endian float32, pixel-major, on a little-endian machine:
+        // the bytes are the values, read straight into a float buffer and
+        // binned without reordering the image first.
+        let direct = dtype == crate::npy::Dtype::F32
+            && !big_endian
+            && cfg!(target_endian = "little")
+            && layout != Layout::Chw
+            && self.len == 4 * h * w * bands;
+        if !direct {
+            return self.cutout().map(Loaded::Whole);
+        }
+        VALUES.with_borrow_mut(|vals| {
+            vals.resize(h * w * bands, 0.0);
+            self.read_into(bytemuck::cast_slice_mut(vals))?;
+            match bin_pixel_major(vals, h, w, bands, k) {
+                Some(b) => Ok(Loaded::Binned(b, [bands, h, w])),
+                None => Cutout::from_hwc(h, w, bands, vals)
+                    .map(Loaded::Whole)
+                    .map_err(|e| Error::format(&self.path, format!("image {}: {e}", self.index))),
+            }
+        })
+    }
 }
 
 /// Fills `buf` from `offset` of `f` without moving a shared cursor, so
