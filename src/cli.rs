@@ -229,8 +229,8 @@ pub struct PretrainArgs {
     pub decorrelation: Option<f64>,
     /// Stochastic weight averaging: write the mean of the encoder's
     /// weights at the end of each of the last N epochs (its BatchNorm
-    /// statistics measured again on one pass over the training views)
-    /// instead of the last weights (0: off, the reference's).
+    /// statistics measured again, on the CPU, over one pass of training
+    /// views) instead of the last weights (0: off, the reference's).
     #[arg(long, value_name = "N")]
     pub average_epochs: Option<usize>,
     /// Encoder width multiplier (paper 1, quick 0.5).

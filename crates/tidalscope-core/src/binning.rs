@@ -22,8 +22,9 @@ pub struct Binned {
 }
 
 /// Bins pixel-major `values` (`height × width × bands`) by `k`, or None
-/// when no fast path covers the shape (blocks of 2 to 4 pixels and 3 to 5
-/// bands have one); the caller then reorders and bins the planes.
+/// when no fast path covers the shape (blocks of 2 to 4 pixels, 3 to 5
+/// bands and an image of at least one block each way have one); the
+/// caller then reorders and bins the planes.
 ///
 /// # Panics
 /// If `values` is not `height × width × bands` long.

@@ -174,9 +174,11 @@ impl Preprocess {
     }
 
     /// [`apply`](Self::apply) to a record's pixels, loaded for it: readers
-    /// that bin while they decode (little-endian float32 `.npy`) skip a
-    /// pass over the whole image, with the same result to the bit. Also
-    /// returns the unbinned image's number of values.
+    /// that bin while they decode skip a pass over the whole image, with
+    /// the same result to the bit (today a plain `.npy` of little-endian
+    /// float32, pixel-major, 3 to 5 bands, binned by 2 to 4; everything
+    /// else loads whole). Also returns the unbinned image's number of
+    /// values.
     pub fn load_and_apply(&self, pixels: Pixels) -> Result<(Cutout, usize, usize), PreprocessError> {
         match pixels.load_for_binning(self.bin)? {
             Loaded::Whole(img) => self.apply(&img).map(|(b, bad)| (b, bad, img.data().len())),

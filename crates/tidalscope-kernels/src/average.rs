@@ -27,7 +27,7 @@ impl WeightAverage {
     }
 
     /// An average of `snapshots` snapshots whose mean is `net` (a saved
-    /// average, resumed).
+    /// average, resumed; 0 snapshots count as 1, `net` itself).
     pub fn resume(net: ResNet, snapshots: usize) -> Self {
         Self { net, snapshots: snapshots.max(1) }
     }
@@ -44,8 +44,8 @@ impl WeightAverage {
         assert_eq!(ours.len(), theirs.len(), "averaging networks of different shapes");
         for (a, x) in ours.into_iter().zip(theirs) {
             assert_eq!(a.len(), x.len(), "averaging networks of different shapes");
-            // In f64, so that the mean of many snapshots does not depend on
-            // their order more than rounding to f32 once does.
+            // The step is taken in f64; the mean is still rounded to f32
+            // once per snapshot, as the checkpoint stores it.
             for (a, &x) in a.iter_mut().zip(x) {
                 *a = (*a as f64 + (x as f64 - *a as f64) / k) as f32;
             }
@@ -83,8 +83,8 @@ pub struct RunningStatsPass {
 }
 
 impl RunningStatsPass {
-    /// Forgets `net`'s running statistics; [`add`](Self::add) then
-    /// measures them.
+    /// Forgets `net`'s running statistics; [`add`](Self::add), given the
+    /// same `net` every time, then measures them.
     pub fn start(net: &mut ResNet) -> Self {
         for b in net.batch_norms_mut() {
             b.running_mean.iter_mut().for_each(|v| *v = 0.0);

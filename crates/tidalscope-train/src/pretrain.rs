@@ -727,6 +727,9 @@ pub fn pretrain_with_cache(
     };
     plot_metrics(&out.join("loss.png"), &rows, &loss_label)?;
     let mut model = synced(model, &trainable, &train_device);
+    if interrupted && average.is_some() {
+        reporter.log("stopped before the last epoch: the encoder written holds the last weights, not their average; --resume finishes the average");
+    }
     if let Some(a) = average.filter(|_| !interrupted) {
         let t = std::time::Instant::now();
         let snapshots = a.snapshots();

@@ -165,7 +165,10 @@ fn weight_averaging_writes_the_mean_of_the_last_epochs_and_resumes_exactly() {
     assert_eq!(run_logged(&cfg, &a, false, &lines).steps, 9);
     assert!(averaged(lines), "the run does not say it averaged");
     // Stopped after the first snapshot (step 6), resumed to the end.
-    assert!(run(&PretrainConfig { stop_after: 7, ..cfg.clone() }, &b, false).interrupted);
+    let lines = Lines::default();
+    assert!(run_logged(&PretrainConfig { stop_after: 7, ..cfg.clone() }, &b, false, &lines).interrupted);
+    let lines = lines.0.into_inner().unwrap();
+    assert!(lines.iter().any(|l| l.contains("the encoder written holds the last weights")), "{lines:?}");
     let state = std::fs::read_to_string(b.join("checkpoint/state.json")).unwrap();
     assert!(state.contains("\"averaged\": 1"), "{state}");
     assert_eq!(run(&cfg, &b, true).steps, 9);

@@ -233,6 +233,7 @@ pub struct SourceInfo {
 }
 
 /// An image, decoded or waiting to be.
+#[non_exhaustive]
 pub enum Pixels {
     /// Already decoded (or failed).
     Ready(Result<Cutout>),
