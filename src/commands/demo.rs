@@ -44,6 +44,53 @@ impl Draws {
     }
 }
 
+/// Writes `probe_draws.csv` (each draw's seed — `first` on —, AUC and
+/// completeness) and
+/// `probe_draws.png`: the draws' AUCs sorted, so the spread reads as a
+/// distribution, against their mean and the all-label probe's AUC.
+fn write_draws(
+    out: &Path,
+    first: u64,
+    summaries: &[tidalscope_eval::metrics::Summary],
+    all_labels: Option<f64>,
+) -> anyhow::Result<()> {
+    use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+    let path = out.join("probe_draws.csv");
+    let mut csv = tidalscope_io::csv::CsvWriter::create(&path, &["draw", "seed", "auc", "completeness_at_22pct_fpr"])?;
+    for (k, s) in summaries.iter().enumerate() {
+        csv.row([
+            (k + 1).to_string(),
+            (first + k as u64).to_string(),
+            format!("{:.6}", s.auc),
+            format!("{:.6}", s.completeness_at_22pct_fpr),
+        ])?;
+    }
+    csv.finish()?;
+    let n = summaries.len();
+    let mut aucs: Vec<f64> = summaries.iter().map(|s| s.auc).collect();
+    aucs.sort_by(f64::total_cmp);
+    // Each draw at the middle of its share of the distribution.
+    let x: Vec<f64> = (0..n).map(|k| (k as f64 + 0.5) / n as f64).collect();
+    let mean = aucs.iter().sum::<f64>() / n.max(1) as f64;
+    let across = |y: f64| (vec![0.0, 1.0], vec![y, y]);
+    let mut draws = Series::line(format!("{n} draws of 50 labels, sorted"), x, aucs, PALETTE[0]);
+    draws.markers = true;
+    let (mx, my) = across(mean);
+    let mut series = vec![draws, Series::line(format!("their mean, {mean:.3}"), mx, my, PALETTE[1])];
+    if let Some(a) = all_labels {
+        let (ax, ay) = across(a);
+        series.push(Series::line(format!("all labels, {a:.3}"), ax, ay, PALETTE[2]));
+    }
+    let mut axes = Axes::new(
+        "Linear probe with 50 labels: AUC over label draws",
+        "fraction of draws (sorted by AUC)",
+        "AUC on the test set",
+    );
+    axes.x_range = Some((0.0, 1.0));
+    line_plot(&out.join("probe_draws.png"), &axes, &series)?;
+    Ok(())
+}
+
 /// Runs `demo`.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -144,6 +191,8 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
         let summaries =
             super::experiment::probe_draws(&enc_dir, &out.join("train"), &out.join("test"), 50, seeds, &device)?;
         let d = Draws::of(&summaries);
+        let all = trials.iter().find(|t| t.mode == Mode::Linear && t.labels == 0).map(|t| t.summary.auc);
+        write_draws(out, args.seed, &summaries, all)?;
         eprintln!(
             "linear-50 over {} draws: AUC {:.3} ± {:.3}, completeness {:.1}% ± {:.1} at 22% contamination",
             d.count,
@@ -290,6 +339,12 @@ fn write_report(
     writeln!(r, "\n## Plots\n")?;
     writeln!(r, "Simulated cutouts (first 24 of the training set):\n\n![preview](train/preview.png)\n")?;
     writeln!(r, "Pretraining:\n\n![pretraining](encoder/loss.png)\n")?;
+    if draws.is_some() {
+        writeln!(
+            r,
+            "The 50-label probe over label draws (each draw's numbers in `probe_draws.csv`):\n\n![draws](probe_draws.png)\n"
+        )?;
+    }
     for t in trials {
         writeln!(
             r,

@@ -220,6 +220,15 @@ fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
     let demo_mean: f64 = row.split('|').nth(3).unwrap().split('±').next().unwrap().trim().parse().unwrap();
     assert!(stdout.contains("linear-50, mean of 3 draws"), "{stdout}");
     assert!(std::fs::read_to_string(d.join("demo/run.toml")).unwrap().contains("probe_draws = 3"));
+    // Each draw's numbers, and a plot of their spread that the report shows.
+    let (header, draws) = read_csv(&d.join("demo/probe_draws.csv"));
+    assert_eq!(header, ["draw", "seed", "auc", "completeness_at_22pct_fpr"]);
+    let seeds: Vec<&str> = draws.iter().map(|r| r[1].as_str()).collect();
+    assert_eq!(seeds, ["1", "2", "3"], "draws are seeded from --seed on");
+    let csv_mean = draws.iter().map(|r| r[2].parse::<f64>().unwrap()).sum::<f64>() / 3.0;
+    assert!((csv_mean - demo_mean).abs() < 6e-4, "csv {csv_mean}, report {demo_mean}");
+    assert_eq!(&std::fs::read(d.join("demo/probe_draws.png")).unwrap()[1..4], b"PNG");
+    assert!(report.contains("![draws](probe_draws.png)"), "{report}");
     d.ok(&[
         "experiment",
         "labels",
