@@ -44,10 +44,10 @@ impl Draws {
     }
 }
 
-/// Writes `probe_draws.csv` (each draw's seed — `first` on —, AUC and
-/// completeness) and
-/// `probe_draws.png`: the draws' AUCs sorted, so the spread reads as a
-/// distribution, against their mean and the all-label probe's AUC.
+/// Writes `probe_draws.csv` (each draw's seed, from `first` on, its AUC
+/// and completeness) and `probe_draws.png`: the draws' AUCs sorted, so the
+/// spread reads as a distribution, against their mean and the all-label
+/// probe's AUC.
 fn write_draws(
     out: &Path,
     first: u64,
