@@ -81,22 +81,8 @@ fn bin_by<const K: usize, const B: usize>(values: &[f32], height: usize, width: 
             }
         }
         for (b, finite) in finite.iter_mut().enumerate() {
-            let sum = &mut image.band_mut(b)[y * w..][..w];
-            count.fill(0);
-            for dy in 0..K {
-                let row = &tile[(b * K + dy) * used..][..used];
-                for ((s, n), block) in sum.iter_mut().zip(count.iter_mut()).zip(row.chunks_exact(K)) {
-                    for &v in block {
-                        let ok = v.is_finite();
-                        *s += if ok { v } else { 0.0 };
-                        *n += u32::from(ok);
-                    }
-                }
-            }
-            for (s, &n) in sum.iter_mut().zip(&count) {
-                *s = if n > 0 { *s / n as f32 } else { f32::NAN };
-            }
-            *finite += count.iter().map(|&n| n as usize).sum::<usize>();
+            let rows = |dy: usize| &tile[(b * K + dy) * used..][..used];
+            *finite += block_means::<K>(rows, &mut image.band_mut(b)[y * w..][..w], &mut count);
         }
     }
     // Pixels of the partial blocks: the right-hand columns of the binned
@@ -115,6 +101,34 @@ fn bin_by<const K: usize, const B: usize>(values: &[f32], height: usize, width: 
     }
     count_finite(&values[h * K * row_len..], &mut finite);
     Binned { image, finite: finite.to_vec() }
+}
+
+/// One output row of one band: the means of the finite pixels of each
+/// `K`×`K` block whose K source rows `rows(0..K)` gives (each at least
+/// `K` × the output's width), added row by row, left to right, into `out`
+/// (which starts at zero); NaN for a block with none finite. `count` is
+/// scratch of the output's width. Returns the finite pixels added. The
+/// plane binning of `tidalscope_data::preprocess` calls this too, so both
+/// add in one order; with `K` fixed, the loop over blocks vectorises.
+#[inline(always)]
+pub fn block_means<'a, const K: usize>(rows: impl Fn(usize) -> &'a [f32], out: &mut [f32], count: &mut [u32]) -> usize {
+    let w = out.len();
+    let count = &mut count[..w];
+    count.fill(0);
+    for dy in 0..K {
+        let row = &rows(dy)[..w * K];
+        for ((s, n), block) in out.iter_mut().zip(count.iter_mut()).zip(row.chunks_exact(K)) {
+            for &v in block {
+                let ok = v.is_finite();
+                *s += if ok { v } else { 0.0 };
+                *n += u32::from(ok);
+            }
+        }
+    }
+    for (s, &n) in out.iter_mut().zip(count.iter()) {
+        *s = if n > 0 { *s / n as f32 } else { f32::NAN };
+    }
+    count.iter().map(|&n| n as usize).sum()
 }
 
 #[cfg(test)]

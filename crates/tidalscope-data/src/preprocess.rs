@@ -5,6 +5,7 @@
 use crate::normalise::Normaliser;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
+use tidalscope_core::binning::block_means;
 use tidalscope_core::{multiversion, Cutout};
 use tidalscope_io::source::{Loaded, Pixels};
 
@@ -112,21 +113,8 @@ fn bin_by<const K: usize>(img: &Cutout) -> (Cutout, Vec<usize>) {
         let src = img.band(b);
         let dst = out.band_mut(b);
         for (y, sum) in dst.chunks_exact_mut(w.max(1)).take(h).enumerate() {
-            count.fill(0);
-            for dy in 0..K {
-                let row = &src[(y * K + dy) * src_w..][..w * K];
-                for ((s, n), block) in sum.iter_mut().zip(count.iter_mut()).zip(row.chunks_exact(K)) {
-                    for &v in block {
-                        let finite = v.is_finite();
-                        *s += if finite { v } else { 0.0 };
-                        *n += u32::from(finite);
-                    }
-                }
-            }
-            for (s, &n) in sum.iter_mut().zip(&count) {
-                *s = if n > 0 { *s / n as f32 } else { f32::NAN };
-            }
-            *finite += count.iter().map(|&n| n as usize).sum::<usize>();
+            let rows = |dy: usize| &src[(y * K + dy) * src_w..];
+            *finite += block_means::<K>(rows, sum, &mut count);
         }
     }
     (out, finite)
