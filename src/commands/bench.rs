@@ -133,7 +133,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     };
     let width = args.width.or(preset.as_ref().map(|p| p.width)).unwrap_or(1.0);
     anyhow::ensure!(
-        shape.steps > 0 && shape.batch > 0 && shape.size > 0 && shape.bands > 0 && width > 0.0,
+        shape.steps != Some(0) && shape.batch > 0 && shape.size > 0 && shape.bands > 0 && width > 0.0,
         "--steps, --batch, --size, --bands and --width must be positive"
     );
     let device = args.device.device()?;
@@ -149,7 +149,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     let n = shape.batch * shape.bands * shape.size * shape.size;
     let input: Vec<f32> = (0..n).map(|_| rng.normal() as f32).collect();
     println!(
-        "encoder{}: width {width}, {} bands, {}×{} input, batch {}, {} trainable parameters, {:.4} GFLOP per image forward, {} timed steps, device {}, {} threads",
+        "encoder{}: width {width}, {} bands, {}×{} input, batch {}, {} trainable parameters, {:.4} GFLOP per image forward, timed steps {}, device {}, {} threads",
         preset.as_ref().map(|p| format!(" (preset {})", p.preset)).unwrap_or_default(),
         shape.bands,
         shape.size,
@@ -157,7 +157,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         shape.batch,
         counts.trainable,
         flops / 1e9,
-        shape.steps,
+        shape.steps.map_or_else(|| format!("≈ {AUTO_SECONDS} s of each kind"), |n| n.to_string()),
         args.device.kind,
         rayon::current_num_threads()
     );
@@ -166,31 +166,40 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         println!("GEMM peak: {p:.1} GFLOP/s (1024³ single-precision product, all threads)");
         p
     });
-    let images = (shape.steps * shape.batch) as f64;
+    let images = shape.batch as f64;
     // Training does about three forward passes' work (forward, input and
-    // weight gradients).
-    let report = |name: &str, train_secs: f64, infer_secs: f64| {
-        let (train, infer) = (images / train_secs, images / infer_secs);
+    // weight gradients). Times are seconds per step.
+    let report = |name: &str, train: Timing, infer: Timing| {
         let frac = |rate: f64, mult: f64| match peak {
             Some(p) => format!(", {:.0}% of the GEMM peak", 100.0 * rate * mult * flops / 1e9 / p),
             None => String::new(),
         };
-        println!("{name} train: {train:.2} images/s (forward + backward + Adam step per image{})", frac(train, 3.0));
-        println!("{name} infer: {infer:.2} images/s (forward only, inference mode{})", frac(infer, 1.0));
+        let rate = images / train.secs;
+        println!(
+            "{name} train: {rate:.2} images/s (forward + backward + Adam step per image{}; {})",
+            frac(rate, 3.0),
+            train.describe()
+        );
+        let rate = images / infer.secs;
+        println!(
+            "{name} infer: {rate:.2} images/s (forward only, inference mode{}; {})",
+            frac(rate, 1.0),
+            infer.describe()
+        );
     };
     if on_cpu && args.kernels != "burn" {
         let [[wino_train, wino_infer], [direct_train, direct_infer]] = time_fast(&net, &input, &shape);
         // What the commands run: training on direct products, inference
         // with the Winograd convolutions.
         report("fast", direct_train, wino_infer);
-        let gain = |secs: f64, direct: f64| format!("{:+.0}%", 100.0 * (direct / secs - 1.0));
+        let gain = |with: Timing, without: Timing| format!("{:+.0}%", 100.0 * (without.secs / with.secs - 1.0));
         println!(
             "fast Winograd A/B: train {:.2} with, {:.2} without ({}); infer {:.2} with, {:.2} without ({}) images/s (run in turn, median steps)",
-            images / wino_train,
-            images / direct_train,
+            images / wino_train.secs,
+            images / direct_train.secs,
             gain(wino_train, direct_train),
-            images / wino_infer,
-            images / direct_infer,
+            images / wino_infer.secs,
+            images / direct_infer.secs,
             gain(wino_infer, direct_infer)
         );
     }
@@ -202,19 +211,46 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
 }
 
 /// What `bench encoder` times: square images of `size` pixels and `bands`
-/// bands, `batch` at a time, for `steps` steps of each kind.
+/// bands, `batch` at a time, for `steps` steps of each kind (`None`: as
+/// many as fill about [`AUTO_SECONDS`]).
 struct Shape {
     size: usize,
     batch: usize,
     bands: usize,
-    steps: usize,
+    steps: Option<usize>,
 }
 
-/// Seconds on the fast kernels for `shape.steps` training steps (loss: mean
-/// of the squared output, as in [`time_burn`]) and as many inference steps,
-/// each with and without the Winograd convolutions: `[[train, infer] with,
-/// [train, infer] without]`, from the median step of the two run in turn.
-fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> [[f64; 2]; 2] {
+/// Seconds per step, over how many timed steps, and whether it is their
+/// median (steps run in turn with another variant) or their mean.
+#[derive(Debug, Clone, Copy)]
+struct Timing {
+    secs: f64,
+    steps: usize,
+    median: bool,
+}
+
+impl Timing {
+    /// How the time was measured, for the report lines.
+    fn describe(&self) -> String {
+        format!("{} of {} timed steps", if self.median { "median" } else { "mean" }, self.steps)
+    }
+}
+
+/// Seconds of timed steps of each kind when `--steps` is not given.
+const AUTO_SECONDS: f64 = 3.0;
+
+/// How many steps to time: `requested`, or as many as fill about
+/// [`AUTO_SECONDS`] at `secs_per_step` (one step of every variant run in
+/// turn), between 5 and 2,000.
+fn step_count(requested: Option<usize>, secs_per_step: f64) -> usize {
+    requested.unwrap_or_else(|| ((AUTO_SECONDS / secs_per_step.max(1e-6)).ceil() as usize).clamp(5, 2000))
+}
+
+/// Seconds per step on the fast kernels for training steps (loss: mean of
+/// the squared output, as in [`time_burn`]) and inference steps, each with
+/// and without the Winograd convolutions: `[[train, infer] with, [train,
+/// infer] without]`, from the median step of the two run in turn.
+fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> [[Timing; 2]; 2] {
     use tidalscope_model::fast::{Inference, Trainer};
     let (b, s) = (shape.batch, shape.size);
     let step = |trainer: &mut Trainer| {
@@ -235,13 +271,16 @@ fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Sh
     [[train[0], infer[0]], [train[1], infer[1]]]
 }
 
-/// Seconds for `steps` calls of each of `fs`, from the median of `steps`
-/// timed calls of each, made in turn after one untimed warm-up call each:
-/// this machine's speed drifts by tens of percent within seconds, and
+/// Seconds per call of each of `fs`, the median of `steps` timed calls of
+/// each (see [`step_count`]), made in turn after one untimed warm-up call
+/// each: this machine's speed drifts by tens of percent within seconds, and
 /// alternating calls with a median compares the two under the same drift
 /// and ignores the odd slow spell.
-fn interleaved(steps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
+fn interleaved(steps: Option<usize>, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
     fs.iter_mut().for_each(|f| f());
+    let t0 = std::time::Instant::now();
+    fs.iter_mut().for_each(|f| f());
+    let steps = step_count(steps, t0.elapsed().as_secs_f64());
     let mut times = vec![Vec::with_capacity(steps); fs.len()];
     for _ in 0..steps {
         for (f, t) in fs.iter_mut().zip(&mut times) {
@@ -254,29 +293,33 @@ fn interleaved(steps: usize, fs: &mut [&mut dyn FnMut()]) -> Vec<f64> {
         .into_iter()
         .map(|mut t| {
             t.sort_by(f64::total_cmp);
-            let median = if steps % 2 == 1 { t[steps / 2] } else { 0.5 * (t[steps / 2 - 1] + t[steps / 2]) };
-            median * steps as f64
+            let secs = if steps % 2 == 1 { t[steps / 2] } else { 0.5 * (t[steps / 2 - 1] + t[steps / 2]) };
+            Timing { secs, steps, median: true }
         })
         .collect()
 }
 
-/// Seconds for `steps` calls of `step`, after one untimed warm-up call.
-fn timed(steps: usize, mut step: impl FnMut()) -> f64 {
+/// Mean seconds per call of `step` over `steps` calls (see [`step_count`]),
+/// after one untimed warm-up call.
+fn timed(steps: Option<usize>, mut step: impl FnMut()) -> Timing {
     step();
+    let t0 = std::time::Instant::now();
+    step();
+    let steps = step_count(steps, t0.elapsed().as_secs_f64());
     let t0 = std::time::Instant::now();
     for _ in 0..steps {
         step();
     }
-    t0.elapsed().as_secs_f64()
+    Timing { secs: t0.elapsed().as_secs_f64() / steps as f64, steps, median: false }
 }
 
-/// Seconds for `shape.steps` training and inference steps on burn.
+/// Seconds per training and inference step on burn.
 fn time_burn(
     cfg: &tidalscope_model::EncoderConfig,
     input: &[f32],
     shape: &Shape,
     device: &burn::prelude::Device,
-) -> (f64, f64) {
+) -> (Timing, Timing) {
     use burn::module::Module;
     use burn::optim::{AdamConfig, GradientsParams};
     use tidalscope_model::{batch, params};
