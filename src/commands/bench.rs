@@ -240,10 +240,10 @@ impl Timing {
 const AUTO_SECONDS: f64 = 3.0;
 
 /// How many steps to time: `requested`, or as many as fill about
-/// [`AUTO_SECONDS`] at `secs_per_step` (one step of every variant run in
-/// turn), between 5 and 2,000.
-fn step_count(requested: Option<usize>, secs_per_step: f64) -> usize {
-    requested.unwrap_or_else(|| ((AUTO_SECONDS / secs_per_step.max(1e-6)).ceil() as usize).clamp(5, 2000))
+/// [`AUTO_SECONDS`] at the seconds `one_step` measures (a step of every
+/// variant run in turn, called only then), between 5 and 2,000.
+fn step_count(requested: Option<usize>, one_step: impl FnOnce() -> f64) -> usize {
+    requested.unwrap_or_else(|| ((AUTO_SECONDS / one_step().max(1e-6)).ceil() as usize).clamp(5, 2000))
 }
 
 /// Seconds per step on the fast kernels for training steps (loss: mean of
@@ -278,9 +278,11 @@ fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Sh
 /// and ignores the odd slow spell.
 fn interleaved(steps: Option<usize>, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing> {
     fs.iter_mut().for_each(|f| f());
-    let t0 = std::time::Instant::now();
-    fs.iter_mut().for_each(|f| f());
-    let steps = step_count(steps, t0.elapsed().as_secs_f64());
+    let steps = step_count(steps, || {
+        let t0 = std::time::Instant::now();
+        fs.iter_mut().for_each(|f| f());
+        t0.elapsed().as_secs_f64()
+    });
     let mut times = vec![Vec::with_capacity(steps); fs.len()];
     for _ in 0..steps {
         for (f, t) in fs.iter_mut().zip(&mut times) {
@@ -303,9 +305,11 @@ fn interleaved(steps: Option<usize>, fs: &mut [&mut dyn FnMut()]) -> Vec<Timing>
 /// after one untimed warm-up call.
 fn timed(steps: Option<usize>, mut step: impl FnMut()) -> Timing {
     step();
-    let t0 = std::time::Instant::now();
-    step();
-    let steps = step_count(steps, t0.elapsed().as_secs_f64());
+    let steps = step_count(steps, || {
+        let t0 = std::time::Instant::now();
+        step();
+        t0.elapsed().as_secs_f64()
+    });
     let t0 = std::time::Instant::now();
     for _ in 0..steps {
         step();
