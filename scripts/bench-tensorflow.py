@@ -52,7 +52,8 @@ def encoder(bands, size, mult=1.0):
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--preset", choices=sorted(PRESETS))
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, help="timed steps of each kind (default: about 3 s of them, at least 5, "
+                   "as `tidalscope bench encoder` times)")
     p.add_argument("--batch", type=int)
     p.add_argument("--size", type=int)
     p.add_argument("--width", type=float)
@@ -62,7 +63,7 @@ def main():
     a.width = width if a.width is None else a.width
     a.size = size if a.size is None else a.size
     a.batch = batch if a.batch is None else a.batch
-    if a.width <= 0 or a.size <= 0 or a.batch <= 0 or a.steps <= 0:
+    if a.width <= 0 or a.size <= 0 or a.batch <= 0 or (a.steps is not None and a.steps <= 0):
         p.error("--width, --size, --batch and --steps must be positive")
     model = encoder(a.bands, a.size, a.width)
     x = tf.constant(np.random.default_rng(1).normal(size=(a.batch, a.size, a.size, a.bands)).astype("float32"))
@@ -84,17 +85,23 @@ def main():
         # The median step, as `tidalscope bench encoder` takes: the machine's
         # speed swings within seconds, and a median ignores the odd slow spell.
         step(x).numpy()  # warm-up (and tracing)
+        steps = a.steps
+        if steps is None:
+            t0 = time.perf_counter()
+            step(x).numpy()
+            steps = min(2000, max(5, int(np.ceil(3.0 / max(time.perf_counter() - t0, 1e-6)))))
         times = []
-        for _ in range(a.steps):
+        for _ in range(steps):
             t0 = time.perf_counter()
             step(x).numpy()
             times.append(time.perf_counter() - t0)
-        return a.batch / float(np.median(times))
+        return a.batch / float(np.median(times)), steps
 
     print(f"tensorflow {tf.__version__}: {model.count_params()} parameters, "
-          f"width {a.width}, {a.size}x{a.size}x{a.bands}, batch {a.batch}, {a.steps} timed steps")
-    print(f"tensorflow train: {timed(train_step):.2f} images/s")
-    print(f"tensorflow infer: {timed(infer):.2f} images/s")
+          f"width {a.width}, {a.size}x{a.size}x{a.bands}, batch {a.batch}")
+    for name, step in [("train", train_step), ("infer", infer)]:
+        rate, steps = timed(step)
+        print(f"tensorflow {name}: {rate:.2f} images/s (median of {steps} timed steps)")
 
 
 if __name__ == "__main__":

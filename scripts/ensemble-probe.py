@@ -4,7 +4,10 @@ length"): each encoder's representation is whitened (its leading principal
 components holding 95% of the variance over the unlabelled training set),
 an L2 logistic regression is fitted on the drawn labels with its strength
 chosen by 5-fold cross-validation, and the ensemble scores each object by
-the mean of the encoders' standardised decision values.
+the mean of the encoders' standardised decision values. Besides each
+AUC it prints the ensemble's gain over the mean of its members alone, and
+each encoder's and the ensemble's paired difference from the first
+`--encoder`.
 
 Draws are balanced and identical for every encoder and the ensemble, so
 the differences are paired. Scores are ROC AUC on the `--val` set; use a
@@ -17,6 +20,7 @@ tests; needs `pip install numpy scikit-learn`.
 """
 import argparse
 import csv
+import hashlib
 import subprocess
 import warnings
 from pathlib import Path
@@ -66,9 +70,11 @@ def main():
         p.error("give two or more --encoder folders")
     work = Path(a.work)
     features, y_train, y_val = [], None, None
-    for i, enc in enumerate(a.encoder):
-        x_train, y_train = embed(a.tidalscope, enc, a.train, work / f"enc{i}-train")
-        x_val, y_val = embed(a.tidalscope, enc, a.val, work / f"enc{i}-val")
+    for enc in a.encoder:
+        # Cached under the encoder's own path, so one --work serves many pairs.
+        key = f"{Path(enc).name}-{hashlib.sha1(str(Path(enc).resolve()).encode()).hexdigest()[:8]}"
+        x_train, y_train = embed(a.tidalscope, enc, a.train, work / f"{key}-train")
+        x_val, y_val = embed(a.tidalscope, enc, a.val, work / f"{key}-val")
         w = whitening(x_train)
         features.append((w(x_train), w(x_val)))
     names = [Path(e).name for e in a.encoder] + ["ensemble"]
@@ -85,10 +91,15 @@ def main():
                 aucs[name].append(roc_auc_score(y_val, s))
                 scores.append(s / s.std())
             aucs["ensemble"].append(roc_auc_score(y_val, np.mean(scores, axis=0)))
+        def paired(d):
+            return f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
+
         alone = np.mean([aucs[m] for m in names[:-1]], axis=0)
-        gain = np.array(aucs["ensemble"]) - alone
+        first = np.array(aucs[names[0]])
         line = "  ".join(f"{m} {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" for m, v in aucs.items())
-        print(f"{n:5d} labels: {line}  ensemble − mean alone {gain.mean():+.3f} ± {gain.std(ddof=1) / np.sqrt(len(gain)):.3f}")
+        against = "  ".join(f"{m} {paired(np.array(v) - first)}" for m, v in list(aucs.items())[1:])
+        print(f"{n:5d} labels: {line}  ensemble − mean alone {paired(np.array(aucs['ensemble']) - alone)}")
+        print(f"{'':13}paired against {names[0]} (± s.e. over draws): {against}")
 
 
 if __name__ == "__main__":

@@ -1262,9 +1262,10 @@ pub struct BenchEncoderArgs {
     /// the preset's].
     #[arg(long)]
     pub width: Option<f64>,
-    /// Timed steps of each kind (after one warm-up step) [default: as
-    /// many as fill about 3 seconds, at least 5: a median over a few
-    /// hundred milliseconds wanders by tens of percent on a busy machine].
+    /// Timed steps of each kind, after one warm-up step [default: as many
+    /// as fill about 3 seconds, at least 5 and at most 2,000, counted from
+    /// one more untimed step: a median over a few hundred milliseconds
+    /// wanders by tens of percent on a busy machine].
     #[arg(long)]
     pub steps: Option<usize>,
     #[command(flatten)]

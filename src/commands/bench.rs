@@ -204,8 +204,8 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         );
     }
     if !on_cpu || args.kernels != "fast" {
-        let (train_secs, infer_secs) = time_burn(&cfg, &input, &shape, &device);
-        report("burn", train_secs, infer_secs);
+        let (train, infer) = time_burn(&cfg, &input, &shape, &device);
+        report("burn", train, infer);
     }
     Ok(())
 }
@@ -232,7 +232,8 @@ struct Timing {
 impl Timing {
     /// How the time was measured, for the report lines.
     fn describe(&self) -> String {
-        format!("{} of {} timed steps", if self.median { "median" } else { "mean" }, self.steps)
+        let plural = if self.steps == 1 { "" } else { "s" };
+        format!("{} of {} timed step{plural}", if self.median { "median" } else { "mean" }, self.steps)
     }
 }
 
@@ -332,15 +333,19 @@ fn time_burn(
     let mut model = cfg.init(&train_device);
     params::materialize(&model);
     let mut optim = AdamConfig::new().init();
-    let train_secs = timed(shape.steps, || {
+    let train = timed(shape.steps, || {
         let x = batch::images(input.to_vec(), shape.batch, shape.bands, shape.size, &train_device);
         let loss = model.forward(x).powf_scalar(2.0).mean();
+        // Reading the loss back waits for this step's forward pass, and so
+        // for the previous step's update: a GPU's queue cannot run ahead of
+        // the clock by more than one step.
+        let _: f32 = loss.clone().into_scalar();
         let grads = GradientsParams::from_grads(loss.backward(), &model);
         model = optim.step(1e-3, model.clone(), grads);
     });
     let eval = model.valid();
     let x = batch::images(input.to_vec(), shape.batch, shape.bands, shape.size, device);
-    (train_secs, timed(shape.steps, || drop(batch::to_vec(eval.forward(x.clone())))))
+    (train, timed(shape.steps, || drop(batch::to_vec(eval.forward(x.clone())))))
 }
 
 /// Times exact top-k search over random unit vectors.
@@ -520,4 +525,17 @@ fn write_coadd(dir: &std::path::Path, n: usize) -> anyhow::Result<String> {
         w.finish()?;
     }
     Ok(spec.join(","))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::step_count;
+
+    #[test]
+    fn step_count_fills_about_three_seconds_within_bounds() {
+        assert_eq!(step_count(None, || 1.0), 5, "at least 5 steps however slow");
+        assert_eq!(step_count(None, || 0.01), 300);
+        assert_eq!(step_count(None, || 0.0), 2000, "at most 2,000 however fast");
+        assert_eq!(step_count(Some(3), || unreachable!("no estimate when --steps is given")), 3);
+    }
 }
