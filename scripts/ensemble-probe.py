@@ -56,6 +56,11 @@ def whitening(pool, fraction=0.95):
     return lambda x: (x - mean) @ projection
 
 
+def paired(d):
+    """A paired difference over draws: mean ± its standard error."""
+    return f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tidalscope", required=True)
@@ -91,9 +96,6 @@ def main():
                 aucs[name].append(roc_auc_score(y_val, s))
                 scores.append(s / s.std())
             aucs["ensemble"].append(roc_auc_score(y_val, np.mean(scores, axis=0)))
-        def paired(d):
-            return f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}"
-
         alone = np.mean([aucs[m] for m in names[:-1]], axis=0)
         first = np.array(aucs[names[0]])
         line = "  ".join(f"{m} {np.mean(v):.3f} ± {np.std(v, ddof=1):.3f}" for m, v in aucs.items())

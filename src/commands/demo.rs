@@ -46,12 +46,13 @@ impl Draws {
 
 /// Writes `probe_draws.csv` (each draw's seed, from `first` on, its AUC
 /// and completeness) and `probe_draws.png`: the draws' AUCs sorted, so the
-/// spread reads as a distribution, against their mean and the all-label
-/// probe's AUC.
+/// spread reads as a distribution, against their mean (`draws`, what the
+/// report gives) and the all-label probe's AUC.
 fn write_draws(
     out: &Path,
     first: u64,
     summaries: &[tidalscope_eval::metrics::Summary],
+    draws: &Draws,
     all_labels: Option<f64>,
 ) -> anyhow::Result<()> {
     use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
@@ -71,12 +72,12 @@ fn write_draws(
     aucs.sort_by(f64::total_cmp);
     // Each draw at the middle of its share of the distribution.
     let x: Vec<f64> = (0..n).map(|k| (k as f64 + 0.5) / n as f64).collect();
-    let mean = aucs.iter().sum::<f64>() / n.max(1) as f64;
+    let mean = draws.auc.0;
     let across = |y: f64| (vec![0.0, 1.0], vec![y, y]);
-    let mut draws = Series::line(format!("{n} draws of 50 labels, sorted"), x, aucs, PALETTE[0]);
-    draws.markers = true;
+    let mut sorted = Series::line(format!("{n} draws of 50 labels, sorted"), x, aucs, PALETTE[0]);
+    sorted.markers = true;
     let (mx, my) = across(mean);
-    let mut series = vec![draws, Series::line(format!("their mean, {mean:.3}"), mx, my, PALETTE[1])];
+    let mut series = vec![sorted, Series::line(format!("their mean, {mean:.3}"), mx, my, PALETTE[1])];
     if let Some(a) = all_labels {
         let (ax, ay) = across(a);
         series.push(Series::line(format!("all labels, {a:.3}"), ax, ay, PALETTE[2]));
@@ -192,7 +193,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             super::experiment::probe_draws(&enc_dir, &out.join("train"), &out.join("test"), 50, seeds, &device)?;
         let d = Draws::of(&summaries);
         let all = trials.iter().find(|t| t.mode == Mode::Linear && t.labels == 0).map(|t| t.summary.auc);
-        write_draws(out, args.seed, &summaries, all)?;
+        write_draws(out, args.seed, &summaries, &d, all)?;
         eprintln!(
             "linear-50 over {} draws: AUC {:.3} ± {:.3}, completeness {:.1}% ± {:.1} at 22% contamination",
             d.count,
