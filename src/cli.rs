@@ -242,6 +242,12 @@ pub struct PretrainArgs {
     /// View size in (binned) pixels (paper 96, quick 24).
     #[arg(long)]
     pub crop: Option<usize>,
+    /// Input channels: image (the bands as given), residual (each band
+    /// minus its copy turned by 180° about the galaxy's centre, where faint
+    /// asymmetric structure stands out) or both (twice the channels).
+    /// Stored with the model; inference repeats it.
+    #[arg(long, value_enum)]
+    pub channels: Option<ChannelsArg>,
     /// Augmentation noise: reference (the reference code's exact, weak
     /// noise; default), physical (U(1,3)·σ_b in raw flux, the paper's stated
     /// intent, which drowns faint features) or none.
@@ -520,6 +526,27 @@ impl From<JitterArg> for tidalscope_data::augment::ViewJitter {
     }
 }
 
+/// `--channels` of `pretrain`, the experiments and the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChannelsArg {
+    /// The bands as given.
+    Image,
+    /// Each band's rotational residual.
+    Residual,
+    /// The bands, then their residuals.
+    Both,
+}
+
+impl From<ChannelsArg> for tidalscope_data::residual::Channels {
+    fn from(c: ChannelsArg) -> Self {
+        match c {
+            ChannelsArg::Image => Self::Image,
+            ChannelsArg::Residual => Self::Residual,
+            ChannelsArg::Both => Self::Both,
+        }
+    }
+}
+
 /// `--kernels` of `pretrain` and `finetune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelsArg {
@@ -709,12 +736,19 @@ pub struct PretrainOverrides {
     /// those made before it took 2e-3).
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub pretrain_lr: Option<f64>,
+    /// Input channels of the pretraining (default: the preset's; `image`
+    /// reruns tables made before the quick preset took `both`).
+    #[arg(long, value_enum)]
+    pub channels: Option<ChannelsArg>,
 }
 
 impl PretrainOverrides {
     /// Whether any is given.
     pub fn any(&self) -> bool {
-        self.local_views.is_some() || self.decorrelation.is_some() || self.pretrain_lr.is_some()
+        self.local_views.is_some()
+            || self.decorrelation.is_some()
+            || self.pretrain_lr.is_some()
+            || self.channels.is_some()
     }
 }
 

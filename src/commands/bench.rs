@@ -432,13 +432,14 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
                 bin: preset.bin,
                 crop: preset.crop,
                 normalisation: tidalscope_data::Normaliser::new(
-                    tidalscope_io::source::default_bands(5),
-                    vec![0.01; 5],
+                    preset.channels.names(&tidalscope_io::source::default_bands(5)),
+                    vec![0.01; 5 * preset.channels.factor()],
                     "bench",
                 ),
+                channels: preset.channels,
             };
             let config = tidalscope_model::ClassifierConfig::new(
-                tidalscope_model::EncoderConfig::paper(5).with_width(preset.width),
+                tidalscope_model::EncoderConfig::paper(5 * preset.channels.factor()).with_width(preset.width),
             );
             let classifier = config.init(&device);
             tidalscope_model::params::materialize(&classifier);

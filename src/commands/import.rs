@@ -104,11 +104,11 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
             p.crop = c;
         }
         if !args.bands.is_empty() {
-            p.normalisation.bands = bands.clone();
+            p.normalisation.bands = p.channels.names(&bands);
         }
         p
     } else {
-        Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())? }
+        Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())?, channels: Default::default() }
     };
     let (crop, bands) = (preprocess.crop, preprocess.normalisation.bands.clone());
     let tmp = std::path::PathBuf::from(format!("{}.importing", args.out.display()));

@@ -69,6 +69,9 @@ pub(crate) fn pretrain_config(
     if let Some(lr) = overrides.pretrain_lr {
         cfg.lr = learning_rate("--pretrain-lr", lr)?;
     }
+    if let Some(c) = overrides.channels {
+        cfg.channels = c.into();
+    }
     Ok(cfg)
 }
 
@@ -103,6 +106,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--width", args.width.is_some()),
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
+            ("--channels", args.channels.is_some()),
             ("--noise", args.noise.is_some()),
             ("--init", args.init.is_some()),
             ("--sigma", args.sigma.is_some()),
@@ -147,7 +151,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set_into {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
-        set_into!(noise, init, sigma, jitter, kernels, lr_schedule);
+        set_into!(noise, init, sigma, jitter, kernels, lr_schedule, channels);
         if let Some(t) = args.temperature {
             ensure!(t.is_finite() && t > 0.0, "--temperature {t}: give a positive τ");
             c.temperature = t;

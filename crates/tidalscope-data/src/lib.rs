@@ -8,6 +8,7 @@ pub mod augment;
 pub mod loader;
 pub mod normalise;
 pub mod preprocess;
+pub mod residual;
 pub mod split;
 pub mod stream;
 

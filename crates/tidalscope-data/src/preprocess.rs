@@ -1,8 +1,10 @@
 //! What every image goes through before a model sees it, stored with each
-//! trained model so inference repeats it exactly: optional k×k binning,
-//! the asinh normalisation, and the view size the model was trained on.
+//! trained model so inference repeats it exactly: the input channels (the
+//! bands, their rotational residuals, or both), optional k×k binning, the
+//! asinh normalisation, and the view size the model was trained on.
 
-use crate::normalise::Normaliser;
+use crate::normalise::{BandMismatch, Normaliser};
+use crate::residual::Channels;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::binning::block_means;
@@ -19,8 +21,12 @@ pub struct Preprocess {
     /// Side of the (centre or random) crop fed to the network, in binned
     /// pixels.
     pub crop: usize,
-    /// Normalisation (σ_b measured after binning).
+    /// Normalisation (σ_b measured after binning, one per input channel).
     pub normalisation: Normaliser,
+    /// The input channels made from the image's bands, before binning
+    /// (models written before this existed: the bands as given).
+    #[serde(default)]
+    pub channels: Channels,
 }
 
 /// Errors of preprocessing.
@@ -156,9 +162,32 @@ impl Preprocess {
     /// after normalisation. An image with a band that has no finite pixel
     /// at all is refused ([`PreprocessError::EmptyBand`]).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
-        self.normalisation.check(img)?;
-        let (b, finite) = bin_counted(img, self.bin);
+        self.check(img)?;
+        if self.channels == Channels::Image {
+            let (b, finite) = bin_counted(img, self.bin);
+            return self.finish(b, &finite, img.shape());
+        }
+        // Non-finite pixels are counted on the image as given: the
+        // residual repeats each at its mirror.
+        let finite: Vec<usize> = (0..img.bands()).map(|b| finite_in(img.band(b))).collect();
+        let (b, _) = bin_counted(&self.channels.apply(img), self.bin);
         self.finish(b, &finite, img.shape())
+    }
+
+    /// Checks that `img` has the bands the model was fitted on.
+    fn check(&self, img: &Cutout) -> Result<(), BandMismatch> {
+        let n = self.normalisation.sigma.len() / self.channels.factor();
+        if !self.normalisation.is_identity() && img.bands() != n {
+            return Err(BandMismatch { got: img.bands(), expected: self.input_bands() });
+        }
+        Ok(())
+    }
+
+    /// The names of the bands an image must have (the model's input
+    /// channels are made from them).
+    pub fn input_bands(&self) -> Vec<String> {
+        let names = &self.normalisation.bands;
+        names[..names.len() / self.channels.factor()].to_vec()
     }
 
     /// [`apply`](Self::apply) to a record's pixels, loaded for it: readers
@@ -168,10 +197,12 @@ impl Preprocess {
     /// else loads whole). Also returns the unbinned image's number of
     /// values.
     pub fn load_and_apply(&self, pixels: Pixels) -> Result<(Cutout, usize, usize), PreprocessError> {
-        match pixels.load_for_binning(self.bin)? {
+        // The residual needs the unbinned image.
+        let bin = if self.channels == Channels::Image { self.bin } else { 1 };
+        match pixels.load_for_binning(bin)? {
             Loaded::Whole(img) => self.apply(&img).map(|(b, bad)| (b, bad, img.data().len())),
             Loaded::Binned(b, raw) => {
-                self.normalisation.check(&b.image)?;
+                self.check(&b.image)?;
                 let (image, bad) = self.finish(b.image, &b.finite, raw)?;
                 Ok((image, bad, raw.iter().product()))
             }
@@ -182,7 +213,7 @@ impl Preprocess {
     /// band's finite pixels in the unbinned image of shape `raw`.
     fn finish(&self, mut b: Cutout, finite: &[usize], raw: [usize; 3]) -> Result<(Cutout, usize), PreprocessError> {
         if let Some(empty) = finite.iter().position(|&n| n == 0) {
-            let name = self.normalisation.bands.get(empty).cloned().unwrap_or_else(|| format!("{}", empty + 1));
+            let name = self.input_bands().get(empty).cloned().unwrap_or_else(|| format!("{}", empty + 1));
             return Err(PreprocessError::EmptyBand { band: name });
         }
         let non_finite = raw.iter().product::<usize>() - finite.iter().sum::<usize>();
@@ -294,7 +325,12 @@ mod tests {
         for (path, fast) in [(&hwc_path, true), (&chw_path, false)] {
             let src = open(path, &OpenOptions::default()).unwrap();
             for bin in 1..=5 {
-                let p = Preprocess { bin, crop: 4, normalisation: Normaliser::new(names.clone(), vec![0.01; 5], "t") };
+                let p = Preprocess {
+                    bin,
+                    crop: 4,
+                    normalisation: Normaliser::new(names.clone(), vec![0.01; 5], "t"),
+                    channels: Channels::Image,
+                };
                 for (a, b) in src.records(0).unwrap().zip(src.records(0).unwrap()) {
                     let (a, b) = (a.unwrap(), b.unwrap());
                     let whole = p.apply(&b.pixels.load().unwrap());
@@ -317,7 +353,12 @@ mod tests {
 
     #[test]
     fn images_smaller_than_the_input_are_refused() {
-        let p = Preprocess { bin: 2, crop: 48, normalisation: Normaliser::none(vec!["x".into()]) };
+        let p = Preprocess {
+            bin: 2,
+            crop: 48,
+            normalisation: Normaliser::none(vec!["x".into()]),
+            channels: Channels::Image,
+        };
         let err = p.apply(&Cutout::zeros(1, 64, 64)).unwrap_err().to_string();
         assert!(err.contains("32×32 after binning by 2") && err.contains("48×48"), "{err}");
         let wrong =
@@ -332,6 +373,7 @@ mod tests {
             bin: 2,
             crop: 2,
             normalisation: Normaliser::new(vec!["g".into(), "r".into()], vec![1.0; 2], "t"),
+            channels: Channels::Image,
         };
         let mut img = Cutout::zeros(2, 4, 4);
         img.band_mut(0)[..3].fill(f32::NAN);
@@ -343,6 +385,71 @@ mod tests {
         let err = p.apply(&img).unwrap_err();
         assert!(matches!(&err, PreprocessError::EmptyBand { band } if band == "r"), "{err}");
         assert_eq!(err.to_string(), "band r has no finite pixel (all NaN or infinite)");
+    }
+
+    /// The residual channels are made before binning, on every path (a
+    /// record binned while read loads whole instead), and the bands part of
+    /// `both` is the plain input to the bit.
+    #[test]
+    fn residual_channels_follow_the_image_on_every_path() {
+        use tidalscope_io::npy::NpyWriter;
+        use tidalscope_io::source::{open, OpenOptions};
+        let (h, w, bands) = (24, 24, 2);
+        let mut img = Cutout::zeros(bands, h, w);
+        for (j, v) in img.data_mut().iter_mut().enumerate() {
+            let (x, y) = ((j % w) as f32 - 11.5, ((j / w) % h) as f32 - 11.5);
+            *v = (-(x * x + y * y) / 8.0).exp() + ((j * 7919) % 13) as f32 * 1e-3;
+        }
+        img.band_mut(1)[5] = f32::NAN;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hwc.npy");
+        let mut file = NpyWriter::create(&path, &[1, h, w, bands]).unwrap();
+        let mut values = vec![0f32; h * w * bands];
+        img.write_hwc(&mut values);
+        file.write(&values).unwrap();
+        file.finish().unwrap();
+        let names = vec!["g".to_string(), "r".to_string()];
+        let pre = |channels: Channels| Preprocess {
+            bin: 2,
+            crop: 8,
+            normalisation: Normaliser::new(channels.names(&names), vec![0.01; bands * channels.factor()], "t"),
+            channels,
+        };
+        let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        let (plain, bad) = pre(Channels::Image).apply(&img).unwrap();
+        let (both, both_bad) = pre(Channels::Both).apply(&img).unwrap();
+        let (residual, _) = pre(Channels::Residual).apply(&img).unwrap();
+        assert_eq!(both.shape(), [4, 12, 12]);
+        assert_eq!(bits(&both)[..plain.data().len()], bits(&plain)[..]);
+        assert_eq!(bits(&both)[plain.data().len()..], bits(&residual)[..]);
+        let mut want = Channels::Residual.apply(&img);
+        let (binned, _) = bin_counted(&want, 2);
+        want = binned;
+        pre(Channels::Residual).normalisation.apply(&mut want);
+        assert_eq!(bits(&residual), bits(&want), "residual, then binning, then the stretch");
+        assert_eq!((bad, both_bad), (1, 1), "non-finite pixels count as given, not as mirrored");
+        let src = open(&path, &OpenOptions::default()).unwrap();
+        let rec = src.records(0).unwrap().next().unwrap().unwrap();
+        let (read, _, n) = pre(Channels::Both).load_and_apply(rec.pixels).unwrap();
+        assert_eq!((bits(&read), n), (bits(&both), h * w * bands));
+        // Images are checked against the bands the channels are made from.
+        let err = pre(Channels::Both).apply(&Cutout::zeros(4, h, w)).unwrap_err().to_string();
+        assert!(err.contains("4 bands") && err.contains("expects 2 (g,r)"), "{err}");
+        let mut empty = img.clone();
+        empty.band_mut(1).fill(f32::NAN);
+        let err = pre(Channels::Both).apply(&empty).unwrap_err().to_string();
+        assert_eq!(err, "band r has no finite pixel (all NaN or infinite)");
+        assert_eq!(pre(Channels::Both).input_bands(), names);
+    }
+
+    #[test]
+    fn a_preprocess_file_without_channels_takes_the_bands_as_given() {
+        let json = r#"{"bin": 4, "crop": 24, "normalisation": {"bands": ["g"], "sigma": [0.01], "provenance": "t"}}"#;
+        let p: Preprocess = serde_json::from_str(json).unwrap();
+        assert_eq!(p.channels, Channels::Image);
+        let both = Preprocess { channels: Channels::Both, ..p };
+        let back: Preprocess = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
+        assert_eq!(back, both);
     }
 
     #[test]
@@ -363,7 +470,9 @@ mod tests {
                     // The asinh stretch, and the identity (non-finite values zeroed).
                     [Normaliser::new(names.clone(), vec![0.01; bands], "t"), Normaliser::none(names.clone())].map(
                         |normalisation| {
-                            let (out, bad) = Preprocess { bin, crop: 8, normalisation }.apply(&img).unwrap();
+                            let (out, bad) = Preprocess { bin, crop: 8, normalisation, channels: Channels::Image }
+                                .apply(&img)
+                                .unwrap();
                             (out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad)
                         },
                     )

@@ -28,7 +28,13 @@ const WIDTHS: [f64; 2] = [0.25, 0.5];
 
 /// [`random_encoder`] of another width.
 fn random_encoder_of_width(device: &Device, seed: u64, width: f64) -> (Encoder, ResNet) {
-    let cfg = EncoderConfig::new().with_bands(3).with_width(width).with_repr_dim(24);
+    random_encoder_with(device, seed, width, 3)
+}
+
+/// [`random_encoder`] of another width and number of input channels (10:
+/// five bands and their residuals, the quick preset's input).
+fn random_encoder_with(device: &Device, seed: u64, width: f64, bands: usize) -> (Encoder, ResNet) {
+    let cfg = EncoderConfig::new().with_bands(bands).with_width(width).with_repr_dim(24);
     device.seed(seed);
     let e = cfg.init(device);
     let mut net = fast::to_resnet(&e);
@@ -52,8 +58,12 @@ fn random_encoder_of_width(device: &Device, seed: u64, width: f64) -> (Encoder, 
 }
 
 fn input(n: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
+    input_with(n, 3, h, w, seed)
+}
+
+fn input_with(n: usize, bands: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
     let mut rng = Rng::new(seed);
-    (0..n * 3 * h * w).map(|_| rng.normal() as f32).collect()
+    (0..n * bands * h * w).map(|_| rng.normal() as f32).collect()
 }
 
 /// max |got − want| ≤ 1e-4 · max |want| (with a floor for tensors that are
@@ -136,12 +146,13 @@ impl ReadParam for Grads<'_> {
 #[test]
 fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
     let device = Device::flex();
-    for (n, h, w, width) in WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, wd), (7, 13, 11, wd), (7, 16, 16, wd)]) {
-        let (e, net) = random_encoder_of_width(&device, 3, width);
-        let x = input(n, h, w, 5);
+    let sizes = WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, wd, 3), (7, 13, 11, wd, 3), (7, 16, 16, wd, 3)]);
+    for (n, h, w, width, bands) in sizes.chain([(7, 16, 16, 0.5, 10)]) {
+        let (e, net) = random_encoder_with(&device, 3, width, bands);
+        let x = input_with(n, bands, h, w, 5);
         let want = batch::to_vec(e.forward(batch_images(&x, n, h, w, &device)));
         let got = Inference::new(&net).forward(&x, n, h, w);
-        assert_close(&got, &want, 1e-3, &format!("inference, width {width}, batch {n}, {h}×{w}"));
+        assert_close(&got, &want, 1e-3, &format!("inference, width {width}, {bands} bands, batch {n}, {h}×{w}"));
     }
 }
 
@@ -240,7 +251,8 @@ fn pooled_features_match_burn() {
 }
 
 fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Tensor<4> {
-    Tensor::from_data(TensorData::new(x.to_vec(), [n, 3, h, w]), device)
+    let bands = x.len() / (n * h * w);
+    Tensor::from_data(TensorData::new(x.to_vec(), [n, bands, h, w]), device)
 }
 
 /// One view with a batch of 1; two views (as NNCLR runs them: two forward
@@ -248,10 +260,11 @@ fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Ten
 #[test]
 fn training_outputs_gradients_and_an_adam_step_match_burn() {
     let device = Device::flex().autodiff();
-    for (n, h, w, views, width) in WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, 1, wd), (7, 13, 11, 2, wd)]) {
-        let what = |s: &str| format!("{s}, width {width}, batch {n}, {h}×{w}, {views} views");
-        let (e, net) = random_encoder_of_width(&device, 7, width);
-        let xs: Vec<Vec<f32>> = (0..views).map(|v| input(n, h, w, 9 + v as u64)).collect();
+    let sizes = WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, 1, wd, 3), (7, 13, 11, 2, wd, 3)]);
+    for (n, h, w, views, width, bands) in sizes.chain([(7, 13, 11, 2, 0.5, 10)]) {
+        let what = |s: &str| format!("{s}, width {width}, {bands} bands, batch {n}, {h}×{w}, {views} views");
+        let (e, net) = random_encoder_with(&device, 7, width, bands);
+        let xs: Vec<Vec<f32>> = (0..views).map(|v| input_with(n, bands, h, w, 9 + v as u64)).collect();
         let mut rng = Rng::new(11);
         let rs: Vec<Vec<f32>> = (0..views).map(|_| (0..n * 24).map(|_| rng.normal() as f32).collect()).collect();
 

@@ -53,7 +53,7 @@ fn over_images<T>(
 
 /// What a model expects of its images, for `repr` and the properties.
 fn describe(pre: &Preprocess) -> String {
-    format!("bands {:?}, binned {}×{}, {}×{} view", pre.normalisation.bands, pre.bin, pre.bin, pre.crop, pre.crop)
+    format!("bands {:?}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)
 }
 
 /// A trained classifier (a `finetune` or `import-keras` folder).
@@ -205,7 +205,7 @@ impl Classifier {
     /// Bands the model expects, in channel order.
     #[getter]
     fn bands(&self) -> Vec<String> {
-        self.preprocess.normalisation.bands.clone()
+        self.preprocess.input_bands()
     }
 
     fn __repr__(&self) -> String {
@@ -265,7 +265,7 @@ impl Encoder {
     /// Bands the encoder expects, in channel order.
     #[getter]
     fn bands(&self) -> Vec<String> {
-        self.preprocess.normalisation.bands.clone()
+        self.preprocess.input_bands()
     }
 
     fn __repr__(&self) -> String {

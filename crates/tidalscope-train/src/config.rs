@@ -4,7 +4,7 @@
 //! | preset | what | encoder | input | schedule |
 //! |---|---|---|---|---|
 //! | `paper` | the reference's network and views | width 1 (615,312 params) | 128 px → 96 px crops | 25 epochs, batch 220, queue 10,000 |
-//! | `quick` | CPU minutes | width 0.5 | 4×4-binned 128 px (32 px, 0.67″) → 24 px crops, strong view jitter, 4 local views of 12 px | 12 epochs, batch 128, Adam 4e-3, queue 2,048, decorrelation 1 |
+//! | `quick` | CPU minutes | width 0.5 | the bands and their rotational residuals, 4×4-binned 128 px (32 px, 0.67″) → 24 px crops, strong view jitter, 4 local views of 12 px | 12 epochs, batch 128, Adam 4e-3, queue 2,048, decorrelation 1 |
 //!
 //! Both start identity blocks trainable ([`EncoderInit`]) and measure σ_b
 //! from the sky ([`SigmaRule::Sky`]); `init = "reference"`, `sigma =
@@ -18,6 +18,7 @@
 use serde::{Deserialize, Serialize};
 use tidalscope_data::augment::{NoiseScale, ViewJitter};
 pub use tidalscope_data::normalise::SigmaRule;
+pub use tidalscope_data::residual::Channels;
 pub use tidalscope_model::fast::Kernels;
 
 /// Settings of `pretrain`.
@@ -33,6 +34,10 @@ pub struct PretrainConfig {
     pub bin: usize,
     /// View size (binned pixels).
     pub crop: usize,
+    /// Input channels: the bands, their rotational residuals
+    /// (`tidalscope_data::residual`), or both.
+    #[serde(default)]
+    pub channels: Channels,
     /// Augmentation noise scale.
     pub noise: NoiseScale,
     /// Support-queue size.
@@ -124,6 +129,7 @@ impl PretrainConfig {
             repr_dim: 128,
             bin: 1,
             crop: 96,
+            channels: Channels::Image,
             noise: NoiseScale::Reference,
             queue_size: 10_000,
             temperature: 0.1,
@@ -156,6 +162,11 @@ impl PretrainConfig {
             width: 0.5,
             bin: 4,
             crop: 24,
+            // Measured on the validation split (README, "The rotational
+            // residual"): the bands and their residuals lift the 50-label
+            // probe by +0.04 over the bands alone, the residual alone by
+            // +0.035.
+            channels: Channels::Both,
             queue_size: 2048,
             epochs: 12,
             batch: 128,
@@ -440,6 +451,10 @@ mod tests {
         assert_eq!(PretrainConfig::paper().jitter.core_mask, 0.0);
         assert_eq!((PretrainConfig::quick().decorrelation, PretrainConfig::paper().decorrelation), (1.0, 0.0));
         assert_eq!((PretrainConfig::quick().lr, PretrainConfig::paper().lr), (4e-3, 1e-3));
+        assert_eq!(
+            (PretrainConfig::quick().channels, PretrainConfig::paper().channels),
+            (Channels::Both, Channels::Image)
+        );
         // A config written before the mask existed reads back without it,
         // and one written before the penalty, without the penalty (so
         // `--resume` of an older run keeps its loss).
@@ -453,6 +468,7 @@ mod tests {
                     && !l.starts_with("neighbours")
                     && !l.starts_with("zoom")
                     && !l.starts_with("lr_schedule")
+                    && !l.starts_with("channels")
             })
             .collect::<Vec<_>>()
             .join("\n");
@@ -463,6 +479,7 @@ mod tests {
         assert_eq!(old.jitter.zoom, 0.0);
         assert_eq!(old.decorrelation, 0.0);
         assert_eq!(old.lr_schedule, LrSchedule::Constant, "nor the schedule: older runs stepped at one rate");
+        assert_eq!(old.channels, Channels::Image, "nor the residual channels: older runs saw the bands only");
     }
 
     #[test]

@@ -51,9 +51,10 @@ use tidalscope_data::augment::{Augment, ViewJitter};
 use tidalscope_data::loader::{collect_all, for_each_batch, replay, Example, LoaderConfig};
 use tidalscope_data::normalise::Normaliser;
 use tidalscope_data::preprocess::{bin, Preprocess};
+use tidalscope_data::residual::Channels;
 use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
-use tidalscope_io::source::Source;
+use tidalscope_io::source::{default_bands, Source};
 use tidalscope_model::bundle::EncoderBundle;
 use tidalscope_model::encoder::{Encoder, EncoderConfig};
 use tidalscope_model::fast::{self, Moments, RunningStatsPass, Trainer, WeightAverage};
@@ -125,9 +126,11 @@ pub struct PretrainSummary {
 }
 
 /// Encoder settings of a pretraining configuration.
+/// (`bands`: the images' bands; the input has a channel per band and
+/// residual, see [`PretrainConfig::channels`]).
 pub fn encoder_config(cfg: &PretrainConfig, bands: usize) -> EncoderConfig {
     EncoderConfig::new()
-        .with_bands(bands)
+        .with_bands(bands * cfg.channels.factor())
         .with_width(cfg.width)
         .with_repr_dim(cfg.repr_dim)
         .with_zero_gamma(cfg.init == crate::config::EncoderInit::Reference)
@@ -508,9 +511,21 @@ pub fn pretrain_with_cache(
     } else {
         let norm_source = *first;
         let k = cfg.bin;
-        let normalisation = Normaliser::fit_with(norm_source, cfg.norm_images, cfg.sigma, &|c| bin(&c, k))?;
-        reporter.log(&format!("σ_b = {:?} ({})", normalisation.sigma, normalisation.provenance));
-        let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation };
+        let channels = cfg.channels;
+        let mut normalisation =
+            Normaliser::fit_with(norm_source, cfg.norm_images, cfg.sigma, &|c| bin(&channels.apply(&c), k))?;
+        if channels != Channels::Image {
+            let info = norm_source.info();
+            let names = if info.bands.len() == bands { info.bands.clone() } else { default_bands(bands) };
+            normalisation.bands = channels.names(&names);
+        }
+        reporter.log(&format!(
+            "σ_b = {:?} ({}; channels {})",
+            normalisation.sigma,
+            normalisation.provenance,
+            normalisation.bands.join(",")
+        ));
+        let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation, channels };
         train_device.seed(cfg.seed);
         let model = NnclrModel {
             encoder: encoder_config(cfg, bands).init(&train_device),
