@@ -5,8 +5,9 @@ Same network (pre-activation bottleneck ResNet of Desmons et al. 2023, 615,312
 trainable parameters with 5 bands; `--width` scales its channels as tidalscope's
 `--width` does, round(c * width)), same input (96x96x5, batch 32), same work per
 step: training = forward + backward + Adam on mean(output^2), inference =
-forward in inference mode; images/s from the median step. `--preset quick|paper` takes the width, view size and
-batch of that pretraining preset, as `tidalscope bench encoder --preset` does.
+forward in inference mode; images/s from the median step. `--preset quick|paper` takes the width, view size,
+batch and input channels of that pretraining preset (quick: 5 bands and their residuals, 10), as `tidalscope
+bench encoder --preset` does.
 Not part of the tests; needs `pip install tensorflow-cpu`.
 
     python3 scripts/bench-tensorflow.py [--preset quick|paper] [--steps 5] [--batch 32] [--size 96] [--width 1]
@@ -19,8 +20,8 @@ import tensorflow as tf
 from tensorflow.keras import layers
 
 
-# width, view size and batch of tidalscope's pretraining presets
-PRESETS = {"paper": (1.0, 96, 220), "quick": (0.5, 24, 128)}
+# width, view size, batch and input channels of tidalscope's pretraining presets
+PRESETS = {"paper": (1.0, 96, 220, 5), "quick": (0.5, 24, 128, 10)}
 
 
 def encoder(bands, size, mult=1.0):
@@ -57,14 +58,15 @@ def main():
     p.add_argument("--batch", type=int)
     p.add_argument("--size", type=int)
     p.add_argument("--width", type=float)
-    p.add_argument("--bands", type=int, default=5)
+    p.add_argument("--bands", type=int, help="input channels (default 5, or the preset's)")
     a = p.parse_args()
-    width, size, batch = PRESETS[a.preset] if a.preset else (1.0, 96, 32)
+    width, size, batch, bands = PRESETS[a.preset] if a.preset else (1.0, 96, 32, 5)
+    a.bands = bands if a.bands is None else a.bands
     a.width = width if a.width is None else a.width
     a.size = size if a.size is None else a.size
     a.batch = batch if a.batch is None else a.batch
-    if a.width <= 0 or a.size <= 0 or a.batch <= 0 or (a.steps is not None and a.steps <= 0):
-        p.error("--width, --size, --batch and --steps must be positive")
+    if a.width <= 0 or a.size <= 0 or a.batch <= 0 or a.bands <= 0 or (a.steps is not None and a.steps <= 0):
+        p.error("--width, --size, --batch, --bands and --steps must be positive")
     model = encoder(a.bands, a.size, a.width)
     x = tf.constant(np.random.default_rng(1).normal(size=(a.batch, a.size, a.size, a.bands)).astype("float32"))
     opt = tf.keras.optimizers.Adam(1e-3)

@@ -1289,9 +1289,10 @@ pub struct BenchEncoderArgs {
     /// Batch size [default: 32, or the preset's batch].
     #[arg(long)]
     pub batch: Option<usize>,
-    /// Input bands.
-    #[arg(long, default_value_t = 5)]
-    pub bands: usize,
+    /// Input channels (default 5, or the preset's: 5 bands times its
+    /// channels, 10 for quick with its residuals).
+    #[arg(long)]
+    pub bands: Option<usize>,
     /// Encoder width multiplier (1 = the paper's encoder) [default: 1, or
     /// the preset's].
     #[arg(long)]

@@ -128,7 +128,7 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
     let shape = Shape {
         size: args.size.or(preset.as_ref().map(|p| p.crop)).unwrap_or(96),
         batch: args.batch.or(preset.as_ref().map(|p| p.batch)).unwrap_or(32),
-        bands: args.bands,
+        bands: args.bands.or(preset.as_ref().map(|p| 5 * p.channels.factor())).unwrap_or(5),
         steps: args.steps,
     };
     let width = args.width.or(preset.as_ref().map(|p| p.width)).unwrap_or(1.0);

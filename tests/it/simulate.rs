@@ -113,11 +113,13 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn bench_encoder_times_a_preset_at_its_own_size() {
-    // The preset sets width and view size; --batch still overrides its batch.
+    // The preset sets width, view size and input channels (its bands and
+    // their residuals); --batch still overrides its batch.
     let d = Dir::new();
     let out = d.ok(&["bench", "encoder", "--preset", "quick", "--batch", "2", "--steps", "1", "--kernels", "fast"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("preset quick") && text.contains("width 0.5") && text.contains("24×24 input"), "{text}");
+    assert!(text.contains("10 bands"), "{text}");
     assert!(text.contains("batch 2,"), "{text}");
     for line in ["fast train:", "fast infer:"] {
         let rate = text.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("{line} missing: {text}"));
@@ -126,7 +128,7 @@ fn bench_encoder_times_a_preset_at_its_own_size() {
         assert!(rate.contains("median of 1 timed step)"), "--steps 1 is what was timed: {text}");
     }
     assert!(text.contains("fast Winograd A/B: train "), "{text}");
-    for flag in ["--batch", "--steps"] {
+    for flag in ["--batch", "--steps", "--bands"] {
         let err = d.fails(&["bench", "encoder", "--preset", "quick", flag, "0"]);
         assert!(err.contains(flag), "{err}");
     }
