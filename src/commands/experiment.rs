@@ -28,14 +28,14 @@ use tidalscope_eval::whiten::Whitening;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
-use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{Channels, FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::representation;
 
 /// Refuses pretraining overrides beside a model that is already trained
 /// (`given`: the option giving it and what it is, e.g. "--model is
 /// already trained").
 fn no_overrides_with(o: &PretrainOverrides, given: &str) -> anyhow::Result<()> {
-    ensure!(!o.any(), "--local-views, --decorrelation and --pretrain-lr set the pretraining; {given}");
+    ensure!(!o.any(), "--local-views, --decorrelation, --pretrain-lr and --channels set the pretraining; {given}");
     Ok(())
 }
 
@@ -551,6 +551,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_local_views: Option<usize>,
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
+        pretrain_channels: Option<Channels>,
         finetune_epochs: Option<usize>,
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
@@ -575,6 +576,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_local_views: args.encoder.is_none().then_some(pre_cfg.local_views),
         pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.encoder.is_none().then_some(pre_cfg.lr),
+        pretrain_channels: args.encoder.is_none().then_some(pre_cfg.channels),
         finetune_epochs: trains.then_some(ft_epochs),
         finetune_min_steps: trains.then_some(args.min_steps),
         finetune_jitter: trains
@@ -883,6 +885,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_local_views: Option<usize>,
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
+        pretrain_channels: Option<Channels>,
         finetune_epochs: Option<usize>,
         finetune_lr_schedule: Option<LrSchedule>,
         seed: u64,
@@ -898,6 +901,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_local_views: args.model.is_none().then_some(pre_cfg.local_views),
         pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.model.is_none().then_some(pre_cfg.lr),
+        pretrain_channels: args.model.is_none().then_some(pre_cfg.channels),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),
         seed: args.seed,

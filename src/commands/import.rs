@@ -11,6 +11,7 @@ use serde::Serialize;
 use std::path::Path;
 use tidalscope_data::normalise::Normaliser;
 use tidalscope_data::preprocess::Preprocess;
+use tidalscope_data::residual::Channels;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::keras::{import, to_network, Imported};
 
@@ -79,10 +80,24 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
         Imported::Encoder { config, input_size, .. } => ("encoder", config.clone(), *input_size),
         Imported::Classifier { config, input_size, .. } => ("classifier", config.encoder.clone(), *input_size),
     };
+    // A file written by `export-keras` carries its preprocessing beside it,
+    // and with it how many input channels each band makes (residuals).
+    let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.model.display()));
+    let side_file = if side.is_file() { Some(Preprocess::load(&side)?) } else { None };
+    let factor = side_file.as_ref().map_or(1, |p| p.channels.factor());
+    if config.bands % factor != 0 {
+        bail!(
+            "{}: {:?} input needs a multiple of {factor} channels, the model takes {}",
+            display(&side),
+            side_file.as_ref().map(|p| p.channels),
+            config.bands
+        );
+    }
+    let input_bands = config.bands / factor;
     let bands =
-        if args.bands.is_empty() { tidalscope_io::source::default_bands(config.bands) } else { args.bands.clone() };
-    if bands.len() != config.bands {
-        bail!("--bands names {} bands but the model takes {}", bands.len(), config.bands);
+        if args.bands.is_empty() { tidalscope_io::source::default_bands(input_bands) } else { args.bands.clone() };
+    if bands.len() != input_bands {
+        bail!("--bands names {} bands but the model takes {}", bands.len(), input_bands);
     }
     let crop = match (args.crop, input_size) {
         (Some(c), _) | (None, Some(c)) => c,
@@ -90,25 +105,28 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
             bail!("{}: the model does not declare its input size; give it with --crop", args.model.display())
         }
     };
-    // A file written by `export-keras` carries its preprocessing beside it.
-    let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.model.display()));
     let no_flags = args.normalisation.is_none() && args.sigma.is_empty() && args.normalise_from.is_none();
-    let preprocess = if no_flags && side.is_file() {
-        let mut p = Preprocess::load(&side)?;
-        eprintln!("preprocessing (binning, crop, σ_b) from {}", display(&side));
-        if p.normalisation.bands.len() != config.bands {
-            bail!("{}: {} bands, but the model takes {}", display(&side), p.normalisation.bands.len(), config.bands);
+    let preprocess = match side_file {
+        Some(mut p) if no_flags => {
+            eprintln!("preprocessing (channels, binning, crop, σ_b) from {}", display(&side));
+            if p.normalisation.bands.len() != config.bands {
+                bail!("{}: {} bands, but the model takes {}", display(&side), p.normalisation.bands.len(), config.bands);
+            }
+            // Explicit flags win over the side file.
+            if let Some(c) = args.crop {
+                p.crop = c;
+            }
+            if !args.bands.is_empty() {
+                p.normalisation.bands = p.channels.names(&bands);
+            }
+            p
         }
-        // Explicit flags win over the side file.
-        if let Some(c) = args.crop {
-            p.crop = c;
-        }
-        if !args.bands.is_empty() {
-            p.normalisation.bands = p.channels.names(&bands);
-        }
-        p
-    } else {
-        Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())?, channels: Default::default() }
+        Some(p) if p.channels != Channels::Image => bail!(
+            "{}: the model takes {:?} input channels (the bands' rotational residuals); --normalisation, --sigma and --normalise-from would import it without them: leave them out to use the file's preprocessing",
+            display(&side),
+            p.channels
+        ),
+        _ => Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())?, channels: Channels::Image },
     };
     let (crop, bands) = (preprocess.crop, preprocess.normalisation.bands.clone());
     let tmp = std::path::PathBuf::from(format!("{}.importing", args.out.display()));
@@ -168,6 +186,9 @@ pub fn export(args: ExportKerasArgs) -> anyhow::Result<()> {
     };
     if preprocess.bin != 1 {
         eprintln!("note: this model bins inputs {0}×{0} before the network; Keras users must bin the same way (see the .preprocess.json)", preprocess.bin);
+    }
+    if preprocess.channels != Channels::Image {
+        eprintln!("note: this model's input is {:?}: the bands' rotational residuals (channels {}); Keras users must make them as tidalscope does (README, `pretrain --channels`)", preprocess.channels, preprocess.normalisation.bands.join(","));
     }
     tidalscope_io::keras::write_keras3(&args.out, &net, &format!("tidalscope {}", tidalscope_core::VERSION))?;
     let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.out.display()));

@@ -58,6 +58,17 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     assert_eq!(pre["normalisation"]["bands"][5], "g_residual", "{pre}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume", "--channels", "image"]);
     assert!(err.contains("--channels"), "{err}");
+    // Through Keras and back the residual channels stay: --bands names the
+    // five bands, and flags that would import the model without its
+    // residuals are refused.
+    let out = d.ok(&["export-keras", "--model", "enc", "--out", "enc.keras"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rotational residuals"));
+    d.ok(&["import-keras", "enc.keras", "--out", "enc-back", "--bands", "g,r,i,z,y"]);
+    let back: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("enc-back/preprocess.json")).unwrap()).unwrap();
+    assert_eq!((&back["channels"], &back["normalisation"]), (&pre["channels"], &pre["normalisation"]));
+    let err = d.fails(&["import-keras", "enc.keras", "--out", "enc-bad", "--sigma", "1,1,1,1,1"]);
+    assert!(err.contains("rotational residuals") && err.contains("--sigma"), "{err}");
     let (header, rows) = read_csv(&d.join("enc/metrics.csv"));
     assert_eq!(header, ["epoch", "step", "loss", "contrastive_acc", "correlation_acc", "views_per_s", "lr"]);
     assert_eq!(rows.len(), 5);

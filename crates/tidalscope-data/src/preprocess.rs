@@ -202,6 +202,7 @@ impl Preprocess {
         match pixels.load_for_binning(bin)? {
             Loaded::Whole(img) => self.apply(&img).map(|(b, bad)| (b, bad, img.data().len())),
             Loaded::Binned(b, raw) => {
+                debug_assert_eq!(self.channels, Channels::Image, "the residual needs the unbinned image");
                 self.check(&b.image)?;
                 let (image, bad) = self.finish(b.image, &b.finite, raw)?;
                 Ok((image, bad, raw.iter().product()))
@@ -388,13 +389,14 @@ mod tests {
     }
 
     /// The residual channels are made before binning, on every path (a
-    /// record binned while read loads whole instead), and the bands part of
+    /// record that would be binned while read — float32, 3 to 5 bands —
+    /// loads whole instead), and the bands part of
     /// `both` is the plain input to the bit.
     #[test]
     fn residual_channels_follow_the_image_on_every_path() {
         use tidalscope_io::npy::NpyWriter;
         use tidalscope_io::source::{open, OpenOptions};
-        let (h, w, bands) = (24, 24, 2);
+        let (h, w, bands) = (24, 24, 3);
         let mut img = Cutout::zeros(bands, h, w);
         for (j, v) in img.data_mut().iter_mut().enumerate() {
             let (x, y) = ((j % w) as f32 - 11.5, ((j / w) % h) as f32 - 11.5);
@@ -408,7 +410,7 @@ mod tests {
         img.write_hwc(&mut values);
         file.write(&values).unwrap();
         file.finish().unwrap();
-        let names = vec!["g".to_string(), "r".to_string()];
+        let names = vec!["g".to_string(), "r".to_string(), "i".to_string()];
         let pre = |channels: Channels| Preprocess {
             bin: 2,
             crop: 8,
@@ -419,7 +421,7 @@ mod tests {
         let (plain, bad) = pre(Channels::Image).apply(&img).unwrap();
         let (both, both_bad) = pre(Channels::Both).apply(&img).unwrap();
         let (residual, _) = pre(Channels::Residual).apply(&img).unwrap();
-        assert_eq!(both.shape(), [4, 12, 12]);
+        assert_eq!(both.shape(), [6, 12, 12]);
         assert_eq!(bits(&both)[..plain.data().len()], bits(&plain)[..]);
         assert_eq!(bits(&both)[plain.data().len()..], bits(&residual)[..]);
         let mut want = Channels::Residual.apply(&img);
@@ -434,7 +436,7 @@ mod tests {
         assert_eq!((bits(&read), n), (bits(&both), h * w * bands));
         // Images are checked against the bands the channels are made from.
         let err = pre(Channels::Both).apply(&Cutout::zeros(4, h, w)).unwrap_err().to_string();
-        assert!(err.contains("4 bands") && err.contains("expects 2 (g,r)"), "{err}");
+        assert!(err.contains("4 bands") && err.contains("expects 3 (g,r,i)"), "{err}");
         let mut empty = img.clone();
         empty.band_mut(1).fill(f32::NAN);
         let err = pre(Channels::Both).apply(&empty).unwrap_err().to_string();

@@ -12,17 +12,18 @@
 //!
 //! The centre is found on the sum of the bands (sky median subtracted) by
 //! a Gaussian-windowed centroid, iterated from the cutout's centre with a
-//! window of 1/20 of the side and then 1/40, kept within 1/40 of the side
-//! of the cutout's centre (cutouts are centred on the
+//! window of 1/20 of the side and then 1/40, clamped to within 1/40 of the
+//! side of the cutout's centre (cutouts are centred on the
 //! catalogued galaxy) and rounded to the nearest half pixel, so that the
 //! rotation maps pixels onto pixels exactly: no interpolation smooths the
 //! noise of one copy and not the other. Rounding moves the centre by at
-//! most ¼ pixel.
+//! most ¼ pixel (so past the clamp by as much).
 //!
-//! Non-finite rule: a pixel whose value or mirror is not finite is NaN in
-//! the residual (then left out of binning and 0 after normalisation, as any
-//! non-finite pixel); a pixel whose mirror falls outside the cutout is 0 (no
-//! asymmetry is measurable there).
+//! Non-finite rule: a pixel whose value or mirror is not finite is not
+//! finite in the residual (then left out of binning and 0 after
+//! normalisation, as any non-finite pixel), and a pixel not finite in some
+//! band has no weight in the centre; a pixel whose mirror falls outside the
+//! cutout is 0 (no asymmetry is measurable there).
 
 use serde::{Deserialize, Serialize};
 use tidalscope_core::Cutout;
@@ -81,40 +82,54 @@ impl Channels {
 /// centres at integers), rounded to the nearest half pixel.
 pub fn centre(img: &Cutout) -> (f64, f64) {
     let (h, w) = (img.height(), img.width());
+    let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+    if h == 0 || w == 0 {
+        return geometric;
+    }
+    // A pixel that is not finite in some band (masked) carries no weight:
+    // NaN here, left out of the sky level and of the centroid.
     let mut sum = vec![0f64; h * w];
     for b in 0..img.bands() {
         for (s, v) in sum.iter_mut().zip(img.band(b)) {
-            if v.is_finite() {
-                *s += *v as f64;
-            }
+            *s += if v.is_finite() { *v as f64 } else { f64::NAN };
         }
     }
-    let mut sorted = sum.clone();
+    let mut sorted: Vec<f64> = sum.iter().copied().filter(|v| !v.is_nan()).collect();
     let mid = sorted.len() / 2;
     let sky = if sorted.is_empty() { 0.0 } else { *sorted.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 };
-    let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
     let side = w.min(h) as f64;
     let (mut cx, mut cy) = geometric;
+    let (mut gx, mut gy) = (Vec::new(), Vec::new());
     // Gaussian-windowed centroid (as SExtractor's XWIN): for a symmetric
     // profile its fixed point is the centre, where a hard box would pull
     // the estimate towards the box's middle. A wide window first, to get
-    // near, then a narrow one around the core.
+    // near, then a narrow one around the core. The window is separable:
+    // one exponential per row and per column.
     for sw in [side / 20.0, side / 40.0] {
         let sw = sw.max(1.0);
         let r = 3.0 * sw;
         for _ in 0..30 {
             let (x0, x1) = ((cx - r).floor().max(0.0) as usize, ((cx + r).ceil().max(0.0) as usize).min(w - 1));
             let (y0, y1) = ((cy - r).floor().max(0.0) as usize, ((cy + r).ceil().max(0.0) as usize).min(h - 1));
+            let g = |d: f64| (-(d * d) / (2.0 * sw * sw)).exp();
+            gx.clear();
+            gx.extend((x0..=x1).map(|x| g(x as f64 - cx)));
+            gy.clear();
+            gy.extend((y0..=y1).map(|y| g(y as f64 - cy)));
             let (mut t, mut tx, mut ty) = (0.0, 0.0, 0.0);
-            for y in y0..=y1 {
-                let dy = y as f64 - cy;
-                for x in x0..=x1 {
-                    let dx = x as f64 - cx;
-                    let v = (sum[y * w + x] - sky).max(0.0) * (-(dx * dx + dy * dy) / (2.0 * sw * sw)).exp();
-                    t += v;
-                    tx += v * x as f64;
-                    ty += v * y as f64;
+            for (y, wy) in (y0..=y1).zip(&gy) {
+                let (mut row, mut row_x) = (0.0, 0.0);
+                for (x, wx) in (x0..=x1).zip(&gx) {
+                    let s = sum[y * w + x] - sky;
+                    // NaN (masked) fails the test: no weight.
+                    if s > 0.0 {
+                        row += s * wx;
+                        row_x += s * wx * x as f64;
+                    }
                 }
+                t += row * wy;
+                tx += row_x * wy;
+                ty += row * wy * y as f64;
             }
             if t <= 0.0 {
                 break;
@@ -182,6 +197,21 @@ mod tests {
         // A bright neighbour far from the centre does not pull it.
         blob(&mut img, 55.0, 10.0, 2.0, 500.0);
         assert_eq!(centre(&img), (32.5, 31.0));
+        // Masked pixels carry no weight, even where the sky is negative
+        // (over-subtracted) and 0 would count as light.
+        // A faint compact galaxy beside a masked strip in one band.
+        let mut masked = Cutout::zeros(2, 64, 64);
+        masked.data_mut().iter_mut().for_each(|v| *v = -1.0);
+        blob(&mut masked, 32.3, 30.8, 1.0, 2.0);
+        for y in 26..36 {
+            for x in 35..38 {
+                masked.band_mut(0)[y * 64 + x] = f32::NAN;
+            }
+        }
+        assert_eq!(centre(&masked), (32.5, 31.0));
+        // Empty images have no pixel to weigh: the geometric centre, no panic.
+        assert_eq!(centre(&Cutout::zeros(2, 0, 0)), (-0.5, -0.5));
+        assert_eq!(residual(&Cutout::zeros(1, 0, 7)).shape(), [1, 0, 7]);
         // A centre far off is kept within 1/40 of the side (1.6 px) of the middle.
         let mut off = Cutout::zeros(1, 64, 64);
         blob(&mut off, 40.0, 31.5, 3.0, 100.0);

@@ -335,9 +335,10 @@ fn load_checkpoint(out: &Path, cfg: &PretrainConfig, bands: usize, device: &Devi
 const CACHE_BYTES: usize = 2 << 30;
 
 /// Bytes of the first `n_images` objects of `sources` once binned by `bin`
-/// (float32), or None when a source's image shape is not known in advance
-/// (or the count overflows).
-fn prepared_bytes(sources: &[&dyn Source], n_images: usize, bin: usize) -> Option<usize> {
+/// (float32), with `factor` input channels per band (the residuals), or
+/// None when a source's image shape is not known in advance (or the count
+/// overflows).
+fn prepared_bytes(sources: &[&dyn Source], n_images: usize, bin: usize, factor: usize) -> Option<usize> {
     let (mut left, mut bytes) = (n_images, 0usize);
     for src in sources {
         if left == 0 {
@@ -345,7 +346,7 @@ fn prepared_bytes(sources: &[&dyn Source], n_images: usize, bin: usize) -> Optio
         }
         let take = src.info().len.min(left);
         let [b, h, w] = src.info().shape?;
-        let per = b.checked_mul(h / bin.max(1))?.checked_mul(w / bin.max(1))?.checked_mul(4)?;
+        let per = b.checked_mul(factor)?.checked_mul(h / bin.max(1))?.checked_mul(w / bin.max(1))?.checked_mul(4)?;
         bytes = bytes.checked_add(per.checked_mul(take)?)?;
         left -= take;
     }
@@ -582,7 +583,7 @@ pub fn pretrain_with_cache(
     // once, then replayed in the very batches streaming would give.
     // With one epoch or none left there is nothing to replay.
     let worth = cfg.epochs.saturating_sub(state.epoch) >= 2;
-    let cache = match prepared_bytes(sources, n_images, cfg.bin) {
+    let cache = match prepared_bytes(sources, n_images, cfg.bin, cfg.channels.factor()) {
         Some(bytes) if worth && bytes <= cache_bytes => {
             let t = std::time::Instant::now();
             let examples = collect_all(sources, selection.as_deref(), &transform)?;
