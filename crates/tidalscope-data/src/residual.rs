@@ -67,11 +67,12 @@ impl Channels {
             Channels::Image => img.clone(),
             Channels::Residual => residual(img),
             Channels::Both => {
-                let r = residual(img);
+                // The residuals are written straight into the second half.
                 let mut out = Cutout::zeros(2 * img.bands(), img.height(), img.width());
                 let n = img.data().len();
-                out.data_mut()[..n].copy_from_slice(img.data());
-                out.data_mut()[n..].copy_from_slice(r.data());
+                let (bands, residuals) = out.data_mut().split_at_mut(n);
+                bands.copy_from_slice(img.data());
+                residual_into(img, residuals);
                 out
             }
         }
@@ -149,14 +150,19 @@ pub fn centre(img: &Cutout) -> (f64, f64) {
 
 /// Each band of `img` minus its copy turned by 180° about [`centre`].
 pub fn residual(img: &Cutout) -> Cutout {
+    let mut out = Cutout::zeros(img.bands(), img.height(), img.width());
+    residual_into(img, out.data_mut());
+    out
+}
+
+/// [`residual`] written into `out` (band-major, zeroed, the size of `img`).
+fn residual_into(img: &Cutout, out: &mut [f32]) {
     let (cx, cy) = centre(img);
     let (h, w) = (img.height(), img.width());
     // The mirror of pixel x is 2c − x: an integer, since c is a half pixel.
     let (mx, my) = ((2.0 * cx).round() as isize, (2.0 * cy).round() as isize);
-    let mut out = Cutout::zeros(img.bands(), h, w);
-    for b in 0..img.bands() {
+    for (b, dst) in out.chunks_exact_mut((h * w).max(1)).take(img.bands()).enumerate() {
         let src = img.band(b);
-        let dst = out.band_mut(b);
         for y in 0..h {
             let ym = my - y as isize;
             if !(0..h as isize).contains(&ym) {
@@ -171,7 +177,6 @@ pub fn residual(img: &Cutout) -> Cutout {
             }
         }
     }
-    out
 }
 
 #[cfg(test)]
