@@ -164,9 +164,8 @@ impl PretrainConfig {
             crop: 24,
             // Measured on the validation split (README, "The rotational
             // residual"): the bands and their residuals lift the 50-label
-            // probe by +0.056 ± 0.008 over the bands alone (40 epochs; a
-            // first build whose centre was a box centroid), and the test
-            // set's by +0.055 with the shipped centre;
+            // probe by +0.058 ± 0.008 over the bands alone (40 epochs), and
+            // the test set's by +0.055;
             // `residual` alone was only tried with residuals made outside
             // tidalscope (+0.035, below both made the same way).
             channels: Channels::Both,
