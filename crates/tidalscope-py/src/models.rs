@@ -13,6 +13,7 @@ use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
+use tidalscope_data::residual::Channels;
 use tidalscope_data::stream::{scores_header, shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
 use tidalscope_io::source::{CoaddOptions, OpenOptions, Source, Tile};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
@@ -53,7 +54,14 @@ fn over_images<T>(
 
 /// What a model expects of its images, for `repr` and the properties.
 fn describe(pre: &Preprocess) -> String {
-    format!("bands {:?}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)
+    // The bands are what a caller passes; the channels say what the network
+    // makes of them.
+    let channels = match pre.channels {
+        Channels::Image => "",
+        Channels::Residual => " (the network sees their rotational residuals)",
+        Channels::Both => " (the network sees them and their rotational residuals)",
+    };
+    format!("bands {:?}{channels}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)
 }
 
 /// A trained classifier (a `finetune` or `import-keras` folder).

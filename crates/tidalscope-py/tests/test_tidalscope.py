@@ -33,6 +33,8 @@ def test_predict_equals_the_cli_in_any_layout_dtype_and_byte_order(cli, images):
     np.testing.assert_array_equal(clf.predict(strided), got)
     np.testing.assert_array_equal(clf.predict(images[5]), got[5:6])
     assert clf.bands == ["g", "r", "i", "z", "y"]
+    # The quick preset's network also sees the residuals: the repr says so.
+    assert "rotational residuals" in repr(clf) and "rotational residuals" in repr(ts.load_encoder(cli.path("enc")))
 
 
 def test_fits_arrays_read_by_astropy_work_unchanged(cli):
