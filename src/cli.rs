@@ -611,6 +611,12 @@ pub struct FinetuneArgs {
     /// only. Fine-tuning starts from that probe. Recorded in config.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
+    /// --mode finetune: keep the classifier this fraction of the way from
+    /// where fine-tuning started (the pretrained encoder with the probe's
+    /// head) to where it ended, every weight mixed linearly (WiSE-FT);
+    /// 1 = the fine-tuned weights. Recorded in config.toml.
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
+    pub interpolation: Option<f64>,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,
@@ -1153,6 +1159,11 @@ pub struct ExperimentLabelsArgs {
     /// training from scratch keeps its own). Recorded in run.toml.
     #[arg(long, value_name = "LR")]
     pub finetune_lr: Option<f64>,
+    /// Fraction of the way from the pretrained to the fine-tuned weights
+    /// that fine-tuning keeps (see `finetune --interpolation`). Recorded in
+    /// run.toml.
+    #[arg(long, value_name = "FRACTION")]
+    pub finetune_interpolation: Option<f64>,
     /// Training views of fine-tuning and scratch: reference or strong (see
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]

@@ -355,6 +355,12 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         }
         None => FinetuneConfig::default_lr(Mode::Finetune),
     };
+    let finetune_interpolation = super::train::interpolation(
+        "--finetune-interpolation",
+        args.finetune_interpolation,
+        finetunes,
+        "add finetune to --methods",
+    )?;
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -465,6 +471,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             lr: if mode == Mode::Finetune { finetune_lr } else { FinetuneConfig::default_lr(mode) },
                             lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
                             probe_variance: args.probe_variance,
+                            interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -530,7 +537,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         &counts,
         &dropped,
         (seeds, trained_seeds),
-        (lr_schedule, finetune_lr),
+        (lr_schedule, finetune_lr, finetune_interpolation),
         &results,
         total,
         n_train,
@@ -557,6 +564,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_jitter: Option<String>,
         finetune_lr_schedule: Option<LrSchedule>,
         finetune_lr: Option<f64>,
+        finetune_interpolation: Option<f64>,
         probe_variance: Option<f64>,
     }
     // Fine-tuning's settings only where a network was trained (a probe or
@@ -584,6 +592,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
             .flatten(),
         finetune_lr_schedule: trains.then_some(lr_schedule),
         finetune_lr: finetunes.then_some(finetune_lr),
+        finetune_interpolation: finetunes.then_some(finetune_interpolation),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -663,7 +672,7 @@ fn write_labels_report(
     counts: &[usize],
     dropped: &[usize],
     (seeds, trained_seeds): (usize, usize),
-    (lr_schedule, finetune_lr): (LrSchedule, f64),
+    (lr_schedule, finetune_lr, interpolation): (LrSchedule, f64, f64),
     results: &[LabelsResult],
     total: f64,
     n_train: usize,
@@ -677,7 +686,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}). Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -692,6 +701,13 @@ fn write_labels_report(
         lr_schedule.describe(),
         finetune_lr,
         FinetuneConfig::default_lr(Mode::Scratch),
+        if interpolation < 1.0 {
+            format!(
+                "; fine-tuning keeps its weights {interpolation} of the way from where it started (the pretrained encoder with the probe's head) to where it ended"
+            )
+        } else {
+            String::new()
+        },
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
     if !dropped.is_empty() {

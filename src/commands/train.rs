@@ -262,6 +262,21 @@ fn parse_sizes(s: &str) -> anyhow::Result<(usize, usize, usize)> {
     }
 }
 
+/// The weight interpolation of fine-tuning given as `flag` (`value`), or
+/// the default; `finetunes` says whether a fine-tuning will read it, and
+/// `needs` how to ask for one.
+pub(crate) fn interpolation(flag: &str, value: Option<f64>, finetunes: bool, needs: &str) -> anyhow::Result<f64> {
+    match value {
+        Some(v) => {
+            ensure!(finetunes, "{flag} mixes pretrained and fine-tuned weights: {needs}");
+            FinetuneConfig::check_interpolation(v).map_err(|e| anyhow::anyhow!("{flag} {v}: {e}"))?;
+            Ok(v)
+        }
+        None if finetunes => Ok(FinetuneConfig::INTERPOLATION),
+        None => Ok(1.0),
+    }
+}
+
 /// Runs `finetune`.
 pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -299,6 +314,12 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         kernels: args.kernels.into(),
         seed: args.seed,
         probe_variance: args.probe_variance,
+        interpolation: interpolation(
+            "--interpolation",
+            args.interpolation,
+            mode == Mode::Finetune,
+            "use --mode finetune",
+        )?,
         ..FinetuneConfig::for_mode(mode)
     };
     ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");

@@ -91,6 +91,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     swap(&mut cst, "20,40,5000", "40");
     swap(&mut cst, "two", "const");
     cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant", "--finetune-lr", "3e-5"]);
+    cst.extend(["--finetune-interpolation", "0.5"]);
     d.ok(&cst);
     let run = std::fs::read_to_string(d.join("const/run.toml")).unwrap();
     assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
@@ -103,8 +104,12 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     };
     assert_eq!(lr(&run, "finetune_lr"), 3e-5);
     assert_eq!(lr(&config("const", "finetune"), "lr"), 3e-5);
+    // So is how far fine-tuning's weights go from the pretrained ones.
+    assert_eq!(lr(&run, "finetune_interpolation"), 0.5);
+    assert_eq!(lr(&config("const", "finetune"), "interpolation"), 0.5);
     assert_eq!(lr(&std::fs::read_to_string(d.join("two/run.toml")).unwrap(), "finetune_lr"), 1e-4);
-    assert!(std::fs::read_to_string(d.join("const/report.md")).unwrap().contains("from 3e-5 and 1e-3"));
+    let report = std::fs::read_to_string(d.join("const/report.md")).unwrap();
+    assert!(report.contains("from 3e-5 and 1e-3") && report.contains("weights 0.5 of the way"), "{report}");
     for (value, methods, why) in [
         ("0", "linear,finetune", "give a learning rate above 0"),
         ("1e-5", "linear,scratch", "add finetune to --methods"),
@@ -114,6 +119,17 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         swap(&mut c, "linear,finetune", methods);
         let err = d.fails(&c);
         assert!(err.contains("--finetune-lr") && err.contains(why), "{value} {methods}: {err}");
+    }
+    for (value, methods, why) in
+        [("1.5", "linear,finetune", "must be in [0, 1]"), ("0.5", "linear,scratch", "add finetune to --methods")]
+    {
+        let mut c = cst.clone();
+        let lr = c.iter().position(|a| *a == "--finetune-lr").unwrap();
+        c.drain(lr..lr + 2);
+        swap(&mut c, "0.5", value);
+        swap(&mut c, "linear,finetune", methods);
+        let err = d.fails(&c);
+        assert!(err.contains("--finetune-interpolation") && err.contains(why), "{value} {methods}: {err}");
     }
     // The probe runs in memory, on features computed once per image, and
     // is `finetune --mode linear` on the same draw.

@@ -217,6 +217,22 @@ fn training_commands_explain_bad_input() {
     let err =
         d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "finetune", "--lr", "0"]);
     assert!(err.contains("--lr 0: give a learning rate above 0"), "{err}");
+    let err = d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--interpolation", "0.5"]);
+    assert!(err.contains("--interpolation") && err.contains("--mode finetune"), "{err}");
+    let err = d.fails(&[
+        "finetune",
+        "--encoder",
+        "e",
+        "--data",
+        "sim",
+        "--out",
+        "x",
+        "--mode",
+        "finetune",
+        "--interpolation",
+        "-0.5",
+    ]);
+    assert!(err.contains("--interpolation -0.5") && err.contains("must be in [0, 1]"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--preset", "quick", "--average-epochs", "13"]);
     assert!(err.contains("--average-epochs 13: give at most the run's 12 epochs"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "y", "--resume", "--average-epochs", "2"]);

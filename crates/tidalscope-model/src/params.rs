@@ -1,6 +1,6 @@
 //! Inspecting and replacing parameters.
 
-use burn::module::{Module, ModuleVisitor, Param};
+use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
 
 /// A parameter with a new value, keeping its identity (optimizer state and
@@ -63,4 +63,120 @@ pub fn materialize<M: Module>(m: &M) {
         }
     }
     m.visit(&mut Touch);
+}
+
+/// The module `alpha` of the way from `start` to `end` in weight space:
+/// every float value, BatchNorm running statistics included, becomes
+/// `(1 − alpha)·start + alpha·end` (fine-tuning's weight-space ensemble,
+/// WiSE-FT: Wortsman et al. 2022). `end` keeps its parameter ids.
+///
+/// # Errors
+/// When the two modules differ in the number or shapes of their values.
+pub fn interpolated<M: Module>(start: &M, end: M, alpha: f32) -> Result<M, String> {
+    struct Collect(Vec<(Vec<usize>, Tensor<1>)>);
+    impl ModuleVisitor for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
+            let v = p.val();
+            let dims = v.dims().to_vec();
+            let n: usize = dims.iter().product();
+            self.0.push((dims, v.reshape([n])));
+        }
+    }
+    struct Mix {
+        start: std::vec::IntoIter<(Vec<usize>, Tensor<1>)>,
+        alpha: f32,
+        error: Option<String>,
+    }
+    impl ModuleMapper for Mix {
+        fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let end = param.val();
+            let dims = end.dims();
+            match self.start.next() {
+                Some((s, v)) if s == dims.to_vec() => {
+                    let mixed = end.mul_scalar(self.alpha).add(v.reshape(dims).mul_scalar(1.0 - self.alpha));
+                    param.map(|_| mixed)
+                }
+                other => {
+                    self.error.get_or_insert_with(|| match other {
+                        Some((s, _)) => format!("a value of shape {s:?} meets one of shape {dims:?}"),
+                        None => "the end has more values than the start".into(),
+                    });
+                    param
+                }
+            }
+        }
+    }
+    let mut collect = Collect(Vec::new());
+    start.visit(&mut collect);
+    let mut mix = Mix { start: collect.0.into_iter(), alpha, error: None };
+    let out = end.map(&mut mix);
+    match mix.error {
+        Some(e) => Err(format!("cannot interpolate between differently built modules: {e}")),
+        None if mix.start.next().is_some() => Err("cannot interpolate: the start has more values than the end".into()),
+        None => Ok(out),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig};
+
+    #[derive(Module, Debug)]
+    struct Small {
+        dense: Linear,
+        norm: BatchNorm,
+    }
+
+    fn small(device: &Device) -> Small {
+        Small { dense: LinearConfig::new(3, 2).init(device), norm: BatchNormConfig::new(2).init(device) }
+    }
+
+    /// Every value of `m` (running statistics included) set to `v`.
+    fn filled(m: Small, v: f32) -> Small {
+        struct Fill(f32);
+        impl ModuleMapper for Fill {
+            fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
+                let t = param.val().ones_like().mul_scalar(self.0);
+                param.map(|_| t)
+            }
+        }
+        m.map(&mut Fill(v))
+    }
+
+    fn values(m: &Small) -> Vec<(String, Vec<f32>)> {
+        let mut out = Vec::new();
+        let mut put = |name: &str, t: Tensor<1>| out.push((name.to_string(), t.into_data().to_vec::<f32>().unwrap()));
+        put("weight", m.dense.weight.val().reshape([6]));
+        put("bias", m.dense.bias.as_ref().unwrap().val());
+        put("gamma", m.norm.gamma.val());
+        put("running_mean", m.norm.running_mean.value_sync());
+        put("running_var", m.norm.running_var.value_sync());
+        out
+    }
+
+    #[test]
+    fn interpolation_mixes_every_value_running_statistics_included() {
+        let device = Device::default();
+        let start = filled(small(&device), 1.0);
+        for (alpha, want) in [(0.0f32, 1.0f32), (0.25, 1.5), (1.0, 3.0)] {
+            let end = filled(small(&device), 3.0);
+            let ids = (end.dense.weight.id, end.norm.gamma.id);
+            let mixed = interpolated(&start, end, alpha).unwrap();
+            for (name, v) in values(&mixed) {
+                assert!(v.iter().all(|&x| (x - want).abs() < 1e-6), "α {alpha} {name}: {v:?}");
+            }
+            assert_eq!((mixed.dense.weight.id, mixed.norm.gamma.id), ids, "the end keeps its parameter ids");
+        }
+        // The start is read, not changed.
+        assert!(values(&start).iter().all(|(_, v)| v.iter().all(|&x| x == 1.0)));
+    }
+
+    #[test]
+    fn interpolation_refuses_modules_of_other_shapes() {
+        let device = Device::default();
+        let other = Small { dense: LinearConfig::new(4, 2).init(&device), norm: BatchNormConfig::new(2).init(&device) };
+        let err = interpolated(&small(&device), other, 0.5).unwrap_err();
+        assert!(err.contains("[3, 2]") && err.contains("[4, 2]"), "{err}");
+    }
 }

@@ -348,6 +348,14 @@ pub struct FinetuneConfig {
     /// files, written before it existed, read as 0.
     #[serde(default)]
     pub probe_variance: f64,
+    /// Fine-tuning only: the classifier kept lies this fraction of the way
+    /// from where fine-tuning started (the pretrained encoder with the
+    /// linear probe's head) to where it ended, every weight and BatchNorm
+    /// statistic mixed linearly (a weight-space ensemble, WiSE-FT:
+    /// Wortsman et al. 2022); 1 = the fine-tuned weights. Older config
+    /// files, written before it existed, read as 1.
+    #[serde(default = "FinetuneConfig::fine_tuned_weights")]
+    pub interpolation: f64,
 }
 
 impl FinetuneConfig {
@@ -367,6 +375,27 @@ impl FinetuneConfig {
             Ok(())
         } else {
             Err("the fraction of the representation's variance the probe's whitening keeps must be in (0, 1], or 0 for none")
+        }
+    }
+
+    /// The default [`FinetuneConfig::interpolation`].
+    pub const INTERPOLATION: f64 = 1.0;
+
+    /// The [`FinetuneConfig::interpolation`] of config files written
+    /// before it existed: the fine-tuned weights.
+    pub fn fine_tuned_weights() -> f64 {
+        1.0
+    }
+
+    /// Checks a [`FinetuneConfig::interpolation`].
+    ///
+    /// # Errors
+    /// What is wrong, for the caller to prefix with the option's name and value.
+    pub fn check_interpolation(v: f64) -> Result<(), &'static str> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(())
+        } else {
+            Err("the fraction of the way from the pretrained to the fine-tuned weights must be in [0, 1]")
         }
     }
 
@@ -404,6 +433,7 @@ impl Default for FinetuneConfig {
             seed: 1,
             kernels: Kernels::Auto,
             probe_variance: Self::PROBE_VARIANCE,
+            interpolation: Self::INTERPOLATION,
         }
     }
 }

@@ -12,7 +12,9 @@
 //!   augmentations, or with stronger views: [`FinetuneConfig::jitter`])
 //!   with binary cross-entropy and Adam, starting the head
 //!   from that probe (linear probing then fine-tuning, Kumar et al. 2022,
-//!   so the encoder is not pulled around by a random head);
+//!   so the encoder is not pulled around by a random head), optionally
+//!   kept part of the way back towards that start in weight space
+//!   ([`FinetuneConfig::interpolation`]);
 //! * **scratch**: the same architecture from random weights.
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
@@ -208,6 +210,14 @@ pub fn finetune(
     }
     FinetuneConfig::check_probe_variance(cfg.probe_variance)
         .map_err(|e| crate::TrainError::Other(format!("probe_variance {}: {e}", cfg.probe_variance)))?;
+    FinetuneConfig::check_interpolation(cfg.interpolation)
+        .map_err(|e| crate::TrainError::Other(format!("interpolation {}: {e}", cfg.interpolation)))?;
+    if cfg.mode == Mode::Scratch && cfg.interpolation != 1.0 {
+        return Err(crate::TrainError::Other(format!(
+            "interpolation {}: training from scratch has no pretrained weights to interpolate from (use 1)",
+            cfg.interpolation
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
@@ -382,7 +392,31 @@ pub fn finetune(
                     &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
                 );
             }
-            model.valid()
+            let trained = model.valid();
+            match &probe {
+                Some((w, b, _)) if cfg.interpolation < 1.0 => {
+                    let start = Classifier {
+                        encoder: bundle.encoder.clone(),
+                        head: ClassifierConfig::head_with(w, *b, device),
+                    };
+                    let mixed = tidalscope_model::params::interpolated(&start, trained, cfg.interpolation as f32)
+                        .map_err(crate::TrainError::Other)?;
+                    let v = if val_imgs.is_empty() {
+                        f32::NAN
+                    } else {
+                        bce(infer::Predictor::classifier(&mixed, crop, device).logits(&val_imgs)?, &val_y, device)
+                    };
+                    log_line(
+                        out,
+                        &format!(
+                            "weights {} of the way from the pretrained encoder with the probe's head to the fine-tuned ones: validation loss {v:.4}",
+                            cfg.interpolation
+                        ),
+                    );
+                    mixed
+                }
+                _ => trained,
+            }
         }
     };
     reporter.finish();

@@ -514,3 +514,54 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     );
     assert!(!close(a, b, 1e-3), "validation loss after 3 epochs: constant {a} vs cosine {b}");
 }
+
+/// The test split's logits of the classifier in run folder `dir`.
+fn test_logits(dir: &Path, data: &dyn Source) -> Vec<f32> {
+    let dev = burn::prelude::Device::flex();
+    let b = tidalscope_model::bundle::ClassifierBundle::load(dir, &dev).unwrap();
+    let split = tidalscope_train::labelled::SplitRecord::load(&dir.join("split.json")).unwrap();
+    let loaded = tidalscope_train::labelled::load(&[data], &split.splits.test, &b.preprocess).unwrap();
+    let images: Vec<_> = split.splits.test.iter().map(|o| &loaded[o].image).collect();
+    tidalscope_model::infer::Predictor::classifier(&b.classifier, b.preprocess.crop, &dev).logits(&images).unwrap()
+}
+
+#[test]
+fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = burn::prelude::Device::flex();
+    let data = simulated(&dir.path().join("data"), 40, 32);
+    let enc = dir.path().join("enc");
+    pretrain::pretrain(&PretrainConfig { epochs: 1, ..tiny() }, &[data.as_ref()], &enc, &dev, false, &Quiet).unwrap();
+    let run = |mode: tidalscope_train::config::Mode, interpolation: f64, out: &str| {
+        let cfg = FinetuneConfig {
+            epochs: 1,
+            min_steps: 6,
+            interpolation,
+            split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+            ..FinetuneConfig::for_mode(mode)
+        };
+        let out = dir.path().join(out);
+        finetune::finetune(&cfg, &enc, &[data.as_ref()], &[dir.path().to_path_buf()], &out, &dev, &Quiet)
+            .map(|_| test_logits(&out, data.as_ref()))
+            .map_err(|e| e.to_string())
+    };
+    use tidalscope_train::config::Mode;
+    let probe = run(Mode::Linear, 1.0, "probe").unwrap();
+    let start = run(Mode::Finetune, 0.0, "start").unwrap();
+    let half = run(Mode::Finetune, 0.5, "half").unwrap();
+    let tuned = run(Mode::Finetune, 1.0, "tuned").unwrap();
+    // No way along: the pretrained encoder with the probe's head.
+    assert_eq!(start, probe);
+    let differ = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(differ(&tuned, &probe) > 1e-3, "fine-tuning moved the weights");
+    assert!(differ(&half, &probe) > 1e-4 && differ(&half, &tuned) > 1e-4, "halfway is neither end");
+    let log = std::fs::read_to_string(dir.path().join("half/log.txt")).unwrap();
+    assert!(log.contains("weights 0.5 of the way"), "{log}");
+    assert!(std::fs::read_to_string(dir.path().join("half/config.toml")).unwrap().contains("interpolation = 0.5"));
+    // Out of range, or from scratch (nothing pretrained to start from): refused.
+    let e = run(Mode::Finetune, 1.5, "bad").unwrap_err();
+    assert!(e.contains("interpolation 1.5"), "{e}");
+    let e = run(Mode::Scratch, 0.5, "bad").unwrap_err();
+    assert!(e.contains("from scratch"), "{e}");
+}
