@@ -1162,7 +1162,7 @@ pub struct ExperimentLabelsArgs {
     /// Fraction of the way from the pretrained to the fine-tuned weights
     /// that fine-tuning keeps (see `finetune --interpolation`). Recorded in
     /// run.toml.
-    #[arg(long, value_name = "FRACTION")]
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub finetune_interpolation: Option<f64>,
     /// Training views of fine-tuning and scratch: reference or strong (see
     /// `finetune --help`).

@@ -350,8 +350,15 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         finetune: &cfg,
     };
     Manifest::new("finetune", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
+    let kept = match s.kept_val_loss {
+        Some(v) => format!(
+            " (fine-tuned weights); kept {} of the way from the pretrained ones: validation loss {v:.3}",
+            cfg.interpolation
+        ),
+        None => String::new(),
+    };
     println!(
-        "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s: final train loss {:.3}, validation loss {:.3} → {}",
+        "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s: final train loss {:.3}, validation loss {:.3}{kept} → {}",
         format!("{mode:?}").to_lowercase(),
         s.sizes.0,
         s.sizes.1,

@@ -121,7 +121,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         assert!(err.contains("--finetune-lr") && err.contains(why), "{value} {methods}: {err}");
     }
     for (value, methods, why) in
-        [("1.5", "linear,finetune", "must be in [0, 1]"), ("0.5", "linear,scratch", "add finetune to --methods")]
+        [("-0.5", "linear,finetune", "must be in [0, 1]"), ("0.5", "linear,scratch", "add finetune to --methods")]
     {
         let mut c = cst.clone();
         let lr = c.iter().position(|a| *a == "--finetune-lr").unwrap();

@@ -68,52 +68,87 @@ pub fn materialize<M: Module>(m: &M) {
 /// The module `alpha` of the way from `start` to `end` in weight space:
 /// every float value, BatchNorm running statistics included, becomes
 /// `(1 − alpha)·start + alpha·end` (fine-tuning's weight-space ensemble,
-/// WiSE-FT: Wortsman et al. 2022). `end` keeps its parameter ids.
+/// WiSE-FT: Wortsman et al. 2022); at `alpha` 0 or 1 it is that end's
+/// value exactly (even where the other is not finite). `end` keeps its
+/// parameter ids.
+///
+/// Running statistics are read and written where they live: a running
+/// state's clones share one value, so a clone of `end` kept by the caller
+/// sees the mixed statistics, and both modules' pending statistics updates
+/// must have been synced (as `valid()` or a fresh load leaves them).
 ///
 /// # Errors
-/// When the two modules differ in the number or shapes of their values.
+/// When the two modules differ in the number or shapes of their values
+/// (naming the first value that differs).
 pub fn interpolated<M: Module>(start: &M, end: M, alpha: f32) -> Result<M, String> {
-    struct Collect(Vec<(Vec<usize>, Tensor<1>)>);
+    struct Collect {
+        path: Vec<String>,
+        values: Vec<(String, Vec<usize>, Tensor<1>)>,
+    }
     impl ModuleVisitor for Collect {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
         fn visit_float<const D: usize>(&mut self, p: &Param<Tensor<D>>) {
             let v = p.val();
             let dims = v.dims().to_vec();
             let n: usize = dims.iter().product();
-            self.0.push((dims, v.reshape([n])));
+            self.values.push((self.path.join("."), dims, v.reshape([n])));
         }
     }
     struct Mix {
-        start: std::vec::IntoIter<(Vec<usize>, Tensor<1>)>,
+        path: Vec<String>,
+        start: std::vec::IntoIter<(String, Vec<usize>, Tensor<1>)>,
         alpha: f32,
         error: Option<String>,
     }
     impl ModuleMapper for Mix {
+        fn enter_module(&mut self, name: &str, _container: &str) {
+            self.path.push(name.to_string());
+        }
+        fn exit_module(&mut self, _name: &str, _container: &str) {
+            self.path.pop();
+        }
         fn map_float<const D: usize>(&mut self, param: Param<Tensor<D>>) -> Param<Tensor<D>> {
             let end = param.val();
             let dims = end.dims();
+            let here = self.path.join(".");
             match self.start.next() {
-                Some((s, v)) if s == dims.to_vec() => {
-                    let mixed = end.mul_scalar(self.alpha).add(v.reshape(dims).mul_scalar(1.0 - self.alpha));
+                Some((name, s, v)) if name == here && s == dims.to_vec() => {
+                    let mixed = if self.alpha == 0.0 {
+                        v.reshape(dims)
+                    } else if self.alpha == 1.0 {
+                        end
+                    } else {
+                        end.mul_scalar(self.alpha).add(v.reshape(dims).mul_scalar(1.0 - self.alpha))
+                    };
                     param.map(|_| mixed)
                 }
                 other => {
                     self.error.get_or_insert_with(|| match other {
-                        Some((s, _)) => format!("a value of shape {s:?} meets one of shape {dims:?}"),
-                        None => "the end has more values than the start".into(),
+                        Some((name, s, _)) => {
+                            format!("the start's {name} {s:?} meets the end's {here} {dims:?}")
+                        }
+                        None => format!("the end's {here} {dims:?} has no counterpart in the start"),
                     });
                     param
                 }
             }
         }
     }
-    let mut collect = Collect(Vec::new());
+    let mut collect = Collect { path: Vec::new(), values: Vec::new() };
     start.visit(&mut collect);
-    let mut mix = Mix { start: collect.0.into_iter(), alpha, error: None };
+    let mut mix = Mix { path: Vec::new(), start: collect.values.into_iter(), alpha, error: None };
     let out = end.map(&mut mix);
-    match mix.error {
-        Some(e) => Err(format!("cannot interpolate between differently built modules: {e}")),
-        None if mix.start.next().is_some() => Err("cannot interpolate: the start has more values than the end".into()),
-        None => Ok(out),
+    match (mix.error, mix.start.next()) {
+        (Some(e), _) => Err(format!("cannot interpolate between differently built modules: {e}")),
+        (None, Some((name, s, _))) => {
+            Err(format!("cannot interpolate: the start's {name} {s:?} has no counterpart in the end"))
+        }
+        (None, None) => Ok(out),
     }
 }
 
@@ -168,8 +203,12 @@ mod tests {
             }
             assert_eq!((mixed.dense.weight.id, mixed.norm.gamma.id), ids, "the end keeps its parameter ids");
         }
-        // The start is read, not changed.
-        assert!(values(&start).iter().all(|(_, v)| v.iter().all(|&x| x == 1.0)));
+        // At either end the value is that end's, even where the other is not finite.
+        let broken = filled(small(&device), f32::NAN);
+        let back = interpolated(&start, broken, 0.0).unwrap();
+        assert!(values(&back).iter().all(|(_, v)| v.iter().all(|&x| x == 1.0)));
+        let kept = interpolated(&filled(small(&device), f32::INFINITY), filled(small(&device), 3.0), 1.0).unwrap();
+        assert!(values(&kept).iter().all(|(_, v)| v.iter().all(|&x| x == 3.0)));
     }
 
     #[test]
@@ -177,6 +216,6 @@ mod tests {
         let device = Device::default();
         let other = Small { dense: LinearConfig::new(4, 2).init(&device), norm: BatchNormConfig::new(2).init(&device) };
         let err = interpolated(&small(&device), other, 0.5).unwrap_err();
-        assert!(err.contains("[3, 2]") && err.contains("[4, 2]"), "{err}");
+        assert!(err.contains("start's dense.weight [3, 2]") && err.contains("end's dense.weight [4, 2]"), "{err}");
     }
 }

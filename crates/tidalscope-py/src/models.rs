@@ -58,7 +58,7 @@ fn describe(pre: &Preprocess) -> String {
     // makes of them.
     let channels = match pre.channels {
         Channels::Image => "",
-        Channels::Residual => " (the network sees their rotational residuals)",
+        Channels::Residual => " (the network sees only their rotational residuals)",
         Channels::Both => " (the network sees them and their rotational residuals)",
     };
     format!("bands {:?}{channels}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)

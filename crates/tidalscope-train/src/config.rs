@@ -382,7 +382,8 @@ impl FinetuneConfig {
     pub const INTERPOLATION: f64 = 1.0;
 
     /// The [`FinetuneConfig::interpolation`] of config files written
-    /// before it existed: the fine-tuned weights.
+    /// before it existed: the fine-tuned weights (whatever
+    /// [`FinetuneConfig::INTERPOLATION`] later becomes).
     pub fn fine_tuned_weights() -> f64 {
         1.0
     }
@@ -412,7 +413,14 @@ impl FinetuneConfig {
 
     /// The default settings for `mode`.
     pub fn for_mode(mode: Mode) -> Self {
-        Self { mode, lr: Self::default_lr(mode), lr_schedule: LrSchedule::for_mode(mode), ..Self::default() }
+        Self {
+            mode,
+            lr: Self::default_lr(mode),
+            lr_schedule: LrSchedule::for_mode(mode),
+            // Only fine-tuning has two ends to interpolate between.
+            interpolation: if mode == Mode::Finetune { Self::INTERPOLATION } else { Self::fine_tuned_weights() },
+            ..Self::default()
+        }
     }
 }
 
@@ -433,7 +441,8 @@ impl Default for FinetuneConfig {
             seed: 1,
             kernels: Kernels::Auto,
             probe_variance: Self::PROBE_VARIANCE,
-            interpolation: Self::INTERPOLATION,
+            // The default mode is the probe, which trains nothing to interpolate.
+            interpolation: Self::fine_tuned_weights(),
         }
     }
 }

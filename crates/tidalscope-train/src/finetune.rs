@@ -68,6 +68,10 @@ pub struct FinetuneSummary {
     /// every one, or [`VAL_LOGS`] evenly spread ones ending with the last
     /// (see [`measures_validation`]); `[1]` for the probe.
     pub val_epochs: Vec<usize>,
+    /// Validation loss of the classifier kept when fine-tuning was
+    /// interpolated ([`FinetuneConfig::interpolation`] below 1): the losses
+    /// above are the fine-tuned weights'.
+    pub kept_val_loss: Option<f32>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
     /// Wall time.
@@ -212,11 +216,20 @@ pub fn finetune(
         .map_err(|e| crate::TrainError::Other(format!("probe_variance {}: {e}", cfg.probe_variance)))?;
     FinetuneConfig::check_interpolation(cfg.interpolation)
         .map_err(|e| crate::TrainError::Other(format!("interpolation {}: {e}", cfg.interpolation)))?;
-    if cfg.mode == Mode::Scratch && cfg.interpolation != 1.0 {
-        return Err(crate::TrainError::Other(format!(
-            "interpolation {}: training from scratch has no pretrained weights to interpolate from (use 1)",
-            cfg.interpolation
-        )));
+    match cfg.mode {
+        Mode::Scratch if cfg.interpolation != 1.0 => {
+            return Err(crate::TrainError::Other(format!(
+                "interpolation {}: training from scratch has no pretrained weights to interpolate from (use 1)",
+                cfg.interpolation
+            )))
+        }
+        Mode::Linear if cfg.interpolation != 1.0 => {
+            return Err(crate::TrainError::Other(format!(
+                "interpolation {}: the linear probe trains no weights to interpolate (use 1, or fine-tuning)",
+                cfg.interpolation
+            )))
+        }
+        _ => {}
     }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
@@ -310,6 +323,7 @@ pub fn finetune(
         reporter.log(&msg);
         Some((p.weights, p.bias, p.cv))
     };
+    let mut kept_val_loss = None;
     let classifier = match cfg.mode {
         Mode::Linear => {
             let (w, b, cv) = probe.as_ref().expect("the probe runs in linear mode");
@@ -413,6 +427,7 @@ pub fn finetune(
                             cfg.interpolation
                         ),
                     );
+                    kept_val_loss = Some(v);
                     mixed
                 }
                 _ => trained,
@@ -481,6 +496,7 @@ pub fn finetune(
         train_loss,
         val_loss,
         val_epochs,
+        kept_val_loss,
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })

@@ -559,9 +559,12 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
     let log = std::fs::read_to_string(dir.path().join("half/log.txt")).unwrap();
     assert!(log.contains("weights 0.5 of the way"), "{log}");
     assert!(std::fs::read_to_string(dir.path().join("half/config.toml")).unwrap().contains("interpolation = 0.5"));
-    // Out of range, or from scratch (nothing pretrained to start from): refused.
+    // Out of range, from scratch (nothing pretrained to start from) or for
+    // the probe (nothing trained): refused.
     let e = run(Mode::Finetune, 1.5, "bad").unwrap_err();
     assert!(e.contains("interpolation 1.5"), "{e}");
     let e = run(Mode::Scratch, 0.5, "bad").unwrap_err();
     assert!(e.contains("from scratch"), "{e}");
+    let e = run(Mode::Linear, 0.5, "bad").unwrap_err();
+    assert!(e.contains("linear probe"), "{e}");
 }
