@@ -181,7 +181,8 @@ mod tests {
 
     fn values(m: &Small) -> Vec<(String, Vec<f32>)> {
         let mut out = Vec::new();
-        let mut put = |name: &str, t: Tensor<1>| out.push((name.to_string(), t.into_data().to_vec::<f32>().unwrap()));
+        let mut put =
+            |name: &str, t: Tensor<1>| out.push((name.to_string(), t.into_data().try_to_vec::<f32>().unwrap()));
         put("weight", m.dense.weight.val().reshape([6]));
         put("bias", m.dense.bias.as_ref().unwrap().val());
         put("gamma", m.norm.gamma.val());
