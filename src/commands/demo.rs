@@ -15,7 +15,7 @@ use crate::progress::BarReporter;
 use anyhow::Context;
 use std::fmt::Write as _;
 use std::path::Path;
-use tidalscope_train::config::{Channels, FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 
 struct Trial {
     name: String,
@@ -280,13 +280,9 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* encoder: preset `{}` (width {}, {}, {}×{} binning, {} px views, {} local views of {} px), {} epochs × batch {}, Adam {:e}, queue {}, τ = {}: {} steps, final loss {:.3} ({}), {:.0} views/s",
+        "* encoder: preset `{}` (width {}, input: {}, {}×{} binning, {} px views, {} local views of {} px), {} epochs × batch {}, Adam {:e}, queue {}, τ = {}: {} steps, final loss {:.3} ({}), {:.0} views/s",
         cfg.preset, cfg.width,
-        match cfg.channels {
-            Channels::Image => "input: the bands",
-            Channels::Residual => "input: the bands' rotational residuals",
-            Channels::Both => "input: the bands and their rotational residuals",
-        },
+        cfg.channels.describe(),
         cfg.bin, cfg.bin, cfg.crop, cfg.local_views, cfg.local_crop, cfg.epochs, cfg.batch, cfg.lr, cfg.queue_size, cfg.temperature, pre.steps, pre.final_loss,
         if cfg.decorrelation > 0.0 { format!("NNCLR + {} × decorrelation", cfg.decorrelation) } else { "NNCLR".into() },
         pre.views_per_s

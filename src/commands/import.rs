@@ -122,9 +122,9 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
             p
         }
         Some(p) if p.channels != Channels::Image => bail!(
-            "{}: the model takes {:?} input channels (the bands' rotational residuals); --normalisation, --sigma and --normalise-from would import it without them: leave them out to use the file's preprocessing",
+            "{}: the model's input is {}; --normalisation, --sigma and --normalise-from would import it without them: leave them out to use the file's preprocessing",
             display(&side),
-            p.channels
+            p.channels.describe()
         ),
         _ => Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())?, channels: Channels::Image },
     };
@@ -188,7 +188,7 @@ pub fn export(args: ExportKerasArgs) -> anyhow::Result<()> {
         eprintln!("note: this model bins inputs {0}×{0} before the network; Keras users must bin the same way (see the .preprocess.json)", preprocess.bin);
     }
     if preprocess.channels != Channels::Image {
-        eprintln!("note: this model's input is {:?}: the bands' rotational residuals (channels {}); Keras users must make them as tidalscope does (README, `pretrain --channels`)", preprocess.channels, preprocess.normalisation.bands.join(","));
+        eprintln!("note: this model's input is {} (channels {}); Keras users must make them as tidalscope does (README, `pretrain --channels`)", preprocess.channels.describe(), preprocess.normalisation.bands.join(","));
     }
     tidalscope_io::keras::write_keras3(&args.out, &net, &format!("tidalscope {}", tidalscope_core::VERSION))?;
     let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.out.display()));

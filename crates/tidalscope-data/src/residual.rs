@@ -50,6 +50,15 @@ impl Channels {
         }
     }
 
+    /// What the network sees, in words (reports, reprs and messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Channels::Image => "the bands as given",
+            Channels::Residual => "only the bands' rotational residuals",
+            Channels::Both => "the bands and their rotational residuals",
+        }
+    }
+
     /// The model's channel names for an image with bands `names`: the
     /// residual of band `g` is `g_residual`.
     pub fn names(self, names: &[String]) -> Vec<String> {
@@ -277,5 +286,6 @@ mod tests {
         assert_eq!(Channels::Both.names(&names), ["g", "r", "g_residual", "r_residual"]);
         assert_eq!(Channels::Residual.names(&names), ["g_residual", "r_residual"]);
         assert_eq!((Channels::Image.factor(), Channels::Residual.factor(), Channels::Both.factor()), (1, 1, 2));
+        assert!(Channels::Residual.describe().starts_with("only") && Channels::Both.describe().contains("bands and"));
     }
 }

@@ -57,9 +57,8 @@ fn describe(pre: &Preprocess) -> String {
     // The bands are what a caller passes; the channels say what the network
     // makes of them.
     let channels = match pre.channels {
-        Channels::Image => "",
-        Channels::Residual => " (the network sees only their rotational residuals)",
-        Channels::Both => " (the network sees them and their rotational residuals)",
+        Channels::Image => String::new(),
+        c => format!(" (the network sees {})", c.describe()),
     };
     format!("bands {:?}{channels}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)
 }

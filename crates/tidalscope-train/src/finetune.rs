@@ -216,20 +216,13 @@ pub fn finetune(
         .map_err(|e| crate::TrainError::Other(format!("probe_variance {}: {e}", cfg.probe_variance)))?;
     FinetuneConfig::check_interpolation(cfg.interpolation)
         .map_err(|e| crate::TrainError::Other(format!("interpolation {}: {e}", cfg.interpolation)))?;
-    match cfg.mode {
-        Mode::Scratch if cfg.interpolation != 1.0 => {
-            return Err(crate::TrainError::Other(format!(
-                "interpolation {}: training from scratch has no pretrained weights to interpolate from (use 1)",
-                cfg.interpolation
-            )))
-        }
-        Mode::Linear if cfg.interpolation != 1.0 => {
-            return Err(crate::TrainError::Other(format!(
-                "interpolation {}: the linear probe trains no weights to interpolate (use 1, or fine-tuning)",
-                cfg.interpolation
-            )))
-        }
-        _ => {}
+    if cfg.mode != Mode::Finetune && cfg.interpolation != 1.0 {
+        let why = if cfg.mode == Mode::Scratch {
+            "training from scratch has no pretrained weights to interpolate from (use 1)"
+        } else {
+            "the linear probe trains no weights to interpolate (use 1, or fine-tuning)"
+        };
+        return Err(crate::TrainError::Other(format!("interpolation {}: {why}", cfg.interpolation)));
     }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();

@@ -52,6 +52,13 @@ fn tiny() -> PretrainConfig {
     }
 }
 
+/// A one-epoch tiny encoder pretrained on `data`, in `dir/enc`.
+fn tiny_encoder(dir: &Path, data: &dyn Source, dev: &burn::prelude::Device) -> std::path::PathBuf {
+    let enc = dir.join("enc");
+    pretrain::pretrain(&PretrainConfig { epochs: 1, ..tiny() }, &[data], &enc, dev, false, &Quiet).unwrap();
+    enc
+}
+
 /// Column `col` of a run's metrics.csv, one number per step.
 fn metrics_column(dir: &Path, col: usize) -> Vec<f64> {
     let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
@@ -320,8 +327,7 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     let dir = tempfile::tempdir().unwrap();
     let dev = burn::prelude::Device::flex();
     let data = simulated(&dir.path().join("data"), 24, 32);
-    let enc = dir.path().join("enc");
-    pretrain::pretrain(&PretrainConfig { epochs: 1, ..tiny() }, &[data.as_ref()], &enc, &dev, false, &Quiet).unwrap();
+    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
     let cfg = FinetuneConfig {
         epochs: 2,
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
@@ -531,8 +537,7 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
     let dir = tempfile::tempdir().unwrap();
     let dev = burn::prelude::Device::flex();
     let data = simulated(&dir.path().join("data"), 40, 32);
-    let enc = dir.path().join("enc");
-    pretrain::pretrain(&PretrainConfig { epochs: 1, ..tiny() }, &[data.as_ref()], &enc, &dev, false, &Quiet).unwrap();
+    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
     let run = |mode: tidalscope_train::config::Mode, interpolation: f64, out: &str| {
         let cfg = FinetuneConfig {
             epochs: 1,
