@@ -617,6 +617,14 @@ pub struct FinetuneArgs {
     /// 1 = the fine-tuned weights. Recorded in config.toml.
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub interpolation: Option<f64>,
+    /// --mode finetune: also train on up to N of the data's unlabelled
+    /// images (those in no split, evenly spread), each with the linear
+    /// probe's probability as a soft target (self-distillation, SimCLRv2);
+    /// an epoch is then a pass over both, so give fewer epochs (8 were
+    /// measured with 8,000 images); 0 = the labels alone. Recorded in
+    /// config.toml.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub distill: usize,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,
@@ -1164,6 +1172,11 @@ pub struct ExperimentLabelsArgs {
     /// run.toml.
     #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
     pub finetune_interpolation: Option<f64>,
+    /// Up to N unlabelled training images that fine-tuning also learns
+    /// from, with the probe's probabilities as soft targets (see `finetune
+    /// --distill`); 0 = none. Recorded in run.toml.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub finetune_distill: usize,
     /// Training views of fine-tuning and scratch: reference or strong (see
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]

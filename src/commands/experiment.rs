@@ -361,6 +361,10 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes,
         "add finetune to --methods",
     )?;
+    ensure!(
+        finetunes || args.finetune_distill == 0,
+        "--finetune-distill gives fine-tuning unlabelled images: add finetune to --methods"
+    );
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -472,6 +476,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             lr_schedule: crate::cli::lr_schedule(args.lr_schedule, mode),
                             probe_variance: args.probe_variance,
                             interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
+                            distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -565,6 +570,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr_schedule: Option<LrSchedule>,
         finetune_lr: Option<f64>,
         finetune_interpolation: Option<f64>,
+        finetune_distill: Option<usize>,
         probe_variance: Option<f64>,
     }
     // Fine-tuning's settings only where a network was trained (a probe or
@@ -593,6 +599,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr_schedule: trains.then_some(lr_schedule),
         finetune_lr: finetunes.then_some(finetune_lr),
         finetune_interpolation: finetunes.then_some(finetune_interpolation),
+        finetune_distill: finetunes.then_some(args.finetune_distill),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -686,7 +693,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}. Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}. Mean ± standard deviation over seeds; {} in total.\n",
         args.seed,
         args.seed + seeds as u64 - 1,
         if args.probe_variance > 0.0 {
@@ -704,6 +711,14 @@ fn write_labels_report(
         if interpolation < 1.0 {
             format!(
                 "; fine-tuning keeps its weights {interpolation} of the way from where it started (the pretrained encoder with the probe's head) to where it ended"
+            )
+        } else {
+            String::new()
+        },
+        if args.finetune_distill > 0 {
+            format!(
+                "; fine-tuning also trains on up to {} unlabelled training images (outside the draw and the validation set), each with the probe's probability as a soft target (self-distillation)",
+                args.finetune_distill
             )
         } else {
             String::new()

@@ -320,8 +320,13 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             mode == Mode::Finetune,
             "use --mode finetune",
         )?,
+        distill: args.distill,
         ..FinetuneConfig::for_mode(mode)
     };
+    ensure!(
+        args.distill == 0 || mode == Mode::Finetune,
+        "--distill trains fine-tuning on unlabelled images: use --mode finetune"
+    );
     ensure!(cfg.epochs >= 1 && cfg.batch >= 1, "--epochs and --batch must be at least 1");
     let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;

@@ -91,7 +91,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     swap(&mut cst, "20,40,5000", "40");
     swap(&mut cst, "two", "const");
     cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant", "--finetune-lr", "3e-5"]);
-    cst.extend(["--finetune-interpolation", "0.5"]);
+    cst.extend(["--finetune-interpolation", "0.5", "--finetune-distill", "30"]);
     d.ok(&cst);
     let run = std::fs::read_to_string(d.join("const/run.toml")).unwrap();
     assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
@@ -110,6 +110,12 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert_eq!(lr(&std::fs::read_to_string(d.join("two/run.toml")).unwrap(), "finetune_lr"), 1e-4);
     let report = std::fs::read_to_string(d.join("const/report.md")).unwrap();
     assert!(report.contains("from 3e-5 and 1e-3") && report.contains("weights 0.5 of the way"), "{report}");
+    // And the unlabelled images it distils from.
+    assert_eq!(lr(&run, "finetune_distill"), 30.0);
+    assert_eq!(lr(&config("const", "finetune"), "distill"), 30.0);
+    assert!(report.contains("up to 30 unlabelled training images"), "{report}");
+    let log = std::fs::read_to_string(d.join("const/runs/finetune-40-seed1/log.txt")).unwrap();
+    assert!(log.contains("self-distillation: 30 unlabelled images"), "{log}");
     for (value, methods, why) in [
         ("0", "linear,finetune", "give a learning rate above 0"),
         ("1e-5", "linear,scratch", "add finetune to --methods"),
@@ -131,6 +137,14 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
         let err = d.fails(&c);
         assert!(err.contains("--finetune-interpolation") && err.contains(why), "{value} {methods}: {err}");
     }
+    let mut c = cst.clone();
+    for flag in ["--finetune-lr", "--finetune-interpolation"] {
+        let i = c.iter().position(|a| *a == flag).unwrap();
+        c.drain(i..i + 2);
+    }
+    swap(&mut c, "linear,finetune", "linear,scratch");
+    let err = d.fails(&c);
+    assert!(err.contains("--finetune-distill") && err.contains("add finetune to --methods"), "{err}");
     // The probe runs in memory, on features computed once per image, and
     // is `finetune --mode linear` on the same draw.
     assert!(!d.join("two/runs/linear-40-seed1").exists());

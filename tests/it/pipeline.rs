@@ -219,6 +219,11 @@ fn training_commands_explain_bad_input() {
     assert!(err.contains("--lr 0: give a learning rate above 0"), "{err}");
     let err = d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--interpolation", "0.5"]);
     assert!(err.contains("--interpolation") && err.contains("--mode finetune"), "{err}");
+    for mode in ["linear", "scratch"] {
+        let err =
+            d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", mode, "--distill", "100"]);
+        assert!(err.contains("--distill") && err.contains("--mode finetune"), "{mode}: {err}");
+    }
     let err = d.fails(&[
         "finetune",
         "--encoder",

@@ -117,9 +117,35 @@ pub fn correlation_accuracy(h1: Tensor<2>, h2: Tensor<2>) -> f32 {
     (diagonal_accuracy(c.clone()) + diagonal_accuracy(c.transpose())) / 2.0
 }
 
-/// Binary cross-entropy of `logits` against 0/1 `targets`, computed stably:
-/// mean of max(x, 0) − x·t + ln(1 + e^−|x|).
+/// Binary cross-entropy of `logits` against `targets` in [0, 1] (labels, or
+/// soft targets such as a teacher's probabilities), computed stably: mean
+/// of max(x, 0) − x·t + ln(1 + e^−|x|).
 pub fn bce_with_logits(logits: Tensor<1>, targets: Tensor<1>) -> Tensor<1> {
     let relu = logits.clone().clamp_min(0.0);
     (relu - logits.clone() * targets + logits.abs().neg().exp().log1p()).mean()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cross_entropy_against_soft_targets_is_least_at_the_targets_logit() {
+        let dev = Device::flex();
+        let bce = |x: f32, t: f32| {
+            bce_with_logits(Tensor::<1>::from_floats([x], &dev), Tensor::<1>::from_floats([t], &dev))
+                .into_scalar::<f32>()
+        };
+        // A 0/1 label: ln 2 at logit 0, -ln σ(x) elsewhere, stable far out.
+        assert!((bce(0.0, 1.0) - std::f32::consts::LN_2).abs() < 1e-6);
+        assert!((bce(2.0, 1.0) - (1.0 + (-2f32).exp()).ln()).abs() < 1e-6);
+        assert!((bce(-80.0, 1.0) - 80.0).abs() < 1e-3 && bce(80.0, 1.0) < 1e-6);
+        // A soft target t: least at logit ln(t / (1 − t)), where it is the
+        // entropy of t, and larger on either side.
+        let t = 0.3f32;
+        let at = (t / (1.0 - t)).ln();
+        let entropy = -(t * t.ln() + (1.0 - t) * (1.0 - t).ln());
+        assert!((bce(at, t) - entropy).abs() < 1e-6, "{} vs {entropy}", bce(at, t));
+        assert!(bce(at - 0.1, t) > bce(at, t) && bce(at + 0.1, t) > bce(at, t));
+    }
 }

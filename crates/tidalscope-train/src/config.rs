@@ -356,6 +356,14 @@ pub struct FinetuneConfig {
     /// files, written before it existed, read as 1.
     #[serde(default = "FinetuneConfig::fine_tuned_weights")]
     pub interpolation: f64,
+    /// Fine-tuning only: also train on up to this many of the training
+    /// data's unlabelled images (those outside every split, evenly spread),
+    /// each with the linear probe's probability as a soft target
+    /// (self-distillation, as in SimCLRv2: Chen et al. 2020); 0 = the
+    /// labels alone. Older config files, written before it existed, read
+    /// as 0.
+    #[serde(default)]
+    pub distill: usize,
 }
 
 impl FinetuneConfig {
@@ -443,6 +451,7 @@ impl Default for FinetuneConfig {
             probe_variance: Self::PROBE_VARIANCE,
             // The default mode is the probe, which trains nothing to interpolate.
             interpolation: Self::fine_tuned_weights(),
+            distill: 0,
         }
     }
 }
@@ -468,13 +477,21 @@ mod tests {
     }
 
     #[test]
-    fn a_config_written_before_the_schedule_existed_reads_back_constant() {
+    fn a_config_written_before_the_schedule_existed_reads_back_constant_and_undistilled() {
         // Such a file was trained at the constant rate, whatever new runs default to.
         let text = toml::to_string(&FinetuneConfig::for_mode(Mode::Finetune)).unwrap();
         let old: String = text.lines().filter(|l| !l.starts_with("lr_schedule")).map(|l| format!("{l}\n")).collect();
         assert_ne!(old, text);
         let back: FinetuneConfig = toml::from_str(&old).unwrap();
         assert_eq!(back.lr_schedule, LrSchedule::Constant);
+        // Likewise one written before interpolation and distillation existed.
+        let old: String = text
+            .lines()
+            .filter(|l| !l.starts_with("interpolation") && !l.starts_with("distill"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let back: FinetuneConfig = toml::from_str(&old).unwrap();
+        assert_eq!((back.interpolation, back.distill), (1.0, 0));
         let cos = FinetuneConfig::for_mode(Mode::Scratch);
         assert_eq!(toml::from_str::<FinetuneConfig>(&toml::to_string(&cos).unwrap()).unwrap(), cos);
     }

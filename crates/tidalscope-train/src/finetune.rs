@@ -14,7 +14,9 @@
 //!   from that probe (linear probing then fine-tuning, Kumar et al. 2022,
 //!   so the encoder is not pulled around by a random head), optionally
 //!   kept part of the way back towards that start in weight space
-//!   ([`FinetuneConfig::interpolation`]);
+//!   ([`FinetuneConfig::interpolation`]), and optionally also learning
+//!   from unlabelled images with the probe's probabilities as soft
+//!   targets ([`FinetuneConfig::distill`]);
 //! * **scratch**: the same architecture from random weights.
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
@@ -24,8 +26,8 @@
 //!
 //! A run folder holds the classifier folder (`classifier.json`,
 //! `classifier.bpk`, `preprocess.json`), `split.json`, `config.toml`,
-//! `Train_loss.npy` (per epoch, as the reference wrote it; one value for
-//! the probe), `Val_loss.npy` (per epoch as well, up to [`VAL_LOGS`]
+//! `Train_loss.npy` (per epoch, as the reference wrote it, over the
+//! unlabelled images too when distilling; one value for the probe), `Val_loss.npy` (per epoch as well, up to [`VAL_LOGS`]
 //! epochs; beyond, at [`VAL_LOGS`] evenly spread epochs ending with the
 //! last) with `Val_epochs.npy` (the 1-based epoch of each; 1 for the
 //! probe), `loss.png` (the probe: its
@@ -153,6 +155,20 @@ pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option
     Probe { weights: f32s(w), bias: b as f32, cv: plain_cv, components: 0, cv_loss: (lp, white_loss) }
 }
 
+/// Up to `max` of the sources' objects outside every split (so never a
+/// labelled training, validation or test object), evenly spread: the
+/// unlabelled images of self-distillation ([`FinetuneConfig::distill`]).
+/// Their labels, where the sources have any, are never read.
+pub fn distill_pool(sources: &[&dyn Source], splits: &tidalscope_data::split::Splits, max: usize) -> Vec<ObjectRef> {
+    let held: std::collections::HashSet<(usize, usize)> =
+        splits.train.iter().chain(&splits.val).chain(&splits.test).map(|o| (o.source, o.index)).collect();
+    let free: Vec<ObjectRef> = ObjectRef::every(sources.iter().map(|s| s.info().len))
+        .into_iter()
+        .filter(|o| !held.contains(&(o.source, o.index)))
+        .collect();
+    representation::evenly(&free, max)
+}
+
 /// The whitening the probe offers itself (see [`linear_probe`]): the
 /// encoder folder's spectrum (`pretrain` writes it), or one measured on
 /// the training data's images outside the validation and test splits.
@@ -224,12 +240,25 @@ pub fn finetune(
         };
         return Err(crate::TrainError::Other(format!("interpolation {}: {why}", cfg.interpolation)));
     }
+    if cfg.mode != Mode::Finetune && cfg.distill > 0 {
+        return Err(crate::TrainError::Other(format!(
+            "distill {}: only fine-tuning learns from the probe's soft targets (use 0, or fine-tuning)",
+            cfg.distill
+        )));
+    }
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
     let cfg = &FinetuneConfig { kernels, ..cfg.clone() };
     let bundle = EncoderBundle::load(encoder_dir, device)?;
     let splits = labelled::make_split(sources, &cfg.split, cfg.labels, cfg.seed)?;
+    let pool = if cfg.distill > 0 { distill_pool(sources, &splits, cfg.distill) } else { Vec::new() };
+    if cfg.distill > 0 && pool.is_empty() {
+        return Err(crate::TrainError::Other(format!(
+            "distill {}: no unlabelled images: every object is in the training, validation or test split",
+            cfg.distill
+        )));
+    }
     let record = SplitRecord {
         sources: source_paths.to_vec(),
         lengths: sources.iter().map(|s| s.info().len).collect(),
@@ -261,7 +290,9 @@ pub fn finetune(
     let mut train_loss = Vec::with_capacity(cfg.epochs);
     let mut val_loss = Vec::with_capacity(cfg.epochs.min(VAL_LOGS));
     let mut val_epochs = Vec::with_capacity(cfg.epochs.min(VAL_LOGS));
-    let steps = splits.train.len().div_ceil(cfg.batch.max(1));
+    // Fine-tuning's training set: the labelled objects, then the pool.
+    let fit_len = splits.train.len() + pool.len();
+    let steps = fit_len.div_ceil(cfg.batch.max(1));
     // The probe has no epochs; the others run at least `min_steps` steps.
     let epochs = match cfg.mode {
         Mode::Linear => 0,
@@ -316,6 +347,26 @@ pub fn finetune(
         reporter.log(&msg);
         Some((p.weights, p.bias, p.cv))
     };
+    // Self-distillation: unlabelled images with the probe's probabilities
+    // as soft targets join the labelled ones (fine-tuning only).
+    let (pool_data, pool_y) = match &probe {
+        Some((w, b, _)) if !pool.is_empty() => {
+            let pool_data = labelled::load(sources, &pool, &bundle.preprocess)?;
+            let imgs: Vec<&Cutout> = pool.iter().map(|o| &pool_data[o].image).collect();
+            let p: Vec<f32> = infer::head_logits(&frozen.embed(&imgs)?, w, *b)
+                .into_iter()
+                .map(|l| 1.0 / (1.0 + (-l).exp()))
+                .collect();
+            let msg = format!(
+                "self-distillation: {} unlabelled images with the probe's probabilities as targets (mean {:.3})",
+                pool.len(),
+                p.iter().map(|&v| v as f64).sum::<f64>() / p.len().max(1) as f64
+            );
+            reporter.log(&msg);
+            (pool_data, p)
+        }
+        _ => (Default::default(), Vec::new()),
+    };
     let mut kept_val_loss = None;
     let classifier = match cfg.mode {
         Mode::Linear => {
@@ -354,10 +405,12 @@ pub fn finetune(
             let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam);
             let aug = Augment::training(crop, cfg.noise).with_jitter(cfg.jitter);
             let sigma = bundle.preprocess.normalisation.sigma.clone();
-            let train_imgs = images(&splits.train);
+            let train_imgs: Vec<&Cutout> =
+                images(&splits.train).into_iter().chain(pool.iter().map(|o| &pool_data[o].image)).collect();
+            let fit_y: Vec<f32> = train_y.iter().chain(&pool_y).copied().collect();
             let val_imgs = images(&splits.val);
             for epoch in 0..epochs {
-                let mut order: Vec<usize> = (0..splits.train.len()).collect();
+                let mut order: Vec<usize> = (0..fit_len).collect();
                 let mut rng = Rng::for_stream(cfg.seed, streams::FINETUNE_EPOCH + epoch as u64);
                 rng.shuffle(&mut order);
                 let mut sum = 0.0;
@@ -372,7 +425,7 @@ pub fn finetune(
                     let m = idx.len();
                     let h = trainable.forward(&model.encoder, 0, buf, m, bands, crop, &train_device);
                     let logits = model.head.forward(h.clone()).reshape([m]);
-                    let ys: Vec<f32> = idx.iter().map(|&i| train_y[i]).collect();
+                    let ys: Vec<f32> = idx.iter().map(|&i| fit_y[i]).collect();
                     let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
                     let gradients = l.backward();
                     let lr = cfg.lr * cfg.lr_schedule.factor(epoch * steps + k, epochs * steps);
@@ -382,7 +435,7 @@ pub fn finetune(
                     model = optim.step(lr, model.clone(), grads);
                     reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
                 }
-                train_loss.push(sum / splits.train.len() as f32);
+                train_loss.push(sum / fit_len as f32);
                 // The last epoch is always measured, so the model leaves
                 // the loop synced.
                 if !measures_validation(epoch + 1, epochs) {

@@ -573,3 +573,80 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
     let e = run(Mode::Linear, 0.5, "bad").unwrap_err();
     assert!(e.contains("linear probe"), "{e}");
 }
+
+#[test]
+fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = burn::prelude::Device::flex();
+    let data = simulated(&dir.path().join("data"), 40, 32);
+    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
+    use tidalscope_train::config::Mode;
+    let run = |mode: Mode, distill: usize, out: &str| {
+        let cfg = FinetuneConfig {
+            epochs: 1,
+            min_steps: 2,
+            labels: 6,
+            distill,
+            split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+            ..FinetuneConfig::for_mode(mode)
+        };
+        let out = dir.path().join(out);
+        let lines = Lines::default();
+        finetune::finetune(&cfg, &enc, &[data.as_ref()], &[dir.path().to_path_buf()], &out, &dev, &lines)
+            .map(|_| (lines.0.into_inner().unwrap().join("\n"), test_logits(&out, data.as_ref())))
+            .map_err(|e| e.to_string())
+    };
+    let (_, plain) = run(Mode::Finetune, 0, "plain").unwrap();
+    let (log, distilled) = run(Mode::Finetune, 1000, "all").unwrap();
+    let split = tidalscope_train::labelled::SplitRecord::load(&dir.path().join("all/split.json")).unwrap().splits;
+    let held = split.train.len() + split.val.len() + split.test.len();
+    assert_eq!(split.train.len(), 6);
+    // Every object that is in no split, never one that is.
+    let pool = finetune::distill_pool(&[data.as_ref()], &split, 1000);
+    assert_eq!(pool.len(), 40 - held);
+    let in_split = |o: &tidalscope_data::split::ObjectRef| {
+        split.train.iter().chain(&split.val).chain(&split.test).any(|s| (s.source, s.index) == (o.source, o.index))
+    };
+    assert!(!pool.iter().any(in_split), "{pool:?}");
+    assert!(log.contains(&format!("self-distillation: {} unlabelled images", 40 - held)), "{log}");
+    // The targets are the probe's probabilities (the probe of the same
+    // draw, as `--mode linear` fits it), not the images' labels.
+    run(Mode::Linear, 0, "probe").unwrap();
+    let probe = tidalscope_model::bundle::ClassifierBundle::load(&dir.path().join("probe"), &dev).unwrap();
+    let loaded = tidalscope_train::labelled::load(&[data.as_ref()], &pool, &probe.preprocess).unwrap();
+    let images: Vec<_> = pool.iter().map(|o| &loaded[o].image).collect();
+    let p = tidalscope_model::infer::Predictor::classifier(&probe.classifier, probe.preprocess.crop, &dev)
+        .logits(&images)
+        .unwrap();
+    let mean = p.iter().map(|&l| 1.0 / (1.0 + (-l as f64).exp())).sum::<f64>() / p.len() as f64;
+    assert!(log.contains(&format!("probabilities as targets (mean {mean:.3})")), "{mean}: {log}");
+    let labels = data.labels().unwrap();
+    let tidal = pool.iter().filter(|o| labels[o.index] == Some(1)).count() as f64 / pool.len() as f64;
+    assert!((mean - tidal).abs() > 1e-3, "the probe's mean {mean} is not the labels' {tidal}");
+    assert!(std::fs::read_to_string(dir.path().join("all/config.toml")).unwrap().contains("distill = 1000"));
+    let differ = plain.iter().zip(&distilled).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(differ > 1e-4, "the unlabelled images changed the training");
+    // A cap takes that many, evenly spread.
+    let (log, _) = run(Mode::Finetune, 5, "five").unwrap();
+    assert!(log.contains("self-distillation: 5 unlabelled images"), "{log}");
+    let five = finetune::distill_pool(&[data.as_ref()], &split, 5);
+    assert_eq!(five, (0..5).map(|k| pool[k * pool.len() / 5]).collect::<Vec<_>>());
+    // With every object in a split there is nothing to distil from.
+    let every = FinetuneConfig {
+        mode: Mode::Finetune,
+        distill: 10,
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::default()
+    };
+    let e = finetune::finetune(&every, &enc, &[data.as_ref()], &[], &dir.path().join("none"), &dev, &Quiet)
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("distill 10") && e.contains("no unlabelled images"), "{e}");
+    // Only fine-tuning starts from a probe to learn from.
+    for mode in [Mode::Linear, Mode::Scratch] {
+        let e = run(mode, 10, "bad").unwrap_err();
+        assert!(e.contains("distill 10") && e.contains("only fine-tuning"), "{e}");
+    }
+}
