@@ -169,8 +169,22 @@ impl Preprocess {
         }
         // Non-finite pixels are counted on the image as given: the
         // residual repeats each at its mirror.
-        let finite: Vec<usize> = (0..img.bands()).map(|b| finite_in(img.band(b))).collect();
-        let (b, _) = bin_counted(&self.channels.apply(img), self.bin);
+        let residual = crate::residual::residual(img);
+        let (b, finite) = if self.channels == Channels::Both {
+            // Binning works band by band, so the bands and their residuals
+            // binned apart and stacked are the stacked channels binned, to
+            // the bit, without first copying the full-resolution bands.
+            let (bands, finite) = bin_counted(img, self.bin);
+            let (residuals, _) = bin_counted(&residual, self.bin);
+            let mut data = bands.into_data();
+            data.extend_from_slice(residuals.data());
+            let stacked = Cutout::from_chw(2 * img.bands(), residuals.height(), residuals.width(), data)
+                .expect("the bands and their residuals bin to the same shape");
+            (stacked, finite)
+        } else {
+            let finite: Vec<usize> = (0..img.bands()).map(|b| finite_in(img.band(b))).collect();
+            (bin_counted(&residual, self.bin).0, finite)
+        };
         self.finish(b, &finite, img.shape())
     }
 
@@ -429,6 +443,9 @@ mod tests {
         want = binned;
         pre(Channels::Residual).normalisation.apply(&mut want);
         assert_eq!(bits(&residual), bits(&want), "residual, then binning, then the stretch");
+        let (mut stacked, _) = bin_counted(&Channels::Both.apply(&img), 2);
+        pre(Channels::Both).normalisation.apply(&mut stacked);
+        assert_eq!(bits(&both), bits(&stacked), "the stacked channels, binned, then the stretch");
         assert_eq!((bad, both_bad), (1, 1), "non-finite pixels count as given, not as mirrored");
         let src = open(&path, &OpenOptions::default()).unwrap();
         let rec = src.records(0).unwrap().next().unwrap().unwrap();
