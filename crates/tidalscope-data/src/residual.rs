@@ -164,26 +164,51 @@ pub fn residual(img: &Cutout) -> Cutout {
     out
 }
 
-/// [`residual`] written into `out` (band-major, zeroed, the size of `img`).
+/// [`residual`] written into `out` (band-major, the size of `img`).
 fn residual_into(img: &Cutout, out: &mut [f32]) {
-    let (cx, cy) = centre(img);
+    let mirror = Mirror::of(img);
     let (h, w) = (img.height(), img.width());
-    // The mirror of pixel x is 2c − x: an integer, since c is a half pixel.
-    let (mx, my) = ((2.0 * cx).round() as isize, (2.0 * cy).round() as isize);
     for (b, dst) in out.chunks_exact_mut((h * w).max(1)).take(img.bands()).enumerate() {
-        let src = img.band(b);
-        for y in 0..h {
-            let ym = my - y as isize;
-            if !(0..h as isize).contains(&ym) {
-                continue;
-            }
-            let (row, mirror) = (&src[y * w..(y + 1) * w], &src[ym as usize * w..(ym as usize + 1) * w]);
-            // Columns whose mirror lies inside: mx − x in 0..w.
-            let lo = (mx - w as isize + 1).max(0) as usize;
-            let hi = ((mx + 1).max(0) as usize).min(w);
-            for x in lo..hi {
-                dst[y * w + x] = row[x] - mirror[(mx - x as isize) as usize];
-            }
+        for (y, row) in dst.chunks_exact_mut(w.max(1)).take(h).enumerate() {
+            mirror.row(img.band(b), w, y, row);
+        }
+    }
+}
+
+/// The 180° turn about an image's [`centre`]: pixel (x, y) lands on
+/// (mx − x, my − y), integers since the centre is a half pixel. Lets the
+/// residual be made row by row, where a caller (binning) wants a few rows
+/// at a time rather than the whole image.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Mirror {
+    mx: isize,
+    my: isize,
+}
+
+impl Mirror {
+    /// The turn about `img`'s [`centre`].
+    pub(crate) fn of(img: &Cutout) -> Self {
+        let (cx, cy) = centre(img);
+        Self { mx: (2.0 * cx).round() as isize, my: (2.0 * cy).round() as isize }
+    }
+
+    /// Row `y` of the residual of `band` (`w` pixels wide) into `out`
+    /// (`w` values): the row minus its mirror, 0 where the mirror falls
+    /// outside.
+    #[inline(always)]
+    pub(crate) fn row(self, band: &[f32], w: usize, y: usize, out: &mut [f32]) {
+        let h = band.len() / w.max(1);
+        let ym = self.my - y as isize;
+        out[..w].fill(0.0);
+        if !(0..h as isize).contains(&ym) {
+            return;
+        }
+        let (row, mirror) = (&band[y * w..(y + 1) * w], &band[ym as usize * w..(ym as usize + 1) * w]);
+        // Columns whose mirror lies inside: mx − x in 0..w.
+        let lo = (self.mx - w as isize + 1).max(0) as usize;
+        let hi = ((self.mx + 1).max(0) as usize).min(w);
+        for x in lo..hi {
+            out[x] = row[x] - mirror[(self.mx - x as isize) as usize];
         }
     }
 }
