@@ -79,7 +79,8 @@ fn bin_counted(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
     if w < width || h < img.height() {
         for (b, n) in finite.iter_mut().enumerate() {
             let band = img.band(b);
-            *n += band[..h * width].chunks_exact(width).map(|row| finite_in(&row[w..])).sum::<usize>();
+            // (An image 0 pixels wide has no rows to split.)
+            *n += band[..h * width].chunks_exact(width.max(1)).map(|row| finite_in(&row[w..])).sum::<usize>();
             *n += finite_in(&band[h * width..]);
         }
     }
@@ -221,7 +222,8 @@ impl Preprocess {
             // the bit, without first copying the full-resolution bands.
             let (bands, finite) = bin_counted(img, self.bin);
             let residuals = bin_residual(img, self.bin);
-            let mut data = bands.into_data();
+            let mut data = Vec::with_capacity(bands.data().len() + residuals.data().len());
+            data.extend_from_slice(bands.data());
             data.extend_from_slice(residuals.data());
             let stacked = Cutout::from_chw(2 * img.bands(), residuals.height(), residuals.width(), data)
                 .expect("the bands and their residuals bin to the same shape");
@@ -345,6 +347,14 @@ mod tests {
             assert!(fast.data()[0].is_nan() || !(2..=4).contains(&k), "an all-NaN block is NaN (k = {k})");
             // Partial blocks are dropped from the image but not from the count.
             assert_eq!(n_fast, finite, "finite pixels per band, counted while binning (k = {k})");
+        }
+        // An image with no columns (or no rows) bins to an empty one, no panic.
+        for k in 1..=5 {
+            for (rows, cols) in [(5, 0), (0, 7)] {
+                let (empty, n) = bin_counted(&Cutout::zeros(2, rows, cols), k);
+                assert_eq!((empty.shape(), n), ([2, rows / k, cols / k], vec![0, 0]), "{rows}×{cols}, k = {k}");
+                assert_eq!(bin_residual(&Cutout::zeros(2, rows, cols), k).shape(), [2, rows / k, cols / k]);
+            }
         }
     }
 
@@ -556,19 +566,21 @@ mod tests {
         let img = Cutout::from_chw(bands, h, w, data).unwrap();
         let names: Vec<String> = (0..bands).map(|b| b.to_string()).collect();
         let run = || {
-            (2..=4)
-                .flat_map(|bin| {
+            let mut got = Vec::new();
+            // The bands, and the bands with their residuals (binned row by row).
+            for channels in [Channels::Image, Channels::Both] {
+                let names = channels.names(&names);
+                for bin in 2..=4 {
                     // The asinh stretch, and the identity (non-finite values zeroed).
-                    [Normaliser::new(names.clone(), vec![0.01; bands], "t"), Normaliser::none(names.clone())].map(
-                        |normalisation| {
-                            let (out, bad) = Preprocess { bin, crop: 8, normalisation, channels: Channels::Image }
-                                .apply(&img)
-                                .unwrap();
-                            (out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad)
-                        },
-                    )
-                })
-                .collect::<Vec<_>>()
+                    for normalisation in
+                        [Normaliser::new(names.clone(), vec![0.01; names.len()], "t"), Normaliser::none(names.clone())]
+                    {
+                        let (out, bad) = Preprocess { bin, crop: 8, normalisation, channels }.apply(&img).unwrap();
+                        got.push((out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad));
+                    }
+                }
+            }
+            got
         };
         let best = run();
         for level in [1, 0] {

@@ -246,11 +246,6 @@ pub fn finetune(
             cfg.distill
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
-    let train_device = device.clone().autodiff();
-    let kernels = cfg.kernels.resolve(device);
-    let cfg = &FinetuneConfig { kernels, ..cfg.clone() };
-    let bundle = EncoderBundle::load(encoder_dir, device)?;
     let splits = labelled::make_split(sources, &cfg.split, cfg.labels, cfg.seed)?;
     let pool = if cfg.distill > 0 { distill_pool(sources, &splits, cfg.distill) } else { Vec::new() };
     if cfg.distill > 0 && pool.is_empty() {
@@ -259,6 +254,11 @@ pub fn finetune(
             cfg.distill
         )));
     }
+    std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
+    let train_device = device.clone().autodiff();
+    let kernels = cfg.kernels.resolve(device);
+    let cfg = &FinetuneConfig { kernels, ..cfg.clone() };
+    let bundle = EncoderBundle::load(encoder_dir, device)?;
     let record = SplitRecord {
         sources: source_paths.to_vec(),
         lengths: sources.iter().map(|s| s.info().len).collect(),
