@@ -14,6 +14,15 @@ mod progress;
 use clap::Parser;
 
 fn main() {
+    // Before any arithmetic: denormal floats as zero on this thread and on
+    // every thread of the global pool (see tidalscope_core::denormal).
+    tidalscope_core::denormal::flush_denormals();
+    rayon::ThreadPoolBuilder::new()
+        .start_handler(|_| {
+            tidalscope_core::denormal::flush_denormals();
+        })
+        .build_global()
+        .expect("the global thread pool is built once, first thing");
     let args = cli::Cli::parse();
     let result = commands::run(args);
     if std::env::var_os("TIDALSCOPE_REPORT_PEAK_RSS").is_some() {

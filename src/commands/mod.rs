@@ -77,9 +77,12 @@ pub fn open_source(
 
 pub use bench::peak_rss_mb;
 
-/// A rayon pool of `jobs` threads (all cores when `None`).
+/// A rayon pool of `jobs` threads (all cores when `None`), flushing
+/// denormals as the global pool does (see `tidalscope_core::denormal`).
 pub fn thread_pool(jobs: Option<usize>) -> anyhow::Result<rayon::ThreadPool> {
-    let mut b = rayon::ThreadPoolBuilder::new();
+    let mut b = rayon::ThreadPoolBuilder::new().start_handler(|_| {
+        tidalscope_core::denormal::flush_denormals();
+    });
     if let Some(j) = jobs {
         anyhow::ensure!(j > 0, "--jobs must be at least 1");
         b = b.num_threads(j);

@@ -22,6 +22,7 @@
 mod band;
 pub mod binning;
 mod cutout;
+pub mod denormal;
 pub mod dispatch;
 pub mod math;
 mod rng;
