@@ -60,6 +60,26 @@ fn tiny_encoder(dir: &Path, data: &dyn Source, dev: &burn::prelude::Device) -> s
 }
 
 /// Column `col` of a run's metrics.csv, one number per step.
+/// What the fine-tuning tests start from: burn's lock held, `n` simulated
+/// 32-pixel cutouts in `dir/data`, and a one-epoch tiny encoder pretrained
+/// on them in `dir/enc`.
+struct Tuning {
+    _burn: std::sync::MutexGuard<'static, ()>,
+    dir: tempfile::TempDir,
+    dev: burn::prelude::Device,
+    data: Box<dyn Source>,
+    enc: std::path::PathBuf,
+}
+
+fn tuning(n: usize) -> Tuning {
+    let burn = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let dev = burn::prelude::Device::flex();
+    let data = simulated(&dir.path().join("data"), n, 32);
+    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
+    Tuning { _burn: burn, dir, dev, data, enc }
+}
+
 fn metrics_column(dir: &Path, col: usize) -> Vec<f64> {
     let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     m.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
@@ -323,11 +343,7 @@ fn pretraining_from_images_kept_in_memory_gives_the_streamed_run_exactly() {
 
 #[test]
 fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_labels() {
-    let _g = BURN.lock().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let dev = burn::prelude::Device::flex();
-    let data = simulated(&dir.path().join("data"), 24, 32);
-    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
+    let Tuning { _burn, dir, dev, data, enc } = tuning(24);
     let cfg = FinetuneConfig {
         epochs: 2,
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
@@ -533,11 +549,7 @@ fn test_logits(dir: &Path, data: &dyn Source) -> Vec<f32> {
 
 #[test]
 fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
-    let _g = BURN.lock().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let dev = burn::prelude::Device::flex();
-    let data = simulated(&dir.path().join("data"), 40, 32);
-    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
+    let Tuning { _burn, dir, dev, data, enc } = tuning(40);
     let run = |mode: tidalscope_train::config::Mode, interpolation: f64, out: &str| {
         let cfg = FinetuneConfig {
             epochs: 1,
@@ -576,11 +588,7 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
 
 #[test]
 fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
-    let _g = BURN.lock().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let dev = burn::prelude::Device::flex();
-    let data = simulated(&dir.path().join("data"), 40, 32);
-    let enc = tiny_encoder(dir.path(), data.as_ref(), &dev);
+    let Tuning { _burn, dir, dev, data, enc } = tuning(40);
     use tidalscope_train::config::Mode;
     let run = |mode: Mode, distill: usize, out: &str| {
         let cfg = FinetuneConfig {
