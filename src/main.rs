@@ -14,16 +14,17 @@ mod progress;
 use clap::Parser;
 
 fn main() {
-    // Before any arithmetic: denormal floats as zero on this thread and on
-    // every thread of the global pool (see tidalscope_core::denormal).
+    let args = cli::Cli::parse();
+    // Before any arithmetic (and after --help, which needs no threads):
+    // denormal floats as zero on this thread and on every thread of the
+    // global pool (see tidalscope_core::denormal).
     tidalscope_core::denormal::flush_denormals();
     rayon::ThreadPoolBuilder::new()
         .start_handler(|_| {
             tidalscope_core::denormal::flush_denormals();
         })
         .build_global()
-        .expect("the global thread pool is built once, first thing");
-    let args = cli::Cli::parse();
+        .expect("the global thread pool is built once, before any command runs");
     let result = commands::run(args);
     if std::env::var_os("TIDALSCOPE_REPORT_PEAK_RSS").is_some() {
         // For `bench predict`, which runs commands as child processes.
