@@ -527,7 +527,13 @@ pub fn finetune(
                 &out.join("loss.png"),
                 &axes,
                 &[
-                    Series::line("training loss", x, train_loss.iter().map(|&v| v as f64).collect(), PALETTE[0]),
+                    Series::line(
+                        // Against soft targets the loss cannot reach 0.
+                        if pool.is_empty() { "training loss" } else { "training loss (labels and soft targets)" },
+                        x,
+                        train_loss.iter().map(|&v| v as f64).collect(),
+                        PALETTE[0],
+                    ),
                     Series::line(
                         "validation loss",
                         val_epochs.iter().map(|&e| e as f64).collect(),
