@@ -244,8 +244,11 @@ pub struct PretrainArgs {
     pub crop: Option<usize>,
     /// Input channels: image (the bands as given), residual (each band
     /// minus its copy turned by 180° about the galaxy's centre, where faint
-    /// asymmetric structure stands out) or both (twice the channels).
-    /// Stored with the model; inference repeats it.
+    /// asymmetric structure stands out), both (the bands and their
+    /// residuals: twice the channels) or all (both, then each band minus
+    /// its reflection about the galaxy's major axis, which keeps the S of a
+    /// tail pair that the turn cancels: three times the channels). Stored
+    /// with the model; inference repeats it.
     #[arg(long, value_enum)]
     pub channels: Option<ChannelsArg>,
     /// Augmentation noise: reference (the reference code's exact, weak
@@ -535,6 +538,9 @@ pub enum ChannelsArg {
     Residual,
     /// The bands, then their residuals.
     Both,
+    /// The bands, their rotational residuals, then their mirror residuals
+    /// about the galaxy's major axis.
+    All,
 }
 
 impl From<ChannelsArg> for tidalscope_data::residual::Channels {
@@ -543,6 +549,7 @@ impl From<ChannelsArg> for tidalscope_data::residual::Channels {
             ChannelsArg::Image => Self::Image,
             ChannelsArg::Residual => Self::Residual,
             ChannelsArg::Both => Self::Both,
+            ChannelsArg::All => Self::All,
         }
     }
 }
@@ -751,7 +758,8 @@ pub struct PretrainOverrides {
     #[arg(long, value_name = "R", allow_negative_numbers = true)]
     pub pretrain_lr: Option<f64>,
     /// Input channels of the pretraining (default: the preset's; `image`
-    /// reruns tables made before the quick preset took `both`).
+    /// reruns tables made before the quick preset took `both`, `both`
+    /// those made before it took `all`).
     #[arg(long, value_enum)]
     pub channels: Option<ChannelsArg>,
 }
@@ -1314,7 +1322,7 @@ pub struct BenchEncoderArgs {
     #[arg(long)]
     pub batch: Option<usize>,
     /// Input channels (default 5, or the preset's: 5 bands times its
-    /// channels, 10 for quick with its residuals).
+    /// channels, 15 for quick with its two residuals).
     #[arg(long)]
     pub bands: Option<usize>,
     /// Encoder width multiplier (1 = the paper's encoder) [default: 1, or

@@ -4,7 +4,7 @@
 //! asinh normalisation, and the view size the model was trained on.
 
 use crate::normalise::{BandMismatch, Normaliser};
-use crate::residual::Channels;
+use crate::residual::{Channels, Mirror, Reflection, RowResidual, Turn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::binning::block_means;
@@ -127,47 +127,51 @@ fn bin_by<const K: usize>(img: &Cutout) -> (Cutout, Vec<usize>) {
     (out, finite)
 }
 
-/// `img`'s rotational residual binned by `k`: for blocks of 2 to 4, made
-/// a block-row at a time into a few rows of scratch and binned from there
-/// (the same values, added in the same order, as binning the whole
-/// residual image, which is never made).
-fn bin_residual(img: &Cutout, k: usize) -> Cutout {
+/// `img`'s residual `turn` (the rotational or the mirror one) binned by
+/// `k`: for blocks of 2 to 4, made a block-row at a time into a few rows
+/// of scratch and binned from there (the same values, added in the same
+/// order, as binning the whole residual image, which is never made).
+fn bin_residual(img: &Cutout, k: usize, turn: Turn) -> Cutout {
     match k {
-        2..=4 => bin_residual_small(img, k),
-        _ => bin_counted(&crate::residual::residual(img), k).0,
+        2..=4 => bin_residual_small(img, k, turn),
+        _ => bin_counted(&crate::residual::whole_image(img, turn), k).0,
     }
 }
 
 multiversion! {
-    /// [`bin_residual_by`] for a block of 2, 3 or 4 pixels, compiled for
-    /// the widest vectors the CPU has.
-    fn bin_residual_small(img: &Cutout, k: usize) -> Cutout {
+    /// [`bin_rows_by`] for a block of 2, 3 or 4 pixels, compiled for
+    /// the widest vectors the CPU has (the mirror residual's
+    /// interpolation forms no fused multiply-adds, so every variant gives
+    /// the same bits).
+    fn bin_residual_small(img: &Cutout, k: usize, turn: Turn) -> Cutout {
         match k {
-            2 => bin_residual_by::<2>(img),
-            3 => bin_residual_by::<3>(img),
-            4 => bin_residual_by::<4>(img),
+            2 => bin_rows_by::<2>(img, turn),
+            3 => bin_rows_by::<3>(img, turn),
+            4 => bin_rows_by::<4>(img, turn),
             _ => unreachable!("bin_residual_small takes blocks of 2 to 4 pixels, not {k}"),
         }
     }
 }
 
-/// [`bin_residual`] for a block size known at compile time.
+/// The residual `turn` of `img` binned by `K`, made a block-row at a time
+/// into `K` rows of scratch per band: the values of the whole residual
+/// image binned ([`bin_by`] adds each block in the same order), which is
+/// never made.
 #[inline(always)]
-fn bin_residual_by<const K: usize>(img: &Cutout) -> Cutout {
-    let mirror = crate::residual::Mirror::of(img);
-    let (h, w) = (img.height() / K, img.width() / K);
-    let mut out = Cutout::zeros(img.bands(), h, w);
+fn bin_rows_by<const K: usize>(img: &Cutout, mut turn: impl RowResidual) -> Cutout {
+    let (h, w, bands) = (img.height() / K, img.width() / K, img.bands());
+    let mut out = Cutout::zeros(bands, h, w);
     let src_w = img.width();
-    let mut rows = vec![0f32; K * src_w];
+    // Row dy of band b's block-row at (dy · bands + b) · src_w.
+    let mut rows = vec![0f32; K * bands * src_w];
     let mut count = vec![0u32; w];
-    for b in 0..img.bands() {
-        let src = img.band(b);
-        let dst = out.band_mut(b);
-        for (y, sum) in dst.chunks_exact_mut(w.max(1)).take(h).enumerate() {
-            for (dy, row) in rows.chunks_exact_mut(src_w.max(1)).enumerate() {
-                mirror.row(src, src_w, y * K + dy, row);
-            }
-            block_means::<K>(|dy| &rows[dy * src_w..], sum, &mut count);
+    for y in 0..h {
+        for (dy, block) in rows.chunks_exact_mut((bands * src_w).max(1)).enumerate() {
+            turn.rows(img, y * K + dy, block);
+        }
+        for b in 0..bands {
+            let sum = &mut out.band_mut(b)[y * w..(y + 1) * w];
+            block_means::<K>(|dy| &rows[(dy * bands + b) * src_w..], sum, &mut count);
         }
     }
     out
@@ -216,21 +220,31 @@ impl Preprocess {
         }
         // Non-finite pixels are counted on the image as given: the
         // residual repeats each at its mirror.
-        let (b, finite) = if self.channels == Channels::Both {
+        let (b, finite) = if matches!(self.channels, Channels::Both | Channels::All) {
             // Binning works band by band, so the bands and their residuals
             // binned apart and stacked are the stacked channels binned, to
             // the bit, without first copying the full-resolution bands.
             let (bands, finite) = bin_counted(img, self.bin);
-            let residuals = bin_residual(img, self.bin);
-            let mut data = Vec::with_capacity(bands.data().len() + residuals.data().len());
-            data.extend_from_slice(bands.data());
-            data.extend_from_slice(residuals.data());
-            let stacked = Cutout::from_chw(2 * img.bands(), residuals.height(), residuals.width(), data)
+            // One centre for both residuals.
+            let (turn, reflection) = match self.channels {
+                Channels::All => {
+                    let reflection = Reflection::of(img);
+                    (reflection.turn(), Some(reflection))
+                }
+                _ => (Mirror::of(img), None),
+            };
+            let residuals = bin_residual(img, self.bin, Turn::Rotate(turn));
+            let mirrors = reflection.map(|r| bin_residual(img, self.bin, Turn::Reflect(r)));
+            let parts = [Some(&bands), Some(&residuals), mirrors.as_ref()];
+            let parts: Vec<&Cutout> = parts.into_iter().flatten().collect();
+            let mut data = Vec::with_capacity(parts.iter().map(|p| p.data().len()).sum());
+            parts.iter().for_each(|p| data.extend_from_slice(p.data()));
+            let stacked = Cutout::from_chw(parts.len() * img.bands(), residuals.height(), residuals.width(), data)
                 .expect("the bands and their residuals bin to the same shape");
             (stacked, finite)
         } else {
             let finite: Vec<usize> = (0..img.bands()).map(|b| finite_in(img.band(b))).collect();
-            (bin_residual(img, self.bin), finite)
+            (bin_residual(img, self.bin, Turn::Rotate(Mirror::of(img))), finite)
         };
         self.finish(b, &finite, img.shape())
     }
@@ -353,7 +367,11 @@ mod tests {
             for (rows, cols) in [(5, 0), (0, 7)] {
                 let (empty, n) = bin_counted(&Cutout::zeros(2, rows, cols), k);
                 assert_eq!((empty.shape(), n), ([2, rows / k, cols / k], vec![0, 0]), "{rows}×{cols}, k = {k}");
-                assert_eq!(bin_residual(&Cutout::zeros(2, rows, cols), k).shape(), [2, rows / k, cols / k]);
+                let empty = Cutout::zeros(2, rows, cols);
+                let turns = [Turn::Rotate(Mirror::of(&empty)), Turn::Reflect(Reflection::of(&empty))];
+                for turn in turns {
+                    assert_eq!(bin_residual(&empty, k, turn).shape(), [2, rows / k, cols / k]);
+                }
             }
         }
     }
@@ -380,8 +398,21 @@ mod tests {
         assert!(cx != (w as f64 - 1.0) / 2.0 || cy != (h as f64 - 1.0) / 2.0, "centre ({cx}, {cy}) is off the middle");
         let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         let whole = crate::residual::residual(&img);
+        let mirror = crate::residual::mirror_residual(&img);
+        assert!(mirror.data().iter().any(|v| v.is_finite() && *v != 0.0), "the mirror residual is not empty");
         for k in 1..=5 {
-            assert_eq!(bits(&bin_residual(&img, k)), bits(&bin_counted(&whole, k).0), "k = {k}");
+            assert_eq!(
+                bits(&bin_residual(&img, k, Turn::Rotate(Mirror::of(&img)))),
+                bits(&bin_counted(&whole, k).0),
+                "k = {k}"
+            );
+            let reflection = Reflection::of(&img);
+            assert_eq!(reflection.turn(), Mirror::of(&img), "one centre for both residuals");
+            assert_eq!(
+                bits(&bin_residual(&img, k, Turn::Reflect(reflection))),
+                bits(&bin_counted(&mirror, k).0),
+                "mirror, k = {k}"
+            );
         }
     }
 
@@ -529,6 +560,14 @@ mod tests {
         pre(Channels::Both).normalisation.apply(&mut stacked);
         assert_eq!(bits(&both), bits(&stacked), "the stacked channels, binned, then the stretch");
         assert_eq!((bad, both_bad), (1, 1), "non-finite pixels count as given, not as mirrored");
+        // All three: the bands, their residuals, then the mirror residuals.
+        let (all, all_bad) = pre(Channels::All).apply(&img).unwrap();
+        assert_eq!((all.shape(), all_bad), ([9, 12, 12], 1));
+        assert_eq!(bits(&all)[..both.data().len()], bits(&both)[..]);
+        let (mut stacked, _) = bin_counted(&Channels::All.apply(&img), 2);
+        pre(Channels::All).normalisation.apply(&mut stacked);
+        assert_eq!(bits(&all), bits(&stacked), "all three stacked, binned, then the stretch");
+        assert_eq!(pre(Channels::All).input_bands(), names);
         let src = open(&path, &OpenOptions::default()).unwrap();
         let rec = src.records(0).unwrap().next().unwrap().unwrap();
         let (read, _, n) = pre(Channels::Both).load_and_apply(rec.pixels).unwrap();
@@ -567,8 +606,9 @@ mod tests {
         let names: Vec<String> = (0..bands).map(|b| b.to_string()).collect();
         let run = || {
             let mut got = Vec::new();
-            // The bands, and the bands with their residuals (binned row by row).
-            for channels in [Channels::Image, Channels::Both] {
+            // The bands, and the bands with their residuals (binned row by
+            // row; the mirror residual's interpolation included).
+            for channels in [Channels::Image, Channels::Both, Channels::All] {
                 let names = channels.names(&names);
                 for bin in 2..=4 {
                     // The asinh stretch, and the identity (non-finite values zeroed).

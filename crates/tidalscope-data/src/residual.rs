@@ -6,9 +6,14 @@
 //! cancels; the faint structure and the neighbours remain.
 //!
 //! A model's input ([`Channels`]) is the bands as given, their residuals,
-//! or both stacked (twice the channels); the choice is stored with the
+//! both stacked (twice the channels), or the bands with both kinds of
+//! residual below (three times); the choice is stored with the
 //! model (`preprocess.json`), so inference repeats it. The residual is made
-//! at the cutout's own resolution, before binning.
+//! at the cutout's own resolution, before binning. A third set, the mirror
+//! residual ([`mirror_residual`]: each band minus its reflection about the
+//! galaxy's major axis, about the same centre), keeps the point-symmetric
+//! S of a tidal tail pair that the rotation cancels; all three stacked are
+//! the quick preset's input.
 //!
 //! The centre is found on the sum of the bands (sky median subtracted) by
 //! a Gaussian-windowed centroid, iterated from the cutout's centre with a
@@ -23,7 +28,8 @@
 //! finite in the residual (then left out of binning and 0 after
 //! normalisation, as any non-finite pixel), and a pixel not finite in some
 //! band has no weight in the centre; a pixel whose mirror falls outside the
-//! cutout is 0 (no asymmetry is measurable there).
+//! cutout is 0 (no asymmetry is measurable there). The mirror residual
+//! has its own edge rule ([`mirror_residual`]).
 
 use serde::{Deserialize, Serialize};
 use tidalscope_core::Cutout;
@@ -39,6 +45,9 @@ pub enum Channels {
     Residual,
     /// The bands, then each band's rotational residual: twice the channels.
     Both,
+    /// The bands, their rotational residuals, then their mirror residuals
+    /// ([`mirror_residual`]): three times the channels.
+    All,
 }
 
 impl Channels {
@@ -47,6 +56,7 @@ impl Channels {
         match self {
             Channels::Image | Channels::Residual => 1,
             Channels::Both => 2,
+            Channels::All => 3,
         }
     }
 
@@ -56,17 +66,21 @@ impl Channels {
             Channels::Image => "the bands as given",
             Channels::Residual => "only the bands' rotational residuals",
             Channels::Both => "the bands and their rotational residuals",
+            Channels::All => "the bands, their rotational residuals and their mirror residuals",
         }
     }
 
     /// The model's channel names for an image with bands `names`: the
-    /// residual of band `g` is `g_residual`.
+    /// residual of band `g` is `g_residual`, its mirror residual `g_mirror`.
     pub fn names(self, names: &[String]) -> Vec<String> {
         let residual = names.iter().map(|n| format!("{n}_residual"));
         match self {
             Channels::Image => names.to_vec(),
             Channels::Residual => residual.collect(),
             Channels::Both => names.iter().cloned().chain(residual).collect(),
+            Channels::All => {
+                names.iter().cloned().chain(residual).chain(names.iter().map(|n| format!("{n}_mirror"))).collect()
+            }
         }
     }
 
@@ -84,6 +98,16 @@ impl Channels {
                 residual_into(img, residuals);
                 out
             }
+            Channels::All => {
+                let mut out = Cutout::zeros(3 * img.bands(), img.height(), img.width());
+                let n = img.data().len();
+                let (bands, rest) = out.data_mut().split_at_mut(n);
+                let (residuals, mirrors) = rest.split_at_mut(n);
+                bands.copy_from_slice(img.data());
+                residual_into(img, residuals);
+                whole(img, Reflection::of(img), mirrors);
+                out
+            }
         }
     }
 }
@@ -96,17 +120,13 @@ pub fn centre(img: &Cutout) -> (f64, f64) {
     if h == 0 || w == 0 {
         return geometric;
     }
-    // A pixel that is not finite in some band (masked) carries no weight:
-    // NaN here, left out of the sky level and of the centroid.
-    let mut sum = vec![0f64; h * w];
-    for b in 0..img.bands() {
-        for (s, v) in sum.iter_mut().zip(img.band(b)) {
-            *s += if v.is_finite() { *v as f64 } else { f64::NAN };
-        }
-    }
-    let mut sorted: Vec<f64> = sum.iter().copied().filter(|v| !v.is_nan()).collect();
-    let mid = sorted.len() / 2;
-    let sky = if sorted.is_empty() { 0.0 } else { *sorted.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 };
+    let (sum, sky) = light(img);
+    centre_in(&sum, sky, w, h)
+}
+
+/// [`centre`] from the image's [`light`] (`w` × `h` pixels, not empty).
+fn centre_in(sum: &[f64], sky: f64, w: usize, h: usize) -> (f64, f64) {
+    let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
     let side = w.min(h) as f64;
     let (mut cx, mut cy) = geometric;
     let (mut gx, mut gy) = (Vec::new(), Vec::new());
@@ -157,29 +177,250 @@ pub fn centre(img: &Cutout) -> (f64, f64) {
     (clamp(cx, geometric.0), clamp(cy, geometric.1))
 }
 
+/// The sum of `img`'s bands per pixel (NaN where some band is not finite:
+/// a masked pixel carries no weight) and its median over the finite
+/// pixels (the sky level under the galaxy's light).
+fn light(img: &Cutout) -> (Vec<f64>, f64) {
+    let mut sum = vec![0f64; img.height() * img.width()];
+    for b in 0..img.bands() {
+        for (s, v) in sum.iter_mut().zip(img.band(b)) {
+            *s += if v.is_finite() { *v as f64 } else { f64::NAN };
+        }
+    }
+    let mut sorted: Vec<f64> = sum.iter().copied().filter(|v| !v.is_nan()).collect();
+    let mid = sorted.len() / 2;
+    let sky = if sorted.is_empty() { 0.0 } else { *sorted.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 };
+    (sum, sky)
+}
+
+/// The direction of the galaxy's major axis (radians from the +x axis,
+/// in (−π/2, π/2]): that of the second moments of the sky-subtracted
+/// light about `(cx, cy)` in a Gaussian window of 1/20 of the side (the
+/// centroid's wide window, so the inner isophotes, where the host
+/// dominates, set it). 0 when there is no light.
+pub fn axis(img: &Cutout, centre: (f64, f64)) -> f64 {
+    let (h, w) = (img.height(), img.width());
+    if h == 0 || w == 0 {
+        return 0.0;
+    }
+    let (sum, sky) = light(img);
+    axis_in(&sum, sky, w, h, centre)
+}
+
+/// [`axis`] from the image's [`light`] (`w` × `h` pixels, not empty).
+fn axis_in(sum: &[f64], sky: f64, w: usize, h: usize, (cx, cy): (f64, f64)) -> f64 {
+    let sw = (w.min(h) as f64 / 20.0).max(1.0);
+    let (mut xx, mut yy, mut xy) = (0.0, 0.0, 0.0);
+    for y in 0..h {
+        let dy = y as f64 - cy;
+        for x in 0..w {
+            let dx = x as f64 - cx;
+            let s = sum[y * w + x] - sky;
+            // NaN (masked) fails the test: no weight.
+            if s > 0.0 {
+                let weight = s * (-(dx * dx + dy * dy) / (2.0 * sw * sw)).exp();
+                xx += weight * dx * dx;
+                yy += weight * dy * dy;
+                xy += weight * dx * dy;
+            }
+        }
+    }
+    if xx + yy <= 0.0 {
+        return 0.0;
+    }
+    0.5 * (2.0 * xy).atan2(xx - yy)
+}
+
+/// Each band of `img` minus its mirror image about the galaxy's major
+/// axis ([`axis`] through [`centre`]). A tidal tail pair is point-symmetric
+/// (an S), so the rotational residual cancels much of it; an S is not
+/// symmetric about the host's axis, so it remains here, while the host's
+/// elliptical body (symmetric about its axes) cancels. The mirror point
+/// falls between pixels: it is interpolated by cubic convolution, which
+/// smooths this copy's noise a little where the rotational residual's is
+/// not. Rule: NaN where the pixel or any of the 16 pixels sampled is not
+/// finite; a mirror point outside the cutout takes the value at the
+/// cutout's nearest edge (sampled pixels clamped into it), so the outskirts
+/// hold sky minus sky: noise of the same σ as elsewhere, which the sky
+/// noise of the stretch (`--sigma sky`, from the outer frame) then
+/// measures. (Zeros there, as the rotational residual has in its first
+/// row and column, would fill much of the frame and shrink that σ by an
+/// amount that depends on the cutout's size and the galaxy's angle.)
+pub fn mirror_residual(img: &Cutout) -> Cutout {
+    whole_image(img, Reflection::of(img))
+}
+
+/// One of the residuals, made a row at a time: lets binning take a few
+/// rows at a time rather than the whole residual image.
+pub(crate) trait RowResidual {
+    /// Row `y` of every band's residual: band `b`'s into
+    /// `out[b * w..(b + 1) * w]`, `w` the image's width.
+    fn rows(&mut self, img: &Cutout, y: usize, out: &mut [f32]);
+}
+
+/// Either residual, so that one binning routine, compiled once per
+/// instruction-set level, makes both.
+#[derive(Debug, Clone)]
+pub(crate) enum Turn {
+    /// The 180° turn: the rotational residual.
+    Rotate(Mirror),
+    /// The reflection about the major axis: the mirror residual.
+    Reflect(Reflection),
+}
+
+impl RowResidual for Turn {
+    #[inline(always)]
+    fn rows(&mut self, img: &Cutout, y: usize, out: &mut [f32]) {
+        match self {
+            Turn::Rotate(m) => m.rows(img, y, out),
+            Turn::Reflect(r) => r.rows(img, y, out),
+        }
+    }
+}
+
+/// The residual `turn` of every band of `img`, as a cutout of its size.
+pub(crate) fn whole_image(img: &Cutout, turn: impl RowResidual) -> Cutout {
+    let mut out = Cutout::zeros(img.bands(), img.height(), img.width());
+    whole(img, turn, out.data_mut());
+    out
+}
+
+/// The residual `turn` of every band of `img`, written into `out`
+/// (band-major, the size of `img`).
+fn whole(img: &Cutout, mut turn: impl RowResidual, out: &mut [f32]) {
+    let (h, w, bands) = (img.height(), img.width(), img.bands());
+    let mut rows = vec![0f32; bands * w];
+    for y in 0..h {
+        turn.rows(img, y, &mut rows);
+        for (b, row) in rows.chunks_exact(w.max(1)).enumerate() {
+            out[(b * h + y) * w..][..w].copy_from_slice(row);
+        }
+    }
+}
+
+/// The reflection about an image's major axis through its centre
+/// ([`mirror_residual`]), with scratch for where one row's pixels sample.
+#[derive(Debug, Clone)]
+pub(crate) struct Reflection {
+    cx: f64,
+    cy: f64,
+    /// cos 2θ and sin 2θ of the axis' angle θ.
+    c2: f64,
+    s2: f64,
+    taps: Vec<Tap>,
+}
+
+/// Where one pixel's mirror point samples: the cell's lower corner and
+/// the cubic weights along x and y (the same for every band, so found once
+/// per pixel).
+#[derive(Debug, Clone, Copy, Default)]
+struct Tap {
+    x0: i64,
+    y0: i64,
+    wx: [f32; 4],
+    wy: [f32; 4],
+}
+
+impl Reflection {
+    /// The reflection about `img`'s major axis.
+    pub(crate) fn of(img: &Cutout) -> Self {
+        let (h, w) = (img.height(), img.width());
+        let (cx, cy, theta) = if h == 0 || w == 0 {
+            // [`centre`]'s answer for an image with no pixels.
+            ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0, 0.0)
+        } else {
+            let (sum, sky) = light(img);
+            let (cx, cy) = centre_in(&sum, sky, w, h);
+            (cx, cy, axis_in(&sum, sky, w, h, (cx, cy)))
+        };
+        Self { cx, cy, c2: (2.0 * theta).cos(), s2: (2.0 * theta).sin(), taps: Vec::new() }
+    }
+
+    /// The turn by 180° about the same centre ([`Mirror::of`] the same
+    /// image), without finding the centre again.
+    pub(crate) fn turn(&self) -> Mirror {
+        Mirror::about((self.cx, self.cy))
+    }
+}
+
+impl RowResidual for Reflection {
+    // Inlined into the callers compiled for wider vectors (`multiversion!`),
+    // where `floor` is one instruction.
+    #[inline(always)]
+    fn rows(&mut self, img: &Cutout, y: usize, out: &mut [f32]) {
+        let (h, w) = (img.height(), img.width());
+        let dy = y as f64 - self.cy;
+        self.taps.resize(w, Tap::default());
+        for (x, tap) in self.taps.iter_mut().enumerate() {
+            let dx = x as f64 - self.cx;
+            let (mx, my) = (self.cx + self.c2 * dx + self.s2 * dy, self.cy + self.s2 * dx - self.c2 * dy);
+            let (x0, y0) = (mx.floor(), my.floor());
+            // Saturating casts: a point however far outside stays a number.
+            *tap = Tap { x0: x0 as i64, y0: y0 as i64, wx: keys((mx - x0) as f32), wy: keys((my - y0) as f32) };
+        }
+        for (b, out) in out.chunks_exact_mut(w.max(1)).take(img.bands()).enumerate() {
+            reflect_row(img.band(b), w, h, y, &self.taps, out);
+        }
+    }
+}
+
+/// Row `y` of one band's mirror residual, its pixels sampling at `taps`.
+/// A sum of finite taps is finite, and one non-finite tap makes it
+/// non-finite (a weight of 0 times ±inf is NaN), so one test on the
+/// difference applies the non-finite rule.
+#[inline(always)]
+fn reflect_row(band: &[f32], w: usize, h: usize, y: usize, taps: &[Tap], out: &mut [f32]) {
+    let (wi, hi) = (w as i64, h as i64);
+    for ((x, t), out) in taps.iter().enumerate().zip(out.iter_mut()) {
+        let mut acc = [0f32; 4];
+        if t.x0 >= 1 && t.y0 >= 1 && t.x0 + 2 < wi && t.y0 + 2 < hi {
+            // Cubic convolution (Keys 1981, a = −½) over the 4×4 pixels
+            // around the mirror point: the rows weighted, then the columns.
+            let start = (t.y0 - 1) as usize * w + (t.x0 - 1) as usize;
+            for (j, wy) in t.wy.iter().enumerate() {
+                let row = &band[start + j * w..][..4];
+                for (a, p) in acc.iter_mut().zip(row) {
+                    *a += wy * p;
+                }
+            }
+        } else {
+            // Outside (or on the edge): each pixel clamped into the cutout.
+            for (j, wy) in t.wy.iter().enumerate() {
+                let row = (t.y0 - 1 + j as i64).clamp(0, hi - 1) as usize * w;
+                for (i, a) in acc.iter_mut().enumerate() {
+                    *a += wy * band[row + (t.x0 - 1 + i as i64).clamp(0, wi - 1) as usize];
+                }
+            }
+        }
+        let sampled = acc[0] * t.wx[0] + acc[1] * t.wx[1] + acc[2] * t.wx[2] + acc[3] * t.wx[3];
+        let d = band[y * w + x] - sampled;
+        *out = if d.is_finite() { d } else { f32::NAN };
+    }
+}
+
+/// The four weights of cubic convolution (Keys 1981, a = −½) for a point
+/// `t` in [0, 1) past the second of four equally spaced samples.
+#[inline(always)]
+fn keys(t: f32) -> [f32; 4] {
+    let (t2, t3) = (t * t, t * t * t);
+    [-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1.0, -1.5 * t3 + 2.0 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2]
+}
+
 /// Each band of `img` minus its copy turned by 180° about [`centre`].
 pub fn residual(img: &Cutout) -> Cutout {
-    let mut out = Cutout::zeros(img.bands(), img.height(), img.width());
-    residual_into(img, out.data_mut());
-    out
+    whole_image(img, Mirror::of(img))
 }
 
 /// [`residual`] written into `out` (band-major, the size of `img`).
 fn residual_into(img: &Cutout, out: &mut [f32]) {
-    let mirror = Mirror::of(img);
-    let (h, w) = (img.height(), img.width());
-    for (b, dst) in out.chunks_exact_mut((h * w).max(1)).take(img.bands()).enumerate() {
-        for (y, row) in dst.chunks_exact_mut(w.max(1)).take(h).enumerate() {
-            mirror.row(img.band(b), w, y, row);
-        }
-    }
+    whole(img, Mirror::of(img), out);
 }
 
 /// The 180° turn about an image's [`centre`]: pixel (x, y) lands on
 /// (mx − x, my − y), integers since the centre is a half pixel. Lets the
 /// residual be made row by row, where a caller (binning) wants a few rows
 /// at a time rather than the whole image.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Mirror {
     mx: isize,
     my: isize,
@@ -188,7 +429,11 @@ pub(crate) struct Mirror {
 impl Mirror {
     /// The turn about `img`'s [`centre`].
     pub(crate) fn of(img: &Cutout) -> Self {
-        let (cx, cy) = centre(img);
+        Self::about(centre(img))
+    }
+
+    /// The turn about `(cx, cy)`, a [`centre`].
+    fn about((cx, cy): (f64, f64)) -> Self {
         Self { mx: (2.0 * cx).round() as isize, my: (2.0 * cy).round() as isize }
     }
 
@@ -196,7 +441,7 @@ impl Mirror {
     /// (`w` values): the row minus its mirror, 0 where the mirror falls
     /// outside.
     #[inline(always)]
-    pub(crate) fn row(self, band: &[f32], w: usize, y: usize, out: &mut [f32]) {
+    fn row(self, band: &[f32], w: usize, y: usize, out: &mut [f32]) {
         let h = band.len() / w.max(1);
         let ym = self.my - y as isize;
         out[..w].fill(0.0);
@@ -209,6 +454,16 @@ impl Mirror {
         let hi = ((self.mx + 1).max(0) as usize).min(w);
         for x in lo..hi {
             out[x] = row[x] - mirror[(self.mx - x as isize) as usize];
+        }
+    }
+}
+
+impl RowResidual for Mirror {
+    #[inline(always)]
+    fn rows(&mut self, img: &Cutout, y: usize, out: &mut [f32]) {
+        let w = img.width();
+        for (b, out) in out.chunks_exact_mut(w.max(1)).take(img.bands()).enumerate() {
+            self.row(img.band(b), w, y, out);
         }
     }
 }
@@ -297,6 +552,98 @@ mod tests {
         assert!(r.band(0)[2 * 40 + 2] != 0.0);
     }
 
+    /// An elliptical Gaussian of `flux` at `(x0, y0)`, major axis at
+    /// `theta`, axis ratio `q`, added to every band.
+    fn ellipse(img: &mut Cutout, (x0, y0): (f64, f64), sigma: f64, q: f64, theta: f64, flux: f32) {
+        let w = img.width();
+        let (c, s) = (theta.cos(), theta.sin());
+        for b in 0..img.bands() {
+            for (i, v) in img.band_mut(b).iter_mut().enumerate() {
+                let (dx, dy) = ((i % w) as f64 - x0, (i / w) as f64 - y0);
+                let (u, t) = (c * dx + s * dy, -s * dx + c * dy);
+                *v += flux * (-(u * u + t * t / (q * q)) / (2.0 * sigma * sigma)).exp() as f32;
+            }
+        }
+    }
+
+    #[test]
+    fn the_mirror_residual_cancels_an_elliptical_host_and_keeps_an_s_shaped_tail_pair() {
+        let theta = 0.5;
+        let mut host = Cutout::zeros(2, 64, 64);
+        ellipse(&mut host, (31.5, 31.5), 5.0, 0.5, theta, 100.0);
+        let found = axis(&host, centre(&host));
+        assert!((found - theta).abs() < 0.01, "axis {found} for a host at {theta}");
+        // The host cancels to the interpolation's error, well under 1% of its peak.
+        let m = mirror_residual(&host);
+        let peak = m.data().iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(peak < 0.3, "an elliptical host leaves {peak} of its 100");
+        // Two faint arms, point-symmetric about the centre and off the axis
+        // (an S): the rotational residual cancels them, the mirror keeps them.
+        let mut tails = host.clone();
+        let (u, t) = (12.0, 6.0);
+        let arm = |sign: f64| {
+            (31.5 + sign * (u * theta.cos() - t * theta.sin()), 31.5 + sign * (u * theta.sin() + t * theta.cos()))
+        };
+        for sign in [1.0, -1.0] {
+            let (x, y) = arm(sign);
+            blob(&mut tails, x, y, 1.5, 5.0);
+        }
+        let (x, y) = arm(1.0);
+        let at = |img: &Cutout| img.band(0)[y.round() as usize * 64 + x.round() as usize];
+        assert!(at(&residual(&tails)).abs() < 1e-3, "the S cancels in the rotational residual");
+        assert!(
+            at(&mirror_residual(&tails)) > 3.5,
+            "the S remains in the mirror residual: {}",
+            at(&mirror_residual(&tails))
+        );
+    }
+
+    #[test]
+    fn the_mirror_residual_is_nan_at_non_finite_pixels_and_sky_noise_where_the_mirror_is_outside() {
+        let mut img = Cutout::zeros(1, 32, 32);
+        ellipse(&mut img, (15.5, 15.5), 3.0, 0.6, 0.3, 50.0);
+        img.band_mut(0)[10 * 32 + 20] = f32::NAN;
+        let m = mirror_residual(&img);
+        assert!(m.band(0)[10 * 32 + 20].is_nan());
+        // The mirror points whose 4×4 pixels hold it are NaN too, no others.
+        let nan = m.data().iter().filter(|v| v.is_nan()).count();
+        assert!((2..=17).contains(&nan), "{nan} NaN pixels");
+        assert_eq!(mirror_residual(&Cutout::zeros(2, 0, 5)).shape(), [2, 0, 5]);
+        assert!(mirror_residual(&Cutout::zeros(1, 1, 1)).data()[0] == 0.0);
+
+        // Sky noise of σ 1 under a host at 0.4 rad: the corners' mirror
+        // points fall outside and take the nearest edge's sky, so the outer
+        // frame (where `--sigma sky` measures the noise) holds no zeros and
+        // the same noise as the mirror residual inside it.
+        let n = 96;
+        let mut rng = tidalscope_core::Rng::new(7);
+        let mut sky = Cutout::zeros(1, n, n);
+        sky.band_mut(0).iter_mut().for_each(|v| *v = rng.normal() as f32);
+        ellipse(&mut sky, (47.5, 47.5), 4.0, 0.5, 0.4, 400.0);
+        let m = mirror_residual(&sky);
+        let (mut frame, mut inner) = (Vec::new(), Vec::new());
+        for (i, v) in m.band(0).iter().enumerate() {
+            let (x, y) = (i % n, i / n);
+            let edge = x.min(y).min(n - 1 - x).min(n - 1 - y);
+            let r = ((x as f64 - 47.5).powi(2) + (y as f64 - 47.5).powi(2)).sqrt();
+            if edge < n / 8 {
+                frame.push(*v);
+            } else if r > 20.0 {
+                inner.push(*v);
+            }
+        }
+        assert!(frame.iter().all(|v| *v != 0.0), "no zeros in the frame");
+        let mad = |v: &mut Vec<f32>| {
+            v.sort_by(f32::total_cmp);
+            let med = v[v.len() / 2];
+            let mut dev: Vec<f32> = v.iter().map(|x| (x - med).abs()).collect();
+            dev.sort_by(f32::total_cmp);
+            dev[dev.len() / 2]
+        };
+        let (outer, inside) = (mad(&mut frame), mad(&mut inner));
+        assert!((outer / inside - 1.0).abs() < 0.15, "frame MAD {outer} against {inside} inside");
+    }
+
     #[test]
     fn both_stacks_the_bands_then_their_residuals_and_names_them() {
         let mut img = Cutout::zeros(2, 16, 16);
@@ -311,6 +658,11 @@ mod tests {
         assert_eq!(Channels::Both.names(&names), ["g", "r", "g_residual", "r_residual"]);
         assert_eq!(Channels::Residual.names(&names), ["g_residual", "r_residual"]);
         assert_eq!((Channels::Image.factor(), Channels::Residual.factor(), Channels::Both.factor()), (1, 1, 2));
+        let all = Channels::All.apply(&img);
+        assert_eq!(all.shape(), [6, 16, 16]);
+        assert_eq!(&all.data()[..2 * img.data().len()], both.data());
+        assert_eq!(&all.data()[2 * img.data().len()..], mirror_residual(&img).data());
+        assert_eq!(Channels::All.names(&names), ["g", "r", "g_residual", "r_residual", "g_mirror", "r_mirror"]);
         assert!(Channels::Residual.describe().starts_with("only") && Channels::Both.describe().contains("bands and"));
     }
 }
