@@ -693,9 +693,16 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {seeds} times (seeds {}–{}) for the linear probe and the morphology baseline and {trained_seeds} times (the first seeds) for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}. Mean ± standard deviation over seeds; {} in total.\n",
-        args.seed,
-        args.seed + seeds as u64 - 1,
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {} for the linear probe and the morphology baseline and {} for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}. Mean ± standard deviation over seeds; {} in total.\n",
+        match seeds {
+            1 => format!("once (seed {})", args.seed),
+            n => format!("{n} times (seeds {}–{})", args.seed, args.seed + n as u64 - 1),
+        },
+        match trained_seeds {
+            0 => "never".to_string(),
+            1 => "once (the first seed)".to_string(),
+            n => format!("{n} times (the first {n} seeds)"),
+        },
         if args.probe_variance > 0.0 {
             format!(
                 ", and, by the same folds, whether it reads the standardised representation or its leading principal components holding {:.0}% of its variance over unlabelled images, whitened",
