@@ -6,7 +6,7 @@ trainable parameters with 5 bands; `--width` scales its channels as tidalscope's
 `--width` does, round(c * width)), same input (96x96x5, batch 32), same work per
 step: training = forward + backward + Adam on mean(output^2), inference =
 forward in inference mode; images/s from the median step. `--preset quick|paper` takes the width, view size,
-batch and input channels of that pretraining preset (quick: 5 bands and their residuals, 10), as `tidalscope
+batch and input channels of that pretraining preset (quick: 5 bands and their two residuals, 15), as `tidalscope
 bench encoder --preset` does.
 Not part of the tests; needs `pip install tensorflow-cpu`.
 
@@ -21,7 +21,7 @@ from tensorflow.keras import layers
 
 
 # width, view size, batch and input channels of tidalscope's pretraining presets
-PRESETS = {"paper": (1.0, 96, 220, 5), "quick": (0.5, 24, 128, 10)}
+PRESETS = {"paper": (1.0, 96, 220, 5), "quick": (0.5, 24, 128, 15)}
 
 
 def encoder(bands, size, mult=1.0):

@@ -48,14 +48,15 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ] {
         assert!(d.join("enc").join(f).is_file(), "pretrain: {f} missing");
     }
-    // The quick preset's input, the bands and their residuals, is stored
-    // with the encoder (and so repeated by every command reading it); a
-    // resumed run keeps it.
+    // The quick preset's input, the bands and their rotational and mirror
+    // residuals, is stored with the encoder (and so repeated by every
+    // command reading it); a resumed run keeps it.
     let pre: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("enc/preprocess.json")).unwrap()).unwrap();
-    assert_eq!(pre["channels"], "both", "{pre}");
-    assert_eq!(pre["normalisation"]["sigma"].as_array().unwrap().len(), 10, "{pre}");
+    assert_eq!(pre["channels"], "all", "{pre}");
+    assert_eq!(pre["normalisation"]["sigma"].as_array().unwrap().len(), 15, "{pre}");
     assert_eq!(pre["normalisation"]["bands"][5], "g_residual", "{pre}");
+    assert_eq!(pre["normalisation"]["bands"][10], "g_mirror", "{pre}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume", "--channels", "image"]);
     assert!(err.contains("--channels"), "{err}");
     // Through Keras and back the residual channels stay: --bands names the

@@ -114,12 +114,12 @@ fn every_subcommand_has_help() {
 #[test]
 fn bench_encoder_times_a_preset_at_its_own_size() {
     // The preset sets width, view size and input channels (its bands and
-    // their residuals); --batch still overrides its batch.
+    // their two residuals); --batch still overrides its batch.
     let d = Dir::new();
     let out = d.ok(&["bench", "encoder", "--preset", "quick", "--batch", "2", "--steps", "1", "--kernels", "fast"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("preset quick") && text.contains("width 0.5") && text.contains("24×24 input"), "{text}");
-    assert!(text.contains("10 bands"), "{text}");
+    assert!(text.contains("15 bands"), "{text}");
     assert!(text.contains("batch 2,"), "{text}");
     for line in ["fast train:", "fast infer:"] {
         let rate = text.lines().find_map(|l| l.strip_prefix(line)).unwrap_or_else(|| panic!("{line} missing: {text}"));

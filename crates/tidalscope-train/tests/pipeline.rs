@@ -93,7 +93,7 @@ fn step_losses(dir: &Path) -> Vec<f64> {
 fn representation(dir: &Path) -> Vec<f32> {
     let dev = burn::prelude::Device::flex();
     let b = EncoderBundle::load(dir, &dev).unwrap();
-    // Input channels as the encoder takes them (the quick preset's: bands and residuals).
+    // Input channels as the encoder takes them (the quick preset's: bands and two residuals).
     let c = b.config.bands;
     let img =
         tidalscope_core::Cutout::from_chw(c, 24, 24, (0..c * 24 * 24).map(|v| ((v % 37) as f32) / 37.0).collect())
