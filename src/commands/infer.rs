@@ -430,7 +430,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             let src = super::open_source(Path::new(q), &query_args, None)?;
             let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
             let raw = rec.pixels.load()?;
-            let (img, _) = pre.apply(&raw).with_context(|| format!("query {q}"))?;
+            let (img, _) = pre.apply_view(&raw).with_context(|| format!("query {q}"))?;
             let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img])?;
             ensure!(v.len() == d, "query {q}: the encoder gives {} numbers, the embeddings have {d}", v.len());
             normalise_rows(&mut v, d);

@@ -283,6 +283,12 @@ impl Augment {
         Self { crop, random: false, noise: NoiseScale::None, noise_factor: (0.0, 0.0), jitter: ViewJitter::REFERENCE }
     }
 
+    /// `(y0, x0)`, the top-left pixel of the inference view (the centre
+    /// `crop` × `crop`) of an image `h` × `w`, at least `crop` each way.
+    pub fn inference_origin(h: usize, w: usize, crop: usize) -> (usize, usize) {
+        ((h - crop) / 2, (w - crop) / 2)
+    }
+
     /// `(start, size)` of the centre crop that random crops are taken from,
     /// for an image side `s` (TensorFlow's `central_crop` rounding).
     pub fn centre_window(&self, s: usize) -> (usize, usize) {
@@ -371,7 +377,8 @@ impl Augment {
             let x0 = sx + rng.below((nx - c + 1) as u64) as usize;
             (y0, x0, rng.bernoulli(0.5), rng.bernoulli(0.5))
         } else {
-            ((h - c) / 2, (w - c) / 2, false, false)
+            let (y0, x0) = Self::inference_origin(h, w, c);
+            (y0, x0, false, false)
         };
         // Drawn only when asked for, so the reference's random stream is
         // unchanged.

@@ -1,7 +1,10 @@
 //! What every image goes through before a model sees it, stored with each
 //! trained model so inference repeats it exactly: the input channels (the
-//! bands, their rotational residuals, or both), optional k×k binning, the
-//! asinh normalisation, and the view size the model was trained on.
+//! bands, their rotational and mirror residuals: [`Channels`]), optional
+//! k×k binning, the asinh normalisation, and the view size the model was
+//! trained on.
+//! Inference makes only the centre view the model reads
+//! ([`Preprocess::apply_view`]), with the same values as the whole image.
 
 use crate::normalise::{BandMismatch, Normaliser};
 use crate::residual::{Channels, Mirror, Reflection, RowResidual, Turn};
@@ -127,14 +130,59 @@ fn bin_by<const K: usize>(img: &Cutout) -> (Cutout, Vec<usize>) {
     (out, finite)
 }
 
-/// `img`'s residual `turn` (the rotational or the mirror one) binned by
-/// `k`: for blocks of 2 to 4, made a block-row at a time into a few rows
-/// of scratch and binned from there (the same values, added in the same
-/// order, as binning the whole residual image, which is never made).
-fn bin_residual(img: &Cutout, k: usize, turn: Turn) -> Cutout {
+/// A rectangle of a binned image, in binned pixels: rows `y0..y0 + h`,
+/// columns `x0..x0 + w`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    y0: usize,
+    x0: usize,
+    h: usize,
+    w: usize,
+}
+
+impl Window {
+    /// The whole of `img` binned by `k`.
+    fn all(img: &Cutout, k: usize) -> Self {
+        let k = k.max(1);
+        Self { y0: 0, x0: 0, h: img.height() / k, w: img.width() / k }
+    }
+
+    /// The window cut from `b`, the image binned.
+    fn of(self, b: &Cutout) -> Cutout {
+        self.scaled(1).cut(b)
+    }
+
+    /// The pixels of `img` that the window binned by `k` is made from.
+    fn unbinned(self, img: &Cutout, k: usize) -> Cutout {
+        self.scaled(k.max(1)).cut(img)
+    }
+
+    /// The window in pixels `k` times smaller.
+    fn scaled(self, k: usize) -> Self {
+        Self { y0: self.y0 * k, x0: self.x0 * k, h: self.h * k, w: self.w * k }
+    }
+
+    /// These pixels of `img`, as a cutout.
+    fn cut(self, img: &Cutout) -> Cutout {
+        let mut data = Vec::with_capacity(img.bands() * self.h * self.w);
+        for band in 0..img.bands() {
+            for row in img.band(band).chunks_exact(img.width().max(1)).skip(self.y0).take(self.h) {
+                data.extend_from_slice(&row[self.x0..self.x0 + self.w]);
+            }
+        }
+        Cutout::from_chw(img.bands(), self.h, self.w, data).expect("a window inside the image")
+    }
+}
+
+/// The window `win` of `img`'s residual `turn` (the rotational or the
+/// mirror one) binned by `k`: for blocks of 2 to 4, made a block-row at a
+/// time, only the window's columns, into a few rows of scratch and binned
+/// from there (the same values, added in the same order, as binning the
+/// whole residual image, which is never made).
+fn bin_residual(img: &Cutout, k: usize, turn: Turn, win: Window) -> Cutout {
     match k {
-        2..=4 => bin_residual_small(img, k, turn),
-        _ => bin_counted(&crate::residual::whole_image(img, turn), k).0,
+        2..=4 => bin_residual_small(img, k, turn, win),
+        _ => win.of(&bin_counted(&crate::residual::whole_image(img, turn), k).0),
     }
 }
 
@@ -143,34 +191,36 @@ multiversion! {
     /// the widest vectors the CPU has (the mirror residual's
     /// interpolation forms no fused multiply-adds, so every variant gives
     /// the same bits).
-    fn bin_residual_small(img: &Cutout, k: usize, turn: Turn) -> Cutout {
+    fn bin_residual_small(img: &Cutout, k: usize, turn: Turn, win: Window) -> Cutout {
         match k {
-            2 => bin_rows_by::<2>(img, turn),
-            3 => bin_rows_by::<3>(img, turn),
-            4 => bin_rows_by::<4>(img, turn),
+            2 => bin_rows_by::<2>(img, turn, win),
+            3 => bin_rows_by::<3>(img, turn, win),
+            4 => bin_rows_by::<4>(img, turn, win),
             _ => unreachable!("bin_residual_small takes blocks of 2 to 4 pixels, not {k}"),
         }
     }
 }
 
-/// The residual `turn` of `img` binned by `K`, made a block-row at a time
-/// into `K` rows of scratch per band: the values of the whole residual
-/// image binned ([`bin_by`] adds each block in the same order), which is
-/// never made.
+/// The window `win` of the residual `turn` of `img` binned by `K`, made a
+/// block-row at a time into `K` rows of scratch per band: the values of
+/// the whole residual image binned ([`bin_by`] adds each block in the same
+/// order), which is never made.
 #[inline(always)]
-fn bin_rows_by<const K: usize>(img: &Cutout, mut turn: impl RowResidual) -> Cutout {
-    let (h, w, bands) = (img.height() / K, img.width() / K, img.bands());
-    let mut out = Cutout::zeros(bands, h, w);
-    let src_w = img.width();
-    // Row dy of band b's block-row at (dy · bands + b) · src_w.
+fn bin_rows_by<const K: usize>(img: &Cutout, mut turn: impl RowResidual, win: Window) -> Cutout {
+    let bands = img.bands();
+    let mut out = Cutout::zeros(bands, win.h, win.w);
+    // The window's unbinned columns; row dy of band b's block-row at
+    // (dy · bands + b) · src_w.
+    let xs = win.x0 * K..(win.x0 + win.w) * K;
+    let src_w = xs.len();
     let mut rows = vec![0f32; K * bands * src_w];
-    let mut count = vec![0u32; w];
-    for y in 0..h {
+    let mut count = vec![0u32; win.w];
+    for y in 0..win.h {
         for (dy, block) in rows.chunks_exact_mut((bands * src_w).max(1)).enumerate() {
-            turn.rows(img, y * K + dy, block);
+            turn.rows(img, (win.y0 + y) * K + dy, xs.clone(), block);
         }
         for b in 0..bands {
-            let sum = &mut out.band_mut(b)[y * w..(y + 1) * w];
+            let sum = &mut out.band_mut(b)[y * win.w..(y + 1) * win.w];
             block_means::<K>(|dy| &rows[(dy * bands + b) * src_w..], sum, &mut count);
         }
     }
@@ -214,39 +264,85 @@ impl Preprocess {
     /// at all is refused ([`PreprocessError::EmptyBand`]).
     pub fn apply(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
         self.check(img)?;
-        if self.channels == Channels::Image {
-            let (b, finite) = bin_counted(img, self.bin);
-            return self.finish(b, &finite, img.shape());
+        let (b, finite) = self.bin_channels(img, Window::all(img, self.bin));
+        self.finish(b, &finite, img.shape())
+    }
+
+    /// [`apply`](Self::apply), keeping only the model's inference view (the
+    /// centre `crop` × `crop` pixels, [`Augment::inference`]): to the bit
+    /// what the view cuts from `apply`'s image, with the residuals made and
+    /// the stretch applied only there (56% of the pixels at the quick
+    /// preset's binning and view). The non-finite count is the whole
+    /// image's, as `apply`'s.
+    ///
+    /// [`Augment::inference`]: crate::augment::Augment::inference
+    pub fn apply_view(&self, img: &Cutout) -> Result<(Cutout, usize), PreprocessError> {
+        self.check(img)?;
+        let all = Window::all(img, self.bin);
+        match self.view_of(all.h, all.w) {
+            Some(view) => {
+                let (b, finite) = self.bin_channels(img, view);
+                self.finish(b, &finite, img.shape())
+            }
+            // Too small: `apply` says so.
+            None => self.apply(img),
         }
+    }
+
+    /// The inference view of an image `h` × `w` after binning, `None`
+    /// when it is smaller than the view.
+    fn view_of(&self, h: usize, w: usize) -> Option<Window> {
+        let c = self.crop;
+        (h >= c && w >= c).then(|| {
+            let (y0, x0) = crate::augment::Augment::inference_origin(h, w, c);
+            Window { y0, x0, h: c, w: c }
+        })
+    }
+
+    /// The window `win` of the model's channels made from `img`, binned,
+    /// and each band's finite pixels in the whole of `img`.
+    fn bin_channels(&self, img: &Cutout, win: Window) -> (Cutout, Vec<usize>) {
+        let k = self.bin;
+        let count = || (0..img.bands()).map(|b| finite_in(img.band(b))).collect::<Vec<_>>();
+        // The bands binned; binning the whole image counts its finite
+        // pixels on the way.
+        let bands = || {
+            if win == Window::all(img, k) {
+                bin_counted(img, k)
+            } else {
+                (bin_counted(&win.unbinned(img, k), k).0, count())
+            }
+        };
         // Non-finite pixels are counted on the image as given: the
         // residual repeats each at its mirror.
-        let (b, finite) = if matches!(self.channels, Channels::Both | Channels::All) {
-            // Binning works band by band, so the bands and their residuals
-            // binned apart and stacked are the stacked channels binned, to
-            // the bit, without first copying the full-resolution bands.
-            let (bands, finite) = bin_counted(img, self.bin);
-            // One centre for both residuals.
-            let (turn, reflection) = match self.channels {
-                Channels::All => {
-                    let reflection = Reflection::of(img);
-                    (reflection.turn(), Some(reflection))
-                }
-                _ => (Mirror::of(img), None),
-            };
-            let residuals = bin_residual(img, self.bin, Turn::Rotate(turn));
-            let mirrors = reflection.map(|r| bin_residual(img, self.bin, Turn::Reflect(r)));
-            let parts = [Some(&bands), Some(&residuals), mirrors.as_ref()];
-            let parts: Vec<&Cutout> = parts.into_iter().flatten().collect();
-            let mut data = Vec::with_capacity(parts.iter().map(|p| p.data().len()).sum());
-            parts.iter().for_each(|p| data.extend_from_slice(p.data()));
-            let stacked = Cutout::from_chw(parts.len() * img.bands(), residuals.height(), residuals.width(), data)
-                .expect("the bands and their residuals bin to the same shape");
-            (stacked, finite)
-        } else {
-            let finite: Vec<usize> = (0..img.bands()).map(|b| finite_in(img.band(b))).collect();
-            (bin_residual(img, self.bin, Turn::Rotate(Mirror::of(img))), finite)
-        };
-        self.finish(b, &finite, img.shape())
+        match self.channels {
+            Channels::Image => bands(),
+            Channels::Residual => (bin_residual(img, k, Turn::Rotate(Mirror::of(img)), win), count()),
+            Channels::Both | Channels::All => {
+                // Binning works band by band, so the bands and their
+                // residuals binned apart and stacked are the stacked
+                // channels binned, to the bit, without first copying the
+                // full-resolution bands.
+                let (bands, finite) = bands();
+                // One centre for both residuals.
+                let (turn, reflection) = match self.channels {
+                    Channels::All => {
+                        let reflection = Reflection::of(img);
+                        (reflection.turn(), Some(reflection))
+                    }
+                    _ => (Mirror::of(img), None),
+                };
+                let residuals = bin_residual(img, k, Turn::Rotate(turn), win);
+                let mirrors = reflection.map(|r| bin_residual(img, k, Turn::Reflect(r), win));
+                let parts = [Some(&bands), Some(&residuals), mirrors.as_ref()];
+                let parts: Vec<&Cutout> = parts.into_iter().flatten().collect();
+                let mut data = Vec::with_capacity(parts.iter().map(|p| p.data().len()).sum());
+                parts.iter().for_each(|p| data.extend_from_slice(p.data()));
+                let stacked = Cutout::from_chw(parts.len() * img.bands(), win.h, win.w, data)
+                    .expect("the bands and their residuals bin to the same shape");
+                (stacked, finite)
+            }
+        }
     }
 
     /// Checks that `img` has the bands the model was fitted on.
@@ -265,21 +361,26 @@ impl Preprocess {
         names[..names.len() / self.channels.factor()].to_vec()
     }
 
-    /// [`apply`](Self::apply) to a record's pixels, loaded for it: readers
-    /// that bin while they decode skip a pass over the whole image, with
-    /// the same result to the bit (today a plain `.npy` of little-endian
-    /// float32, pixel-major, 3 to 5 bands, binned by 2 to 4; everything
-    /// else loads whole). Also returns the unbinned image's number of
-    /// values.
-    pub fn load_and_apply(&self, pixels: Pixels) -> Result<(Cutout, usize, usize), PreprocessError> {
+    /// [`apply_view`](Self::apply_view) to a record's pixels, loaded for
+    /// it: readers that bin while they decode skip a pass over the whole
+    /// image, with the same result to the bit (today a plain `.npy` of
+    /// little-endian float32, pixel-major, 3 to 5 bands, binned by 2 to 4;
+    /// everything else loads whole). Also returns the unbinned image's
+    /// number of values.
+    pub fn load_view(&self, pixels: Pixels) -> Result<(Cutout, usize, usize), PreprocessError> {
         // The residual needs the unbinned image.
         let bin = if self.channels == Channels::Image { self.bin } else { 1 };
         match pixels.load_for_binning(bin)? {
-            Loaded::Whole(img) => self.apply(&img).map(|(b, bad)| (b, bad, img.data().len())),
+            Loaded::Whole(img) => self.apply_view(&img).map(|(b, bad)| (b, bad, img.data().len())),
             Loaded::Binned(b, raw) => {
                 debug_assert_eq!(self.channels, Channels::Image, "the residual needs the unbinned image");
                 self.check(&b.image)?;
-                let (image, bad) = self.finish(b.image, &b.finite, raw)?;
+                // Smaller than the view: `finish` says so.
+                let image = match self.view_of(b.image.height(), b.image.width()) {
+                    Some(view) => view.of(&b.image),
+                    None => b.image,
+                };
+                let (image, bad) = self.finish(image, &b.finite, raw)?;
                 Ok((image, bad, raw.iter().product()))
             }
         }
@@ -370,7 +471,7 @@ mod tests {
                 let empty = Cutout::zeros(2, rows, cols);
                 let turns = [Turn::Rotate(Mirror::of(&empty)), Turn::Reflect(Reflection::of(&empty))];
                 for turn in turns {
-                    assert_eq!(bin_residual(&empty, k, turn).shape(), [2, rows / k, cols / k]);
+                    assert_eq!(bin_residual(&empty, k, turn, Window::all(&empty, k)).shape(), [2, rows / k, cols / k]);
                 }
             }
         }
@@ -402,17 +503,73 @@ mod tests {
         assert!(mirror.data().iter().any(|v| v.is_finite() && *v != 0.0), "the mirror residual is not empty");
         for k in 1..=5 {
             assert_eq!(
-                bits(&bin_residual(&img, k, Turn::Rotate(Mirror::of(&img)))),
+                bits(&bin_residual(&img, k, Turn::Rotate(Mirror::of(&img)), Window::all(&img, k))),
                 bits(&bin_counted(&whole, k).0),
                 "k = {k}"
             );
             let reflection = Reflection::of(&img);
             assert_eq!(reflection.turn(), Mirror::of(&img), "one centre for both residuals");
             assert_eq!(
-                bits(&bin_residual(&img, k, Turn::Reflect(reflection))),
+                bits(&bin_residual(&img, k, Turn::Reflect(reflection), Window::all(&img, k))),
                 bits(&bin_counted(&mirror, k).0),
                 "mirror, k = {k}"
             );
+        }
+    }
+
+    #[test]
+    fn the_view_is_the_inference_crop_of_the_whole_image_bit_for_bit() {
+        // What inference reads (`apply_view`, only the centre view made)
+        // is what the inference view cuts from the whole image preprocessed:
+        // every kind of channel, blocks of 1 to 5 (the row-by-row residuals
+        // and the whole-image ones), odd sizes, non-finite pixels, a source
+        // off the middle, and images just the view's size.
+        let (bands, h, w) = (3, 43, 50);
+        let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01).collect();
+        for i in (0..data.len()).step_by(29) {
+            data[i] = [f32::NAN, f32::INFINITY][i % 2];
+        }
+        for b in 0..bands {
+            for y in 17..23 {
+                for x in 20..27 {
+                    data[b * h * w + y * w + x] += 300.0 + 10.0 * (x as f32);
+                }
+            }
+        }
+        let img = Cutout::from_chw(bands, h, w, data).unwrap();
+        let names: Vec<String> = ["g", "r", "i"].iter().map(|n| n.to_string()).collect();
+        let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for channels in [Channels::Image, Channels::Residual, Channels::Both, Channels::All] {
+            for bin in 1..=5 {
+                let full = (h / bin).min(w / bin);
+                for crop in [3, 7, full] {
+                    let names = channels.names(&names);
+                    let pre = Preprocess {
+                        bin,
+                        crop,
+                        normalisation: Normaliser::new(names.clone(), vec![0.05; names.len()], "t"),
+                        channels,
+                    };
+                    let what = format!("{channels:?}, bin {bin}, crop {crop}");
+                    let (whole, bad) = pre.apply(&img).unwrap();
+                    let mut want = vec![0f32; whole.bands() * crop * crop];
+                    let mut rng = tidalscope_core::Rng::new(0);
+                    crate::augment::Augment::inference(crop).view(&whole, &[], &mut rng, &mut want).unwrap();
+                    let (view, view_bad) = pre.apply_view(&img).unwrap();
+                    assert_eq!(view.shape(), [whole.bands(), crop, crop], "{what}");
+                    assert_eq!(bits(&view), want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), "{what}");
+                    assert_eq!(view_bad, bad, "{what}: non-finite pixels of the whole image");
+                }
+                // Larger than the image: the same refusal as the whole image's.
+                let pre = Preprocess {
+                    bin,
+                    crop: h / bin + 1,
+                    normalisation: Normaliser::none(channels.names(&names)),
+                    channels,
+                };
+                let (a, b) = (pre.apply(&img).unwrap_err(), pre.apply_view(&img).unwrap_err());
+                assert_eq!(a.to_string(), b.to_string());
+            }
         }
     }
 
@@ -461,8 +618,8 @@ mod tests {
                 };
                 for (a, b) in src.records(0).unwrap().zip(src.records(0).unwrap()) {
                     let (a, b) = (a.unwrap(), b.unwrap());
-                    let whole = p.apply(&b.pixels.load().unwrap());
-                    match (p.load_and_apply(a.pixels), whole) {
+                    let whole = p.apply_view(&b.pixels.load().unwrap());
+                    match (p.load_view(a.pixels), whole) {
                         (Ok((got, bad, values)), Ok((want, want_bad))) => {
                             let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
                             assert_eq!(bits(&got), bits(&want), "{} image {} by {bin}", path.display(), a.index);
@@ -570,8 +727,9 @@ mod tests {
         assert_eq!(pre(Channels::All).input_bands(), names);
         let src = open(&path, &OpenOptions::default()).unwrap();
         let rec = src.records(0).unwrap().next().unwrap().unwrap();
-        let (read, _, n) = pre(Channels::Both).load_and_apply(rec.pixels).unwrap();
-        assert_eq!((bits(&read), n), (bits(&both), h * w * bands));
+        let (read, _, n) = pre(Channels::Both).load_view(rec.pixels).unwrap();
+        let (view, _) = pre(Channels::Both).apply_view(&img).unwrap();
+        assert_eq!((bits(&read), n), (bits(&view), h * w * bands));
         // Images are checked against the bands the channels are made from.
         let err = pre(Channels::Both).apply(&Cutout::zeros(4, h, w)).unwrap_err().to_string();
         assert!(err.contains("4 bands") && err.contains("expects 3 (g,r,i)"), "{err}");
@@ -615,8 +773,10 @@ mod tests {
                     for normalisation in
                         [Normaliser::new(names.clone(), vec![0.01; names.len()], "t"), Normaliser::none(names.clone())]
                     {
-                        let (out, bad) = Preprocess { bin, crop: 8, normalisation, channels }.apply(&img).unwrap();
-                        got.push((out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad));
+                        let pre = Preprocess { bin, crop: 8, normalisation, channels };
+                        for (out, bad) in [pre.apply(&img).unwrap(), pre.apply_view(&img).unwrap()] {
+                            got.push((out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad));
+                        }
                     }
                 }
             }

@@ -22,7 +22,8 @@ pub struct Prepared {
     pub label: Option<u8>,
     /// Its metadata (the source's metadata columns).
     pub meta: Vec<String>,
-    /// Preprocessed pixels.
+    /// The model's inference view of the preprocessed pixels (the centre
+    /// `crop` × `crop`, [`Preprocess::apply_view`]): what the network reads.
     pub image: Cutout,
     /// Fraction of the image's pixels (all bands) that were not finite
     /// (NaN, ±inf) as read; they are 0 in `image`.
@@ -128,7 +129,7 @@ where
             .map(|r| {
                 let (index, id, label, meta, file) = (r.index, r.id, r.label, r.meta, r.file);
                 let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
-                let (image, bad, values) = preprocess.load_and_apply(r.pixels).map_err(|e| fail(e.to_string()))?;
+                let (image, bad, values) = preprocess.load_view(r.pixels).map_err(|e| fail(e.to_string()))?;
                 let non_finite = bad as f64 / values.max(1) as f64;
                 Ok(Prepared { index, id: id.clone(), label, meta, image, non_finite })
             })

@@ -43,7 +43,7 @@ fn over_images<T>(
             .into_par_iter()
             .map(|i| {
                 let raw = batch.cutout(i)?;
-                pre.apply(&raw).map(|(img, _)| img).map_err(|e| errors::preprocess(i, e))
+                pre.apply_view(&raw).map(|(img, _)| img).map_err(|e| errors::preprocess(i, e))
             })
             .collect::<PyResult<_>>()?;
         let refs: Vec<&Cutout> = ready.iter().collect();
