@@ -32,7 +32,8 @@ fn random_encoder_of_width(device: &Device, seed: u64, width: f64) -> (Encoder, 
 }
 
 /// [`random_encoder`] of another width and number of input channels (10:
-/// five bands and their residuals, the quick preset's input).
+/// five bands and their rotational residuals; 15: with their mirror
+/// residuals too, the quick preset's input).
 fn random_encoder_with(device: &Device, seed: u64, width: f64, bands: usize) -> (Encoder, ResNet) {
     let cfg = EncoderConfig::new().with_bands(bands).with_width(width).with_repr_dim(24);
     device.seed(seed);
@@ -147,7 +148,7 @@ impl ReadParam for Grads<'_> {
 fn inference_matches_burn_on_odd_sizes_and_batches_of_one_and_seven() {
     let device = Device::flex();
     let sizes = WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, wd, 3), (7, 13, 11, wd, 3), (7, 16, 16, wd, 3)]);
-    for (n, h, w, width, bands) in sizes.chain([(7, 16, 16, 0.5, 10)]) {
+    for (n, h, w, width, bands) in sizes.chain([(7, 16, 16, 0.5, 10), (7, 16, 16, 0.5, 15)]) {
         let (e, net) = random_encoder_with(&device, 3, width, bands);
         let x = input_with(n, bands, h, w, 5);
         let want = batch::to_vec(e.forward(batch_images(&x, n, h, w, &device)));
@@ -261,7 +262,7 @@ fn batch_images(x: &[f32], n: usize, h: usize, w: usize, device: &Device) -> Ten
 fn training_outputs_gradients_and_an_adam_step_match_burn() {
     let device = Device::flex().autodiff();
     let sizes = WIDTHS.iter().flat_map(|&wd| [(1, 13, 11, 1, wd, 3), (7, 13, 11, 2, wd, 3)]);
-    for (n, h, w, views, width, bands) in sizes.chain([(7, 13, 11, 2, 0.5, 10)]) {
+    for (n, h, w, views, width, bands) in sizes.chain([(7, 13, 11, 2, 0.5, 10), (7, 13, 11, 2, 0.5, 15)]) {
         let what = |s: &str| format!("{s}, width {width}, {bands} bands, batch {n}, {h}×{w}, {views} views");
         let (e, net) = random_encoder_with(&device, 7, width, bands);
         let xs: Vec<Vec<f32>> = (0..views).map(|v| input_with(n, bands, h, w, 9 + v as u64)).collect();

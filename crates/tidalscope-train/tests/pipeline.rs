@@ -249,16 +249,21 @@ fn multi_crop_pretraining_resumes_exactly_and_refuses_what_it_cannot_do() {
     assert_eq!((saved.local_views, saved.local_crop), (2, 12), "config.toml records the local views");
     run(&tiny(), &plain, false).unwrap();
     assert_ne!(representation(&a), representation(&plain), "the local views changed nothing");
-    // burn takes the same steps (the first epoch's losses agree).
-    let on_burn = dir.path().join("burn");
-    run(
-        &PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 1, ..cfg.clone() },
-        &on_burn,
-        false,
-    )
-    .unwrap();
+    // burn takes the same steps (the first epoch's losses agree), compared
+    // on the bands alone: Adam's first step moves every weight by ±lr
+    // whatever the size of its gradient, so a weight whose gradient is
+    // rounding noise steps one way on one engine and the other way on the
+    // other. With the quick preset's fifteen channels one stem weight did
+    // (2·lr apart after one step, on an AVX-512 machine) and the second
+    // step's loss differed by 3%; `tests/fast.rs` in tidalscope-model
+    // checks each weight's step on fifteen channels against the bound its
+    // two gradients set.
+    let bands = PretrainConfig { channels: Channels::Image, epochs: 1, ..cfg.clone() };
+    let (on_fast, on_burn) = (dir.path().join("fast"), dir.path().join("burn"));
+    run(&bands, &on_fast, false).unwrap();
+    run(&PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, ..bands }, &on_burn, false).unwrap();
     let first = |d: &Path| -> Vec<f64> { step_losses(d).into_iter().take(2).collect() };
-    let (fast, burn) = (first(&a), first(&on_burn));
+    let (fast, burn) = (first(&on_fast), first(&on_burn));
     assert_eq!(burn.len(), 2);
     for (f, b) in fast.iter().zip(&burn) {
         assert!((f - b).abs() <= 1e-4 * b.abs(), "multi-crop losses: fast {fast:?} vs burn {burn:?}");
