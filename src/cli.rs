@@ -632,6 +632,14 @@ pub struct FinetuneArgs {
     /// config.toml.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub distill: usize,
+    /// --mode finetune or scratch: after training, measure the encoder's
+    /// BatchNorm statistics afresh on the clean inference views (no added
+    /// noise) of up to N training images — the labelled ones, then
+    /// unlabelled ones outside every split — instead of keeping the
+    /// running average over the augmented training views; 0 = keep it
+    /// [default: 0]. Recorded in config.toml.
+    #[arg(long, value_name = "N")]
+    pub batchnorm_images: Option<usize>,
     /// Per-class train/validation/test sizes of the reference layout.
     #[arg(long, default_value = "300/30/50")]
     pub split_sizes: String,
@@ -1185,6 +1193,12 @@ pub struct ExperimentLabelsArgs {
     /// --distill`); 0 = none. Recorded in run.toml.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub finetune_distill: usize,
+    /// Training images (labelled, then unlabelled) on whose clean views
+    /// fine-tuning and scratch measure their BatchNorm statistics afresh
+    /// after training (see `finetune --batchnorm-images`); 0 = keep
+    /// training's [default: 0]. Recorded in run.toml.
+    #[arg(long, value_name = "N")]
+    pub batchnorm_images: Option<usize>,
     /// Training views of fine-tuning and scratch: reference or strong (see
     /// `finetune --help`).
     #[arg(long, value_enum, default_value = "reference")]

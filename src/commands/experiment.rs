@@ -361,6 +361,9 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes,
         "add finetune to --methods",
     )?;
+    // Fine-tuning's and scratch's own defaults unless one is given.
+    let batchnorm_images = |mode| args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images);
+    let scratches = args.methods.contains(&MethodArg::Scratch);
     ensure!(
         finetunes || args.finetune_distill == 0,
         "--finetune-distill gives fine-tuning unlabelled images: add finetune to --methods"
@@ -477,6 +480,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             probe_variance: args.probe_variance,
                             interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
                             distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
+                            batchnorm_images: batchnorm_images(mode),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -571,6 +575,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: Option<f64>,
         finetune_interpolation: Option<f64>,
         finetune_distill: Option<usize>,
+        finetune_batchnorm_images: Option<usize>,
+        scratch_batchnorm_images: Option<usize>,
         probe_variance: Option<f64>,
     }
     // Fine-tuning's settings only where a network was trained (a probe or
@@ -600,6 +606,8 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: finetunes.then_some(finetune_lr),
         finetune_interpolation: finetunes.then_some(finetune_interpolation),
         finetune_distill: finetunes.then_some(args.finetune_distill),
+        finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
+        scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -693,7 +701,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {} for the linear probe and the morphology baseline and {} for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}. Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {} for the linear probe and the morphology baseline and {} for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}{}. Mean ± standard deviation over seeds; {} in total.\n",
         match seeds {
             1 => format!("once (seed {})", args.seed),
             n => format!("{n} times (seeds {}–{})", args.seed, args.seed + n as u64 - 1),
@@ -729,6 +737,18 @@ fn write_labels_report(
             )
         } else {
             String::new()
+        },
+        {
+            let n = |mode| args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images);
+            let views = "BatchNorm statistics afresh on the clean inference views of up to";
+            let which = "training images (the draw, then unlabelled images outside it and the validation set)";
+            match (n(Mode::Finetune), n(Mode::Scratch)) {
+                (0, 0) => String::new(),
+                (f, s) if f == s => format!("; after training, both measure their {views} {f} {which}"),
+                (0, s) => format!("; after training, scratch measures its {views} {s} {which}; fine-tuning keeps training's"),
+                (f, 0) => format!("; after training, fine-tuning measures its {views} {f} {which}; scratch keeps training's"),
+                (f, s) => format!("; after training, fine-tuning and scratch measure their {views} {f} and {s} {which}"),
+            }
         },
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;

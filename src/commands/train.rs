@@ -321,8 +321,16 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             "use --mode finetune",
         )?,
         distill: args.distill,
+        batchnorm_images: match mode {
+            Mode::Linear => 0,
+            _ => args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images),
+        },
         ..FinetuneConfig::for_mode(mode)
     };
+    ensure!(
+        mode != Mode::Linear || args.batchnorm_images.is_none(),
+        "--batchnorm-images measures the statistics of a trained encoder: the linear probe trains none (use --mode finetune or scratch)"
+    );
     ensure!(
         args.distill == 0 || mode == Mode::Finetune,
         "--distill trains fine-tuning on unlabelled images: use --mode finetune"
@@ -356,10 +364,16 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     };
     Manifest::new("finetune", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
     let kept = match s.kept_val_loss {
-        Some(v) => format!(
-            " (fine-tuned weights); kept {} of the way from the pretrained ones: validation loss {v:.3}",
-            cfg.interpolation
-        ),
+        Some(v) => {
+            let mut how = Vec::new();
+            if cfg.batchnorm_images > 0 {
+                how.push("BatchNorm statistics measured afresh".to_string());
+            }
+            if cfg.interpolation < 1.0 {
+                how.push(format!("{} of the way from the pretrained weights", cfg.interpolation));
+            }
+            format!(" (as trained); kept ({}): validation loss {v:.3}", how.join(", "))
+        }
         None => String::new(),
     };
     println!(

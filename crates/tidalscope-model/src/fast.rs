@@ -15,11 +15,11 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 use tidalscope_kernels::conv::Conv;
 use tidalscope_kernels::norm;
-use tidalscope_kernels::resnet::{Block, ConvLayer, Dense, ResNet};
+use tidalscope_kernels::resnet::{Block, ConvLayer, Dense};
 
 pub use tidalscope_kernels::adam::Moments;
 pub use tidalscope_kernels::average::{RunningStatsPass, WeightAverage};
-pub use tidalscope_kernels::resnet::{Inference, Trainer};
+pub use tidalscope_kernels::resnet::{Inference, ResNet, Trainer};
 
 /// Which implementation runs the encoder's arithmetic; recorded in training
 /// configurations so a run says what trained it.

@@ -367,6 +367,16 @@ pub struct FinetuneConfig {
     /// as 0.
     #[serde(default)]
     pub distill: usize,
+    /// Fine-tuning and scratch: after the last step, measure the encoder's
+    /// BatchNorm statistics afresh as the mean over batches of the clean
+    /// inference views (centre crop, no added noise) of up to this many
+    /// training images: the labelled training images, then unlabelled ones
+    /// outside every split (their labels unread). Training keeps a running
+    /// average over its augmented views, whose added noise the images
+    /// scored later do not have; 0 = keep that average. Older config
+    /// files, written before it existed, read as 0.
+    #[serde(default)]
+    pub batchnorm_images: usize,
 }
 
 impl FinetuneConfig {
@@ -422,10 +432,22 @@ impl FinetuneConfig {
         }
     }
 
+    /// The default [`FinetuneConfig::batchnorm_images`] of training from
+    /// scratch. Measured on validation splits (3 label draws each): on
+    /// LSST-y10 mocks with 1,000 labels scratch's AUC went from 0.663 /
+    /// 0.794 / 0.803 to 0.871 / 0.880 / 0.882 (its validation loss had
+    /// climbed to 2.8 while the training loss fell: statistics of noisy
+    /// views applied to clean images), +0.008 at 25 labels; on HSC-UD
+    /// +0.007 at 50 and +0.002 at 1,000. Fine-tuning keeps 0: on HSC-UD it
+    /// measured −0.011 at 50 labels and 0.000 at 1,000 (+0.020 and +0.018
+    /// on LSST-y10 at 25 and 1,000).
+    pub const SCRATCH_BATCHNORM_IMAGES: usize = 2000;
+
     /// The default settings for `mode`.
     pub fn for_mode(mode: Mode) -> Self {
         Self {
             mode,
+            batchnorm_images: if mode == Mode::Scratch { Self::SCRATCH_BATCHNORM_IMAGES } else { 0 },
             lr: Self::default_lr(mode),
             lr_schedule: LrSchedule::for_mode(mode),
             // Only fine-tuning has two ends to interpolate between.
@@ -455,6 +477,7 @@ impl Default for FinetuneConfig {
             // The default mode is the probe, which trains nothing to interpolate.
             interpolation: Self::fine_tuned_weights(),
             distill: 0,
+            batchnorm_images: 0,
         }
     }
 }

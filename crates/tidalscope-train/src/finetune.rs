@@ -70,9 +70,11 @@ pub struct FinetuneSummary {
     /// every one, or [`VAL_LOGS`] evenly spread ones ending with the last
     /// (see [`measures_validation`]); `[1]` for the probe.
     pub val_epochs: Vec<usize>,
-    /// Validation loss of the classifier kept when fine-tuning was
-    /// interpolated ([`FinetuneConfig::interpolation`] below 1): the losses
-    /// above are the fine-tuned weights'.
+    /// Validation loss of the classifier kept when it is not the last
+    /// step's as trained (BatchNorm statistics measured afresh,
+    /// [`FinetuneConfig::batchnorm_images`], or fine-tuning interpolated,
+    /// [`FinetuneConfig::interpolation`] below 1): the losses above are
+    /// the trained weights' with training's statistics.
     pub kept_val_loss: Option<f32>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
@@ -167,6 +169,36 @@ pub fn distill_pool(sources: &[&dyn Source], splits: &tidalscope_data::split::Sp
         .filter(|o| !held.contains(&(o.source, o.index)))
         .collect();
     representation::evenly(&free, max)
+}
+
+/// Replaces `model`'s encoder's BatchNorm running statistics with the
+/// mean over batches (of `batch` images) of the batch statistics of the
+/// clean inference views of `images` ([`FinetuneConfig::batchnorm_images`]);
+/// the weights do not move. Returns the number of batches.
+fn measure_batchnorm(
+    model: &mut Classifier,
+    images: &[&Cutout],
+    crop: usize,
+    batch: usize,
+    device: &Device,
+) -> Result<usize> {
+    let Some(first) = images.first() else { return Ok(0) };
+    let mut net = tidalscope_model::fast::to_resnet(&model.encoder);
+    let mut pass = tidalscope_model::fast::RunningStatsPass::start(&mut net);
+    let view = Augment::inference(crop);
+    let per = first.bands() * crop * crop;
+    // The inference view is deterministic: the generator is not drawn from.
+    let mut rng = Rng::new(0);
+    let mut buf = Vec::new();
+    for chunk in images.chunks(batch.max(1)) {
+        buf.resize(chunk.len() * per, 0.0);
+        for (img, out) in chunk.iter().zip(buf.chunks_exact_mut(per)) {
+            view.view(img, &[], &mut rng, out)?;
+        }
+        pass.add(&mut net, &buf, chunk.len(), crop, crop);
+    }
+    model.encoder = tidalscope_model::fast::load_resnet(model.encoder.clone(), &net, device);
+    Ok(pass.batches())
 }
 
 /// The whitening the probe offers itself (see [`linear_probe`]): the
@@ -451,6 +483,28 @@ pub fn finetune(
                     out,
                     &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
                 );
+            }
+            if cfg.batchnorm_images > 0 {
+                let t = std::time::Instant::now();
+                // The labelled (and distillation) images, then unlabelled
+                // ones outside every split.
+                let own = train_imgs.len().min(cfg.batchnorm_images);
+                let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own);
+                let extra_data = labelled::load(sources, &extra, &bundle.preprocess)?;
+                let imgs: Vec<&Cutout> =
+                    train_imgs[..own].iter().copied().chain(extra.iter().map(|o| &extra_data[o].image)).collect();
+                let batches = measure_batchnorm(&mut model, &imgs, crop, cfg.batch, &train_device)?;
+                let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
+                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
+                kept_val_loss = Some(v);
+                let msg = format!(
+                    "BatchNorm statistics measured on the inference views of {} training images ({} unlabelled), {batches} batches ({:.1} s): validation loss {v:.4}",
+                    imgs.len(),
+                    extra.len(),
+                    t.elapsed().as_secs_f64()
+                );
+                reporter.log(&msg);
+                log_line(out, &msg);
             }
             let trained = model.valid();
             match &probe {

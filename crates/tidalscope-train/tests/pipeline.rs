@@ -672,3 +672,72 @@ fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
         assert!(e.contains("distill 10") && e.contains("only fine-tuning"), "{e}");
     }
 }
+
+/// Every BatchNorm layer's running statistics of a kernel network, in a
+/// fixed order.
+fn running_stats(net: &tidalscope_model::fast::ResNet) -> Vec<Vec<f32>> {
+    let mut bns = vec![&net.stem_bn, &net.dense1_bn, &net.dense2_bn];
+    bns.extend(net.blocks.iter().flat_map(|b| [&b.bn_in, &b.bn_a, &b.bn_b]));
+    bns.into_iter().flat_map(|bn| [bn.running_mean.clone(), bn.running_var.clone()]).collect()
+}
+
+/// Training from scratch measures its BatchNorm statistics afresh by
+/// default: on the clean inference views of its labelled training images,
+/// then of unlabelled ones outside every split, as the mean over batches;
+/// the weights stay those training reached, and 0 keeps training's
+/// statistics.
+#[test]
+fn scratch_measures_its_batchnorm_statistics_on_clean_views_of_training_images() {
+    use tidalscope_model::fast::{self, RunningStatsPass};
+    use tidalscope_train::config::Mode;
+    let Tuning { _burn, dir, dev, data, enc } = tuning(40);
+    let scratch = FinetuneConfig::for_mode(Mode::Scratch);
+    assert_eq!(scratch.batchnorm_images, FinetuneConfig::SCRATCH_BATCHNORM_IMAGES);
+    assert_eq!(FinetuneConfig::for_mode(Mode::Finetune).batchnorm_images, 0);
+    let run = |batchnorm_images: usize, out: &str| {
+        let cfg = FinetuneConfig {
+            epochs: 1,
+            min_steps: 3,
+            labels: 6,
+            batchnorm_images,
+            split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+            ..scratch.clone()
+        };
+        let out = dir.path().join(out);
+        let lines = Lines::default();
+        finetune::finetune(&cfg, &enc, &[data.as_ref()], &[dir.path().to_path_buf()], &out, &dev, &lines).unwrap();
+        let b = tidalscope_model::bundle::ClassifierBundle::load(&out, &dev).unwrap();
+        (fast::to_resnet(&b.classifier.encoder), lines.0.into_inner().unwrap().join("\n"), cfg.batch)
+    };
+    let (kept, kept_log, _) = run(0, "kept");
+    let (measured, log, batch) = run(15, "measured");
+    assert!(!kept_log.contains("BatchNorm statistics measured"), "{kept_log}");
+    assert!(
+        log.contains("BatchNorm statistics measured on the inference views of 15 training images (9 unlabelled)"),
+        "{log}"
+    );
+    assert_eq!(kept.params(), measured.params(), "measuring the statistics moved the weights");
+    assert_ne!(running_stats(&kept), running_stats(&measured), "the statistics training kept were not replaced");
+    // The mean over batches of the clean views: the 6 labelled images,
+    // then the first 9 of the unlabelled ones, evenly spread.
+    let split = tidalscope_train::labelled::SplitRecord::load(&dir.path().join("measured/split.json")).unwrap().splits;
+    let objects: Vec<_> =
+        split.train.iter().copied().chain(finetune::distill_pool(&[data.as_ref()], &split, 9)).collect();
+    let pre = tidalscope_model::bundle::EncoderBundle::load(&enc, &dev).unwrap().preprocess;
+    let loaded = tidalscope_train::labelled::load(&[data.as_ref()], &objects, &pre).unwrap();
+    let (crop, bands) = (pre.crop, kept.bands());
+    let mut net = kept.clone();
+    let mut pass = RunningStatsPass::start(&mut net);
+    for chunk in objects.chunks(batch) {
+        let mut x = vec![0f32; chunk.len() * bands * crop * crop];
+        for (o, out) in chunk.iter().zip(x.chunks_exact_mut(bands * crop * crop)) {
+            let view = tidalscope_data::augment::Augment::inference(crop);
+            view.view(&loaded[o].image, &[], &mut tidalscope_core::Rng::new(0), out).unwrap();
+        }
+        pass.add(&mut net, &x, chunk.len(), crop, crop);
+    }
+    for (i, (got, want)) in running_stats(&measured).iter().zip(running_stats(&net)).enumerate() {
+        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs() / b.abs().max(1e-3)).fold(0f32, f32::max);
+        assert!(worst <= 1e-5, "statistics {i}: relative difference {worst:e}");
+    }
+}
