@@ -171,31 +171,48 @@ pub fn distill_pool(sources: &[&dyn Source], splits: &tidalscope_data::split::Sp
     representation::evenly(&free, max)
 }
 
+/// Batches of unlabelled images [`measure_batchnorm`] reads at a time.
+const BATCHNORM_BATCHES_READ: usize = 16;
+
 /// Replaces `model`'s encoder's BatchNorm running statistics with the
 /// mean over batches (of `batch` images) of the batch statistics of the
-/// clean inference views of `images` ([`FinetuneConfig::batchnorm_images`]);
-/// the weights do not move. Returns the number of batches.
+/// clean inference views of `own`, then of `extra`
+/// ([`FinetuneConfig::batchnorm_images`]); the weights do not move.
+/// `extra` is read [`BATCHNORM_BATCHES_READ`] batches at a time, so
+/// memory holds that many of it. Returns the number of batches.
 fn measure_batchnorm(
     model: &mut Classifier,
-    images: &[&Cutout],
-    crop: usize,
+    own: &[&Cutout],
+    extra: &[ObjectRef],
+    sources: &[&dyn Source],
+    preprocess: &tidalscope_data::preprocess::Preprocess,
     batch: usize,
     device: &Device,
 ) -> Result<usize> {
-    let Some(first) = images.first() else { return Ok(0) };
+    let (crop, batch) = (preprocess.crop, batch.max(1));
     let mut net = tidalscope_model::fast::to_resnet(&model.encoder);
     let mut pass = tidalscope_model::fast::RunningStatsPass::start(&mut net);
     let view = Augment::inference(crop);
-    let per = first.bands() * crop * crop;
+    let per = net.bands() * crop * crop;
     // The inference view is deterministic: the generator is not drawn from.
     let mut rng = Rng::new(0);
     let mut buf = Vec::new();
-    for chunk in images.chunks(batch.max(1)) {
-        buf.resize(chunk.len() * per, 0.0);
-        for (img, out) in chunk.iter().zip(buf.chunks_exact_mut(per)) {
-            view.view(img, &[], &mut rng, out)?;
+    let total = own.len() + extra.len();
+    let read = batch * BATCHNORM_BATCHES_READ;
+    for lo in (0..total).step_by(read) {
+        let hi = (lo + read).min(total);
+        let objects = &extra[lo.saturating_sub(own.len())..hi.saturating_sub(own.len())];
+        let loaded = labelled::load(sources, objects, preprocess)?;
+        let images = own[lo.min(own.len())..hi.min(own.len())].iter().copied();
+        let images: Vec<&Cutout> = images.chain(objects.iter().map(|o| &loaded[o].image)).collect();
+        // Whole batches: `read` is a multiple of `batch`.
+        for chunk in images.chunks(batch) {
+            buf.resize(chunk.len() * per, 0.0);
+            for (img, out) in chunk.iter().zip(buf.chunks_exact_mut(per)) {
+                view.view(img, &[], &mut rng, out)?;
+            }
+            pass.add(&mut net, &buf, chunk.len(), crop, crop);
         }
-        pass.add(&mut net, &buf, chunk.len(), crop, crop);
     }
     model.encoder = tidalscope_model::fast::load_resnet(model.encoder.clone(), &net, device);
     Ok(pass.batches())
@@ -488,18 +505,16 @@ pub fn finetune(
                 let t = std::time::Instant::now();
                 // The labelled (and distillation) images, then unlabelled
                 // ones outside every split.
-                let own = train_imgs.len().min(cfg.batchnorm_images);
-                let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own);
-                let extra_data = labelled::load(sources, &extra, &bundle.preprocess)?;
-                let imgs: Vec<&Cutout> =
-                    train_imgs[..own].iter().copied().chain(extra.iter().map(|o| &extra_data[o].image)).collect();
-                let batches = measure_batchnorm(&mut model, &imgs, crop, cfg.batch, &train_device)?;
+                let own = &train_imgs[..train_imgs.len().min(cfg.batchnorm_images)];
+                let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own.len());
+                let (pre, batch) = (&bundle.preprocess, cfg.batch);
+                let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, &train_device)?;
                 let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 kept_val_loss = Some(v);
                 let msg = format!(
                     "BatchNorm statistics measured on the inference views of {} training images ({} unlabelled), {batches} batches ({:.1} s): validation loss {v:.4}",
-                    imgs.len(),
+                    own.len() + extra.len(),
                     extra.len(),
                     t.elapsed().as_secs_f64()
                 );

@@ -699,6 +699,8 @@ fn scratch_measures_its_batchnorm_statistics_on_clean_views_of_training_images()
             epochs: 1,
             min_steps: 3,
             labels: 6,
+            // A batch that mixes labelled and unlabelled images.
+            batch: 4,
             batchnorm_images,
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..scratch.clone()
@@ -710,19 +712,25 @@ fn scratch_measures_its_batchnorm_statistics_on_clean_views_of_training_images()
         (fast::to_resnet(&b.classifier.encoder), lines.0.into_inner().unwrap().join("\n"), cfg.batch)
     };
     let (kept, kept_log, _) = run(0, "kept");
-    let (measured, log, batch) = run(15, "measured");
+    let split = tidalscope_train::labelled::SplitRecord::load(&dir.path().join("kept/split.json")).unwrap().splits;
+    let pool = finetune::distill_pool(&[data.as_ref()], &split, 1000);
+    assert!(pool.len() > 6, "{} unlabelled images", pool.len());
+    let (measured, log, batch) = run(1000, "measured");
     assert!(!kept_log.contains("BatchNorm statistics measured"), "{kept_log}");
     assert!(
-        log.contains("BatchNorm statistics measured on the inference views of 15 training images (9 unlabelled)"),
+        log.contains(&format!(
+            "BatchNorm statistics measured on the inference views of {} training images ({} unlabelled), {} batches",
+            6 + pool.len(),
+            pool.len(),
+            (6 + pool.len()).div_ceil(4)
+        )),
         "{log}"
     );
     assert_eq!(kept.params(), measured.params(), "measuring the statistics moved the weights");
     assert_ne!(running_stats(&kept), running_stats(&measured), "the statistics training kept were not replaced");
     // The mean over batches of the clean views: the 6 labelled images,
-    // then the first 9 of the unlabelled ones, evenly spread.
-    let split = tidalscope_train::labelled::SplitRecord::load(&dir.path().join("measured/split.json")).unwrap().splits;
-    let objects: Vec<_> =
-        split.train.iter().copied().chain(finetune::distill_pool(&[data.as_ref()], &split, 9)).collect();
+    // then every unlabelled one (fewer than asked for).
+    let objects: Vec<_> = split.train.iter().copied().chain(pool.iter().copied()).collect();
     let pre = tidalscope_model::bundle::EncoderBundle::load(&enc, &dev).unwrap().preprocess;
     let loaded = tidalscope_train::labelled::load(&[data.as_ref()], &objects, &pre).unwrap();
     let (crop, bands) = (pre.crop, kept.bands());
