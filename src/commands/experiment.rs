@@ -361,8 +361,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes,
         "add finetune to --methods",
     )?;
-    // Fine-tuning's and scratch's own defaults unless one is given.
-    let batchnorm_images = |mode| args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images);
+    let batchnorm_images = |mode| batchnorm_images(&args, mode);
     let scratches = args.methods.contains(&MethodArg::Scratch);
     ensure!(
         finetunes || args.finetune_distill == 0,
@@ -680,6 +679,12 @@ fn plot_labels(
     Ok(())
 }
 
+/// The images fine-tuning or scratch (`mode`) measures its BatchNorm
+/// statistics on: `--batchnorm-images`, or the mode's own default.
+fn batchnorm_images(args: &ExperimentLabelsArgs, mode: Mode) -> usize {
+    args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images)
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_labels_report(
     out: &Path,
@@ -739,7 +744,7 @@ fn write_labels_report(
             String::new()
         },
         {
-            let n = |mode| args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images);
+            let n = |mode| batchnorm_images(args, mode);
             let views = "BatchNorm statistics afresh on the clean inference views of up to";
             let which = "training images (the draw, then unlabelled images outside it and the validation set)";
             match (n(Mode::Finetune), n(Mode::Scratch)) {

@@ -477,24 +477,36 @@ mod tests {
         }
     }
 
+    /// A test image of `shape` (bands, height, width): a fixed ripple, a
+    /// NaN or +inf at every `every`-th value, and a bright source over
+    /// rows × columns `area`, `bright(x)` brighter at column x.
+    fn patterned(
+        [bands, h, w]: [usize; 3],
+        every: usize,
+        (rows, cols): (std::ops::Range<usize>, std::ops::Range<usize>),
+        bright: impl Fn(usize) -> f32,
+    ) -> Cutout {
+        let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01).collect();
+        for i in (0..data.len()).step_by(every) {
+            data[i] = [f32::NAN, f32::INFINITY][i % 2];
+        }
+        for b in 0..bands {
+            for y in rows.clone() {
+                for x in cols.clone() {
+                    data[b * h * w + y * w + x] += bright(x);
+                }
+            }
+        }
+        Cutout::from_chw(bands, h, w, data).unwrap()
+    }
+
     #[test]
     fn the_residual_binned_row_by_row_is_the_residual_image_binned_bit_for_bit() {
         // Odd sizes (partial blocks), non-finite pixels, and a bright
         // source off the middle, so that the centre is a half pixel away
         // and some mirrors fall outside the image.
-        let (bands, h, w) = (2, 27, 31);
-        let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01).collect();
-        for i in (0..data.len()).step_by(23) {
-            data[i] = [f32::NAN, f32::INFINITY][i % 2];
-        }
-        for b in 0..bands {
-            for y in 10..16 {
-                for x in 14..19 {
-                    data[b * h * w + y * w + x] += 400.0;
-                }
-            }
-        }
-        let img = Cutout::from_chw(bands, h, w, data).unwrap();
+        let (h, w) = (27, 31);
+        let img = patterned([2, h, w], 23, (10..16, 14..19), |_| 400.0);
         let (cx, cy) = crate::residual::centre(&img);
         assert!(cx != (w as f64 - 1.0) / 2.0 || cy != (h as f64 - 1.0) / 2.0, "centre ({cx}, {cy}) is off the middle");
         let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
@@ -524,19 +536,8 @@ mod tests {
         // every kind of channel, blocks of 1 to 5 (the row-by-row residuals
         // and the whole-image ones), odd sizes, non-finite pixels, a source
         // off the middle, and images just the view's size.
-        let (bands, h, w) = (3, 43, 50);
-        let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01).collect();
-        for i in (0..data.len()).step_by(29) {
-            data[i] = [f32::NAN, f32::INFINITY][i % 2];
-        }
-        for b in 0..bands {
-            for y in 17..23 {
-                for x in 20..27 {
-                    data[b * h * w + y * w + x] += 300.0 + 10.0 * (x as f32);
-                }
-            }
-        }
-        let img = Cutout::from_chw(bands, h, w, data).unwrap();
+        let (h, w) = (43, 50);
+        let img = patterned([3, h, w], 29, (17..23, 20..27), |x| 300.0 + 10.0 * x as f32);
         let names: Vec<String> = ["g", "r", "i"].iter().map(|n| n.to_string()).collect();
         let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         for channels in [Channels::Image, Channels::Residual, Channels::Both, Channels::All] {

@@ -105,8 +105,10 @@ impl Channels {
                 let (bands, rest) = out.data_mut().split_at_mut(n);
                 let (residuals, mirrors) = rest.split_at_mut(n);
                 bands.copy_from_slice(img.data());
-                residual_into(img, residuals);
-                whole(img, Reflection::of(img), mirrors);
+                // One centre for both residuals.
+                let reflection = Reflection::of(img);
+                whole(img, reflection.turn(), residuals);
+                whole(img, reflection, mirrors);
                 out
             }
         }
