@@ -503,9 +503,9 @@ pub fn finetune(
             }
             if cfg.batchnorm_images > 0 {
                 let t = std::time::Instant::now();
-                // The labelled (and distillation) images, then unlabelled
-                // ones outside every split.
-                let own = &train_imgs[..train_imgs.len().min(cfg.batchnorm_images)];
+                // The labelled images, then unlabelled ones outside every
+                // split (which hold any distillation images: not taken twice).
+                let own = &train_imgs[..splits.train.len().min(cfg.batchnorm_images)];
                 let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own.len());
                 let (pre, batch) = (&bundle.preprocess, cfg.batch);
                 let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, &train_device)?;
@@ -518,8 +518,8 @@ pub fn finetune(
                     extra.len(),
                     t.elapsed().as_secs_f64()
                 );
+                // The command line's reporter writes it to log.txt too.
                 reporter.log(&msg);
-                log_line(out, &msg);
             }
             let trained = model.valid();
             match &probe {
