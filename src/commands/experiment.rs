@@ -108,6 +108,8 @@ fn morphology(images: &[&Cutout]) -> Vec<f64> {
 struct LabelsResult {
     method: MethodArg,
     labels: usize,
+    /// The draw: every method given this seed trains on the same labels.
+    seed: u64,
     auc: f64,
     completeness_22: f64,
     completeness_10: f64,
@@ -500,6 +502,7 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                 let r = LabelsResult {
                     method: m,
                     labels: n,
+                    seed,
                     auc: s.auc,
                     completeness_22: s.completeness_at_22pct_fpr,
                     completeness_10: s
@@ -614,13 +617,38 @@ pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Mean and sample standard deviation.
 /// Mean and sample standard deviation (n − 1; 0 for one value).
 pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     let n = v.len() as f64;
     let m = v.iter().sum::<f64>() / n.max(1.0);
     let sd = if v.len() > 1 { (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (n - 1.0)).sqrt() } else { 0.0 };
     (m, sd)
+}
+
+/// Method `a`'s AUC minus method `b`'s, draw by draw at `n` labels.
+///
+/// Every method given a seed trains on the same labels, so the difference
+/// taken per draw removes how easy that draw was, which dominates the
+/// spread of each method's own AUC with few labels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Paired {
+    /// Mean of the per-draw differences.
+    mean: f64,
+    /// Their sample standard deviation (0 for one draw).
+    sd: f64,
+    /// Draws on which `a` scored higher.
+    wins: usize,
+    /// Draws both methods ran.
+    draws: usize,
+}
+
+fn paired(results: &[LabelsResult], a: MethodArg, b: MethodArg, n: usize) -> Option<Paired> {
+    let of = |m: MethodArg| results.iter().filter(move |r| r.method == m && r.labels == n);
+    let d: Vec<f64> = of(a).filter_map(|ra| of(b).find(|rb| rb.seed == ra.seed).map(|rb| ra.auc - rb.auc)).collect();
+    (!d.is_empty()).then(|| {
+        let (mean, sd) = mean_sd(&d);
+        Paired { mean, sd, wins: d.iter().filter(|&&x| x > 0.0).count(), draws: d.len() }
+    })
 }
 
 fn stats(results: &[LabelsResult], m: MethodArg, n: usize, f: fn(&LabelsResult) -> f64) -> Option<(f64, f64, usize)> {
@@ -789,10 +817,49 @@ fn write_labels_report(
         }
         writeln!(r)?;
     }
+    write_paired(&mut r, &args.methods, counts, results)?;
     writeln!(r, "![AUC vs labels](auc_vs_labels.png)\n\n![completeness vs labels](completeness_vs_labels.png)\n")?;
     writeln!(r, "Every run: `results.csv` (one row per method, label count and seed) and `runs/<method>-<labels>-seed<seed>/` for each network trained (the classifier, its split and training log; the probes and the morphology fits run in memory on features computed once per image). Settings, seeds and version: `run.toml`.")?;
     tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
     Ok(())
+}
+
+/// The report's draw-by-draw table: each self-supervised method against
+/// each baseline that ran.
+fn write_paired(r: &mut String, methods: &[MethodArg], counts: &[usize], results: &[LabelsResult]) -> std::fmt::Result {
+    let has = |m| methods.contains(&m);
+    let pairs: Vec<(MethodArg, MethodArg)> = [MethodArg::Linear, MethodArg::Finetune, MethodArg::Backbone]
+        .into_iter()
+        .filter(|&a| has(a))
+        .flat_map(|a| [MethodArg::Scratch, MethodArg::Morphology].into_iter().filter(|&b| has(b)).map(move |b| (a, b)))
+        .collect();
+    if pairs.is_empty() {
+        return Ok(());
+    }
+    writeln!(r, "## AUC draw by draw: self-supervised minus baseline\n")?;
+    writeln!(r, "Every method given a seed trains on the same labels, so two methods are compared on each draw both ran: the mean ± standard deviation of the differences in AUC, and on how many draws the self-supervised method scored higher. **Bold**: the mean difference exceeds its standard deviation over the draws, a lead larger than the draw-to-draw spread. The networks run on fewer draws than the probes; a comparison with one of them covers only its draws.\n")?;
+    write!(r, "| comparison |")?;
+    for n in counts {
+        write!(r, " {n} |")?;
+    }
+    writeln!(r)?;
+    writeln!(r, "|---|{}", "---|".repeat(counts.len()))?;
+    for (a, b) in pairs {
+        write!(r, "| {} − {} |", a.title(), b.title())?;
+        for &n in counts {
+            match paired(results, a, b, n) {
+                Some(p) if p.draws > 1 => {
+                    let cell = format!("{:+.3} ± {:.3}", p.mean, p.sd);
+                    let cell = if p.mean > p.sd { format!("**{cell}**") } else { cell };
+                    write!(r, " {cell} ({} of {}) |", p.wins, p.draws)?
+                }
+                Some(p) => write!(r, " {:+.3} (1 draw) |", p.mean)?,
+                None => write!(r, " – |")?,
+            }
+        }
+        writeln!(r)?;
+    }
+    writeln!(r)
 }
 
 // ---------------------------------------------------------------- recovery
@@ -1132,4 +1199,67 @@ fn write_recovery_report(
     }
     tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(method: MethodArg, seed: u64, auc: f64) -> LabelsResult {
+        LabelsResult {
+            method,
+            labels: 25,
+            seed,
+            auc,
+            completeness_22: 0.0,
+            completeness_10: 0.0,
+            average_precision: 0.0,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn paired_differences_match_draws_by_seed_not_by_order() {
+        use MethodArg::{Linear, Morphology, Scratch};
+        // The probe ran 4 draws, scratch 3, listed in another order.
+        let results = [
+            result(Linear, 1, 0.80),
+            result(Linear, 2, 0.70),
+            result(Linear, 3, 0.90),
+            result(Linear, 4, 0.99),
+            result(Scratch, 3, 0.85),
+            result(Scratch, 1, 0.78),
+            result(Scratch, 2, 0.72),
+        ];
+        let p = paired(&results, Linear, Scratch, 25).unwrap();
+        // Differences +0.02, −0.02, +0.05; seed 4 has no partner.
+        assert_eq!((p.wins, p.draws), (2, 3));
+        assert!((p.mean - 0.05 / 3.0).abs() < 1e-12, "{p:?}");
+        let sd =
+            ((0.02f64 - 0.05 / 3.0).powi(2) + (-0.02f64 - 0.05 / 3.0).powi(2) + (0.05f64 - 0.05 / 3.0).powi(2)) / 2.0;
+        assert!((p.sd - sd.sqrt()).abs() < 1e-12, "{p:?}");
+        assert_eq!(paired(&results, Linear, Morphology, 25), None);
+        assert_eq!(paired(&results, Linear, Scratch, 50), None);
+    }
+
+    #[test]
+    fn the_paired_table_bolds_a_lead_larger_than_its_spread() {
+        use MethodArg::{Finetune, Linear, Scratch};
+        let results = [
+            result(Linear, 1, 0.80),
+            result(Linear, 2, 0.81),
+            result(Finetune, 1, 0.90),
+            result(Finetune, 2, 0.60),
+            result(Scratch, 1, 0.70),
+            result(Scratch, 2, 0.70),
+        ];
+        let mut r = String::new();
+        write_paired(&mut r, &[Linear, Finetune, Scratch], &[25], &results).unwrap();
+        assert!(r.contains("| NNCLR + linear probe − supervised from scratch | **+0.105 ± 0.007** (2 of 2) |"), "{r}");
+        assert!(r.contains("| NNCLR + fine-tuning − supervised from scratch | +0.050 ± 0.212 (1 of 2) |"), "{r}");
+        // Without a baseline there is nothing to compare.
+        let mut r = String::new();
+        write_paired(&mut r, &[Linear, Finetune], &[25], &results).unwrap();
+        assert!(r.is_empty(), "{r}");
+    }
 }

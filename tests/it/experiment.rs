@@ -63,6 +63,13 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     let report = std::fs::read_to_string(d.join("one/report.md")).unwrap();
     assert!(report.contains("morphology + logistic regression") && report.contains("| 20 | 40 |"), "{report}");
     assert!(report.contains("| NNCLR backbone + linear probe |"), "{report}");
+    // Each self-supervised method against the baseline, draw by draw.
+    assert!(report.contains("## AUC draw by draw"), "{report}");
+    for a in ["NNCLR + linear probe", "NNCLR + fine-tuning", "NNCLR backbone + linear probe"] {
+        let row = format!("| {a} − morphology + logistic regression |");
+        let row = report.lines().find(|l| l.starts_with(&row)).unwrap_or_else(|| panic!("{row}: {report}"));
+        assert!(row.contains(" of 2) |"), "{row}");
+    }
     // The same seed on the same data gives the same numbers.
     let mut b = TINY_LABELS.to_vec();
     b.extend(["--out", "two", "--data", "one/train", "--test", "one/test", "--encoder", "one/encoder"]);
