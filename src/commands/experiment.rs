@@ -317,9 +317,18 @@ fn with_spectrum(encoder: &Path, train: &dyn Source, out: &Path, device: &Device
 }
 
 /// Runs `experiment labels`.
-pub fn labels(args: ExperimentLabelsArgs) -> anyhow::Result<()> {
+pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let t_all = std::time::Instant::now();
+    // A method named twice would run twice on each draw and be counted
+    // twice in every mean and comparison.
+    let mut seen = Vec::new();
+    args.methods.retain(|m| {
+        !seen.contains(m) && {
+            seen.push(*m);
+            true
+        }
+    });
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
     if args.encoder.is_some() {
         no_overrides_with(&args.pretrain, "--encoder is already pretrained")?;
@@ -625,11 +634,7 @@ pub(crate) fn mean_sd(v: &[f64]) -> (f64, f64) {
     (m, sd)
 }
 
-/// Method `a`'s AUC minus method `b`'s, draw by draw at `n` labels.
-///
-/// Every method given a seed trains on the same labels, so the difference
-/// taken per draw removes how easy that draw was, which dominates the
-/// spread of each method's own AUC with few labels.
+/// One method's AUC minus another's over the label draws both ran.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Paired {
     /// Mean of the per-draw differences.
@@ -642,6 +647,13 @@ struct Paired {
     draws: usize,
 }
 
+/// Method `a`'s AUC minus method `b`'s, draw by draw at `n` labels; `None`
+/// when no draw ran both.
+///
+/// Every method given a seed trains on the same labels, so the difference
+/// taken per draw discounts how easy that draw was, which dominates the
+/// spread of each method's own AUC with few labels. A tie counts as a loss
+/// for `a`; a NaN AUC makes the mean and spread NaN.
 fn paired(results: &[LabelsResult], a: MethodArg, b: MethodArg, n: usize) -> Option<Paired> {
     let of = |m: MethodArg| results.iter().filter(move |r| r.method == m && r.labels == n);
     let d: Vec<f64> = of(a).filter_map(|ra| of(b).find(|rb| rb.seed == ra.seed).map(|rb| ra.auc - rb.auc)).collect();
@@ -817,7 +829,8 @@ fn write_labels_report(
         }
         writeln!(r)?;
     }
-    write_paired(&mut r, &args.methods, counts, results)?;
+    let fewer_network_draws = trained_seeds < seeds && args.methods.iter().any(|m| m.trains_network());
+    write_paired(&mut r, &args.methods, counts, results, fewer_network_draws)?;
     writeln!(r, "![AUC vs labels](auc_vs_labels.png)\n\n![completeness vs labels](completeness_vs_labels.png)\n")?;
     writeln!(r, "Every run: `results.csv` (one row per method, label count and seed) and `runs/<method>-<labels>-seed<seed>/` for each network trained (the classifier, its split and training log; the probes and the morphology fits run in memory on features computed once per image). Settings, seeds and version: `run.toml`.")?;
     tidalscope_io::atomic::write(&out.join("report.md"), r.as_bytes())?;
@@ -825,8 +838,15 @@ fn write_labels_report(
 }
 
 /// The report's draw-by-draw table: each self-supervised method against
-/// each baseline that ran.
-fn write_paired(r: &mut String, methods: &[MethodArg], counts: &[usize], results: &[LabelsResult]) -> std::fmt::Result {
+/// each baseline that ran; `fewer_network_draws` says that fine-tuning and
+/// scratch ran on fewer draws than the rest.
+fn write_paired(
+    r: &mut String,
+    methods: &[MethodArg],
+    counts: &[usize],
+    results: &[LabelsResult],
+    fewer_network_draws: bool,
+) -> std::fmt::Result {
     let has = |m| methods.contains(&m);
     let pairs: Vec<(MethodArg, MethodArg)> = [MethodArg::Linear, MethodArg::Finetune, MethodArg::Backbone]
         .into_iter()
@@ -837,7 +857,13 @@ fn write_paired(r: &mut String, methods: &[MethodArg], counts: &[usize], results
         return Ok(());
     }
     writeln!(r, "## AUC draw by draw: self-supervised minus baseline\n")?;
-    writeln!(r, "Every method given a seed trains on the same labels, so two methods are compared on each draw both ran: the mean ± standard deviation of the differences in AUC, and on how many draws the self-supervised method scored higher. **Bold**: the mean difference exceeds its standard deviation over the draws, a lead larger than the draw-to-draw spread. The networks run on fewer draws than the probes; a comparison with one of them covers only its draws.\n")?;
+    writeln!(r, "Every method given a seed trains on the same labels, so two methods are compared on each draw both ran: the mean ± standard deviation of the differences in AUC, and on how many draws the self-supervised method scored higher. **Bold**: the mean difference exceeds its standard deviation over the draws, a lead larger than the draw-to-draw spread.{}\n",
+        if fewer_network_draws {
+            " Fine-tuning and scratch ran on fewer draws than the probes and morphology; a comparison with one of them covers only its draws."
+        } else {
+            ""
+        }
+    )?;
     write!(r, "| comparison |")?;
     for n in counts {
         write!(r, " {n} |")?;
@@ -853,6 +879,7 @@ fn write_paired(r: &mut String, methods: &[MethodArg], counts: &[usize], results
                     let cell = if p.mean > p.sd { format!("**{cell}**") } else { cell };
                     write!(r, " {cell} ({} of {}) |", p.wins, p.draws)?
                 }
+                // One draw has no spread to show.
                 Some(p) => write!(r, " {:+.3} (1 draw) |", p.mean)?,
                 None => write!(r, " – |")?,
             }
@@ -1205,10 +1232,16 @@ fn write_recovery_report(
 mod tests {
     use super::*;
 
+    /// A 25-label result of `method` on draw `seed`.
     fn result(method: MethodArg, seed: u64, auc: f64) -> LabelsResult {
+        result_at(method, 25, seed, auc)
+    }
+
+    /// A result of `method` with `labels` labels on draw `seed`.
+    fn result_at(method: MethodArg, labels: usize, seed: u64, auc: f64) -> LabelsResult {
         LabelsResult {
             method,
-            labels: 25,
+            labels,
             seed,
             auc,
             completeness_22: 0.0,
@@ -1244,22 +1277,52 @@ mod tests {
 
     #[test]
     fn the_paired_table_bolds_a_lead_larger_than_its_spread() {
-        use MethodArg::{Finetune, Linear, Scratch};
+        use MethodArg::{Backbone, Finetune, Linear, Morphology, Scratch};
         let results = [
             result(Linear, 1, 0.80),
             result(Linear, 2, 0.81),
             result(Finetune, 1, 0.90),
             result(Finetune, 2, 0.60),
+            result(Backbone, 1, 0.60),
+            result(Backbone, 2, 0.61),
             result(Scratch, 1, 0.70),
             result(Scratch, 2, 0.70),
+            // At 50 labels: one draw of the probe and scratch, a tie.
+            result_at(Linear, 50, 1, 0.75),
+            result_at(Scratch, 50, 1, 0.75),
         ];
         let mut r = String::new();
-        write_paired(&mut r, &[Linear, Finetune, Scratch], &[25], &results).unwrap();
-        assert!(r.contains("| NNCLR + linear probe − supervised from scratch | **+0.105 ± 0.007** (2 of 2) |"), "{r}");
-        assert!(r.contains("| NNCLR + fine-tuning − supervised from scratch | +0.050 ± 0.212 (1 of 2) |"), "{r}");
+        write_paired(&mut r, &[Linear, Finetune, Backbone, Scratch], &[25, 50], &results, false).unwrap();
+        let rows: Vec<&str> = r.lines().filter(|l| l.starts_with("| NNCLR")).collect();
+        assert_eq!(
+            rows,
+            [
+                "| NNCLR + linear probe − supervised from scratch | **+0.105 ± 0.007** (2 of 2) | +0.000 (1 draw) |",
+                "| NNCLR + fine-tuning − supervised from scratch | +0.050 ± 0.212 (1 of 2) | – |",
+                // Behind by more than the spread: not bold.
+                "| NNCLR backbone + linear probe − supervised from scratch | -0.095 ± 0.007 (0 of 2) | – |",
+            ],
+            "{r}"
+        );
+        assert!(!r.contains("fewer draws"), "{r}");
+        // Against morphology too, when it ran; a method that did not run has no row.
+        let mut r = String::new();
+        let more = [result(Morphology, 1, 0.60), result(Morphology, 2, 0.62)];
+        let all: Vec<_> = results.into_iter().chain(more).collect();
+        write_paired(&mut r, &[Linear, Morphology, Scratch], &[25], &all, true).unwrap();
+        let rows: Vec<&str> =
+            r.lines().filter(|l| l.starts_with("| NNCLR")).map(|l| l.split(" |").next().unwrap()).collect();
+        assert_eq!(
+            rows,
+            [
+                "| NNCLR + linear probe − supervised from scratch",
+                "| NNCLR + linear probe − morphology + logistic regression"
+            ]
+        );
+        assert!(r.contains("covers only its draws"), "{r}");
         // Without a baseline there is nothing to compare.
         let mut r = String::new();
-        write_paired(&mut r, &[Linear, Finetune], &[25], &results).unwrap();
+        write_paired(&mut r, &[Linear, Finetune], &[25], &all, false).unwrap();
         assert!(r.is_empty(), "{r}");
     }
 }

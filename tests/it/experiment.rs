@@ -73,7 +73,11 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     // The same seed on the same data gives the same numbers.
     let mut b = TINY_LABELS.to_vec();
     b.extend(["--out", "two", "--data", "one/train", "--test", "one/test", "--encoder", "one/encoder"]);
-    d.ok(&b);
+    // A method named twice runs once.
+    let mut twice = b.clone();
+    let i = twice.iter().position(|a| *a == "linear,finetune,morphology,backbone").unwrap();
+    twice[i] = "linear,finetune,morphology,backbone,linear";
+    d.ok(&twice);
     assert_eq!(without_seconds(rows), without_seconds(read_csv(&d.join("two/results.csv")).1));
     // The quick preset's local views are the pretraining's, recorded with it.
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
