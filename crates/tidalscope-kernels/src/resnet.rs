@@ -122,7 +122,7 @@ impl ResNet {
     }
 
     /// Every BatchNorm layer, in a fixed order.
-    pub(crate) fn batch_norms(&self) -> Vec<&BatchNorm> {
+    pub fn batch_norms(&self) -> Vec<&BatchNorm> {
         let mut v = vec![&self.stem_bn];
         for b in &self.blocks {
             v.extend([&b.bn_in, &b.bn_a, &b.bn_b]);

@@ -676,9 +676,7 @@ fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
 /// Every BatchNorm layer's running statistics of a kernel network, in a
 /// fixed order.
 fn running_stats(net: &tidalscope_model::fast::ResNet) -> Vec<Vec<f32>> {
-    let mut bns = vec![&net.stem_bn, &net.dense1_bn, &net.dense2_bn];
-    bns.extend(net.blocks.iter().flat_map(|b| [&b.bn_in, &b.bn_a, &b.bn_b]));
-    bns.into_iter().flat_map(|bn| [bn.running_mean.clone(), bn.running_var.clone()]).collect()
+    net.batch_norms().into_iter().flat_map(|bn| [bn.running_mean.clone(), bn.running_var.clone()]).collect()
 }
 
 /// Training from scratch measures its BatchNorm statistics afresh by
