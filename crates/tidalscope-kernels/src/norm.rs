@@ -14,23 +14,46 @@ const CHUNK: usize = 1024;
 /// Rows summed in f32 before adding into the f64 totals: short enough to
 /// keep f32 rounding near 1e-7 relative, long enough to vectorise.
 const BLOCK: usize = 32;
+/// Floats in the shortest row the passes run on: a 512-bit vector.
+const LANES: usize = 16;
+
+/// How many channel rows the passes take as one row: layers of fewer than
+/// 16 channels (8 at the quick preset's largest maps) would run their
+/// per-channel loops on part vectors, so `16 / c` rows are taken together
+/// with the parameters repeated ([`tiled`]). Chunks and blocks stay whole
+/// numbers of such rows (their row counts are multiples of 16).
+fn tile_factor(c: usize) -> usize {
+    if c > 0 && c < LANES && LANES.is_multiple_of(c) {
+        LANES / c
+    } else {
+        1
+    }
+}
+
+/// `p` repeated `t` times.
+fn tiled(p: &[f32], t: usize) -> Vec<f32> {
+    p.repeat(t)
+}
 
 /// Per-channel sums of `K` quantities over all rows of `a` (and the
-/// matching rows of `b`): `f(block_a, block_b, sums)` adds a block's
-/// contribution into `sums[k][channel]` in f32; blocks are then added in
-/// f64 and fixed chunks combined in order.
+/// matching rows of `b`), rows of `len` floats (a multiple of the `c`
+/// channels: sums of position `j` belong to channel `j % c`):
+/// `f(block_a, block_b, sums)` adds a block's contribution into
+/// `sums[k][j]` in f32; blocks are then added in f64, fixed chunks
+/// combined in order, and positions folded onto their channels.
 fn channel_sums<const K: usize>(
     a: &[f32],
     b: &[f32],
     c: usize,
+    len: usize,
     f: impl Fn(&[f32], &[f32], &mut [Vec<f32>; K]) + Sync,
 ) -> [Vec<f64>; K] {
     let parts: Vec<[Vec<f64>; K]> = a
         .par_chunks(CHUNK * c)
         .zip(b.par_chunks(CHUNK * c))
         .map(|(ac, bc)| {
-            let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; c]);
-            let mut acc: [Vec<f32>; K] = std::array::from_fn(|_| vec![0f32; c]);
+            let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; len]);
+            let mut acc: [Vec<f32>; K] = std::array::from_fn(|_| vec![0f32; len]);
             for (ab, bb) in ac.chunks(BLOCK * c).zip(bc.chunks(BLOCK * c)) {
                 acc.iter_mut().for_each(|v| v.fill(0.0));
                 f(ab, bb, &mut acc);
@@ -43,24 +66,26 @@ fn channel_sums<const K: usize>(
             total
         })
         .collect();
-    let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; c]);
-    for p in parts {
-        for (t, v) in total.iter_mut().zip(p) {
-            for (t, v) in t.iter_mut().zip(v) {
-                *t += v;
+    std::array::from_fn(|k| {
+        let mut total = vec![0f64; c];
+        for p in &parts {
+            for (j, v) in p[k].iter().enumerate() {
+                total[j % c] += v;
             }
         }
-    }
-    total
+        total
+    })
 }
 
 /// `y = x·scale + shift` per channel, then ReLU when `relu`.
 pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
     let c = scale.len();
     assert_eq!(x.len(), y.len(), "affine: input and output sizes differ");
+    let t = tile_factor(c);
+    let (scale, shift) = (tiled(scale, t), tiled(shift, t));
     y.par_chunks_mut(CHUNK * c)
         .zip(x.par_chunks(CHUNK * c))
-        .for_each(|(yc, xc)| simd::affine_rows(yc, xc, scale, shift, relu));
+        .for_each(|(yc, xc)| simd::affine_rows(yc, xc, &scale, &shift, relu));
 }
 
 /// A BatchNorm layer's parameters and running statistics (burn's and
@@ -130,15 +155,21 @@ impl BatchNorm {
             y.len()
         );
         let rows = (x.len() / c) as f64;
-        let [sum] = channel_sums(x, x, c, |r, _, [acc]| simd::add_rows(acc, r));
-        let mean: Vec<f64> = sum.iter().map(|s| s / rows).collect();
-        let m32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
-        let [ss] = channel_sums(x, x, c, |r, _, [acc]| simd::add_squared_deviations(acc, r, &m32));
-        // Σ(x − m32)² = Σ(x − mean)² + n·(mean − m32)².
-        let var: Vec<f64> =
-            ss.iter().zip(&mean).zip(&m32).map(|((s, m), m32)| s / rows - (m - *m32 as f64).powi(2)).collect();
+        // One pass for both moments, about a shift near the mean (that of
+        // the first rows) so that Σ(x − k)² does not lose the variance to
+        // cancellation: var = Σ(x − k)²/n − (Σ(x − k)/n)².
+        let head = &x[..x.len().min(BLOCK * c)];
+        let [head_sum] = channel_sums(head, head, c, c, |r, _, [acc]| simd::add_rows(acc, r));
+        let head_rows = (head.len() / c) as f64;
+        let shift: Vec<f32> = head_sum.iter().map(|s| (s / head_rows) as f32).collect();
+        let t = tile_factor(c);
+        let shift_t = tiled(&shift, t);
+        let [s1, s2] = channel_sums(x, x, c, c * t, |r, _, [a1, a2]| simd::add_shifted_moments(a1, a2, r, &shift_t));
+        let d: Vec<f64> = s1.iter().map(|s| s / rows).collect();
+        let mean: Vec<f64> = d.iter().zip(&shift).map(|(d, k)| *k as f64 + d).collect();
+        let var: Vec<f64> = s2.iter().zip(&d).map(|(s, d)| (s / rows - d * d).max(0.0)).collect();
         let stats = BatchStats {
-            mean: m32,
+            mean: mean.iter().map(|&m| m as f32).collect(),
             inv_std: var.iter().map(|&v| (1.0 / (v + self.epsilon as f64).sqrt()) as f32).collect(),
         };
         let (scale, shift) = self.batch_affine(&stats);
@@ -183,21 +214,27 @@ impl BatchNorm {
             dx.len()
         );
         let rows = (x.len() / c) as f64;
-        let (mean, inv) = (&stats.mean, &stats.inv_std);
         // The forward pass's own map, so the ReLU mask matches it bit for bit.
         let (scale, shift) = self.batch_affine(stats);
-        let [sum_g, sum_gx] = channel_sums(x, dy, c, |xb, gb, [ag, agx]| {
-            simd::bn_grad_sums(ag, agx, xb, gb, mean, inv, &scale, &shift, relu)
+        let t = tile_factor(c);
+        let [mean_t, inv_t, scale_t, shift_t] = [&stats.mean, &stats.inv_std, &scale, &shift].map(|p| tiled(p, t));
+        let [sum_g, sum_gd] = channel_sums(x, dy, c, c * t, |xb, gb, [ag, agd]| {
+            simd::bn_grad_sums(ag, agd, xb, gb, &mean_t, &scale_t, &shift_t, relu)
         });
+        // Σ g·x̂ = inv_std·Σ g·(x − mean).
+        let sum_gx: Vec<f64> = sum_gd.iter().zip(&stats.inv_std).map(|(s, i)| s * *i as f64).collect();
         for ch in 0..c {
             dbeta[ch] = sum_g[ch] as f32;
             dgamma[ch] = sum_gx[ch] as f32;
         }
         let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / rows) as f32).collect();
         let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / rows) as f32).collect();
+        let (mean_g, mean_gx) = (tiled(&mean_g, t), tiled(&mean_gx, t));
         dx.par_chunks_mut(CHUNK * c).zip(x.par_chunks(CHUNK * c)).zip(dy.par_chunks(CHUNK * c)).for_each(
             |((dc, xc), gc)| {
-                simd::bn_input_grad(dc, xc, gc, mean, inv, &scale, &shift, &mean_g, &mean_gx, relu, accumulate)
+                simd::bn_input_grad(
+                    dc, xc, gc, &mean_t, &inv_t, &scale_t, &shift_t, &mean_g, &mean_gx, relu, accumulate,
+                )
             },
         );
     }
@@ -221,8 +258,16 @@ mod tests {
     /// L = Σ y·r for fixed random r: its gradient by central differences.
     #[test]
     fn backward_matches_finite_differences_with_and_without_relu() {
-        let (rows, c) = (13, 3);
-        let x: Vec<f32> = (0..rows * c).map(|i| ((i * 37 % 17) as f32 - 8.0) * 0.3).collect();
+        // 3 channels run as they are; 8 and 4 as rows of 16 floats, with
+        // 13 rows leaving a part row at the end.
+        for (rows, c) in [(13, 3), (13, 8), (7, 4)] {
+            finite_differences(rows, c);
+        }
+    }
+
+    fn finite_differences(rows: usize, c: usize) {
+        // Irregular values: a repeated value can sit on the ReLU's kink.
+        let x: Vec<f32> = (0..rows * c).map(|i| (i as f32 * 1.37 + 0.2).sin() * 2.4).collect();
         let r: Vec<f32> = (0..rows * c).map(|i| ((i * 11 % 7) as f32 - 3.0) * 0.5).collect();
         for relu in [false, true] {
             let loss = |x: &[f32], layer: &BatchNorm| {
@@ -263,5 +308,37 @@ mod tests {
         let mut y = vec![0f32; x.len()];
         let s = layer.forward_train(&x, false, &mut y);
         assert!((layer.running_mean[0] - 0.1 * s.mean[0]).abs() < 1e-6);
+    }
+
+    /// The one-pass moments against a two-pass f64 definition, on data
+    /// whose mean is 10⁴ times its spread (where Σx² − (Σx)²/n in f32 would
+    /// lose the variance) and whose first rows are not typical, for channel
+    /// counts that run tiled and not, and row counts past a chunk.
+    #[test]
+    fn batch_statistics_match_a_two_pass_definition_far_from_zero() {
+        for (rows, c) in [(3001, 8), (1000, 5), (77, 16), (2049, 2)] {
+            let x: Vec<f32> = (0..rows * c)
+                .map(|i| {
+                    let (r, ch) = (i / c, i % c);
+                    let spike = if r < 3 { 5.0 } else { 0.0 };
+                    1e4 * (ch as f32 + 1.0) + ((i * 7919) % 1013) as f32 * 1e-3 + spike
+                })
+                .collect();
+            let mut layer = bn(c);
+            let mut y = vec![0f32; x.len()];
+            let s = layer.forward_train(&x, false, &mut y);
+            for ch in 0..c {
+                let v: Vec<f64> = (0..rows).map(|r| x[r * c + ch] as f64).collect();
+                let mean = v.iter().sum::<f64>() / rows as f64;
+                let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / rows as f64;
+                let inv = 1.0 / (var + layer.epsilon as f64).sqrt();
+                assert!((s.mean[ch] as f64 - mean).abs() <= 1e-6 * mean.abs(), "{rows}×{c}, mean[{ch}]");
+                assert!(
+                    (s.inv_std[ch] as f64 - inv).abs() <= 1e-4 * inv,
+                    "{rows}×{c}, inv_std[{ch}]: {} vs {inv}",
+                    s.inv_std[ch]
+                );
+            }
+        }
     }
 }
