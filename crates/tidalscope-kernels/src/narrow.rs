@@ -151,29 +151,31 @@ impl Plan {
         self.conv.k * self.conv.k * self.conv.cin
     }
 
-    /// Copies the windows of output pixels `first..first + patches.len() /
-    /// patch_len` into `patches`, zeros where a window hangs over the edge.
-    fn fill(&self, x: &[f32], first: usize, patches: &mut [f32]) {
+    /// Copies the windows of output pixels `first`, `first + step`, … (as
+    /// many as `patches` holds, `patch_len` floats each) into `patches`,
+    /// zeros where a window hangs over the edge.
+    fn fill(&self, x: &[f32], first: usize, step: usize, patches: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if available() {
             // SAFETY: the CPU has AVX2 and FMA (checked).
-            return unsafe { self.fill_avx2(x, first, patches) };
+            return unsafe { self.fill_avx2(x, first, step, patches) };
         }
-        self.fill_any(x, first, patches)
+        self.fill_any(x, first, step, patches)
     }
 
     /// [`fill`](Self::fill) with 256-bit moves.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn fill_avx2(&self, x: &[f32], first: usize, patches: &mut [f32]) {
-        self.fill_any(x, first, patches)
+    unsafe fn fill_avx2(&self, x: &[f32], first: usize, step: usize, patches: &mut [f32]) {
+        self.fill_any(x, first, step, patches)
     }
 
     #[inline(always)]
-    fn fill_any(&self, x: &[f32], first: usize, patches: &mut [f32]) {
+    fn fill_any(&self, x: &[f32], first: usize, step: usize, patches: &mut [f32]) {
         let (k, s, c) = (self.conv.k, self.conv.stride, self.conv.cin);
         for (r, patch) in patches.chunks_exact_mut(self.patch_len()).enumerate() {
-            let (oy, ox) = ((first + r) / self.wo, (first + r) % self.wo);
+            let pixel = first + r * step;
+            let (oy, ox) = (pixel / self.wo, pixel % self.wo);
             let ix0 = (ox * s).wrapping_sub(self.pl);
             let row_inside = ox * s >= self.pl && ix0 + k <= self.w;
             for (ky, dst) in patch.chunks_exact_mut(k * c).enumerate() {
@@ -198,42 +200,142 @@ impl Plan {
 
     /// Runs `f(first pixel, pixels, patches)` over the image's output pixels
     /// a tile at a time.
-    fn tiles(&self, x: &[f32], mut f: impl FnMut(usize, usize, &[f32])) {
-        let (kk, pixels) = (self.patch_len(), self.ho * self.wo);
+    fn tiles(&self, x: &[f32], f: impl FnMut(usize, usize, &[f32])) {
+        self.tiles_along(x, 0, 1, self.ho * self.wo, f)
+    }
+
+    /// Runs `f(first pixel, pixels, patches)` over output pixels `start`,
+    /// `start + step`, … (`count` of them) a tile at a time.
+    fn tiles_along(&self, x: &[f32], start: usize, step: usize, count: usize, mut f: impl FnMut(usize, usize, &[f32])) {
+        let kk = self.patch_len();
         PATCHES.with(|p| {
             let mut buf = p.borrow_mut();
             if buf.len() < TILE * kk {
                 buf.resize(TILE * kk, 0.0);
             }
-            for first in (0..pixels).step_by(TILE) {
-                let n = TILE.min(pixels - first);
+            for i in (0..count).step_by(TILE) {
+                let n = TILE.min(count - i);
                 let patches = &mut buf[..n * kk];
-                self.fill(x, first, patches);
+                let first = start + i * step;
+                self.fill(x, first, step, patches);
                 f(first, n, patches);
             }
         });
+    }
+
+    /// The output columns `a..b` whose windows lie inside the image
+    /// across, where the direct path reads the image in place: with stride
+    /// 1, consecutive output pixels' windows — across the end of a row too
+    /// — start `cin` floats apart, so a run of them is a strided view of
+    /// the image. `None` where that does not hold (another stride, or an
+    /// image narrower than the window).
+    fn interior(&self) -> Option<(usize, usize)> {
+        let k = self.conv.k;
+        if self.conv.stride != 1 || self.wo != self.w || self.ho != self.h || self.w < k {
+            return None;
+        }
+        let (a, b) = (self.pl, self.w + self.pl + 1 - k);
+        (a < b).then_some((a, b))
+    }
+
+    /// The output rows for which window row `ky` lies inside the image
+    /// (stride 1).
+    fn rows_inside(&self, ky: usize) -> std::ops::Range<usize> {
+        let lo = self.pt.saturating_sub(ky);
+        let hi = (self.h + self.pt).saturating_sub(ky).min(self.ho);
+        lo..hi.max(lo)
+    }
+
+    /// Runs `f(first pixel, pixels, patches)` over the output pixels of
+    /// column `ox`, in every row (`wo` pixels apart), a tile at a time.
+    fn column_tiles(&self, x: &[f32], ox: usize, f: impl FnMut(usize, usize, &[f32])) {
+        self.tiles_along(x, ox, self.wo, self.ho, f)
     }
 
     /// One image's `y = conv(x)` (or `y +=`): `x` `[h, w, cin]`, `weight`
     /// `[k, k, cin, 8]`, `y` `[ho, wo, 8]`.
     pub(crate) fn forward(&self, x: &[f32], weight: &[f32], y: &mut [f32], accumulate: bool) {
         let kk = self.patch_len();
-        self.tiles(x, |first, n, patches| {
-            let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1 };
-            rows(&mut y[first * COLS..], COLS, n, lhs, kk, weight, accumulate);
-        });
+        match self.interior() {
+            Some((a, b)) if !accumulate => self.forward_direct(x, weight, y, a, b),
+            _ => self.tiles(x, |first, n, patches| {
+                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1 };
+                rows(&mut y[first * COLS..], COLS, n, lhs, kk, weight, accumulate);
+            }),
+        }
+    }
+
+    /// [`forward`](Self::forward) without copying the windows of the
+    /// interior columns `a..b`: for each window row `ky`, one product over
+    /// the run of output pixels from the first interior pixel of its first
+    /// row inside to the last of its last, reading the image in place. The
+    /// edge columns in that run read the neighbouring row's pixels; they
+    /// are computed again, from copied windows, at the end.
+    fn forward_direct(&self, x: &[f32], weight: &[f32], y: &mut [f32], a: usize, b: usize) {
+        let (k, c, wo) = (self.conv.k, self.conv.cin, self.wo);
+        let kc = k * c;
+        // Window row `pt` lies inside for every output row: it goes first and
+        // overwrites, the others add.
+        let order = std::iter::once(self.pt).chain((0..k).filter(|&ky| ky != self.pt));
+        for (i, ky) in order.enumerate() {
+            let inside = self.rows_inside(ky);
+            if inside.is_empty() {
+                continue;
+            }
+            let (first, last) = (inside.start * wo + a, (inside.end - 1) * wo + b);
+            // The window of output pixel (oy, ox) starts at input pixel
+            // (oy + ky − pt, ox − pl): `first` is an interior pixel, so this
+            // does not underflow.
+            let base = ((inside.start + ky - self.pt) * self.w + a - self.pl) * c;
+            let lhs = Lhs { data: x, base, rs: c, cs: 1 };
+            rows(&mut y[first * COLS..], COLS, last - first, lhs, kc, &weight[ky * kc * COLS..], i > 0);
+        }
+        let kk = self.patch_len();
+        for ox in (0..a).chain(b..wo) {
+            self.column_tiles(x, ox, |first, n, patches| {
+                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1 };
+                rows(&mut y[first * COLS..], wo * COLS, n, lhs, kk, weight, false);
+            });
+        }
     }
 
     /// Adds one image's weight gradient `Σ_pixels patch(x)ᵀ·dy` into
     /// `dweight` (`[k, k, cin, 8]`): `x` `[h, w, cin]`, `dy` `[ho, wo, 8]`.
     pub(crate) fn add_weight_grad(&self, x: &[f32], dy: &[f32], dweight: &mut [f32]) {
         let kk = self.patch_len();
-        // Rows of this product are the patch entries, its inner dimension
-        // the tile's pixels.
-        self.tiles(x, |first, n, patches| {
-            let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk };
-            rows(dweight, COLS, kk, lhs, n, &dy[first * COLS..], true);
-        });
+        let Some((a, b)) = self.interior() else {
+            // Rows of this product are the patch entries, its inner
+            // dimension the tile's pixels.
+            return self.tiles(x, |first, n, patches| {
+                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk };
+                rows(dweight, COLS, kk, lhs, n, &dy[first * COLS..], true);
+            });
+        };
+        let (k, c, wo) = (self.conv.k, self.conv.cin, self.wo);
+        let kc = k * c;
+        // The interior pixels of each row, read in place: rows of the
+        // product are the `k·cin` entries of one window row, its inner
+        // dimension the row's interior pixels.
+        for ky in 0..k {
+            let dw = &mut dweight[ky * kc * COLS..][..kc * COLS];
+            for oy in self.rows_inside(ky) {
+                let base = ((oy + ky - self.pt) * self.w + a - self.pl) * c;
+                let lhs = Lhs { data: x, base, rs: 1, cs: c };
+                rows(dw, COLS, kc, lhs, b - a, &dy[(oy * wo + a) * COLS..], true);
+            }
+        }
+        // The edge columns from copied windows, their output gradients
+        // gathered into rows.
+        let mut g = [0f32; TILE * COLS];
+        for ox in (0..a).chain(b..wo) {
+            self.column_tiles(x, ox, |first, n, patches| {
+                for (i, row) in g.chunks_exact_mut(COLS).take(n).enumerate() {
+                    row.copy_from_slice(&dy[(first + i * wo) * COLS..][..COLS]);
+                }
+                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk };
+                rows(dweight, COLS, kk, lhs, n, &g[..n * COLS], true);
+            });
+        }
     }
 }
 
