@@ -203,6 +203,19 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
             gain(wino_infer, direct_infer)
         );
     }
+    if on_cpu && args.kernels != "burn" {
+        // Pretraining's step: two views of the batch, their passes side by side.
+        let [together, apart] = time_two_views(&net, &input, &shape);
+        let rate = |t: Timing| 2.0 * images / t.secs;
+        println!(
+            "fast train, two views a step: {:.2} images/s side by side, as pretraining runs them{}; {:.2} one view at a time ({:+.0}%; run in turn, median steps)",
+            rate(together),
+            peak.map(|p| format!(" ({:.0}% of the GEMM peak)", 100.0 * rate(together) * 3.0 * flops / 1e9 / p))
+                .unwrap_or_default(),
+            rate(apart),
+            100.0 * (apart.secs / together.secs - 1.0)
+        );
+    }
     if !on_cpu || args.kernels != "fast" {
         let (train, infer) = time_burn(&cfg, &input, &shape, &device);
         report("burn", train, infer);
@@ -270,6 +283,31 @@ fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Sh
         &mut [&mut || drop(fast.forward(input, b, s, s)), &mut || drop(direct.forward(input, b, s, s))],
     );
     [[train[0], infer[0]], [train[1], infer[1]]]
+}
+
+/// Seconds per training step of two views of the batch on the fast kernels
+/// (the loss of [`time_fast`] on each): `[side by side, one view at a
+/// time]`, from the median step of the two run in turn.
+fn time_two_views(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> [Timing; 2] {
+    use tidalscope_kernels::resnet::View;
+    use tidalscope_model::fast::Trainer;
+    let (b, s) = (shape.batch, shape.size);
+    let view = View { x: input, n: b, h: s, w: s, running_stats: true };
+    // One trainer for both ways (two tapes of activations, as pretraining
+    // holds: at the paper preset's batch a second trainer would not fit in
+    // memory), so its weights move on with every step of either.
+    let trainer = std::cell::RefCell::new(Trainer::new(net.clone(), Default::default()));
+    let step = |side_by_side: bool| {
+        let mut trainer = trainer.borrow_mut();
+        trainer.set_side_by_side(side_by_side);
+        let outs = trainer.forward_views(&[view, view]);
+        let douts: Vec<Vec<f32>> =
+            outs.iter().map(|out| out.iter().map(|v| v * 2.0 / out.len() as f32).collect()).collect();
+        trainer.backward(&douts.iter().map(Vec::as_slice).collect::<Vec<_>>());
+        trainer.step(1e-3);
+    };
+    let t = interleaved(shape.steps, &mut [&mut || step(true), &mut || step(false)]);
+    [t[0], t[1]]
 }
 
 /// Seconds per call of each of `fs`, the median of `steps` timed calls of

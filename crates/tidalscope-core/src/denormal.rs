@@ -12,8 +12,10 @@
 //! On x86-64, [`flush_denormals`] sets the calling thread's MXCSR
 //! flush-to-zero (results) and denormals-are-zero (inputs) bits. It is
 //! called once at the start of the command line's `main`, before any
-//! arithmetic, and on every thread of its rayon pools. Elsewhere it does
-//! nothing. Values that small carry nothing a model or a statistic here
+//! arithmetic, and on every thread of its rayon pools; pools made later to
+//! share out work (the kernels' trainer runs views side by side on its
+//! own) set what [`flushing`] reads on the thread that made them, so that
+//! their results are that thread's. Elsewhere it does nothing. Values that small carry nothing a model or a statistic here
 //! can use.
 
 /// Makes the calling thread treat denormal floats as zero, both as inputs
@@ -34,6 +36,27 @@ pub fn flush_denormals() -> bool {
             std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
         }
         true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether the calling thread treats denormal floats as zero (both bits
+/// of [`flush_denormals`] set): threads that take over its work set the
+/// same, so that their results are its results, bit for bit.
+pub fn flushing() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        const FTZ_DAZ: u32 = 0x8040;
+        let mut csr: u32 = 0;
+        // SAFETY: stmxcsr writes the thread's SSE control register into a
+        // valid pointer to a local.
+        unsafe {
+            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+        }
+        csr & FTZ_DAZ == FTZ_DAZ
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -62,6 +85,8 @@ mod tests {
         })
         .join()
         .unwrap();
+        let reads = std::thread::spawn(|| (flushing(), flush_denormals(), flushing())).join().unwrap();
+        assert_eq!(reads, (false, flushed.0, flushed.0), "flushing() reads the thread's state");
         if flushed.0 {
             // Denormal input read as 0; a denormal result made 0; normal
             // numbers untouched.

@@ -107,6 +107,16 @@ pub struct BatchNorm {
     pub momentum: f32,
 }
 
+/// A batch's mean and (biased) variance per channel, what the running
+/// statistics move towards ([`BatchNorm::update_running`]).
+#[derive(Clone, Debug, Default)]
+pub struct BatchMoments {
+    /// Mean per channel.
+    pub mean: Vec<f32>,
+    /// Biased variance per channel.
+    pub var: Vec<f32>,
+}
+
 /// What a training forward pass keeps for the backward pass.
 #[derive(Clone, Debug, Default)]
 pub struct BatchStats {
@@ -147,6 +157,33 @@ impl BatchNorm {
     /// # Panics
     /// If `x` and `y` differ in length or are not whole rows.
     pub fn forward_train(&mut self, x: &[f32], relu: bool, y: &mut [f32]) -> BatchStats {
+        let (stats, moments) = self.forward_batch(x, relu, y);
+        self.update_running(&moments);
+        stats
+    }
+
+    /// Moves the running statistics towards a batch's moments.
+    pub fn update_running(&mut self, batch: &BatchMoments) {
+        let m = self.momentum;
+        for (r, v) in self.running_mean.iter_mut().zip(&batch.mean) {
+            *r = (1.0 - m) * *r + m * v;
+        }
+        for (r, v) in self.running_var.iter_mut().zip(&batch.var) {
+            *r = (1.0 - m) * *r + m * v;
+        }
+    }
+
+    /// [`forward_train`](Self::forward_train) without touching the running
+    /// statistics: it returns the batch's moments for
+    /// [`update_running`](Self::update_running) instead, so that views can
+    /// run side by side and their updates be applied in order after.
+    ///
+    /// # Shapes
+    /// `x`, `y`: `[rows, channels]`.
+    ///
+    /// # Panics
+    /// If `x` and `y` differ in length or are not whole rows.
+    pub fn forward_batch(&self, x: &[f32], relu: bool, y: &mut [f32]) -> (BatchStats, BatchMoments) {
         let c = self.channels();
         assert!(
             x.len() == y.len() && x.len().is_multiple_of(c),
@@ -174,14 +211,11 @@ impl BatchNorm {
         };
         let (scale, shift) = self.batch_affine(&stats);
         affine(x, &scale, &shift, relu, y);
-        let m = self.momentum;
-        for (r, v) in self.running_mean.iter_mut().zip(&mean) {
-            *r = (1.0 - m) * *r + m * *v as f32;
-        }
-        for (r, v) in self.running_var.iter_mut().zip(&var) {
-            *r = (1.0 - m) * *r + m * *v as f32;
-        }
-        stats
+        let moments = BatchMoments {
+            mean: mean.iter().map(|&v| v as f32).collect(),
+            var: var.iter().map(|&v| v as f32).collect(),
+        };
+        (stats, moments)
     }
 
     /// Training backward from `dy = ∂L/∂y`: writes `∂L/∂x` into `dx` (adds

@@ -11,7 +11,7 @@
 use crate::adam::{AdamConfig, Moments};
 use crate::conv::Conv;
 use crate::gemm::{matmul, MatRef, Threads};
-use crate::norm::{BatchNorm, BatchStats};
+use crate::norm::{BatchMoments, BatchNorm, BatchStats};
 use crate::simd;
 use crate::winograd::Winograd;
 use rayon::prelude::*;
@@ -478,6 +478,9 @@ pub struct Tape {
     d1_act: Vec<f32>,
     d2: Vec<f32>,
     d2_stats: BatchStats,
+    /// Each BatchNorm layer's batch moments, in [`ResNet::batch_norms`]
+    /// order, for the running statistics.
+    moments: Vec<BatchMoments>,
     // Gradient buffers.
     g0: Vec<f32>,
     g1: Vec<f32>,
@@ -532,7 +535,31 @@ impl ResNet {
     /// # Panics
     /// If `x` is not `n × bands × h × w` floats.
     pub fn forward_train(&mut self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
+        let out = self.forward_tape(x, n, h, w, tape);
+        self.update_running(tape);
+        out
+    }
+
+    /// Moves the BatchNorm running statistics towards the batch moments of
+    /// the forward pass on `tape`.
+    fn update_running(&mut self, tape: &Tape) {
+        for (bn, m) in self.batch_norms_mut().into_iter().zip(&tape.moments) {
+            bn.update_running(m);
+        }
+    }
+
+    /// [`forward_train`](Self::forward_train) leaving the running statistics
+    /// as they are: the batch moments stay on `tape` (see
+    /// [`update_running`](Self::update_running)).
+    fn forward_tape(&self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
         self.check_input(x, n, h, w);
+        tape.moments.clear();
+        // Each BatchNorm layer in `batch_norms` order: normalises, keeps the moments.
+        let bn = |layer: &BatchNorm, x: &[f32], relu: bool, y: &mut [f32], moments: &mut Vec<BatchMoments>| {
+            let (stats, m) = layer.forward_batch(x, relu, y);
+            moments.push(m);
+            stats
+        };
         (tape.n, tape.h, tape.w) = (n, h, w);
         nchw_to_nhwc(x, n, self.bands(), h, w, &mut tape.input);
         let c = &self.stem.conv;
@@ -541,19 +568,19 @@ impl ResNet {
         tape.blocks.resize_with(self.blocks.len(), BlockTape::default);
         let mut act = std::mem::take(&mut tape.blocks[0].x);
         resized(&mut act, tape.stem_out.len());
-        tape.stem_stats = self.stem_bn.forward_train(&tape.stem_out, true, &mut act);
+        tape.stem_stats = bn(&self.stem_bn, &tape.stem_out, true, &mut act, &mut tape.moments);
         let (mut h, mut w) = (h, w);
-        for (i, b) in self.blocks.iter_mut().enumerate() {
+        for (i, b) in self.blocks.iter().enumerate() {
             let bt = &mut tape.blocks[i];
             bt.x = act;
             (bt.h, bt.w) = (h, w);
             resized(&mut bt.t, bt.x.len());
-            bt.s_in = b.bn_in.forward_train(&bt.x, true, &mut bt.t);
+            bt.s_in = bn(&b.bn_in, &bt.x, true, &mut bt.t, &mut tape.moments);
             let ca = &b.conv_a.conv;
             resized(&mut bt.a, n * h * w * ca.cout);
             ca.forward(&bt.t, n, h, w, &b.conv_a.weight, &mut bt.a, false);
             resized(&mut bt.ta, bt.a.len());
-            bt.s_a = b.bn_a.forward_train(&bt.a, true, &mut bt.ta);
+            bt.s_a = bn(&b.bn_a, &bt.a, true, &mut bt.ta, &mut tape.moments);
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
@@ -565,7 +592,7 @@ impl ResNet {
                 cb.forward(&bt.ta, n, h, w, &b.conv_b.weight, &mut bt.b, false);
             }
             resized(&mut bt.tb, bt.b.len());
-            bt.s_b = b.bn_b.forward_train(&bt.b, true, &mut bt.tb);
+            bt.s_b = bn(&b.bn_b, &bt.b, true, &mut bt.tb, &mut tape.moments);
             let cc = &b.conv_c.conv;
             let next = match tape.blocks.get_mut(i + 1) {
                 Some(nt) => &mut nt.x,
@@ -595,10 +622,10 @@ impl ResNet {
         });
         self.dense1.forward(&tape.pooled, n, resized(&mut tape.d1, n * self.dense1.outputs));
         resized(&mut tape.d1_act, tape.d1.len());
-        tape.d1_stats = self.dense1_bn.forward_train(&tape.d1, true, &mut tape.d1_act);
+        tape.d1_stats = bn(&self.dense1_bn, &tape.d1, true, &mut tape.d1_act, &mut tape.moments);
         self.dense2.forward(&tape.d1_act, n, resized(&mut tape.d2, n * self.dense2.outputs));
         let mut out = vec![0f32; tape.d2.len()];
-        tape.d2_stats = self.dense2_bn.forward_train(&tape.d2, false, &mut out);
+        tape.d2_stats = bn(&self.dense2_bn, &tape.d2, false, &mut out, &mut tape.moments);
         out
     }
 
@@ -695,6 +722,23 @@ impl ResNet {
     }
 }
 
+/// One view's batch for [`Trainer::forward_views`].
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    /// `[n, bands, h, w]` (NCHW), as [`ResNet::forward_train`] takes it.
+    pub x: &'a [f32],
+    /// Images.
+    pub n: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Whether its batch statistics move the running statistics (false for
+    /// views of another size than inference sees; see
+    /// [`Trainer::forward_keeping_running_stats`]).
+    pub running_stats: bool,
+}
+
 /// A training session of a [`ResNet`] with Adam: the network, its gradient
 /// buffers, the optimiser's moments and one activation tape per view (NNCLR
 /// passes two augmented views through the encoder each step, each with its
@@ -708,11 +752,58 @@ pub struct Trainer {
     pub adam: AdamConfig,
     moments: Vec<Moments>,
     tapes: Vec<Tape>,
-    view_grads: Option<ResNet>,
+    /// The gradients of views 1, 2, … before they are summed into `grads`.
+    view_grads: Vec<ResNet>,
     /// Whether `grads` holds a backward pass not yet stepped on.
     fresh_grads: bool,
     /// The wide 3×3 convolutions in the Winograd domain ([`Tape::with_winograd`]).
     with_winograd: bool,
+    /// Whether several views' passes run side by side ([`forward_views`](Self::forward_views)).
+    side_by_side: bool,
+    /// The pools that run them, made on first use.
+    lanes: Option<Lanes>,
+}
+
+/// Thread pools that run views side by side, each view's passes on one
+/// pool: `pools.len()` pools of `threads` threads each. Within a pool a
+/// pass's layers split their work as everywhere else; the gain is that the
+/// threads of different pools never wait for one another inside a layer.
+struct Lanes {
+    pools: Vec<rayon::ThreadPool>,
+    threads: usize,
+    /// Whether their threads flush denormals (as the caller's did).
+    flush: bool,
+}
+
+impl Lanes {
+    /// Runs `jobs` on the pools, job `j` on pool `j mod pools`, and returns
+    /// their results in order. Views come in pairs of one size (two global
+    /// views, then local views), so this shares the work evenly.
+    fn run<T: Send>(&self, jobs: Vec<impl FnOnce() -> T + Send>) -> Vec<T> {
+        let count = self.pools.len();
+        let mut groups: Vec<Vec<(usize, _)>> = (0..count).map(|_| Vec::new()).collect();
+        for (j, job) in jobs.into_iter().enumerate() {
+            groups[j % count].push((j, job));
+        }
+        let mut results: Vec<Option<T>> =
+            std::iter::repeat_with(|| None).take(groups.iter().map(Vec::len).sum()).collect();
+        std::thread::scope(|s| {
+            let handles: Vec<_> = groups
+                .into_iter()
+                .zip(&self.pools)
+                .map(|(group, pool)| {
+                    s.spawn(move || pool.install(|| group.into_iter().map(|(j, job)| (j, job())).collect::<Vec<_>>()))
+                })
+                .collect();
+            for h in handles {
+                match h.join() {
+                    Ok(done) => done.into_iter().for_each(|(j, r)| results[j] = Some(r)),
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            }
+        });
+        results.into_iter().map(|r| r.expect("every job ran")).collect()
+    }
 }
 
 impl Trainer {
@@ -727,7 +818,9 @@ impl Trainer {
             adam,
             moments,
             tapes: Vec::new(),
-            view_grads: None,
+            view_grads: Vec::new(),
+            side_by_side: true,
+            lanes: None,
             fresh_grads: false,
             with_winograd: false,
         }
@@ -745,14 +838,57 @@ impl Trainer {
         Self { with_winograd: true, ..Self::new(net, adam) }
     }
 
+    /// Whether [`forward_views`](Self::forward_views) and
+    /// [`backward`](Self::backward) run several views side by side (the
+    /// default) or one after the other, each with every thread: the same
+    /// results, so that `bench encoder` can time the two on one trainer.
+    pub fn set_side_by_side(&mut self, on: bool) {
+        self.side_by_side = on;
+    }
+
+    /// The pools to run `views` views side by side on: as many as there
+    /// are views and threads in the caller's pool, each with an equal share
+    /// of its threads. `None` where one would do, where the trainer runs
+    /// views one at a time, or where a pool cannot be made (then the views
+    /// run one at a time, with the same results).
+    fn lanes(&mut self, views: usize) -> Option<&Lanes> {
+        let threads = rayon::current_num_threads();
+        let count = views.min(threads);
+        if !self.side_by_side || count < 2 {
+            return None;
+        }
+        let (per, flush) = (threads / count, tidalscope_core::denormal::flushing());
+        let fits = self.lanes.as_ref().is_some_and(|l| l.pools.len() == count && l.threads == per && l.flush == flush);
+        if !fits {
+            let pool = || {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(per)
+                    .start_handler(move |_| {
+                        if flush {
+                            tidalscope_core::denormal::flush_denormals();
+                        }
+                    })
+                    .build()
+            };
+            let pools: Result<Vec<_>, _> = (0..count).map(|_| pool()).collect();
+            self.lanes = pools.ok().map(|pools| Lanes { pools, threads: per, flush });
+        }
+        self.lanes.as_ref()
+    }
+
     /// Training forward pass of view number `view` (0, 1, …; see
     /// [`ResNet::forward_train`]). Views are kept until [`backward`](Self::backward).
     pub fn forward(&mut self, view: usize, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-        if self.tapes.len() <= view {
-            let winograd = self.with_winograd;
-            self.tapes.resize_with(view + 1, || if winograd { Tape::with_winograd() } else { Tape::default() });
-        }
+        self.tapes_for(view + 1);
         self.net.forward_train(x, n, h, w, &mut self.tapes[view])
+    }
+
+    /// At least `views` tapes.
+    fn tapes_for(&mut self, views: usize) {
+        if self.tapes.len() < views {
+            let winograd = self.with_winograd;
+            self.tapes.resize_with(views, || if winograd { Tape::with_winograd() } else { Tape::default() });
+        }
     }
 
     /// [`forward`](Self::forward), leaving the BatchNorm running statistics
@@ -760,17 +896,45 @@ impl Trainer {
     /// small local crops of multi-crop pretraining), whose batch statistics
     /// would skew the ones inference normalises with.
     pub fn forward_keeping_running_stats(&mut self, view: usize, x: &[f32], n: usize, h: usize, w: usize) -> Vec<f32> {
-        let saved: Vec<(Vec<f32>, Vec<f32>)> =
-            self.net.batch_norms_mut().iter().map(|b| (b.running_mean.clone(), b.running_var.clone())).collect();
-        let out = self.forward(view, x, n, h, w);
-        for (b, (m, v)) in self.net.batch_norms_mut().into_iter().zip(saved) {
-            (b.running_mean, b.running_var) = (m, v);
+        self.tapes_for(view + 1);
+        self.net.forward_tape(x, n, h, w, &mut self.tapes[view])
+    }
+
+    /// The training forward passes of views 0, 1, … (`views` in order) side
+    /// by side, one view per thread where there are threads to spare: the
+    /// same outputs, tapes and running statistics as [`forward`](Self::forward)
+    /// (or [`forward_keeping_running_stats`](Self::forward_keeping_running_stats))
+    /// view after view, bit for bit, with far fewer waits for the other
+    /// thread than one layer at a time across all of them.
+    pub fn forward_views(&mut self, views: &[View<'_>]) -> Vec<Vec<f32>> {
+        self.tapes_for(views.len());
+        let side_by_side = self.lanes(views.len()).is_some();
+        let net = &self.net;
+        let tapes = &mut self.tapes[..views.len()];
+        let outs: Vec<Vec<f32>> = match &self.lanes {
+            Some(lanes) if side_by_side => lanes.run(
+                tapes
+                    .iter_mut()
+                    .zip(views)
+                    .map(|(tape, v)| move || net.forward_tape(v.x, v.n, v.h, v.w, tape))
+                    .collect(),
+            ),
+            _ => tapes.iter_mut().zip(views).map(|(tape, v)| net.forward_tape(v.x, v.n, v.h, v.w, tape)).collect(),
+        };
+        // The running statistics moved view after view, as one at a time would.
+        for (tape, v) in self.tapes.iter().zip(views) {
+            if v.running_stats {
+                self.net.update_running(tape);
+            }
         }
-        out
+        outs
     }
 
     /// Backward pass from `∂L/∂output` of each view (in view order) into
-    /// [`grads`](Self::grads), summed over the views.
+    /// [`grads`](Self::grads), summed over the views. The views' passes run
+    /// side by side (as in [`forward_views`](Self::forward_views)), each
+    /// into its own gradients, which are then added in view order: the same
+    /// sums as one view at a time.
     ///
     /// # Panics
     /// If there are more gradients than views run forward.
@@ -782,13 +946,22 @@ impl Trainer {
             self.tapes.len()
         );
         self.fresh_grads = true;
-        for (view, dout) in douts.iter().enumerate() {
-            if view == 0 {
-                self.net.backward(&mut self.tapes[0], dout, &mut self.grads);
-                continue;
+        let extra = douts.len() - 1;
+        while self.view_grads.len() < extra {
+            self.view_grads.push(self.net.clone());
+        }
+        let side_by_side = self.lanes(douts.len()).is_some();
+        let net = &self.net;
+        let targets: Vec<&mut ResNet> =
+            std::iter::once(&mut self.grads).chain(self.view_grads[..extra].iter_mut()).collect();
+        let passes = targets.into_iter().zip(self.tapes[..douts.len()].iter_mut()).zip(douts);
+        match &self.lanes {
+            Some(lanes) if side_by_side => {
+                lanes.run(passes.map(|((g, tape), dout)| move || net.backward(tape, dout, g)).collect());
             }
-            let g = self.view_grads.get_or_insert_with(|| self.net.clone());
-            self.net.backward(&mut self.tapes[view], dout, g);
+            _ => passes.for_each(|((g, tape), dout)| net.backward(tape, dout, g)),
+        }
+        for g in &self.view_grads[..extra] {
             for (total, part) in self.grads.params_mut().into_iter().zip(g.params()) {
                 total.iter_mut().zip(part).for_each(|(t, p)| *t += p);
             }

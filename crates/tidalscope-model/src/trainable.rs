@@ -134,6 +134,44 @@ impl TrainableEncoder {
         h
     }
 
+    /// The representations of every view of one step, view `j` from
+    /// `views[j]` (`[n, bands, crop, crop]` row-major, with its crop side
+    /// and whether it is a local view: see
+    /// [`forward_local`](Self::forward_local)). On the kernels the views'
+    /// passes run side by side, with the same results as
+    /// [`forward`](Self::forward) and [`forward_local`](Self::forward_local)
+    /// one at a time; on burn they run one at a time.
+    pub fn forward_views(
+        &mut self,
+        encoder: &Encoder,
+        views: Vec<(Vec<f32>, usize, bool)>,
+        n: usize,
+        bands: usize,
+        device: &Device,
+    ) -> Vec<Tensor<2>> {
+        if let Self::Fast(t) = self {
+            let batches: Vec<tidalscope_kernels::resnet::View<'_>> = views
+                .iter()
+                .map(|(x, crop, local)| tidalscope_kernels::resnet::View {
+                    x,
+                    n,
+                    h: *crop,
+                    w: *crop,
+                    running_stats: !local,
+                })
+                .collect();
+            return t.forward_views(&batches).into_iter().map(|h| tracked(h, n, device)).collect();
+        }
+        views
+            .into_iter()
+            .enumerate()
+            .map(|(j, (x, crop, local))| match local {
+                true => self.forward_local(encoder, j, x, n, bands, crop, device),
+                false => self.forward(encoder, j, x, n, bands, crop, device),
+            })
+            .collect()
+    }
+
     /// After `loss.backward()`: on the kernels, ∂L/∂h of `reprs` (the
     /// tensors [`forward`](Self::forward) returned, in view order) goes back
     /// through the encoder and Adam takes a step at `lr`. On burn nothing

@@ -394,6 +394,61 @@ fn results_do_not_depend_on_the_number_of_threads() {
     }
 }
 
+/// Views side by side (`forward_views`, and the backward pass that runs
+/// them so) give the bits of one view at a time: outputs, running
+/// statistics, summed gradients and the Adam step, for two global and two
+/// smaller local views, with 1 to 3 threads (more views than threads, and
+/// as many).
+#[test]
+fn views_side_by_side_give_the_bits_of_one_view_at_a_time() {
+    use tidalscope_kernels::resnet::View;
+    let device = Device::flex();
+    let (_, net) = random_encoder_of_width(&device, 14, 0.5);
+    let n = 5;
+    let xs = [input(n, 16, 16, 40), input(n, 16, 16, 41), input(n, 8, 8, 42), input(n, 8, 8, 43)];
+    let views: Vec<View<'_>> = xs
+        .iter()
+        .enumerate()
+        .map(|(j, x)| {
+            let s = if j < 2 { 16 } else { 8 };
+            View { x, n, h: s, w: s, running_stats: j < 2 }
+        })
+        .collect();
+    // One at a time through the single-view calls, as pretraining ran them.
+    let mut plain = Trainer::new(net.clone(), adam::AdamConfig::default());
+    let mut want = Vec::new();
+    for (j, v) in views.iter().enumerate() {
+        want.push(match v.running_stats {
+            true => plain.forward(j, v.x, n, v.h, v.w),
+            false => plain.forward_keeping_running_stats(j, v.x, n, v.h, v.w),
+        });
+    }
+    plain.set_side_by_side(false);
+    plain.backward(&want.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    plain.step(1e-3);
+    for threads in [1, 2, 3] {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+        let mut t = Trainer::new(net.clone(), adam::AdamConfig::default());
+        pool.install(|| {
+            // Twice: the second step runs on pools made by the first.
+            for round in 0..2 {
+                let outs = t.forward_views(&views);
+                t.backward(&outs.iter().map(Vec::as_slice).collect::<Vec<_>>());
+                if round == 0 {
+                    assert!(outs == want, "{threads} threads: outputs differ from one view at a time");
+                    assert!(
+                        running_stats(&t.net) == running_stats(&plain.net),
+                        "{threads} threads: running statistics differ"
+                    );
+                    assert!(t.grads.params() == plain.grads.params(), "{threads} threads: gradients differ");
+                    t.step(1e-3);
+                    assert!(all_values(&t.net) == all_values(&plain.net), "{threads} threads: the step differs");
+                }
+            }
+        });
+    }
+}
+
 /// Multi-crop's local views: a forward pass that keeps the running
 /// statistics gives the ordinary pass's output, leaves the statistics as
 /// the global view left them, and its gradient joins the global view's as

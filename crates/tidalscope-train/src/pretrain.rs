@@ -619,16 +619,15 @@ pub fn pretrain_with_cache(
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
             let (v1, v2, b) = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch);
             let n = images.len();
-            let h1 = trainable.forward(&model.encoder, 0, v1, n, b, cfg.crop, &train_device);
-            let h2 = trainable.forward(&model.encoder, 1, v2, n, b, cfg.crop, &train_device);
-            let locals: Vec<Tensor<2>> =
-                make_local_views(&images, &local_aug, &sigma, cfg.local_views, cfg.seed, epoch, step_in_epoch)
-                    .into_iter()
-                    .enumerate()
-                    .map(|(j, v)| {
-                        trainable.forward_local(&model.encoder, 2 + j, v, n, b, cfg.local_crop, &train_device)
-                    })
-                    .collect();
+            let local_views =
+                make_local_views(&images, &local_aug, &sigma, cfg.local_views, cfg.seed, epoch, step_in_epoch);
+            let views = [(v1, cfg.crop, false), (v2, cfg.crop, false)]
+                .into_iter()
+                .chain(local_views.into_iter().map(|v| (v, cfg.local_crop, true)))
+                .collect();
+            let mut reps = trainable.forward_views(&model.encoder, views, n, b, &train_device).into_iter();
+            let (h1, h2) = (reps.next().expect("view 1"), reps.next().expect("view 2"));
+            let locals: Vec<Tensor<2>> = reps.collect();
             let (g1, g2) = (h1.clone(), h2.clone());
             let z1 = loss::l2_normalise(model.head.forward(h1.clone()));
             let z2 = loss::l2_normalise(model.head.forward(h2.clone()));
