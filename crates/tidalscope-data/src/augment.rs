@@ -50,7 +50,7 @@
 //! deterministic (the reference's flaw 1).
 
 use serde::{Deserialize, Serialize};
-use tidalscope_core::math::asinh;
+use tidalscope_core::math;
 use tidalscope_core::{Cutout, Rng};
 
 /// How the augmentation noise relates to the normalised images.
@@ -353,16 +353,18 @@ impl Augment {
             let mut px = vec![0f32; img.bands() * c * c];
             let mut flux = vec![0f32; h * w];
             for b in 0..img.bands() {
-                flux.iter_mut().zip(img.band(b)).for_each(|(f, v)| *f = v.sinh());
+                flux.copy_from_slice(img.band(b));
+                math::sinh_all(&mut flux);
                 let at = |y: usize, x: usize| flux[y.min(h - 1) * w + x.min(w - 1)];
                 for (y, &(y1, fy)) in ty.iter().enumerate() {
                     for (x, &(x1, fx)) in tx.iter().enumerate() {
                         let top = at(y1, x1) * (1.0 - fx) + at(y1, x1 + 1) * fx;
                         let bottom = at(y1 + 1, x1) * (1.0 - fx) + at(y1 + 1, x1 + 1) * fx;
-                        px[b * c * c + y * c + x] = asinh(top * (1.0 - fy) + bottom * fy);
+                        px[b * c * c + y * c + x] = top * (1.0 - fy) + bottom * fy;
                     }
                 }
             }
+            math::asinh_scaled_all(&mut px, 1.0);
             let centre = |n: usize, o: f64| ((n as f64 - 1.0) / 2.0 - o + 0.5) / k - 0.5;
             (Cutout::from_chw(img.bands(), c, c, px).expect("a c×c view"), centre(h, oy), centre(w, ox))
         });
@@ -445,9 +447,12 @@ impl Augment {
         // does not join everything around it into one source.
         let hidden = (self.random && j.neighbours > 0.0).then(|| {
             let mut level = vec![f32::MIN; c * c];
+            let mut flux = vec![0f32; c * c];
             for band in out.chunks_exact(c * c) {
-                for (l, v) in level.iter_mut().zip(band) {
-                    let v = 3.0 * v.sinh();
+                flux.copy_from_slice(band);
+                math::sinh_all(&mut flux);
+                for (l, v) in level.iter_mut().zip(&flux) {
+                    let v = 3.0 * v;
                     // NaN stays out: it is never a source.
                     if v > *l {
                         *l = v;
@@ -479,11 +484,11 @@ impl Augment {
                 // v = asinh(x / 3σ_b): scaling and convolving the flux x
                 // are exact here, through x = sinh v.
                 if let Some((taps, tmp)) = blur.as_mut() {
-                    dst.iter_mut().for_each(|v| *v = v.sinh());
+                    math::sinh_all(dst);
                     blur_separable(dst, tmp, c, taps);
-                    dst.iter_mut().for_each(|v| *v = asinh(k * *v));
+                    math::asinh_scaled_all(dst, k);
                 } else {
-                    dst.iter_mut().for_each(|v| *v = asinh(k * v.sinh()));
+                    math::rescale_stretched(dst, k);
                 }
             }
             if let Some((cy, cx, r)) = mask {
