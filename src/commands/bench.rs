@@ -204,13 +204,20 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         );
     }
     if on_cpu && args.kernels != "burn" {
-        // Pretraining's step: two views of the batch, their passes side by side.
-        let [together, apart] = time_two_views(&net, &input, &shape);
-        let rate = |t: Timing| 2.0 * images / t.secs;
+        // Pretraining's step: two views of the batch and the preset's local
+        // views, their passes side by side.
+        let (locals, local_size) = preset.as_ref().map_or((0, 0), |p| (p.local_views, p.local_crop));
+        let local_input = &input[..shape.batch * shape.bands * local_size * local_size];
+        let [together, apart] = time_views(&net, &input, local_input, locals, local_size, &shape);
+        let views = ((2 + locals) * shape.batch) as f64;
+        let step_flops = 3.0 * images * (2.0 * flops + locals as f64 * net.flops(local_size, local_size));
+        let rate = |t: Timing| views / t.secs;
         println!(
-            "fast train, two views a step: {:.2} images/s side by side, as pretraining runs them{}; {:.2} one view at a time ({:+.0}%; two blocks of steps each, in turn, the faster block's mean)",
+            "fast train, a pretraining step (2 views of {} px{}): {:.2} views/s side by side, as pretraining runs them{}; {:.2} one view at a time ({:+.0}%; two blocks of steps each, in turn, the faster block's mean)",
+            shape.size,
+            if locals > 0 { format!(", {locals} of {local_size} px") } else { String::new() },
             rate(together),
-            peak.map(|p| format!(" ({:.0}% of the GEMM peak)", 100.0 * rate(together) * 3.0 * flops / 1e9 / p))
+            peak.map(|p| format!(" ({:.0}% of the GEMM peak)", 100.0 * step_flops / together.secs / 1e9 / p))
                 .unwrap_or_default(),
             rate(apart),
             100.0 * (apart.secs / together.secs - 1.0)
@@ -285,22 +292,33 @@ fn time_fast(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Sh
     [[train[0], infer[0]], [train[1], infer[1]]]
 }
 
-/// Seconds per training step of two views of the batch on the fast kernels
-/// (the loss of [`time_fast`] on each): `[side by side, one view at a
-/// time]`, the faster of two blocks of steps of each, run in turn.
-fn time_two_views(net: &tidalscope_kernels::resnet::ResNet, input: &[f32], shape: &Shape) -> [Timing; 2] {
+/// Seconds per training step of pretraining's views on the fast kernels
+/// (the loss of [`time_fast`] on each): two views of the batch and
+/// `locals` local views of `local_size` px that keep the running
+/// statistics; `[side by side, one view at a time]`, the faster of two
+/// blocks of steps of each, run in turn.
+fn time_views(
+    net: &tidalscope_kernels::resnet::ResNet,
+    input: &[f32],
+    local_input: &[f32],
+    locals: usize,
+    local_size: usize,
+    shape: &Shape,
+) -> [Timing; 2] {
     use tidalscope_kernels::resnet::View;
     use tidalscope_model::fast::Trainer;
     let (b, s) = (shape.batch, shape.size);
-    let view = View { x: input, n: b, h: s, w: s, running_stats: true };
-    // One trainer for both ways (two tapes of activations, as pretraining
-    // holds: at the paper preset's batch a second trainer would not fit in
-    // memory), so its weights move on with every step of either.
+    let global = View { x: input, n: b, h: s, w: s, running_stats: true };
+    let local = View { x: local_input, n: b, h: local_size, w: local_size, running_stats: false };
+    let views: Vec<View<'_>> = [global, global].into_iter().chain(std::iter::repeat_n(local, locals)).collect();
+    // One trainer for both ways (one tape of activations per view, as
+    // pretraining holds: at the paper preset's batch a second trainer
+    // would not fit in memory), so its weights move on with every step.
     let trainer = std::cell::RefCell::new(Trainer::new(net.clone(), Default::default()));
     let step = |side_by_side: bool| {
         let mut trainer = trainer.borrow_mut();
         trainer.set_side_by_side(side_by_side);
-        let outs = trainer.forward_views(&[view, view]);
+        let outs = trainer.forward_views(&views);
         let douts: Vec<Vec<f32>> =
             outs.iter().map(|out| out.iter().map(|v| v * 2.0 / out.len() as f32).collect()).collect();
         trainer.backward(&douts.iter().map(Vec::as_slice).collect::<Vec<_>>());
