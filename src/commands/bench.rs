@@ -207,8 +207,10 @@ pub fn encoder(args: crate::cli::BenchEncoderArgs) -> anyhow::Result<()> {
         // Pretraining's step: two views of the batch and the preset's local
         // views, their passes side by side.
         let (locals, local_size) = preset.as_ref().map_or((0, 0), |p| (p.local_views, p.local_crop));
-        let local_input = &input[..shape.batch * shape.bands * local_size * local_size];
-        let [together, apart] = time_views(&net, &input, local_input, locals, local_size, &shape);
+        // Their own random images (a preset's local crop may be larger than `--size`).
+        let local_input: Vec<f32> =
+            (0..shape.batch * shape.bands * local_size * local_size).map(|_| rng.normal() as f32).collect();
+        let [together, apart] = time_views(&net, &input, &local_input, locals, local_size, &shape);
         let views = ((2 + locals) * shape.batch) as f64;
         let step_flops = 3.0 * images * (2.0 * flops + locals as f64 * net.flops(local_size, local_size));
         let rate = |t: Timing| views / t.secs;

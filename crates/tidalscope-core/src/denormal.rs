@@ -12,11 +12,12 @@
 //! On x86-64, [`flush_denormals`] sets the calling thread's MXCSR
 //! flush-to-zero (results) and denormals-are-zero (inputs) bits. It is
 //! called once at the start of the command line's `main`, before any
-//! arithmetic, and on every thread of its rayon pools; pools made later to
-//! share out work (the kernels' trainer runs views side by side on its
-//! own) set what [`flushing`] reads on the thread that made them, so that
-//! their results are that thread's. Elsewhere it does nothing. Values that small carry nothing a model or a statistic here
-//! can use.
+//! arithmetic, and on every thread of its rayon pools. Pools made later to
+//! share out work (the kernels' trainer runs views side by side on pools
+//! of its own) copy the rule of the thread that made them, read with
+//! [`flushing`], so that their results are that thread's. On other
+//! architectures it does nothing. Values that small carry nothing a model
+//! or a statistic here can use.
 
 /// Makes the calling thread treat denormal floats as zero, both as inputs
 /// and as results (x86-64; a no-op on other architectures). Returns whether

@@ -474,14 +474,16 @@ mod tests {
             (3, 1, 8, 8),
             (3, 1, 8, 16),
             (5, 1, 8, 8),
+            (4, 1, 8, 8),
         ] {
             // 37 images of small maps: several images per product (group_size),
             // the last group shorter.
             for &n in &[1usize, 7, 37] {
                 // 14×14 with 37 images: partial sums of several products per
                 // thread; 4×3, narrower than a 5×5 window; 7×5, one interior
-                // column of it (the 8-column kernels' direct path).
-                for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14), (4, 3)] {
+                // column of it (the 8-column kernels' direct path); 2×9,
+                // lower than it (window rows outside for every output row).
+                for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14), (4, 3), (2, 9)] {
                     let c = Conv { k, stride, cin, cout };
                     let (ho, wo) = c.out_size(h, w);
                     let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();

@@ -10,10 +10,13 @@
 //! and reading it back. Here each output row is one 8-float vector: a block
 //! of rows keeps its accumulators in registers and takes, for every step
 //! of the inner dimension, one row of the right-hand matrix and one
-//! broadcast element of the left-hand matrix per output row. Convolutions
-//! copy the patches of a few dozen pixels at a time into a buffer that
-//! stays in the L1 cache. On CPUs whose AVX-512 units are two 256-bit
-//! halves (AMD Zen 4) this is the full multiply-add rate.
+//! broadcast element of the left-hand matrix per output row. Stride-1
+//! convolutions on images at least as wide as the window read the image
+//! in place, window row by window row (`Plan::forward_direct`, when not
+//! adding onto the output); other cases, and the edge columns, copy the
+//! patches of a few dozen pixels at a time into a buffer that stays in the
+//! L1 cache. On CPUs whose AVX-512 units are two 256-bit halves (AMD Zen
+//! 4) this is the full multiply-add rate.
 //!
 //! Each output element is summed in a fixed order, so results do not depend
 //! on how rows are split between threads.
@@ -126,7 +129,9 @@ pub(crate) fn product(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, a
 }
 
 /// A convolution with 8 outputs (see [`applies`]) on `h × w` images, one
-/// image at a time, its patches copied a tile of pixels at a time.
+/// image at a time: read in place where the stride is 1 (see
+/// [`forward`](Self::forward)), otherwise its patches copied a tile of
+/// pixels at a time.
 pub(crate) struct Plan {
     conv: Conv,
     h: usize,

@@ -204,7 +204,10 @@ impl BatchNorm {
         let [s1, s2] = channel_sums(x, x, c, c * t, |r, _, [a1, a2]| simd::add_shifted_moments(a1, a2, r, &shift_t));
         let d: Vec<f64> = s1.iter().map(|s| s / rows).collect();
         let mean: Vec<f64> = d.iter().zip(&shift).map(|(d, k)| *k as f64 + d).collect();
-        let var: Vec<f64> = s2.iter().zip(&d).map(|(s, d)| (s / rows - d * d).max(0.0)).collect();
+        // Rounding can leave a tiny negative variance; NaN (a non-finite
+        // input) stays NaN, as the two-pass sums gave.
+        let var: Vec<f64> =
+            s2.iter().zip(&d).map(|(s, d)| s / rows - d * d).map(|v| if v < 0.0 { 0.0 } else { v }).collect();
         let stats = BatchStats {
             mean: mean.iter().map(|&m| m as f32).collect(),
             inv_std: var.iter().map(|&v| (1.0 / (v + self.epsilon as f64).sqrt()) as f32).collect(),
@@ -374,5 +377,15 @@ mod tests {
                 );
             }
         }
+        // A non-finite input makes its channel's statistics NaN (not a
+        // variance of 0), and the other channels' are untouched.
+        let (rows, c) = (40, 8);
+        let mut x: Vec<f32> = (0..rows * c).map(|i| (i as f32 * 0.37).sin()).collect();
+        x[17 * c + 3] = f32::NAN;
+        let mut layer = bn(c);
+        let mut y = vec![0f32; x.len()];
+        let s = layer.forward_train(&x, false, &mut y);
+        assert!(s.mean[3].is_nan() && s.inv_std[3].is_nan() && layer.running_var[3].is_nan());
+        assert!((0..c).filter(|&ch| ch != 3).all(|ch| s.inv_std[ch].is_finite() && layer.running_var[ch].is_finite()));
     }
 }

@@ -765,8 +765,8 @@ pub struct Trainer {
 }
 
 /// Thread pools that run views side by side, each view's passes on one
-/// pool: `pools.len()` pools of `threads` threads each. Within a pool a
-/// pass's layers split their work as everywhere else; the gain is that the
+/// pool, the pools sharing `threads` threads. Within a pool a pass's
+/// layers split their work as everywhere else; the gain is that the
 /// threads of different pools never wait for one another inside a layer.
 struct Lanes {
     pools: Vec<rayon::ThreadPool>,
@@ -846,23 +846,32 @@ impl Trainer {
         self.side_by_side = on;
     }
 
-    /// The pools to run `views` views side by side on: as many as there
-    /// are views and threads in the caller's pool, each with an equal share
-    /// of its threads. `None` where one would do, where the trainer runs
-    /// views one at a time, or where a pool cannot be made (then the views
-    /// run one at a time, with the same results).
+    /// The pools to run `views` views side by side on: two (view j on pool
+    /// j mod 2, so that pretraining's pairs of views of one size split
+    /// evenly), sharing the caller's pool's threads. `None` where there is
+    /// one view or one thread, where the trainer runs views one at a time,
+    /// or where a pool cannot be made (then the views run one at a time,
+    /// with the same results).
+    ///
+    /// Each pool's threads flush denormals if the calling thread does, as
+    /// the command line's threads all do; a library caller whose threads
+    /// differ in that gets the calling thread's rule. Called from inside
+    /// parallel work (several trainers in a `par_iter`), each trainer still
+    /// makes pools as large as the whole pool: run such trainers with
+    /// [`set_side_by_side`](Self::set_side_by_side)`(false)`.
     fn lanes(&mut self, views: usize) -> Option<&Lanes> {
         let threads = rayon::current_num_threads();
-        let count = views.min(threads);
+        let count = views.min(threads).min(2);
         if !self.side_by_side || count < 2 {
             return None;
         }
-        let (per, flush) = (threads / count, tidalscope_core::denormal::flushing());
-        let fits = self.lanes.as_ref().is_some_and(|l| l.pools.len() == count && l.threads == per && l.flush == flush);
+        let flush = tidalscope_core::denormal::flushing();
+        let fits = self.lanes.as_ref().is_some_and(|l| l.threads == threads && l.flush == flush);
         if !fits {
-            let pool = || {
+            // The first pool takes the odd thread out.
+            let pool = |i: usize| {
                 rayon::ThreadPoolBuilder::new()
-                    .num_threads(per)
+                    .num_threads(threads / count + usize::from(i < threads % count))
                     .start_handler(move |_| {
                         if flush {
                             tidalscope_core::denormal::flush_denormals();
@@ -870,8 +879,8 @@ impl Trainer {
                     })
                     .build()
             };
-            let pools: Result<Vec<_>, _> = (0..count).map(|_| pool()).collect();
-            self.lanes = pools.ok().map(|pools| Lanes { pools, threads: per, flush });
+            let pools: Result<Vec<_>, _> = (0..count).map(pool).collect();
+            self.lanes = pools.ok().map(|pools| Lanes { pools, threads, flush });
         }
         self.lanes.as_ref()
     }
@@ -901,7 +910,7 @@ impl Trainer {
     }
 
     /// The training forward passes of views 0, 1, … (`views` in order) side
-    /// by side, one view per thread where there are threads to spare: the
+    /// by side, on two thread pools where there are two threads or more: the
     /// same outputs, tapes and running statistics as [`forward`](Self::forward)
     /// (or [`forward_keeping_running_stats`](Self::forward_keeping_running_stats))
     /// view after view, bit for bit, with far fewer waits for the other
