@@ -19,21 +19,33 @@
 //! architectures it does nothing. Values that small carry nothing a model
 //! or a statistic here can use.
 
+/// MXCSR bit 15 (flush to zero) and bit 6 (denormals are zero).
+#[cfg(target_arch = "x86_64")]
+const FTZ_DAZ: u32 = 0x8040;
+
+/// The calling thread's SSE control and status register.
+#[cfg(target_arch = "x86_64")]
+fn mxcsr() -> u32 {
+    let mut csr: u32 = 0;
+    // SAFETY: stmxcsr writes the thread's SSE control register into a
+    // valid pointer to a local.
+    unsafe {
+        std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
+    }
+    csr
+}
+
 /// Makes the calling thread treat denormal floats as zero, both as inputs
 /// and as results (x86-64; a no-op on other architectures). Returns whether
 /// it did.
 pub fn flush_denormals() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        // Bit 15: flush to zero; bit 6: denormals are zero.
-        const FTZ_DAZ: u32 = 0x8040;
-        let mut csr: u32 = 0;
-        // SAFETY: stmxcsr/ldmxcsr read and write the thread's SSE control
-        // register through a valid pointer to a local; only the two
-        // denormal bits change, and it runs before the thread's numeric work.
+        let csr = mxcsr() | FTZ_DAZ;
+        // SAFETY: ldmxcsr reads the thread's SSE control register from a
+        // valid pointer to a local; only the two denormal bits change, and
+        // it runs before the thread's numeric work.
         unsafe {
-            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-            csr |= FTZ_DAZ;
             std::arch::asm!("ldmxcsr [{}]", in(reg) &csr, options(nostack, preserves_flags));
         }
         true
@@ -50,14 +62,7 @@ pub fn flush_denormals() -> bool {
 pub fn flushing() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        const FTZ_DAZ: u32 = 0x8040;
-        let mut csr: u32 = 0;
-        // SAFETY: stmxcsr writes the thread's SSE control register into a
-        // valid pointer to a local.
-        unsafe {
-            std::arch::asm!("stmxcsr [{}]", in(reg) &mut csr, options(nostack, preserves_flags));
-        }
-        csr & FTZ_DAZ == FTZ_DAZ
+        mxcsr() & FTZ_DAZ == FTZ_DAZ
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
