@@ -183,9 +183,9 @@ impl Conv {
         self.check("input gradient", dx.len(), n * xs);
         self.check("weight", weight.len(), self.weight_len());
         if let Some(t) = self.transposed_narrow() {
-            // The product below would have 8 inner columns and the whole
+            // The product below would have 8 or 16 inner columns and the whole
             // patch as output, then a scatter back onto the pixels; this is
-            // one 8-output convolution reading `dy` in place.
+            // one 8- or 16-output convolution reading `dy` in place.
             let flipped = self.flipped(weight);
             t.forward(dy, n, h, w, &flipped, dx, accumulate);
             return;
@@ -214,7 +214,7 @@ impl Conv {
     }
 
     /// The convolution whose forward pass is this one's input gradient,
-    /// where that runs on the 8-output kernels: with stride 1 and an odd
+    /// where that runs on the narrow 8- or 16-output kernels: with stride 1 and an odd
     /// window, "same" padding is symmetric, so `∂L/∂x` is the same-padded
     /// convolution of `∂L/∂y` with the filters turned by 180° and their
     /// channels swapped ([`flipped`](Self::flipped)).
@@ -461,8 +461,9 @@ mod tests {
             seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
             (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
         };
-        // 8 outputs run on the 8-column kernels (`narrow`), and with 8
-        // inputs, stride 1 and an odd window the input gradient does too.
+        // 8 outputs run on the narrow kernels, as do 16 on AVX-512, and
+        // with 8 (16) inputs, stride 1 and an odd window the input gradient
+        // does too.
         for &(k, stride, cin, cout) in &[
             (1, 1, 3, 5),
             (1, 2, 3, 5),
@@ -473,6 +474,10 @@ mod tests {
             (3, 2, 8, 8),
             (3, 1, 8, 8),
             (3, 1, 8, 16),
+            (3, 1, 16, 16),
+            (3, 2, 16, 16),
+            (3, 1, 16, 24),
+            (1, 1, 24, 16),
             (5, 1, 8, 8),
             (4, 1, 8, 8),
         ] {
@@ -481,7 +486,7 @@ mod tests {
             for &n in &[1usize, 7, 37] {
                 // 14×14 with 37 images: partial sums of several products per
                 // thread; 4×3, narrower than a 5×5 window; 7×5, one interior
-                // column of it (the 8-column kernels' direct path); 2×9,
+                // column of it (the narrow kernels' direct path); 2×9,
                 // lower than it (window rows outside for every output row).
                 for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14), (4, 3), (2, 9)] {
                     let c = Conv { k, stride, cin, cout };

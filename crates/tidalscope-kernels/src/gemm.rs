@@ -86,7 +86,7 @@ pub fn matmul(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulat
         }
         return;
     }
-    if n == narrow::COLS && narrow::available() {
+    if narrow::supports(n) {
         narrow::product(c, ldc, a, b, accumulate, threads);
         return;
     }
