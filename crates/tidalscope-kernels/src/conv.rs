@@ -183,9 +183,9 @@ impl Conv {
         self.check("input gradient", dx.len(), n * xs);
         self.check("weight", weight.len(), self.weight_len());
         if let Some(t) = self.transposed_narrow() {
-            // The product below would have 8 or 16 inner columns and the whole
-            // patch as output, then a scatter back onto the pixels; this is
-            // one 8- or 16-output convolution reading `dy` in place.
+            // The product below would have 8 or 16 inner columns and the
+            // whole patch as output, then a scatter back onto the pixels;
+            // this is one 8- or 16-output convolution reading `dy` in place.
             let flipped = self.flipped(weight);
             t.forward(dy, n, h, w, &flipped, dx, accumulate);
             return;
@@ -214,10 +214,10 @@ impl Conv {
     }
 
     /// The convolution whose forward pass is this one's input gradient,
-    /// where that runs on the narrow 8- or 16-output kernels: with stride 1 and an odd
-    /// window, "same" padding is symmetric, so `∂L/∂x` is the same-padded
-    /// convolution of `∂L/∂y` with the filters turned by 180° and their
-    /// channels swapped ([`flipped`](Self::flipped)).
+    /// where that runs on the narrow 8- or 16-output kernels: with stride 1
+    /// and an odd window, "same" padding is symmetric, so `∂L/∂x` is the
+    /// same-padded convolution of `∂L/∂y` with the filters turned by 180°
+    /// and their channels swapped ([`flipped`](Self::flipped)).
     fn transposed_narrow(&self) -> Option<Conv> {
         let t = Conv { cin: self.cout, cout: self.cin, ..*self };
         (self.stride == 1 && self.k % 2 == 1 && narrow::applies(&t)).then_some(t)
