@@ -490,6 +490,23 @@ mod x86 {
     use super::{Lhs, BLOCK};
     use std::arch::x86_64::*;
 
+    /// Runs `$block` (an expression of the first row `$r`) over rows
+    /// `0..$count` in blocks: as many of the first size as fit, then of the
+    /// next, down to single rows, so each row is computed once.
+    macro_rules! in_blocks {
+        ($count:expr, $r:ident, $($rows:expr => $block:expr),+ $(,)?) => {{
+            let mut $r = 0;
+            $(
+                // One test for every size, 1 included.
+                #[allow(clippy::int_plus_one)]
+                while $r + $rows <= $count {
+                    $block;
+                    $r += $rows;
+                }
+            )+
+        }};
+    }
+
     /// Output rows per register block of the 512-bit kernels. AVX-512's 32
     /// registers would hold 24 accumulators besides the right-hand row and
     /// a broadcast, but with 24 the compiler kept the accumulator array in
@@ -511,24 +528,13 @@ mod x86 {
         rhs: &[f32],
         accumulate: bool,
     ) {
-        let mut r = 0;
-        while r + BLOCK <= count {
-            block::<BLOCK>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += BLOCK;
-        }
         // Fewer than 8 independent sums wait on the multiply-add's latency.
-        if r + 8 <= count {
-            block::<8>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 8;
-        }
-        while r + 4 <= count {
-            block::<4>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 4;
-        }
-        while r < count {
-            block::<1>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 1;
-        }
+        in_blocks!(count, r,
+            BLOCK => block::<BLOCK>(c, ldc, r, lhs, k, rhs, accumulate),
+            8 => block::<8>(c, ldc, r, lhs, k, rhs, accumulate),
+            4 => block::<4>(c, ldc, r, lhs, k, rhs, accumulate),
+            1 => block::<1>(c, ldc, r, lhs, k, rhs, accumulate),
+        );
     }
 
     /// Output rows `r..r + N`, accumulators in registers.
@@ -582,23 +588,12 @@ mod x86 {
         accumulate: bool,
     ) {
         debug_assert_eq!(lhs.cs, 1);
-        let mut r = 0;
-        while r + WIDE_BLOCK <= count {
-            block_by_steps::<WIDE_BLOCK>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += WIDE_BLOCK;
-        }
-        if r + 12 <= count {
-            block_by_steps::<12>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 12;
-        }
-        while r + 4 <= count {
-            block_by_steps::<4>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 4;
-        }
-        while r < count {
-            block_by_steps::<1>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 1;
-        }
+        in_blocks!(count, r,
+            WIDE_BLOCK => block_by_steps::<WIDE_BLOCK>(c, ldc, r, lhs, k, rhs, accumulate),
+            12 => block_by_steps::<12>(c, ldc, r, lhs, k, rhs, accumulate),
+            4 => block_by_steps::<4>(c, ldc, r, lhs, k, rhs, accumulate),
+            1 => block_by_steps::<1>(c, ldc, r, lhs, k, rhs, accumulate),
+        );
     }
 
     /// Output rows `r..r + N`, each in one 512-bit accumulator whose lanes
@@ -663,22 +658,12 @@ mod x86 {
         accumulate: bool,
     ) {
         debug_assert_eq!(lhs.rs, 1);
-        let mut r = 0;
-        while r + 2 * BLOCK <= count {
-            block_by_rows::<BLOCK>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 2 * BLOCK;
-        }
-        while r + 8 <= count {
-            block_by_rows::<4>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 8;
-        }
-        while r + 2 <= count {
-            block_by_rows::<1>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 2;
-        }
-        if r < count {
-            block::<1>(c, ldc, r, lhs, k, rhs, accumulate);
-        }
+        in_blocks!(count, r,
+            2 * BLOCK => block_by_rows::<BLOCK>(c, ldc, r, lhs, k, rhs, accumulate),
+            8 => block_by_rows::<4>(c, ldc, r, lhs, k, rhs, accumulate),
+            2 => block_by_rows::<1>(c, ldc, r, lhs, k, rhs, accumulate),
+            1 => block::<1>(c, ldc, r, lhs, k, rhs, accumulate),
+        );
     }
 
     /// Output rows `r..r + 2N`, two to a 512-bit accumulator: lanes `2j`
@@ -732,23 +717,12 @@ mod x86 {
         rhs: &[f32],
         accumulate: bool,
     ) {
-        let mut r = 0;
-        while r + WIDE_BLOCK <= count {
-            block16::<WIDE_BLOCK>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += WIDE_BLOCK;
-        }
-        if r + 12 <= count {
-            block16::<12>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 12;
-        }
-        while r + 4 <= count {
-            block16::<4>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 4;
-        }
-        while r < count {
-            block16::<1>(c, ldc, r, lhs, k, rhs, accumulate);
-            r += 1;
-        }
+        in_blocks!(count, r,
+            WIDE_BLOCK => block16::<WIDE_BLOCK>(c, ldc, r, lhs, k, rhs, accumulate),
+            12 => block16::<12>(c, ldc, r, lhs, k, rhs, accumulate),
+            4 => block16::<4>(c, ldc, r, lhs, k, rhs, accumulate),
+            1 => block16::<1>(c, ldc, r, lhs, k, rhs, accumulate),
+        );
     }
 
     /// Output rows `r..r + N` of 16 columns, one 512-bit accumulator each.
