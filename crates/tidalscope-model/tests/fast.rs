@@ -377,7 +377,8 @@ fn the_trainable_encoder_steps_alike_on_the_kernels_and_on_burn() {
 }
 
 /// Same inputs, same bits, whatever the thread count: every sum runs in a
-/// fixed order.
+/// fixed order. Also from a thread outside any pool (the command line's
+/// main thread), whose training passes run on the global pool's threads.
 #[test]
 fn results_do_not_depend_on_the_number_of_threads() {
     let device = Device::flex();
@@ -386,21 +387,22 @@ fn results_do_not_depend_on_the_number_of_threads() {
         // 20 images: the 8×8 and 4×4 maps run several images per product.
         let (n, h, w) = (20, 16, 16);
         let x = input(n, h, w, 15);
-        let run = |threads: usize| {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
-            pool.install(|| {
-                let inferred = Inference::new(&net).forward(&x, n, h, w);
-                let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
-                let out = trainer.forward(0, &x, n, h, w);
-                trainer.backward(&[&out]);
-                let grads: Vec<Vec<f32>> = trainer.grads.params().into_iter().cloned().collect();
-                (inferred, out, grads)
-            })
+        let pass = || {
+            let inferred = Inference::new(&net).forward(&x, n, h, w);
+            let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
+            let out = trainer.forward(0, &x, n, h, w);
+            trainer.backward(&[&out]);
+            let grads: Vec<Vec<f32>> = trainer.grads.params().into_iter().cloned().collect();
+            trainer.step(1e-3);
+            let stepped: Vec<Vec<f32>> = trainer.net.params().into_iter().cloned().collect();
+            (inferred, out, grads, stepped)
         };
+        let run = |threads: usize| rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(pass);
         let one = run(1);
         for threads in [2, 3] {
             assert!(run(threads) == one, "width {width}: results with {threads} threads differ from one thread's");
         }
+        assert!(pass() == one, "width {width}: results from outside a pool differ from one thread's");
     }
 }
 
