@@ -140,11 +140,13 @@ impl TrainableEncoder {
     /// [`forward_local`](Self::forward_local)). On the kernels the views'
     /// passes run side by side, with the same results as
     /// [`forward`](Self::forward) and [`forward_local`](Self::forward_local)
-    /// one at a time; on burn they run one at a time.
+    /// one at a time; on burn they run one at a time. The views are
+    /// borrowed, so that a training loop can fill the same buffers every
+    /// step.
     pub fn forward_views(
         &mut self,
         encoder: &Encoder,
-        views: Vec<(Vec<f32>, usize, bool)>,
+        views: &[(&[f32], usize, bool)],
         n: usize,
         bands: usize,
         device: &Device,
@@ -152,22 +154,22 @@ impl TrainableEncoder {
         if let Self::Fast(t) = self {
             let batches: Vec<tidalscope_kernels::resnet::View<'_>> = views
                 .iter()
-                .map(|(x, crop, local)| tidalscope_kernels::resnet::View {
+                .map(|&(x, crop, local)| tidalscope_kernels::resnet::View {
                     x,
                     n,
-                    h: *crop,
-                    w: *crop,
+                    h: crop,
+                    w: crop,
                     running_stats: !local,
                 })
                 .collect();
             return t.forward_views(&batches).into_iter().map(|h| tracked(h, n, device)).collect();
         }
         views
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(j, (x, crop, local))| match local {
-                true => self.forward_local(encoder, j, x, n, bands, crop, device),
-                false => self.forward(encoder, j, x, n, bands, crop, device),
+            .map(|(j, &(x, crop, local))| match local {
+                true => self.forward_local(encoder, j, x.to_vec(), n, bands, crop, device),
+                false => self.forward(encoder, j, x.to_vec(), n, bands, crop, device),
             })
             .collect()
     }

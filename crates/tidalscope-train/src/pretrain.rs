@@ -369,7 +369,19 @@ fn epoch_seed(seed: u64, epoch: usize) -> u64 {
     Rng::for_stream(seed, streams::PRETRAIN_EPOCH + epoch as u64).next_u64()
 }
 
-/// Two views of each image of a batch, as `[n, bands, crop, crop]` buffers.
+/// `buf` holding `len` floats, their values to be overwritten. A training
+/// loop fills the same view buffers every step: fresh ones of several MB
+/// each came from the system every step (the allocator hands such sizes
+/// back), and faulting their pages in again took 3–4% of the samples of
+/// a pretraining profile.
+fn sized(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    buf.resize(len, 0.0);
+    buf
+}
+
+/// Two views of each image of a batch into `v1` and `v2`, as `[n, bands,
+/// crop, crop]` (the buffers are resized); returns the bands.
+#[allow(clippy::too_many_arguments)]
 fn make_views(
     images: &[&Cutout],
     aug: &Augment,
@@ -377,51 +389,49 @@ fn make_views(
     seed: u64,
     epoch: usize,
     step: usize,
-) -> (Vec<f32>, Vec<f32>, usize) {
+    v1: &mut Vec<f32>,
+    v2: &mut Vec<f32>,
+) -> usize {
     let bands = images[0].bands();
     let per = bands * aug.crop * aug.crop;
     let mut rng = Rng::for_stream(seed ^ streams::PRETRAIN_VIEWS, (epoch as u64) << 32 | step as u64);
     let noise1 = aug.batch_noise(sigma, &mut rng);
     let noise2 = aug.batch_noise(sigma, &mut rng);
     let base = rng.next_u64();
-    let mut v1 = vec![0f32; images.len() * per];
-    let mut v2 = vec![0f32; images.len() * per];
+    let (v1, v2) = (sized(v1, images.len() * per), sized(v2, images.len() * per));
     v1.par_chunks_mut(per).zip(v2.par_chunks_mut(per)).enumerate().for_each(|(k, (a, b))| {
         let mut r = Rng::for_stream(base, k as u64);
         // Sizes were checked when the images were prepared.
         aug.view(images[k], &noise1, &mut r, a).expect("image fits the crop");
         aug.view(images[k], &noise2, &mut r, b).expect("image fits the crop");
     });
-    (v1, v2, bands)
+    bands
 }
 
-/// The local views of a batch (multi-crop): `count` buffers of
-/// `[n, bands, aug.crop, aug.crop]`, from their own random stream.
+/// The local views of a batch (multi-crop) into `views`, one buffer of
+/// `[n, bands, aug.crop, aug.crop]` each (resized), from their own random
+/// stream.
 fn make_local_views(
     images: &[&Cutout],
     aug: &Augment,
     sigma: &[f32],
-    count: usize,
     seed: u64,
     epoch: usize,
     step: usize,
-) -> Vec<Vec<f32>> {
+    views: &mut [Vec<f32>],
+) {
     let per = images[0].bands() * aug.crop * aug.crop;
     let mut rng = Rng::for_stream(seed ^ streams::PRETRAIN_LOCAL_VIEWS, (epoch as u64) << 32 | step as u64);
-    (0..count)
-        .map(|_| {
-            let noise = aug.batch_noise(sigma, &mut rng);
-            let base = rng.next_u64();
-            let mut v = vec![0f32; images.len() * per];
-            v.par_chunks_mut(per).enumerate().for_each(|(k, out)| {
-                let mut r = Rng::for_stream(base, k as u64);
-                // Local views are smaller than the global ones, checked
-                // when the images were prepared.
-                aug.view(images[k], &noise, &mut r, out).expect("image fits the crop");
-            });
-            v
-        })
-        .collect()
+    for v in views {
+        let noise = aug.batch_noise(sigma, &mut rng);
+        let base = rng.next_u64();
+        sized(v, images.len() * per).par_chunks_mut(per).enumerate().for_each(|(k, out)| {
+            let mut r = Rng::for_stream(base, k as u64);
+            // Local views are smaller than the global ones, checked
+            // when the images were prepared.
+            aug.view(images[k], &noise, &mut r, out).expect("image fits the crop");
+        });
+    }
 }
 
 /// Local views are cut from anywhere in the prepared image: their crop
@@ -605,6 +615,8 @@ pub fn pretrain_with_cache(
     let mut global = state.global_step;
     let mut interrupted = false;
     let mut views_done = 0usize;
+    // Two global views, then the local ones, refilled every step.
+    let mut view_buffers: Vec<Vec<f32>> = vec![Vec::new(); 2 + cfg.local_views];
     let t_train = std::time::Instant::now();
     'epochs: for epoch in state.epoch..cfg.epochs {
         let skip = if epoch == state.epoch { state.step_in_epoch } else { 0 };
@@ -617,15 +629,16 @@ pub fn pretrain_with_cache(
             }
             let ts = std::time::Instant::now();
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
-            let (v1, v2, b) = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch);
+            let [v1, v2, locals @ ..] = &mut view_buffers[..] else { unreachable!("two global views") };
+            let b = make_views(&images, &aug, &sigma, cfg.seed, epoch, step_in_epoch, v1, v2);
             let n = images.len();
-            let local_views =
-                make_local_views(&images, &local_aug, &sigma, cfg.local_views, cfg.seed, epoch, step_in_epoch);
-            let views = [(v1, cfg.crop, false), (v2, cfg.crop, false)]
-                .into_iter()
-                .chain(local_views.into_iter().map(|v| (v, cfg.local_crop, true)))
+            make_local_views(&images, &local_aug, &sigma, cfg.seed, epoch, step_in_epoch, locals);
+            let views: Vec<(&[f32], usize, bool)> = view_buffers
+                .iter()
+                .enumerate()
+                .map(|(j, v)| if j < 2 { (&v[..], cfg.crop, false) } else { (&v[..], cfg.local_crop, true) })
                 .collect();
-            let mut reps = trainable.forward_views(&model.encoder, views, n, b, &train_device).into_iter();
+            let mut reps = trainable.forward_views(&model.encoder, &views, n, b, &train_device).into_iter();
             let (h1, h2) = (reps.next().expect("view 1"), reps.next().expect("view 2"));
             let locals: Vec<Tensor<2>> = reps.collect();
             let (g1, g2) = (h1.clone(), h2.clone());
@@ -756,8 +769,9 @@ pub fn pretrain_with_cache(
         let measure = |examples: Vec<Example>| -> ControlFlow<()> {
             k += 1;
             let images: Vec<&Cutout> = examples.iter().map(|e| &e.image).collect();
-            let (v1, _, _) = make_views(&images, &aug, &sigma, cfg.seed, cfg.epochs, k);
-            pass.add(&mut net, &v1, images.len(), cfg.crop, cfg.crop);
+            let [v1, v2, ..] = &mut view_buffers[..] else { unreachable!("two global views") };
+            make_views(&images, &aug, &sigma, cfg.seed, cfg.epochs, k, v1, v2);
+            pass.add(&mut net, v1, images.len(), cfg.crop, cfg.crop);
             ControlFlow::Continue(())
         };
         let _ = match &cache {
