@@ -142,7 +142,7 @@ impl TrainableEncoder {
     /// [`forward`](Self::forward) and [`forward_local`](Self::forward_local)
     /// one at a time; on burn they run one at a time. The views are
     /// borrowed, so that a training loop can fill the same buffers every
-    /// step.
+    /// step (burn copies each into its tensor).
     pub fn forward_views(
         &mut self,
         encoder: &Encoder,
