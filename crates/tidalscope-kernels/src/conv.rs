@@ -16,6 +16,7 @@ use crate::narrow;
 use rayon::prelude::*;
 use std::cell::RefCell;
 use std::thread::LocalKey;
+use tidalscope_core::multiversion;
 
 thread_local! {
     // One patch-matrix buffer per thread, reused across layers and steps.
@@ -357,7 +358,16 @@ impl Conv {
 
     /// Adds each patch-matrix entry back onto the pixel it was copied from.
     fn col2im_add(&self, cols: &[f32], h: usize, w: usize, dx: &mut [f32]) {
-        self.for_each_patch_run(h, w, |col, pixel, len| {
+        col2im_add(self, cols, h, w, dx)
+    }
+}
+
+multiversion! {
+    /// [`Conv::col2im_add`], compiled for the widest vectors the CPU has
+    /// (the crate's default target has 128-bit ones): the same additions
+    /// in the same order, so the same bits.
+    fn col2im_add(conv: &Conv, cols: &[f32], h: usize, w: usize, dx: &mut [f32]) {
+        conv.for_each_patch_run(h, w, |col, pixel, len| {
             if let Some(px) = pixel {
                 dx[px..px + len].iter_mut().zip(&cols[col..col + len]).for_each(|(d, v)| *d += v);
             }
