@@ -1099,6 +1099,16 @@ pub struct SimulateArgs {
     /// Probability of a bright projected companion, for every cutout.
     #[arg(long, default_value_t = 0.15)]
     pub companion_probability: f64,
+    /// Density of background galaxies and stars as a multiple of the
+    /// default (about 90 galaxies to r = 27.5 and 2 stars per arcmin²), 0
+    /// to 10: crowded fields, to test a model on images unlike its training
+    /// set's.
+    #[arg(long, default_value_t = 1.0)]
+    pub crowding: f64,
+    /// Hosts' half-light radii as a multiple of the size–luminosity
+    /// relations' (Shen et al. 2003), 0.1 to 10.
+    #[arg(long, default_value_t = 1.0)]
+    pub host_size: f64,
     /// Output format.
     #[arg(long, value_enum, default_value = "npy")]
     pub format: SimFormat,

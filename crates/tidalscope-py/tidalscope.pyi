@@ -69,6 +69,8 @@ def simulate(
     tidal_fraction: float = 0.3,
     near_miss_fraction: float = 0.25,
     companion_probability: float = 0.15,
+    crowding: float = 1.0,
+    host_size: float = 1.0,
 ) -> tuple[npt.NDArray[np.float32], Catalog]:
     """Labelled mock cutouts ``[N, size, size, 5]`` and their catalogue, bit for bit as ``tidalscope simulate``."""
 

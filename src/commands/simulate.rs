@@ -38,6 +38,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         tidal_fraction: args.tidal_fraction,
         near_miss_fraction: args.near_miss_fraction,
         companion_probability: args.companion_probability,
+        crowding: args.crowding,
+        host_size: args.host_size,
         seed: args.seed,
     };
     let sim = Simulator::new(config.clone(), args.n)?;
@@ -212,6 +214,8 @@ pub fn mock_set(
         tidal_fraction,
         near_miss_fraction: 0.25,
         companion_probability: 0.15,
+        crowding: 1.0,
+        host_size: 1.0,
         format: SimFormat::Npy,
         preview: 24,
         jobs: None,

@@ -120,6 +120,12 @@ def test_simulate_is_bit_identical_to_the_cli(cli, images):
     assert other.tobytes() != got.tobytes()
     lsst, _ = ts.simulate(2, survey="lsst-y10", size=32)
     assert lsst.shape == (2, 32, 32, 5)
+    # The field and the hosts scaled: the same labels and host magnitudes.
+    crowded, crowded_cat = ts.simulate(40, size=32, crowding=3.0, host_size=1.5)
+    assert crowded.tobytes() != got.tobytes()
+    np.testing.assert_array_equal(crowded_cat["label"], catalog["label"])
+    np.testing.assert_array_equal(crowded_cat["host_mag_r"], catalog["host_mag_r"])
+    np.testing.assert_allclose(crowded_cat["r_half"], 1.5 * np.asarray(catalog["r_half"]), rtol=1e-12)
 
 
 def test_read_gives_every_format_as_the_cli_reads_it(cli, images):
@@ -198,6 +204,8 @@ def test_bad_shapes_bands_and_files_raise_the_right_exception(cli, images, tmp_p
         ts.load_classifier(broken)
     with pytest.raises(ValueError, match="unknown survey"):
         ts.simulate(1, survey="des")
+    with pytest.raises(ValueError, match="crowding must lie in"):
+        ts.simulate(1, crowding=-1.0)
     with pytest.raises(ValueError, match="query has 3 numbers"):
         ts.search(np.zeros((4, 8)), np.zeros(3))
 

@@ -50,6 +50,16 @@ pub struct SimConfig {
     pub near_miss_fraction: f64,
     /// Probability of a bright projected companion, for every object.
     pub companion_probability: f64,
+    /// Density of background galaxies and stars as a multiple of the
+    /// default (about 90 galaxies brighter than r = 27.5 and 2 stars per
+    /// arcmin²): crowded fields, for testing a model on images unlike the
+    /// ones it learnt from.
+    #[serde(default = "one")]
+    pub crowding: f64,
+    /// Hosts' half-light radii as a multiple of the size–luminosity
+    /// relations' (Shen et al. 2003): larger hosts fill more of the cutout.
+    #[serde(default = "one")]
+    pub host_size: f64,
     /// Run seed.
     pub seed: u64,
 }
@@ -62,10 +72,22 @@ impl Default for SimConfig {
             tidal_fraction: 0.3,
             near_miss_fraction: 0.25,
             companion_probability: 0.15,
+            crowding: 1.0,
+            host_size: 1.0,
             seed: 1,
         }
     }
 }
+
+/// The default of the scale factors (run records written before them).
+fn one() -> f64 {
+    1.0
+}
+
+/// Largest [`SimConfig::crowding`] and [`SimConfig::host_size`] accepted:
+/// beyond them the cutouts are no longer galaxies with surroundings (and
+/// the drawing time grows without bound).
+pub const MAX_SCALE: f64 = 10.0;
 
 /// A simulation setting that cannot work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -80,6 +102,18 @@ pub enum SimError {
         name: &'static str,
         /// Its value.
         value: f64,
+    },
+    /// A scale factor outside its range.
+    #[error("{name} must lie in [{min}, {max}], got {value}")]
+    BadScale {
+        /// Setting name.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+        /// Smallest accepted.
+        min: f64,
+        /// Largest accepted.
+        max: f64,
     },
 }
 
@@ -107,6 +141,12 @@ impl Simulator {
                 return Err(SimError::BadFraction { name, value });
             }
         }
+        // Hosts need a size; a field may be empty.
+        for (name, value, min) in [("crowding", config.crowding, 0.0), ("host size", config.host_size, 0.1)] {
+            if !(min..=MAX_SCALE).contains(&value) {
+                return Err(SimError::BadScale { name, value, min, max: MAX_SCALE });
+            }
+        }
         let survey = Survey::preset(config.survey);
         let positives = (n as f64 * config.tidal_fraction).round() as usize;
         let mut labels: Vec<u8> = (0..n).map(|i| u8::from(i < positives)).collect();
@@ -117,6 +157,8 @@ impl Simulator {
             size: config.size,
             near_miss_fraction: config.near_miss_fraction,
             companion_probability: config.companion_probability,
+            crowding: config.crowding,
+            host_size: config.host_size,
         };
         Ok(Self { config, params, labels })
     }

@@ -287,6 +287,10 @@ pub struct SceneParams {
     pub near_miss_fraction: f64,
     /// Probability of a bright projected companion.
     pub companion_probability: f64,
+    /// Background galaxy and star densities as a multiple of the default.
+    pub crowding: f64,
+    /// Host half-light radii as a multiple of the size–luminosity relations'.
+    pub host_size: f64,
 }
 
 /// Colour offsets (m_b − m_r for g, r, i, z, y) of a population at redshift z.
@@ -351,7 +355,7 @@ struct Host {
     colour: [f64; 5],
 }
 
-fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64)) -> Host {
+fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64), size: f64) -> Host {
     let (z, red, m_abs, mag_r) = loop {
         let z = sample_redshift(rng);
         let red = rng.bernoulli(0.5);
@@ -373,7 +377,7 @@ fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64)) -> Host {
             + gamma
             + rng.gaussian(0.0, 0.17)
     };
-    let r_half = 10f64.powf(log_r_kpc) / cosmology::kpc_per_arcsec(z);
+    let r_half = 10f64.powf(log_r_kpc) / cosmology::kpc_per_arcsec(z) * size;
     let flux_r = units::mag_to_flux(mag_r, zp);
     let pa = rng.range(0.0, PI);
     let colour = colours(red, z, rng, 0.04);
@@ -590,7 +594,7 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
     let half_grid = params.grid_size as f64 * scale / 2.0;
     let centre = (rng.range(-0.5, 0.5) * scale, rng.range(-0.5, 0.5) * scale);
 
-    let host = sample_host(rng, zp, centre);
+    let host = sample_host(rng, zp, centre, params.host_size);
     let mut components = host.components.clone();
 
     // Negatives: near miss, or plain; companions are independent of label.
@@ -661,7 +665,7 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
     // outside the cutout spills in as it does in a real image.
     let area_arcmin2 = (2.0 * half_grid / 60.0).powi(2);
     let (m_lo, m_hi, slope) = (18.0, 27.5, 0.31);
-    let n_bg = rng.poisson(90.0 * area_arcmin2);
+    let n_bg = rng.poisson(90.0 * area_arcmin2 * params.crowding);
     let mut n_neighbours = 0;
     let u_min = 10f64.powf(slope * (m_lo - m_hi));
     for _ in 0..n_bg {
@@ -681,7 +685,7 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
     }
 
     // Stars.
-    let n_star = rng.poisson(2.0 * area_arcmin2);
+    let n_star = rng.poisson(2.0 * area_arcmin2 * params.crowding);
     let mut stars = Vec::with_capacity(n_star as usize);
     let mut n_stars = 0;
     let (s_lo, s_hi, s_slope) = (15.0, 25.0, 0.12);

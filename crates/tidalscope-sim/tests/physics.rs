@@ -282,3 +282,43 @@ fn same_seed_same_bytes_and_label_fraction_is_exact() {
     let positives = (0..20).filter(|&i| a.scene(i).truth.label == 1).count();
     assert_eq!(positives, 6);
 }
+
+#[test]
+fn crowding_scales_the_field_and_host_size_the_hosts_and_nothing_else() {
+    let base = SimConfig { seed: 21, ..SimConfig::default() };
+    let n = 200;
+    let scenes = |cfg: SimConfig| {
+        let sim = Simulator::new(cfg, n).unwrap();
+        (0..n).map(|i| sim.scene(i)).collect::<Vec<_>>()
+    };
+    let plain = scenes(base.clone());
+    let crowded = scenes(SimConfig { crowding: 3.0, ..base.clone() });
+    let empty = scenes(SimConfig { crowding: 0.0, ..base.clone() });
+    let big = scenes(SimConfig { host_size: 1.5, ..base.clone() });
+    // The host, its features and the companion are drawn before the field,
+    // so an empty field leaves exactly them: the rest of each scene is the
+    // field's galaxies and stars.
+    let field = |s: &[Scene]| -> usize {
+        s.iter().zip(&empty).map(|(s, e)| s.components.len() - e.components.len() + s.stars.len()).sum()
+    };
+    assert!(empty.iter().all(|s| s.stars.is_empty() && s.truth.n_neighbours == 0));
+    let ratio = field(&crowded) as f64 / field(&plain) as f64;
+    assert!((2.8..3.2).contains(&ratio), "3× crowding gave {ratio:.2}× the field sources");
+    for (((p, c), e), b) in plain.iter().zip(&crowded).zip(&empty).zip(&big) {
+        assert_eq!((p.truth.label, p.truth.kind), (c.truth.label, c.truth.kind));
+        assert_eq!((p.truth.r_half, p.truth.host_mag_r), (c.truth.r_half, c.truth.host_mag_r));
+        assert_eq!(p.truth.r_half, e.truth.r_half);
+        assert!((b.truth.r_half / p.truth.r_half - 1.5).abs() < 1e-12, "host size 1.5");
+        assert_eq!((p.truth.label, p.truth.host_mag_r), (b.truth.label, b.truth.host_mag_r));
+    }
+    // Out of range, and not a number: an error naming the setting.
+    for cfg in [
+        SimConfig { crowding: -1.0, ..base.clone() },
+        SimConfig { crowding: f64::NAN, ..base.clone() },
+        SimConfig { host_size: 0.0, ..base.clone() },
+        SimConfig { host_size: 11.0, ..base.clone() },
+    ] {
+        let err = Simulator::new(cfg, 1).unwrap_err().to_string();
+        assert!(err.contains("crowding") || err.contains("host size"), "{err}");
+    }
+}
