@@ -57,7 +57,8 @@ pub struct SimConfig {
     #[serde(default = "one")]
     pub crowding: f64,
     /// Hosts' half-light radii as a multiple of the size–luminosity
-    /// relations' (Shen et al. 2003): larger hosts fill more of the cutout.
+    /// relations' (Shen et al. 2003): larger hosts fill more of the cutout
+    /// (and a companion's size, drawn relative to its host's, follows).
     #[serde(default = "one")]
     pub host_size: f64,
     /// Run seed.

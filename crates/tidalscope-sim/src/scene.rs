@@ -289,7 +289,8 @@ pub struct SceneParams {
     pub companion_probability: f64,
     /// Background galaxy and star densities as a multiple of the default.
     pub crowding: f64,
-    /// Host half-light radii as a multiple of the size–luminosity relations'.
+    /// Host half-light radii as a multiple of the size–luminosity
+    /// relations' (a companion's size follows its host's).
     pub host_size: f64,
 }
 
@@ -355,7 +356,7 @@ struct Host {
     colour: [f64; 5],
 }
 
-fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64), size: f64) -> Host {
+fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64), size_scale: f64) -> Host {
     let (z, red, m_abs, mag_r) = loop {
         let z = sample_redshift(rng);
         let red = rng.bernoulli(0.5);
@@ -377,7 +378,7 @@ fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64), size: f64) -> Host {
             + gamma
             + rng.gaussian(0.0, 0.17)
     };
-    let r_half = 10f64.powf(log_r_kpc) / cosmology::kpc_per_arcsec(z) * size;
+    let r_half = 10f64.powf(log_r_kpc) / cosmology::kpc_per_arcsec(z) * size_scale;
     let flux_r = units::mag_to_flux(mag_r, zp);
     let pa = rng.range(0.0, PI);
     let colour = colours(red, z, rng, 0.04);
