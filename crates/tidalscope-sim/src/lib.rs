@@ -96,17 +96,10 @@ pub enum SimError {
     /// The cutout is too small to hold a galaxy and its surroundings.
     #[error("cutout size {0} px is too small (minimum 16)")]
     SizeTooSmall(usize),
-    /// A probability outside [0, 1].
-    #[error("{name} must lie in [0, 1], got {value}")]
-    BadFraction {
-        /// Setting name.
-        name: &'static str,
-        /// Its value.
-        value: f64,
-    },
-    /// A scale factor outside its range.
+    /// A setting outside its range: a probability outside [0, 1], or a
+    /// scale factor outside its own.
     #[error("{name} must lie in [{min}, {max}], got {value}")]
-    BadScale {
+    OutOfRange {
         /// Setting name.
         name: &'static str,
         /// Its value.
@@ -133,19 +126,17 @@ impl Simulator {
         if config.size < 16 {
             return Err(SimError::SizeTooSmall(config.size));
         }
-        for (name, value) in [
-            ("tidal fraction", config.tidal_fraction),
-            ("near-miss fraction", config.near_miss_fraction),
-            ("companion probability", config.companion_probability),
+        // Probabilities, then scale factors: hosts need a size, a field
+        // may be empty.
+        for (name, value, min, max) in [
+            ("tidal fraction", config.tidal_fraction, 0.0, 1.0),
+            ("near-miss fraction", config.near_miss_fraction, 0.0, 1.0),
+            ("companion probability", config.companion_probability, 0.0, 1.0),
+            ("crowding", config.crowding, 0.0, MAX_SCALE),
+            ("host size", config.host_size, 0.1, MAX_SCALE),
         ] {
-            if !(0.0..=1.0).contains(&value) {
-                return Err(SimError::BadFraction { name, value });
-            }
-        }
-        // Hosts need a size; a field may be empty.
-        for (name, value, min) in [("crowding", config.crowding, 0.0), ("host size", config.host_size, 0.1)] {
-            if !(min..=MAX_SCALE).contains(&value) {
-                return Err(SimError::BadScale { name, value, min, max: MAX_SCALE });
+            if !(min..=max).contains(&value) {
+                return Err(SimError::OutOfRange { name, value, min, max });
             }
         }
         let survey = Survey::preset(config.survey);
