@@ -161,29 +161,48 @@ const NEIGHBOUR_SIGMA: (f64, f64) = (3.0, 10.0);
 /// an elongated host leaves lobes that start next to its centre, not on it.
 const TARGET_RADIUS: f64 = 2.0;
 
-/// Pixel `i` of a `c`×`c` image and its (up to) 8 neighbours, row by row.
-fn around(i: usize, c: usize) -> impl Iterator<Item = usize> {
-    let (y, x) = (i / c, i % c);
-    (y.saturating_sub(1)..=(y + 1).min(c - 1))
-        .flat_map(move |ny| (x.saturating_sub(1)..=(x + 1).min(c - 1)).map(move |nx| ny * c + nx))
+/// Pixel `i` of an `h`×`w` image and its (up to) 8 neighbours, row by row.
+pub(crate) fn around(i: usize, h: usize, w: usize) -> impl Iterator<Item = usize> {
+    let (y, x) = (i / w, i % w);
+    (y.saturating_sub(1)..=(y + 1).min(h - 1))
+        .flat_map(move |ny| (x.saturating_sub(1)..=(x + 1).min(w - 1)).map(move |nx| ny * w + nx))
 }
 
-/// The compact bright sources of a `c`×`c` view other than its target:
+/// Subtracts from each pixel of the `h`×`w` map `level` the median of the
+/// finite pixels at its (rounded) distance from `centre`, so that a
+/// galaxy's own smooth light does not join everything around it into one
+/// source. Pixels that are not finite, or `f32::MIN` (no data), stay out of
+/// the medians. Returns the medians, ring by ring (ring k: distance k).
+pub(crate) fn subtract_ring_median(level: &mut [f32], h: usize, w: usize, centre: (f64, f64)) -> Vec<f32> {
+    let ring = |i: usize| ((i / w) as f64 - centre.0).hypot((i % w) as f64 - centre.1).round() as usize;
+    let corners = [0, w - 1, (h - 1) * w, h * w - 1];
+    let mut rings: Vec<Vec<f32>> = vec![Vec::new(); corners.iter().map(|&i| ring(i)).max().unwrap_or(0) + 1];
+    for (i, v) in level.iter().enumerate() {
+        if v.is_finite() && *v > f32::MIN {
+            rings[ring(i)].push(*v);
+        }
+    }
+    let floor: Vec<f32> = rings.iter_mut().map(|r| tidalscope_core::stats::median(r).unwrap_or(0.0)).collect();
+    level.iter_mut().enumerate().for_each(|(i, v)| *v -= floor[ring(i)]);
+    floor
+}
+
+/// The compact bright sources of an `h`×`w` map other than its target:
 /// 8-connected groups of at most `max_area` pixels with `level` ≥ `lo`
 /// whose brightest pixel reaches `hi`, leaving out any group with a pixel
-/// within [`TARGET_RADIUS`] of `centre` (the target, its lobes and whatever
+/// within `radius` of `centre` (the target, its lobes and whatever
 /// touches them). Returns each source's pixel indices.
-fn neighbour_sources(
+pub(crate) fn compact_sources(
     level: &[f32],
-    c: usize,
-    centre: (f64, f64),
+    (h, w): (usize, usize),
+    (centre, radius): ((f64, f64), f64),
     lo: f32,
     hi: f32,
     max_area: usize,
 ) -> Vec<Vec<usize>> {
-    let mut seen = vec![false; c * c];
+    let mut seen = vec![false; h * w];
     let (mut sources, mut stack) = (Vec::new(), Vec::new());
-    for start in 0..c * c {
+    for start in 0..h * w {
         // NaN never reaches a threshold.
         if seen[start] || level[start].is_nan() || level[start] < lo {
             continue;
@@ -194,8 +213,8 @@ fn neighbour_sources(
         while let Some(i) = stack.pop() {
             group.push(i);
             peak = peak.max(level[i]);
-            target |= ((i / c) as f64 - centre.0).hypot((i % c) as f64 - centre.1) <= TARGET_RADIUS;
-            for j in around(i, c) {
+            target |= ((i / w) as f64 - centre.0).hypot((i % w) as f64 - centre.1) <= radius;
+            for j in around(i, h, w) {
                 if !seen[j] && level[j] >= lo {
                     seen[j] = true;
                     stack.push(j);
@@ -459,21 +478,12 @@ impl Augment {
                     }
                 }
             }
-            let ring = |i: usize| ((i / c) as f64 - cy).hypot((i % c) as f64 - cx).round() as usize;
-            let mut rings: Vec<Vec<f32>> =
-                vec![Vec::new(); ring(0).max(ring(c - 1)).max(ring(c * c - c)).max(ring(c * c - 1)) + 1];
-            for (i, v) in level.iter().enumerate() {
-                if v.is_finite() && *v > f32::MIN {
-                    rings[ring(i)].push(*v);
-                }
-            }
-            let floor: Vec<f32> = rings.iter_mut().map(|r| tidalscope_core::stats::median(r).unwrap_or(0.0)).collect();
-            level.iter_mut().enumerate().for_each(|(i, v)| *v -= floor[ring(i)]);
+            subtract_ring_median(&mut level, c, c, (cy, cx));
             let mut hidden = vec![false; c * c];
             let (lo, hi) = (NEIGHBOUR_SIGMA.0 as f32, NEIGHBOUR_SIGMA.1 as f32);
-            for source in neighbour_sources(&level, c, (cy, cx), lo, hi, c * c / 16) {
+            for source in compact_sources(&level, (c, c), ((cy, cx), TARGET_RADIUS), lo, hi, c * c / 16) {
                 if rng.bernoulli(j.neighbours) {
-                    source.iter().flat_map(|&i| around(i, c)).for_each(|k| hidden[k] = true);
+                    source.iter().flat_map(|&i| around(i, c, c)).for_each(|k| hidden[k] = true);
                 }
             }
             hidden

@@ -5,6 +5,7 @@
 #![deny(missing_docs)]
 
 pub mod augment;
+pub mod crowd;
 pub mod loader;
 pub mod normalise;
 pub mod preprocess;

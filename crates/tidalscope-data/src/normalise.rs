@@ -100,7 +100,7 @@ pub fn clipped_sigma(values: &mut Vec<f32>) -> Option<f32> {
 
 /// The finite pixels of `band` in the outer frame of a `w`×`h` image, a
 /// `max(1, min(w, h) / 8)`-pixel-wide border.
-fn frame(band: &[f32], w: usize, h: usize, out: &mut Vec<f32>) {
+pub(crate) fn frame(band: &[f32], w: usize, h: usize, out: &mut Vec<f32>) {
     let k = (w.min(h) / 8).max(1);
     out.clear();
     for y in 0..h {
