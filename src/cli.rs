@@ -233,6 +233,12 @@ pub struct PretrainArgs {
     /// views) instead of the last weights (0: off, the reference's).
     #[arg(long, value_name = "N")]
     pub average_epochs: Option<usize>,
+    /// Crowding: paste into each training image the compact sources of N
+    /// other training images on average (drawn from the first 512; the
+    /// same sources as `convert --crowd`), before binning and
+    /// normalisation; σ_b is measured on the images as given (0: off).
+    #[arg(long, value_name = "N")]
+    pub crowd: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
     #[arg(long)]
     pub width: Option<f64>,
@@ -771,6 +777,10 @@ pub struct PretrainOverrides {
     /// those made before it took `all`).
     #[arg(long, value_enum)]
     pub channels: Option<ChannelsArg>,
+    /// Crowding of the pretraining images: the compact sources of N other
+    /// images pasted into each (`pretrain --crowd`; default: the preset's).
+    #[arg(long, value_name = "N")]
+    pub crowd: Option<f64>,
 }
 
 impl PretrainOverrides {
@@ -780,6 +790,7 @@ impl PretrainOverrides {
             || self.decorrelation.is_some()
             || self.pretrain_lr.is_some()
             || self.channels.is_some()
+            || self.crowd.is_some()
     }
 }
 
@@ -1038,6 +1049,15 @@ pub struct ConvertArgs {
     /// Compression of tf.data output.
     #[arg(long, value_enum, default_value = "none")]
     pub compression: CompressionArg,
+    /// Write a crowded copy: paste into each cutout the compact sources of
+    /// this many other cutouts (on average, drawn from the first 512),
+    /// e.g. to pretrain on denser fields; 2 makes a field about three times
+    /// as dense. 0: a plain conversion.
+    #[arg(long, default_value_t = 0.0)]
+    pub crowd: f64,
+    /// Seed of --crowd's draws (which donors, where, which way up).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
     #[command(flatten)]
     pub source: SourceArgs,
 }

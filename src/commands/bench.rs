@@ -79,7 +79,7 @@ pub fn read(args: BenchReadArgs) -> anyhow::Result<()> {
     let size_mb = (n * bytes_per) as f64 / 1e6;
     let source = tidalscope_io::source::open(&path, &Default::default())?;
     let norm = tidalscope_data::Normaliser::new(tidalscope_io::source::default_bands(c), vec![1.0; c], "bench");
-    let transform = |img: &tidalscope_core::Cutout| {
+    let transform = |img: &tidalscope_core::Cutout, _: tidalscope_data::split::ObjectRef| {
         let mut img = img.clone();
         let bad = norm.apply(&mut img);
         Ok((img, bad))

@@ -1,11 +1,17 @@
-//! `tidalscope convert`: between npy, FITS and tf.data, streaming.
+//! `tidalscope convert`: between npy, FITS and tf.data, streaming; with
+//! `--crowd`, a crowded copy (sources of other cutouts pasted in).
 
 use crate::cli::{CompressionArg, ConvertArgs, ConvertTo};
+use crate::manifest::Manifest;
 use crate::progress;
-use anyhow::{bail, Context};
+use anyhow::{bail, ensure, Context};
+use serde::Serialize;
+use std::path::PathBuf;
+use tidalscope_data::crowd::{self, Crowd, Stamp};
 use tidalscope_io::csv::CsvWriter;
 use tidalscope_io::fits::StackWriter;
 use tidalscope_io::npy::NpyWriter;
+use tidalscope_io::source::Source;
 use tidalscope_io::tfdata::{ComponentSpec, Compression, DType, ElementSpec, Tensor, TensorData, TfDataWriter};
 
 enum Sink {
@@ -14,10 +20,47 @@ enum Sink {
     TfData(TfDataWriter, bool),
 }
 
+/// What `convert --crowd` records in `run.toml`.
+#[derive(Serialize)]
+struct CrowdRecord {
+    input: PathBuf,
+    output: PathBuf,
+    crowd: f64,
+    seed: u64,
+    pool: usize,
+    sources_in_pool: usize,
+    detect_sigma: (f32, f32),
+    pasted: usize,
+}
+
+/// The sources of the first [`crowd::POOL`] cutouts, for `--crowd`.
+fn crowd_pool(source: &dyn Source, factor: f64, seed: u64) -> anyhow::Result<Crowd> {
+    let n = source.info().len.min(crowd::POOL);
+    let bar = progress::bar(n as u64, "finding sources", "cutouts");
+    let pool = source
+        .records(0)?
+        .take(n)
+        .map(|rec| {
+            bar.inc(1);
+            Ok(Stamp::find(&rec?.pixels.load()?))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    bar.finish_and_clear();
+    Ok(Crowd { pool, factor, seed: seed ^ tidalscope_core::streams::CROWD })
+}
+
 /// Runs `convert`.
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
+    let started = std::time::SystemTime::now();
+    let clock = std::time::Instant::now();
+    ensure!(
+        args.crowd.is_finite() && (0.0..=100.0).contains(&args.crowd),
+        "--crowd must lie in [0, 100] (donor cutouts per cutout), got {}",
+        args.crowd
+    );
     let source = super::open_source(&args.input, &args.source, None)?;
     let info = source.info().clone();
+    let crowd = if args.crowd > 0.0 { Some(crowd_pool(source.as_ref(), args.crowd, args.seed)?) } else { None };
     let ext = args.output.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
     let to = match (ext.as_deref(), args.to) {
         (Some("npy"), None | Some(ConvertTo::Npy)) => ConvertTo::Npy,
@@ -67,11 +110,11 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     };
     let bar = progress::bar(n as u64, "convert", "objects");
     let mut hwc = vec![0f32; c * h * w];
-    let mut count = 0;
+    let (mut count, mut pasted) = (0, 0);
     for rec in source.records(0)? {
         let rec = rec?;
         let (id, label, meta, index) = (rec.id, rec.label, rec.meta, rec.index);
-        let img = rec.pixels.load()?;
+        let mut img = rec.pixels.load()?;
         if img.shape() != [c, h, w] {
             bail!(
                 "{}: object {index} (id {id}) is {:?}, the first was {:?}",
@@ -79,6 +122,11 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
                 img.shape(),
                 [c, h, w]
             );
+        }
+        if let Some(crowd) = &crowd {
+            pasted += crowd
+                .apply(&mut img, Some(index), index as u64)
+                .with_context(|| format!("{}: object {index} (id {id})", info.path.display()))?;
         }
         match &mut sink {
             Sink::Npy(npy, csv) => {
@@ -124,5 +172,27 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         Sink::TfData(t, _) => t.finish()?,
     }
     println!("converted {n} objects ({c} bands, {h}×{w}) from {} to {}", info.format, args.output.display());
+    if let Some(crowd) = &crowd {
+        let sources_in_pool = crowd.sources();
+        println!(
+            "crowded: {pasted} sources pasted ({:.1} per cutout) from {sources_in_pool} found in the first {} cutouts",
+            pasted as f64 / n.max(1) as f64,
+            crowd.pool.len()
+        );
+        let record = CrowdRecord {
+            input: args.input.clone(),
+            output: args.output.clone(),
+            crowd: args.crowd,
+            seed: args.seed,
+            pool: crowd.pool.len(),
+            sources_in_pool,
+            detect_sigma: crowd::DETECT,
+            pasted,
+        };
+        // Beside a file output, inside a folder one.
+        let at =
+            if args.output.is_dir() { args.output.join("run.toml") } else { args.output.with_extension("run.toml") };
+        Manifest::new("convert", record, started, clock.elapsed().as_secs_f64()).write_as(&at)?;
+    }
     Ok(())
 }

@@ -35,7 +35,10 @@ use tidalscope_train::representation;
 /// (`given`: the option giving it and what it is, e.g. "--model is
 /// already trained").
 fn no_overrides_with(o: &PretrainOverrides, given: &str) -> anyhow::Result<()> {
-    ensure!(!o.any(), "--local-views, --decorrelation, --pretrain-lr and --channels set the pretraining; {given}");
+    ensure!(
+        !o.any(),
+        "--local-views, --decorrelation, --pretrain-lr, --channels and --crowd set the pretraining; {given}"
+    );
     Ok(())
 }
 
@@ -579,6 +582,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
         pretrain_channels: Option<Channels>,
+        pretrain_crowd: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_min_steps: Option<usize>,
         finetune_jitter: Option<String>,
@@ -608,6 +612,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.encoder.is_none().then_some(pre_cfg.lr),
         pretrain_channels: args.encoder.is_none().then_some(pre_cfg.channels),
+        pretrain_crowd: args.encoder.is_none().then_some(pre_cfg.crowd),
         finetune_epochs: trains.then_some(ft_epochs),
         finetune_min_steps: trains.then_some(args.min_steps),
         finetune_jitter: trains
@@ -1043,6 +1048,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
         pretrain_channels: Option<Channels>,
+        pretrain_crowd: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_lr_schedule: Option<LrSchedule>,
         seed: u64,
@@ -1059,6 +1065,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.model.is_none().then_some(pre_cfg.lr),
         pretrain_channels: args.model.is_none().then_some(pre_cfg.channels),
+        pretrain_crowd: args.model.is_none().then_some(pre_cfg.crowd),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),
         seed: args.seed,

@@ -72,7 +72,20 @@ pub(crate) fn pretrain_config(
     if let Some(c) = overrides.channels {
         cfg.channels = c.into();
     }
+    if let Some(n) = overrides.crowd {
+        cfg.crowd = crowd_factor(n)?;
+    }
     Ok(cfg)
+}
+
+/// A `--crowd` factor, refused unless in [0, 100] (`pretrain` and the
+/// experiments that pretrain).
+pub(crate) fn crowd_factor(n: f64) -> anyhow::Result<f64> {
+    ensure!(
+        n.is_finite() && (0.0..=100.0).contains(&n),
+        "--crowd must lie in [0, 100] (other images per image), got {n}"
+    );
+    Ok(n)
 }
 
 /// A `--decorrelation` weight, refused unless finite and not negative
@@ -103,6 +116,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--temperature", args.temperature.is_some()),
             ("--decorrelation", args.decorrelation.is_some()),
             ("--average-epochs", args.average_epochs.is_some()),
+            ("--crowd", args.crowd.is_some()),
             ("--width", args.width.is_some()),
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
@@ -143,7 +157,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v; } )* };
         }
-        set!(epochs, batch, queue_size, width, bin, crop, max_images, checkpoint_every, average_epochs);
+        set!(epochs, batch, queue_size, width, bin, crop, max_images, checkpoint_every, average_epochs, crowd);
         if let Some(lr) = args.lr {
             c.lr = learning_rate("--lr", lr)?;
         }
@@ -207,6 +221,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         cfg.batch >= 2 && cfg.epochs >= 1 && cfg.bin >= 1 && cfg.crop >= 8,
         "--batch ≥ 2, --epochs ≥ 1, --bin ≥ 1 and --crop ≥ 8 are needed"
     );
+    crowd_factor(cfg.crowd)?;
     ensure!(
         cfg.average_epochs <= cfg.epochs,
         "--average-epochs {}: give at most the run's {} epochs",

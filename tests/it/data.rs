@@ -52,3 +52,48 @@ fn inspect_reads_the_published_tfdata_layout_and_names_bad_paths() {
     let err = d.fails(&["convert", fixture, "x.out"]);
     assert!(err.contains("--to"), "{err}");
 }
+
+#[test]
+fn a_crowded_copy_adds_other_cutouts_sources_away_from_the_target_and_repeats_for_a_seed() {
+    let d = Dir::new();
+    d.ok(&["simulate", "--n", "12", "--size", "96", "--out", "sim", "--preview", "0"]);
+    let out = d.ok(&["convert", "sim", "a", "--to", "npy", "--crowd", "2", "--seed", "3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let pasted: usize = text
+        .split("crowded: ")
+        .nth(1)
+        .and_then(|t| t.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of pasted sources: {text}"));
+    assert!(pasted >= 12, "{text}");
+    d.ok(&["convert", "sim", "b.npy", "--crowd", "2", "--seed", "3"]);
+    d.ok(&["convert", "sim", "c.npy", "--crowd", "2", "--seed", "4"]);
+    let (shape, orig) = npy::read_f32(&d.join("sim/images.npy")).unwrap();
+    let (_, a) = npy::read_f32(&d.join("a/images.npy")).unwrap();
+    let (_, b) = npy::read_f32(&d.join("b.npy")).unwrap();
+    let (_, c) = npy::read_f32(&d.join("c.npy")).unwrap();
+    assert!(a == b, "the same seed gives the same pixels");
+    assert!(a != c && a != orig);
+    // [n, h, w, bands]: the centre of every cutout is the target's, untouched;
+    // what was added is flux (the sources' sum is positive).
+    let (h, w, bands) = (shape[1], shape[2], shape[3]);
+    let mut added = 0f64;
+    for (i, (x, y)) in a.iter().zip(&orig).enumerate() {
+        let (py, px) = ((i / bands / w) % h, (i / bands) % w);
+        if (py as f64 - 47.5).hypot(px as f64 - 47.5) <= 96.0 / 16.0 {
+            assert_eq!(x, y, "pixel {i} near a target changed");
+        }
+        added += (x - y) as f64;
+    }
+    assert!(added > 0.0, "{added}");
+    let ids_and_labels = |p: &str| {
+        let text = std::fs::read_to_string(d.join(p)).unwrap();
+        text.lines().skip(1).map(|l| l.split(',').take(2).collect::<Vec<_>>().join(",")).collect::<Vec<_>>()
+    };
+    assert_eq!(ids_and_labels("sim/catalog.csv"), ids_and_labels("a/catalog.csv"), "the originals' ids and labels");
+    let record = std::fs::read_to_string(d.join("a/run.toml")).unwrap();
+    assert!(record.contains("crowd = 2.0") && record.contains("seed = 3"), "{record}");
+    assert!(d.join("b.run.toml").exists());
+    let err = d.fails(&["convert", "sim", "x.npy", "--crowd=-1"]);
+    assert!(err.contains("--crowd must lie in [0, 100]"), "{err}");
+}

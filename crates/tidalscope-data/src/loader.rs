@@ -75,9 +75,9 @@ pub enum LoaderError {
 /// Records decoded per parallel step.
 const DECODE_CHUNK: usize = 64;
 
-/// Prepares a decoded image (binning, normalisation): returns the image
-/// and its count of non-finite pixels, or why it cannot be used.
-pub type Transform<'a> = &'a (dyn Fn(&Cutout) -> Result<(Cutout, usize), PreprocessError> + Sync);
+/// Prepares a decoded image of an object (binning, normalisation): returns
+/// the image and its count of non-finite pixels, or why it cannot be used.
+pub type Transform<'a> = &'a (dyn Fn(&Cutout, ObjectRef) -> Result<(Cutout, usize), PreprocessError> + Sync);
 
 /// Runs `consume` on every batch of the selected objects. `selection`
 /// lists the objects to read (None: every record of every source, label 0
@@ -169,7 +169,7 @@ fn produce(
                     .map(|(rec, label)| {
                         let object = ObjectRef { source: s, index: rec.index, label };
                         let raw = rec.pixels.load()?;
-                        let (image, non_finite) = transform(&raw).map_err(|source| LoaderError::Prepare {
+                        let (image, non_finite) = transform(&raw, object).map_err(|source| LoaderError::Prepare {
                             path: sources[s].info().path.display().to_string(),
                             index: rec.index,
                             id: rec.id.clone(),
@@ -307,7 +307,7 @@ mod tests {
 
     fn order(src: &dyn Source, sel: Option<&[ObjectRef]>, cfg: LoaderConfig) -> Vec<Vec<usize>> {
         let mut out = Vec::new();
-        let id = |c: &Cutout| Ok((c.clone(), 0));
+        let id = |c: &Cutout, _: ObjectRef| Ok((c.clone(), 0));
         let flow = for_each_batch(&[src], sel, &id, cfg, |b| {
             out.push(b.iter().map(|e| e.image.data()[0] as usize).collect());
             ControlFlow::<()>::Continue(())
@@ -323,7 +323,7 @@ mod tests {
         let src = stack(dir.path(), 100);
         let cfg = LoaderConfig { batch: 10, shuffle_buffer: 1, ..LoaderConfig::default() };
         let mut seen = 0;
-        let id = |c: &Cutout| Ok((c.clone(), 0));
+        let id = |c: &Cutout, _: ObjectRef| Ok((c.clone(), 0));
         let flow = for_each_batch(&[src.as_ref()], None, &id, cfg, |b| {
             seen += b.len();
             if seen == 30 {
@@ -340,7 +340,7 @@ mod tests {
     fn an_image_that_cannot_be_prepared_names_its_source_object_and_reason() {
         let dir = tempfile::tempdir().unwrap();
         let src = stack(dir.path(), 20);
-        let refuse = |c: &Cutout| {
+        let refuse = |c: &Cutout, _: ObjectRef| {
             if c.data()[0] == 13.0 {
                 Err(PreprocessError::Mismatch("image has 1 band; the model expects 5".into()))
             } else {
@@ -385,7 +385,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let src = stack(dir.path(), 150);
         let sel: Vec<ObjectRef> = (0..150).step_by(2).map(|i| ObjectRef { source: 0, index: i, label: 1 }).collect();
-        let id = |c: &Cutout| Ok((c.clone(), 0));
+        let id = |c: &Cutout, _: ObjectRef| Ok((c.clone(), 0));
         for sel in [None, Some(&sel[..])] {
             let all = collect_all(&[src.as_ref()], sel, &id).unwrap();
             assert_eq!(all.len(), if sel.is_some() { 75 } else { 150 });

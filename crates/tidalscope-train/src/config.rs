@@ -105,6 +105,13 @@ pub struct PretrainConfig {
     /// views (0: the last weights, as the reference).
     #[serde(default)]
     pub average_epochs: usize,
+    /// Crowding: before preparation, each training image gets the compact
+    /// sources of this many other training images pasted in, on average
+    /// (`tidalscope_data::crowd`; the pool is the first 512 images, the
+    /// draws follow the seed and the object). σ_b is measured on the
+    /// images as given. 0: off.
+    #[serde(default)]
+    pub crowd: f64,
 }
 
 /// How a fresh encoder's identity blocks are initialised
@@ -152,6 +159,7 @@ impl PretrainConfig {
             local_crop: 0,
             decorrelation: 0.0,
             average_epochs: 0,
+            crowd: 0.0,
         }
     }
 

@@ -115,7 +115,7 @@ pub fn load(
     selection: &[ObjectRef],
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
-    let transform = |img: &Cutout| preprocess.apply(img);
+    let transform = |img: &Cutout, _: ObjectRef| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());
     let cfg = LoaderConfig { batch: 64, shuffle_buffer: 1, prefetch: 2, seed: 0, drop_last: false };
     let ControlFlow::Continue(()) = for_each_batch(sources, Some(selection), &transform, cfg, |batch| {

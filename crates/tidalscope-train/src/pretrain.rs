@@ -48,9 +48,10 @@ use std::path::{Path, PathBuf};
 use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::{Augment, ViewJitter};
+use tidalscope_data::crowd::{self, Crowd, Stamp};
 use tidalscope_data::loader::{collect_all, for_each_batch, replay, Example, LoaderConfig};
 use tidalscope_data::normalise::Normaliser;
-use tidalscope_data::preprocess::{bin, Preprocess};
+use tidalscope_data::preprocess::{bin, Preprocess, PreprocessError};
 use tidalscope_data::residual::Channels;
 use tidalscope_data::split::ObjectRef;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
@@ -434,6 +435,41 @@ fn make_local_views(
     }
 }
 
+/// The sources of the first [`crowd::POOL`] training images (in source
+/// order, within `selection`) for [`PretrainConfig::crowd`], and which
+/// objects those images are.
+fn crowd_pool(
+    sources: &[&dyn Source],
+    selection: Option<&[ObjectRef]>,
+    cfg: &PretrainConfig,
+    reporter: &dyn Reporter,
+) -> Result<(Crowd, Vec<ObjectRef>)> {
+    let mut refs = Vec::new();
+    'outer: for (s, src) in sources.iter().enumerate() {
+        for index in 0..src.info().len {
+            if refs.len() == crowd::POOL || selection.is_some_and(|sel| refs.len() == sel.len()) {
+                break 'outer;
+            }
+            refs.push(ObjectRef { source: s, index, label: 0 });
+        }
+    }
+    let mut pool = Vec::with_capacity(refs.len());
+    for (s, src) in sources.iter().enumerate() {
+        let n = refs.iter().filter(|r| r.source == s).count();
+        for rec in src.records(0)?.take(n) {
+            pool.push(Stamp::find(&rec?.pixels.load()?));
+        }
+    }
+    let crowd = Crowd { pool, factor: cfg.crowd, seed: cfg.seed ^ streams::CROWD };
+    reporter.log(&format!(
+        "crowding: {} sources found in the first {} images; each image gets those of {} others on average",
+        crowd.sources(),
+        refs.len(),
+        cfg.crowd
+    ));
+    Ok((crowd, refs))
+}
+
 /// Local views are cut from anywhere in the prepared image: their crop
 /// window's margin (in local crops) is effectively unbounded, so the
 /// image caps it.
@@ -588,7 +624,18 @@ pub fn pretrain_with_cache(
         ..cfg.jitter
     });
     let sigma = preprocess.normalisation.sigma.clone();
-    let transform = |img: &Cutout| preprocess.apply(img);
+    let crowd = if cfg.crowd > 0.0 { Some(crowd_pool(sources, selection.as_deref(), cfg, reporter)?) } else { None };
+    let transform = |img: &Cutout, obj: ObjectRef| match &crowd {
+        Some((crowd, pool)) => {
+            let mut img = img.clone();
+            let own = pool.iter().position(|p| p.source == obj.source && p.index == obj.index);
+            crowd
+                .apply(&mut img, own, (obj.source as u64) << 40 | obj.index as u64)
+                .map_err(|e| PreprocessError::Mismatch(e.to_string()))?;
+            preprocess.apply(&img)
+        }
+        None => preprocess.apply(img),
+    };
     // Prepared images that fit in memory are read, binned and normalised
     // once, then replayed in the very batches streaming would give.
     // With one epoch or none left there is nothing to replay.

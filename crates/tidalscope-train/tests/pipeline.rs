@@ -346,6 +346,37 @@ fn pretraining_from_images_kept_in_memory_gives_the_streamed_run_exactly() {
     assert_eq!(representation(&kept), representation(&streamed), "weights differ");
 }
 
+/// Crowding pastes other images' sources before preparation: the run says
+/// how many it found, kept and streamed images are crowded alike (the
+/// draws follow the object, not the order of decoding), and it changes
+/// what is learnt.
+#[test]
+fn crowded_pretraining_is_the_same_kept_or_streamed_and_changes_the_encoder() {
+    let _g = BURN.lock().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let data = simulated(&dir.path().join("data"), 24, 64);
+    let dev = burn::prelude::Device::flex();
+    let cfg = PretrainConfig { max_images: 20, crowd: 3.0, ..tiny() };
+    let run = |cfg: &PretrainConfig, out: &str, bytes: usize| {
+        let lines = Lines::default();
+        let out = dir.path().join(out);
+        pretrain::pretrain_with_cache(cfg, &[data.as_ref()], &out, &dev, false, &lines, bytes).unwrap();
+        let found = lines.0.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("crowding: ").and_then(|t| t.split_whitespace().next()).and_then(|n| n.parse::<usize>().ok())
+        });
+        (out, found)
+    };
+    let (kept, found) = run(&cfg, "kept", usize::MAX);
+    let (streamed, _) = run(&cfg, "streamed", 0);
+    let (plain, none) = run(&PretrainConfig { crowd: 0.0, ..cfg.clone() }, "plain", usize::MAX);
+    assert!(found.is_some_and(|n| n > 0), "the run does not say how many sources it found: {found:?}");
+    assert_eq!(none, None, "an uncrowded run reports crowding");
+    assert_eq!(representation(&kept), representation(&streamed), "kept and streamed crowded runs differ");
+    assert_ne!(representation(&kept), representation(&plain), "crowding changed nothing");
+    let saved: PretrainConfig = toml::from_str(&std::fs::read_to_string(kept.join("config.toml")).unwrap()).unwrap();
+    assert_eq!(saved.crowd, 3.0, "config.toml records the crowding");
+}
+
 #[test]
 fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_labels() {
     let Tuning { _burn, dir, dev, data, enc } = tuning(24);
