@@ -4,7 +4,7 @@
 use crate::cli::{CompressionArg, ConvertArgs, ConvertTo};
 use crate::manifest::Manifest;
 use crate::progress;
-use anyhow::{bail, ensure, Context};
+use anyhow::{bail, Context};
 use serde::Serialize;
 use std::path::PathBuf;
 use tidalscope_data::crowd::{self, Crowd, Stamp};
@@ -53,11 +53,7 @@ fn crowd_pool(source: &dyn Source, factor: f64, seed: u64) -> anyhow::Result<Cro
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
     let clock = std::time::Instant::now();
-    ensure!(
-        args.crowd.is_finite() && (0.0..=100.0).contains(&args.crowd),
-        "--crowd must lie in [0, 100] (donor cutouts per cutout), got {}",
-        args.crowd
-    );
+    super::train::crowd_factor(args.crowd)?;
     let source = super::open_source(&args.input, &args.source, None)?;
     let info = source.info().clone();
     let crowd = if args.crowd > 0.0 { Some(crowd_pool(source.as_ref(), args.crowd, args.seed)?) } else { None };
