@@ -234,9 +234,10 @@ pub struct PretrainArgs {
     #[arg(long, value_name = "N")]
     pub average_epochs: Option<usize>,
     /// Crowding: paste into each training image the compact sources of N
-    /// other training images on average (drawn from the first 512; the
-    /// same sources as `convert --crowd`), before binning and
-    /// normalisation; σ_b is measured on the images as given (0: off).
+    /// other training images on average (drawn from the first 512; for one
+    /// dataset and no --max-images below 512, the images `convert --crowd N
+    /// --seed S` writes), before binning and normalisation; σ_b and the
+    /// representations' spread are measured on the images as given (0: off).
     #[arg(long, value_name = "N")]
     pub crowd: Option<f64>,
     /// Encoder width multiplier (paper 1, quick 0.5).
@@ -1051,12 +1052,14 @@ pub struct ConvertArgs {
     pub compression: CompressionArg,
     /// Write a crowded copy: paste into each cutout the compact sources of
     /// this many other cutouts (on average, drawn from the first 512),
-    /// e.g. to pretrain on denser fields; 2 makes a field about three times
-    /// as dense. 0: a plain conversion.
+    /// e.g. to pretrain on denser fields; 2 gives about three times the
+    /// compact sources found. 0: a plain conversion.
     #[arg(long, default_value_t = 0.0)]
     pub crowd: f64,
-    /// Seed of --crowd's draws (which donors, where, which way up).
-    #[arg(long, default_value_t = 0)]
+    /// Seed of --crowd's draws (which donors, where, which way up); with
+    /// the same seed as `pretrain --seed` (default 1 in both), the copy
+    /// holds the images `pretrain --crowd` trains on. Used only with --crowd.
+    #[arg(long, default_value_t = 1)]
     pub seed: u64,
     #[command(flatten)]
     pub source: SourceArgs,

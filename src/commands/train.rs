@@ -78,8 +78,8 @@ pub(crate) fn pretrain_config(
     Ok(cfg)
 }
 
-/// A `--crowd` factor, refused unless in [0, 100] (`pretrain` and the
-/// experiments that pretrain).
+/// A `--crowd` factor, refused unless in [0, 100] (`pretrain`, the
+/// experiments that pretrain, and `convert`).
 pub(crate) fn crowd_factor(n: f64) -> anyhow::Result<f64> {
     ensure!(
         n.is_finite() && (0.0..=100.0).contains(&n),

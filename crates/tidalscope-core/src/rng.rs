@@ -177,9 +177,9 @@ pub mod streams {
     /// they were; used like [`PRETRAIN_VIEWS`].
     pub const PRETRAIN_LOCAL_VIEWS: u64 = 0x10CA1;
     /// Crowding's draws (donors, places, orientations), in `convert
-    /// --crowd` and `pretrain --crowd` alike, so that the one writes the
-    /// images the other trains on: the seed is XORed with this and the
-    /// stream is (source << 40 | object).
+    /// --crowd` and `pretrain --crowd` alike, so that for one dataset (and
+    /// the same pool) the one writes the images the other trains on: the
+    /// seed is XORed with this and the stream is (source << 40 | object).
     pub const CROWD: u64 = 0xC20D;
     /// The support queue's random start.
     pub const QUEUE_INIT: u64 = 0x0EE0E;

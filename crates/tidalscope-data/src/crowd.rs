@@ -23,6 +23,12 @@
 //! at or above the peak threshold on the cutout's edge (cut by it), or
 //! touching a pixel that is not finite in some band, is skipped.
 //!
+//! The cutouts are taken to be sky-subtracted: a stamp carries the raw
+//! values under its footprint, so a source found on a host's halo brings
+//! that halo's light with it (below the detection threshold, a faint
+//! plateau), and a cutout whose sky sits ≳ 2σ above zero yields no
+//! sources at all (every ring's median is above the threshold).
+//!
 //! **Pasting**: each stamp in one of the 8 square symmetries, at a uniform
 //! position inside the cutout that keeps it clear of the centre by
 //! [`CLEAR`] of the side (up to [`TRIES`] draws, else left out). Values
@@ -52,15 +58,15 @@ pub const TRIES: usize = 8;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Stamp {
     /// Bands.
-    pub bands: usize,
+    bands: usize,
     /// Box height.
-    pub height: usize,
+    height: usize,
     /// Box width.
-    pub width: usize,
+    width: usize,
     /// Which box pixels belong to the source (`height`×`width`).
-    pub mask: Vec<bool>,
+    mask: Vec<bool>,
     /// Raw values, `[bands, height, width]`, 0 outside the mask.
-    pub flux: Vec<f32>,
+    flux: Vec<f32>,
 }
 
 impl Stamp {
@@ -178,7 +184,7 @@ pub struct Crowd {
     /// Each pool cutout's sources, in the order the cutouts came.
     pub pool: Vec<Vec<Stamp>>,
     /// Donor cutouts per cutout, on average (a fractional part is a chance
-    /// of one more).
+    /// of one more; drawn with replacement). Not finite or below 0: none.
     pub factor: f64,
     /// Seed of the draws (`convert` and `pretrain` use the run's seed
     /// XORed with `tidalscope_core::streams::CROWD`).
@@ -196,17 +202,20 @@ impl Crowd {
         self.pool.iter().map(Vec::len).sum()
     }
 
-    /// Pastes into `img` the sources of [`Crowd::factor`] donors on average,
-    /// never those of pool cutout `own` (the image itself, when it is one
-    /// of them). `key` picks the random stream: the same key, the same
+    /// Pastes into `img` the sources of [`Crowd::factor`] donors on average
+    /// (with replacement), never those of pool cutout `own` (the image
+    /// itself, when it is one of them). `key` picks the random stream: the same key, the same
     /// donors, places and orientations. Returns how many were pasted.
-    pub fn apply(&self, img: &mut Cutout, own: Option<usize>, key: u64) -> Result<usize, BandMismatch> {
+    pub fn apply(&self, img: &mut Cutout, own: Option<usize>, key: u64) -> Result<usize, BandsDiffer> {
         let own = own.filter(|&i| i < self.pool.len());
         let others = self.pool.len() - usize::from(own.is_some());
         if others == 0 {
             return Ok(0);
         }
         let mut rng = Rng::for_stream(self.seed, key);
+        if !(self.factor.is_finite() && self.factor > 0.0) {
+            return Ok(0);
+        }
         let donors = self.factor.floor() as usize + usize::from(rng.bernoulli(self.factor.fract()));
         let mut pasted = 0;
         for _ in 0..donors {
@@ -223,7 +232,7 @@ impl Crowd {
 /// A stamp and a cutout of different bands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("a source with {stamp} bands cannot be pasted into a cutout with {cutout}")]
-pub struct BandMismatch {
+pub struct BandsDiffer {
     /// The stamp's bands.
     pub stamp: usize,
     /// The cutout's bands.
@@ -237,14 +246,14 @@ pub fn paste<'a>(
     img: &mut Cutout,
     stamps: impl IntoIterator<Item = &'a Stamp>,
     rng: &mut Rng,
-) -> Result<usize, BandMismatch> {
+) -> Result<usize, BandsDiffer> {
     let (h, w) = (img.height(), img.width());
     let centre = ((h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0);
     let clear = CLEAR * h.min(w) as f64;
     let mut pasted = 0;
     for s in stamps {
         if s.bands != img.bands() {
-            return Err(BandMismatch { stamp: s.bands, cutout: img.bands() });
+            return Err(BandsDiffer { stamp: s.bands, cutout: img.bands() });
         }
         let (flip_y, flip_x, transpose) = (rng.bernoulli(0.5), rng.bernoulli(0.5), rng.bernoulli(0.5));
         let (ph, pw) = if transpose { (s.width, s.height) } else { (s.height, s.width) };
@@ -327,6 +336,26 @@ mod tests {
     }
 
     #[test]
+    fn a_crowd_never_pastes_an_images_own_sources() {
+        let (a, b) = (field(48, 2, &[(8.0, 9.0, 40.0, 1.5)], 6), field(48, 2, &[(40.0, 38.0, 25.0, 1.3)], 7));
+        let crowd = Crowd::new([&a, &b], 3.0, 1);
+        assert_eq!(crowd.pool.iter().map(Vec::len).collect::<Vec<_>>(), vec![1, 1]);
+        let other: f32 = crowd.pool[1][0].flux.iter().sum();
+        let target = field(48, 2, &[], 8);
+        for key in 0..4 {
+            let mut img = target.clone();
+            // Pool image 0 gets only image 1's source, three times.
+            assert_eq!(crowd.apply(&mut img, Some(0), key).unwrap(), 3);
+            let added: f32 = img.data().iter().zip(target.data()).map(|(x, y)| x - y).sum();
+            assert!((added - 3.0 * other).abs() < 1e-3 * other.abs(), "{added} vs 3 × {other}");
+        }
+        let lone = Crowd { pool: vec![crowd.pool[0].clone()], ..crowd.clone() };
+        assert_eq!(lone.apply(&mut target.clone(), Some(0), 0).unwrap(), 0, "no other image: nothing pasted");
+        let off = Crowd { factor: f64::NAN, ..crowd };
+        assert_eq!(off.apply(&mut target.clone(), None, 0).unwrap(), 0);
+    }
+
+    #[test]
     fn a_source_with_a_nan_pixel_is_skipped() {
         let mut img = field(64, 2, &[(10.0, 12.0, 30.0, 1.5)], 3);
         assert_eq!(Stamp::find(&img).len(), 1);
@@ -365,6 +394,6 @@ mod tests {
         paste(&mut other, &stamps, &mut Rng::new(10)).unwrap();
         assert_ne!(a, other);
         let mut wrong = Cutout::zeros(3, 48, 48);
-        assert_eq!(paste(&mut wrong, &stamps, &mut Rng::new(9)), Err(BandMismatch { stamp: 2, cutout: 3 }));
+        assert_eq!(paste(&mut wrong, &stamps, &mut Rng::new(9)), Err(BandsDiffer { stamp: 2, cutout: 3 }));
     }
 }

@@ -108,8 +108,9 @@ pub struct PretrainConfig {
     /// Crowding: before preparation, each training image gets the compact
     /// sources of this many other training images pasted in, on average
     /// (`tidalscope_data::crowd`; the pool is the first 512 images, the
-    /// draws follow the seed and the object). σ_b is measured on the
-    /// images as given. 0: off.
+    /// draws follow the seed and the object). σ_b and the representations'
+    /// spread (`representation.json`) are measured on the images as given.
+    /// 0: off.
     #[serde(default)]
     pub crowd: f64,
 }

@@ -444,22 +444,31 @@ fn crowd_pool(
     cfg: &PretrainConfig,
     reporter: &dyn Reporter,
 ) -> Result<(Crowd, Vec<ObjectRef>)> {
-    let mut refs = Vec::new();
-    'outer: for (s, src) in sources.iter().enumerate() {
-        for index in 0..src.info().len {
-            if refs.len() == crowd::POOL || selection.is_some_and(|sel| refs.len() == sel.len()) {
-                break 'outer;
-            }
-            refs.push(ObjectRef { source: s, index, label: 0 });
-        }
+    if !(cfg.crowd.is_finite() && (0.0..=100.0).contains(&cfg.crowd)) {
+        return Err(TrainError::Other(format!(
+            "crowd must lie in [0, 100] (other images per image), got {}",
+            cfg.crowd
+        )));
     }
+    let refs: Vec<ObjectRef> = match selection {
+        Some(sel) => sel.iter().take(crowd::POOL).copied().collect(),
+        None => ObjectRef::every(sources.iter().map(|s| s.info().len)).into_iter().take(crowd::POOL).collect(),
+    };
     let mut pool = Vec::with_capacity(refs.len());
     for (s, src) in sources.iter().enumerate() {
-        let n = refs.iter().filter(|r| r.source == s).count();
-        for rec in src.records(0)?.take(n) {
-            pool.push(Stamp::find(&rec?.pixels.load()?));
+        let mut wanted: Vec<usize> = refs.iter().filter(|r| r.source == s).map(|r| r.index).collect();
+        wanted.sort_unstable();
+        let Some(&last) = wanted.last() else { continue };
+        for rec in src.records(0)?.take(last + 1) {
+            let rec = rec?;
+            if wanted.binary_search(&rec.index).is_ok() {
+                pool.push((ObjectRef { source: s, index: rec.index, label: 0 }, Stamp::find(&rec.pixels.load()?)));
+            }
         }
     }
+    // In `refs`' order, whatever order the sources gave them in.
+    pool.sort_by_key(|(r, _)| refs.iter().position(|x| x.source == r.source && x.index == r.index));
+    let (refs, pool): (Vec<ObjectRef>, Vec<Vec<Stamp>>) = pool.into_iter().unzip();
     let crowd = Crowd { pool, factor: cfg.crowd, seed: cfg.seed ^ streams::CROWD };
     reporter.log(&format!(
         "crowding: {} sources found in the first {} images; each image gets those of {} others on average",
