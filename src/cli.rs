@@ -1132,6 +1132,12 @@ pub struct SimulateArgs {
     /// relations' (Shen et al. 2003), 0.1 to 10.
     #[arg(long, default_value_t = 1.0)]
     pub host_size: f64,
+    /// How much fainter (mag/arcsec²) than a feature the host must be where
+    /// the feature lies, −3 to 3: 1 (the default) puts features where they
+    /// more than double the light; 0 where they equal the host's; −0.5 on
+    /// host light 1.6× theirs, as faint bumps on a galaxy's halo.
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+    pub feature_contrast: f64,
     /// Output format.
     #[arg(long, value_enum, default_value = "npy")]
     pub format: SimFormat,

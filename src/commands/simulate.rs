@@ -40,6 +40,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         companion_probability: args.companion_probability,
         crowding: args.crowding,
         host_size: args.host_size,
+        feature_contrast: args.feature_contrast,
         seed: args.seed,
     };
     let sim = Simulator::new(config.clone(), args.n)?;
@@ -216,6 +217,7 @@ pub fn mock_set(
         companion_probability: 0.15,
         crowding: 1.0,
         host_size: 1.0,
+        feature_contrast: tidalscope_sim::FEATURE_CONTRAST,
         format: SimFormat::Npy,
         preview: 24,
         jobs: None,

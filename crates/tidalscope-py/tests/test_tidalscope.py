@@ -129,6 +129,12 @@ def test_simulate_is_bit_identical_to_the_cli(cli, images):
     # The catalogue gives r_half to 1e-4 arcsec: 1.5 × a rounded value is
     # within 1.25e-4 of the rounded 1.5 × value.
     np.testing.assert_allclose(crowded_cat["r_half"], 1.5 * np.asarray(catalog["r_half"]), rtol=0, atol=1.5e-4)
+    # Features on brighter host light: the same objects, other pixels.
+    faint, faint_cat = ts.simulate(40, size=32, feature_contrast=-0.5)
+    assert faint.tobytes() != got.tobytes()
+    np.testing.assert_array_equal(faint_cat["label"], catalog["label"])
+    with pytest.raises(ValueError, match="feature contrast"):
+        ts.simulate(1, size=32, feature_contrast=4.0)
 
 
 def test_read_gives_every_format_as_the_cli_reads_it(cli, images):

@@ -61,6 +61,15 @@ pub struct SimConfig {
     /// (and a companion's size, drawn relative to its host's, follows).
     #[serde(default = "one")]
     pub host_size: f64,
+    /// How much fainter (mag/arcsec²) than a feature the host must be
+    /// where the feature lies ([`FEATURE_CONTRAST`] by default: the
+    /// feature more than doubles the light there). 0 puts features where
+    /// they equal the host's light; negative values on brighter host light
+    /// (−0.5: the feature adds 63% to it), as on images where features are
+    /// faint bumps on a galaxy's halo; between [`MIN_CONTRAST`] and
+    /// [`MAX_CONTRAST`].
+    #[serde(default = "default_contrast")]
+    pub feature_contrast: f64,
     /// Run seed.
     pub seed: u64,
 }
@@ -75,6 +84,7 @@ impl Default for SimConfig {
             companion_probability: 0.15,
             crowding: 1.0,
             host_size: 1.0,
+            feature_contrast: FEATURE_CONTRAST,
             seed: 1,
         }
     }
@@ -83,6 +93,22 @@ impl Default for SimConfig {
 /// The default of the scale factors (run records written before them).
 fn one() -> f64 {
     1.0
+}
+
+/// The default [`SimConfig::feature_contrast`] (and that of run records
+/// written before it existed).
+pub const FEATURE_CONTRAST: f64 = 1.0;
+
+/// Smallest [`SimConfig::feature_contrast`] accepted: 3 mag below the
+/// host's light a feature adds 6% to it.
+pub const MIN_CONTRAST: f64 = -3.0;
+
+/// Largest [`SimConfig::feature_contrast`] accepted: beyond it most
+/// features would have to be brightened to fit in the cutout.
+pub const MAX_CONTRAST: f64 = 3.0;
+
+fn default_contrast() -> f64 {
+    FEATURE_CONTRAST
 }
 
 /// Largest [`SimConfig::crowding`] and [`SimConfig::host_size`] accepted:
@@ -134,6 +160,7 @@ impl Simulator {
             ("companion probability", config.companion_probability, 0.0, 1.0),
             ("crowding", config.crowding, 0.0, MAX_SCALE),
             ("host size", config.host_size, 0.1, MAX_SCALE),
+            ("feature contrast", config.feature_contrast, MIN_CONTRAST, MAX_CONTRAST),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(SimError::OutOfRange { name, value, min, max });
@@ -151,6 +178,7 @@ impl Simulator {
             companion_probability: config.companion_probability,
             crowding: config.crowding,
             host_size: config.host_size,
+            feature_contrast: config.feature_contrast,
         };
         Ok(Self { config, params, labels })
     }

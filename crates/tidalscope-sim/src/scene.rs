@@ -21,7 +21,8 @@
 //! * Tidal features: positives carry one (30%: two) features whose r-band
 //!   surface brightness lies between 24.5 mag/arcsec² and the survey's
 //!   visibility limit; near-miss negatives carry one that is 1–2.5 mag fainter
-//!   than the limit.
+//!   than the limit. Each lies outside the radius where the host is
+//!   [`SceneParams::feature_contrast`] mag fainter than it.
 
 use crate::cosmology;
 use crate::feature::{Curve, Feature, FeatureKind, Plume, Ridge, ShellArc};
@@ -292,6 +293,9 @@ pub struct SceneParams {
     /// Host half-light radii as a multiple of the size–luminosity
     /// relations' (a companion's size follows its host's).
     pub host_size: f64,
+    /// How much fainter (mag/arcsec²) than a feature the host must be
+    /// at the radius outside which the feature lies.
+    pub feature_contrast: f64,
 }
 
 /// Colour offsets (m_b − m_r for g, r, i, z, y) of a population at redshift z.
@@ -416,10 +420,6 @@ fn sample_host(rng: &mut Rng, zp: f64, centre: (f64, f64), size_scale: f64) -> H
     Host { components, mag_r, z, r_half, n, bt, q, pa, colour }
 }
 
-/// How much fainter (mag) than a feature the host must be where the feature
-/// lies.
-const HOST_CONTRAST: f64 = 1.0;
-
 /// Mean r-band surface brightness (flux per arcsec²) of the host on the
 /// circle of radius `r` arcsec around its centre.
 fn host_sb(host: &Host, centre: (f64, f64), r: f64) -> f64 {
@@ -435,13 +435,22 @@ fn host_sb(host: &Host, centre: (f64, f64), r: f64) -> f64 {
 }
 
 /// Where a feature of r-band SB `mu` can sit so that the host does not
-/// swamp it: the radius beyond which the host is 1 mag fainter than the
-/// feature (the feature then more than doubles the light there). A visible feature (`visible`) that would have to sit outside
-/// the cutout is brightened until it fits at 0.6 of the half-width, so a
-/// label of 1 always means something a person could see. Returns the
-/// (possibly brightened) SB and that radius.
-fn placement(host: &Host, centre: (f64, f64), mu: f64, visible: bool, half_fov: f64, zp: f64) -> (f64, f64) {
-    let target = units::sb_to_flux_density(mu + HOST_CONTRAST, zp);
+/// swamp it: the radius beyond which the host is `contrast` mag fainter
+/// than the feature (at the default 1 the feature more than doubles the
+/// light there), and never inside 1.2 half-light radii. A visible feature
+/// (`visible`) that would have to sit outside the cutout is brightened
+/// until it fits at 0.6 of the half-width, so a label of 1 always means
+/// something a person could see. Returns the (possibly brightened) SB and
+/// that radius.
+fn placement(
+    host: &Host,
+    centre: (f64, f64),
+    (mu, contrast): (f64, f64),
+    visible: bool,
+    half_fov: f64,
+    zp: f64,
+) -> (f64, f64) {
+    let target = units::sb_to_flux_density(mu + contrast, zp);
     let (mut lo, mut hi) = (0.0, 3.0 * half_fov);
     if host_sb(host, centre, hi) > target {
         lo = hi;
@@ -460,7 +469,7 @@ fn placement(host: &Host, centre: (f64, f64), mu: f64, visible: bool, half_fov: 
     if r0 <= limit {
         (mu, r0)
     } else if visible {
-        let brighter = units::flux_density_to_sb(host_sb(host, centre, limit), zp) - HOST_CONTRAST;
+        let brighter = units::flux_density_to_sb(host_sb(host, centre, limit), zp) - contrast;
         (brighter.min(mu), limit)
     } else {
         (mu, limit)
@@ -632,7 +641,7 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
     // The first feature sets the label; its SB is the one catalogued.
     let mut feature_sb: Option<f64> = None;
     for (k, (&kind, &mu)) in kinds.iter().zip(&sbs).enumerate() {
-        let (mu, r0) = placement(&host, centre, mu, label == 1 && k == 0, half_fov, zp);
+        let (mu, r0) = placement(&host, centre, (mu, params.feature_contrast), label == 1 && k == 0, half_fov, zp);
         let (feature, recorded) = sample_feature(kind, mu, r0, &host, centre, half_fov, zp, rng);
         // Features share the host's colours, shifted; tails are often bluer.
         let mut off = host.colour;
@@ -752,4 +761,37 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
         survey: survey.name.name().to_string(),
     };
     Scene { components, stars, psf_fwhm, noise_sigma, sky_residual: rng.range(0.05, 0.15), centre, truth }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_feature_sits_where_the_host_is_contrast_mag_fainter_than_it() {
+        let zp = 27.0;
+        let mut rng = Rng::new(3);
+        let mut placed = 0;
+        for _ in 0..50 {
+            let host = sample_host(&mut rng, zp, (0.0, 0.0), 1.0);
+            let mu = rng.range(24.5, 27.5);
+            let mut last = f64::INFINITY;
+            for contrast in [1.0, 0.0, -0.5, -1.0] {
+                // A cutout wide enough that nothing is brightened to fit.
+                let (got, r0) = placement(&host, (0.0, 0.0), (mu, contrast), true, 1e4, zp);
+                assert_eq!(got, mu, "not brightened");
+                assert!(r0 <= last, "lower contrast, no farther out: {r0} after {last}");
+                last = r0;
+                // Where the host's own light sets the radius (not the floor
+                // of 1.2 half-light radii or 2″), it is `contrast` mag
+                // fainter there than the feature.
+                if r0 > (1.2 * host.r_half).max(2.0) + 1e-9 {
+                    let host_mu = units::flux_density_to_sb(host_sb(&host, (0.0, 0.0), r0), zp);
+                    assert!((host_mu - (mu + contrast)).abs() < 1e-6, "{host_mu} vs {mu} + {contrast}");
+                    placed += 1;
+                }
+            }
+        }
+        assert!(placed > 50, "only {placed} placements were set by the host's light");
+    }
 }

@@ -284,7 +284,7 @@ fn same_seed_same_bytes_and_label_fraction_is_exact() {
 }
 
 #[test]
-fn crowding_scales_the_field_and_host_size_the_hosts_and_nothing_else() {
+fn crowding_scales_the_field_host_size_the_hosts_and_contrast_moves_the_features() {
     let base = SimConfig { seed: 21, ..SimConfig::default() };
     let n = 200;
     let scenes = |cfg: SimConfig| {
@@ -295,6 +295,7 @@ fn crowding_scales_the_field_and_host_size_the_hosts_and_nothing_else() {
     let crowded = scenes(SimConfig { crowding: 3.0, ..base.clone() });
     let empty = scenes(SimConfig { crowding: 0.0, ..base.clone() });
     let big = scenes(SimConfig { host_size: 1.5, ..base.clone() });
+    let faint = scenes(SimConfig { feature_contrast: -0.5, ..base.clone() });
     // The host, its features and the companion are drawn before the field,
     // so an empty field leaves exactly them: the rest of each scene is the
     // field's galaxies and stars.
@@ -311,14 +312,29 @@ fn crowding_scales_the_field_and_host_size_the_hosts_and_nothing_else() {
         assert!((b.truth.r_half / p.truth.r_half - 1.5).abs() < 1e-12, "host size 1.5");
         assert_eq!((p.truth.label, p.truth.host_mag_r), (b.truth.label, b.truth.host_mag_r));
     }
+    // Features on brighter host light: the same objects and feature types,
+    // placed further in (so fewer visible ones need brightening to fit).
+    for (p, f) in plain.iter().zip(&faint) {
+        assert_eq!(
+            (p.truth.label, p.truth.kind, p.truth.host_mag_r),
+            (f.truth.label, f.truth.kind, f.truth.host_mag_r)
+        );
+        assert_eq!(p.truth.feature_types, f.truth.feature_types);
+        assert_eq!((p.components.len(), p.stars.len()), (f.components.len(), f.stars.len()));
+    }
+    let brightened =
+        |s: &[Scene]| s.iter().filter(|s| s.truth.label == 1 && s.truth.feature_sb.is_some_and(|m| m < 24.5)).count();
+    assert!(brightened(&faint) <= brightened(&plain), "{} vs {}", brightened(&faint), brightened(&plain));
     // Out of range, and not a number: an error naming the setting.
     for cfg in [
         SimConfig { crowding: -1.0, ..base.clone() },
         SimConfig { crowding: f64::NAN, ..base.clone() },
         SimConfig { host_size: 0.0, ..base.clone() },
         SimConfig { host_size: 11.0, ..base.clone() },
+        SimConfig { feature_contrast: 3.5, ..base.clone() },
+        SimConfig { feature_contrast: f64::NAN, ..base.clone() },
     ] {
         let err = Simulator::new(cfg, 1).unwrap_err().to_string();
-        assert!(err.contains("crowding") || err.contains("host size"), "{err}");
+        assert!(err.contains("crowding") || err.contains("host size") || err.contains("feature contrast"), "{err}");
     }
 }
