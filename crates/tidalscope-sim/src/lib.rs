@@ -107,6 +107,7 @@ pub const MIN_CONTRAST: f64 = -3.0;
 /// features would have to be brightened to fit in the cutout.
 pub const MAX_CONTRAST: f64 = 3.0;
 
+/// [`FEATURE_CONTRAST`], for run records written before it existed.
 fn default_contrast() -> f64 {
     FEATURE_CONTRAST
 }

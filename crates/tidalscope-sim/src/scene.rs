@@ -437,7 +437,7 @@ fn host_sb(host: &Host, centre: (f64, f64), r: f64) -> f64 {
 /// Where a feature of r-band SB `mu` can sit so that the host does not
 /// swamp it: the radius beyond which the host is `contrast` mag fainter
 /// than the feature (at the default 1 the feature more than doubles the
-/// light there), and never inside 1.2 half-light radii. A visible feature
+/// light there), and never inside 1.2 half-light radii or 2″. A visible feature
 /// (`visible`) that would have to sit outside the cutout is brightened
 /// until it fits at 0.6 of the half-width, so a label of 1 always means
 /// something a person could see. Returns the (possibly brightened) SB and
