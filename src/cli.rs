@@ -1202,6 +1202,11 @@ pub struct ExperimentLabelsArgs {
     /// Simulated test cutouts (default 1000 with --quick, else 2000).
     #[arg(long)]
     pub n_test: Option<usize>,
+    /// Simulated data only: how much fainter than a feature the host must
+    /// be where the feature lies (`simulate --feature-contrast`, −3 to 3;
+    /// default 1); −0.5 puts features on brighter host light.
+    #[arg(long, allow_negative_numbers = true)]
+    pub feature_contrast: Option<f64>,
     /// Pretraining preset when no --encoder is given.
     #[arg(long, value_enum, default_value = "quick")]
     pub preset: PresetArg,

@@ -106,8 +106,9 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     stage("simulate");
     let t = std::time::Instant::now();
-    super::simulate::mock_set(&out.join("train"), args.n, args.seed, SurveyArg::HscUd, 0.3)?;
-    super::simulate::mock_set(&out.join("test"), args.n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
+    let mocks = (0.3, tidalscope_sim::FEATURE_CONTRAST);
+    super::simulate::mock_set(&out.join("train"), args.n, args.seed, SurveyArg::HscUd, mocks)?;
+    super::simulate::mock_set(&out.join("test"), args.n_test, args.seed + 1_000_003, SurveyArg::HscUd, mocks)?;
     timings.push(("simulate".into(), t.elapsed().as_secs_f64()));
 
     stage("pretrain");

@@ -28,6 +28,7 @@ use tidalscope_eval::whiten::Whitening;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
+use tidalscope_sim::FEATURE_CONTRAST;
 use tidalscope_train::config::{Channels, FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::representation;
 
@@ -333,6 +334,11 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         }
     });
     ensure!(args.data.is_some() == args.test.is_some(), "give both --data and --test, or neither (simulated data)");
+    ensure!(
+        args.data.is_none() || args.feature_contrast.is_none(),
+        "--feature-contrast sets how the simulated mocks are made: give it without --data and --test"
+    );
+    let feature_contrast = args.feature_contrast.unwrap_or(FEATURE_CONTRAST);
     if args.encoder.is_some() {
         no_overrides_with(&args.pretrain, "--encoder is already pretrained")?;
     }
@@ -386,8 +392,9 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         // Neither (both or neither was checked above).
         _ => {
             eprintln!("== simulate {n_train} training and {n_test} test cutouts (HSC-SSP Ultradeep)");
-            super::simulate::mock_set(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, 0.3)?;
-            super::simulate::mock_set(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, 0.3)?;
+            let mocks = (0.3, feature_contrast);
+            super::simulate::mock_set(&out.join("train"), n_train, args.seed, SurveyArg::HscUd, mocks)?;
+            super::simulate::mock_set(&out.join("test"), n_test, args.seed + 1_000_003, SurveyArg::HscUd, mocks)?;
             (out.join("train"), out.join("test"))
         }
     };
@@ -571,6 +578,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         quick: bool,
         data: String,
         test: String,
+        feature_contrast: Option<f64>,
         encoder: String,
         labels: &'a [usize],
         seeds: usize,
@@ -601,6 +609,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         quick: q,
         data: train_dir.display().to_string(),
         test: test_dir.display().to_string(),
+        feature_contrast: args.data.is_none().then_some(feature_contrast),
         encoder: encoder.display().to_string(),
         labels: &counts,
         seeds,
@@ -747,7 +756,20 @@ fn write_labels_report(
     writeln!(r, "# Label efficiency: tidal-feature classification vs number of labels\n")?;
     match (&args.data, &args.test) {
         (Some(d), Some(t)) => writeln!(r, "Data: training `{}`, test `{}`.", d.display(), t.display())?,
-        _ => writeln!(r, "Data: simulated HSC-SSP Ultradeep cutouts, {n_train} for training (30% tidal) and an independent test set of {n_test} (another seed).")?,
+        _ => writeln!(
+            r,
+            "Data: simulated HSC-SSP Ultradeep cutouts, {n_train} for training (30% tidal) and an independent test set of {n_test} (another seed){}.",
+            match args.feature_contrast {
+                // The feature's light as a share of the host's where it
+                // starts: 10^(0.4 m).
+                Some(m) if m != FEATURE_CONTRAST => format!(
+                    ", each feature starting where it adds {:.0}% to the host's light (`--feature-contrast {m}`; by default {:.0}%)",
+                    100.0 * 10f64.powf(0.4 * m),
+                    100.0 * 10f64.powf(0.4 * FEATURE_CONTRAST)
+                ),
+                _ => String::new(),
+            }
+        )?,
     }
     writeln!(
         r,
@@ -1000,7 +1022,13 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
                     "== {name}: simulate {n_train}, pretrain ({} epochs), fine-tune ({ft_epochs} epochs)",
                     pre_epochs
                 );
-                super::simulate::mock_set(&dir.join("train"), n_train, args.seed + 17 * k as u64, *survey, 0.3)?;
+                super::simulate::mock_set(
+                    &dir.join("train"),
+                    n_train,
+                    args.seed + 17 * k as u64,
+                    *survey,
+                    (0.3, FEATURE_CONTRAST),
+                )?;
                 pretrain(&dir.join("train"), &dir.join("encoder"), &pre_cfg, &device)?;
                 let src = super::open_source(&dir.join("train"), &SourceArgs::auto(), None)?;
                 let cfg = FinetuneConfig {
@@ -1025,7 +1053,13 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
             }
         };
         eprintln!("== {name}: recovery set of {n} cutouts (half with features)");
-        super::simulate::mock_set(&dir.join("recovery"), n, args.seed + 1_000_003 + k as u64, *survey, 0.5)?;
+        super::simulate::mock_set(
+            &dir.join("recovery"),
+            n,
+            args.seed + 1_000_003 + k as u64,
+            *survey,
+            (0.5, FEATURE_CONTRAST),
+        )?;
         let set = load_set(&dir.join("recovery"))?;
         let scores = score(&model, &set, &device)?;
         let rec = recover(name, &set, &scores)?;

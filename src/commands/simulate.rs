@@ -198,13 +198,14 @@ fn write_preview(path: &Path, mocks: &[Mock], title: &str) -> anyhow::Result<()>
 
 /// Simulates the built-in mock set `demo` and the experiments use:
 /// 128×128 npy cutouts, a quarter of the negatives near misses, companions
-/// at 15%, a 24-cutout preview.
+/// at 15%, a 24-cutout preview, features placed at `feature_contrast`
+/// ([`tidalscope_sim::FEATURE_CONTRAST`] unless an experiment asks).
 pub fn mock_set(
     dir: &std::path::Path,
     n: usize,
     seed: u64,
     survey: SurveyArg,
-    tidal_fraction: f64,
+    (tidal_fraction, feature_contrast): (f64, f64),
 ) -> anyhow::Result<()> {
     run(SimulateArgs {
         n,
@@ -217,7 +218,7 @@ pub fn mock_set(
         companion_probability: 0.15,
         crowding: 1.0,
         host_size: 1.0,
-        feature_contrast: tidalscope_sim::FEATURE_CONTRAST,
+        feature_contrast,
         format: SimFormat::Npy,
         preview: 24,
         jobs: None,

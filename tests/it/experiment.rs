@@ -39,7 +39,7 @@ fn without_seconds(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly() {
     let d = Dir::new();
     let mut a = TINY_LABELS.to_vec();
-    a.extend(["--out", "one", "--pretrain-lr", "3e-3"]);
+    a.extend(["--out", "one", "--pretrain-lr", "3e-3", "--feature-contrast", "-0.5"]);
     d.ok(&a);
     let (header, rows) = read_csv(&d.join("one/results.csv"));
     assert_eq!(header[..4], ["method", "labels", "seed", "auc"].map(String::from));
@@ -83,9 +83,22 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
     assert!(run.contains("pretrain_local_views = 4") && run.contains("pretrain_epochs = 1"), "{run}");
     assert!(run.contains("pretrain_decorrelation = 1.0") && run.contains("pretrain_lr = 0.003"), "{run}");
+    // The mocks were made with the features on brighter host light, and say so.
+    assert!(run.contains("feature_contrast = -0.5"), "{run}");
+    for set in ["train", "test"] {
+        let sim = std::fs::read_to_string(d.join(&format!("one/{set}/run.toml"))).unwrap();
+        assert!(sim.contains("feature_contrast = -0.5"), "{set}: {sim}");
+    }
+    let report = std::fs::read_to_string(d.join("one/report.md")).unwrap();
+    assert!(report.contains("adds 63% to the host's light (`--feature-contrast -0.5`"), "{report}");
+    // Given data, nothing is simulated: the option is refused, not ignored.
+    let mut given = TINY_LABELS.to_vec();
+    given.extend(["--out", "no", "--data", "one/train", "--test", "one/test", "--feature-contrast", "0"]);
+    let err = d.fails(&given);
+    assert!(err.contains("--feature-contrast") && err.contains("without --data"), "{err}");
     // With --encoder nothing is pretrained, and run.toml says no pretraining settings.
     let run = std::fs::read_to_string(d.join("two/run.toml")).unwrap();
-    assert!(!run.contains("pretrain_"), "{run}");
+    assert!(!run.contains("pretrain_") && !run.contains("feature_contrast"), "{run}");
     assert!(run.contains("one/encoder") && run.contains("finetune_lr_schedule = \"cosine\""), "{run}");
     let config =
         |run: &str, m: &str| std::fs::read_to_string(d.join(&format!("{run}/runs/{m}-40-seed1/config.toml"))).unwrap();
