@@ -81,10 +81,7 @@ pub(crate) fn pretrain_config(
 /// A `--crowd` factor, refused unless in [0, 100] (`pretrain`, the
 /// experiments that pretrain, and `convert`).
 pub(crate) fn crowd_factor(n: f64) -> anyhow::Result<f64> {
-    ensure!(
-        n.is_finite() && (0.0..=100.0).contains(&n),
-        "--crowd must lie in [0, 100] (other images per image), got {n}"
-    );
+    tidalscope_data::crowd::check_factor(n).map_err(|e| anyhow::anyhow!("--crowd {e}, got {n}"))?;
     Ok(n)
 }
 

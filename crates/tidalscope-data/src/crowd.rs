@@ -177,6 +177,20 @@ impl Stamp {
 /// thousands of distinct sources, few enough to hold in memory.
 pub const POOL: usize = 512;
 
+/// Checks a crowding factor (donor cutouts per cutout, on average) given
+/// by a user: finite and in [0, 100].
+///
+/// # Errors
+/// What is wrong, for the caller to prefix with the option's name and to
+/// follow with the value.
+pub fn check_factor(factor: f64) -> Result<(), &'static str> {
+    if factor.is_finite() && (0.0..=100.0).contains(&factor) {
+        Ok(())
+    } else {
+        Err("must lie in [0, 100] (other images per image)")
+    }
+}
+
 /// The sources of a pool of cutouts, and how many cutouts' worth to paste
 /// into each cutout.
 #[derive(Debug, Clone)]

@@ -444,12 +444,7 @@ fn crowd_pool(
     cfg: &PretrainConfig,
     reporter: &dyn Reporter,
 ) -> Result<(Crowd, Vec<ObjectRef>)> {
-    if !(cfg.crowd.is_finite() && (0.0..=100.0).contains(&cfg.crowd)) {
-        return Err(TrainError::Other(format!(
-            "crowd must lie in [0, 100] (other images per image), got {}",
-            cfg.crowd
-        )));
-    }
+    crowd::check_factor(cfg.crowd).map_err(|e| TrainError::Other(format!("crowd {e}, got {}", cfg.crowd)))?;
     let refs: Vec<ObjectRef> = match selection {
         Some(sel) => sel.iter().take(crowd::POOL).copied().collect(),
         None => ObjectRef::every(sources.iter().map(|s| s.info().len)).into_iter().take(crowd::POOL).collect(),
