@@ -7,7 +7,8 @@ use crate::progress;
 use anyhow::{bail, Context};
 use serde::Serialize;
 use std::path::PathBuf;
-use tidalscope_data::crowd::{self, Crowd, Stamp};
+use tidalscope_data::crowd::{self, Crowd};
+use tidalscope_data::split::ObjectRef;
 use tidalscope_io::csv::CsvWriter;
 use tidalscope_io::fits::StackWriter;
 use tidalscope_io::npy::NpyWriter;
@@ -35,18 +36,11 @@ struct CrowdRecord {
 
 /// The sources of the first [`crowd::POOL`] cutouts, for `--crowd`.
 fn crowd_pool(source: &dyn Source, factor: f64, seed: u64) -> anyhow::Result<Crowd> {
-    let n = source.info().len.min(crowd::POOL);
-    let bar = progress::bar(n as u64, "finding sources", "cutouts");
-    let pool = source
-        .records(0)?
-        .take(n)
-        .map(|rec| {
-            bar.inc(1);
-            Ok(Stamp::find(&rec?.pixels.load()?))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let refs: Vec<ObjectRef> = ObjectRef::every([source.info().len]).into_iter().take(crowd::POOL).collect();
+    let bar = progress::bar(refs.len() as u64, "finding sources", "cutouts");
+    let crowd = Crowd::read(&[source], &refs, factor, seed ^ tidalscope_core::streams::CROWD, &mut || bar.inc(1))?;
     bar.finish_and_clear();
-    Ok(Crowd { pool, factor, seed: seed ^ tidalscope_core::streams::CROWD })
+    Ok(crowd)
 }
 
 /// Runs `convert`.

@@ -211,6 +211,35 @@ impl Crowd {
         Self { pool: pool.into_iter().map(Stamp::find).collect(), factor, seed }
     }
 
+    /// A crowd from the sources of the images `refs` of `sources`, in
+    /// `refs`' order, each source read once from its start up to the last
+    /// image wanted; `progress` is called after each image is searched.
+    ///
+    /// # Errors
+    /// Reading a source or loading an image.
+    pub fn read(
+        sources: &[&dyn tidalscope_io::source::Source],
+        refs: &[crate::split::ObjectRef],
+        factor: f64,
+        seed: u64,
+        progress: &mut dyn FnMut(),
+    ) -> tidalscope_io::Result<Self> {
+        let order: std::collections::HashMap<(usize, usize), usize> =
+            refs.iter().enumerate().map(|(k, r)| ((r.source, r.index), k)).collect();
+        let mut pool = vec![Vec::new(); refs.len()];
+        for (s, src) in sources.iter().enumerate() {
+            let Some(last) = refs.iter().filter(|r| r.source == s).map(|r| r.index).max() else { continue };
+            for rec in src.records(0)?.take(last + 1) {
+                let rec = rec?;
+                if let Some(&k) = order.get(&(s, rec.index)) {
+                    pool[k] = Stamp::find(&rec.pixels.load()?);
+                    progress();
+                }
+            }
+        }
+        Ok(Self { pool, factor, seed })
+    }
+
     /// Sources in the pool.
     pub fn sources(&self) -> usize {
         self.pool.iter().map(Vec::len).sum()
@@ -329,6 +358,49 @@ mod tests {
             }
         }
         img
+    }
+
+    /// Reading a pool from several sources, wanted in any order, gives the
+    /// sources of exactly those images in that order, each read once.
+    #[test]
+    fn a_pool_read_from_sources_holds_the_wanted_images_in_the_order_asked() {
+        use crate::split::ObjectRef;
+        use tidalscope_io::source::{open, OpenOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let images: Vec<Vec<Cutout>> = (0..2)
+            .map(|s| {
+                (0..4)
+                    .map(|i| {
+                        let at = 8.0 + 6.0 * i as f64;
+                        field(48, 2, &[(at, 40.0 - at, 30.0, 1.5), (40.0, at, 20.0 + 10.0 * s as f32, 1.2)], 10 * s + i)
+                    })
+                    .collect()
+            })
+            .collect();
+        let sources: Vec<_> = images
+            .iter()
+            .enumerate()
+            .map(|(s, imgs)| {
+                let path = dir.path().join(format!("s{s}.npy"));
+                let mut w = tidalscope_io::npy::NpyWriter::create(&path, &[imgs.len(), 48, 48, 2]).unwrap();
+                let mut hwc = vec![0f32; 48 * 48 * 2];
+                for img in imgs {
+                    img.write_hwc(&mut hwc);
+                    w.write(&hwc).unwrap();
+                }
+                w.finish().unwrap();
+                open(&path, &OpenOptions::default()).unwrap()
+            })
+            .collect();
+        let sources: Vec<&dyn tidalscope_io::source::Source> = sources.iter().map(|s| s.as_ref()).collect();
+        let want = [(1, 2), (0, 3), (0, 0), (1, 0)];
+        let refs: Vec<ObjectRef> = want.iter().map(|&(source, index)| ObjectRef { source, index, label: 0 }).collect();
+        let mut calls = 0;
+        let crowd = Crowd::read(&sources, &refs, 2.0, 7, &mut || calls += 1).unwrap();
+        let expect = Crowd::new(want.iter().map(|&(s, i)| &images[s][i]), 2.0, 7);
+        assert_eq!(crowd.pool, expect.pool);
+        assert!(crowd.sources() >= 4, "{}", crowd.sources());
+        assert_eq!(calls, want.len(), "one call per image searched");
     }
 
     #[test]

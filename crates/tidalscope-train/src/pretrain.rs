@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use tidalscope_core::streams;
 use tidalscope_core::{Cutout, Rng};
 use tidalscope_data::augment::{Augment, ViewJitter};
-use tidalscope_data::crowd::{self, Crowd, Stamp};
+use tidalscope_data::crowd::{self, Crowd};
 use tidalscope_data::loader::{collect_all, for_each_batch, replay, Example, LoaderConfig};
 use tidalscope_data::normalise::Normaliser;
 use tidalscope_data::preprocess::{bin, Preprocess, PreprocessError};
@@ -449,22 +449,7 @@ fn crowd_pool(
         Some(sel) => sel.iter().take(crowd::POOL).copied().collect(),
         None => ObjectRef::every(sources.iter().map(|s| s.info().len)).into_iter().take(crowd::POOL).collect(),
     };
-    let mut pool = Vec::with_capacity(refs.len());
-    for (s, src) in sources.iter().enumerate() {
-        let mut wanted: Vec<usize> = refs.iter().filter(|r| r.source == s).map(|r| r.index).collect();
-        wanted.sort_unstable();
-        let Some(&last) = wanted.last() else { continue };
-        for rec in src.records(0)?.take(last + 1) {
-            let rec = rec?;
-            if wanted.binary_search(&rec.index).is_ok() {
-                pool.push((ObjectRef { source: s, index: rec.index, label: 0 }, Stamp::find(&rec.pixels.load()?)));
-            }
-        }
-    }
-    // In `refs`' order, whatever order the sources gave them in.
-    pool.sort_by_key(|(r, _)| refs.iter().position(|x| x.source == r.source && x.index == r.index));
-    let (refs, pool): (Vec<ObjectRef>, Vec<Vec<Stamp>>) = pool.into_iter().unzip();
-    let crowd = Crowd { pool, factor: cfg.crowd, seed: cfg.seed ^ streams::CROWD };
+    let crowd = Crowd::read(sources, &refs, cfg.crowd, cfg.seed ^ streams::CROWD, &mut || ())?;
     reporter.log(&format!(
         "crowding: {} sources found in the first {} images; each image gets those of {} others on average",
         crowd.sources(),
