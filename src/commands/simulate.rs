@@ -110,8 +110,9 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     catalog.finish()?;
     if !preview.is_empty() {
         let title = format!(
-            "tidalscope simulate · {} · seed {} · first {} of {} (asinh RGB from i, r, g)",
+            "tidalscope simulate · {}{} · seed {} · first {} of {} (asinh RGB from i, r, g)",
             sim.survey().name,
+            departures(&config).iter().map(|d| format!(" · {d}")).collect::<String>(),
             args.seed,
             preview.len(),
             args.n
@@ -175,6 +176,24 @@ fn write_fits(dir: &Path, sim: &Simulator, mock: &Mock) -> anyhow::Result<()> {
 /// A labelled mosaic of the first cutouts, as Lupton et al. (2004) asinh
 /// RGB from i, r, g, stretched relative to each cutout's own noise so faint
 /// features show as they would to a person inspecting the survey.
+/// The scene options of `config` that differ from the defaults, as their
+/// flags, so that a preview of an unusual set says so.
+fn departures(config: &SimConfig) -> Vec<String> {
+    let d = SimConfig::default();
+    [
+        ("--tidal-fraction", config.tidal_fraction, d.tidal_fraction),
+        ("--near-miss-fraction", config.near_miss_fraction, d.near_miss_fraction),
+        ("--companion-probability", config.companion_probability, d.companion_probability),
+        ("--crowding", config.crowding, d.crowding),
+        ("--host-size", config.host_size, d.host_size),
+        ("--feature-contrast", config.feature_contrast, d.feature_contrast),
+    ]
+    .into_iter()
+    .filter(|(_, v, default)| v != default)
+    .map(|(flag, v, _)| format!("{flag} {v}"))
+    .collect()
+}
+
 fn write_preview(path: &Path, mocks: &[Mock], title: &str) -> anyhow::Result<()> {
     let tiles: Vec<Tile> = mocks
         .iter()
@@ -223,4 +242,16 @@ pub fn mock_set(
         preview: 24,
         jobs: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_preview_names_the_scene_options_that_differ_from_the_defaults() {
+        assert!(departures(&SimConfig::default()).is_empty());
+        let unusual = SimConfig { crowding: 3.0, feature_contrast: -0.5, seed: 9, ..SimConfig::default() };
+        assert_eq!(departures(&unusual), ["--crowding 3", "--feature-contrast -0.5"]);
+    }
 }
