@@ -387,6 +387,12 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes || args.finetune_distill == 0,
         "--finetune-distill gives fine-tuning unlabelled images: add finetune to --methods"
     );
+    ensure!(
+        finetunes || args.finetune_cv_folds == 0,
+        "--finetune-cv-folds chooses how far fine-tuning goes: add finetune to --methods"
+    );
+    FinetuneConfig::check_cv_folds(args.finetune_cv_folds, Mode::Finetune)
+        .map_err(|e| anyhow::anyhow!("--finetune-cv-folds {}: {e}", args.finetune_cv_folds))?;
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -500,6 +506,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             probe_variance: args.probe_variance,
                             interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
                             distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
+                            cv_folds: if mode == Mode::Finetune { args.finetune_cv_folds } else { 0 },
                             batchnorm_images: batchnorm_images(mode),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
@@ -598,6 +605,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: Option<f64>,
         finetune_interpolation: Option<f64>,
         finetune_distill: Option<usize>,
+        finetune_cv_folds: Option<usize>,
         finetune_batchnorm_images: Option<usize>,
         scratch_batchnorm_images: Option<usize>,
         probe_variance: Option<f64>,
@@ -631,6 +639,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: finetunes.then_some(finetune_lr),
         finetune_interpolation: finetunes.then_some(finetune_interpolation),
         finetune_distill: finetunes.then_some(args.finetune_distill),
+        finetune_cv_folds: finetunes.then_some(args.finetune_cv_folds),
         finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
         scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
         probe_variance: probes.then_some(args.probe_variance),
@@ -773,7 +782,7 @@ fn write_labels_report(
     }
     writeln!(
         r,
-        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {} for the linear probe and the morphology baseline and {} for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}{}. Mean ± standard deviation over seeds; {} in total.\n",
+        "For each seed, a stratified 10% of the labelled training set (drawn by that seed, the same for every count and method) is set aside: only the networks' validation-loss logs read it, and nothing is selected on it. Each count is drawn from the other 90%, balanced between the classes, {} for the linear probe and the morphology baseline and {} for fine-tuning and training from scratch; every method trains on the same draw, and a count of N is N training labels. The probe chooses its L2 strength by cross-validation on its training labels{}; fine-tuning and scratch run at least {} optimisation steps with a {} learning rate (Adam, from {:e} and {:e}){}{}{}{}. Mean ± standard deviation over seeds; {} in total.\n",
         match seeds {
             1 => format!("once (seed {})", args.seed),
             n => format!("{n} times (seeds {}–{})", args.seed, args.seed + n as u64 - 1),
@@ -798,6 +807,14 @@ fn write_labels_report(
         if interpolation < 1.0 {
             format!(
                 "; fine-tuning keeps its weights {interpolation} of the way from where it started (the pretrained encoder with the probe's head) to where it ended"
+            )
+        } else {
+            String::new()
+        },
+        if args.finetune_cv_folds > 0 {
+            format!(
+                "; fine-tuning goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {}-fold cross-validation on the draw's own labels finds best",
+                args.finetune_cv_folds
             )
         } else {
             String::new()

@@ -309,6 +309,8 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     } else {
         SplitSpec::Stratified { val: args.val_fraction, test: args.test_fraction }
     };
+    FinetuneConfig::check_cv_folds(args.cv_folds, mode)
+        .map_err(|e| anyhow::anyhow!("--cv-folds {}: {e}", args.cv_folds))?;
     let cfg = FinetuneConfig {
         mode,
         epochs: args.epochs,
@@ -333,6 +335,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             "use --mode finetune",
         )?,
         distill: args.distill,
+        cv_folds: args.cv_folds,
         batchnorm_images: match mode {
             Mode::Linear => 0,
             _ => args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images),

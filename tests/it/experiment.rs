@@ -115,7 +115,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     swap(&mut cst, "20,40,5000", "40");
     swap(&mut cst, "two", "const");
     cst.extend(["--trained-seeds", "1", "--lr-schedule", "constant", "--finetune-lr", "3e-5"]);
-    cst.extend(["--finetune-interpolation", "0.5", "--finetune-distill", "30"]);
+    cst.extend(["--finetune-interpolation", "0.5", "--finetune-distill", "30", "--finetune-cv-folds", "2"]);
     d.ok(&cst);
     let run = std::fs::read_to_string(d.join("const/run.toml")).unwrap();
     assert!(run.contains("finetune_lr_schedule = \"constant\""), "{run}");
@@ -140,6 +140,11 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(report.contains("up to 30 unlabelled training images"), "{report}");
     let log = std::fs::read_to_string(d.join("const/runs/finetune-40-seed1/log.txt")).unwrap();
     assert!(log.contains("self-distillation: 30 unlabelled images"), "{log}");
+    // And how far it goes, chosen by cross-validation on the draw's labels.
+    assert_eq!(lr(&run, "finetune_cv_folds"), 2.0);
+    assert_eq!(lr(&config("const", "finetune"), "cv_folds"), 2.0);
+    assert!(report.contains("as 2-fold cross-validation on the draw's own labels finds best"), "{report}");
+    assert!(log.contains("fine-tuning's stop by 2-fold cross-validation on the 40 training labels"), "{log}");
     for (value, methods, why) in [
         ("0", "linear,finetune", "give a learning rate above 0"),
         ("1e-5", "linear,scratch", "add finetune to --methods"),
@@ -169,6 +174,15 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     swap(&mut c, "linear,finetune", "linear,scratch");
     let err = d.fails(&c);
     assert!(err.contains("--finetune-distill") && err.contains("add finetune to --methods"), "{err}");
+    let i = c.iter().position(|a| *a == "--finetune-distill").unwrap();
+    c.drain(i..i + 2);
+    let err = d.fails(&c);
+    assert!(err.contains("--finetune-cv-folds") && err.contains("add finetune to --methods"), "{err}");
+    swap(&mut c, "linear,scratch", "linear,finetune");
+    let i = c.iter().position(|a| *a == "--finetune-cv-folds").unwrap();
+    c[i + 1] = "1";
+    let err = d.fails(&c);
+    assert!(err.contains("--finetune-cv-folds 1") && err.contains("at least 2 folds"), "{err}");
     // The probe runs in memory, on features computed once per image, and
     // is `finetune --mode linear` on the same draw.
     assert!(!d.join("two/runs/linear-40-seed1").exists());

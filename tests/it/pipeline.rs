@@ -224,7 +224,24 @@ fn training_commands_explain_bad_input() {
         let err =
             d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", mode, "--distill", "100"]);
         assert!(err.contains("--distill") && err.contains("--mode finetune"), "{mode}: {err}");
+        let err =
+            d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", mode, "--cv-folds", "3"]);
+        assert!(err.contains("--cv-folds 3: only fine-tuning"), "{mode}: {err}");
     }
+    let err = d.fails(&[
+        "finetune",
+        "--encoder",
+        "e",
+        "--data",
+        "sim",
+        "--out",
+        "x",
+        "--mode",
+        "finetune",
+        "--cv-folds",
+        "1",
+    ]);
+    assert!(err.contains("--cv-folds 1: cross-validation needs at least 2 folds"), "{err}");
     let err = d.fails(&[
         "finetune",
         "--encoder",

@@ -185,6 +185,9 @@ pub mod streams {
     pub const QUEUE_INIT: u64 = 0x0EE0E;
     /// Fine-tuning: each epoch's order and views (+ epoch).
     pub const FINETUNE_EPOCH: u64 = 0xF17E;
+    /// Fine-tuning's cross-validation: each fold's epochs' order and views
+    /// (+ fold << 24 + epoch).
+    pub const FINETUNE_FOLD: u64 = 0xF01D_0000_0000;
 }
 
 #[cfg(test)]

@@ -386,6 +386,15 @@ pub struct FinetuneConfig {
     /// files, written before it existed, read as 0.
     #[serde(default)]
     pub batchnorm_images: usize,
+    /// Fine-tuning only: how far along its schedule fine-tuning goes —
+    /// not at all (the linear probe it starts from), 1/16, 1/8, 1/4, 1/2
+    /// or all of it — chosen by this many-fold stratified cross-validation
+    /// on the training labels alone (each fold fine-tunes from its own
+    /// probe through the whole schedule; the stop with the highest pooled
+    /// held-out AUC wins, ties to the earlier); 0 = the whole schedule
+    /// unasked. Older config files, written before it existed, read as 0.
+    #[serde(default)]
+    pub cv_folds: usize,
 }
 
 impl FinetuneConfig {
@@ -427,6 +436,19 @@ impl FinetuneConfig {
             Ok(())
         } else {
             Err("the fraction of the way from the pretrained to the fine-tuned weights must be in [0, 1]")
+        }
+    }
+
+    /// Checks a [`FinetuneConfig::cv_folds`] for `mode`.
+    ///
+    /// # Errors
+    /// What is wrong, for the caller to prefix with the option's name and value.
+    pub fn check_cv_folds(folds: usize, mode: Mode) -> Result<(), &'static str> {
+        match (folds, mode) {
+            (0, _) => Ok(()),
+            (1, _) => Err("cross-validation needs at least 2 folds (or 0 to fine-tune through the whole schedule)"),
+            (_, Mode::Finetune) => Ok(()),
+            _ => Err("only fine-tuning has a stop to choose between its probe and its whole schedule (use 0)"),
         }
     }
 
@@ -487,6 +509,7 @@ impl Default for FinetuneConfig {
             interpolation: Self::fine_tuned_weights(),
             distill: 0,
             batchnorm_images: 0,
+            cv_folds: 0,
         }
     }
 }

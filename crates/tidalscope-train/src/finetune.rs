@@ -16,7 +16,10 @@
 //!   kept part of the way back towards that start in weight space
 //!   ([`FinetuneConfig::interpolation`]), and optionally also learning
 //!   from unlabelled images with the probe's probabilities as soft
-//!   targets ([`FinetuneConfig::distill`]);
+//!   targets ([`FinetuneConfig::distill`]), and optionally stopped part of
+//!   the way along its schedule where cross-validation on the training
+//!   labels says ([`FinetuneConfig::cv_folds`]: the probe itself, when no
+//!   step helped);
 //! * **scratch**: the same architecture from random weights.
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
@@ -76,6 +79,9 @@ pub struct FinetuneSummary {
     /// [`FinetuneConfig::interpolation`] below 1): the losses above are
     /// the trained weights' with training's statistics.
     pub kept_val_loss: Option<f32>,
+    /// The cross-validation that chose how far fine-tuning went
+    /// ([`FinetuneConfig::cv_folds`]), when it ran.
+    pub cv: Option<CvStop>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
     /// Wall time.
@@ -218,6 +224,200 @@ fn measure_batchnorm(
     Ok(pass.batches())
 }
 
+/// One fine-tuning or scratch training run: the classifier, its optimiser
+/// and the encoder's fast-kernel copy, stepping through epochs.
+struct Fit<'a> {
+    cfg: &'a FinetuneConfig,
+    model: Classifier,
+    optim: burn::optim::ModuleOptimizer,
+    trainable: TrainableEncoder,
+    aug: Augment,
+    sigma: Vec<f32>,
+    crop: usize,
+    device: &'a Device,
+}
+
+impl<'a> Fit<'a> {
+    /// Starts from `model` (on the autodiff `device`).
+    fn new(cfg: &'a FinetuneConfig, bundle: &EncoderBundle, model: Classifier, device: &'a Device) -> Self {
+        let adam = AdamSettings { l2: cfg.weight_decay };
+        let trainable = TrainableEncoder::new(cfg.kernels, &model.encoder, adam);
+        let crop = bundle.preprocess.crop;
+        Self {
+            cfg,
+            model,
+            optim: adam.burn(),
+            trainable,
+            aug: Augment::training(crop, cfg.noise).with_jitter(cfg.jitter),
+            sigma: bundle.preprocess.normalisation.sigma.clone(),
+            crop,
+            device,
+        }
+    }
+
+    /// Trains epoch `epoch` (0-based) of `epochs` over `imgs` with targets
+    /// `ys`, its order and views drawn from stream `stream` of the run's
+    /// seed, the learning rate following the schedule over every step of
+    /// the `epochs`; calls `step` with each step's index in the epoch.
+    /// Returns the epoch's mean loss. The classifier's encoder is only
+    /// current after [`Fit::sync`].
+    fn epoch(
+        &mut self,
+        imgs: &[&Cutout],
+        ys: &[f32],
+        epoch: usize,
+        epochs: usize,
+        stream: u64,
+        step: &mut dyn FnMut(usize),
+    ) -> Result<f32> {
+        let (cfg, crop, device) = (self.cfg, self.crop, self.device);
+        let steps = imgs.len().div_ceil(cfg.batch.max(1));
+        let mut order: Vec<usize> = (0..imgs.len()).collect();
+        let mut rng = Rng::for_stream(cfg.seed, stream);
+        rng.shuffle(&mut order);
+        let mut sum = 0.0;
+        for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {
+            let noise = self.aug.batch_noise(&self.sigma, &mut rng);
+            let bands = imgs[0].bands();
+            let per = bands * crop * crop;
+            let mut buf = vec![0f32; idx.len() * per];
+            for (j, &i) in idx.iter().enumerate() {
+                self.aug.view(imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])?;
+            }
+            let m = idx.len();
+            let h = self.trainable.forward(&self.model.encoder, 0, buf, m, bands, crop, device);
+            let logits = self.model.head.forward(h.clone()).reshape([m]);
+            let targets: Vec<f32> = idx.iter().map(|&i| ys[i]).collect();
+            let l = loss::bce_with_logits(logits, batch::vector(targets, device));
+            let gradients = l.backward();
+            let lr = cfg.lr * cfg.lr_schedule.factor(epoch * steps + k, epochs * steps);
+            self.trainable.backward_step(&gradients, &[&h], lr);
+            let grads = GradientsParams::from_grads(gradients, &self.model);
+            sum += l.into_scalar::<f32>() * m as f32;
+            self.model = self.optim.step(lr, self.model.clone(), grads);
+            step(k);
+        }
+        Ok(sum / imgs.len() as f32)
+    }
+
+    /// Brings the classifier's encoder up to date with the trained weights.
+    fn sync(&mut self) {
+        self.model.encoder = self.trainable.synced(self.model.encoder.clone(), self.device);
+    }
+}
+
+/// How far along its schedule fine-tuning goes with
+/// [`FinetuneConfig::cv_folds`]: these fractions of its epochs (0: the
+/// linear probe it starts from).
+pub const CV_STOPS: [f64; 6] = [0.0, 1.0 / 16.0, 1.0 / 8.0, 0.25, 0.5, 1.0];
+
+/// The epochs of `epochs` a run stops after at each of [`CV_STOPS`]: at
+/// least one where the fraction is above 0.
+pub fn cv_stop_epochs(epochs: usize) -> Vec<usize> {
+    CV_STOPS
+        .iter()
+        .map(|&f| if f == 0.0 { 0 } else { ((f * epochs as f64).round() as usize).clamp(1, epochs) })
+        .collect()
+}
+
+/// One of [`CV_STOPS`] in words.
+fn fraction(f: f64) -> String {
+    match f {
+        0.0 => "none".into(),
+        1.0 => "all".into(),
+        _ => format!("1/{}", (1.0 / f).round()),
+    }
+}
+
+/// What the cross-validation of fine-tuning's stop measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CvStop {
+    /// Pooled held-out AUC at each of [`CV_STOPS`].
+    pub auc: Vec<f64>,
+    /// The index into [`CV_STOPS`] chosen: the highest AUC, the earlier on
+    /// a tie.
+    pub chosen: usize,
+    /// Folds.
+    pub folds: usize,
+}
+
+/// Cross-validates how far fine-tuning goes ([`FinetuneConfig::cv_folds`]):
+/// for each of `cfg.cv_folds` stratified folds of the labelled `imgs`
+/// (targets `ys`, frozen representations `h`, `[n, d]`), the probe is
+/// fitted on the other folds, fine-tuning starts from it and runs as many
+/// steps as the whole run's `epochs × steps`, and the held-out fold is
+/// scored at each of [`CV_STOPS`]; the scores of all folds are pooled.
+#[allow(clippy::too_many_arguments)]
+fn cv_stop(
+    cfg: &FinetuneConfig,
+    encoder_dir: &Path,
+    bundle: &EncoderBundle,
+    (imgs, ys, h, d): (&[&Cutout], &[f32], &[f32], usize),
+    whitening: Option<&Whitening>,
+    (epochs, steps): (usize, usize),
+    (train_device, device): (&Device, &Device),
+    reporter: &dyn Reporter,
+) -> Result<CvStop> {
+    let y8: Vec<u8> = ys.iter().map(|&v| (v > 0.5) as u8).collect();
+    let k = cfg.cv_folds;
+    let fold = tidalscope_eval::logistic::stratified_folds(&y8, k, cfg.seed ^ streams::FINETUNE_FOLD);
+    let mut scores = vec![vec![0f64; ys.len()]; CV_STOPS.len()];
+    let batch = cfg.batch.max(1);
+    let fold_steps: Vec<usize> = (0..k)
+        .map(|f| {
+            let n = fold.iter().filter(|&&g| g != f).count().max(1);
+            (epochs * steps).div_ceil(n.div_ceil(batch)) * n.div_ceil(batch)
+        })
+        .collect();
+    reporter.start("cross-validation", fold_steps.iter().sum::<usize>().max(1) as u64);
+    let mut done = 0u64;
+    for (f, &total) in fold_steps.iter().enumerate() {
+        let (fit_idx, held): (Vec<usize>, Vec<usize>) = (0..ys.len()).partition(|&i| fold[i] != f);
+        if fit_idx.is_empty() || held.is_empty() {
+            continue;
+        }
+        let sub_h: Vec<f32> = fit_idx.iter().flat_map(|&i| h[i * d..(i + 1) * d].iter().copied()).collect();
+        let sub_y: Vec<f32> = fit_idx.iter().map(|&i| ys[i]).collect();
+        let probe = linear_probe(&sub_h, d, &sub_y, cfg.seed, whitening);
+        let held_h: Vec<f32> = held.iter().flat_map(|&i| h[i * d..(i + 1) * d].iter().copied()).collect();
+        for (&i, l) in held.iter().zip(infer::head_logits(&held_h, &probe.weights, probe.bias)) {
+            scores[0][i] = l as f64;
+        }
+        let model = Classifier {
+            encoder: EncoderBundle::load(encoder_dir, train_device)?.encoder,
+            head: ClassifierConfig::head_with(&probe.weights, probe.bias, train_device),
+        };
+        let mut fit = Fit::new(cfg, bundle, model, train_device);
+        let fit_imgs: Vec<&Cutout> = fit_idx.iter().map(|&i| imgs[i]).collect();
+        let held_imgs: Vec<&Cutout> = held.iter().map(|&i| imgs[i]).collect();
+        let fold_epochs = total / fit_imgs.len().div_ceil(batch);
+        let stops = cv_stop_epochs(fold_epochs);
+        for epoch in 0..fold_epochs {
+            let stream = streams::FINETUNE_FOLD + ((f as u64) << 24) + epoch as u64;
+            fit.epoch(&fit_imgs, &sub_y, epoch, fold_epochs, stream, &mut |_| {
+                done += 1;
+                reporter.step(done, &format!("fold {}/{k}", f + 1));
+            })?;
+            if !stops.contains(&(epoch + 1)) {
+                continue;
+            }
+            fit.sync();
+            let logits = infer::Predictor::classifier(&fit.model.valid(), fit.crop, device).logits(&held_imgs)?;
+            for (s, _) in stops.iter().enumerate().filter(|(_, &e)| e == epoch + 1) {
+                for (&i, &l) in held.iter().zip(&logits) {
+                    scores[s][i] = l as f64;
+                }
+            }
+        }
+    }
+    reporter.finish();
+    let auc: Vec<f64> =
+        scores.iter().map(|s| tidalscope_eval::metrics::roc(s, &y8).map(|r| r.auc()).unwrap_or(f64::NAN)).collect();
+    // The first of the highest: an earlier stop stays nearer the probe.
+    let chosen = (0..auc.len()).fold(0, |best, j| if auc[j] > auc[best] { j } else { best });
+    Ok(CvStop { auc, chosen, folds: k })
+}
+
 /// The whitening the probe offers itself (see [`linear_probe`]): the
 /// encoder folder's spectrum (`pretrain` writes it), or one measured on
 /// the training data's images outside the validation and test splits.
@@ -289,6 +489,8 @@ pub fn finetune(
         };
         return Err(crate::TrainError::Other(format!("interpolation {}: {why}", cfg.interpolation)));
     }
+    FinetuneConfig::check_cv_folds(cfg.cv_folds, cfg.mode)
+        .map_err(|e| crate::TrainError::Other(format!("cv_folds {}: {e}", cfg.cv_folds)))?;
     if cfg.mode != Mode::Finetune && cfg.distill > 0 {
         return Err(crate::TrainError::Other(format!(
             "distill {}: only fine-tuning learns from the probe's soft targets (use 0, or fine-tuning)",
@@ -350,27 +552,20 @@ pub fn finetune(
     if epochs != cfg.epochs && cfg.mode != Mode::Linear {
         log_line(out, &format!("{epochs} epochs ({} steps) to reach at least {} steps", epochs * steps, cfg.min_steps));
     }
-    reporter.start("finetune", (epochs * steps).max(1) as u64);
-    if epochs > VAL_LOGS {
-        log_line(
-            out,
-            &format!("validation loss after {VAL_LOGS} of the {epochs} epochs, evenly spread, the last among them"),
-        );
-    }
     // Representations of the frozen encoder (the probe's features, and the
     // start of fine-tuning's head).
     let frozen = infer::Predictor::encoder(&bundle.encoder, crop, device);
     let embed = |set: &[ObjectRef]| frozen.embed(&images(set));
     let d = bundle.config.repr_dim;
     let train_h = if cfg.mode == Mode::Scratch { Vec::new() } else { embed(&splits.train)? };
+    let whitening = if cfg.mode != Mode::Scratch && cfg.probe_variance > 0.0 {
+        Some(probe_whitening(cfg, encoder_dir, &bundle, sources, &splits, device, reporter)?)
+    } else {
+        None
+    };
     let probe = if cfg.mode == Mode::Scratch {
         None
     } else {
-        let whitening = if cfg.probe_variance > 0.0 {
-            Some(probe_whitening(cfg, encoder_dir, &bundle, sources, &splits, device, reporter)?)
-        } else {
-            None
-        };
         let p = linear_probe(&train_h, d, &train_y, cfg.seed, whitening.as_ref());
         let cv = &p.cv;
         let input = match (p.components, p.cv_loss.1) {
@@ -417,25 +612,66 @@ pub fn finetune(
         _ => (Default::default(), Vec::new()),
     };
     let mut kept_val_loss = None;
+    let mut cv_chosen = None;
+    let labelled_imgs = images(&splits.train);
+    // How far to go: the whole schedule, or as far as
+    // cross-validation on the labels says.
+    let stop = if cfg.mode == Mode::Finetune && cfg.cv_folds >= 2 {
+        let t = std::time::Instant::now();
+        let data = (&labelled_imgs[..], &train_y[..], &train_h[..], d);
+        let devices = (&train_device, device);
+        let cv = cv_stop(cfg, encoder_dir, &bundle, data, whitening.as_ref(), (epochs, steps), devices, reporter)?;
+        let stop = cv_stop_epochs(epochs)[cv.chosen];
+        let table: Vec<String> =
+            CV_STOPS.iter().zip(&cv.auc).map(|(f, a)| format!("{} of the schedule {a:.3}", fraction(*f))).collect();
+        let chosen = if stop == 0 {
+            "the linear probe, not fine-tuned".to_string()
+        } else {
+            format!("{stop} of {epochs} epochs")
+        };
+        let msg = format!(
+            "fine-tuning's stop by {}-fold cross-validation on the {} training labels ({:.1} s), pooled held-out AUC: {}; chosen: {chosen}",
+            cv.folds,
+            splits.train.len(),
+            t.elapsed().as_secs_f64(),
+            table.join(", "),
+        );
+        reporter.log(&msg);
+        cv_chosen = Some(cv);
+        stop
+    } else {
+        epochs
+    };
+    // The probe as the classifier (its losses recorded as one epoch's).
+    let probe_only = |train_loss: &mut Vec<f32>, val_loss: &mut Vec<f32>, val_epochs: &mut Vec<usize>| {
+        let (w, b, _) = probe.as_ref().expect("the probe runs unless training from scratch");
+        // The representations are those the probe was fitted on.
+        let logits = |h: &[f32]| infer::head_logits(h, w, *b);
+        train_loss.push(bce(logits(&train_h), &train_y, device));
+        val_epochs.push(1);
+        val_loss.push(if splits.val.is_empty() { f32::NAN } else { bce(logits(&embed(&splits.val)?), &val_y, device) });
+        log_line(out, &format!("probe: train loss {:.4}, validation loss {:.4}", train_loss[0], val_loss[0]));
+        Ok::<_, crate::TrainError>(Classifier {
+            encoder: bundle.encoder.clone(),
+            head: ClassifierConfig::head_with(w, *b, device),
+        })
+    };
     let classifier = match cfg.mode {
         Mode::Linear => {
-            let (w, b, cv) = probe.as_ref().expect("the probe runs in linear mode");
-            // The representations are those the probe was fitted on.
-            let logits = |h: &[f32]| infer::head_logits(h, w, *b);
-            train_loss.push(bce(logits(&train_h), &train_y, device));
-            val_epochs.push(1);
-            val_loss.push(if splits.val.is_empty() {
-                f32::NAN
-            } else {
-                bce(logits(&embed(&splits.val)?), &val_y, device)
-            });
-            log_line(out, &format!("probe: train loss {:.4}, validation loss {:.4}", train_loss[0], val_loss[0]));
+            reporter.start("finetune", 1);
+            let classifier = probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?;
+            let cv = &probe.as_ref().expect("the probe runs in linear mode").2;
             write_npy(
                 &out.join("probe_cv.npy"),
                 &cv.grid.iter().zip(&cv.loss).flat_map(|(g, l)| [*g as f32, *l as f32]).collect::<Vec<_>>(),
                 &[cv.grid.len(), 2],
             )?;
-            Classifier { encoder: bundle.encoder.clone(), head: ClassifierConfig::head_with(w, *b, device) }
+            classifier
+        }
+        // Cross-validation chose not to fine-tune at all.
+        Mode::Finetune if stop == 0 => {
+            reporter.start("finetune", 1);
+            probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?
         }
         Mode::Finetune | Mode::Scratch => {
             train_device.seed(cfg.seed);
@@ -448,51 +684,36 @@ pub fn finetune(
                 Some((w, b, _)) => ClassifierConfig::head_with(w, *b, &train_device),
                 None => ClassifierConfig::head(bundle.config.repr_dim, &train_device),
             };
-            let mut model = Classifier { encoder, head };
-            let adam = AdamSettings { l2: cfg.weight_decay };
-            let mut optim = adam.burn();
-            let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam);
-            let aug = Augment::training(crop, cfg.noise).with_jitter(cfg.jitter);
-            let sigma = bundle.preprocess.normalisation.sigma.clone();
+            let model = Classifier { encoder, head };
+            reporter.start("finetune", (stop * steps).max(1) as u64);
+            if stop > VAL_LOGS {
+                log_line(
+                    out,
+                    &format!(
+                        "validation loss after {VAL_LOGS} of the {stop} epochs, evenly spread, the last among them"
+                    ),
+                );
+            }
             let train_imgs: Vec<&Cutout> =
-                images(&splits.train).into_iter().chain(pool.iter().map(|o| &pool_data[o].image)).collect();
+                labelled_imgs.iter().copied().chain(pool.iter().map(|o| &pool_data[o].image)).collect();
             let fit_y: Vec<f32> = train_y.iter().chain(&pool_y).copied().collect();
             let val_imgs = images(&splits.val);
-            for epoch in 0..epochs {
-                let mut order: Vec<usize> = (0..fit_len).collect();
-                let mut rng = Rng::for_stream(cfg.seed, streams::FINETUNE_EPOCH + epoch as u64);
-                rng.shuffle(&mut order);
-                let mut sum = 0.0;
-                for (k, idx) in order.chunks(cfg.batch.max(1)).enumerate() {
-                    let noise = aug.batch_noise(&sigma, &mut rng);
-                    let bands = train_imgs[0].bands();
-                    let per = bands * crop * crop;
-                    let mut buf = vec![0f32; idx.len() * per];
-                    for (j, &i) in idx.iter().enumerate() {
-                        aug.view(train_imgs[i], &noise, &mut rng, &mut buf[j * per..(j + 1) * per])?;
-                    }
-                    let m = idx.len();
-                    let h = trainable.forward(&model.encoder, 0, buf, m, bands, crop, &train_device);
-                    let logits = model.head.forward(h.clone()).reshape([m]);
-                    let ys: Vec<f32> = idx.iter().map(|&i| fit_y[i]).collect();
-                    let l = loss::bce_with_logits(logits, batch::vector(ys, &train_device));
-                    let gradients = l.backward();
-                    let lr = cfg.lr * cfg.lr_schedule.factor(epoch * steps + k, epochs * steps);
-                    trainable.backward_step(&gradients, &[&h], lr);
-                    let grads = GradientsParams::from_grads(gradients, &model);
-                    sum += l.into_scalar::<f32>() * m as f32;
-                    model = optim.step(lr, model.clone(), grads);
-                    reporter.step((epoch * steps + k + 1) as u64, &format!("epoch {}/{}", epoch + 1, epochs));
-                }
-                train_loss.push(sum / fit_len as f32);
+            let mut fit = Fit::new(cfg, &bundle, model, &train_device);
+            for epoch in 0..stop {
+                let stream = streams::FINETUNE_EPOCH + epoch as u64;
+                let at = |k: usize| (epoch * steps + k + 1) as u64;
+                let l = fit.epoch(&train_imgs, &fit_y, epoch, epochs, stream, &mut |k| {
+                    reporter.step(at(k), &format!("epoch {}/{stop}", epoch + 1))
+                })?;
+                train_loss.push(l);
                 // The last epoch is always measured, so the model leaves
                 // the loop synced.
-                if !measures_validation(epoch + 1, epochs) {
+                if !measures_validation(epoch + 1, stop) {
                     log_line(out, &format!("epoch {}: train loss {:.4}", epoch + 1, train_loss[epoch]));
                     continue;
                 }
-                model.encoder = trainable.synced(model.encoder, &train_device);
-                let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
+                fit.sync();
+                let logits = infer::Predictor::classifier(&fit.model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 val_loss.push(v);
                 val_epochs.push(epoch + 1);
@@ -501,6 +722,7 @@ pub fn finetune(
                     &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
                 );
             }
+            let mut model = fit.model;
             if cfg.batchnorm_images > 0 {
                 let t = std::time::Instant::now();
                 // The labelled images, then unlabelled ones outside every
@@ -618,6 +840,7 @@ pub fn finetune(
         val_loss,
         val_epochs,
         kept_val_loss,
+        cv: cv_chosen,
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -647,6 +870,16 @@ mod tests {
     fn accuracy(p: &Probe, x: &[f32], y: &[f32]) -> f64 {
         let logits = infer::head_logits(x, &p.weights, p.bias);
         logits.iter().zip(y).filter(|(l, t)| (**l > 0.0) == (**t > 0.5)).count() as f64 / y.len() as f64
+    }
+
+    #[test]
+    fn cross_validated_stops_are_whole_epochs_along_the_schedule() {
+        assert_eq!(cv_stop_epochs(167), vec![0, 10, 21, 42, 84, 167]);
+        // Short runs: every stop past the probe trains at least one epoch.
+        assert_eq!(cv_stop_epochs(3), vec![0, 1, 1, 1, 2, 3]);
+        assert_eq!(cv_stop_epochs(1), vec![0, 1, 1, 1, 1, 1]);
+        let words: Vec<String> = CV_STOPS.iter().map(|&f| fraction(f)).collect();
+        assert_eq!(words, ["none", "1/16", "1/8", "1/4", "1/2", "all"]);
     }
 
     #[test]

@@ -467,6 +467,80 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     assert_eq!(shape, vec![want.len()]);
 }
 
+/// `cv_folds` chooses how far fine-tuning goes by cross-validation on the
+/// training labels: the stop with the highest pooled held-out AUC (the
+/// first on a tie), and the run then trains exactly as far as that stop
+/// along the whole run's schedule — the same epochs as the whole run's
+/// first ones — or, at the first stop, keeps the linear probe. Run on the
+/// mocks' labels (so separable that every stop ties) and on scrambled ones.
+#[test]
+fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
+    use tidalscope_train::config::Mode;
+    let Tuning { _burn, dir, dev, data: _, enc } = tuning(24);
+    let scrambled = dir.path().join("scrambled");
+    std::fs::create_dir_all(&scrambled).unwrap();
+    std::fs::copy(dir.path().join("data/images.npy"), scrambled.join("images.npy")).unwrap();
+    let rows: String = (0..24).map(|i| format!("{i},{}\n", (i * 7 % 5 < 2) as u8)).collect();
+    std::fs::write(scrambled.join("catalog.csv"), format!("id,label\n{rows}")).unwrap();
+    let whole = FinetuneConfig {
+        mode: Mode::Finetune,
+        epochs: 1,
+        min_steps: 16,
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::for_mode(Mode::Finetune)
+    };
+    let mut stops = Vec::new();
+    for labels in ["data", "scrambled"] {
+        let data = open(&dir.path().join(labels), &OpenOptions::default()).unwrap();
+        let out = |name: &str| dir.path().join(format!("{labels}-{name}"));
+        let run = |cfg: &FinetuneConfig, name: &str| {
+            finetune::finetune(cfg, &enc, &[data.as_ref()], &[], &out(name), &dev, &Quiet)
+        };
+        let full = run(&whole, "whole").unwrap();
+        assert_eq!(full.cv, None, "no cross-validation unasked");
+        let cfg = FinetuneConfig { cv_folds: 2, ..whole.clone() };
+        let s = run(&cfg, "cv").unwrap();
+        let cv = s.cv.clone().expect("the run reports its cross-validation");
+        assert_eq!((cv.folds, cv.auc.len()), (2, finetune::CV_STOPS.len()));
+        assert!(cv.auc.iter().all(|a| (0.0..=1.0).contains(a)), "{:?}", cv.auc);
+        let best = cv.auc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(cv.chosen, cv.auc.iter().position(|&a| a == best).unwrap(), "{labels}: {cv:?}");
+        let epochs = full.train_loss.len();
+        let stop = finetune::cv_stop_epochs(epochs)[cv.chosen];
+        let head = |name: &str| {
+            let b = tidalscope_model::bundle::ClassifierBundle::load(&out(name), &dev).unwrap();
+            let w = b.classifier.head.weight.val().into_data().try_to_vec::<f32>().unwrap();
+            let bias = b.classifier.head.bias.unwrap().val().into_data().try_to_vec::<f32>().unwrap();
+            (w, bias)
+        };
+        if stop == 0 {
+            run(&FinetuneConfig { mode: Mode::Linear, ..whole.clone() }, "probe").unwrap();
+            assert_eq!(head("cv"), head("probe"), "{labels}: stopped before any step, the classifier is the probe");
+        } else {
+            assert_eq!(
+                s.train_loss[..],
+                full.train_loss[..stop],
+                "{labels}: the chosen stop's epochs of the whole run"
+            );
+        }
+        stops.push(stop);
+        let saved: FinetuneConfig =
+            toml::from_str(&std::fs::read_to_string(out("cv").join("config.toml")).unwrap()).unwrap();
+        assert_eq!(saved.cv_folds, 2, "config.toml records the folds");
+        // One fold, or a probe or scratch run asked to cross-validate: refused.
+        for (folds, mode, want) in [
+            (1, Mode::Finetune, "at least 2 folds"),
+            (3, Mode::Linear, "only fine-tuning"),
+            (3, Mode::Scratch, "only fine-tuning"),
+        ] {
+            let bad = FinetuneConfig { cv_folds: folds, mode, ..cfg.clone() };
+            let e = run(&bad, "bad").map(|_| ()).unwrap_err().to_string();
+            assert!(e.contains(&format!("cv_folds {folds}")) && e.contains(want), "{e}");
+        }
+    }
+    assert_eq!(stops[0], 0, "every stop ties on separable labels: the probe is kept");
+}
+
 /// The same pretraining and fine-tuning runs with the encoder on the fast
 /// CPU kernels and on burn: per-step losses and the final representations
 /// agree to float rounding as it grows over a few Adam steps. Pretraining
