@@ -643,10 +643,11 @@ pub struct FinetuneArgs {
     /// (not at all — the linear probe —, 1/16, 1/8, 1/4, 1/2 or all of it)
     /// by K-fold cross-validation on the training labels alone: each fold
     /// fine-tunes from its own probe through the whole schedule, the stop
-    /// with the highest pooled held-out AUC wins (about K+1 times the
-    /// training time); 0 = the whole schedule. Recorded in config.toml.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub cv_folds: usize,
+    /// with the highest pooled held-out AUC wins (2–3.5 times the training
+    /// time with 3 folds); 0 = the whole schedule [default: 3 with fewer
+    /// than 50 training labels, else 0]. Recorded in config.toml.
+    #[arg(long, value_name = "K")]
+    pub cv_folds: Option<usize>,
     /// --mode finetune or scratch: after training, measure the encoder's
     /// BatchNorm statistics afresh on the clean inference views (no added
     /// noise) of up to N training images — the labelled ones, then
@@ -1247,10 +1248,11 @@ pub struct ExperimentLabelsArgs {
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub finetune_distill: usize,
     /// Folds of the cross-validation on each draw's labels that chooses how
-    /// far fine-tuning goes (see `finetune --cv-folds`); 0 = the whole
-    /// schedule. Recorded in run.toml.
-    #[arg(long, value_name = "K", default_value_t = 0)]
-    pub finetune_cv_folds: usize,
+    /// far fine-tuning goes, at every count (see `finetune --cv-folds`); 0 =
+    /// the whole schedule [default: 3 with fewer than 50 labels, else 0].
+    /// Recorded in run.toml.
+    #[arg(long, value_name = "K")]
+    pub finetune_cv_folds: Option<usize>,
     /// Training images (labelled, then unlabelled) on whose clean views
     /// fine-tuning and scratch measure their BatchNorm statistics afresh
     /// after training (see `finetune --batchnorm-images`); 0 = keep

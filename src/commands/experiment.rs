@@ -387,12 +387,11 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes || args.finetune_distill == 0,
         "--finetune-distill gives fine-tuning unlabelled images: add finetune to --methods"
     );
-    ensure!(
-        finetunes || args.finetune_cv_folds == 0,
-        "--finetune-cv-folds chooses how far fine-tuning goes: add finetune to --methods"
-    );
-    FinetuneConfig::check_cv_folds(args.finetune_cv_folds, Mode::Finetune)
-        .map_err(|e| anyhow::anyhow!("--finetune-cv-folds {}: {e}", args.finetune_cv_folds))?;
+    if let Some(k) = args.finetune_cv_folds {
+        ensure!(finetunes, "--finetune-cv-folds chooses how far fine-tuning goes: add finetune to --methods");
+        FinetuneConfig::check_cv_folds(k, Mode::Finetune)
+            .map_err(|e| anyhow::anyhow!("--finetune-cv-folds {k}: {e}"))?;
+    }
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -506,7 +505,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             probe_variance: args.probe_variance,
                             interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
                             distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
-                            cv_folds: if mode == Mode::Finetune { args.finetune_cv_folds } else { 0 },
+                            cv_folds: if mode == Mode::Finetune { args.finetune_cv_folds } else { Some(0) },
                             batchnorm_images: batchnorm_images(mode),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
@@ -606,6 +605,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_interpolation: Option<f64>,
         finetune_distill: Option<usize>,
         finetune_cv_folds: Option<usize>,
+        finetune_cv_below: Option<usize>,
         finetune_batchnorm_images: Option<usize>,
         scratch_batchnorm_images: Option<usize>,
         probe_variance: Option<f64>,
@@ -639,7 +639,9 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: finetunes.then_some(finetune_lr),
         finetune_interpolation: finetunes.then_some(finetune_interpolation),
         finetune_distill: finetunes.then_some(args.finetune_distill),
-        finetune_cv_folds: finetunes.then_some(args.finetune_cv_folds),
+        finetune_cv_folds: finetunes.then(|| args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS)),
+        // Unset, only counts below this cross-validate.
+        finetune_cv_below: (finetunes && args.finetune_cv_folds.is_none()).then_some(FinetuneConfig::CV_BELOW),
         finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
         scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
         probe_variance: probes.then_some(args.probe_variance),
@@ -811,13 +813,13 @@ fn write_labels_report(
         } else {
             String::new()
         },
-        if args.finetune_cv_folds > 0 {
-            format!(
-                "; fine-tuning goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {}-fold cross-validation on the draw's own labels finds best",
-                args.finetune_cv_folds
-            )
-        } else {
-            String::new()
+        {
+            let how = |k: usize| format!("goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {k}-fold cross-validation on the draw's own labels finds best");
+            match args.finetune_cv_folds {
+                None => format!("; with fewer than {} labels fine-tuning {}", FinetuneConfig::CV_BELOW, how(FinetuneConfig::CV_FOLDS)),
+                Some(0) => String::new(),
+                Some(k) => format!("; fine-tuning {}", how(k)),
+            }
         },
         if args.finetune_distill > 0 {
             format!(

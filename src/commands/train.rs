@@ -309,8 +309,9 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     } else {
         SplitSpec::Stratified { val: args.val_fraction, test: args.test_fraction }
     };
-    FinetuneConfig::check_cv_folds(args.cv_folds, mode)
-        .map_err(|e| anyhow::anyhow!("--cv-folds {}: {e}", args.cv_folds))?;
+    if let Some(k) = args.cv_folds {
+        FinetuneConfig::check_cv_folds(k, mode).map_err(|e| anyhow::anyhow!("--cv-folds {k}: {e}"))?;
+    }
     let cfg = FinetuneConfig {
         mode,
         epochs: args.epochs,
@@ -391,8 +392,16 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         }
         None => String::new(),
     };
+    let stopped = match &s.cv {
+        Some(cv) => format!(
+            "; {} of its schedule, chosen by {}-fold cross-validation on the training labels (see log.txt)",
+            tidalscope_train::finetune::stop_in_words(tidalscope_train::finetune::CV_STOPS[cv.chosen]),
+            cv.folds
+        ),
+        None => String::new(),
+    };
     println!(
-        "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s: final train loss {:.3}, validation loss {:.3}{kept} → {}",
+        "trained the classifier ({}) on {} objects ({} validation, {} test held out) in {:.1} s{stopped}: final train loss {:.3}, validation loss {:.3}{kept} → {}",
         format!("{mode:?}").to_lowercase(),
         s.sizes.0,
         s.sizes.1,

@@ -105,6 +105,10 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(config("two", "finetune").contains("lr_schedule = \"cosine\""), "{}", config("two", "finetune"));
     let report = std::fs::read_to_string(d.join("two/report.md")).unwrap();
     assert!(report.contains("with a cosine-decayed learning rate"), "{report}");
+    // Below 50 labels fine-tuning's stop is cross-validated unless told otherwise.
+    assert!(config("two", "finetune").contains("cv_folds = 3"), "{}", config("two", "finetune"));
+    assert!(run.contains("finetune_cv_folds = 3") && run.contains("finetune_cv_below = 50"), "{run}");
+    assert!(report.contains("with fewer than 50 labels fine-tuning goes as far along its schedule"), "{report}");
     // Fine-tuning's schedule is an option, in each run's config.toml (the probe, unstepped, says constant).
     let swap = |args: &mut Vec<&str>, from: &str, to: &'static str| {
         let i = args.iter().position(|a| *a == from).unwrap();
@@ -142,6 +146,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(log.contains("self-distillation: 30 unlabelled images"), "{log}");
     // And how far it goes, chosen by cross-validation on the draw's labels.
     assert_eq!(lr(&run, "finetune_cv_folds"), 2.0);
+    assert!(!run.contains("finetune_cv_below"), "given folds apply to every count: {run}");
     assert_eq!(lr(&config("const", "finetune"), "cv_folds"), 2.0);
     assert!(report.contains("as 2-fold cross-validation on the draw's own labels finds best"), "{report}");
     assert!(log.contains("fine-tuning's stop by 2-fold cross-validation on the 40 training labels"), "{log}");

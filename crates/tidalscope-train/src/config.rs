@@ -312,6 +312,34 @@ impl LrSchedule {
     }
 }
 
+/// An optional count in a config file: the number, or `"auto"` when
+/// unset (TOML has no null, and an absent key means something else: what
+/// files written before the setting existed did).
+mod auto_or_number {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(k) => s.serialize_u64(*k as u64),
+            None => s.serialize_str("auto"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(usize),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(k) => Ok(Some(k)),
+            Raw::Text(t) if t == "auto" => Ok(None),
+            Raw::Text(t) => Err(D::Error::custom(format!("expected a number or \"auto\", got {t:?}"))),
+        }
+    }
+}
+
 /// Settings of `finetune`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
@@ -391,10 +419,14 @@ pub struct FinetuneConfig {
     /// or all of it — chosen by this many-fold stratified cross-validation
     /// on the training labels alone (each fold fine-tunes from its own
     /// probe through the whole schedule; the stop with the highest pooled
-    /// held-out AUC wins, ties to the earlier); 0 = the whole schedule
-    /// unasked. Older config files, written before it existed, read as 0.
-    #[serde(default)]
-    pub cv_folds: usize,
+    /// held-out AUC wins, ties to the earlier); 0 = the whole schedule;
+    /// unset = [`FinetuneConfig::CV_FOLDS`] folds when fine-tuning on
+    /// fewer than [`FinetuneConfig::CV_BELOW`] training labels, else 0
+    /// ([`FinetuneConfig::resolved_cv_folds`]; run folders record the
+    /// resolved number). Older config files, written before it existed,
+    /// read as 0.
+    #[serde(default = "FinetuneConfig::whole_schedule", with = "auto_or_number")]
+    pub cv_folds: Option<usize>,
 }
 
 impl FinetuneConfig {
@@ -436,6 +468,36 @@ impl FinetuneConfig {
             Ok(())
         } else {
             Err("the fraction of the way from the pretrained to the fine-tuned weights must be in [0, 1]")
+        }
+    }
+
+    /// The folds of [`FinetuneConfig::cv_folds`] left unset, below
+    /// [`FinetuneConfig::CV_BELOW`] training labels.
+    pub const CV_FOLDS: usize = 3;
+
+    /// Fine-tuning on fewer training labels than this chooses its stop by
+    /// cross-validation unless told otherwise. Measured on three validation
+    /// splits (HSC-UD, HSC-UD with fainter features, LSST-y10; 10 draws
+    /// each): with 25 labels +0.010 ± 0.004 AUC (19 of 30 draws), most of
+    /// what fine-tuning lost to its own probe, at twice the time of a run
+    /// of a few seconds; with 50 +0.002 ± 0.002 and with 100 −0.001 ±
+    /// 0.002, at 2–3.5× the time.
+    pub const CV_BELOW: usize = 50;
+
+    /// The [`FinetuneConfig::cv_folds`] of config files written before it
+    /// existed: the whole schedule.
+    pub fn whole_schedule() -> Option<usize> {
+        Some(0)
+    }
+
+    /// The folds a run on `train_labels` training labels uses: those set,
+    /// or, unset, [`FinetuneConfig::CV_FOLDS`] when fine-tuning on fewer
+    /// than [`FinetuneConfig::CV_BELOW`] labels and 0 otherwise.
+    pub fn resolved_cv_folds(&self, train_labels: usize) -> usize {
+        match self.cv_folds {
+            Some(k) => k,
+            None if self.mode == Mode::Finetune && train_labels < Self::CV_BELOW => Self::CV_FOLDS,
+            None => 0,
         }
     }
 
@@ -509,7 +571,7 @@ impl Default for FinetuneConfig {
             interpolation: Self::fine_tuned_weights(),
             distill: 0,
             batchnorm_images: 0,
-            cv_folds: 0,
+            cv_folds: None,
         }
     }
 }
@@ -612,5 +674,34 @@ mod tests {
         let old: FinetuneConfig = toml::from_str(&format!("{}{}", &text[..table], &text[end..])).unwrap();
         assert_eq!(old.jitter, ViewJitter::REFERENCE);
         assert_eq!(FinetuneConfig::default().jitter, ViewJitter::REFERENCE);
+    }
+
+    #[test]
+    fn cross_validated_stops_are_automatic_below_50_fine_tuning_labels_and_round_trip() {
+        let auto = FinetuneConfig::for_mode(Mode::Finetune);
+        assert_eq!(auto.cv_folds, None);
+        assert_eq!(auto.resolved_cv_folds(25), FinetuneConfig::CV_FOLDS);
+        assert_eq!(auto.resolved_cv_folds(49), FinetuneConfig::CV_FOLDS);
+        assert_eq!(auto.resolved_cv_folds(50), 0);
+        assert_eq!(FinetuneConfig { cv_folds: Some(5), ..auto.clone() }.resolved_cv_folds(1000), 5);
+        assert_eq!(FinetuneConfig { cv_folds: Some(0), ..auto.clone() }.resolved_cv_folds(10), 0);
+        // The probe and scratch have no stop to choose.
+        for mode in [Mode::Linear, Mode::Scratch] {
+            assert_eq!(FinetuneConfig::for_mode(mode).resolved_cv_folds(10), 0);
+        }
+        // Unset is written as "auto" and reads back unset; a number as itself;
+        // files from before the setting (no key) read as the whole schedule.
+        let text = toml::to_string(&auto).unwrap();
+        assert!(text.contains("cv_folds = \"auto\""), "{text}");
+        assert_eq!(toml::from_str::<FinetuneConfig>(&text).unwrap(), auto);
+        let three = FinetuneConfig { cv_folds: Some(3), ..auto.clone() };
+        let text3 = toml::to_string(&three).unwrap();
+        assert!(text3.contains("cv_folds = 3"), "{text3}");
+        assert_eq!(toml::from_str::<FinetuneConfig>(&text3).unwrap(), three);
+        let old: String = text.lines().filter(|l| !l.starts_with("cv_folds")).collect::<Vec<_>>().join("\n");
+        assert_eq!(toml::from_str::<FinetuneConfig>(&old).unwrap().cv_folds, Some(0));
+        let bad = text.replace("\"auto\"", "\"some\"");
+        let e = toml::from_str::<FinetuneConfig>(&bad).unwrap_err().to_string();
+        assert!(e.contains("expected a number or \"auto\""), "{e}");
     }
 }

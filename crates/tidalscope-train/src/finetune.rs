@@ -16,10 +16,10 @@
 //!   kept part of the way back towards that start in weight space
 //!   ([`FinetuneConfig::interpolation`]), and optionally also learning
 //!   from unlabelled images with the probe's probabilities as soft
-//!   targets ([`FinetuneConfig::distill`]), and optionally stopped part of
-//!   the way along its schedule where cross-validation on the training
-//!   labels says ([`FinetuneConfig::cv_folds`]: the probe itself, when no
-//!   step helped);
+//!   targets ([`FinetuneConfig::distill`]); with few labels (by default
+//!   fewer than 50) it stops part of the way along its schedule where
+//!   cross-validation on the training labels says
+//!   ([`FinetuneConfig::cv_folds`]: the probe itself, when no step helped);
 //! * **scratch**: the same architecture from random weights.
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
@@ -320,8 +320,8 @@ pub fn cv_stop_epochs(epochs: usize) -> Vec<usize> {
         .collect()
 }
 
-/// One of [`CV_STOPS`] in words.
-fn fraction(f: f64) -> String {
+/// One of [`CV_STOPS`] in words: "none", "1/16", …, "all".
+pub fn stop_in_words(f: f64) -> String {
     match f {
         0.0 => "none".into(),
         1.0 => "all".into(),
@@ -342,7 +342,7 @@ pub struct CvStop {
 }
 
 /// Cross-validates how far fine-tuning goes ([`FinetuneConfig::cv_folds`]):
-/// for each of `cfg.cv_folds` stratified folds of the labelled `imgs`
+/// for each of `k` stratified folds of the labelled `imgs`
 /// (targets `ys`, frozen representations `h`, `[n, d]`), the probe is
 /// fitted on the other folds, fine-tuning starts from it and runs as many
 /// steps as the whole run's `epochs × steps`, and the held-out fold is
@@ -350,6 +350,7 @@ pub struct CvStop {
 #[allow(clippy::too_many_arguments)]
 fn cv_stop(
     cfg: &FinetuneConfig,
+    k: usize,
     encoder_dir: &Path,
     bundle: &EncoderBundle,
     (imgs, ys, h, d): (&[&Cutout], &[f32], &[f32], usize),
@@ -359,7 +360,6 @@ fn cv_stop(
     reporter: &dyn Reporter,
 ) -> Result<CvStop> {
     let y8: Vec<u8> = ys.iter().map(|&v| (v > 0.5) as u8).collect();
-    let k = cfg.cv_folds;
     let fold = tidalscope_eval::logistic::stratified_folds(&y8, k, cfg.seed ^ streams::FINETUNE_FOLD);
     let mut scores = vec![vec![0f64; ys.len()]; CV_STOPS.len()];
     let batch = cfg.batch.max(1);
@@ -489,8 +489,10 @@ pub fn finetune(
         };
         return Err(crate::TrainError::Other(format!("interpolation {}: {why}", cfg.interpolation)));
     }
-    FinetuneConfig::check_cv_folds(cfg.cv_folds, cfg.mode)
-        .map_err(|e| crate::TrainError::Other(format!("cv_folds {}: {e}", cfg.cv_folds)))?;
+    if let Some(k) = cfg.cv_folds {
+        FinetuneConfig::check_cv_folds(k, cfg.mode)
+            .map_err(|e| crate::TrainError::Other(format!("cv_folds {k}: {e}")))?;
+    }
     if cfg.mode != Mode::Finetune && cfg.distill > 0 {
         return Err(crate::TrainError::Other(format!(
             "distill {}: only fine-tuning learns from the probe's soft targets (use 0, or fine-tuning)",
@@ -508,7 +510,9 @@ pub fn finetune(
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
     let train_device = device.clone().autodiff();
     let kernels = cfg.kernels.resolve(device);
-    let cfg = &FinetuneConfig { kernels, ..cfg.clone() };
+    // Run folders record what ran: the kernels and the folds resolved.
+    let cv_folds = cfg.resolved_cv_folds(splits.train.len());
+    let cfg = &FinetuneConfig { kernels, cv_folds: Some(cv_folds), ..cfg.clone() };
     let bundle = EncoderBundle::load(encoder_dir, device)?;
     let record = SplitRecord {
         sources: source_paths.to_vec(),
@@ -616,14 +620,18 @@ pub fn finetune(
     let labelled_imgs = images(&splits.train);
     // How far to go: the whole schedule, or as far as
     // cross-validation on the labels says.
-    let stop = if cfg.mode == Mode::Finetune && cfg.cv_folds >= 2 {
+    let stop = if cfg.mode == Mode::Finetune && cv_folds >= 2 {
         let t = std::time::Instant::now();
         let data = (&labelled_imgs[..], &train_y[..], &train_h[..], d);
         let devices = (&train_device, device);
-        let cv = cv_stop(cfg, encoder_dir, &bundle, data, whitening.as_ref(), (epochs, steps), devices, reporter)?;
+        let cv =
+            cv_stop(cfg, cv_folds, encoder_dir, &bundle, data, whitening.as_ref(), (epochs, steps), devices, reporter)?;
         let stop = cv_stop_epochs(epochs)[cv.chosen];
-        let table: Vec<String> =
-            CV_STOPS.iter().zip(&cv.auc).map(|(f, a)| format!("{} of the schedule {a:.3}", fraction(*f))).collect();
+        let table: Vec<String> = CV_STOPS
+            .iter()
+            .zip(&cv.auc)
+            .map(|(f, a)| format!("{} of the schedule {a:.3}", stop_in_words(*f)))
+            .collect();
         let chosen = if stop == 0 {
             "the linear probe, not fine-tuned".to_string()
         } else {
@@ -878,7 +886,7 @@ mod tests {
         // Short runs: every stop past the probe trains at least one epoch.
         assert_eq!(cv_stop_epochs(3), vec![0, 1, 1, 1, 2, 3]);
         assert_eq!(cv_stop_epochs(1), vec![0, 1, 1, 1, 1, 1]);
-        let words: Vec<String> = CV_STOPS.iter().map(|&f| fraction(f)).collect();
+        let words: Vec<String> = CV_STOPS.iter().map(|&f| stop_in_words(f)).collect();
         assert_eq!(words, ["none", "1/16", "1/8", "1/4", "1/2", "all"]);
     }
 

@@ -445,7 +445,14 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     // when; skipping the others changes nothing in the training.
     let epochs = 3 * finetune::VAL_LOGS + 1;
     let many =
-        FinetuneConfig { mode: tidalscope_train::config::Mode::Finetune, epochs: 1, min_steps: epochs, ..cfg.clone() };
+        // The whole schedule, whatever the few labels (not cross-validated).
+        FinetuneConfig {
+            mode: tidalscope_train::config::Mode::Finetune,
+            epochs: 1,
+            min_steps: epochs,
+            cv_folds: Some(0),
+            ..cfg.clone()
+        };
     let s = finetune::finetune(&many, &enc, &[data.as_ref()], &[], &dir.path().join("many"), &dev, &Quiet).unwrap();
     assert!(s.sizes.0 <= many.batch, "one step per epoch: {:?}", s.sizes);
     assert_eq!(s.train_loss.len(), epochs);
@@ -486,6 +493,7 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         mode: Mode::Finetune,
         epochs: 1,
         min_steps: 16,
+        cv_folds: Some(0),
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
         ..FinetuneConfig::for_mode(Mode::Finetune)
     };
@@ -498,7 +506,7 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         };
         let full = run(&whole, "whole").unwrap();
         assert_eq!(full.cv, None, "no cross-validation unasked");
-        let cfg = FinetuneConfig { cv_folds: 2, ..whole.clone() };
+        let cfg = FinetuneConfig { cv_folds: Some(2), ..whole.clone() };
         let s = run(&cfg, "cv").unwrap();
         let cv = s.cv.clone().expect("the run reports its cross-validation");
         assert_eq!((cv.folds, cv.auc.len()), (2, finetune::CV_STOPS.len()));
@@ -526,19 +534,28 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         stops.push(stop);
         let saved: FinetuneConfig =
             toml::from_str(&std::fs::read_to_string(out("cv").join("config.toml")).unwrap()).unwrap();
-        assert_eq!(saved.cv_folds, 2, "config.toml records the folds");
+        assert_eq!(saved.cv_folds, Some(2), "config.toml records the folds");
         // One fold, or a probe or scratch run asked to cross-validate: refused.
         for (folds, mode, want) in [
             (1, Mode::Finetune, "at least 2 folds"),
             (3, Mode::Linear, "only fine-tuning"),
             (3, Mode::Scratch, "only fine-tuning"),
         ] {
-            let bad = FinetuneConfig { cv_folds: folds, mode, ..cfg.clone() };
+            let bad = FinetuneConfig { cv_folds: Some(folds), mode, ..cfg.clone() };
             let e = run(&bad, "bad").map(|_| ()).unwrap_err().to_string();
             assert!(e.contains(&format!("cv_folds {folds}")) && e.contains(want), "{e}");
         }
     }
     assert_eq!(stops[0], 0, "every stop ties on separable labels: the probe is kept");
+    // Unset, fine-tuning on fewer than 50 labels cross-validates with 3
+    // folds, and config.toml records the folds resolved.
+    let data = open(&dir.path().join("data"), &OpenOptions::default()).unwrap();
+    let auto = FinetuneConfig { cv_folds: None, ..whole };
+    let s = finetune::finetune(&auto, &enc, &[data.as_ref()], &[], &dir.path().join("auto"), &dev, &Quiet).unwrap();
+    assert_eq!(s.cv.map(|c| c.folds), Some(FinetuneConfig::CV_FOLDS));
+    let saved: FinetuneConfig =
+        toml::from_str(&std::fs::read_to_string(dir.path().join("auto/config.toml")).unwrap()).unwrap();
+    assert_eq!(saved.cv_folds, Some(FinetuneConfig::CV_FOLDS));
 }
 
 /// The same pretraining and fine-tuning runs with the encoder on the fast
@@ -558,6 +575,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         mode: Mode::Finetune,
         epochs: 3,
         min_steps: 0,
+        cv_folds: Some(0),
         lr_schedule: LrSchedule::Cosine,
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
         ..FinetuneConfig::default()
@@ -665,6 +683,7 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
             epochs: 1,
             min_steps: 6,
             interpolation,
+            cv_folds: Some(0),
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..FinetuneConfig::for_mode(mode)
         };
@@ -706,6 +725,7 @@ fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
             min_steps: 2,
             labels: 6,
             distill,
+            cv_folds: Some(0),
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..FinetuneConfig::for_mode(mode)
         };
