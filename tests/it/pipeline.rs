@@ -215,46 +215,25 @@ fn training_commands_explain_bad_input() {
         let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", flag, "-0.5"]);
         assert!(err.contains(&format!("{flag} -0.5: {want}")), "{err}");
     }
-    let err =
-        d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", "finetune", "--lr", "0"]);
+    // `finetune` on a missing encoder, refused for its options before it looks.
+    let finetune_fails = |extra: &[&str]| {
+        let mut args = vec!["finetune", "--encoder", "e", "--data", "sim", "--out", "x"];
+        args.extend_from_slice(extra);
+        d.fails(&args)
+    };
+    let err = finetune_fails(&["--mode", "finetune", "--lr", "0"]);
     assert!(err.contains("--lr 0: give a learning rate above 0"), "{err}");
-    let err = d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--interpolation", "0.5"]);
+    let err = finetune_fails(&["--interpolation", "0.5"]);
     assert!(err.contains("--interpolation") && err.contains("--mode finetune"), "{err}");
     for mode in ["linear", "scratch"] {
-        let err =
-            d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", mode, "--distill", "100"]);
+        let err = finetune_fails(&["--mode", mode, "--distill", "100"]);
         assert!(err.contains("--distill") && err.contains("--mode finetune"), "{mode}: {err}");
-        let err =
-            d.fails(&["finetune", "--encoder", "e", "--data", "sim", "--out", "x", "--mode", mode, "--cv-folds", "3"]);
+        let err = finetune_fails(&["--mode", mode, "--cv-folds", "3"]);
         assert!(err.contains("--cv-folds 3: only fine-tuning"), "{mode}: {err}");
     }
-    let err = d.fails(&[
-        "finetune",
-        "--encoder",
-        "e",
-        "--data",
-        "sim",
-        "--out",
-        "x",
-        "--mode",
-        "finetune",
-        "--cv-folds",
-        "1",
-    ]);
+    let err = finetune_fails(&["--mode", "finetune", "--cv-folds", "1"]);
     assert!(err.contains("--cv-folds 1: cross-validation needs at least 2 folds"), "{err}");
-    let err = d.fails(&[
-        "finetune",
-        "--encoder",
-        "e",
-        "--data",
-        "sim",
-        "--out",
-        "x",
-        "--mode",
-        "finetune",
-        "--interpolation",
-        "-0.5",
-    ]);
+    let err = finetune_fails(&["--mode", "finetune", "--interpolation", "-0.5"]);
     assert!(err.contains("--interpolation -0.5") && err.contains("must be in [0, 1]"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--preset", "quick", "--average-epochs", "13"]);
     assert!(err.contains("--average-epochs 13: give at most the run's 12 epochs"), "{err}");
