@@ -150,6 +150,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert_eq!(lr(&config("const", "finetune"), "cv_folds"), 2.0);
     assert!(report.contains("as 2-fold cross-validation on the draw's own labels finds best"), "{report}");
     assert!(log.contains("fine-tuning's stop by 2-fold cross-validation on the 40 training labels"), "{log}");
+    assert!(log.contains("pooled held-out AUC: the probe ") && log.contains(", 1/16 of the schedule "), "{log}");
     for (value, methods, why) in [
         ("0", "linear,finetune", "give a learning rate above 0"),
         ("1e-5", "linear,scratch", "add finetune to --methods"),

@@ -630,7 +630,10 @@ pub fn finetune(
         let table: Vec<String> = CV_STOPS
             .iter()
             .zip(&cv.auc)
-            .map(|(f, a)| format!("{} of the schedule {a:.3}", stop_in_words(*f)))
+            .map(|(&f, a)| match f {
+                0.0 => format!("the probe {a:.3}"),
+                _ => format!("{} of the schedule {a:.3}", stop_in_words(f)),
+            })
             .collect();
         let chosen = if stop == 0 {
             "the linear probe, not fine-tuned".to_string()
