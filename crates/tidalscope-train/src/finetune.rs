@@ -33,7 +33,8 @@
 //! unlabelled images too when distilling; one value for the probe), `Val_loss.npy` (per epoch as well, up to [`VAL_LOGS`]
 //! epochs; beyond, at [`VAL_LOGS`] evenly spread epochs ending with the
 //! last) with `Val_epochs.npy` (the 1-based epoch of each; 1 for the
-//! probe), `loss.png` (the probe: its
+//! probe), `loss.png` (the probe, or fine-tuning that
+//! [`FinetuneConfig::cv_folds`] kept at its probe: the probe's
 //! cross-validation curve, also in `probe_cv.npy` as [λ, loss] rows) and
 //! `log.txt`.
 //!
@@ -653,37 +654,32 @@ pub fn finetune(
     } else {
         epochs
     };
-    // The probe as the classifier (its losses recorded as one epoch's).
+    // The probe as the classifier (its losses recorded as one epoch's, its
+    // cross-validation curve in probe_cv.npy).
     let probe_only = |train_loss: &mut Vec<f32>, val_loss: &mut Vec<f32>, val_epochs: &mut Vec<usize>| {
-        let (w, b, _) = probe.as_ref().expect("the probe runs unless training from scratch");
+        reporter.start("finetune", 1);
+        let (w, b, cv) = probe.as_ref().expect("the probe runs unless training from scratch");
         // The representations are those the probe was fitted on.
         let logits = |h: &[f32]| infer::head_logits(h, w, *b);
         train_loss.push(bce(logits(&train_h), &train_y, device));
         val_epochs.push(1);
         val_loss.push(if splits.val.is_empty() { f32::NAN } else { bce(logits(&embed(&splits.val)?), &val_y, device) });
         log_line(out, &format!("probe: train loss {:.4}, validation loss {:.4}", train_loss[0], val_loss[0]));
+        write_npy(
+            &out.join("probe_cv.npy"),
+            &cv.grid.iter().zip(&cv.loss).flat_map(|(g, l)| [*g as f32, *l as f32]).collect::<Vec<_>>(),
+            &[cv.grid.len(), 2],
+        )?;
         Ok::<_, crate::TrainError>(Classifier {
             encoder: bundle.encoder.clone(),
             head: ClassifierConfig::head_with(w, *b, device),
         })
     };
     let classifier = match cfg.mode {
-        Mode::Linear => {
-            reporter.start("finetune", 1);
-            let classifier = probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?;
-            let cv = &probe.as_ref().expect("the probe runs in linear mode").2;
-            write_npy(
-                &out.join("probe_cv.npy"),
-                &cv.grid.iter().zip(&cv.loss).flat_map(|(g, l)| [*g as f32, *l as f32]).collect::<Vec<_>>(),
-                &[cv.grid.len(), 2],
-            )?;
-            classifier
-        }
-        // Cross-validation chose not to fine-tune at all.
-        Mode::Finetune if stop == 0 => {
-            reporter.start("finetune", 1);
-            probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?
-        }
+        // The probe, asked for or kept by cross-validation (which chose
+        // not to fine-tune at all).
+        Mode::Linear => probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?,
+        Mode::Finetune if stop == 0 => probe_only(&mut train_loss, &mut val_loss, &mut val_epochs)?,
         Mode::Finetune | Mode::Scratch => {
             train_device.seed(cfg.seed);
             let encoder = if cfg.mode == Mode::Scratch {
@@ -796,7 +792,7 @@ pub fn finetune(
     match &probe {
         // The probe has no epochs: its picture is the cross-validation that
         // chose its L2 strength.
-        Some((_, _, cv)) if cfg.mode == Mode::Linear && cv.folds > 0 => {
+        Some((_, _, cv)) if (cfg.mode == Mode::Linear || stop == 0) && cv.folds > 0 => {
             let x: Vec<f64> = cv.grid.clone();
             let mut axes = Axes::new(
                 format!("linear probe: {}-fold cross-validation (chosen λ = {:.3})", cv.folds, cv.chosen),

@@ -524,6 +524,9 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         if stop == 0 {
             run(&FinetuneConfig { mode: Mode::Linear, ..whole.clone() }, "probe").unwrap();
             assert_eq!(head("cv"), head("probe"), "{labels}: stopped before any step, the classifier is the probe");
+            // Its pictures are the probe's: the cross-validation curve.
+            let curve = |name: &str| tidalscope_io::npy::read_f32(&out(name).join("probe_cv.npy")).unwrap();
+            assert_eq!(curve("cv"), curve("probe"));
         } else {
             assert_eq!(
                 s.train_loss[..],
