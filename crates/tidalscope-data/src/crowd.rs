@@ -36,10 +36,10 @@
 //! noise, so inside it the noise is √2 of the sky's — as where two real
 //! exposures' sources overlap, and small.
 
+use tidalscope_core::stats::sky_sigma;
 use tidalscope_core::{Cutout, Rng};
 
 use crate::augment::{around, compact_sources, subtract_ring_median};
-use crate::normalise::{clipped_sigma, frame};
 
 /// Detection thresholds (footprint, peak) on the smoothed S/N map: at 2σ
 /// the footprint reaches into a source's wings; a 5σ peak of the 3×3 mean
@@ -76,12 +76,7 @@ impl Stamp {
     pub fn find(img: &Cutout) -> Vec<Stamp> {
         let (bands, h, w) = (img.bands(), img.height(), img.width());
         let mut border = Vec::new();
-        let sigma: Vec<Option<f32>> = (0..bands)
-            .map(|b| {
-                frame(img.band(b), w, h, &mut border);
-                clipped_sigma(&mut border).filter(|s| *s > 0.0 && s.is_finite())
-            })
-            .collect();
+        let sigma: Vec<Option<f32>> = (0..bands).map(|b| sky_sigma(img.band(b), w, h, &mut border)).collect();
         let used = sigma.iter().flatten().count();
         if used == 0 || h < 3 || w < 3 {
             return Vec::new();

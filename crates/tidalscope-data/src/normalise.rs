@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::math::asinh;
 use tidalscope_core::multiversion;
+use tidalscope_core::stats::sky_sigma;
 use tidalscope_core::Cutout;
 use tidalscope_io::source::Source;
 
@@ -77,40 +78,6 @@ pub enum SigmaRule {
     Sky,
     /// MAD of every pixel of the images (the reference).
     Image,
-}
-
-/// Sigma-clipped robust σ (1.4826 × MAD) of `values`: values further than
-/// 3σ from the median are dropped and σ re-measured, up to 5 rounds.
-/// Reorders `values`; None when empty.
-pub fn clipped_sigma(values: &mut Vec<f32>) -> Option<f32> {
-    let mut scratch = Vec::with_capacity(values.len());
-    for _ in 0..5 {
-        scratch.clear();
-        scratch.extend_from_slice(values);
-        let m = tidalscope_core::stats::median(&mut scratch)?;
-        let s = mad_sigma(&mut scratch)?;
-        let before = values.len();
-        values.retain(|v| (v - m).abs() <= 3.0 * s);
-        if values.len() == before || s == 0.0 {
-            return Some(s);
-        }
-    }
-    mad_sigma(&mut values.clone())
-}
-
-/// The finite pixels of `band` in the outer frame of a `w`×`h` image, a
-/// `max(1, min(w, h) / 8)`-pixel-wide border.
-pub(crate) fn frame(band: &[f32], w: usize, h: usize, out: &mut Vec<f32>) {
-    let k = (w.min(h) / 8).max(1);
-    out.clear();
-    for y in 0..h {
-        let row = &band[y * w..(y + 1) * w];
-        if y < k || y + k >= h {
-            out.extend(row.iter().copied().filter(|v| v.is_finite()));
-        } else {
-            out.extend(row[..k.min(w)].iter().chain(&row[w.saturating_sub(k)..]).copied().filter(|v| v.is_finite()));
-        }
-    }
 }
 
 multiversion! {
@@ -209,12 +176,9 @@ impl Normaliser {
             for (b, vals) in per_band.iter_mut().enumerate() {
                 match rule {
                     SigmaRule::Image => vals.extend(img.band(b).iter().copied().filter(|v| v.is_finite())),
-                    SigmaRule::Sky => {
-                        frame(img.band(b), img.width(), img.height(), &mut border);
-                        // A frame with no spread (masked or zero-padded edges) says
-                        // nothing about the sky: left out.
-                        vals.extend(clipped_sigma(&mut border).filter(|s| *s > 0.0 && s.is_finite()));
-                    }
+                    // A frame with no spread (masked or zero-padded edges) says
+                    // nothing about the sky: left out.
+                    SigmaRule::Sky => vals.extend(sky_sigma(img.band(b), img.width(), img.height(), &mut border)),
                 }
             }
             used += 1;
@@ -303,38 +267,6 @@ mod tests {
         let mut v: Vec<f32> = (0..100_000).map(|_| (3.0 * rng.normal() + 10.0) as f32).collect();
         let s = mad_sigma(&mut v).unwrap();
         assert!((s / 3.0 - 1.0).abs() < 0.02, "{s}");
-    }
-
-    #[test]
-    fn sky_sigma_ignores_the_galaxy_and_the_image_rule_does_not() {
-        // Sky noise σ = 2 everywhere, plus a bright galaxy filling the centre
-        // and a star in the frame: the sky rule finds 2, the image rule more.
-        let mut rng = tidalscope_core::Rng::new(5);
-        let (w, h) = (64, 64);
-        let mut imgs = Vec::new();
-        for _ in 0..20 {
-            let mut v = vec![0f32; w * h];
-            for y in 0..h {
-                for x in 0..w {
-                    let r2 = ((x as f32 - 32.0).powi(2) + (y as f32 - 32.0).powi(2)) / 100.0;
-                    v[y * w + x] = 200.0 * (-r2).exp() + 2.0 * rng.normal() as f32;
-                }
-            }
-            v[2 * w + 3] = 5000.0;
-            v[w + 1] = f32::NAN;
-            imgs.push(v);
-        }
-        let mut est = Vec::new();
-        let mut sky = Vec::new();
-        for v in &imgs {
-            frame(v, w, h, &mut sky);
-            assert_eq!(sky.len(), w * h - 48 * 48 - 1, "frame of 8 px, NaN dropped");
-            est.push(clipped_sigma(&mut sky).unwrap());
-        }
-        let s = tidalscope_core::stats::median(&mut est).unwrap();
-        assert!((s / 2.0 - 1.0).abs() < 0.05, "sky σ {s}");
-        let mut all: Vec<f32> = imgs.iter().flatten().copied().filter(|v| v.is_finite()).collect();
-        assert!(mad_sigma(&mut all).unwrap() > 3.0);
     }
 
     #[test]
