@@ -173,9 +173,6 @@ fn write_fits(dir: &Path, sim: &Simulator, mock: &Mock) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A labelled mosaic of the first cutouts, as Lupton et al. (2004) asinh
-/// RGB from i, r, g, stretched relative to each cutout's own noise so faint
-/// features show as they would to a person inspecting the survey.
 /// The scene options of `config` that differ from the defaults, as their
 /// flags, so that a preview of an unusual set says so.
 fn departures(config: &SimConfig) -> Vec<String> {
@@ -194,6 +191,10 @@ fn departures(config: &SimConfig) -> Vec<String> {
     .collect()
 }
 
+/// A labelled mosaic of the first cutouts, as Lupton et al. (2004) asinh
+/// RGB from i, r, g, stretched relative to each cutout's sky noise so faint
+/// features show as they would to a person inspecting the survey, and as
+/// deep beside a large host as beside a small one.
 fn write_preview(path: &Path, mocks: &[Mock], title: &str) -> anyhow::Result<()> {
     let tiles: Vec<Tile> = mocks
         .iter()

@@ -5,7 +5,7 @@
 
 use serde::Deserialize;
 use tidalscope_core::Cutout;
-use tidalscope_eval::rgb::{lupton_rgb, mad_sigma, rgb_noise, rgb_planes};
+use tidalscope_eval::rgb::{lupton_rgb, rgb_noise, rgb_planes, sky_noise};
 
 /// Which picture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -32,8 +32,9 @@ pub struct Look {
     pub band: usize,
     /// Lupton's softening Q.
     pub q: f64,
-    /// Linear range in units of the image's own noise (σ, the MAD of its
-    /// pixels): a larger stretch shows brighter structure unsaturated.
+    /// Linear range in units of the image's sky noise (σ, the sigma-clipped
+    /// MAD of its outer frame; see `tidalscope_eval::rgb`): a larger
+    /// stretch shows brighter structure unsaturated.
     pub stretch: f64,
 }
 
@@ -57,13 +58,13 @@ pub fn render(img: &Cutout, look: &Look) -> anyhow::Result<(usize, usize, Vec<u8
         View::Band => {
             anyhow::ensure!(look.band < img.bands(), "band {} of a {}-band image", look.band, img.bands());
             let p = img.band(look.band);
-            let stretch = look.stretch * nonzero(mad_sigma(p));
+            let stretch = look.stretch * nonzero(sky_noise(p, w, h));
             (w, h, lupton_rgb(p, p, p, w, h, stretch, look.q))
         }
         View::Faint => {
             let (p, bw, bh) = faint(img);
             // The smoothed noise is small against the sky: stretch a third as far.
-            let stretch = look.stretch / 3.0 * nonzero(mad_sigma(&p));
+            let stretch = look.stretch / 3.0 * nonzero(sky_noise(&p, bw, bh));
             (bw, bh, lupton_rgb(&p, &p, &p, bw, bh, stretch, look.q))
         }
     })

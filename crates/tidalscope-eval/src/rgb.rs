@@ -1,4 +1,12 @@
 //! Colour composites of multi-band cutouts.
+//!
+//! Stretches are given in units of the **sky noise** σ of each picture (the
+//! sigma-clipped MAD of its outer frame, as the normaliser measures it), so
+//! one σ of sky looks the same on every tile of a mosaic and faint structure
+//! is as visible beside a large bright host as beside a small one. The MAD
+//! of the whole image, which a host filling the cutout inflates many times
+//! (12× on a 96-pixel HSC-UD mock with a bright plume), is the fallback
+//! where the frame says nothing (no finite pixel or no spread).
 
 /// Robust noise estimate of a plane: 1.4826 × the median absolute deviation
 /// from the median, ignoring non-finite pixels (0 if none are finite).
@@ -43,10 +51,20 @@ pub fn lupton_rgb(red: &[f32], green: &[f32], blue: &[f32], w: usize, h: usize, 
     out
 }
 
+/// The noise against which a `w`×`h` plane is stretched: its sky σ
+/// ([`tidalscope_core::stats::sky_sigma`]), else the [`mad_sigma`] of all
+/// its pixels (0 if none are finite).
+pub fn sky_noise(plane: &[f32], w: usize, h: usize) -> f64 {
+    match tidalscope_core::stats::sky_sigma(plane, w, h, &mut Vec::new()) {
+        Some(s) => s as f64,
+        None => mad_sigma(plane),
+    }
+}
+
 /// An RGB thumbnail of a cutout for people to look at: Lupton asinh
 /// colours from bands (i, r, g) of a 5-band g,r,i,z,y image (the first three
 /// bands, reversed, otherwise; one band gives grey), stretched relative to the
-/// image's own noise so faint structure shows. Returns RGB8, top row first.
+/// image's sky noise so faint structure shows. Returns RGB8, top row first.
 pub fn thumbnail(img: &tidalscope_core::Cutout) -> Vec<u8> {
     composite(img, None, 10.0)
 }
@@ -71,10 +89,10 @@ pub fn rgb_planes(img: &tidalscope_core::Cutout) -> [&[f32]; 3] {
     }
 }
 
-/// The mean [`mad_sigma`] of the three [`rgb_planes`]: the unit in which
+/// The mean [`sky_noise`] of the three [`rgb_planes`]: the unit in which
 /// stretches are given to people.
 pub fn rgb_noise(img: &tidalscope_core::Cutout) -> f64 {
-    rgb_planes(img).iter().map(|p| mad_sigma(p)).sum::<f64>() / 3.0
+    rgb_planes(img).iter().map(|p| sky_noise(p, img.width(), img.height())).sum::<f64>() / 3.0
 }
 
 #[cfg(test)]
@@ -85,6 +103,34 @@ mod tests {
     fn mad_sigma_of_a_known_sample() {
         // median 3, absolute deviations 2,1,0,1,2 → MAD 1
         assert!((mad_sigma(&[1.0, 2.0, 3.0, 4.0, 5.0, f32::NAN]) - 1.4826).abs() < 1e-6);
+    }
+
+    #[test]
+    fn the_stretch_unit_is_the_sky_not_the_host() {
+        // Sky σ = 1 under a flat host filling the middle 46×46 of a 64×64
+        // cutout: the 8-pixel frame is sky alone; half the pixels are host.
+        let (w, h) = (64, 64);
+        let mut rng = tidalscope_core::Rng::new(3);
+        let plane: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let host = (9..55).contains(&(i % w)) && (9..55).contains(&(i / w));
+                (rng.normal() + if host { 20.0 } else { 0.0 }) as f32
+            })
+            .collect();
+        let sky = sky_noise(&plane, w, h);
+        assert!((sky - 1.0).abs() < 0.08, "sky σ {sky}");
+        assert!(mad_sigma(&plane) > 5.0 * sky, "whole-image MAD {}", mad_sigma(&plane));
+        let img = tidalscope_core::Cutout::from_chw(3, h, w, [plane.clone(), plane.clone(), plane].concat()).unwrap();
+        assert!((rgb_noise(&img) - sky).abs() < 1e-9);
+        // A frame without finite pixels falls back to the whole image's MAD.
+        let mut masked = vec![f32::NAN; w * h];
+        for y in 16..48 {
+            for x in 16..48 {
+                masked[y * w + x] = (x * 7 + y * 3) as f32 % 5.0;
+            }
+        }
+        assert!(mad_sigma(&masked) > 0.0);
+        assert_eq!(sky_noise(&masked, w, h), mad_sigma(&masked));
     }
 
     #[test]

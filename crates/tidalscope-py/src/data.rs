@@ -159,8 +159,9 @@ pub fn read<'py>(
 /// A Lupton et al. (2004) asinh colour composite of one image, as the
 /// command line's previews: red, green, blue from bands i, r, g of a
 /// five-band g r i z y image (the first three bands, reversed, otherwise;
-/// grey for one band). `stretch` defaults to 8 × the image's noise (so
-/// faint structure shows), `q` to 10. Returns uint8 `[H, W, 3]` with the
+/// grey for one band). `stretch` defaults to 8 × the image's sky noise
+/// (the sigma-clipped MAD of its outer eighth, so faint structure shows the
+/// same beside a large host as beside a small one), `q` to 10. Returns uint8 `[H, W, 3]` with the
 /// image's last row first: north up under matplotlib's default `imshow`
 /// for images stored in FITS row order.
 #[pyfunction]
