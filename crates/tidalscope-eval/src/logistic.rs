@@ -136,6 +136,9 @@ pub struct CvReport {
     pub chosen: f64,
     /// Folds used.
     pub folds: usize,
+    /// Each row's held-out log-loss at the chosen strength, in row order
+    /// (empty without folds).
+    pub held_out: Vec<f64>,
 }
 
 /// The fold (0..k) of each of the 0/1 labels `y`: each class shuffled by
@@ -194,13 +197,22 @@ impl Logistic {
         if k < 2 {
             let chosen = grid[grid.len() / 2];
             let m = Self::fit(x, d, y, chosen);
-            return (m, CvReport { grid: grid.to_vec(), loss: vec![f64::NAN; grid.len()], chosen, folds: 0 });
+            return (
+                m,
+                CvReport {
+                    grid: grid.to_vec(),
+                    loss: vec![f64::NAN; grid.len()],
+                    chosen,
+                    folds: 0,
+                    held_out: Vec::new(),
+                },
+            );
         }
         let fold = stratified_folds(y, k, seed);
-        let loss: Vec<f64> = grid
+        let per_row: Vec<Vec<f64>> = grid
             .par_iter()
             .map(|&l2| {
-                let mut total = 0.0;
+                let mut rows = vec![0.0; n];
                 for f in 0..k {
                     let pick = |keep: bool| -> (Vec<f64>, Vec<u8>) {
                         let idx: Vec<usize> = (0..n).filter(|&i| (fold[i] == f) != keep).collect();
@@ -210,24 +222,22 @@ impl Logistic {
                         )
                     };
                     let (xt, yt) = pick(true);
-                    let (xv, yv) = pick(false);
+                    let (xv, _) = pick(false);
                     let m = Self::fit(&xt, d, &yt, l2);
-                    total += m
-                        .predict(&xv)
-                        .iter()
-                        .zip(&yv)
-                        .map(|(&p, &t)| {
-                            let p = p.clamp(1e-12, 1.0 - 1e-12);
-                            -(if t == 1 { p.ln() } else { (1.0 - p).ln() })
-                        })
-                        .sum::<f64>();
+                    let held = (0..n).filter(|&i| fold[i] == f);
+                    for (i, p) in held.zip(m.predict(&xv)) {
+                        let p = p.clamp(1e-12, 1.0 - 1e-12);
+                        rows[i] = -(if y[i] == 1 { p.ln() } else { (1.0 - p).ln() });
+                    }
                 }
-                total / n as f64
+                rows
             })
             .collect();
+        let loss: Vec<f64> = per_row.iter().map(|r| r.iter().sum::<f64>() / n as f64).collect();
         let best = (0..grid.len()).min_by(|&a, &b| loss[a].total_cmp(&loss[b])).expect("non-empty grid");
         let chosen = grid[best];
-        (Self::fit(x, d, y, chosen), CvReport { grid: grid.to_vec(), loss, chosen, folds: k })
+        let held_out = per_row.into_iter().nth(best).expect("a row of losses per strength");
+        (Self::fit(x, d, y, chosen), CvReport { grid: grid.to_vec(), loss, chosen, folds: k, held_out })
     }
 
     /// The model as an affine map of the raw features: (weights, intercept)
@@ -349,11 +359,16 @@ mod tests {
         let (m, r2) = Logistic::fit_cv(&x, d, &signal, &default_grid(), 5, 1);
         assert!(r2.chosen < r.chosen && best(&r2) < 0.4, "{r2:?} vs {r:?}");
         assert!(m.weights[1] > 1.0, "{:?}", m.weights);
+        // Each row's held-out loss, averaged, is the chosen strength's loss.
+        assert_eq!(r2.held_out.len(), n);
+        let mean = r2.held_out.iter().sum::<f64>() / n as f64;
+        assert!((mean - best(&r2)).abs() < 1e-12, "{mean} vs {}", best(&r2));
         // Same seed, same choice; a class of one member: no CV, the middle strength.
         assert_eq!(Logistic::fit_cv(&x, d, &signal, &default_grid(), 5, 1).1, r2);
         let mut one = vec![0u8; n];
         one[0] = 1;
-        assert_eq!(Logistic::fit_cv(&x, d, &one, &default_grid(), 5, 1).1.folds, 0);
+        let (_, none) = Logistic::fit_cv(&x, d, &one, &default_grid(), 5, 1);
+        assert_eq!((none.folds, none.held_out.len()), (0, 0));
     }
 
     #[test]
