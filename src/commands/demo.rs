@@ -292,7 +292,7 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* classifiers: linear probes fitted to convergence (L2, and standardised or whitened input, by cross-validation); fine-tuning with Adam at {:e}, a {} learning rate over the steps",
+        "* classifiers: linear probes fitted to convergence (L2 by cross-validation, on the standardised and on the whitened input: the one clearly better, else the mean of both); fine-tuning with Adam at {:e}, a {} learning rate over the steps",
         FinetuneConfig::default_lr(Mode::Finetune),
         crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune).describe()
     )?;

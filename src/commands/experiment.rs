@@ -796,7 +796,7 @@ fn write_labels_report(
         },
         if args.probe_variance > 0.0 {
             format!(
-                ", and, by the same folds, whether it reads the standardised representation or its leading principal components holding {:.0}% of its variance over unlabelled images, whitened",
+                ", and the same for its leading principal components holding {:.0}% of its variance over unlabelled images, whitened; by the same folds it keeps the input whose held-out log-loss is lower by more than two standard errors, else averages the two heads",
                 100.0 * args.probe_variance
             )
         } else {

@@ -33,11 +33,11 @@ pub struct Retrained {
     pub cv_auc: Option<f64>,
     /// Folds of that estimate.
     pub cv_folds: usize,
-    /// L2 strength chosen on all labels.
+    /// L2 strength chosen on all labels (of the standardised input when
+    /// the probe averages two heads).
     pub l2: f64,
-    /// Whitened principal components the probe read (0: the standardised
-    /// representation).
-    pub components: usize,
+    /// The probe's input, in words.
+    pub input: String,
     /// Seconds spent fitting.
     pub fit_seconds: f64,
     /// Seconds spent rescoring every object.
@@ -68,8 +68,8 @@ pub fn retrain(cat: &Catalogue, labelled: &[(usize, u8)], seed: u64) -> anyhow::
         negatives,
         cv_auc,
         cv_folds,
-        l2: probe.cv.chosen,
-        components: probe.components,
+        l2: probe.cv().chosen,
+        input: probe.input.to_string(),
         fit_seconds,
         score_seconds: t1.elapsed().as_secs_f64(),
     })
