@@ -620,9 +620,9 @@ pub struct FinetuneArgs {
     pub lr_schedule: Option<LrScheduleArg>,
     /// Fraction of the representation's variance whose leading principal
     /// components (over unlabelled images), whitened, the linear probe
-    /// also tries, keeping them when they cross-validate better than the
-    /// standardised representation; 0 = the standardised representation
-    /// only. Fine-tuning starts from that probe. Recorded in config.toml.
+    /// also tries beside the standardised representation, keeping the one
+    /// that cross-validates better by more than two standard errors, else
+    /// averaging the two heads; 0 = the standardised representation only. Fine-tuning starts from that probe. Recorded in config.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
     /// --mode finetune: keep the classifier this fraction of the way from
@@ -1270,9 +1270,9 @@ pub struct ExperimentLabelsArgs {
     pub lr_schedule: Option<LrScheduleArg>,
     /// Fraction of the representation's variance whose leading principal
     /// components (over unlabelled images), whitened, the linear probe
-    /// also tries, keeping them when they cross-validate better than the
-    /// standardised representation; 0 = the standardised representation
-    /// only. Fine-tuning starts from that probe. Recorded in run.toml.
+    /// also tries beside the standardised representation, keeping the one
+    /// that cross-validates better by more than two standard errors, else
+    /// averaging the two heads; 0 = the standardised representation only. Fine-tuning starts from that probe. Recorded in run.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
     #[command(flatten)]

@@ -1,8 +1,9 @@
 //! Retraining on the labels given so far: a converged, cross-validated
 //! linear probe on the cached embeddings (the same probe `finetune` fits
-//! and `experiment labels` measures: standardised or whitened input,
-//! whichever cross-validates better, the whitening fitted on the whole
-//! catalogue's embeddings), every object rescored, and an honest estimate
+//! and `experiment labels` measures: on the standardised and the whitened
+//! input, the one that cross-validates clearly better, else both heads
+//! averaged, the whitening fitted on the whole catalogue's embeddings),
+//! every object rescored, and an honest estimate
 //! of how well the labels so far separate the classes.
 
 use super::catalogue::Catalogue;

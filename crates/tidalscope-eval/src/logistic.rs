@@ -359,10 +359,20 @@ mod tests {
         let (m, r2) = Logistic::fit_cv(&x, d, &signal, &default_grid(), 5, 1);
         assert!(r2.chosen < r.chosen && best(&r2) < 0.4, "{r2:?} vs {r:?}");
         assert!(m.weights[1] > 1.0, "{:?}", m.weights);
-        // Each row's held-out loss, averaged, is the chosen strength's loss.
+        // Each row's held-out loss is that of the model fitted without its
+        // fold, in row order; averaged, it is the chosen strength's loss.
         assert_eq!(r2.held_out.len(), n);
         let mean = r2.held_out.iter().sum::<f64>() / n as f64;
         assert!((mean - best(&r2)).abs() < 1e-12, "{mean} vs {}", best(&r2));
+        let fold = stratified_folds(&signal, 5, 1);
+        let (inside, outside): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold[i] == 2);
+        let rows = |idx: &[usize]| -> Vec<f64> { idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].to_vec()).collect() };
+        let labels = |idx: &[usize]| -> Vec<u8> { idx.iter().map(|&i| signal[i]).collect() };
+        let without = Logistic::fit(&rows(&outside), d, &labels(&outside), r2.chosen);
+        for (&i, p) in inside.iter().zip(without.predict(&rows(&inside))) {
+            let loss = -(if signal[i] == 1 { p } else { 1.0 - p }).clamp(1e-12, 1.0).ln();
+            assert!((loss - r2.held_out[i]).abs() < 1e-9, "row {i}: {loss} vs {}", r2.held_out[i]);
+        }
         // Same seed, same choice; a class of one member: no CV, the middle strength.
         assert_eq!(Logistic::fit_cv(&x, d, &signal, &default_grid(), 5, 1).1, r2);
         let mut one = vec![0u8; n];

@@ -383,8 +383,10 @@ pub struct FinetuneConfig {
     /// The linear probe (and fine-tuning's starting head) also tries the
     /// fewest leading principal components of the representation that
     /// hold this fraction of its variance over unlabelled images, each
-    /// whitened to unit variance, and keeps whichever input cross-validates
-    /// better; 0 = the standardised representation only. Older config
+    /// whitened to unit variance, and keeps the input that cross-validates
+    /// clearly better, else averages the two heads (see
+    /// [`crate::finetune::linear_probe`]); 0 = the standardised
+    /// representation only. Older config
     /// files, written before it existed, read as 0.
     #[serde(default)]
     pub probe_variance: f64,

@@ -4,10 +4,11 @@
 //!   and an L2-regularised logistic regression fitted to convergence
 //!   (Newton/IRLS) with the L2 strength chosen by stratified
 //!   cross-validation on the training labels alone — no labelled data
-//!   beyond those given is used — on the standardised representation or
+//!   beyond those given is used — on the standardised representation and
 //!   on its leading principal components whitened over unlabelled images
-//!   ([`FinetuneConfig::probe_variance`]; cross-validation picks which);
-//!   then folded into the Dense(1) head;
+//!   ([`FinetuneConfig::probe_variance`]): the input that cross-validates
+//!   clearly better, else the mean of both heads ([`linear_probe`]); then
+//!   folded into the Dense(1) head;
 //! * **fine-tuning** everything (the reference's choice, with its
 //!   augmentations, or with stronger views: [`FinetuneConfig::jitter`])
 //!   with binary cross-entropy and Adam, starting the head
@@ -35,7 +36,9 @@
 //! last) with `Val_epochs.npy` (the 1-based epoch of each; 1 for the
 //! probe), `loss.png` (the probe, or fine-tuning that
 //! [`FinetuneConfig::cv_folds`] kept at its probe: the probe's
-//! cross-validation curve, also in `probe_cv.npy` as [λ, loss] rows) and
+//! cross-validation curve for each input it tried; `probe_cv.npy` holds
+//! the kept input's as [λ, loss] rows, the standardised one's when both
+//! are averaged) and
 //! `log.txt`.
 //!
 //! On the CPU the encoder runs on the fast kernels (`tidalscope_model::fast`)
@@ -117,7 +120,8 @@ pub enum ProbeInput {
     /// This many leading principal components, whitened.
     Whitened(usize),
     /// The mean of the two heads, on the standardised representation and on
-    /// this many whitened components: neither cross-validated clearly better.
+    /// this many whitened components: neither cross-validated clearly better
+    /// (or the labels were too few to cross-validate).
     Both(usize),
 }
 
@@ -180,19 +184,23 @@ impl Probe {
         let how =
             format!("{}-fold cross-validation over λ {:.0e}–{:.0e}", cv.folds, cv.grid[0], cv.grid[cv.grid.len() - 1]);
         let plain = one(cv);
-        let z = self.preference.map_or("not compared".to_string(), |z| format!("{:.1} standard errors", z.abs()));
+        let z = match self.preference {
+            None => "not compared: too few labels to cross-validate".to_string(),
+            Some(z) if z >= 0.0 => format!("the whitened input ahead by {z:.1} standard errors"),
+            Some(z) => format!("the standardised input ahead by {:.1} standard errors", -z),
+        };
         match (self.input, &self.whitened_cv) {
             (_, None) => format!("linear probe on the standardised representation: {plain} ({how})"),
             (ProbeInput::Standardised, Some(w)) => format!(
-                "linear probe on the standardised representation: {plain}; better than the whitened components ({}) by {z} ({how})",
+                "linear probe on the standardised representation: {plain}; the whitened components: {} ({z}; {how})",
                 one(w)
             ),
             (ProbeInput::Whitened(k), Some(w)) => format!(
-                "linear probe on {k} whitened principal components: {}; better than the standardised representation ({plain}) by {z} ({how})",
+                "linear probe on {k} whitened principal components: {}; the standardised representation: {plain} ({z}; {how})",
                 one(w)
             ),
             (ProbeInput::Both(k), Some(w)) => format!(
-                "linear probe: the mean of two heads, on the standardised representation ({plain}) and on {k} whitened principal components ({}); neither better by more than {PROBE_PREFERENCE} standard errors ({z}; {how})",
+                "linear probe: the mean of two heads, on the standardised representation ({plain}) and on {k} whitened principal components ({}); neither ahead by more than {PROBE_PREFERENCE} standard errors ({z}; {how})",
                 one(w)
             ),
         }
@@ -200,10 +208,10 @@ impl Probe {
 }
 
 /// The mean of `a − b` over pairs divided by its standard error; `None`
-/// with fewer than two pairs, and ±∞ when the differences have no spread
-/// (0 when they are all 0).
+/// with fewer than two pairs or any value not finite, and ±∞ when the
+/// differences have no spread (0 when they are all 0).
 fn paired_z(a: &[f64], b: &[f64]) -> Option<f64> {
-    if a.len() != b.len() || a.len() < 2 {
+    if a.len() != b.len() || a.len() < 2 || !a.iter().chain(b).all(|v| v.is_finite()) {
         return None;
     }
     let n = a.len() as f64;
@@ -229,8 +237,9 @@ fn paired_z(a: &[f64], b: &[f64]) -> Option<f64> {
 /// — the usual case with tens of labels, where a choice by the held-out
 /// losses of so few labels is close to a coin toss — the two heads are
 /// averaged, which on three validation splits beat the choice by the lower
-/// loss by +0.010 AUC at 25 labels. Either way the result is one Dense(1)
-/// head on the raw representation.
+/// loss by +0.010 AUC at 25 labels; so too when the labels are too few to
+/// cross-validate (fewer than 2 of a class). Either way the result is one
+/// Dense(1) head on the raw representation.
 pub fn linear_probe(x: &[f32], d: usize, y: &[f32], seed: u64, whitening: Option<&Whitening>) -> Probe {
     let x64: Vec<f64> = x.iter().map(|&v| v as f64).collect();
     let y8: Vec<u8> = y.iter().map(|&v| (v > 0.5) as u8).collect();
@@ -677,15 +686,13 @@ pub fn finetune(
         None
     } else {
         let p = linear_probe(&train_h, d, &train_y, cfg.seed, whitening.as_ref());
-        let msg = p.describe();
-        reporter.log(&msg);
-        let cv = p.cv().clone();
-        Some((p.weights, p.bias, cv))
+        reporter.log(&p.describe());
+        Some(p)
     };
     // Self-distillation: unlabelled images with the probe's probabilities
     // as soft targets join the labelled ones (fine-tuning only).
     let (pool_data, pool_y) = match &probe {
-        Some((w, b, _)) if !pool.is_empty() => {
+        Some(Probe { weights: w, bias: b, .. }) if !pool.is_empty() => {
             let pool_data = labelled::load(sources, &pool, &bundle.preprocess)?;
             let imgs: Vec<&Cutout> = pool.iter().map(|o| &pool_data[o].image).collect();
             let p: Vec<f32> = infer::head_logits(&frozen.embed(&imgs)?, w, *b)
@@ -744,7 +751,8 @@ pub fn finetune(
     // cross-validation curve in probe_cv.npy).
     let probe_only = |train_loss: &mut Vec<f32>, val_loss: &mut Vec<f32>, val_epochs: &mut Vec<usize>| {
         reporter.start("finetune", 1);
-        let (w, b, cv) = probe.as_ref().expect("the probe runs unless training from scratch");
+        let p = probe.as_ref().expect("the probe runs unless training from scratch");
+        let (w, b, cv) = (&p.weights, &p.bias, p.cv());
         // The representations are those the probe was fitted on.
         let logits = |h: &[f32]| infer::head_logits(h, w, *b);
         train_loss.push(bce(logits(&train_h), &train_y, device));
@@ -774,7 +782,7 @@ pub fn finetune(
                 EncoderBundle::load(encoder_dir, &train_device)?.encoder
             };
             let head = match &probe {
-                Some((w, b, _)) => ClassifierConfig::head_with(w, *b, &train_device),
+                Some(p) => ClassifierConfig::head_with(&p.weights, p.bias, &train_device),
                 None => ClassifierConfig::head(bundle.config.repr_dim, &train_device),
             };
             let model = Classifier { encoder, head };
@@ -838,7 +846,7 @@ pub fn finetune(
             }
             let trained = model.valid();
             match &probe {
-                Some((w, b, _)) if cfg.interpolation < 1.0 => {
+                Some(Probe { weights: w, bias: b, .. }) if cfg.interpolation < 1.0 => {
                     let start = Classifier {
                         encoder: bundle.encoder.clone(),
                         head: ClassifierConfig::head_with(w, *b, device),
@@ -877,19 +885,37 @@ pub fn finetune(
     write_npy(&out.join("Val_epochs.npy"), &at, &[at.len()])?;
     match &probe {
         // The probe has no epochs: its picture is the cross-validation that
-        // chose its L2 strength.
-        Some((_, _, cv)) if (cfg.mode == Mode::Linear || stop == 0) && cv.folds > 0 => {
-            let x: Vec<f64> = cv.grid.clone();
+        // chose its L2 strength, for each input it tried.
+        Some(p) if (cfg.mode == Mode::Linear || stop == 0) && p.standardised_cv.folds > 0 => {
+            let mut curves = vec![("standardised representation", &p.standardised_cv)];
+            curves.extend(p.whitened_cv.as_ref().map(|w| ("whitened components", w)));
+            let top = curves
+                .iter()
+                .flat_map(|(_, cv)| cv.loss.iter().copied())
+                .filter(|l| l.is_finite())
+                .fold(0.0f64, f64::max);
+            let kept = match p.input {
+                ProbeInput::Standardised => "the standardised representation kept".to_string(),
+                ProbeInput::Whitened(k) => format!("{k} whitened components kept"),
+                ProbeInput::Both(k) => format!("both averaged ({k} whitened components)"),
+            };
             let mut axes = Axes::new(
-                format!("linear probe: {}-fold cross-validation (chosen λ = {:.3})", cv.folds, cv.chosen),
+                format!("linear probe: {}-fold cross-validation; {kept}", p.standardised_cv.folds),
                 "L2 strength λ",
                 "held-out log-loss",
             );
             axes.x_log = true;
-            axes.y_range = Some((0.0, cv.loss.iter().fold(0.0f64, |a, &b| a.max(b)) * 1.1 + 1e-3));
-            let mut s = Series::line("held-out log-loss", x, cv.loss.clone(), PALETTE[0]);
-            s.markers = true;
-            line_plot(&out.join("loss.png"), &axes, &[s])?;
+            axes.y_range = Some((0.0, top * 1.1 + 1e-3));
+            let series: Vec<Series> = curves
+                .into_iter()
+                .enumerate()
+                .map(|(i, (name, cv))| {
+                    let mut s = Series::line(name, cv.grid.clone(), cv.loss.clone(), PALETTE[i]);
+                    s.markers = true;
+                    s
+                })
+                .collect();
+            line_plot(&out.join("loss.png"), &axes, &series)?;
         }
         _ => {
             let x: Vec<f64> = (1..=train_loss.len()).map(|e| e as f64).collect();
@@ -1033,5 +1059,6 @@ mod tests {
         assert_eq!(paired_z(&[1.0], &[0.0]), None);
         assert_eq!(paired_z(&[1.0, 1.0], &[1.0, 1.0]), Some(0.0));
         assert_eq!(paired_z(&[1.0, 1.0], &[0.0, 0.0]), Some(f64::INFINITY));
+        assert_eq!(paired_z(&[1.0, f64::NAN], &[0.0, 0.0]), None);
     }
 }
