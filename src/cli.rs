@@ -622,7 +622,8 @@ pub struct FinetuneArgs {
     /// components (over unlabelled images), whitened, the linear probe
     /// also tries beside the standardised representation, keeping the one
     /// that cross-validates better by more than two standard errors, else
-    /// averaging the two heads; 0 = the standardised representation only. Fine-tuning starts from that probe. Recorded in config.toml.
+    /// averaging the two heads; 0 = the standardised representation only.
+    /// Fine-tuning starts from that probe. Recorded in config.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
     /// --mode finetune: keep the classifier this fraction of the way from
@@ -1272,7 +1273,8 @@ pub struct ExperimentLabelsArgs {
     /// components (over unlabelled images), whitened, the linear probe
     /// also tries beside the standardised representation, keeping the one
     /// that cross-validates better by more than two standard errors, else
-    /// averaging the two heads; 0 = the standardised representation only. Fine-tuning starts from that probe. Recorded in run.toml.
+    /// averaging the two heads; 0 = the standardised representation only.
+    /// Fine-tuning starts from that probe. Recorded in run.toml.
     #[arg(long, default_value_t = tidalscope_train::config::FinetuneConfig::PROBE_VARIANCE)]
     pub probe_variance: f64,
     #[command(flatten)]

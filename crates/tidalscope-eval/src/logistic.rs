@@ -213,19 +213,14 @@ impl Logistic {
             .par_iter()
             .map(|&l2| {
                 let mut rows = vec![0.0; n];
+                let rows_of = |idx: &[usize]| -> Vec<f64> {
+                    idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect()
+                };
                 for f in 0..k {
-                    let pick = |keep: bool| -> (Vec<f64>, Vec<u8>) {
-                        let idx: Vec<usize> = (0..n).filter(|&i| (fold[i] == f) != keep).collect();
-                        (
-                            idx.iter().flat_map(|&i| x[i * d..(i + 1) * d].iter().copied()).collect(),
-                            idx.iter().map(|&i| y[i]).collect(),
-                        )
-                    };
-                    let (xt, yt) = pick(true);
-                    let (xv, _) = pick(false);
-                    let m = Self::fit(&xt, d, &yt, l2);
-                    let held = (0..n).filter(|&i| fold[i] == f);
-                    for (i, p) in held.zip(m.predict(&xv)) {
+                    let (held, kept): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| fold[i] == f);
+                    let yt: Vec<u8> = kept.iter().map(|&i| y[i]).collect();
+                    let m = Self::fit(&rows_of(&kept), d, &yt, l2);
+                    for (&i, p) in held.iter().zip(m.predict(&rows_of(&held))) {
                         let p = p.clamp(1e-12, 1.0 - 1e-12);
                         rows[i] = -(if y[i] == 1 { p.ln() } else { (1.0 - p).ln() });
                     }
