@@ -1,4 +1,4 @@
-//! Inspecting and replacing parameters.
+//! Inspecting, replacing and averaging parameters.
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param};
 use burn::prelude::*;
@@ -152,6 +152,50 @@ pub fn interpolated<M: Module>(start: &M, end: M, alpha: f32) -> Result<M, Strin
     }
 }
 
+/// The running mean of modules' values, BatchNorm running statistics
+/// included (fine-tuning's average along its path: as in stochastic weight
+/// averaging, Izmailov et al. 2018), built by [`interpolated`].
+pub struct RunningMean<M> {
+    /// The mean so far. Its running statistics are written in place, so it
+    /// must share them with no other module (a fresh load, not a clone).
+    mean: M,
+    count: usize,
+}
+
+impl<M: Module> RunningMean<M> {
+    /// The mean of `first` alone; `first` must share its running statistics
+    /// with no other module (see [`interpolated`]).
+    pub fn new(first: M) -> Self {
+        Self { mean: first, count: 1 }
+    }
+
+    /// The mean with `m` added `times` times (each time counts as one
+    /// module). `m` is only read: its pending statistics updates must have
+    /// been synced, as for [`interpolated`].
+    ///
+    /// # Errors
+    /// When `m` differs from the mean in the number or shapes of its values.
+    pub fn add(mut self, m: &M, times: usize) -> Result<Self, String> {
+        for _ in 0..times {
+            self.count += 1;
+            let keep = (self.count - 1) as f32 / self.count as f32;
+            // `interpolated` mixes into its second argument: the mean.
+            self.mean = interpolated(m, self.mean, keep)?;
+        }
+        Ok(self)
+    }
+
+    /// How many modules the mean is over.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The mean.
+    pub fn into_mean(self) -> M {
+        self.mean
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +254,24 @@ mod tests {
         assert!(values(&back).iter().all(|(_, v)| v.iter().all(|&x| x == 1.0)));
         let kept = interpolated(&filled(small(&device), f32::INFINITY), filled(small(&device), 3.0), 1.0).unwrap();
         assert!(values(&kept).iter().all(|(_, v)| v.iter().all(|&x| x == 3.0)));
+    }
+
+    #[test]
+    fn a_running_mean_weighs_every_module_added_alike_and_leaves_them_unchanged() {
+        let device = Device::default();
+        let twos = filled(small(&device), 2.0);
+        let fives = filled(small(&device), 5.0);
+        // (1 + 2 + 5 + 5) / 4: a module added twice counts twice.
+        let mean = RunningMean::new(filled(small(&device), 1.0)).add(&twos, 1).unwrap().add(&fives, 2).unwrap();
+        assert_eq!(mean.count(), 4);
+        for (name, v) in values(&mean.into_mean()) {
+            assert!(v.iter().all(|&x| (x - 3.25).abs() < 1e-6), "{name}: {v:?}");
+        }
+        for (m, want) in [(&twos, 2.0), (&fives, 5.0)] {
+            assert!(values(m).iter().all(|(_, v)| v.iter().all(|&x| x == want)), "an added module was written to");
+        }
+        let other = Small { dense: LinearConfig::new(4, 2).init(&device), norm: BatchNormConfig::new(2).init(&device) };
+        assert!(RunningMean::new(small(&device)).add(&other, 1).is_err());
     }
 
     #[test]
