@@ -389,6 +389,22 @@ pub fn lr_schedule(
     }
 }
 
+/// A setting that is on or off (unset: the command's default).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
+}
+
+impl Switch {
+    /// `Some(true)` for on, `Some(false)` for off, `None` unset.
+    pub fn resolve(s: Option<Self>) -> Option<bool> {
+        s.map(|s| s == Self::On)
+    }
+}
+
 /// Augmentation noise (`--noise`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NoiseArg {
@@ -646,9 +662,18 @@ pub struct FinetuneArgs {
     /// fine-tunes from its own probe through the whole schedule, the stop
     /// with the highest pooled held-out AUC wins (2–3.5 times the training
     /// time with 3 folds); 0 = the whole schedule [default: 3 with fewer
-    /// than 50 training labels, else 0]. Recorded in config.toml.
+    /// than 50 training labels and --path-average off, else 0]. Recorded
+    /// in config.toml.
     #[arg(long, value_name = "K")]
     pub cv_folds: Option<usize>,
+    /// --mode finetune: keep the mean of the weights at six points along
+    /// fine-tuning — its start (the probe on the pretrained encoder), then
+    /// 1/16, 1/8, 1/4, 1/2 and all of its schedule — instead of the last
+    /// step's; no stop to choose, no extra training [default: on with
+    /// fewer than 100 training labels unless --cv-folds is set above 0,
+    /// else off]. Recorded in config.toml.
+    #[arg(long, value_name = "SWITCH")]
+    pub path_average: Option<Switch>,
     /// --mode finetune or scratch: after training, measure the encoder's
     /// BatchNorm statistics afresh on the clean inference views (no added
     /// noise) of up to N training images — the labelled ones, then
@@ -1250,10 +1275,16 @@ pub struct ExperimentLabelsArgs {
     pub finetune_distill: usize,
     /// Folds of the cross-validation on each draw's labels that chooses how
     /// far fine-tuning goes, at every count (see `finetune --cv-folds`); 0 =
-    /// the whole schedule [default: 3 with fewer than 50 labels, else 0].
-    /// Recorded in run.toml.
+    /// the whole schedule [default: 3 with fewer than 50 labels and
+    /// --finetune-path-average off, else 0]. Recorded in run.toml.
     #[arg(long, value_name = "K")]
     pub finetune_cv_folds: Option<usize>,
+    /// Whether fine-tuning keeps the mean of the weights along its path
+    /// (see `finetune --path-average`) [default: on with fewer than 100
+    /// labels unless --finetune-cv-folds is set above 0, else off].
+    /// Recorded in run.toml.
+    #[arg(long, value_name = "SWITCH")]
+    pub finetune_path_average: Option<Switch>,
     /// Training images (labelled, then unlabelled) on whose clean views
     /// fine-tuning and scratch measure their BatchNorm statistics afresh
     /// after training (see `finetune --batchnorm-images`); 0 = keep

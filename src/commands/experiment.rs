@@ -392,6 +392,16 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         FinetuneConfig::check_cv_folds(k, Mode::Finetune)
             .map_err(|e| anyhow::anyhow!("--finetune-cv-folds {k}: {e}"))?;
     }
+    // How each count's fine-tuning ends: the folds and the path average as
+    // asked for, resolved per count by the fine-tuning settings' own rules.
+    let ending = finetune_ending(&args);
+    if args.finetune_path_average.is_some() {
+        ensure!(finetunes, "--finetune-path-average is how fine-tuning ends: add finetune to --methods");
+    }
+    ending.check_path_average().map_err(|e| match ending.cv_folds {
+        Some(k) if k > 0 => anyhow::anyhow!("--finetune-path-average on with --finetune-cv-folds {k}: {e}"),
+        _ => anyhow::anyhow!("--finetune-path-average on: {e}"),
+    })?;
     let (train_dir, test_dir) = match (&args.data, &args.test) {
         (Some(d), Some(t)) => (d.clone(), t.clone()),
         // Neither (both or neither was checked above).
@@ -505,7 +515,8 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             probe_variance: args.probe_variance,
                             interpolation: if mode == Mode::Finetune { finetune_interpolation } else { 1.0 },
                             distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
-                            cv_folds: if mode == Mode::Finetune { args.finetune_cv_folds } else { Some(0) },
+                            cv_folds: if mode == Mode::Finetune { ending.cv_folds } else { Some(0) },
+                            path_average: if mode == Mode::Finetune { ending.path_average } else { Some(false) },
                             batchnorm_images: batchnorm_images(mode),
                             seed,
                             ..FinetuneConfig::for_mode(mode)
@@ -605,7 +616,8 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_interpolation: Option<f64>,
         finetune_distill: Option<usize>,
         finetune_cv_folds: Option<usize>,
-        finetune_cv_below: Option<usize>,
+        finetune_cross_validated: Option<Vec<usize>>,
+        finetune_path_averaged: Option<Vec<usize>>,
         finetune_batchnorm_images: Option<usize>,
         scratch_batchnorm_images: Option<usize>,
         probe_variance: Option<f64>,
@@ -639,9 +651,21 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_lr: finetunes.then_some(finetune_lr),
         finetune_interpolation: finetunes.then_some(finetune_interpolation),
         finetune_distill: finetunes.then_some(args.finetune_distill),
-        finetune_cv_folds: finetunes.then(|| args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS)),
-        // Unset, only counts below this cross-validate.
-        finetune_cv_below: (finetunes && args.finetune_cv_folds.is_none()).then_some(FinetuneConfig::CV_BELOW),
+        // The folds of the counts that cross-validate their stop (0: none does).
+        finetune_cv_folds: finetunes.then(|| {
+            let k = args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS);
+            if counts.iter().any(|&n| ending.resolved_cv_folds(n) > 0) {
+                k
+            } else {
+                0
+            }
+        }),
+        // The label counts whose fine-tuning cross-validates its stop, and
+        // those that keep the path average.
+        finetune_cross_validated: finetunes
+            .then(|| counts.iter().copied().filter(|&n| ending.resolved_cv_folds(n) > 0).collect()),
+        finetune_path_averaged: finetunes
+            .then(|| counts.iter().copied().filter(|&n| ending.resolved_path_average(n)).collect()),
         finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
         scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
         probe_variance: probes.then_some(args.probe_variance),
@@ -744,6 +768,18 @@ fn plot_labels(
     Ok(())
 }
 
+/// Fine-tuning's settings for how it ends (the folds of a cross-validated
+/// stop and the path average) as asked for; each count resolves them by
+/// [`FinetuneConfig::resolved_cv_folds`] and
+/// [`FinetuneConfig::resolved_path_average`].
+fn finetune_ending(args: &ExperimentLabelsArgs) -> FinetuneConfig {
+    FinetuneConfig {
+        cv_folds: args.finetune_cv_folds,
+        path_average: crate::cli::Switch::resolve(args.finetune_path_average),
+        ..FinetuneConfig::for_mode(Mode::Finetune)
+    }
+}
+
 /// The images fine-tuning or scratch (`mode`) measures its BatchNorm
 /// statistics on: `--batchnorm-images`, or the mode's own default.
 fn batchnorm_images(args: &ExperimentLabelsArgs, mode: Mode) -> usize {
@@ -814,12 +850,21 @@ fn write_labels_report(
             String::new()
         },
         {
-            let how = |k: usize| format!("goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {k}-fold cross-validation on the draw's own labels finds best");
-            match args.finetune_cv_folds {
-                None => format!("; with fewer than {} labels fine-tuning {}", FinetuneConfig::CV_BELOW, how(FinetuneConfig::CV_FOLDS)),
-                Some(0) => String::new(),
-                Some(k) => format!("; fine-tuning {}", how(k)),
+            let ending = finetune_ending(args);
+            let at = |on: &dyn Fn(usize) -> bool| {
+                counts.iter().filter(|&&n| on(n)).map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
+            };
+            let (averaged, validated) =
+                (at(&|n| ending.resolved_path_average(n)), at(&|n| ending.resolved_cv_folds(n) > 0));
+            let mut t = String::new();
+            if !averaged.is_empty() {
+                t += &format!("; with {averaged} labels fine-tuning keeps the mean of its weights at six points along its path (its start, then 1/16, 1/8, 1/4, 1/2 and all of its schedule)");
             }
+            if !validated.is_empty() {
+                let k = args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS);
+                t += &format!("; with {validated} labels fine-tuning goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {k}-fold cross-validation on the draw's own labels finds best");
+            }
+            t
         },
         if args.finetune_distill > 0 {
             format!(

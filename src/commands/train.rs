@@ -337,12 +337,17 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         )?,
         distill: args.distill,
         cv_folds: args.cv_folds,
+        path_average: crate::cli::Switch::resolve(args.path_average),
         batchnorm_images: match mode {
             Mode::Linear => 0,
             _ => args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images),
         },
         ..FinetuneConfig::for_mode(mode)
     };
+    cfg.check_path_average().map_err(|e| match cfg.cv_folds {
+        Some(k) if k > 0 => anyhow::anyhow!("--path-average on with --cv-folds {k}: {e}"),
+        _ => anyhow::anyhow!("--path-average on: {e}"),
+    })?;
     ensure!(
         mode != Mode::Linear || args.batchnorm_images.is_none(),
         "--batchnorm-images measures the statistics of a trained encoder: the linear probe trains none (use --mode finetune or scratch)"
@@ -382,6 +387,9 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let kept = match s.kept_val_loss {
         Some(v) => {
             let mut how = Vec::new();
+            if let Some(n) = s.path_points {
+                how.push(format!("the mean of the weights at {n} points along fine-tuning"));
+            }
             if cfg.batchnorm_images > 0 {
                 how.push("BatchNorm statistics measured afresh".to_string());
             }
@@ -395,7 +403,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
     let stopped = match &s.cv {
         Some(cv) => format!(
             "; {} of its schedule, chosen by {}-fold cross-validation on the training labels (see log.txt)",
-            tidalscope_train::finetune::stop_in_words(tidalscope_train::finetune::CV_STOPS[cv.chosen]),
+            tidalscope_train::finetune::stop_in_words(tidalscope_train::finetune::STOPS[cv.chosen]),
             cv.folds
         ),
         None => String::new(),

@@ -105,10 +105,15 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(config("two", "finetune").contains("lr_schedule = \"cosine\""), "{}", config("two", "finetune"));
     let report = std::fs::read_to_string(d.join("two/report.md")).unwrap();
     assert!(report.contains("with a cosine-decayed learning rate"), "{report}");
-    // Below 50 labels fine-tuning's stop is cross-validated unless told otherwise.
-    assert!(config("two", "finetune").contains("cv_folds = 3"), "{}", config("two", "finetune"));
-    assert!(run.contains("finetune_cv_folds = 3") && run.contains("finetune_cv_below = 50"), "{run}");
-    assert!(report.contains("with fewer than 50 labels fine-tuning goes as far along its schedule"), "{report}");
+    // With few labels fine-tuning keeps the mean of its path unless told
+    // otherwise, and cross-validates no stop.
+    let ft = config("two", "finetune");
+    assert!(ft.contains("path_average = true") && ft.contains("cv_folds = 0"), "{ft}");
+    assert!(run.contains("finetune_path_averaged = [\n    20,\n    40,\n]"), "{run}");
+    assert!(run.contains("finetune_cross_validated = []"), "{run}");
+    assert!(run.contains("finetune_cv_folds = 0\n"), "no count cross-validates: {run}");
+    assert!(report.contains("with 20, 40 labels fine-tuning keeps the mean of its weights at six points"), "{report}");
+    assert!(!report.contains("cross-validation on the draw's own labels"), "{report}");
     // Fine-tuning's schedule is an option, in each run's config.toml (the probe, unstepped, says constant).
     let swap = |args: &mut Vec<&str>, from: &str, to: &'static str| {
         let i = args.iter().position(|a| *a == from).unwrap();
@@ -144,10 +149,13 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(report.contains("up to 30 unlabelled training images"), "{report}");
     let log = std::fs::read_to_string(d.join("const/runs/finetune-40-seed1/log.txt")).unwrap();
     assert!(log.contains("self-distillation: 30 unlabelled images"), "{log}");
-    // And how far it goes, chosen by cross-validation on the draw's labels.
+    // And how far it goes, chosen by cross-validation on the draw's labels
+    // (asked for, it replaces the path average).
     assert_eq!(lr(&run, "finetune_cv_folds"), 2.0);
-    assert!(!run.contains("finetune_cv_below"), "given folds apply to every count: {run}");
+    assert!(run.contains("finetune_cross_validated = [40]"), "given folds apply to every count: {run}");
+    assert!(run.contains("finetune_path_averaged = []"), "{run}");
     assert_eq!(lr(&config("const", "finetune"), "cv_folds"), 2.0);
+    assert!(config("const", "finetune").contains("path_average = false"), "{}", config("const", "finetune"));
     assert!(report.contains("as 2-fold cross-validation on the draw's own labels finds best"), "{report}");
     assert!(log.contains("fine-tuning's stop by 2-fold cross-validation on the 40 training labels"), "{log}");
     assert!(log.contains("pooled held-out AUC: the probe ") && log.contains(", 1/16 of the schedule "), "{log}");
@@ -189,6 +197,14 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     c[i + 1] = "1";
     let err = d.fails(&c);
     assert!(err.contains("--finetune-cv-folds 1") && err.contains("at least 2 folds"), "{err}");
+    // The path average and a cross-validated stop both say where fine-tuning ends.
+    c[i + 1] = "2";
+    c.extend(["--finetune-path-average", "on"]);
+    let err = d.fails(&c);
+    assert!(
+        err.contains("--finetune-path-average on with --finetune-cv-folds 2") && err.contains("ask for one"),
+        "{err}"
+    );
     // The probe runs in memory, on features computed once per image, and
     // is `finetune --mode linear` on the same draw.
     assert!(!d.join("two/runs/linear-40-seed1").exists());

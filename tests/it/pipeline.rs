@@ -234,6 +234,12 @@ fn training_commands_explain_bad_input() {
         let err = finetune_fails(&["--mode", mode, "--cv-folds", "3"]);
         assert!(err.contains("--cv-folds 3: only fine-tuning"), "{mode}: {err}");
     }
+    for mode in ["linear", "scratch"] {
+        let err = finetune_fails(&["--mode", mode, "--path-average", "on"]);
+        assert!(err.contains("--path-average on: only fine-tuning"), "{mode}: {err}");
+    }
+    let err = finetune_fails(&["--mode", "finetune", "--cv-folds", "2", "--path-average", "on"]);
+    assert!(err.contains("--path-average on with --cv-folds 2") && err.contains("ask for one"), "{err}");
     let err = finetune_fails(&["--mode", "finetune", "--cv-folds", "1"]);
     assert!(err.contains("--cv-folds 1: cross-validation needs at least 2 folds"), "{err}");
     let err = finetune_fails(&["--mode", "finetune", "--interpolation", "-0.5"]);

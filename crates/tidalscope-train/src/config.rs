@@ -340,6 +340,33 @@ mod auto_or_number {
     }
 }
 
+/// An optional switch in a config file: `true`, `false`, or `"auto"` when
+/// unset (as [`auto_or_number`] for counts).
+mod auto_or_bool {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_bool(*b),
+            None => s.serialize_str("auto"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Switch(bool),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Switch(b) => Ok(Some(b)),
+            Raw::Text(t) if t == "auto" => Ok(None),
+            Raw::Text(t) => Err(D::Error::custom(format!("expected true, false or \"auto\", got {t:?}"))),
+        }
+    }
+}
+
 /// Settings of `finetune`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FinetuneConfig {
@@ -394,8 +421,10 @@ pub struct FinetuneConfig {
     /// from where fine-tuning started (the pretrained encoder with the
     /// linear probe's head) to where it ended, every weight and BatchNorm
     /// statistic mixed linearly (a weight-space ensemble, WiSE-FT:
-    /// Wortsman et al. 2022); 1 = the fine-tuned weights. Older config
-    /// files, written before it existed, read as 1.
+    /// Wortsman et al. 2022); 1 = the fine-tuned weights. With
+    /// [`FinetuneConfig::path_average`] on, "where it ended" is the path's
+    /// mean, so the start weighs in once more. Older config files, written
+    /// before it existed, read as 1.
     #[serde(default = "FinetuneConfig::fine_tuned_weights")]
     pub interpolation: f64,
     /// Fine-tuning only: also train on up to this many of the training
@@ -423,12 +452,28 @@ pub struct FinetuneConfig {
     /// probe through the whole schedule; the stop with the highest pooled
     /// held-out AUC wins, ties to the earlier); 0 = the whole schedule;
     /// unset = [`FinetuneConfig::CV_FOLDS`] folds when fine-tuning on
-    /// fewer than [`FinetuneConfig::CV_BELOW`] training labels, else 0
+    /// fewer than [`FinetuneConfig::CV_BELOW`] training labels without
+    /// [`FinetuneConfig::path_average`], else 0
     /// ([`FinetuneConfig::resolved_cv_folds`]; run folders record the
     /// resolved number). Older config files, written before it existed,
     /// read as 0.
     #[serde(default = "FinetuneConfig::whole_schedule", with = "auto_or_number")]
     pub cv_folds: Option<usize>,
+    /// Fine-tuning only: keep the mean of the weights (BatchNorm
+    /// statistics included) at the six points of
+    /// [`crate::finetune::STOPS`] along the run — where it started (the
+    /// pretrained encoder with the probe's head) and after 1/16, 1/8, 1/4,
+    /// 1/2 and all of its schedule — instead of the last step's: a weight
+    /// average along one fine-tuning path (as in stochastic weight
+    /// averaging, Izmailov et al. 2018), which needs no choice of where to
+    /// stop. Unset = on when fine-tuning on fewer than
+    /// [`FinetuneConfig::AVERAGE_BELOW`] training labels with no
+    /// cross-validated stop asked for
+    /// ([`FinetuneConfig::resolved_path_average`]; run folders record the
+    /// resolved choice). Older config files, written before it existed,
+    /// read as off.
+    #[serde(default = "FinetuneConfig::last_weights", with = "auto_or_bool")]
+    pub path_average: Option<bool>,
 }
 
 impl FinetuneConfig {
@@ -494,12 +539,66 @@ impl FinetuneConfig {
 
     /// The folds a run on `train_labels` training labels uses: those set,
     /// or, unset, [`FinetuneConfig::CV_FOLDS`] when fine-tuning on fewer
-    /// than [`FinetuneConfig::CV_BELOW`] labels and 0 otherwise.
+    /// than [`FinetuneConfig::CV_BELOW`] labels without the path average
+    /// ([`FinetuneConfig::resolved_path_average`]) and 0 otherwise.
     pub fn resolved_cv_folds(&self, train_labels: usize) -> usize {
         match self.cv_folds {
             Some(k) => k,
-            None if self.mode == Mode::Finetune && train_labels < Self::CV_BELOW => Self::CV_FOLDS,
+            None if self.mode == Mode::Finetune
+                && train_labels < Self::CV_BELOW
+                && !self.resolved_path_average(train_labels) =>
+            {
+                Self::CV_FOLDS
+            }
             None => 0,
+        }
+    }
+
+    /// Fine-tuning on fewer training labels than this keeps the average
+    /// of its path ([`FinetuneConfig::path_average`]) unless told
+    /// otherwise. Measured on three validation splits (HSC-UD, HSC-UD with
+    /// fainter features, LSST-y10), paired draw by draw: with 25 labels
+    /// +0.006 ± 0.002 AUC (standard error, 60 draws) against the
+    /// stop chosen by cross-validation, in a half to a third of its time;
+    /// with 50 +0.008 ± 0.002 (25 of 30) against the whole schedule; with
+    /// 100 +0.001 ± 0.002, nothing.
+    pub const AVERAGE_BELOW: usize = 100;
+
+    /// The [`FinetuneConfig::path_average`] of config files written before
+    /// it existed: the last step's weights.
+    pub fn last_weights() -> Option<bool> {
+        Some(false)
+    }
+
+    /// Whether a run on `train_labels` training labels keeps the average of
+    /// its path: as set, or, unset, when fine-tuning on fewer than
+    /// [`FinetuneConfig::AVERAGE_BELOW`] labels with no cross-validated
+    /// stop set ([`FinetuneConfig::cv_folds`] unset or 0).
+    pub fn resolved_path_average(&self, train_labels: usize) -> bool {
+        match self.path_average {
+            Some(on) => on,
+            None => {
+                self.mode == Mode::Finetune
+                    && train_labels < Self::AVERAGE_BELOW
+                    && self.cv_folds.is_none_or(|k| k == 0)
+            }
+        }
+    }
+
+    /// Checks [`FinetuneConfig::path_average`] against the mode and the
+    /// folds.
+    ///
+    /// # Errors
+    /// What is wrong, for the caller to prefix with the option's name and value.
+    pub fn check_path_average(&self) -> Result<(), &'static str> {
+        match (self.path_average, self.mode, self.cv_folds) {
+            (Some(true), Mode::Linear | Mode::Scratch, _) => {
+                Err("only fine-tuning starts from pretrained weights and has a path to average (use off)")
+            }
+            (Some(true), _, Some(k)) if k > 0 => Err(
+                "the path average and a cross-validated stop both settle where fine-tuning ends: ask for one (0 folds, or the path average off)",
+            ),
+            _ => Ok(()),
         }
     }
 
@@ -574,6 +673,7 @@ impl Default for FinetuneConfig {
             distill: 0,
             batchnorm_images: 0,
             cv_folds: None,
+            path_average: None,
         }
     }
 }
@@ -679,8 +779,49 @@ mod tests {
     }
 
     #[test]
-    fn cross_validated_stops_are_automatic_below_50_fine_tuning_labels_and_round_trip() {
+    fn the_path_average_is_automatic_with_few_fine_tuning_labels_and_round_trips() {
         let auto = FinetuneConfig::for_mode(Mode::Finetune);
+        assert_eq!(auto.path_average, None);
+        let below = FinetuneConfig::AVERAGE_BELOW;
+        assert!(auto.resolved_path_average(25) && auto.resolved_path_average(below - 1));
+        assert!(!auto.resolved_path_average(below));
+        // Averaging replaces the cross-validated stop by default…
+        assert_eq!(auto.resolved_cv_folds(25), 0);
+        // …which a stop asked for turns off, as does averaging asked off.
+        let cv = FinetuneConfig { cv_folds: Some(3), ..auto.clone() };
+        assert!(!cv.resolved_path_average(25));
+        let off = FinetuneConfig { path_average: Some(false), ..auto.clone() };
+        assert_eq!(off.resolved_cv_folds(25), FinetuneConfig::CV_FOLDS);
+        assert!(FinetuneConfig { path_average: Some(true), ..auto.clone() }.resolved_path_average(5000));
+        for mode in [Mode::Linear, Mode::Scratch] {
+            assert!(!FinetuneConfig::for_mode(mode).resolved_path_average(10));
+            assert!(FinetuneConfig { path_average: Some(true), ..FinetuneConfig::for_mode(mode) }
+                .check_path_average()
+                .is_err());
+        }
+        assert!(FinetuneConfig { path_average: Some(true), ..cv.clone() }.check_path_average().is_err());
+        assert!(FinetuneConfig { path_average: Some(true), cv_folds: Some(0), ..cv }.check_path_average().is_ok());
+        // "auto", true and false round-trip; files from before it read as off.
+        let text = toml::to_string(&auto).unwrap();
+        assert!(text.contains("path_average = \"auto\""), "{text}");
+        assert_eq!(toml::from_str::<FinetuneConfig>(&text).unwrap(), auto);
+        for on in [true, false] {
+            let c = FinetuneConfig { path_average: Some(on), ..auto.clone() };
+            let t = toml::to_string(&c).unwrap();
+            assert!(t.contains(&format!("path_average = {on}")), "{t}");
+            assert_eq!(toml::from_str::<FinetuneConfig>(&t).unwrap(), c);
+        }
+        let old: String = text.lines().filter(|l| !l.starts_with("path_average")).collect::<Vec<_>>().join("\n");
+        assert_eq!(toml::from_str::<FinetuneConfig>(&old).unwrap().path_average, Some(false));
+        let e = toml::from_str::<FinetuneConfig>(&text.replace("path_average = \"auto\"", "path_average = \"yes\""))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected true, false or \"auto\""), "{e}");
+    }
+
+    #[test]
+    fn cross_validated_stops_are_automatic_below_50_fine_tuning_labels_and_round_trip() {
+        let auto = FinetuneConfig { path_average: Some(false), ..FinetuneConfig::for_mode(Mode::Finetune) };
         assert_eq!(auto.cv_folds, None);
         assert_eq!(auto.resolved_cv_folds(25), FinetuneConfig::CV_FOLDS);
         assert_eq!(auto.resolved_cv_folds(49), FinetuneConfig::CV_FOLDS);

@@ -17,10 +17,13 @@
 //!   kept part of the way back towards that start in weight space
 //!   ([`FinetuneConfig::interpolation`]), and optionally also learning
 //!   from unlabelled images with the probe's probabilities as soft
-//!   targets ([`FinetuneConfig::distill`]); with few labels (by default
-//!   fewer than 50) it stops part of the way along its schedule where
-//!   cross-validation on the training labels says
-//!   ([`FinetuneConfig::cv_folds`]: the probe itself, when no step helped);
+//!   targets ([`FinetuneConfig::distill`]); with few labels it keeps the
+//!   mean of its weights at six points along its path, from the probe it
+//!   started from to the end ([`FinetuneConfig::path_average`], by default
+//!   below [`FinetuneConfig::AVERAGE_BELOW`] labels), or stops part of the
+//!   way along its schedule where cross-validation on the training labels
+//!   says ([`FinetuneConfig::cv_folds`]: the probe itself, when no step
+//!   helped);
 //! * **scratch**: the same architecture from random weights.
 //!
 //! Fine-tuning and scratch run at least [`FinetuneConfig::min_steps`]
@@ -63,6 +66,7 @@ use tidalscope_eval::whiten::Whitening;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::classifier::{Classifier, ClassifierConfig};
+use tidalscope_model::params::RunningMean;
 use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, infer, loss};
 
@@ -78,14 +82,18 @@ pub struct FinetuneSummary {
     /// (see [`measures_validation`]); `[1]` for the probe.
     pub val_epochs: Vec<usize>,
     /// Validation loss of the classifier kept when it is not the last
-    /// step's as trained (BatchNorm statistics measured afresh,
-    /// [`FinetuneConfig::batchnorm_images`], or fine-tuning interpolated,
-    /// [`FinetuneConfig::interpolation`] below 1): the losses above are
-    /// the trained weights' with training's statistics.
+    /// step's as trained (the mean along the path,
+    /// [`FinetuneConfig::path_average`], BatchNorm statistics measured
+    /// afresh, [`FinetuneConfig::batchnorm_images`], or fine-tuning
+    /// interpolated, [`FinetuneConfig::interpolation`] below 1): the losses
+    /// above are the trained weights' with training's statistics.
     pub kept_val_loss: Option<f32>,
     /// The cross-validation that chose how far fine-tuning went
     /// ([`FinetuneConfig::cv_folds`]), when it ran.
     pub cv: Option<CvStop>,
+    /// How many points along fine-tuning the kept weights are the mean of
+    /// ([`FinetuneConfig::path_average`]), when they are.
+    pub path_points: Option<usize>,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
     /// Wall time.
@@ -421,21 +429,20 @@ impl<'a> Fit<'a> {
     }
 }
 
-/// How far along its schedule fine-tuning goes with
-/// [`FinetuneConfig::cv_folds`]: these fractions of its epochs (0: the
-/// linear probe it starts from).
-pub const CV_STOPS: [f64; 6] = [0.0, 1.0 / 16.0, 1.0 / 8.0, 0.25, 0.5, 1.0];
+/// The points along fine-tuning's schedule, as fractions of its epochs (0:
+/// the linear probe it starts from): where cross-validation may stop it
+/// ([`FinetuneConfig::cv_folds`]) and whose weights the path average
+/// takes ([`FinetuneConfig::path_average`]). Geometrically spaced, as the
+/// network moves fastest early on.
+pub const STOPS: [f64; 6] = [0.0, 1.0 / 16.0, 1.0 / 8.0, 0.25, 0.5, 1.0];
 
-/// The epochs of `epochs` a run stops after at each of [`CV_STOPS`]: at
+/// The epochs of `epochs` a run stops after at each of [`STOPS`]: at
 /// least one where the fraction is above 0.
-pub fn cv_stop_epochs(epochs: usize) -> Vec<usize> {
-    CV_STOPS
-        .iter()
-        .map(|&f| if f == 0.0 { 0 } else { ((f * epochs as f64).round() as usize).clamp(1, epochs) })
-        .collect()
+pub fn stop_epochs(epochs: usize) -> Vec<usize> {
+    STOPS.iter().map(|&f| if f == 0.0 { 0 } else { ((f * epochs as f64).round() as usize).clamp(1, epochs) }).collect()
 }
 
-/// One of [`CV_STOPS`] in words: "none", "1/16", …, "all".
+/// One of [`STOPS`] in words: "none", "1/16", …, "all".
 pub fn stop_in_words(f: f64) -> String {
     match f {
         0.0 => "none".into(),
@@ -447,9 +454,9 @@ pub fn stop_in_words(f: f64) -> String {
 /// What the cross-validation of fine-tuning's stop measured.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CvStop {
-    /// Pooled held-out AUC at each of [`CV_STOPS`].
+    /// Pooled held-out AUC at each of [`STOPS`].
     pub auc: Vec<f64>,
-    /// The index into [`CV_STOPS`] chosen: the highest AUC, the earlier on
+    /// The index into [`STOPS`] chosen: the highest AUC, the earlier on
     /// a tie.
     pub chosen: usize,
     /// Folds.
@@ -461,7 +468,7 @@ pub struct CvStop {
 /// (targets `ys`, frozen representations `h`, `[n, d]`), the probe is
 /// fitted on the other folds, fine-tuning starts from it and runs as many
 /// steps as the whole run's `epochs × steps`, and the held-out fold is
-/// scored at each of [`CV_STOPS`]; the scores of all folds are pooled.
+/// scored at each of [`STOPS`]; the scores of all folds are pooled.
 #[allow(clippy::too_many_arguments)]
 fn cv_stop(
     cfg: &FinetuneConfig,
@@ -476,7 +483,7 @@ fn cv_stop(
 ) -> Result<CvStop> {
     let y8: Vec<u8> = ys.iter().map(|&v| (v > 0.5) as u8).collect();
     let fold = tidalscope_eval::logistic::stratified_folds(&y8, k, cfg.seed ^ streams::FINETUNE_FOLD);
-    let mut scores = vec![vec![0f64; ys.len()]; CV_STOPS.len()];
+    let mut scores = vec![vec![0f64; ys.len()]; STOPS.len()];
     let batch = cfg.batch.max(1);
     let fold_steps: Vec<usize> = (0..k)
         .map(|f| {
@@ -506,7 +513,7 @@ fn cv_stop(
         let fit_imgs: Vec<&Cutout> = fit_idx.iter().map(|&i| imgs[i]).collect();
         let held_imgs: Vec<&Cutout> = held.iter().map(|&i| imgs[i]).collect();
         let fold_epochs = total / fit_imgs.len().div_ceil(batch);
-        let stops = cv_stop_epochs(fold_epochs);
+        let stops = stop_epochs(fold_epochs);
         for epoch in 0..fold_epochs {
             let stream = streams::FINETUNE_FOLD + ((f as u64) << 24) + epoch as u64;
             fit.epoch(&fit_imgs, &sub_y, epoch, fold_epochs, stream, &mut |_| {
@@ -608,6 +615,8 @@ pub fn finetune(
         FinetuneConfig::check_cv_folds(k, cfg.mode)
             .map_err(|e| crate::TrainError::Other(format!("cv_folds {k}: {e}")))?;
     }
+    cfg.check_path_average()
+        .map_err(|e| crate::TrainError::Other(format!("path_average {}: {e}", cfg.path_average.unwrap_or(false))))?;
     if cfg.mode != Mode::Finetune && cfg.distill > 0 {
         return Err(crate::TrainError::Other(format!(
             "distill {}: only fine-tuning learns from the probe's soft targets (use 0, or fine-tuning)",
@@ -627,7 +636,8 @@ pub fn finetune(
     let kernels = cfg.kernels.resolve(device);
     // Run folders record what ran: the kernels and the folds resolved.
     let cv_folds = cfg.resolved_cv_folds(splits.train.len());
-    let cfg = &FinetuneConfig { kernels, cv_folds: Some(cv_folds), ..cfg.clone() };
+    let path_average = cfg.resolved_path_average(splits.train.len());
+    let cfg = &FinetuneConfig { kernels, cv_folds: Some(cv_folds), path_average: Some(path_average), ..cfg.clone() };
     let bundle = EncoderBundle::load(encoder_dir, device)?;
     let record = SplitRecord {
         sources: source_paths.to_vec(),
@@ -711,6 +721,7 @@ pub fn finetune(
     };
     let mut kept_val_loss = None;
     let mut cv_chosen = None;
+    let mut path_points = None;
     let labelled_imgs = images(&splits.train);
     // How far to go: the whole schedule, or as far as
     // cross-validation on the labels says.
@@ -720,8 +731,8 @@ pub fn finetune(
         let devices = (&train_device, device);
         let cv =
             cv_stop(cfg, cv_folds, encoder_dir, &bundle, data, whitening.as_ref(), (epochs, steps), devices, reporter)?;
-        let stop = cv_stop_epochs(epochs)[cv.chosen];
-        let table: Vec<String> = CV_STOPS
+        let stop = stop_epochs(epochs)[cv.chosen];
+        let table: Vec<String> = STOPS
             .iter()
             .zip(&cv.auc)
             .map(|(&f, a)| match f {
@@ -800,6 +811,17 @@ pub fn finetune(
             let fit_y: Vec<f32> = train_y.iter().chain(&pool_y).copied().collect();
             let val_imgs = images(&splits.val);
             let mut fit = Fit::new(cfg, &bundle, model, &train_device);
+            // The path average starts where fine-tuning does, on a fresh copy
+            // of the encoder: averaging writes into the running statistics of
+            // the module it returns, which must be shared with nothing else.
+            let mut average = match &probe {
+                Some(p) if path_average => Some(RunningMean::new(Classifier {
+                    encoder: EncoderBundle::load(encoder_dir, device)?.encoder,
+                    head: ClassifierConfig::head_with(&p.weights, p.bias, device),
+                })),
+                _ => None,
+            };
+            let points = stop_epochs(epochs);
             for epoch in 0..stop {
                 let stream = streams::FINETUNE_EPOCH + epoch as u64;
                 let at = |k: usize| (epoch * steps + k + 1) as u64;
@@ -807,6 +829,11 @@ pub fn finetune(
                     reporter.step(at(k), &format!("epoch {}/{stop}", epoch + 1))
                 })?;
                 train_loss.push(l);
+                let times = points.iter().filter(|&&e| e == epoch + 1).count();
+                if let Some(avg) = average.take_if(|_| times > 0) {
+                    fit.sync();
+                    average = Some(avg.add(&fit.model.valid(), times).map_err(crate::TrainError::Other)?);
+                }
                 // The last epoch is always measured, so the model leaves
                 // the loop synced.
                 if !measures_validation(epoch + 1, stop) {
@@ -823,7 +850,25 @@ pub fn finetune(
                     &format!("epoch {}: train loss {:.4}, validation loss {:.4}", epoch + 1, train_loss[epoch], v),
                 );
             }
-            let mut model = fit.model;
+            // The path average lives on the inference device, the trained
+            // model on the autodiff one.
+            path_points = average.as_ref().map(|a| a.count());
+            let averaged = average.is_some();
+            let (mut model, model_device) = match average {
+                Some(avg) => {
+                    let points = avg.count();
+                    let mean = avg.into_mean();
+                    let logits = infer::Predictor::classifier(&mean, crop, device).logits(&val_imgs)?;
+                    let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
+                    kept_val_loss = Some(v);
+                    let msg = format!(
+                        "kept the mean of the weights at {points} points along fine-tuning (its start, then 1/16, 1/8, 1/4, 1/2 and all of its {epochs} epochs): validation loss {v:.4}"
+                    );
+                    log_line(out, &msg);
+                    (mean, device)
+                }
+                None => (fit.model, &train_device),
+            };
             if cfg.batchnorm_images > 0 {
                 let t = std::time::Instant::now();
                 // The labelled images, then unlabelled ones outside every
@@ -831,7 +876,7 @@ pub fn finetune(
                 let own = &train_imgs[..splits.train.len().min(cfg.batchnorm_images)];
                 let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own.len());
                 let (pre, batch) = (&bundle.preprocess, cfg.batch);
-                let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, &train_device)?;
+                let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, model_device)?;
                 let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
                 let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
                 kept_val_loss = Some(v);
@@ -844,7 +889,7 @@ pub fn finetune(
                 // The command line's reporter writes it to log.txt too.
                 reporter.log(&msg);
             }
-            let trained = model.valid();
+            let trained = if averaged { model } else { model.valid() };
             match &probe {
                 Some(Probe { weights: w, bias: b, .. }) if cfg.interpolation < 1.0 => {
                     let start = Classifier {
@@ -960,6 +1005,7 @@ pub fn finetune(
         val_epochs,
         kept_val_loss,
         cv: cv_chosen,
+        path_points,
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })
@@ -993,11 +1039,11 @@ mod tests {
 
     #[test]
     fn cross_validated_stops_are_whole_epochs_along_the_schedule() {
-        assert_eq!(cv_stop_epochs(167), vec![0, 10, 21, 42, 84, 167]);
+        assert_eq!(stop_epochs(167), vec![0, 10, 21, 42, 84, 167]);
         // Short runs: every stop past the probe trains at least one epoch.
-        assert_eq!(cv_stop_epochs(3), vec![0, 1, 1, 1, 2, 3]);
-        assert_eq!(cv_stop_epochs(1), vec![0, 1, 1, 1, 1, 1]);
-        let words: Vec<String> = CV_STOPS.iter().map(|&f| stop_in_words(f)).collect();
+        assert_eq!(stop_epochs(3), vec![0, 1, 1, 1, 2, 3]);
+        assert_eq!(stop_epochs(1), vec![0, 1, 1, 1, 1, 1]);
+        let words: Vec<String> = STOPS.iter().map(|&f| stop_in_words(f)).collect();
         assert_eq!(words, ["none", "1/16", "1/8", "1/4", "1/2", "all"]);
     }
 

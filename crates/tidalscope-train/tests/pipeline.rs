@@ -445,12 +445,14 @@ fn finetuning_needs_an_encoder_folder_matching_bands_large_enough_images_and_lab
     // when; skipping the others changes nothing in the training.
     let epochs = 3 * finetune::VAL_LOGS + 1;
     let many =
-        // The whole schedule, whatever the few labels (not cross-validated).
+        // The whole schedule's last step, whatever the few labels (neither
+        // cross-validated nor averaged).
         FinetuneConfig {
             mode: tidalscope_train::config::Mode::Finetune,
             epochs: 1,
             min_steps: epochs,
             cv_folds: Some(0),
+            path_average: Some(false),
             ..cfg.clone()
         };
     let s = finetune::finetune(&many, &enc, &[data.as_ref()], &[], &dir.path().join("many"), &dev, &Quiet).unwrap();
@@ -494,6 +496,7 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         epochs: 1,
         min_steps: 16,
         cv_folds: Some(0),
+        path_average: Some(false),
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
         ..FinetuneConfig::for_mode(Mode::Finetune)
     };
@@ -509,12 +512,12 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         let cfg = FinetuneConfig { cv_folds: Some(2), ..whole.clone() };
         let s = run(&cfg, "cv").unwrap();
         let cv = s.cv.clone().expect("the run reports its cross-validation");
-        assert_eq!((cv.folds, cv.auc.len()), (2, finetune::CV_STOPS.len()));
+        assert_eq!((cv.folds, cv.auc.len()), (2, finetune::STOPS.len()));
         assert!(cv.auc.iter().all(|a| (0.0..=1.0).contains(a)), "{:?}", cv.auc);
         let best = cv.auc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
         assert_eq!(cv.chosen, cv.auc.iter().position(|&a| a == best).unwrap(), "{labels}: {cv:?}");
         let epochs = full.train_loss.len();
-        let stop = finetune::cv_stop_epochs(epochs)[cv.chosen];
+        let stop = finetune::stop_epochs(epochs)[cv.chosen];
         let head = |name: &str| {
             let b = tidalscope_model::bundle::ClassifierBundle::load(&out(name), &dev).unwrap();
             let w = b.classifier.head.weight.val().into_data().try_to_vec::<f32>().unwrap();
@@ -550,15 +553,111 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
         }
     }
     assert_eq!(stops[0], 0, "every stop ties on separable labels: the probe is kept");
-    // Unset, fine-tuning on fewer than 50 labels cross-validates with 3
-    // folds, and config.toml records the folds resolved.
+    // Unset, fine-tuning on fewer than 50 labels without the path average
+    // cross-validates with 3 folds, and config.toml records the folds
+    // resolved.
     let data = open(&dir.path().join("data"), &OpenOptions::default()).unwrap();
-    let auto = FinetuneConfig { cv_folds: None, ..whole };
+    let auto = FinetuneConfig { cv_folds: None, path_average: Some(false), ..whole };
     let s = finetune::finetune(&auto, &enc, &[data.as_ref()], &[], &dir.path().join("auto"), &dev, &Quiet).unwrap();
     assert_eq!(s.cv.map(|c| c.folds), Some(FinetuneConfig::CV_FOLDS));
     let saved: FinetuneConfig =
         toml::from_str(&std::fs::read_to_string(dir.path().join("auto/config.toml")).unwrap()).unwrap();
     assert_eq!(saved.cv_folds, Some(FinetuneConfig::CV_FOLDS));
+}
+
+/// `path_average` keeps the mean of the weights at the six points of
+/// `finetune::STOPS` along the run instead of the last step's: the same
+/// training path, a classifier between the probe it started from and
+/// where it ended; on by default with few labels (where cross-validating
+/// the stop then does not run), off with `cv_folds` set, refused with both
+/// or outside fine-tuning.
+#[test]
+fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
+    use tidalscope_model::bundle::ClassifierBundle;
+    use tidalscope_train::config::Mode;
+    let Tuning { _burn, dir, dev, data, enc } = tuning(24);
+    let last = FinetuneConfig {
+        mode: Mode::Finetune,
+        epochs: 1,
+        min_steps: 16,
+        cv_folds: Some(0),
+        path_average: Some(false),
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::for_mode(Mode::Finetune)
+    };
+    let out = |name: &str| dir.path().join(name);
+    let run = |cfg: &FinetuneConfig, name: &str| {
+        finetune::finetune(cfg, &enc, &[data.as_ref()], &[], &out(name), &dev, &Quiet)
+    };
+    let plain = run(&last, "last").unwrap();
+    assert_eq!(plain.path_points, None);
+    // Unset with fewer than 100 labels: on, and no cross-validation.
+    let auto = FinetuneConfig { cv_folds: None, path_average: None, ..last.clone() };
+    let s = run(&auto, "mean").unwrap();
+    assert_eq!(s.cv, None, "the path average needs no stop chosen");
+    assert_eq!(s.path_points, Some(finetune::STOPS.len()));
+    assert_eq!(s.train_loss, plain.train_loss, "the same training path");
+    assert!(s.kept_val_loss.is_some_and(f32::is_finite), "{:?}", s.kept_val_loss);
+    let saved: FinetuneConfig =
+        toml::from_str(&std::fs::read_to_string(out("mean").join("config.toml")).unwrap()).unwrap();
+    assert_eq!((saved.path_average, saved.cv_folds), (Some(true), Some(0)), "config.toml records the choice");
+    let log = std::fs::read_to_string(out("mean").join("log.txt")).unwrap();
+    assert!(log.contains("kept the mean of the weights at 6 points along fine-tuning"), "{log}");
+    run(&FinetuneConfig { mode: Mode::Linear, ..last.clone() }, "probe").unwrap();
+    let weights = |name: &str| -> Vec<f32> {
+        let b = ClassifierBundle::load(&out(name), &dev).unwrap();
+        let mut w = b.classifier.head.weight.val().into_data().try_to_vec::<f32>().unwrap();
+        w.extend(b.classifier.encoder.stem.weight.val().into_data().try_to_vec::<f32>().unwrap());
+        w
+    };
+    let (start, end, mean) = (weights("probe"), weights("last"), weights("mean"));
+    assert_ne!(mean, end, "not the last step's weights");
+    assert_ne!(mean, start, "not the probe's");
+    // The mean of the start, four points on the way and the end moves
+    // along the way the run went: nearer the end than the start.
+    let dist = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).powi(2)).sum::<f32>().sqrt();
+    let way = dist(&start, &end);
+    assert!(way > 0.0);
+    assert!(
+        dist(&mean, &start) < way && dist(&mean, &end) < way,
+        "{} {} {way}",
+        dist(&mean, &start),
+        dist(&mean, &end)
+    );
+    // One epoch of one step: the five points after the start are all the
+    // end, so the mean is exactly start/6 + 5·end/6, in every weight and
+    // BatchNorm statistic.
+    let stats = |name: &str| -> Vec<f32> {
+        let b = ClassifierBundle::load(&out(name), &dev).unwrap();
+        let bn = &b.classifier.encoder.dense1_bn;
+        let mut w = bn.running_mean.value_sync().into_data().try_to_vec::<f32>().unwrap();
+        w.extend(bn.running_var.value_sync().into_data().try_to_vec::<f32>().unwrap());
+        w
+    };
+    let one = FinetuneConfig { min_steps: 1, ..last.clone() };
+    run(&one, "last1").unwrap();
+    assert_eq!(run(&FinetuneConfig { path_average: Some(true), ..one }, "mean1").unwrap().path_points, Some(6));
+    for read in [&weights as &dyn Fn(&str) -> Vec<f32>, &stats] {
+        let (start, end, mean) = (read("probe"), read("last1"), read("mean1"));
+        assert_ne!(start, end, "the step moved them");
+        for ((s, e), m) in start.iter().zip(&end).zip(&mean) {
+            let want = s / 6.0 + 5.0 * e / 6.0;
+            assert!((m - want).abs() <= 1e-5 * (1.0 + want.abs()), "{m} against {want} (start {s}, end {e})");
+        }
+    }
+    // Cross-validation asked for: the path average resolves off.
+    let cv = run(&FinetuneConfig { cv_folds: Some(2), path_average: None, ..last.clone() }, "cv").unwrap();
+    assert_eq!((cv.cv.map(|c| c.folds), cv.path_points), (Some(2), None));
+    // Both asked for, or outside fine-tuning: refused, naming the setting.
+    for (mode, folds, want) in [
+        (Mode::Finetune, Some(2), "cross-validated stop"),
+        (Mode::Linear, Some(0), "only fine-tuning"),
+        (Mode::Scratch, Some(0), "only fine-tuning"),
+    ] {
+        let bad = FinetuneConfig { mode, cv_folds: folds, path_average: Some(true), ..last.clone() };
+        let e = run(&bad, "bad").map(|_| ()).unwrap_err().to_string();
+        assert!(e.contains("path_average true") && e.contains(want), "{e}");
+    }
 }
 
 /// The same pretraining and fine-tuning runs with the encoder on the fast
@@ -579,6 +678,7 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         epochs: 3,
         min_steps: 0,
         cv_folds: Some(0),
+        path_average: Some(false),
         lr_schedule: LrSchedule::Cosine,
         split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
         ..FinetuneConfig::default()
@@ -687,6 +787,7 @@ fn interpolated_finetuning_runs_from_the_probe_to_the_finetuned_weights() {
             min_steps: 6,
             interpolation,
             cv_folds: Some(0),
+            path_average: Some(false),
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..FinetuneConfig::for_mode(mode)
         };
@@ -729,6 +830,7 @@ fn distillation_learns_from_the_unlabelled_images_outside_every_split() {
             labels: 6,
             distill,
             cv_folds: Some(0),
+            path_average: Some(false),
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..FinetuneConfig::for_mode(mode)
         };
