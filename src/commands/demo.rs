@@ -22,6 +22,8 @@ struct Trial {
     mode: Mode,
     labels: usize,
     train_size: usize,
+    /// Whether fine-tuning kept the mean of its path (`finetune --path-average`).
+    path_averaged: bool,
     summary: tidalscope_eval::metrics::Summary,
 }
 
@@ -181,7 +183,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             100.0 * summary.completeness_at_22pct_fpr
         );
         timings.push((format!("classifier {name} (train + evaluate)"), seconds));
-        trials.push(Trial { name, mode, labels, train_size: fs.sizes.0, summary });
+        trials.push(Trial {
+            name,
+            mode,
+            labels,
+            train_size: fs.sizes.0,
+            path_averaged: fs.path_points.is_some(),
+            summary,
+        });
     }
     let draws = if args.draws == 0 {
         None
@@ -292,9 +301,16 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* classifiers: linear probes fitted to convergence (L2 by cross-validation, on the standardised and on the whitened input: the one clearly better, else the mean of both); fine-tuning with Adam at {:e}, a {} learning rate over the steps",
+        "* classifiers: linear probes fitted to convergence (L2 by cross-validation, on the standardised and on the whitened input: the one clearly better, else the mean of both); fine-tuning with Adam at {:e}, a {} learning rate over the steps{}",
         FinetuneConfig::default_lr(Mode::Finetune),
-        crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune).describe()
+        crate::cli::lr_schedule(args.lr_schedule, Mode::Finetune).describe(),
+        match trials.iter().filter(|t| t.path_averaged).map(|t| t.train_size.to_string()).collect::<Vec<_>>() {
+            n if n.is_empty() => String::new(),
+            n => format!(
+                "; with {} training labels it keeps the mean of its weights at six points along its path (its start, then 1/16, 1/8, 1/4, 1/2 and all of its schedule)",
+                n.join(", ")
+            ),
+        }
     )?;
     writeln!(r, "* seed {}, total wall time {:.1} min\n", args.seed, total / 60.0)?;
     writeln!(r, "## Results on the independent test set\n")?;

@@ -307,6 +307,8 @@ fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let report = std::fs::read_to_string(d.join("demo/report.md")).unwrap();
     let row = report.lines().find(|l| l.contains("mean ± sd over 3 label draws")).expect("the draws' row");
+    // The few-label fine-tuning keeps the mean of its path, and says so.
+    assert!(report.contains("training labels it keeps the mean of its weights at six points"), "{report}");
     let demo_mean: f64 = row.split('|').nth(3).unwrap().split('±').next().unwrap().trim().parse().unwrap();
     assert!(stdout.contains("linear-50, mean of 3 draws"), "{stdout}");
     assert!(std::fs::read_to_string(d.join("demo/run.toml")).unwrap().contains("probe_draws = 3"));
