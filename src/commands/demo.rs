@@ -307,8 +307,9 @@ fn write_report(
         match trials.iter().filter(|t| t.path_averaged).map(|t| t.train_size.to_string()).collect::<Vec<_>>() {
             n if n.is_empty() => String::new(),
             n => format!(
-                "; with {} training labels it keeps the mean of its weights at six points along its path (its start, then 1/16, 1/8, 1/4, 1/2 and all of its schedule)",
-                n.join(", ")
+                "; with {} training labels it keeps {}",
+                n.join(", "),
+                tidalscope_train::finetune::PATH_AVERAGE
             ),
         }
     )?;

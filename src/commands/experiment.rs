@@ -578,10 +578,11 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         None => "independent test set".to_string(),
     };
     plot_labels(out, &args.methods, &counts, &results, &scored)?;
+    let endings = FinetuneEndings::of(&args, &counts);
     write_labels_report(
         out,
         &args,
-        &counts,
+        (&counts, &endings),
         &dropped,
         (seeds, trained_seeds),
         (lr_schedule, finetune_lr, finetune_interpolation),
@@ -654,18 +655,14 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         // The folds of the counts that cross-validate their stop (0: none does).
         finetune_cv_folds: finetunes.then(|| {
             let k = args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS);
-            if counts.iter().any(|&n| ending.resolved_cv_folds(n) > 0) {
-                k
-            } else {
+            if endings.cross_validated.is_empty() {
                 0
+            } else {
+                k
             }
         }),
-        // The label counts whose fine-tuning cross-validates its stop, and
-        // those that keep the path average.
-        finetune_cross_validated: finetunes
-            .then(|| counts.iter().copied().filter(|&n| ending.resolved_cv_folds(n) > 0).collect()),
-        finetune_path_averaged: finetunes
-            .then(|| counts.iter().copied().filter(|&n| ending.resolved_path_average(n)).collect()),
+        finetune_cross_validated: finetunes.then(|| endings.cross_validated.clone()),
+        finetune_path_averaged: finetunes.then(|| endings.path_averaged.clone()),
         finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
         scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
         probe_variance: probes.then_some(args.probe_variance),
@@ -780,6 +777,26 @@ fn finetune_ending(args: &ExperimentLabelsArgs) -> FinetuneConfig {
     }
 }
 
+/// How fine-tuning ends at each label count, resolved once for run.toml
+/// and the report.
+struct FinetuneEndings {
+    /// The counts that keep the path average.
+    path_averaged: Vec<usize>,
+    /// The counts that cross-validate their stop.
+    cross_validated: Vec<usize>,
+}
+
+impl FinetuneEndings {
+    fn of(args: &ExperimentLabelsArgs, counts: &[usize]) -> Self {
+        let ending = finetune_ending(args);
+        let at = |on: &dyn Fn(usize) -> bool| counts.iter().copied().filter(|&n| on(n)).collect();
+        Self {
+            path_averaged: at(&|n| ending.resolved_path_average(n)),
+            cross_validated: at(&|n| ending.resolved_cv_folds(n) > 0),
+        }
+    }
+}
+
 /// The images fine-tuning or scratch (`mode`) measures its BatchNorm
 /// statistics on: `--batchnorm-images`, or the mode's own default.
 fn batchnorm_images(args: &ExperimentLabelsArgs, mode: Mode) -> usize {
@@ -790,7 +807,7 @@ fn batchnorm_images(args: &ExperimentLabelsArgs, mode: Mode) -> usize {
 fn write_labels_report(
     out: &Path,
     args: &ExperimentLabelsArgs,
-    counts: &[usize],
+    (counts, endings): (&[usize], &FinetuneEndings),
     dropped: &[usize],
     (seeds, trained_seeds): (usize, usize),
     (lr_schedule, finetune_lr, interpolation): (LrSchedule, f64, f64),
@@ -850,19 +867,19 @@ fn write_labels_report(
             String::new()
         },
         {
-            let ending = finetune_ending(args);
-            let at = |on: &dyn Fn(usize) -> bool| {
-                counts.iter().filter(|&&n| on(n)).map(|n| n.to_string()).collect::<Vec<_>>().join(", ")
-            };
-            let (averaged, validated) =
-                (at(&|n| ending.resolved_path_average(n)), at(&|n| ending.resolved_cv_folds(n) > 0));
+            let words =
+                |ns: &[usize]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
             let mut t = String::new();
-            if !averaged.is_empty() {
-                t += &format!("; with {averaged} labels fine-tuning keeps the mean of its weights at six points along its path (its start, then 1/16, 1/8, 1/4, 1/2 and all of its schedule)");
+            if !endings.path_averaged.is_empty() {
+                t += &format!(
+                    "; with {} labels fine-tuning keeps {}",
+                    words(&endings.path_averaged),
+                    tidalscope_train::finetune::PATH_AVERAGE
+                );
             }
-            if !validated.is_empty() {
+            if !endings.cross_validated.is_empty() {
                 let k = args.finetune_cv_folds.unwrap_or(FinetuneConfig::CV_FOLDS);
-                t += &format!("; with {validated} labels fine-tuning goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {k}-fold cross-validation on the draw's own labels finds best");
+                t += &format!("; with {} labels fine-tuning goes as far along its schedule (none of it: the probe, 1/16, 1/8, 1/4, 1/2 or all) as {k}-fold cross-validation on the draw's own labels finds best", words(&endings.cross_validated));
             }
             t
         },

@@ -176,12 +176,13 @@ impl<M: Module> RunningMean<M> {
     /// # Errors
     /// When `m` differs from the mean in the number or shapes of its values.
     pub fn add(mut self, m: &M, times: usize) -> Result<Self, String> {
-        for _ in 0..times {
-            self.count += 1;
-            let keep = (self.count - 1) as f32 / self.count as f32;
-            // `interpolated` mixes into its second argument: the mean.
-            self.mean = interpolated(m, self.mean, keep)?;
+        if times == 0 {
+            return Ok(self);
         }
+        self.count += times;
+        let keep = (self.count - times) as f32 / self.count as f32;
+        // `interpolated` mixes into its second argument: the mean.
+        self.mean = interpolated(m, self.mean, keep)?;
         Ok(self)
     }
 

@@ -429,6 +429,10 @@ impl<'a> Fit<'a> {
     }
 }
 
+/// What the path average keeps, in words for reports: "fine-tuning keeps
+/// …" ([`FinetuneConfig::path_average`] at [`STOPS`]).
+pub const PATH_AVERAGE: &str = "the mean of its weights at six points along its path (its start, then 1/16, 1/8, 1/4, 1/2 and all of its schedule)";
+
 /// The points along fine-tuning's schedule, as fractions of its epochs (0:
 /// the linear probe it starts from): where cross-validation may stop it
 /// ([`FinetuneConfig::cv_folds`]) and whose weights the path average
@@ -810,6 +814,13 @@ pub fn finetune(
                 labelled_imgs.iter().copied().chain(pool.iter().map(|o| &pool_data[o].image)).collect();
             let fit_y: Vec<f32> = train_y.iter().chain(&pool_y).copied().collect();
             let val_imgs = images(&splits.val);
+            // A classifier's validation loss (NaN without a validation set).
+            let val_loss_of = |m: &Classifier| -> Result<f32> {
+                if val_imgs.is_empty() {
+                    return Ok(f32::NAN);
+                }
+                Ok(bce(infer::Predictor::classifier(m, crop, device).logits(&val_imgs)?, &val_y, device))
+            };
             let mut fit = Fit::new(cfg, &bundle, model, &train_device);
             // The path average starts where fine-tuning does, on a fresh copy
             // of the encoder: averaging writes into the running statistics of
@@ -841,8 +852,7 @@ pub fn finetune(
                     continue;
                 }
                 fit.sync();
-                let logits = infer::Predictor::classifier(&fit.model.valid(), crop, device).logits(&val_imgs)?;
-                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
+                let v = val_loss_of(&fit.model.valid())?;
                 val_loss.push(v);
                 val_epochs.push(epoch + 1);
                 log_line(
@@ -853,13 +863,11 @@ pub fn finetune(
             // The path average lives on the inference device, the trained
             // model on the autodiff one.
             path_points = average.as_ref().map(|a| a.count());
-            let averaged = average.is_some();
             let (mut model, model_device) = match average {
                 Some(avg) => {
                     let points = avg.count();
                     let mean = avg.into_mean();
-                    let logits = infer::Predictor::classifier(&mean, crop, device).logits(&val_imgs)?;
-                    let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
+                    let v = val_loss_of(&mean)?;
                     kept_val_loss = Some(v);
                     let msg = format!(
                         "kept the mean of the weights at {points} points along fine-tuning (its start, then 1/16, 1/8, 1/4, 1/2 and all of its {epochs} epochs): validation loss {v:.4}"
@@ -877,8 +885,7 @@ pub fn finetune(
                 let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own.len());
                 let (pre, batch) = (&bundle.preprocess, cfg.batch);
                 let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, model_device)?;
-                let logits = infer::Predictor::classifier(&model.valid(), crop, device).logits(&val_imgs)?;
-                let v = if val_imgs.is_empty() { f32::NAN } else { bce(logits, &val_y, device) };
+                let v = val_loss_of(&model.valid())?;
                 kept_val_loss = Some(v);
                 let msg = format!(
                     "BatchNorm statistics measured on the inference views of {} training images ({} unlabelled), {batches} batches ({:.1} s): validation loss {v:.4}",
@@ -889,7 +896,7 @@ pub fn finetune(
                 // The command line's reporter writes it to log.txt too.
                 reporter.log(&msg);
             }
-            let trained = if averaged { model } else { model.valid() };
+            let trained = if path_points.is_some() { model } else { model.valid() };
             match &probe {
                 Some(Probe { weights: w, bias: b, .. }) if cfg.interpolation < 1.0 => {
                     let start = Classifier {
@@ -898,11 +905,7 @@ pub fn finetune(
                     };
                     let mixed = tidalscope_model::params::interpolated(&start, trained, cfg.interpolation as f32)
                         .map_err(crate::TrainError::Other)?;
-                    let v = if val_imgs.is_empty() {
-                        f32::NAN
-                    } else {
-                        bce(infer::Predictor::classifier(&mixed, crop, device).logits(&val_imgs)?, &val_y, device)
-                    };
+                    let v = val_loss_of(&mixed)?;
                     log_line(
                         out,
                         &format!(
