@@ -312,57 +312,47 @@ impl LrSchedule {
     }
 }
 
-/// An optional count in a config file: the number, or `"auto"` when
-/// unset (TOML has no null, and an absent key means something else: what
-/// files written before the setting existed did).
-mod auto_or_number {
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+/// An optional setting in a config file (a count or a switch): its value,
+/// or `"auto"` when unset (TOML has no null, and an absent key means
+/// something else: what files written before the setting existed did).
+mod auto_or {
+    use serde::{de::Error, Deserialize, Deserializer, Serialize, Serializer};
 
-    pub fn serialize<S: Serializer>(v: &Option<usize>, s: S) -> Result<S::Ok, S::Error> {
+    /// What a value of the setting looks like, for the error on anything else.
+    pub trait Expected {
+        const EXPECTED: &'static str;
+    }
+
+    impl Expected for usize {
+        const EXPECTED: &'static str = "a number";
+    }
+
+    impl Expected for bool {
+        const EXPECTED: &'static str = "true, false";
+    }
+
+    pub fn serialize<T: Serialize, S: Serializer>(v: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
         match v {
-            Some(k) => s.serialize_u64(*k as u64),
+            Some(x) => x.serialize(s),
             None => s.serialize_str("auto"),
         }
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    pub fn deserialize<'de, T, D>(d: D) -> Result<Option<T>, D::Error>
+    where
+        T: Deserialize<'de> + Expected,
+        D: Deserializer<'de>,
+    {
         #[derive(Deserialize)]
         #[serde(untagged)]
-        enum Raw {
-            Number(usize),
+        enum Raw<T> {
+            Value(T),
             Text(String),
         }
-        match Raw::deserialize(d)? {
-            Raw::Number(k) => Ok(Some(k)),
+        match Raw::<T>::deserialize(d)? {
+            Raw::Value(x) => Ok(Some(x)),
             Raw::Text(t) if t == "auto" => Ok(None),
-            Raw::Text(t) => Err(D::Error::custom(format!("expected a number or \"auto\", got {t:?}"))),
-        }
-    }
-}
-
-/// An optional switch in a config file: `true`, `false`, or `"auto"` when
-/// unset (as [`auto_or_number`] for counts).
-mod auto_or_bool {
-    use serde::{de::Error, Deserialize, Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(v: &Option<bool>, s: S) -> Result<S::Ok, S::Error> {
-        match v {
-            Some(b) => s.serialize_bool(*b),
-            None => s.serialize_str("auto"),
-        }
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Switch(bool),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Switch(b) => Ok(Some(b)),
-            Raw::Text(t) if t == "auto" => Ok(None),
-            Raw::Text(t) => Err(D::Error::custom(format!("expected true, false or \"auto\", got {t:?}"))),
+            Raw::Text(t) => Err(D::Error::custom(format!("expected {} or \"auto\", got {t:?}", T::EXPECTED))),
         }
     }
 }
@@ -457,7 +447,7 @@ pub struct FinetuneConfig {
     /// ([`FinetuneConfig::resolved_cv_folds`]; run folders record the
     /// resolved number). Older config files, written before it existed,
     /// read as 0.
-    #[serde(default = "FinetuneConfig::whole_schedule", with = "auto_or_number")]
+    #[serde(default = "FinetuneConfig::whole_schedule", with = "auto_or")]
     pub cv_folds: Option<usize>,
     /// Fine-tuning only: keep the mean of the weights (BatchNorm
     /// statistics included) at the six points of
@@ -472,7 +462,7 @@ pub struct FinetuneConfig {
     /// ([`FinetuneConfig::resolved_path_average`]; run folders record the
     /// resolved choice). Older config files, written before it existed,
     /// read as off.
-    #[serde(default = "FinetuneConfig::last_weights", with = "auto_or_bool")]
+    #[serde(default = "FinetuneConfig::last_weights", with = "auto_or")]
     pub path_average: Option<bool>,
 }
 
