@@ -41,8 +41,9 @@
 //! [`FinetuneConfig::cv_folds`] kept at its probe: the probe's
 //! cross-validation curve for each input it tried; `probe_cv.npy` holds
 //! the kept input's as [λ, loss] rows, the standardised one's when both
-//! are averaged) and
-//! `log.txt`.
+//! are averaged; otherwise the training and validation curves, with the
+//! kept classifier's validation loss as a level when it is not the last
+//! step's) and `log.txt`.
 //!
 //! On the CPU the encoder runs on the fast kernels (`tidalscope_model::fast`)
 //! in every mode; when it trains, the Dense(1) head and the loss stay in
@@ -975,12 +976,24 @@ pub fn finetune(
             if x.len() == 1 {
                 axes.x_range = Some((0.5, 1.5));
             }
+            // The classifier kept when it is not the last step's (the path's
+            // mean, fresh BatchNorm statistics, interpolated): its validation
+            // loss as a level across the run, to read against the curve.
+            let kept = kept_val_loss.filter(|v| v.is_finite());
             axes.y_range = Some((
                 0.0,
-                train_loss.iter().chain(&val_loss).filter(|v| v.is_finite()).fold(0.0f32, |a, &b| a.max(b)) as f64
+                train_loss.iter().chain(&val_loss).chain(&kept).filter(|v| v.is_finite()).fold(0.0f32, |a, &b| a.max(b))
+                    as f64
                     * 1.1
                     + 1e-3,
             ));
+            let kept = kept.map(|v| {
+                let label = match path_points {
+                    Some(n) => format!("validation loss of the kept mean of {n} points along the path"),
+                    None => "validation loss of the classifier kept".to_string(),
+                };
+                Series::line(label, vec![1.0, train_loss.len().max(1) as f64], vec![v as f64; 2], PALETTE[2])
+            });
             line_plot(
                 &out.join("loss.png"),
                 &axes,
@@ -998,7 +1011,10 @@ pub fn finetune(
                         val_loss.iter().map(|&v| v as f64).collect(),
                         PALETTE[1],
                     ),
-                ],
+                ]
+                .into_iter()
+                .chain(kept)
+                .collect::<Vec<_>>(),
             )?;
         }
     }

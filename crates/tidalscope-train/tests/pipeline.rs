@@ -603,6 +603,13 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     assert_eq!((saved.path_average, saved.cv_folds), (Some(true), Some(0)), "config.toml records the choice");
     let log = std::fs::read_to_string(out("mean").join("log.txt")).unwrap();
     assert!(log.contains("kept the mean of the weights at 6 points along fine-tuning"), "{log}");
+    // loss.png draws the kept mean's validation loss beside the curves, in
+    // the third colour, which a run that keeps its last step lacks.
+    let third = |name: &str| {
+        let png = image::open(out(name).join("loss.png")).unwrap().to_rgb8();
+        png.pixels().filter(|p| p.0 == tidalscope_eval::plot::PALETTE[2]).count()
+    };
+    assert!(third("mean") > 50 && third("last") == 0, "{} {}", third("mean"), third("last"));
     run(&FinetuneConfig { mode: Mode::Linear, ..last.clone() }, "probe").unwrap();
     let weights = |name: &str| -> Vec<f32> {
         let b = ClassifierBundle::load(&out(name), &dev).unwrap();
