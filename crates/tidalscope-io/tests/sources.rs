@@ -179,6 +179,17 @@ fn fits_cubes_stacks_and_hsc_catalogues() {
     assert_eq!((imgs[1].0.as_str(), imgs[1].1), ("8", Some(0)));
     assert_eq!(imgs[1].2.band(1)[4], 1104.0);
 
+    // Band columns in any order read in wavelength order (g first), as the
+    // models' channels are; two columns of one band are refused.
+    std::fs::write(&csv, "id,file_r,file_g\n7,o0_r.fits,o0_g.fits\n8,o1_r.fits,o1_g.fits\n").unwrap();
+    let src = open(&csv, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands, vec!["g", "r"]);
+    let imgs = images(src.as_ref());
+    assert_eq!((imgs[1].2.band(0)[4], imgs[1].2.band(1)[4]), (1004.0, 1104.0));
+    std::fs::write(&csv, "id,file_HSC-R2,file_g,file_r\n7,o0_r.fits,o0_g.fits,o0_r.fits\n").unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("cat.csv") && e.contains("file_HSC-R2 and file_r are both band r"), "{e}");
+
     // A missing band file: that object's error names the row, id, column and file.
     std::fs::write(&csv, "id,file_g,file_r\n7,o0_g.fits,o0_r.fits\n9,o9_g.fits,o0_r.fits\n").unwrap();
     let src = open(&csv, &OpenOptions::default()).unwrap();

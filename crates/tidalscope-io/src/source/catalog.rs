@@ -5,7 +5,7 @@
 use super::{detect, Format, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
 use crate::{Error, Result};
 use std::path::{Path, PathBuf};
-use tidalscope_core::Cutout;
+use tidalscope_core::{Band, Cutout};
 
 /// One data row of a catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,6 +179,7 @@ impl CatalogSource {
             .enumerate()
             .filter_map(|(i, c)| c.strip_prefix("file_").map(|b| (b.to_string(), i)))
             .collect();
+        let per_band = in_band_order(&path, per_band)?;
         let files = match (catalog.column("file"), per_band.is_empty()) {
             (Some(f), true) => Files::Single(f),
             (None, false) => Files::PerBand(per_band.clone()),
@@ -284,6 +285,29 @@ impl CatalogSource {
             Cutout::from_chw(files.len(), h, w, data).map_err(|e| at(e.to_string()))
         }
     }
+}
+
+/// The `file_<band>` columns `(band, column)` in wavelength order (g, r,
+/// i, z, y: every cutout's and model's channel order) when each names a
+/// known band (`g`, `HSC-R2`, …), whatever their order in the file: read
+/// in column order, a catalogue listing `file_i` before `file_g` fed a
+/// model i-band pixels as g, with nothing to show for it. Two columns of
+/// one band are refused; names that are not known bands keep the columns'
+/// order (`inspect` lists it).
+fn in_band_order(path: &Path, columns: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
+    let Ok(bands) = columns.iter().map(|(b, _)| b.parse::<Band>()).collect::<std::result::Result<Vec<_>, _>>() else {
+        return Ok(columns);
+    };
+    let mut order: Vec<usize> = (0..columns.len()).collect();
+    order.sort_by_key(|&k| bands[k]);
+    if let Some(w) = order.windows(2).find(|w| bands[w[0]] == bands[w[1]]) {
+        let (a, b) = (&columns[w[0].min(w[1])].0, &columns[w[0].max(w[1])].0);
+        return Err(Error::format(
+            path,
+            format!("columns file_{a} and file_{b} are both band {}; keep one", bands[w[0]]),
+        ));
+    }
+    Ok(order.into_iter().map(|k| columns[k].clone()).collect())
 }
 
 impl Source for CatalogSource {
