@@ -580,6 +580,11 @@ pub fn read_values_from<R: Read + Seek>(
         .map_err(|_| Error::format(path, format!("HDU {}: data ends early (truncated file)", hdu.index)))?;
     let bscale = hdu.header.get("BSCALE").and_then(Value::as_f64).unwrap_or(1.0);
     let bzero = hdu.header.get("BZERO").and_then(Value::as_f64).unwrap_or(0.0);
+    // Integer data mark undefined pixels with the raw value BLANK (FITS 4.0,
+    // §4.4.2.5; floating-point data use NaN): they become NaN, so the
+    // non-finite rule covers them instead of their scaled value passing as
+    // flux.
+    let blank = if hdu.bitpix > 0 { hdu.header.get("BLANK").and_then(Value::as_i64) } else { None };
     let mut data = vec![0f32; count];
     macro_rules! conv {
         ($t:ty, $k:expr) => {
@@ -589,11 +594,19 @@ pub fn read_values_from<R: Read + Seek>(
             }
         };
     }
+    macro_rules! conv_int {
+        ($t:ty, $k:expr) => {
+            for (o, c) in data.iter_mut().zip(raw.chunks_exact($k)) {
+                let v = <$t>::from_be_bytes(c.try_into().expect("chunk size"));
+                *o = if Some(v as i64) == blank { f32::NAN } else { (bscale * v as f64 + bzero) as f32 };
+            }
+        };
+    }
     match hdu.bitpix {
-        8 => conv!(u8, 1),
-        16 => conv!(i16, 2),
-        32 => conv!(i32, 4),
-        64 => conv!(i64, 8),
+        8 => conv_int!(u8, 1),
+        16 => conv_int!(i16, 2),
+        32 => conv_int!(i32, 4),
+        64 => conv_int!(i64, 8),
         -32 => conv!(f32, 4),
         -64 => conv!(f64, 8),
         b => return Err(Error::format(path, format!("HDU {}: invalid BITPIX {b}", hdu.index))),
@@ -660,5 +673,38 @@ mod tests {
         assert_eq!(hdus[1].header.get("FLUXMAG0").and_then(Value::as_f64), Some(meta.fluxmag0));
         assert_eq!(hdus[2].data, vec![1.0; 12]);
         assert_eq!(hdus[3].name(), Some("VARIANCE"));
+    }
+
+    /// A scaled 16-bit image as another writer makes it (cards written out
+    /// by hand): pixels equal to BLANK read as NaN, the rest as
+    /// BSCALE·raw + BZERO; without BLANK the same raw value is a number.
+    #[test]
+    fn blank_integer_pixels_read_as_nan() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = |blank: bool| {
+            let mut cards = vec!["SIMPLE  =                    T", "BITPIX  =                   16"];
+            cards.extend([
+                "NAXIS   =                    2",
+                "NAXIS1  =                    3",
+                "NAXIS2  =                    1",
+            ]);
+            cards.extend(["BSCALE  =                  0.5", "BZERO   =                  1.0"]);
+            if blank {
+                cards.push("BLANK   =               -32768");
+            }
+            cards.push("END");
+            let mut bytes: Vec<u8> = cards.iter().flat_map(|c| format!("{c:<80}").into_bytes()).collect();
+            bytes.resize(2880, b' ');
+            for v in [2i16, -32768, 4] {
+                bytes.extend(v.to_be_bytes());
+            }
+            bytes.resize(5760, 0);
+            let p = dir.path().join(format!("blank{blank}.fits"));
+            std::fs::write(&p, bytes).unwrap();
+            read(&p).unwrap().remove(0).data
+        };
+        let with = file(true);
+        assert!(with[0] == 2.0 && with[1].is_nan() && with[2] == 3.0, "{with:?}");
+        assert_eq!(file(false), vec![2.0, -16383.0, 3.0]);
     }
 }
