@@ -290,5 +290,18 @@ fn npz_archives_with_labels_and_a_constant_label_override() {
     let tidal = open(&p, &OpenOptions { label: Some(1), ..OpenOptions::default() }).unwrap();
     assert_eq!(tidal.labels().unwrap(), vec![Some(1); 3]);
     assert!(images(tidal.as_ref()).iter().all(|i| i.1 == Some(1)));
+
+    // Labels that do not match the images one to one are refused, not dropped.
+    let short = dir.path().join("short.npz");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&short).unwrap());
+    z.start_file("images.npy", opts).unwrap();
+    z.write_all(&img).unwrap();
+    let mut lab = tidalscope_io::npy::header("<i8", &[2]);
+    lab.extend([1i64, 0].iter().flat_map(|v| v.to_le_bytes()));
+    z.start_file("labels.npy", opts).unwrap();
+    z.write_all(&lab).unwrap();
+    z.finish().unwrap();
+    let e = open(&short, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("short.npz") && e.contains("labels.npy has shape [2]") && e.contains("[3]"), "{e}");
     let _ = Path::new("");
 }

@@ -82,7 +82,8 @@ impl NpySource {
 
     /// Opens the image array of an `.npz` archive: the entry named like the
     /// image key (`image`, `images`), or the only 3- or 4-D array. A 1-D
-    /// `label`/`labels` array of the same length gives labels.
+    /// `label`/`labels` array of the same length gives labels (one of
+    /// another shape is refused).
     pub fn open_npz(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut zip = zip::ZipArchive::new(file)
@@ -122,7 +123,15 @@ impl NpySource {
         let mut labels = None;
         for cand in ["label.npy", "labels.npy"] {
             if let Some((_, h)) = arrays.iter().find(|(name, _)| name == cand) {
-                if h.shape == [n] {
+                // Labels of another length cannot be matched to the images:
+                // dropping them quietly left a labelled set unlabelled.
+                if h.shape != [n] {
+                    return Err(Error::format(
+                        path,
+                        format!("{cand} has shape {:?}; one label per image needs [{n}]", h.shape),
+                    ));
+                }
+                {
                     let mut entry = zip.by_name(cand).map_err(|e| Error::format(path, format!("{cand}: {e}")))?;
                     let h = read_header(&mut entry, &path.join(cand))?;
                     let mut bytes = vec![0u8; n * h.dtype.size()];
