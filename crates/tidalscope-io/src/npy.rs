@@ -96,16 +96,22 @@ pub enum Dtype {
     I64,
     /// uint16
     U16,
+    /// int8
+    I8,
+    /// uint32
+    U32,
+    /// uint64
+    U64,
 }
 
 impl Dtype {
     /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
-            Dtype::U8 => 1,
+            Dtype::U8 | Dtype::I8 => 1,
             Dtype::I16 | Dtype::U16 => 2,
-            Dtype::F32 | Dtype::I32 => 4,
-            Dtype::F64 | Dtype::I64 => 8,
+            Dtype::F32 | Dtype::I32 | Dtype::U32 => 4,
+            Dtype::F64 | Dtype::I64 | Dtype::U64 => 8,
         }
     }
 
@@ -119,6 +125,9 @@ impl Dtype {
             Dtype::I32 => "int32",
             Dtype::I64 => "int64",
             Dtype::U16 => "uint16",
+            Dtype::I8 => "int8",
+            Dtype::U32 => "uint32",
+            Dtype::U64 => "uint64",
         }
     }
 }
@@ -188,6 +197,9 @@ pub fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
         ("<" | "|" | "=" | ">", "f4") => Dtype::F32,
         ("<" | "|" | "=" | ">", "f8") => Dtype::F64,
         ("|" | "<" | ">" | "=", "u1") => Dtype::U8,
+        ("|" | "<" | ">" | "=", "i1") => Dtype::I8,
+        ("<" | "=" | ">", "u4") => Dtype::U32,
+        ("<" | "=" | ">", "u8") => Dtype::U64,
         ("<" | "=" | ">", "i2") => Dtype::I16,
         ("<" | "=" | ">", "u2") => Dtype::U16,
         ("<" | "=" | ">", "i4") => Dtype::I32,
@@ -195,7 +207,7 @@ pub fn read_header(r: &mut impl Read, path: &Path) -> Result<NpyHeader> {
         _ => {
             return Err(Error::format(
                 path,
-                format!("unsupported .npy dtype {descr:?} (float32/64, uint8/16, int16/32/64 are read)"),
+                format!("unsupported .npy dtype {descr:?} (float32/64 and (u)int8/16/32/64 are read)"),
             ))
         }
     };
@@ -237,6 +249,9 @@ pub fn decode_into(bytes: &[u8], dtype: Dtype, big_endian: bool, out: &mut [f32]
         Dtype::U16 => conv!(u16, 2),
         Dtype::I32 => conv!(i32, 4),
         Dtype::I64 => conv!(i64, 8),
+        Dtype::I8 => out.iter_mut().zip(bytes).for_each(|(o, &b)| *o = b as i8 as f32),
+        Dtype::U32 => conv!(u32, 4),
+        Dtype::U64 => conv!(u64, 8),
     }
 }
 
@@ -280,6 +295,28 @@ mod tests {
             let parsed = read_header(&mut &h[..], Path::new("x.npy")).unwrap();
             assert_eq!(parsed.shape, shape);
             assert_eq!(parsed.data_offset as usize, h.len());
+        }
+    }
+
+    /// Every integer type the README lists, in both byte orders where it has one.
+    #[test]
+    fn integer_dtypes_read_as_their_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases: [(&str, Vec<u8>); 5] = [
+            ("|i1", vec![0x80, 0xff, 0x07]),
+            ("<u4", [4_000_000_000u32, 0, 7].iter().flat_map(|v| v.to_le_bytes()).collect()),
+            (">u4", [4_000_000_000u32, 0, 7].iter().flat_map(|v| v.to_be_bytes()).collect()),
+            ("<u8", [1u64 << 40, 0, 7].iter().flat_map(|v| v.to_le_bytes()).collect()),
+            (">i8", [-5i64, 0, 7].iter().flat_map(|v| v.to_be_bytes()).collect()),
+        ];
+        let want: [[f32; 3]; 5] =
+            [[-128.0, -1.0, 7.0], [4e9, 0.0, 7.0], [4e9, 0.0, 7.0], [(1u64 << 40) as f32, 0.0, 7.0], [-5.0, 0.0, 7.0]];
+        for ((descr, data), want) in cases.into_iter().zip(want) {
+            let p = dir.path().join("a.npy");
+            let mut bytes = header(descr, &[3]);
+            bytes.extend(data);
+            std::fs::write(&p, bytes).unwrap();
+            assert_eq!(read_f32(&p).unwrap().1, want, "{descr}");
         }
     }
 
