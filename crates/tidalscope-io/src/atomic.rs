@@ -10,17 +10,30 @@ use std::path::{Path, PathBuf};
 /// succeeds; dropped uncommitted, it leaves nothing behind.
 pub struct AtomicFile {
     dest: PathBuf,
+    /// What the rename replaces: `dest`, or the file a link there points to.
+    target: PathBuf,
     tmp: PathBuf,
     writer: Option<BufWriter<File>>,
 }
 
 impl AtomicFile {
-    /// Starts writing `dest` (its folder must exist).
+    /// Starts writing `dest` (its folder must exist). A symbolic link there
+    /// is written through: the file it points to is replaced and the link
+    /// kept. Anything else that is not a plain file (a folder, a device such
+    /// as `/dev/null`, a pipe) is refused: the rename would replace the
+    /// node itself, for a user allowed to.
     pub fn create(dest: &Path) -> Result<Self> {
-        let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
-        let tmp = dest.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+        let target = through_links(dest)?;
+        if let Ok(meta) = std::fs::metadata(&target) {
+            if !meta.is_file() {
+                let what = if meta.is_dir() { "a folder" } else { "not a plain file (a device or a pipe)" };
+                return Err(Error::format(dest, format!("is {what}; give the path of a file to write")));
+            }
+        }
+        let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let tmp = target.with_file_name(format!(".{name}.tmp{}", std::process::id()));
         let file = File::create(&tmp).map_err(|e| Error::io(dest, e))?;
-        Ok(Self { dest: dest.to_path_buf(), tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
+        Ok(Self { dest: dest.to_path_buf(), target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
     /// The destination path.
@@ -34,8 +47,28 @@ impl AtomicFile {
         let file = writer.into_inner().map_err(|e| Error::io(&self.dest, e.into_error()))?;
         file.sync_all().map_err(|e| Error::io(&self.dest, e))?;
         drop(file);
-        std::fs::rename(&self.tmp, &self.dest).map_err(|e| Error::io(&self.dest, e))
+        std::fs::rename(&self.tmp, &self.target).map_err(|e| Error::io(&self.dest, e))
     }
+}
+
+/// `path` with any chain of symbolic links at its end followed (a dangling
+/// link gives the path it points to, to be created).
+fn through_links(path: &Path) -> Result<PathBuf> {
+    let mut p = path.to_path_buf();
+    // As the kernel's own limit on a chain of links.
+    for _ in 0..40 {
+        match std::fs::symlink_metadata(&p) {
+            Ok(m) if m.file_type().is_symlink() => {
+                let to = std::fs::read_link(&p).map_err(|e| Error::io(path, e))?;
+                p = match p.parent() {
+                    Some(dir) if to.is_relative() => dir.join(to),
+                    _ => to,
+                };
+            }
+            _ => return Ok(p),
+        }
+    }
+    Err(Error::format(path, "too many levels of symbolic links"))
 }
 
 impl Write for AtomicFile {
@@ -106,5 +139,31 @@ mod tests {
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "temporary file left behind");
         write(&p, b"better").unwrap();
         assert_eq!(std::fs::read(&p).unwrap(), b"better");
+    }
+
+    /// A link is written through, not replaced; a device or a folder is
+    /// refused, not renamed over.
+    #[cfg(unix)]
+    #[test]
+    fn links_are_written_through_and_other_nodes_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("real")).unwrap();
+        let real = dir.path().join("real/scores.csv");
+        write(&real, b"old").unwrap();
+        let link = dir.path().join("link.csv");
+        std::os::unix::fs::symlink("real/scores.csv", &link).unwrap();
+        write(&link, b"new").unwrap();
+        assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&real).unwrap(), b"new");
+        // A dangling link: the file it names is created.
+        let dangling = dir.path().join("dangling.csv");
+        std::os::unix::fs::symlink("real/later.csv", &dangling).unwrap();
+        write(&dangling, b"x").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("real/later.csv")).unwrap(), b"x");
+        let e = write(Path::new("/dev/null"), b"x").unwrap_err().to_string();
+        assert!(e.contains("/dev/null") && e.contains("not a plain file"), "{e}");
+        let e = write(&dir.path().join("real"), b"x").unwrap_err().to_string();
+        assert!(e.contains("is a folder"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path().join("real")).unwrap().count(), 2, "temporary file left behind");
     }
 }
