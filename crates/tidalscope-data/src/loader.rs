@@ -59,7 +59,7 @@ pub enum LoaderError {
     #[error(transparent)]
     Io(#[from] tidalscope_io::Error),
     /// A decoded image could not be prepared for the model.
-    #[error("{path}: object {index} (id {id}): {source}")]
+    #[error("{path}: object {index} (id {id}): {why}")]
     Prepare {
         /// The source's path.
         path: String,
@@ -67,8 +67,9 @@ pub enum LoaderError {
         index: usize,
         /// Record id.
         id: String,
-        /// Why.
-        source: PreprocessError,
+        /// Why. Not the error's `source`: the message already says it,
+        /// and a chain of causes printed it twice.
+        why: PreprocessError,
     },
 }
 
@@ -169,11 +170,11 @@ fn produce(
                     .map(|(rec, label)| {
                         let object = ObjectRef { source: s, index: rec.index, label };
                         let raw = rec.pixels.load()?;
-                        let (image, non_finite) = transform(&raw, object).map_err(|source| LoaderError::Prepare {
+                        let (image, non_finite) = transform(&raw, object).map_err(|why| LoaderError::Prepare {
                             path: sources[s].info().path.display().to_string(),
                             index: rec.index,
                             id: rec.id.clone(),
-                            source,
+                            why,
                         })?;
                         Ok(Example { object, id: rec.id, meta: rec.meta, image, non_finite })
                     })
@@ -359,6 +360,8 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, LoaderError::Prepare { index: 13, .. }), "{err:?}");
         assert!(msg.contains("s.npy") && msg.contains("object 13") && msg.contains("expects 5"), "{msg}");
+        // The reason is in the message, not again as a cause after it.
+        assert!(std::error::Error::source(&err).is_none());
     }
 
     #[test]
