@@ -43,6 +43,19 @@ fn crowd_pool(source: &dyn Source, factor: f64, seed: u64) -> anyhow::Result<Cro
     Ok(crowd)
 }
 
+/// The shape of `source`'s first object, for sources that cannot tell one
+/// shape up front (a catalogue whose first object does not load, a folder
+/// of files): the others must match it, and where it does not load, the
+/// reason (a missing band file, say) is the error, not a guess about shapes.
+fn first_shape(source: &dyn tidalscope_io::source::Source) -> anyhow::Result<[usize; 3]> {
+    let path = source.info().path.display();
+    let Some(first) = source.records(0)?.next() else {
+        bail!("{path}: no objects to convert");
+    };
+    // A reader's error names the file and the object.
+    Ok(first?.pixels.load()?.shape())
+}
+
 /// Runs `convert`.
 pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
     let started = std::time::SystemTime::now();
@@ -61,8 +74,9 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
             args.output.display()
         ),
     };
-    let Some([c, h, w]) = info.shape else {
-        bail!("{}: images of different shapes cannot be stacked; convert needs one shape", info.path.display());
+    let [c, h, w] = match info.shape {
+        Some(shape) => shape,
+        None => first_shape(source.as_ref())?,
     };
     let n = info.len;
     let mut sink = match to {

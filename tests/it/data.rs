@@ -51,6 +51,10 @@ fn inspect_reads_the_published_tfdata_layout_and_names_bad_paths() {
     assert!(err.contains("junk.bin") && err.contains("unrecognised input"), "{err}");
     let err = d.fails(&["convert", fixture, "x.out"]);
     assert!(err.contains("--to"), "{err}");
+    // A catalogue whose first object's file is missing: convert names it.
+    std::fs::write(d.join("cat.csv"), "id,file\n7,gone.fits\n").unwrap();
+    let err = d.fails(&["convert", "cat.csv", "x.npy"]);
+    assert!(err.contains("cat.csv") && err.contains("id 7") && err.contains("gone.fits"), "{err}");
 }
 
 #[test]
