@@ -448,7 +448,14 @@ pub fn evaluate_into(
             let reference = matches!(record.spec, SplitSpec::Reference { .. });
             for (i, p) in record.sources.iter().enumerate() {
                 let label = if reference { Some(i as u8) } else { None };
-                sources.push(super::open_source(p, &data.source, label)?);
+                // The paths are as training was given them, so a relative
+                // one may not resolve from here: say where it came from.
+                sources.push(super::open_source(p, &data.source, label).with_context(|| {
+                    format!(
+                        "the classifier's data as {} records it; run from where it was trained, or give --data",
+                        record_path.display()
+                    )
+                })?);
             }
             (sources, record.sources.clone())
         } else {

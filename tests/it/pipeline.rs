@@ -174,6 +174,11 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ]);
     d.ok(&["evaluate", "--model", "clf", "--data", "other", "--split", "all", "--out", "ev3"]);
     assert_eq!(read_csv(&d.join("ev3/scores.csv")).1.len(), 10);
+    // The data moved away from the path training recorded: the error says
+    // where that path came from and what to do.
+    std::fs::rename(d.join("sim"), d.join("moved")).unwrap();
+    let err = d.fails(&["evaluate", "--model", "clf", "--out", "ev4"]);
+    assert!(err.contains("split.json records it") && err.contains("--data") && err.contains("sim"), "{err}");
 }
 
 #[test]
