@@ -741,8 +741,8 @@ pub struct EvaluateArgs {
     /// Objects to score.
     #[arg(long, value_enum, default_value = "test")]
     pub split: SplitArg,
-    /// Score above which an object is called tidal (confusion matrix).
-    #[arg(long, default_value_t = 0.5)]
+    /// Score above which an object is called tidal (confusion matrix), 0 to 1.
+    #[arg(long, default_value_t = 0.5, value_parser = score_threshold, allow_negative_numbers = true)]
     pub threshold: f64,
     #[command(flatten)]
     pub device: DeviceArgs,
@@ -1484,6 +1484,17 @@ pub struct BenchSimulateArgs {
     /// Worker threads (default: all cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+}
+
+/// A score threshold: scores are probabilities, so one outside [0, 1] (or
+/// NaN) would call every object, or none, tidal without saying so.
+fn score_threshold(s: &str) -> Result<f64, String> {
+    let t: f64 = s.parse().map_err(|_| format!("{s:?} is not a number"))?;
+    if (0.0..=1.0).contains(&t) {
+        Ok(t)
+    } else {
+        Err(format!("{s} is not a score: give a number from 0 to 1"))
+    }
 }
 
 #[cfg(test)]

@@ -208,6 +208,10 @@ fn training_commands_explain_bad_input() {
     assert!(err.contains("would ignore --epochs, --lr-schedule, --jitter"), "{err}");
     let err = d.fails(&["evaluate", "--model", "nowhere", "--out", "z"]);
     assert!(err.contains("nowhere is not a classifier folder"), "{err}");
+    for bad in ["2", "NaN", "-0.1"] {
+        let err = d.refused(&["evaluate", "--model", "nowhere", "--out", "z", "--threshold", bad]);
+        assert!(err.contains(&format!("{bad} is not a score: give a number from 0 to 1")), "{err}");
+    }
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "w", "--device", "cuda"]);
     assert!(err.contains("without CUDA support"), "{err}");
     // A negative number reaches the range check, which says what to give.
