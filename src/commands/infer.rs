@@ -428,13 +428,21 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             }
             let (enc, pre) = encoder.as_ref().expect("loaded above");
             let src = super::open_source(Path::new(q), &query_args, None)?;
-            let rec = src.records(0)?.next().with_context(|| format!("{q}: no image"))??;
-            let raw = rec.pixels.load()?;
-            let (img, _) = pre.apply_view(&raw).with_context(|| format!("query {q}"))?;
-            let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img])?;
-            ensure!(v.len() == d, "query {q}: the encoder gives {} numbers, the embeddings have {d}", v.len());
-            normalise_rows(&mut v, d);
-            queries.push(Query { name: q.clone(), vector: v, row: None, image: Some(raw) });
+            // Every image of a file is a query (it was the first alone),
+            // named by its id where the file holds several.
+            let several = src.info().len > 1;
+            let before = queries.len();
+            for rec in src.records(0)? {
+                let rec = rec?;
+                let name = if several { format!("{q}:{}", rec.id) } else { q.clone() };
+                let raw = rec.pixels.load()?;
+                let (img, _) = pre.apply_view(&raw).with_context(|| format!("query {name}"))?;
+                let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img])?;
+                ensure!(v.len() == d, "query {name}: the encoder gives {} numbers, the embeddings have {d}", v.len());
+                normalise_rows(&mut v, d);
+                queries.push(Query { name, vector: v, row: None, image: Some(raw) });
+            }
+            ensure!(queries.len() > before, "{q}: no image");
         } else {
             bail!("query {q:?} is neither an id in {} nor a file", dir.join("ids.csv").display());
         }
@@ -542,11 +550,13 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
         t0.elapsed().as_secs_f64(),
     )
     .write(&args.out)?;
+    // Fewer than k where the embedded set is smaller (the query's own row left out).
+    let found = results.iter().map(Vec::len).max().unwrap_or(0);
     println!(
         "{} quer{} × {} neighbours among {} embeddings in {:.2} s → {}",
         queries.len(),
         if queries.len() == 1 { "y" } else { "ies" },
-        args.k,
+        found,
         n_rows,
         search_secs,
         args.out.display()

@@ -135,6 +135,17 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
     assert_eq!(rows[0][0], "q/images.npy");
     let err = d.fails(&["search", "--embeddings", "emb", "--query", "nobody", "--out", "found3"]);
     assert!(err.contains("neither an id"), "{err}");
+    // Every image of a query file is a query, named by its id; asking for
+    // more neighbours than there are says how many were found.
+    d.ok(&["simulate", "--n", "2", "--size", "32", "--seed", "78", "--out", "q2", "--preview", "0"]);
+    let out = d.ok(&["search", "--embeddings", "emb", "--query", "q2/images.npy", "--k", "100", "--out", "found5"]);
+    let (_, rows) = read_csv(&d.join("found5/neighbours.csv"));
+    assert_eq!(rows.len(), 80, "two queries × all 40 embeddings");
+    let names: std::collections::BTreeSet<&str> = rows.iter().map(|r| r[0].as_str()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    assert!(names.iter().all(|n| n.starts_with("q2/images.npy:")), "{names:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("2 queries × 40 neighbours among 40 embeddings"), "{text}");
 }
 
 /// The keras-paper fixtures: TF 2.11 SavedModels shaped like the published
