@@ -11,8 +11,8 @@ use crate::residual::{Channels, Mirror, Reflection, RowResidual, Turn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::binning::block_means;
-use tidalscope_core::{multiversion, Cutout};
-use tidalscope_io::source::{Loaded, Pixels};
+use tidalscope_core::{multiversion, Band, Cutout};
+use tidalscope_io::source::{Format, Loaded, Pixels, SourceInfo};
 
 /// Binning, normalisation and crop of a model's inputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -354,6 +354,31 @@ impl Preprocess {
         Ok(())
     }
 
+    /// Refuses a catalogue for a model whose recorded bands are known
+    /// bands out of wavelength order (`i,g,r,z,y`: pretrained on a
+    /// catalogue listing `file_i` first before its band columns were read
+    /// in wavelength order, or imported with `--bands` so): the catalogue's
+    /// planes now arrive g, r, i, z, y and would not line up with its
+    /// channels. Other sources keep their planes' order and are not
+    /// checked.
+    pub fn check_catalogue_bands(&self, info: &SourceInfo) -> Result<(), String> {
+        if info.format != Format::Catalog {
+            return Ok(());
+        }
+        let names = self.input_bands();
+        let Ok(bands) = names.iter().map(|b| b.parse::<Band>()).collect::<Result<Vec<_>, _>>() else {
+            return Ok(());
+        };
+        if bands.is_sorted() {
+            return Ok(());
+        }
+        Err(format!(
+            "the model's bands are recorded in the order {}, but a catalogue's file_<band> columns are read in \
+             wavelength order (g, r, i, z, y): give this model its data as a .npy or FITS cube in its own order",
+            names.join(",")
+        ))
+    }
+
     /// The names of the bands an image must have (the model's input
     /// channels are made from them).
     pub fn input_bands(&self) -> Vec<String> {
@@ -651,6 +676,38 @@ mod tests {
             Preprocess { normalisation: Normaliser::new(vec!["g".into(), "r".into()], vec![1.0, 1.0], "t"), ..p };
         let err = wrong.apply(&Cutout::zeros(5, 128, 128)).unwrap_err().to_string();
         assert!(err.contains("5 bands") && err.contains("expects 2"), "{err}");
+    }
+
+    /// A model recorded with its bands out of wavelength order is refused a
+    /// catalogue (read in wavelength order) and not other sources; a model
+    /// in order, or one whose names are not bands, is refused nothing.
+    #[test]
+    fn catalogues_are_refused_to_models_with_bands_out_of_order() {
+        let info = |format| SourceInfo {
+            path: "cat.csv".into(),
+            format,
+            len: 1,
+            bands: vec!["g".into(), "i".into()],
+            shape: None,
+            dtype: "float32".into(),
+            meta_columns: Vec::new(),
+            labelled: false,
+        };
+        let model = |bands: &[&str], channels: Channels| Preprocess {
+            bin: 1,
+            crop: 8,
+            normalisation: Normaliser::new(
+                channels.names(&bands.iter().map(|b| b.to_string()).collect::<Vec<_>>()),
+                vec![1.0; bands.len() * channels.factor()],
+                "t",
+            ),
+            channels,
+        };
+        let err = model(&["HSC-I", "g"], Channels::Both).check_catalogue_bands(&info(Format::Catalog)).unwrap_err();
+        assert!(err.contains("recorded in the order HSC-I,g") && err.contains("wavelength order"), "{err}");
+        assert!(model(&["i", "g"], Channels::Image).check_catalogue_bands(&info(Format::Npy)).is_ok());
+        assert!(model(&["g", "i"], Channels::All).check_catalogue_bands(&info(Format::Catalog)).is_ok());
+        assert!(model(&["b1", "b0"], Channels::Image).check_catalogue_bands(&info(Format::Catalog)).is_ok());
     }
 
     #[test]

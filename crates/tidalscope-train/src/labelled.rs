@@ -115,6 +115,12 @@ pub fn load(
     selection: &[ObjectRef],
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
+    for s in sources {
+        let info = s.info();
+        preprocess
+            .check_catalogue_bands(info)
+            .map_err(|e| TrainError::Other(format!("{}: {e}", info.path.display())))?;
+    }
     let transform = |img: &Cutout, _: ObjectRef| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());
     let cfg = LoaderConfig { batch: 64, shuffle_buffer: 1, prefetch: 2, seed: 0, drop_last: false };
