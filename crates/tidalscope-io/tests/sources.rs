@@ -302,6 +302,17 @@ fn npz_archives_with_labels_and_a_constant_label_override() {
     z.write_all(&lab).unwrap();
     z.finish().unwrap();
     let e = open(&short, &OpenOptions::default()).err().unwrap().to_string();
-    assert!(e.contains("short.npz") && e.contains("labels.npy has shape [2]") && e.contains("[3]"), "{e}");
+    assert!(e.contains("short.npz") && e.contains("labels.npy holds 2 labels for 3 images"), "{e}");
+    // A column of labels, [n, 1], is one label per image too.
+    let column = dir.path().join("column.npz");
+    let mut z = zip::ZipWriter::new(std::fs::File::create(&column).unwrap());
+    z.start_file("images.npy", opts).unwrap();
+    z.write_all(&img).unwrap();
+    let mut lab = tidalscope_io::npy::header("<i8", &[3, 1]);
+    lab.extend([0i64, 1, 1].iter().flat_map(|v| v.to_le_bytes()));
+    z.start_file("labels.npy", opts).unwrap();
+    z.write_all(&lab).unwrap();
+    z.finish().unwrap();
+    assert_eq!(open(&column, &OpenOptions::default()).unwrap().labels().unwrap(), vec![Some(0), Some(1), Some(1)]);
     let _ = Path::new("");
 }

@@ -82,8 +82,8 @@ impl NpySource {
 
     /// Opens the image array of an `.npz` archive: the entry named like the
     /// image key (`image`, `images`), or the only 3- or 4-D array. A 1-D
-    /// `label`/`labels` array of the same length gives labels (one of
-    /// another shape is refused).
+    /// `label`/`labels` array of the same length (or a column `[n, 1]`)
+    /// gives labels; one of another length is refused.
     pub fn open_npz(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut zip = zip::ZipArchive::new(file)
@@ -122,34 +122,37 @@ impl NpySource {
         let (n, dims, layout) = image_dims(path, &image.1.shape, opts.layout)?;
         let mut labels = None;
         for cand in ["label.npy", "labels.npy"] {
-            if let Some((_, h)) = arrays.iter().find(|(name, _)| name == cand) {
-                // Labels of another length cannot be matched to the images:
-                // dropping them quietly left a labelled set unlabelled.
-                if h.shape != [n] {
+            let Some((_, h)) = arrays.iter().find(|(name, _)| name == cand) else { continue };
+            // One label per image: `[n]` or a column `[n, 1]`. Another
+            // length cannot be matched to the images (it was dropped
+            // quietly, leaving a labelled set unlabelled); other shapes
+            // (one-hot, say) are not read as labels.
+            match h.shape.as_slice() {
+                [m] | [m, 1] if *m == n => {}
+                [m] | [m, 1] => {
                     return Err(Error::format(
                         path,
-                        format!("{cand} has shape {:?}; one label per image needs [{n}]", h.shape),
-                    ));
+                        format!("{cand} holds {m} labels for {n} images; one label per image is needed"),
+                    ))
                 }
-                {
-                    let mut entry = zip.by_name(cand).map_err(|e| Error::format(path, format!("{cand}: {e}")))?;
-                    let h = read_header(&mut entry, &path.join(cand))?;
-                    let mut bytes = vec![0u8; n * h.dtype.size()];
-                    entry.read_exact(&mut bytes).map_err(|_| Error::format(path, format!("{cand}: truncated")))?;
-                    let mut vals = vec![0f32; n];
-                    decode_into(&bytes, h.dtype, h.big_endian, &mut vals);
-                    labels = Some(
-                        vals.iter()
-                            .enumerate()
-                            .map(|(i, &v)| match v {
-                                0.0 => Ok(0),
-                                1.0 => Ok(1),
-                                _ => Err(Error::format(path, format!("{cand}[{i}] = {v} is not 0 or 1"))),
-                            })
-                            .collect::<Result<Vec<u8>>>()?,
-                    );
-                }
+                _ => continue,
             }
+            let mut entry = zip.by_name(cand).map_err(|e| Error::format(path, format!("{cand}: {e}")))?;
+            let h = read_header(&mut entry, &path.join(cand))?;
+            let mut bytes = vec![0u8; n * h.dtype.size()];
+            entry.read_exact(&mut bytes).map_err(|_| Error::format(path, format!("{cand}: truncated")))?;
+            let mut vals = vec![0f32; n];
+            decode_into(&bytes, h.dtype, h.big_endian, &mut vals);
+            labels = Some(
+                vals.iter()
+                    .enumerate()
+                    .map(|(i, &v)| match v {
+                        0.0 => Ok(0),
+                        1.0 => Ok(1),
+                        _ => Err(Error::format(path, format!("{cand}[{i}] = {v} is not 0 or 1"))),
+                    })
+                    .collect::<Result<Vec<u8>>>()?,
+            );
         }
         Ok(Self::build(path, image.1, n, dims, layout, Some(image.0), labels))
     }
