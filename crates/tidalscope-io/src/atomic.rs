@@ -24,7 +24,9 @@ impl AtomicFile {
     /// node itself, for a user allowed to.
     pub fn create(dest: &Path) -> Result<Self> {
         let target = through_links(dest)?;
-        if let Ok(meta) = std::fs::metadata(&target) {
+        // The kernel's view of `dest` too: it resolves links such as
+        // /dev/stdout → /proc/self/fd/1 → a pipe, which no path names.
+        for meta in [std::fs::metadata(dest), std::fs::metadata(&target)].into_iter().flatten() {
             if !meta.is_file() {
                 let what = if meta.is_dir() { "a folder" } else { "not a plain file (a device or a pipe)" };
                 return Err(Error::format(dest, format!("is {what}; give the path of a file to write")));
@@ -32,7 +34,14 @@ impl AtomicFile {
         }
         let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
         let tmp = target.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| Error::io(dest, e))?;
+        let file = File::create(&tmp).map_err(|e| {
+            if target == dest {
+                Error::io(dest, e)
+            } else {
+                // A link: name both ends, or "no such file" about a link that exists reads as nonsense.
+                Error::io(&PathBuf::from(format!("{} → {}", dest.display(), target.display())), e)
+            }
+        })?;
         Ok(Self { dest: dest.to_path_buf(), target, tmp, writer: Some(BufWriter::with_capacity(1 << 20, file)) })
     }
 
@@ -164,6 +173,8 @@ mod tests {
         assert!(e.contains("/dev/null") && e.contains("not a plain file"), "{e}");
         let e = write(&dir.path().join("real"), b"x").unwrap_err().to_string();
         assert!(e.contains("is a folder"), "{e}");
+        // Nothing else was written: the two files, the two links and `real`.
         assert_eq!(std::fs::read_dir(dir.path().join("real")).unwrap().count(), 2, "temporary file left behind");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 3, "temporary file left behind");
     }
 }
