@@ -450,11 +450,10 @@ pub fn evaluate_into(
                 let label = if reference { Some(i as u8) } else { None };
                 // The paths are as training was given them, so a relative
                 // one may not resolve from here: say where it came from.
+                let hint =
+                    if p.is_relative() { "run from where it was trained, or give --data" } else { "give --data" };
                 sources.push(super::open_source(p, &data.source, label).with_context(|| {
-                    format!(
-                        "the classifier's data as {} records it; run from where it was trained, or give --data",
-                        record_path.display()
-                    )
+                    format!("the classifier's data as {} records it; {hint}", record_path.display())
                 })?);
             }
             (sources, record.sources.clone())
