@@ -324,9 +324,15 @@ fn projection_plot(dir: &Path, column: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Queries whose neighbours `search`'s mosaic shows: a query file of
+/// thousands of images would otherwise keep them all in memory for a
+/// picture no one can read.
+const MOSAIC_QUERIES: usize = 16;
+
 /// One query galaxy.
 struct Query {
-    /// As given on the command line.
+    /// As given on the command line (`FILE:id` for each image of a file
+    /// that holds several).
     name: String,
     /// Its unit-length representation.
     vector: Vec<f32>,
@@ -432,15 +438,18 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             // named by its id where the file holds several.
             let several = src.info().len > 1;
             let before = queries.len();
+            let predictor = infer::Predictor::encoder(enc, pre.crop, &device);
             for rec in src.records(0)? {
                 let rec = rec?;
                 let name = if several { format!("{q}:{}", rec.id) } else { q.clone() };
                 let raw = rec.pixels.load()?;
                 let (img, _) = pre.apply_view(&raw).with_context(|| format!("query {name}"))?;
-                let mut v = infer::Predictor::encoder(enc, pre.crop, &device).embed(&[&img])?;
+                let mut v = predictor.embed(&[&img])?;
                 ensure!(v.len() == d, "query {name}: the encoder gives {} numbers, the embeddings have {d}", v.len());
                 normalise_rows(&mut v, d);
-                queries.push(Query { name, vector: v, row: None, image: Some(raw) });
+                // Pixels are kept only for the queries the mosaic shows.
+                let image = (queries.len() < MOSAIC_QUERIES).then_some(raw);
+                queries.push(Query { name, vector: v, row: None, image });
             }
             ensure!(queries.len() > before, "{q}: no image");
         } else {
@@ -481,9 +490,10 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     // The mosaic needs the pixels of the queries and neighbours.
     let mut wanted: Vec<usize> = results
         .iter()
+        .take(MOSAIC_QUERIES)
         .flatten()
         .map(|(i, _)| *i)
-        .chain(queries.iter().filter_map(|q| q.row))
+        .chain(queries.iter().take(MOSAIC_QUERIES).filter_map(|q| q.row))
         .map(|row| ids.rows[row].fields[index_col].parse::<usize>().unwrap_or(0))
         .collect();
     wanted.sort_unstable();
@@ -509,7 +519,13 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     };
     let src_index = |row: usize| ids.rows[row].fields[index_col].parse::<usize>().unwrap_or(0);
     let mut tiles = Vec::new();
-    for (q, hits) in queries.iter().zip(&results) {
+    if queries.len() > MOSAIC_QUERIES {
+        eprintln!(
+            "mosaic.png shows the first {MOSAIC_QUERIES} of {} queries; neighbours.csv has them all",
+            queries.len()
+        );
+    }
+    for (q, hits) in queries.iter().zip(&results).take(MOSAIC_QUERIES) {
         let qimg = q.image.as_ref().or_else(|| q.row.and_then(|r| images.get(&src_index(r))));
         tiles.extend(tile(qimg, vec![format!("query {}", q.name), String::new()], [240, 140, 40]));
         for (rank, (i, s)) in hits.iter().enumerate() {
