@@ -292,8 +292,10 @@ impl CatalogSource {
 /// known band (`g`, `HSC-R2`, …), whatever their order in the file: read
 /// in column order, a catalogue listing `file_i` before `file_g` fed a
 /// model i-band pixels as g, with nothing to show for it. Two columns of
-/// one band are refused; names that are not known bands keep the columns'
-/// order (`inspect` lists it).
+/// one band are refused; if any name is not a known band, every column
+/// keeps the file's order (`inspect` lists it). Models recorded with their
+/// bands out of this order are refused a catalogue
+/// (`Preprocess::check_catalogue_bands` in tidalscope-data).
 fn in_band_order(path: &Path, columns: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
     let Ok(bands) = columns.iter().map(|(b, _)| b.parse::<Band>()).collect::<std::result::Result<Vec<_>, _>>() else {
         return Ok(columns);
