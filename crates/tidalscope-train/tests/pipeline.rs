@@ -59,7 +59,6 @@ fn tiny_encoder(dir: &Path, data: &dyn Source, dev: &burn::prelude::Device) -> s
     enc
 }
 
-/// Column `col` of a run's metrics.csv, one number per step.
 /// What the fine-tuning tests start from: burn's lock held, `n` simulated
 /// 32-pixel cutouts in `dir/data`, and a one-epoch tiny encoder pretrained
 /// on them in `dir/enc`.
@@ -80,6 +79,23 @@ fn tuning(n: usize) -> Tuning {
     Tuning { _burn: burn, dir, dev, data, enc }
 }
 
+/// Fine-tuning that keeps its last step (no cross-validated stop, no path
+/// average): one epoch of at least 16 steps on a 60/20/20 stratified
+/// split, what the tests of fine-tuning's endings compare with.
+fn last_step_finetune() -> FinetuneConfig {
+    use tidalscope_train::config::Mode;
+    FinetuneConfig {
+        mode: Mode::Finetune,
+        epochs: 1,
+        min_steps: 16,
+        cv_folds: Some(0),
+        path_average: Some(false),
+        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
+        ..FinetuneConfig::for_mode(Mode::Finetune)
+    }
+}
+
+/// Column `col` of a run's metrics.csv, one number per step.
 fn metrics_column(dir: &Path, col: usize) -> Vec<f64> {
     let m = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     m.lines().skip(1).map(|l| l.split(',').nth(col).unwrap().parse().unwrap()).collect()
@@ -491,15 +507,7 @@ fn finetuning_goes_as_far_as_cross_validation_on_its_labels_says() {
     std::fs::copy(dir.path().join("data/images.npy"), scrambled.join("images.npy")).unwrap();
     let rows: String = (0..24).map(|i| format!("{i},{}\n", (i * 7 % 5 < 2) as u8)).collect();
     std::fs::write(scrambled.join("catalog.csv"), format!("id,label\n{rows}")).unwrap();
-    let whole = FinetuneConfig {
-        mode: Mode::Finetune,
-        epochs: 1,
-        min_steps: 16,
-        cv_folds: Some(0),
-        path_average: Some(false),
-        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
-        ..FinetuneConfig::for_mode(Mode::Finetune)
-    };
+    let whole = last_step_finetune();
     let mut stops = Vec::new();
     for labels in ["data", "scrambled"] {
         let data = open(&dir.path().join(labels), &OpenOptions::default()).unwrap();
@@ -576,15 +584,7 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     use tidalscope_model::bundle::ClassifierBundle;
     use tidalscope_train::config::Mode;
     let Tuning { _burn, dir, dev, data, enc } = tuning(24);
-    let last = FinetuneConfig {
-        mode: Mode::Finetune,
-        epochs: 1,
-        min_steps: 16,
-        cv_folds: Some(0),
-        path_average: Some(false),
-        split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
-        ..FinetuneConfig::for_mode(Mode::Finetune)
-    };
+    let last = last_step_finetune();
     let out = |name: &str| dir.path().join(name);
     let run = |cfg: &FinetuneConfig, name: &str| {
         finetune::finetune(cfg, &enc, &[data.as_ref()], &[], &out(name), &dev, &Quiet)
