@@ -33,6 +33,13 @@ impl Band {
     pub fn name(self) -> &'static str {
         ["g", "r", "i", "z", "y"][self.index()]
     }
+
+    /// Every name as a band (`g`, `HSC-R2`, …), or `None` when any is not
+    /// one: where names may be bands or arbitrary labels, whether their
+    /// order can be read as wavelength order.
+    pub fn parse_all<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<Vec<Band>> {
+        names.into_iter().map(|n| n.parse().ok()).collect()
+    }
 }
 
 impl fmt::Display for Band {
@@ -72,5 +79,7 @@ mod tests {
         }
         assert_eq!("HSC-I2".parse::<Band>().unwrap(), Band::I);
         assert!("u".parse::<Band>().is_err());
+        assert_eq!(Band::parse_all(["i", "HSC-G"]), Some(vec![Band::I, Band::G]));
+        assert_eq!(Band::parse_all(["g", "u"]), None);
     }
 }

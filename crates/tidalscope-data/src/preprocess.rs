@@ -366,7 +366,7 @@ impl Preprocess {
             return Ok(());
         }
         let names = self.input_bands();
-        let Ok(bands) = names.iter().map(|b| b.parse::<Band>()).collect::<Result<Vec<_>, _>>() else {
+        let Some(bands) = Band::parse_all(names.iter().map(String::as_str)) else {
             return Ok(());
         };
         if bands.is_sorted() {

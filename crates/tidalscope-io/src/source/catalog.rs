@@ -297,7 +297,7 @@ impl CatalogSource {
 /// bands out of this order are refused a catalogue
 /// (`Preprocess::check_catalogue_bands` in tidalscope-data).
 fn in_band_order(path: &Path, columns: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
-    let Ok(bands) = columns.iter().map(|(b, _)| b.parse::<Band>()).collect::<std::result::Result<Vec<_>, _>>() else {
+    let Some(bands) = Band::parse_all(columns.iter().map(|(b, _)| b.as_str())) else {
         return Ok(columns);
     };
     let mut order: Vec<usize> = (0..columns.len()).collect();
