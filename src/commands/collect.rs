@@ -346,7 +346,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
 
     // The errors of every part, in shard order.
     let errors_path = out_dir.join("errors.csv");
-    let mut errors = CsvWriter::create(&errors_path, &["id", "file", "reason"])?;
+    let mut errors = CsvWriter::create(&errors_path, &tidalscope_data::stream::ERRORS_HEADER)?;
     for p in &parts {
         let path = p.errors(dir);
         if !path.is_file() {

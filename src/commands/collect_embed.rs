@@ -201,7 +201,7 @@ pub fn run(args: &CollectArgs, folders: &[PathBuf]) -> anyhow::Result<()> {
     }
     npy.finish()?;
     ids.expect("at least one part").finish()?;
-    let mut errors = CsvWriter::create(&tmp.path().join("errors.csv"), &["id", "file", "reason"])?;
+    let mut errors = CsvWriter::create(&tmp.path().join("errors.csv"), &tidalscope_data::stream::ERRORS_HEADER)?;
     for p in &parts {
         let path = p.dir.join("errors.csv");
         if path.is_file() {

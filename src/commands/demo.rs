@@ -12,7 +12,7 @@
 use crate::cli::{DataArgs, DemoArgs, SourceArgs, SplitArg, SurveyArg};
 use crate::manifest::Manifest;
 use crate::progress::BarReporter;
-use anyhow::Context;
+use anyhow::{ensure, Context};
 use std::fmt::Write as _;
 use std::path::Path;
 use tidalscope_train::config::{FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
@@ -166,7 +166,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             &rep,
         )?;
         let eval_dir = out.join(format!("eval-{name}"));
-        let summary = super::train::evaluate_into(
+        let evaluated = super::train::evaluate_into(
             &dir,
             &test_data,
             SplitArg::All,
@@ -174,8 +174,14 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             0.5,
             &device,
             &BarReporter::quiet(Some(&eval_dir)),
-        )?
-        .context("the simulated test set lacks one class")?;
+        )?;
+        ensure!(
+            evaluated.failed == 0,
+            "{} simulated test objects could not be scored; see {}",
+            evaluated.failed,
+            eval_dir.join("errors.csv").display()
+        );
+        let summary = evaluated.summary.context("the simulated test set lacks one class")?;
         let seconds = t.elapsed().as_secs_f64();
         eprintln!(
             "{name}: AUC {:.3}, completeness {:.1}% at 22% contamination ({seconds:.0} s)",

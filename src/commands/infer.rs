@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{scores_header, stream_prepared, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{scores_header, stream_prepared, ERRORS_HEADER, NON_FINITE_COLUMN};
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
@@ -34,7 +34,7 @@ pub fn shard_range(len: usize, shard: Option<Shard>) -> Range<usize> {
 }
 
 fn errors_writer(path: &Path) -> anyhow::Result<CsvWriter> {
-    Ok(CsvWriter::create(path, &["id", "file", "reason"])?)
+    Ok(CsvWriter::create(path, &ERRORS_HEADER)?)
 }
 
 #[derive(Serialize)]
@@ -181,16 +181,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         args.out.display(),
         flagged_note(flagged)
     );
-    partial_failure(failed, range.len(), &errors_path)
-}
-
-/// The end of a run over many objects: an error (exit status 3) when some
-/// could not be processed.
-fn partial_failure(failed: usize, total: usize, errors: &Path) -> anyhow::Result<()> {
-    if failed > 0 {
-        return Err(super::PartialFailure { failed, total, errors: errors.display().to_string() }.into());
-    }
-    Ok(())
+    super::partial_failure(failed, range.len(), &errors_path)
 }
 
 /// Runs `embed`.
@@ -278,7 +269,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         args.out.display(),
         flagged_note(flagged)
     );
-    partial_failure(failed, range.len(), &errors_path)
+    super::partial_failure(failed, range.len(), &errors_path)
 }
 
 /// SHA-256 of an encoder folder's files, or of a classifier folder's (whose

@@ -56,6 +56,15 @@ pub struct PartialFailure {
     pub errors: String,
 }
 
+/// The end of a run over many objects: an error (exit status 3) when some
+/// could not be processed.
+pub fn partial_failure(failed: usize, total: usize, errors: &std::path::Path) -> anyhow::Result<()> {
+    if failed > 0 {
+        return Err(PartialFailure { failed, total, errors: errors.display().to_string() }.into());
+    }
+    Ok(())
+}
+
 /// Opens a dataset as the command line describes it.
 pub fn open_source(
     path: &std::path::Path,

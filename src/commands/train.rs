@@ -423,7 +423,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
 }
 
 /// Scores `split` of a classifier's data (or all of `--data`) into `out`;
-/// returns the summary when both classes are present.
+/// returns what was scored, with the summary when both classes are present.
 pub fn evaluate_into(
     model: &Path,
     data: &DataArgs,
@@ -432,7 +432,7 @@ pub fn evaluate_into(
     threshold: f64,
     device: &burn::prelude::Device,
     reporter: &BarReporter,
-) -> anyhow::Result<Option<tidalscope_eval::metrics::Summary>> {
+) -> anyhow::Result<evaluate::Evaluated> {
     let bundle = ClassifierBundle::load(model, device)?;
     let record_path = model.join("split.json");
     let (sources, _paths, selection) = if split == SplitArg::All {
@@ -482,7 +482,8 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
-    let summary = evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;
+    let evaluate::Evaluated { summary, scored, failed } =
+        evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;
     #[derive(serde::Serialize)]
     struct Resolved {
         model: String,
@@ -509,7 +510,10 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             s.positives,
             args.out.display()
         ),
-        None => println!("scored the objects → {} (no ROC: both classes are needed)", args.out.join("scores.csv").display()),
+        None => println!(
+            "scored {scored} objects → {} (no ROC: both classes are needed)",
+            args.out.join("scores.csv").display()
+        ),
     }
-    Ok(())
+    super::partial_failure(failed, scored + failed, &args.out.join("errors.csv"))
 }

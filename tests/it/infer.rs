@@ -99,6 +99,20 @@ fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() 
     let (header, ids) = read_csv(&d.join("e/ids.csv"));
     let col = header.iter().position(|h| h == "nonfinite_fraction").expect("column in ids.csv");
     assert_eq!(ids[0][col], "0.001953");
+    // `evaluate` follows the same rule as `predict`: the empty band is an
+    // error row (exit 3), the rest are scored, with the same scores.
+    let out = d.run(&["evaluate", "--model", "clf", "--data", "bad.npy", "--split", "all", "--out", "ev"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 6 objects could not be processed"));
+    let (_, errors) = read_csv(&d.join("ev/errors.csv"));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0][0] == "0" && errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
+    let (header, evaluated) = read_csv(&d.join("ev/scores.csv"));
+    assert_eq!(&header[..4], ["id", "label", "score", "nonfinite_fraction"]);
+    let pick = |rows: &[Vec<String>], score: usize| -> Vec<(String, String, String)> {
+        rows.iter().map(|r| (r[0].clone(), r[score].clone(), r[score + 1].clone())).collect()
+    };
+    assert_eq!(pick(&evaluated, 2), pick(&rows, 1), "evaluate and predict agree object by object");
 }
 
 #[test]

@@ -38,13 +38,22 @@ impl Prepared {
     /// [`Prepared::non_finite`] as written to catalogues: exactly `0` when
     /// every pixel was finite.
     pub fn non_finite_text(&self) -> String {
-        if self.non_finite == 0.0 {
-            "0".into()
-        } else {
-            format!("{:.6}", self.non_finite)
-        }
+        non_finite_text(self.non_finite)
     }
 }
+
+/// A fraction of non-finite pixels as written to catalogues: exactly `0`
+/// when every pixel was finite, else 6 decimals.
+pub fn non_finite_text(fraction: f64) -> String {
+    if fraction == 0.0 {
+        "0".into()
+    } else {
+        format!("{fraction:.6}")
+    }
+}
+
+/// The columns of an `errors.csv`: one row per [`Failed`] object.
+pub const ERRORS_HEADER: [&str; 3] = ["id", "file", "reason"];
 
 /// The columns of a scored catalogue (`predict`'s output, in the CLI and
 /// in Python): id, label when the source has labels, score,
@@ -108,6 +117,49 @@ pub fn stream_prepared<E, F>(
     range: Range<usize>,
     preprocess: &Preprocess,
     chunk: usize,
+    f: F,
+) -> Result<(), E>
+where
+    E: From<tidalscope_io::Error>,
+    F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
+{
+    stream_where(source, range, &|_| true, preprocess, chunk, f)
+}
+
+/// [`stream_prepared`] of the records at `indices` (ascending) alone: the
+/// records between them are read past, not decoded.
+///
+/// # Errors
+/// As [`stream_prepared`]; also when `indices` is not ascending.
+pub fn stream_selected<E, F>(
+    source: &dyn Source,
+    indices: &[usize],
+    preprocess: &Preprocess,
+    chunk: usize,
+    f: F,
+) -> Result<(), E>
+where
+    E: From<tidalscope_io::Error>,
+    F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
+{
+    let path = &source.info().path;
+    if !indices.windows(2).all(|w| w[0] < w[1]) {
+        return Err(tidalscope_io::Error::format(path, "selected records are not in ascending order").into());
+    }
+    let (Some(&first), Some(&last)) = (indices.first(), indices.last()) else {
+        return Ok(());
+    };
+    let wanted: std::collections::HashSet<usize> = indices.iter().copied().collect();
+    stream_where(source, first..last + 1, &|i| wanted.contains(&i), preprocess, chunk, f)
+}
+
+/// [`stream_prepared`] of the records of `range` that `keep` accepts.
+fn stream_where<E, F>(
+    source: &dyn Source,
+    range: Range<usize>,
+    keep: &(dyn Fn(usize) -> bool + Sync),
+    preprocess: &Preprocess,
+    chunk: usize,
     mut f: F,
 ) -> Result<(), E>
 where
@@ -120,9 +172,15 @@ where
     let mut records = source.records(range.start)?.take(range.len());
     loop {
         let mut batch = Vec::with_capacity(chunk.max(1));
-        for rec in records.by_ref().take(chunk.max(1)) {
+        for rec in records.by_ref() {
             // A record error means the stream itself is unreadable from here.
-            batch.push(rec?);
+            let rec = rec?;
+            if keep(rec.index) {
+                batch.push(rec);
+            }
+            if batch.len() >= chunk.max(1) {
+                break;
+            }
         }
         if batch.is_empty() {
             return Ok(());
@@ -145,5 +203,52 @@ where
             }
         }
         f(ok, bad)?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalise::Normaliser;
+    use crate::residual::Channels;
+    use tidalscope_io::npy::NpyWriter;
+    use tidalscope_io::source::{open, OpenOptions};
+
+    /// Objects whose pixels all equal their index, except object 2, all NaN.
+    fn numbered(dir: &std::path::Path) -> (Box<dyn Source>, Preprocess) {
+        let p = dir.join("s.npy");
+        let mut w = NpyWriter::create(&p, &[8, 4, 4, 1]).unwrap();
+        for i in 0..8 {
+            w.write(&[if i == 2 { f32::NAN } else { i as f32 }; 16]).unwrap();
+        }
+        w.finish().unwrap();
+        let source = open(&p, &OpenOptions::default()).unwrap();
+        let bands = source.info().bands.clone();
+        let pre = Preprocess { bin: 1, crop: 4, normalisation: Normaliser::none(bands), channels: Channels::Image };
+        (source, pre)
+    }
+
+    #[test]
+    fn selected_records_alone_are_prepared_in_order_and_bad_ones_set_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (source, pre) = numbered(dir.path());
+        let (mut seen, mut failed) = (Vec::new(), Vec::new());
+        stream_selected(source.as_ref(), &[1, 2, 5, 6], &pre, 2, |ok, bad| -> Result<(), tidalscope_io::Error> {
+            seen.extend(ok.iter().map(|p| (p.index, p.image.data()[0])));
+            failed.extend(bad.into_iter().map(|b| b.id));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen, [(1, 1.0), (5, 5.0), (6, 6.0)]);
+        assert_eq!(failed, ["2"]);
+        let unordered = stream_selected(source.as_ref(), &[5, 1], &pre, 2, |_, _| Ok::<_, tidalscope_io::Error>(()));
+        assert!(unordered.unwrap_err().to_string().contains("not in ascending order"));
+        let mut calls = 0;
+        stream_selected(source.as_ref(), &[], &pre, 2, |_, _| {
+            calls += 1;
+            Ok::<_, tidalscope_io::Error>(())
+        })
+        .unwrap();
+        assert_eq!(calls, 0, "nothing selected, nothing read");
     }
 }

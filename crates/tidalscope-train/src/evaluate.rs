@@ -3,14 +3,17 @@
 //! AUC, completeness at 22% and at 5/10/20% contamination, average
 //! precision, the confusion matrix at a threshold).
 
-use crate::{labelled, write_npy, Reporter, Result};
+use crate::{write_npy, Reporter, Result, TrainError};
 use burn::prelude::*;
 use serde::Serialize;
+use std::collections::HashMap;
 use std::path::Path;
 use tidalscope_core::Cutout;
 use tidalscope_data::split::ObjectRef;
+use tidalscope_data::stream::{non_finite_text, scores_header, stream_selected, Failed, ERRORS_HEADER};
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
+use tidalscope_io::csv::CsvWriter;
 use tidalscope_io::source::Source;
 use tidalscope_model::bundle::ClassifierBundle;
 use tidalscope_model::infer;
@@ -24,18 +27,19 @@ pub struct Scored {
     pub label: Option<u8>,
     /// Probability of a tidal feature.
     pub score: f32,
+    /// Fraction of its pixels that were not finite as read (0 in what the
+    /// model saw), as `predict` reports it.
+    pub non_finite: f64,
     /// Metadata columns.
     pub meta: Vec<String>,
-}
-
-/// Probabilities of preprocessed images.
-pub fn score(bundle: &ClassifierBundle, images: &[&Cutout], device: &Device) -> Result<Vec<f32>> {
-    Ok(infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device).scores(images)?)
 }
 
 #[derive(Serialize)]
 struct MetricsFile<'a> {
     summary: &'a Summary,
+    /// Selected objects that could not be scored (in errors.csv): not in
+    /// the summary.
+    failed: usize,
     precision_recall: &'a tidalscope_eval::metrics::PrecisionRecall,
     note: &'static str,
 }
@@ -49,9 +53,25 @@ pub enum LabelsFrom {
     Sources,
 }
 
+/// What [`evaluate`] did.
+#[derive(Debug, Clone)]
+pub struct Evaluated {
+    /// The summary of the scored objects, when both classes are present.
+    pub summary: Option<Summary>,
+    /// Objects scored.
+    pub scored: usize,
+    /// Objects that could not be prepared (missing file, a band with no
+    /// finite pixel, …): listed in `errors.csv`, left out of the summary.
+    pub failed: usize,
+}
+
+/// Objects read and scored together.
+const CHUNK: usize = 256;
+
 /// Scores `selection` of `sources` with `bundle` and writes the outputs
-/// of [`write_outputs`] into `out`; the summary when both classes are
-/// present.
+/// of [`write_outputs`] into `out`. Objects are streamed (memory holds one
+/// chunk); one that cannot be prepared is skipped into `errors.csv`, as
+/// `predict` does, not the end of the run.
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     bundle: &ClassifierBundle,
@@ -63,55 +83,89 @@ pub fn evaluate(
     title: &str,
     device: &Device,
     reporter: &dyn Reporter,
-) -> Result<Option<Summary>> {
-    let loaded = labelled::load(sources, selection, &bundle.preprocess)?;
+) -> Result<Evaluated> {
     let labels_of: Vec<Vec<Option<u8>>> = match labels {
         LabelsFrom::Sources => sources.iter().map(|s| s.labels()).collect::<std::result::Result<_, _>>()?,
         LabelsFrom::Selection => Vec::new(),
     };
-    let images: Vec<&Cutout> = selection.iter().map(|o| &loaded[o].image).collect();
-    reporter.log(&format!("scoring {} objects", images.len()));
-    let scores = score(bundle, &images, device)?;
+    reporter.log(&format!("scoring {} objects", selection.len()));
+    reporter.start("evaluate", selection.len() as u64);
+    let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device);
+    let mut by_object: HashMap<(usize, usize), Scored> = HashMap::with_capacity(selection.len());
+    let mut failed: Vec<Failed> = Vec::new();
+    for (s, source) in sources.iter().enumerate() {
+        let mut indices: Vec<usize> = selection.iter().filter(|o| o.source == s).map(|o| o.index).collect();
+        indices.sort_unstable();
+        indices.dedup();
+        stream_selected(*source, &indices, &bundle.preprocess, CHUNK, |ok, bad| -> Result<()> {
+            let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+            let scores = if images.is_empty() { Vec::new() } else { predictor.scores(&images)? };
+            for (p, score) in ok.into_iter().zip(scores) {
+                let scored = Scored { id: p.id, label: p.label, score, non_finite: p.non_finite, meta: p.meta };
+                by_object.insert((s, p.index), scored);
+            }
+            failed.extend(bad);
+            reporter.step((by_object.len() + failed.len()) as u64, "");
+            Ok(())
+        })?;
+    }
+    reporter.finish();
+    if by_object.len() + failed.len() != selection.len() {
+        return Err(TrainError::Other(format!(
+            "read {} of {} selected objects: the data do not hold the others",
+            by_object.len() + failed.len(),
+            selection.len()
+        )));
+    }
     // Metadata columns of the first source (sources of one split share
     // them); none when objects disagree in their count.
     let meta_columns = sources.first().map(|s| s.info().meta_columns.clone()).unwrap_or_default();
-    let keep_meta = selection.iter().all(|o| loaded[o].meta.len() == meta_columns.len());
+    let keep_meta = by_object.values().all(|o| o.meta.len() == meta_columns.len());
     let scored: Vec<Scored> = selection
         .iter()
-        .zip(&scores)
-        .map(|(o, &score)| {
-            let l = &loaded[o];
-            let label = match labels {
+        .filter_map(|o| {
+            let mut scored = by_object.remove(&(o.source, o.index))?;
+            scored.label = match labels {
                 LabelsFrom::Sources => labels_of[o.source][o.index],
                 LabelsFrom::Selection => Some(o.label),
             };
-            Scored { id: l.id.clone(), label, score, meta: if keep_meta { l.meta.clone() } else { Vec::new() } }
+            if !keep_meta {
+                scored.meta.clear();
+            }
+            Some(scored)
         })
         .collect();
     let meta_columns = if keep_meta { meta_columns } else { Vec::new() };
-    write_outputs(out, &scored, &meta_columns, threshold, title)
+    let summary = write_outputs(out, &scored, &meta_columns, &failed, threshold, title)?;
+    Ok(Evaluated { summary, scored: scored.len(), failed: failed.len() })
 }
 
-/// Writes `scores.csv` and, when both classes are present, `FPR.npy`,
-/// `TPR.npy`, `Thresholds.npy`, `ROC_curve.png` and `metrics.json`.
-/// Returns the summary (None without both classes).
+/// Writes `scores.csv` (`predict`'s columns, with the label), `errors.csv`
+/// (the objects in `failed`) and, when both classes are present,
+/// `FPR.npy`, `TPR.npy`, `Thresholds.npy`, `ROC_curve.png` and
+/// `metrics.json`. Returns the summary (None without both classes).
 pub fn write_outputs(
     out: &Path,
     scored: &[Scored],
     meta_columns: &[String],
+    failed: &[Failed],
     threshold: f64,
     title: &str,
 ) -> Result<Option<Summary>> {
     std::fs::create_dir_all(out).map_err(|e| tidalscope_io::Error::io(out, e))?;
-    let mut header = vec!["id".to_string(), "label".to_string(), "score".to_string()];
-    header.extend(meta_columns.iter().cloned());
-    let mut w = tidalscope_io::csv::CsvWriter::create(&out.join("scores.csv"), &header)?;
+    let mut w = CsvWriter::create(&out.join("scores.csv"), &scores_header(true, meta_columns))?;
     for s in scored {
-        let mut row = vec![s.id.clone(), s.label.map(|l| l.to_string()).unwrap_or_default(), format!("{:.6}", s.score)];
+        let label = s.label.map(|l| l.to_string()).unwrap_or_default();
+        let mut row = vec![s.id.clone(), label, format!("{:.6}", s.score), non_finite_text(s.non_finite)];
         row.extend(s.meta.iter().cloned());
         w.row(&row)?;
     }
     w.finish()?;
+    let mut errors = CsvWriter::create(&out.join("errors.csv"), &ERRORS_HEADER)?;
+    for f in failed {
+        errors.row([&f.id, &f.file, &f.reason])?;
+    }
+    errors.finish()?;
     let labelled: Vec<&Scored> = scored.iter().filter(|s| s.label.is_some()).collect();
     let scores: Vec<f64> = labelled.iter().map(|s| s.score as f64).collect();
     let labels: Vec<u8> = labelled.iter().map(|s| s.label.unwrap_or(0)).collect();
@@ -138,6 +192,7 @@ pub fn write_outputs(
     line_plot(&out.join("ROC_curve.png"), &axes, &[s])?;
     let text = serde_json::to_string_pretty(&MetricsFile {
         summary: &summary,
+        failed: failed.len(),
         precision_recall: &pr,
         note: "contamination = false-positive rate read off the ROC curve, as Desmons et al. (2023); completeness_at_fpr lists (fpr, completeness); precision_recall lists precision and recall at every distinct score threshold",
     })
