@@ -208,6 +208,14 @@ fn fits_cubes_stacks_and_hsc_catalogues() {
     std::fs::write(&csv, "id,label,file\nx,maybe,o0_g.fits\n").unwrap();
     let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
     assert!(e.contains("line 2") && e.contains("\"maybe\" is not 0 or 1"), "{e}");
+    // Outputs and label tables join on ids: a repeated or empty one is refused.
+    std::fs::write(&csv, "id,file_g,file_r\n7,o0_g.fits,o0_r.fits\n8,o1_g.fits,o1_r.fits\n7,o1_g.fits,o1_r.fits\n")
+        .unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("cat.csv") && e.contains("line 4: id \"7\" is already on line 2"), "{e}");
+    std::fs::write(&csv, "id,file_g,file_r\n7,o0_g.fits,o0_r.fits\n,o1_g.fits,o1_r.fits\n").unwrap();
+    let e = open(&csv, &OpenOptions::default()).err().unwrap().to_string();
+    assert!(e.contains("cat.csv") && e.contains("line 3: empty \"id\""), "{e}");
 }
 
 #[test]
@@ -259,6 +267,14 @@ fn pictures_and_folders() {
     assert_eq!(src.info().format, Format::Folder);
     let ids: Vec<String> = images(src.as_ref()).into_iter().map(|i| i.0).collect();
     assert_eq!(ids, vec!["a", "b"]);
+    // Two files of one stem keep their whole names, so ids stay unique.
+    let mut w = tidalscope_io::npy::NpyWriter::create(&dir.path().join("a.npy"), &[1, 2]).unwrap();
+    w.write(&[0.0, 0.0]).unwrap();
+    w.finish().unwrap();
+    let src = open(dir.path(), &OpenOptions::default()).unwrap();
+    let ids: Vec<String> = src.records(0).unwrap().map(|r| r.unwrap().id).collect();
+    assert_eq!(ids, vec!["a.npy", "a.png", "b"]);
+    std::fs::remove_file(dir.path().join("a.npy")).unwrap();
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\n garbage").unwrap();
     let e = open(&bad, &OpenOptions::default()).err().unwrap().to_string();

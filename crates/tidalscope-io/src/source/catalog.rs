@@ -66,6 +66,29 @@ impl Catalog {
         }
     }
 
+    /// Checks that column `col` holds ids: none empty, none repeated. The
+    /// outputs, `search --query ID` and label tables join on ids, so a
+    /// repeated one would score an object twice and join the wrong row.
+    pub fn check_ids(&self, col: usize) -> Result<()> {
+        let mut first_line: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+        for row in &self.rows {
+            let id = row.fields[col].as_str();
+            if id.is_empty() {
+                return Err(Error::format(&self.path, format!("line {}: empty {:?}", row.line, self.columns[col])));
+            }
+            if let Some(line) = first_line.insert(id, row.line) {
+                return Err(Error::format(
+                    &self.path,
+                    format!(
+                        "line {}: {} {id:?} is already on line {line}; ids must be unique",
+                        row.line, self.columns[col]
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Index of a required column, or an error naming it and listing those
     /// present.
     pub fn require(&self, name: &str) -> Result<usize> {
@@ -134,7 +157,8 @@ impl CatalogSource {
     }
 
     /// Every FITS, PNG, JPEG and npy file of a folder, one object each (id =
-    /// file stem), in name order.
+    /// file stem, or the whole file name where two files share a stem), in
+    /// name order.
     pub fn folder(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let mut names: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -153,12 +177,19 @@ impl CatalogSource {
                 "folder holds no FITS, PNG, JPEG or .npy files, no catalog.csv and no tf.data snapshot",
             ));
         }
+        let stem = |n: &str| n.rsplit_once('.').map_or(n, |p| p.0).to_string();
+        let mut stems: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+        for n in &names {
+            *stems.entry(stem(n)).or_default() += 1;
+        }
+        // Ids must be unique: files that share a stem (a.fits, a.png) keep
+        // their whole names as ids.
         let rows = names
             .iter()
             .enumerate()
-            .map(|(i, n)| CatalogRow {
-                line: i + 2,
-                fields: vec![n.rsplit_once('.').map_or(n.as_str(), |p| p.0).to_string(), n.clone()],
+            .map(|(i, n)| {
+                let id = if stems[&stem(n)] > 1 { n.clone() } else { stem(n) };
+                CatalogRow { line: i + 2, fields: vec![id, n.clone()] }
             })
             .collect();
         let catalog = Catalog { path: path.join("(folder listing)"), columns: vec!["id".into(), "file".into()], rows };
@@ -172,6 +203,7 @@ impl CatalogSource {
     fn from_catalog(catalog: Catalog, opts: &OpenOptions) -> Result<Self> {
         let path = catalog.path.clone();
         let id = catalog.require("id")?;
+        catalog.check_ids(id)?;
         let label = catalog.column("label");
         let per_band: Vec<(String, usize)> = catalog
             .columns
@@ -362,6 +394,7 @@ impl SimulatedSource {
             ));
         }
         let id = catalog.require("id")?;
+        catalog.check_ids(id)?;
         let label = catalog.column("label");
         let labels = catalog.labels(label)?;
         let meta: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();

@@ -227,6 +227,7 @@ impl CoaddSource {
                 format!("missing column \"id\" or \"object_id\" (columns: {})", catalog.columns.join(", ")),
             )
         })?;
+        catalog.check_ids(id)?;
         let find = |want: &str, alt: &str| -> Result<usize> {
             catalog
                 .column(want)
