@@ -144,6 +144,20 @@ fn bad_positions_and_bad_images_are_named() {
     assert!(errs[0].contains("line 2 (id 7)") && errs[0].contains("ra \"abc\" is not a number"), "{}", errs[0]);
     assert!(errs[1].contains("line 3 (id 8)") && errs[1].contains("outside"), "{}", errs[1]);
 
+    // RA is an angle: read modulo 360, as astropy's Longitude reads it.
+    let objects = std::fs::read_to_string(d.join("objects.csv")).unwrap();
+    let f: Vec<&str> = objects.lines().nth(1).unwrap().split(',').collect();
+    let ra: f64 = f[1].parse().unwrap();
+    let wrapped = format!("id,ra,dec\n1,{ra:?},{}\n2,{:?},{}\n3,{:?},{}\n", f[2], ra + 360.0, f[2], ra - 360.0, f[2]);
+    std::fs::write(d.join("wrapped.csv"), wrapped).unwrap();
+    let src =
+        open(&d.join("wrapped.csv"), &OpenOptions { coadd: Some(coadd.clone()), ..OpenOptions::default() }).unwrap();
+    let cuts: Vec<Vec<f32>> =
+        src.records(0).unwrap().map(|r| r.unwrap().pixels.load().unwrap().data().to_vec()).collect();
+    assert!(cuts[0].iter().all(|v| v.is_finite()));
+    assert_eq!(cuts[1], cuts[0], "RA + 360");
+    assert_eq!(cuts[2], cuts[0], "RA − 360");
+
     std::fs::write(d.join("nora.csv"), "id,x,y\n1,2,3\n").unwrap();
     let e = open(&d.join("nora.csv"), &OpenOptions { coadd: Some(coadd.clone()), ..OpenOptions::default() })
         .err()
