@@ -160,6 +160,20 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
     assert!(names.iter().all(|n| n.starts_with("q2/images.npy:")), "{names:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 queries × 40 neighbours among 40 embeddings"), "{text}");
+    // An encoder whose bands are recorded out of wavelength order (as
+    // catalogue-trained ones were before catalogue bands were sorted) is
+    // refused a catalogue as a query and as data to resume pretraining on,
+    // rather than fed swapped channels.
+    for file in ["enc/preprocess.json", "enc/checkpoint/preprocess.json"] {
+        let text = std::fs::read_to_string(d.join(file)).unwrap();
+        let (gr, rg) = ("\"g\",\n      \"r\",", "\"r\",\n      \"g\",");
+        assert!(text.contains(gr), "{file}: {text}");
+        std::fs::write(d.join(file), text.replace(gr, rg)).unwrap();
+    }
+    let err = d.fails(&["search", "--embeddings", "emb", "--query", "sim/catalog.csv", "--out", "found6"]);
+    assert!(err.contains("query sim/catalog.csv") && err.contains("recorded in the order r,g,i,z,y"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume"]);
+    assert!(err.contains("recorded in the order r,g,i,z,y") && err.contains("checkpoint in enc"), "{err}");
 }
 
 /// The keras-paper fixtures: TF 2.11 SavedModels shaped like the published

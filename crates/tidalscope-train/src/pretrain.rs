@@ -579,6 +579,14 @@ pub fn pretrain_with_cache(
             None,
         )
     };
+    // A checkpoint from before catalogue bands were read in wavelength
+    // order may record them otherwise: resuming would swap channels.
+    for s in sources {
+        let info = s.info();
+        preprocess.check_catalogue_bands(info).map_err(|e| {
+            TrainError::Other(format!("{}: {e} (checkpoint in {})", info.path.display(), out.display()))
+        })?;
+    }
     let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam(cfg));
     if resume && kernels == Kernels::Fast {
         let path = checkpoint_dir(out).join(MOMENTS);
