@@ -381,7 +381,6 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetunes,
         "add finetune to --methods",
     )?;
-    let batchnorm_images = |mode| batchnorm_images(&args, mode);
     let scratches = args.methods.contains(&MethodArg::Scratch);
     ensure!(
         finetunes || args.finetune_distill == 0,
@@ -517,7 +516,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
                             distill: if mode == Mode::Finetune { args.finetune_distill } else { 0 },
                             cv_folds: if mode == Mode::Finetune { ending.cv_folds } else { Some(0) },
                             path_average: if mode == Mode::Finetune { ending.path_average } else { Some(false) },
-                            batchnorm_images: batchnorm_images(mode),
+                            batchnorm_images: args.batchnorm_images,
                             seed,
                             ..FinetuneConfig::for_mode(mode)
                         };
@@ -619,6 +618,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         finetune_cv_folds: Option<usize>,
         finetune_cross_validated: Option<Vec<usize>>,
         finetune_path_averaged: Option<Vec<usize>>,
+        finetune_fresh_batchnorm: Option<Vec<usize>>,
         finetune_batchnorm_images: Option<usize>,
         scratch_batchnorm_images: Option<usize>,
         probe_variance: Option<f64>,
@@ -663,8 +663,16 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         }),
         finetune_cross_validated: finetunes.then(|| endings.cross_validated.clone()),
         finetune_path_averaged: finetunes.then(|| endings.path_averaged.clone()),
-        finetune_batchnorm_images: finetunes.then(|| batchnorm_images(Mode::Finetune)),
-        scratch_batchnorm_images: scratches.then(|| batchnorm_images(Mode::Scratch)),
+        // The counts whose fine-tuning measures fresh statistics, and on how many images.
+        finetune_fresh_batchnorm: finetunes.then(|| endings.fresh_batchnorm.clone()),
+        finetune_batchnorm_images: finetunes.then(|| {
+            if endings.fresh_batchnorm.is_empty() {
+                0
+            } else {
+                fresh_batchnorm_images(&args)
+            }
+        }),
+        scratch_batchnorm_images: scratches.then(|| fresh_batchnorm_images(&args)),
         probe_variance: probes.then_some(args.probe_variance),
     };
     Manifest::new("experiment labels", resolved, started, total).write(out)?;
@@ -766,13 +774,15 @@ fn plot_labels(
 }
 
 /// Fine-tuning's settings for how it ends (the folds of a cross-validated
-/// stop and the path average) as asked for; each count resolves them by
-/// [`FinetuneConfig::resolved_cv_folds`] and
-/// [`FinetuneConfig::resolved_path_average`].
+/// stop, the path average and fresh BatchNorm statistics) as asked for;
+/// each count resolves them by [`FinetuneConfig::resolved_cv_folds`],
+/// [`FinetuneConfig::resolved_path_average`] and
+/// [`FinetuneConfig::resolved_batchnorm_images`].
 fn finetune_ending(args: &ExperimentLabelsArgs) -> FinetuneConfig {
     FinetuneConfig {
         cv_folds: args.finetune_cv_folds,
         path_average: crate::cli::Switch::resolve(args.finetune_path_average),
+        batchnorm_images: args.batchnorm_images,
         ..FinetuneConfig::for_mode(Mode::Finetune)
     }
 }
@@ -784,6 +794,8 @@ struct FinetuneEndings {
     path_averaged: Vec<usize>,
     /// The counts that cross-validate their stop.
     cross_validated: Vec<usize>,
+    /// The counts that measure fresh BatchNorm statistics.
+    fresh_batchnorm: Vec<usize>,
 }
 
 impl FinetuneEndings {
@@ -793,14 +805,16 @@ impl FinetuneEndings {
         Self {
             path_averaged: at(&|n| ending.resolved_path_average(n)),
             cross_validated: at(&|n| ending.resolved_cv_folds(n) > 0),
+            fresh_batchnorm: at(&|n| ending.resolved_batchnorm_images(n) > 0),
         }
     }
 }
 
-/// The images fine-tuning or scratch (`mode`) measures its BatchNorm
-/// statistics on: `--batchnorm-images`, or the mode's own default.
-fn batchnorm_images(args: &ExperimentLabelsArgs, mode: Mode) -> usize {
-    args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images)
+/// The images on which scratch, and fine-tuning where it does
+/// ([`FinetuneEndings::fresh_batchnorm`]), measure fresh BatchNorm
+/// statistics: `--batchnorm-images`, or the default.
+fn fresh_batchnorm_images(args: &ExperimentLabelsArgs) -> usize {
+    args.batchnorm_images.unwrap_or(FinetuneConfig::BATCHNORM_IMAGES)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -892,15 +906,19 @@ fn write_labels_report(
             String::new()
         },
         {
-            let n = |mode| batchnorm_images(args, mode);
+            let n = fresh_batchnorm_images(args);
             let views = "BatchNorm statistics afresh on the clean inference views of up to";
             let which = "training images (the draw, then unlabelled images outside it and the validation set)";
-            match (n(Mode::Finetune), n(Mode::Scratch)) {
-                (0, 0) => String::new(),
-                (f, s) if f == s => format!("; after training, both measure their {views} {f} {which}"),
-                (0, s) => format!("; after training, scratch measures its {views} {s} {which}; fine-tuning keeps training's"),
-                (f, 0) => format!("; after training, fine-tuning measures its {views} {f} {which}; scratch keeps training's"),
-                (f, s) => format!("; after training, fine-tuning and scratch measure their {views} {f} and {s} {which}"),
+            let fresh = &endings.fresh_batchnorm;
+            let words = |ns: &[usize]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
+            if n == 0 {
+                String::new()
+            } else if fresh.is_empty() {
+                format!("; after training, scratch measures its {views} {n} {which}; fine-tuning keeps training's")
+            } else if fresh.len() == counts.len() {
+                format!("; after training, fine-tuning and scratch measure their {views} {n} {which}")
+            } else {
+                format!("; after training, scratch, and fine-tuning with {} labels, measure their {views} {n} {which}; fine-tuning with other counts keeps training's", words(fresh))
             }
         },
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }

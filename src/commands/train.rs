@@ -338,10 +338,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
         distill: args.distill,
         cv_folds: args.cv_folds,
         path_average: crate::cli::Switch::resolve(args.path_average),
-        batchnorm_images: match mode {
-            Mode::Linear => 0,
-            _ => args.batchnorm_images.unwrap_or(FinetuneConfig::for_mode(mode).batchnorm_images),
-        },
+        batchnorm_images: args.batchnorm_images,
         ..FinetuneConfig::for_mode(mode)
     };
     cfg.check_path_average().map_err(|e| match cfg.cv_folds {
@@ -390,7 +387,7 @@ pub fn finetune(args: FinetuneArgs) -> anyhow::Result<()> {
             if let Some(n) = s.path_points {
                 how.push(format!("the mean of the weights at {n} points along fine-tuning"));
             }
-            if cfg.batchnorm_images > 0 {
+            if s.batchnorm_images > 0 {
                 how.push("BatchNorm statistics measured afresh".to_string());
             }
             if cfg.interpolation < 1.0 {

@@ -95,6 +95,11 @@ pub struct FinetuneSummary {
     /// How many points along fine-tuning the kept weights are the mean of
     /// ([`FinetuneConfig::path_average`]), when they are.
     pub path_points: Option<usize>,
+    /// The training images the kept encoder's BatchNorm statistics were
+    /// measured afresh on, resolved
+    /// ([`FinetuneConfig::resolved_batchnorm_images`]; the run may have
+    /// fewer); 0 = training's kept.
+    pub batchnorm_images: usize,
     /// (train, val, test) sizes.
     pub sizes: (usize, usize, usize),
     /// Wall time.
@@ -642,7 +647,14 @@ pub fn finetune(
     // Run folders record what ran: the kernels and the folds resolved.
     let cv_folds = cfg.resolved_cv_folds(splits.train.len());
     let path_average = cfg.resolved_path_average(splits.train.len());
-    let cfg = &FinetuneConfig { kernels, cv_folds: Some(cv_folds), path_average: Some(path_average), ..cfg.clone() };
+    let batchnorm_images = cfg.resolved_batchnorm_images(splits.train.len());
+    let cfg = &FinetuneConfig {
+        kernels,
+        cv_folds: Some(cv_folds),
+        path_average: Some(path_average),
+        batchnorm_images: Some(batchnorm_images),
+        ..cfg.clone()
+    };
     let bundle = EncoderBundle::load(encoder_dir, device)?;
     let record = SplitRecord {
         sources: source_paths.to_vec(),
@@ -878,12 +890,12 @@ pub fn finetune(
                 }
                 None => (fit.model, &train_device),
             };
-            if cfg.batchnorm_images > 0 {
+            if batchnorm_images > 0 {
                 let t = std::time::Instant::now();
                 // The labelled images, then unlabelled ones outside every
                 // split (which hold any distillation images: not taken twice).
-                let own = &train_imgs[..splits.train.len().min(cfg.batchnorm_images)];
-                let extra = distill_pool(sources, &splits, cfg.batchnorm_images - own.len());
+                let own = &train_imgs[..splits.train.len().min(batchnorm_images)];
+                let extra = distill_pool(sources, &splits, batchnorm_images - own.len());
                 let (pre, batch) = (&bundle.preprocess, cfg.batch);
                 let batches = measure_batchnorm(&mut model, own, &extra, sources, pre, batch, model_device)?;
                 let v = val_loss_of(&model.valid())?;
@@ -1025,6 +1037,7 @@ pub fn finetune(
         kept_val_loss,
         cv: cv_chosen,
         path_points,
+        batchnorm_images,
         sizes: (splits.train.len(), splits.val.len(), splits.test.len()),
         seconds: t0.elapsed().as_secs_f64(),
     })

@@ -593,7 +593,9 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     assert_eq!(plain.path_points, None);
     // Unset with fewer than 100 labels: on, and no cross-validation.
     let auto = FinetuneConfig { cv_folds: None, path_average: None, ..last.clone() };
-    let s = run(&auto, "mean").unwrap();
+    let lines = Lines::default();
+    let s = finetune::finetune(&auto, &enc, &[data.as_ref()], &[], &out("mean"), &dev, &lines).unwrap();
+    let said = lines.0.into_inner().unwrap().join("\n");
     assert_eq!(s.cv, None, "the path average needs no stop chosen");
     assert_eq!(s.path_points, Some(finetune::STOPS.len()));
     assert_eq!(s.train_loss, plain.train_loss, "the same training path");
@@ -601,8 +603,14 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     let saved: FinetuneConfig =
         toml::from_str(&std::fs::read_to_string(out("mean").join("config.toml")).unwrap()).unwrap();
     assert_eq!((saved.path_average, saved.cv_folds), (Some(true), Some(0)), "config.toml records the choice");
+    // The averaged network's BatchNorm statistics are measured afresh, as
+    // SWA does, unless told otherwise.
+    assert_eq!(s.batchnorm_images, FinetuneConfig::BATCHNORM_IMAGES);
+    assert_eq!(saved.batchnorm_images, Some(FinetuneConfig::BATCHNORM_IMAGES));
+    assert_eq!(plain.batchnorm_images, 0, "the last step's weights keep training's statistics");
     let log = std::fs::read_to_string(out("mean").join("log.txt")).unwrap();
     assert!(log.contains("kept the mean of the weights at 6 points along fine-tuning"), "{log}");
+    assert!(said.contains("BatchNorm statistics measured on the inference views"), "{said}");
     // loss.png draws the kept mean's validation loss beside the curves, in
     // the third colour, which a run that keeps its last step lacks.
     let third = |name: &str| {
@@ -633,7 +641,7 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     );
     // One epoch of one step: the five points after the start are all the
     // end, so the mean is exactly start/6 + 5·end/6, in every weight and
-    // BatchNorm statistic.
+    // BatchNorm statistic (kept, not measured afresh).
     let stats = |name: &str| -> Vec<f32> {
         let b = ClassifierBundle::load(&out(name), &dev).unwrap();
         let bn = &b.classifier.encoder.dense1_bn;
@@ -643,7 +651,8 @@ fn finetuning_keeps_the_mean_of_its_path_when_asked_and_with_few_labels() {
     };
     let one = FinetuneConfig { min_steps: 1, ..last.clone() };
     run(&one, "last1").unwrap();
-    assert_eq!(run(&FinetuneConfig { path_average: Some(true), ..one }, "mean1").unwrap().path_points, Some(6));
+    let mean1 = FinetuneConfig { path_average: Some(true), batchnorm_images: Some(0), ..one };
+    assert_eq!(run(&mean1, "mean1").unwrap().path_points, Some(6));
     for read in [&weights as &dyn Fn(&str) -> Vec<f32>, &stats] {
         let (start, end, mean) = (read("probe"), read("last1"), read("mean1"));
         assert_ne!(start, end, "the step moved them");
@@ -927,8 +936,7 @@ fn scratch_measures_its_batchnorm_statistics_on_clean_views_of_training_images()
     use tidalscope_train::config::Mode;
     let Tuning { _burn, dir, dev, data, enc } = tuning(40);
     let scratch = FinetuneConfig::for_mode(Mode::Scratch);
-    assert_eq!(scratch.batchnorm_images, FinetuneConfig::SCRATCH_BATCHNORM_IMAGES);
-    assert_eq!(FinetuneConfig::for_mode(Mode::Finetune).batchnorm_images, 0);
+    assert_eq!(scratch.resolved_batchnorm_images(6), FinetuneConfig::BATCHNORM_IMAGES);
     let run = |batchnorm_images: usize, out: &str| {
         let cfg = FinetuneConfig {
             epochs: 1,
@@ -936,7 +944,7 @@ fn scratch_measures_its_batchnorm_statistics_on_clean_views_of_training_images()
             labels: 6,
             // A batch that mixes labelled and unlabelled images.
             batch: 4,
-            batchnorm_images,
+            batchnorm_images: Some(batchnorm_images),
             split: tidalscope_train::config::SplitSpec::Stratified { val: 0.2, test: 0.2 },
             ..scratch.clone()
         };
