@@ -62,14 +62,25 @@ fn collect_gathers_shards_into_the_whole_and_refuses_parts_that_do_not_belong() 
     let err = d.fails(&["collect", "--from", "parts", "--out", "m3/scores.csv"]);
     assert!(err.contains("shards 0/3 and 1/3 used a different model"), "{err}");
 
-    // The same id twice: a catalogue whose object 20 repeats id 3.
+    // The same id twice: a catalogue whose object 20 repeats id 3 is
+    // refused before scoring; parts that repeat one (edited, or from
+    // another tool) are refused by collect.
     let cat = std::fs::read_to_string(d.join("sim/catalog.csv")).unwrap();
-    let dup: Vec<String> =
-        cat.lines().map(|l| if l.starts_with("20,") { l.replacen("20,", "3,", 1) } else { l.to_string() }).collect();
-    std::fs::write(d.join("sim/dup.csv"), dup.join("\n") + "\n").unwrap();
+    let repeat = |text: &str| -> String {
+        let lines: Vec<String> = text
+            .lines()
+            .map(|l| if l.starts_with("20,") { l.replacen("20,", "3,", 1) } else { l.to_string() })
+            .collect();
+        lines.join("\n") + "\n"
+    };
+    std::fs::write(d.join("sim/dup.csv"), repeat(&cat)).unwrap();
+    let err = d.fails(&["predict", "--model", "clf", "--data", "sim/dup.csv", "--out", "dup.csv"]);
+    assert!(err.contains("sim/dup.csv") && err.contains("id \"3\" is already on line 5"), "{err}");
     for k in 0..2 {
-        shard(&d, "clf", "sim/dup.csv", "dups", k, 2);
+        shard(&d, "clf", "sim/catalog.csv", "dups", k, 2);
     }
+    let part = d.join("dups/scores.1-of-2.csv");
+    std::fs::write(&part, repeat(&std::fs::read_to_string(&part).unwrap())).unwrap();
     let err = d.fails(&["collect", "--from", "dups", "--out", "m4/scores.csv"]);
     assert!(err.contains("id 3 in shards 0/2 (scores.0-of-2.csv) and 1/2 (scores.1-of-2.csv)"), "{err}");
     assert!(!d.join("m4/scores.csv").exists());
