@@ -93,10 +93,12 @@ pub fn evaluate(
     let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device);
     let mut by_object: HashMap<(usize, usize), Scored> = HashMap::with_capacity(selection.len());
     let mut failed: Vec<Failed> = Vec::new();
+    let mut wanted = 0;
     for (s, source) in sources.iter().enumerate() {
         let mut indices: Vec<usize> = selection.iter().filter(|o| o.source == s).map(|o| o.index).collect();
         indices.sort_unstable();
         indices.dedup();
+        wanted += indices.len();
         stream_selected(*source, &indices, &bundle.preprocess, CHUNK, |ok, bad| -> Result<()> {
             let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
             let scores = if images.is_empty() { Vec::new() } else { predictor.scores(&images)? };
@@ -110,11 +112,10 @@ pub fn evaluate(
         })?;
     }
     reporter.finish();
-    if by_object.len() + failed.len() != selection.len() {
+    if by_object.len() + failed.len() != wanted {
         return Err(TrainError::Other(format!(
-            "read {} of {} selected objects: the data do not hold the others",
+            "read {} of {wanted} selected objects: the data do not hold the others",
             by_object.len() + failed.len(),
-            selection.len()
         )));
     }
     // Metadata columns of the first source (sources of one split share
