@@ -55,6 +55,8 @@ fn pretrain(train: &Path, out: &Path, cfg: &PretrainConfig, device: &Device) -> 
 /// A labelled evaluation set held in memory: raw images, labels and the
 /// catalogue metadata of every object.
 struct EvalSet {
+    /// The source it was read from (for the model's band-order check).
+    info: tidalscope_io::source::SourceInfo,
     raw: Vec<Cutout>,
     labels: Vec<u8>,
     columns: Vec<String>,
@@ -64,7 +66,8 @@ struct EvalSet {
 fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
     let src = super::open_source(path, &SourceArgs::auto(), None)?;
     let columns = src.info().meta_columns.clone();
-    let mut set = EvalSet { raw: Vec::new(), labels: Vec::new(), columns, meta: Vec::new() };
+    let info = src.info().clone();
+    let mut set = EvalSet { info, raw: Vec::new(), labels: Vec::new(), columns, meta: Vec::new() };
     for rec in src.records(0)? {
         let rec = rec?;
         let label = rec.label.with_context(|| format!("{}: object {} has no label", path.display(), rec.id))?;
@@ -79,6 +82,9 @@ fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
 impl EvalSet {
     /// Its images as a model with `preprocess` sees them.
     fn preprocessed(&self, preprocess: &Preprocess) -> anyhow::Result<Vec<Cutout>> {
+        preprocess
+            .check_catalogue_bands(&self.info)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", self.info.path.display()))?;
         Ok(self.raw.par_iter().map(|c| preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?)
     }
 }

@@ -48,15 +48,6 @@ struct RunInfo {
     flagged: usize,
 }
 
-/// The summary's note on flagged objects, if any.
-fn flagged_note(flagged: usize) -> String {
-    match flagged {
-        0 => String::new(),
-        1 => format!("; 1 object had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
-        n => format!("; {n} objects had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
-    }
-}
-
 /// What `predict` records in its `run.toml`; `collect` reads it back to
 /// check that the shards of a job belong together.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
@@ -179,7 +170,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
         args.out.display(),
-        flagged_note(flagged)
+        super::flagged_note(flagged)
     );
     super::partial_failure(failed, range.len(), &errors_path)
 }
@@ -267,7 +258,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         "embedded {rows} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
         args.out.display(),
-        flagged_note(flagged)
+        super::flagged_note(flagged)
     );
     super::partial_failure(failed, range.len(), &errors_path)
 }

@@ -65,6 +65,16 @@ pub fn partial_failure(failed: usize, total: usize, errors: &std::path::Path) ->
     Ok(())
 }
 
+/// The summary's note on flagged objects, if any.
+pub fn flagged_note(flagged: usize) -> String {
+    use tidalscope_data::stream::NON_FINITE_COLUMN;
+    match flagged {
+        0 => String::new(),
+        1 => format!("; 1 object had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
+        n => format!("; {n} objects had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
+    }
+}
+
 /// Opens a dataset as the command line describes it.
 pub fn open_source(
     path: &std::path::Path,

@@ -479,7 +479,7 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
-    let evaluate::Evaluated { summary, scored, failed } =
+    let evaluate::Evaluated { summary, scored, failed, flagged } =
         evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;
     #[derive(serde::Serialize)]
     struct Resolved {
@@ -487,17 +487,25 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         split: String,
         threshold: f64,
         data: Vec<String>,
+        /// Objects scored, those that could not be (errors.csv) and those
+        /// scored with non-finite pixels.
+        scored: usize,
+        failed: usize,
+        flagged: usize,
     }
     let resolved = Resolved {
         model: args.model.display().to_string(),
         split: format!("{:?}", args.split).to_lowercase(),
         threshold: args.threshold,
         data: args.data.data.iter().map(|p| p.display().to_string()).collect(),
+        scored,
+        failed,
+        flagged,
     };
     Manifest::new("evaluate", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
     match summary {
         Some(s) => println!(
-            "AUC {:.3}; completeness {:.1}% at 22% contamination (5%: {:.1}%, 10%: {:.1}%, 20%: {:.1}%); {} objects, {} tidal → {}",
+            "AUC {:.3}; completeness {:.1}% at 22% contamination (5%: {:.1}%, 10%: {:.1}%, 20%: {:.1}%); {} objects, {} tidal → {}{}",
             s.auc,
             100.0 * s.completeness_at_22pct_fpr,
             100.0 * s.completeness_at_fpr[0].1,
@@ -505,11 +513,13 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             100.0 * s.completeness_at_fpr[2].1,
             s.n,
             s.positives,
-            args.out.display()
+            args.out.display(),
+            super::flagged_note(flagged)
         ),
         None => println!(
-            "scored {scored} objects → {} (no ROC: both classes are needed)",
-            args.out.join("scores.csv").display()
+            "scored {scored} objects → {} (no ROC: both classes are needed){}",
+            args.out.join("scores.csv").display(),
+            super::flagged_note(flagged)
         ),
     }
     super::partial_failure(failed, scored + failed, &args.out.join("errors.csv"))

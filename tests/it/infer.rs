@@ -55,6 +55,14 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     let (_, scored) = read_csv(&d.join("broken/scores.csv"));
     assert_eq!(scored.len(), 39);
     assert!(scored.iter().all(|r| r[0] != "5"));
+    // evaluate scores the rest and leaves the broken one out of its metrics.
+    let out = d.run(&["evaluate", "--model", "clf", "--data", "sim/catalog.csv", "--split", "all", "--out", "ev"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let metrics: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("ev/metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["failed"], 1, "{metrics}");
+    assert_eq!(metrics["summary"]["n"], 39, "{metrics}");
+    assert_eq!(read_csv(&d.join("ev/errors.csv")).1.len(), 1);
     // Option values are checked when the command line is parsed, before any work.
     let err =
         d.refused(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "x.csv", "--shard", "3/3"]);
@@ -104,6 +112,10 @@ fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() 
     let out = d.run(&["evaluate", "--model", "clf", "--data", "bad.npy", "--split", "all", "--out", "ev"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 6 objects could not be processed"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("scored 5 objects") && stdout.contains("1 object had non-finite pixels"), "{stdout}");
+    let run = std::fs::read_to_string(d.join("ev/run.toml")).unwrap();
+    assert!(run.contains("scored = 5") && run.contains("failed = 1") && run.contains("flagged = 1"), "{run}");
     let (_, errors) = read_csv(&d.join("ev/errors.csv"));
     assert_eq!(errors.len(), 1);
     assert!(errors[0][0] == "0" && errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
@@ -173,7 +185,10 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
     let err = d.fails(&["search", "--embeddings", "emb", "--query", "sim/catalog.csv", "--out", "found6"]);
     assert!(err.contains("query sim/catalog.csv") && err.contains("recorded in the order r,g,i,z,y"), "{err}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume"]);
-    assert!(err.contains("recorded in the order r,g,i,z,y") && err.contains("checkpoint in enc"), "{err}");
+    assert!(err.contains("recorded in the order r,g,i,z,y") && err.contains("the checkpoint in enc"), "{err}");
+    let args = ["experiment", "labels", "--encoder", "enc", "--data", "q2", "--test", "sim", "--methods", "linear"];
+    let err = d.fails(&[&args[..], &["--labels", "1", "--seeds", "1", "--out", "ex"]].concat());
+    assert!(err.contains("sim/catalog.csv") && err.contains("recorded in the order r,g,i,z,y"), "{err}");
 }
 
 /// The keras-paper fixtures: TF 2.11 SavedModels shaped like the published

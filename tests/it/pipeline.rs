@@ -174,6 +174,10 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     ]);
     d.ok(&["evaluate", "--model", "clf", "--data", "other", "--split", "all", "--out", "ev3"]);
     assert_eq!(read_csv(&d.join("ev3/scores.csv")).1.len(), 10);
+    // A classifier trained with no test split has nothing to evaluate by default: said, not "scored 0".
+    d.ok(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf-all", "--test-fraction", "0"]);
+    let err = d.fails(&["evaluate", "--model", "clf-all", "--out", "ev5"]);
+    assert!(err.contains("nothing to evaluate"), "{err}");
     // The data moved away from the path training recorded: the error says
     // where that path came from and what to do.
     std::fs::rename(d.join("sim"), d.join("moved")).unwrap();

@@ -127,7 +127,9 @@ where
 }
 
 /// [`stream_prepared`] of the records at `indices` (ascending) alone: the
-/// records between them are read past, not decoded.
+/// records between them are read past, not prepared (their pixels are not
+/// loaded, except where a source loads several objects at once, as a
+/// coadd reads each tile it passes).
 ///
 /// # Errors
 /// As [`stream_prepared`]; also when `indices` is not ascending.

@@ -271,10 +271,14 @@ fn pictures_and_folders() {
     let mut w = tidalscope_io::npy::NpyWriter::create(&dir.path().join("a.npy"), &[1, 2]).unwrap();
     w.write(&[0.0, 0.0]).unwrap();
     w.finish().unwrap();
+    let mut w = tidalscope_io::npy::NpyWriter::create(&dir.path().join("a.png.npy"), &[1, 2]).unwrap();
+    w.write(&[0.0, 0.0]).unwrap();
+    w.finish().unwrap();
     let src = open(dir.path(), &OpenOptions::default()).unwrap();
     let ids: Vec<String> = src.records(0).unwrap().map(|r| r.unwrap().id).collect();
-    assert_eq!(ids, vec!["a.npy", "a.png", "b"]);
+    assert_eq!(ids, vec!["a.npy", "a.png", "a.png.npy", "b"], "a.png.npy's stem is a.png's whole name");
     std::fs::remove_file(dir.path().join("a.npy")).unwrap();
+    std::fs::remove_file(dir.path().join("a.png.npy")).unwrap();
     let bad = dir.path().join("bad.png");
     std::fs::write(&bad, b"\x89PNG\r\n\x1a\n garbage").unwrap();
     let e = open(&bad, &OpenOptions::default()).err().unwrap().to_string();

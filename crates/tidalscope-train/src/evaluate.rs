@@ -63,6 +63,9 @@ pub struct Evaluated {
     /// Objects that could not be prepared (missing file, a band with no
     /// finite pixel, …): listed in `errors.csv`, left out of the summary.
     pub failed: usize,
+    /// Objects scored with some non-finite pixels (set to 0; their
+    /// fraction is `scores.csv`'s `nonfinite_fraction`).
+    pub flagged: usize,
 }
 
 /// Objects read and scored together.
@@ -84,22 +87,29 @@ pub fn evaluate(
     device: &Device,
     reporter: &dyn Reporter,
 ) -> Result<Evaluated> {
-    let labels_of: Vec<Vec<Option<u8>>> = match labels {
-        LabelsFrom::Sources => sources.iter().map(|s| s.labels()).collect::<std::result::Result<_, _>>()?,
-        LabelsFrom::Selection => Vec::new(),
-    };
-    reporter.log(&format!("scoring {} objects", selection.len()));
-    reporter.start("evaluate", selection.len() as u64);
+    // Each source's selected records, ascending, each once.
+    let indices: Vec<Vec<usize>> = (0..sources.len())
+        .map(|s| {
+            let mut v: Vec<usize> = selection.iter().filter(|o| o.source == s).map(|o| o.index).collect();
+            v.sort_unstable();
+            v.dedup();
+            v
+        })
+        .collect();
+    let wanted: usize = indices.iter().map(Vec::len).sum();
+    if wanted == 0 {
+        return Err(TrainError::Other(
+            "nothing to evaluate: the selection holds no object (a split the classifier was trained without?)".into(),
+        ));
+    }
+    reporter.log(&format!("scoring {wanted} objects"));
+    reporter.start("evaluate", wanted as u64);
     let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, device);
-    let mut by_object: HashMap<(usize, usize), Scored> = HashMap::with_capacity(selection.len());
+    let mut by_object: HashMap<(usize, usize), Scored> = HashMap::with_capacity(wanted);
     let mut failed: Vec<Failed> = Vec::new();
-    let mut wanted = 0;
-    for (s, source) in sources.iter().enumerate() {
-        let mut indices: Vec<usize> = selection.iter().filter(|o| o.source == s).map(|o| o.index).collect();
-        indices.sort_unstable();
-        indices.dedup();
-        wanted += indices.len();
-        stream_selected(*source, &indices, &bundle.preprocess, CHUNK, |ok, bad| -> Result<()> {
+    for (s, (source, indices)) in sources.iter().zip(&indices).enumerate() {
+        let before = by_object.len() + failed.len();
+        stream_selected(*source, indices, &bundle.preprocess, CHUNK, |ok, bad| -> Result<()> {
             let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
             let scores = if images.is_empty() { Vec::new() } else { predictor.scores(&images)? };
             for (p, score) in ok.into_iter().zip(scores) {
@@ -110,14 +120,16 @@ pub fn evaluate(
             reporter.step((by_object.len() + failed.len()) as u64, "");
             Ok(())
         })?;
+        let read = by_object.len() + failed.len() - before;
+        if read != indices.len() {
+            return Err(TrainError::Other(format!(
+                "{}: read {read} of the {} selected objects: the data do not hold the others",
+                source.info().path.display(),
+                indices.len()
+            )));
+        }
     }
     reporter.finish();
-    if by_object.len() + failed.len() != wanted {
-        return Err(TrainError::Other(format!(
-            "read {} of {wanted} selected objects: the data do not hold the others",
-            by_object.len() + failed.len(),
-        )));
-    }
     // Metadata columns of the first source (sources of one split share
     // them); none when objects disagree in their count.
     let meta_columns = sources.first().map(|s| s.info().meta_columns.clone()).unwrap_or_default();
@@ -126,10 +138,11 @@ pub fn evaluate(
         .iter()
         .filter_map(|o| {
             let mut scored = by_object.remove(&(o.source, o.index))?;
-            scored.label = match labels {
-                LabelsFrom::Sources => labels_of[o.source][o.index],
-                LabelsFrom::Selection => Some(o.label),
-            };
+            // From the sources, each record's own label (unlabelled ones
+            // stay so), as `predict` writes it.
+            if labels == LabelsFrom::Selection {
+                scored.label = Some(o.label);
+            }
             if !keep_meta {
                 scored.meta.clear();
             }
@@ -137,8 +150,9 @@ pub fn evaluate(
         })
         .collect();
     let meta_columns = if keep_meta { meta_columns } else { Vec::new() };
+    let flagged = scored.iter().filter(|s| s.non_finite > 0.0).count();
     let summary = write_outputs(out, &scored, &meta_columns, &failed, threshold, title)?;
-    Ok(Evaluated { summary, scored: scored.len(), failed: failed.len() })
+    Ok(Evaluated { summary, scored: scored.len(), failed: failed.len(), flagged })
 }
 
 /// Writes `scores.csv` (`predict`'s columns, with the label), `errors.csv`

@@ -584,7 +584,8 @@ pub fn pretrain_with_cache(
     for s in sources {
         let info = s.info();
         preprocess.check_catalogue_bands(info).map_err(|e| {
-            TrainError::Other(format!("{}: {e} (checkpoint in {})", info.path.display(), out.display()))
+            let whose = if resume { format!(" (the checkpoint in {})", out.display()) } else { String::new() };
+            TrainError::Other(format!("{}: {e}{whose}", info.path.display()))
         })?;
     }
     let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam(cfg));

@@ -182,13 +182,17 @@ impl CatalogSource {
         for n in &names {
             *stems.entry(stem(n)).or_default() += 1;
         }
-        // Ids must be unique: files that share a stem (a.fits, a.png) keep
-        // their whole names as ids.
+        let whole: std::collections::HashSet<&str> = names.iter().map(String::as_str).collect();
+        // Ids must be unique: a file whose stem another file shares (a.fits,
+        // a.png), or that is another file's whole name (a.png beside
+        // a.png.npy), keeps its whole name. Whole names differ, and a stem
+        // kept is no other file's stem or whole name.
         let rows = names
             .iter()
             .enumerate()
             .map(|(i, n)| {
-                let id = if stems[&stem(n)] > 1 { n.clone() } else { stem(n) };
+                let s = stem(n);
+                let id = if stems[&s] > 1 || whole.contains(s.as_str()) { n.clone() } else { s };
                 CatalogRow { line: i + 2, fields: vec![id, n.clone()] }
             })
             .collect();
