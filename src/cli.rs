@@ -679,8 +679,8 @@ pub struct FinetuneArgs {
     /// noise) of up to N training images — the labelled ones, then
     /// unlabelled ones outside every split — instead of keeping the
     /// running average over the augmented training views; 0 = keep it
-    /// [default: 2000 for scratch and for fine-tuning that keeps its path
-    /// average (see --path-average), else 0]. Recorded in config.toml.
+    /// [default: 2000 for scratch, 0 for fine-tuning]. Recorded in
+    /// config.toml.
     #[arg(long, value_name = "N")]
     pub batchnorm_images: Option<usize>,
     /// Per-class train/validation/test sizes of the reference layout.
@@ -1288,8 +1288,8 @@ pub struct ExperimentLabelsArgs {
     /// Training images (labelled, then unlabelled) on whose clean views
     /// fine-tuning and scratch measure their BatchNorm statistics afresh
     /// after training (see `finetune --batchnorm-images`); 0 = keep
-    /// training's [default: 2000 for scratch and for the label counts whose
-    /// fine-tuning keeps its path average, else 0]. Recorded in run.toml.
+    /// training's [default: 2000 for scratch, 0 for fine-tuning].
+    /// Recorded in run.toml.
     #[arg(long, value_name = "N")]
     pub batchnorm_images: Option<usize>,
     /// Training views of fine-tuning and scratch: reference or strong (see

@@ -811,7 +811,7 @@ impl FinetuneEndings {
         Self {
             path_averaged: at(&|n| ending.resolved_path_average(n)),
             cross_validated: at(&|n| ending.resolved_cv_folds(n) > 0),
-            fresh_batchnorm: at(&|n| ending.resolved_batchnorm_images(n) > 0),
+            fresh_batchnorm: at(&|_| ending.resolved_batchnorm_images() > 0),
         }
     }
 }

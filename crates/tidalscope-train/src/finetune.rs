@@ -647,7 +647,7 @@ pub fn finetune(
     // Run folders record what ran: the kernels and the folds resolved.
     let cv_folds = cfg.resolved_cv_folds(splits.train.len());
     let path_average = cfg.resolved_path_average(splits.train.len());
-    let batchnorm_images = cfg.resolved_batchnorm_images(splits.train.len());
+    let batchnorm_images = cfg.resolved_batchnorm_images();
     let cfg = &FinetuneConfig {
         kernels,
         cv_folds: Some(cv_folds),
