@@ -823,6 +823,25 @@ fn fresh_batchnorm_images(args: &ExperimentLabelsArgs) -> usize {
     args.batchnorm_images.unwrap_or(FinetuneConfig::BATCHNORM_IMAGES)
 }
 
+/// The report's clause on fresh BatchNorm statistics: what scratch and
+/// fine-tuning, where they ran, did after training (`n` images; `fresh`:
+/// fine-tuning measured at its counts, which is every count or none).
+fn batchnorm_sentence(n: usize, methods: &[MethodArg], fresh: bool) -> String {
+    let views = "BatchNorm statistics afresh on the clean inference views of up to";
+    let which = "training images (the draw, then unlabelled images outside it and the validation set)";
+    let scratch = n > 0 && methods.contains(&MethodArg::Scratch);
+    let finetune = methods.contains(&MethodArg::Finetune);
+    match (scratch, fresh && finetune, finetune) {
+        (true, true, _) => format!("; after training, fine-tuning and scratch measure their {views} {n} {which}"),
+        (true, false, true) => {
+            format!("; after training, scratch measures its {views} {n} {which}; fine-tuning keeps training's")
+        }
+        (true, false, false) => format!("; after training, scratch measures its {views} {n} {which}"),
+        (false, true, _) => format!("; after training, fine-tuning measures its {views} {n} {which}"),
+        (false, false, _) => String::new(),
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn write_labels_report(
     out: &Path,
@@ -912,20 +931,8 @@ fn write_labels_report(
             String::new()
         },
         {
-            let n = fresh_batchnorm_images(args);
-            let views = "BatchNorm statistics afresh on the clean inference views of up to";
-            let which = "training images (the draw, then unlabelled images outside it and the validation set)";
-            let fresh = &endings.fresh_batchnorm;
-            let words = |ns: &[usize]| ns.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(", ");
-            if n == 0 {
-                String::new()
-            } else if fresh.is_empty() {
-                format!("; after training, scratch measures its {views} {n} {which}; fine-tuning keeps training's")
-            } else if fresh.len() == counts.len() {
-                format!("; after training, fine-tuning and scratch measure their {views} {n} {which}")
-            } else {
-                format!("; after training, scratch, and fine-tuning with {} labels, measure their {views} {n} {which}; fine-tuning with other counts keeps training's", words(fresh))
-            }
+            let fresh = !endings.fresh_batchnorm.is_empty();
+            batchnorm_sentence(fresh_batchnorm_images(args), &args.methods, fresh)
         },
         if total > 120.0 { format!("{:.1} min", total / 60.0) } else { format!("{total:.0} s") }
     )?;
@@ -1376,6 +1383,22 @@ fn write_recovery_report(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_report_names_fresh_batchnorm_statistics_only_for_methods_that_ran() {
+        use super::{batchnorm_sentence, MethodArg::*};
+        let s = |methods: &[crate::cli::MethodArg], fresh| batchnorm_sentence(2000, methods, fresh);
+        assert!(s(&[Linear, Finetune], false).is_empty());
+        assert!(s(&[Linear], false).is_empty());
+        let both = s(&[Finetune, Scratch], false);
+        assert!(both.contains("scratch measures its") && both.contains("fine-tuning keeps training's"), "{both}");
+        let alone = s(&[Scratch], false);
+        assert!(alone.contains("scratch measures its") && !alone.contains("fine-tuning"), "{alone}");
+        assert!(s(&[Finetune, Scratch], true).contains("fine-tuning and scratch measure their"));
+        let ft = s(&[Finetune], true);
+        assert!(ft.contains("fine-tuning measures its") && !ft.contains("scratch"), "{ft}");
+        assert!(batchnorm_sentence(0, &[Finetune, Scratch], false).is_empty(), "0: none measured");
+    }
+
     use super::*;
 
     /// A 25-label result of `method` on draw `seed`.

@@ -178,6 +178,22 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     d.ok(&["finetune", "--encoder", "enc", "--data", "sim", "--out", "clf-all", "--test-fraction", "0"]);
     let err = d.fails(&["evaluate", "--model", "clf-all", "--out", "ev5"]);
     assert!(err.contains("nothing to evaluate"), "{err}");
+    // A test-split object whose band r has no finite pixel: an error row,
+    // the rest of the split scored with the split's labels.
+    let first: usize = rows[0][0].parse().unwrap();
+    let (shape, mut px) = tidalscope_io::npy::read_f32(&d.join("sim/images.npy")).unwrap();
+    let per = 32 * 32 * 5;
+    px[first * per..(first + 1) * per].iter_mut().skip(1).step_by(5).for_each(|v| *v = f32::NAN);
+    let mut w = tidalscope_io::npy::NpyWriter::create(&d.join("sim/images.npy"), &shape).unwrap();
+    w.write(&px).unwrap();
+    w.finish().unwrap();
+    let out = d.run(&["evaluate", "--model", "clf", "--out", "ev6"]);
+    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    let (_, errors) = read_csv(&d.join("ev6/errors.csv"));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0][0] == rows[0][0] && errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
+    let (_, scored) = read_csv(&d.join("ev6/scores.csv"));
+    assert_eq!(scored, rows[1..], "the other test objects, as before, with their labels");
     // The data moved away from the path training recorded: the error says
     // where that path came from and what to do.
     std::fs::rename(d.join("sim"), d.join("moved")).unwrap();
