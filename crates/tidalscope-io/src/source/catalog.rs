@@ -157,8 +157,8 @@ impl CatalogSource {
     }
 
     /// Every FITS, PNG, JPEG and npy file of a folder, one object each (id =
-    /// file stem, or the whole file name where two files share a stem), in
-    /// name order.
+    /// file stem, or the whole file name where two files share a stem or
+    /// the stem is another file's name), in name order.
     pub fn folder(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let mut names: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
