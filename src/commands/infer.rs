@@ -416,7 +416,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             }
             let (enc, pre) = encoder.as_ref().expect("loaded above");
             let src = super::open_source(Path::new(q), &query_args, None)?;
-            pre.check_catalogue_bands(src.info()).map_err(|e| anyhow::anyhow!("query {q}: {e}"))?;
+            pre.check_catalogue_bands(src.info()).map_err(|e| anyhow::anyhow!("query {e}"))?;
             // Every image of a file is a query (it was the first alone),
             // named by its id where the file holds several.
             let several = src.info().len > 1;

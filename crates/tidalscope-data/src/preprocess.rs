@@ -360,8 +360,8 @@ impl Preprocess {
     /// in wavelength order, or imported with `--bands` so): the catalogue's
     /// planes now arrive g, r, i, z, y and would not line up with its
     /// channels. Other sources keep their planes' order and are not
-    /// checked.
-    pub fn check_catalogue_bands(&self, info: &SourceInfo) -> Result<(), String> {
+    /// checked. The error names the catalogue.
+    pub fn check_catalogue_bands(&self, info: &SourceInfo) -> Result<(), tidalscope_io::Error> {
         if info.format != Format::Catalog {
             return Ok(());
         }
@@ -372,10 +372,13 @@ impl Preprocess {
         if bands.is_sorted() {
             return Ok(());
         }
-        Err(format!(
-            "the model's bands are recorded in the order {}, but a catalogue's file_<band> columns are read in \
-             wavelength order (g, r, i, z, y): give this model its data as a .npy or FITS cube in its own order",
-            names.join(",")
+        Err(tidalscope_io::Error::format(
+            &info.path,
+            format!(
+                "the model's bands are recorded in the order {}, but a catalogue's file_<band> columns are read in \
+                 wavelength order (g, r, i, z, y): give this model its data as a .npy or FITS cube in its own order",
+                names.join(",")
+            ),
         ))
     }
 
@@ -704,7 +707,13 @@ mod tests {
             channels,
         };
         let err = model(&["HSC-I", "g"], Channels::Both).check_catalogue_bands(&info(Format::Catalog)).unwrap_err();
-        assert!(err.contains("recorded in the order HSC-I,g") && err.contains("wavelength order"), "{err}");
+        let err = err.to_string();
+        assert!(
+            err.contains("cat.csv")
+                && err.contains("recorded in the order HSC-I,g")
+                && err.contains("wavelength order"),
+            "{err}"
+        );
         assert!(model(&["i", "g"], Channels::Image).check_catalogue_bands(&info(Format::Npy)).is_ok());
         assert!(model(&["g", "i"], Channels::All).check_catalogue_bands(&info(Format::Catalog)).is_ok());
         assert!(model(&["b1", "b0"], Channels::Image).check_catalogue_bands(&info(Format::Catalog)).is_ok());

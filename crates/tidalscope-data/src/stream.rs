@@ -168,9 +168,7 @@ where
     E: From<tidalscope_io::Error>,
     F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
 {
-    preprocess
-        .check_catalogue_bands(source.info())
-        .map_err(|e| tidalscope_io::Error::format(&source.info().path, e))?;
+    preprocess.check_catalogue_bands(source.info())?;
     let mut records = source.records(range.start)?.take(range.len());
     loop {
         let mut batch = Vec::with_capacity(chunk.max(1));

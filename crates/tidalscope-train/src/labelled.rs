@@ -116,10 +116,7 @@ pub fn load(
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
     for s in sources {
-        let info = s.info();
-        preprocess
-            .check_catalogue_bands(info)
-            .map_err(|e| TrainError::Other(format!("{}: {e}", info.path.display())))?;
+        preprocess.check_catalogue_bands(s.info())?;
     }
     let transform = |img: &Cutout, _: ObjectRef| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());

@@ -582,10 +582,9 @@ pub fn pretrain_with_cache(
     // A checkpoint from before catalogue bands were read in wavelength
     // order may record them otherwise: resuming would swap channels.
     for s in sources {
-        let info = s.info();
-        preprocess.check_catalogue_bands(info).map_err(|e| {
-            let whose = if resume { format!(" (the checkpoint in {})", out.display()) } else { String::new() };
-            TrainError::Other(format!("{}: {e}{whose}", info.path.display()))
+        preprocess.check_catalogue_bands(s.info()).map_err(|e| match resume {
+            true => TrainError::Other(format!("{e} (the checkpoint in {})", out.display())),
+            false => e.into(),
         })?;
     }
     let mut trainable = TrainableEncoder::new(kernels, &model.encoder, adam(cfg));
