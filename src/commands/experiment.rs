@@ -809,7 +809,8 @@ impl FinetuneEndings {
         Self {
             path_averaged: at(&|n| ending.resolved_path_average(n)),
             cross_validated: at(&|n| ending.resolved_cv_folds(n) > 0),
-            fresh_batchnorm: at(&|_| ending.resolved_batchnorm_images() > 0),
+            // Not a rule per count: every count or none.
+            fresh_batchnorm: if ending.resolved_batchnorm_images() > 0 { counts.to_vec() } else { Vec::new() },
         }
     }
 }
