@@ -319,6 +319,14 @@ pub(crate) struct Reflection {
     c2: f64,
     s2: f64,
     taps: Vec<Tap>,
+    /// The image's pixels with each pixel's bands side by side, padded to
+    /// `lanes` values, so that one pass over a pixel's 16 samples
+    /// interpolates every band with 8-wide vectors, where plane by plane
+    /// each band took its own 16 scalar products. Empty when `lanes` is 0:
+    /// no AVX, or fewer than 5 or more than 8 bands (sampled plane by
+    /// plane).
+    pixels: Vec<f32>,
+    lanes: usize,
 }
 
 /// Where one pixel's mirror point samples: the cell's lower corner and
@@ -344,7 +352,25 @@ impl Reflection {
             let (cx, cy) = centre_in(&sum, sky, w, h);
             (cx, cy, axis_in(&sum, sky, w, h, (cx, cy)))
         };
-        Self { cx, cy, c2: (2.0 * theta).cos(), s2: (2.0 * theta).sin(), taps: Vec::new() }
+        let lanes = if cfg!(target_arch = "x86_64") && (5..=8).contains(&img.bands()) && avx() { 8 } else { 0 };
+        let mut pixels = vec![0f32; h * w * lanes];
+        if lanes > 0 {
+            let planes: Vec<&[f32]> = (0..img.bands()).map(|b| &img.band(b)[..h * w]).collect();
+            for (i, pixel) in pixels.chunks_exact_mut(lanes).enumerate() {
+                for (p, plane) in pixel.iter_mut().zip(&planes) {
+                    *p = plane[i];
+                }
+            }
+        }
+        Self { cx, cy, c2: (2.0 * theta).cos(), s2: (2.0 * theta).sin(), taps: Vec::new(), pixels, lanes }
+    }
+
+    /// [`Reflection::of`] sampling every band plane by plane, as it does
+    /// for images of more than 8 bands: the plain path that the
+    /// interleaved one is tested against.
+    #[cfg(test)]
+    fn planar(img: &Cutout) -> Self {
+        Self { pixels: Vec::new(), lanes: 0, ..Self::of(img) }
     }
 
     /// The turn by 180° about the same centre ([`Mirror::of`] the same
@@ -370,8 +396,85 @@ impl RowResidual for Reflection {
             *tap = Tap { x0: x0 as i64, y0: y0 as i64, wx: keys((mx - x0) as f32), wy: keys((my - y0) as f32) };
         }
         let n = xs.len();
-        for (b, out) in out.chunks_exact_mut(n.max(1)).take(img.bands()).enumerate() {
-            reflect_row(img.band(b), w, h, y, xs.start, &self.taps, out);
+        let out = &mut out[..n * img.bands()];
+        match self.lanes {
+            // SAFETY: `lanes` is 8 only where the CPU has AVX.
+            #[cfg(target_arch = "x86_64")]
+            8 => unsafe { x86::reflect_pixels(&self.pixels, w, h, y, xs.start, &self.taps, out) },
+            _ => {
+                for (b, out) in out.chunks_exact_mut(n.max(1)).enumerate() {
+                    reflect_row(img.band(b), w, h, y, xs.start, &self.taps, out);
+                }
+            }
+        }
+    }
+}
+
+/// The mirror residual's interpolation with AVX's 8-wide vectors, one
+/// lane per band.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Tap;
+    use std::arch::x86_64::*;
+
+    /// [`super::reflect_row`] for up to 8 bands at once, from `pixels`
+    /// (each pixel's bands side by side, padded to 8) with 8-wide vectors:
+    /// the same products and sums, in the same order, per band, so the
+    /// same bits. Band `b`'s columns go to `out[b * n..(b + 1) * n]`, `n`
+    /// the taps' number, for the `out.len() / n` bands.
+    ///
+    /// # Safety
+    /// The CPU must have AVX.
+    #[target_feature(enable = "avx")]
+    pub(super) unsafe fn reflect_pixels(
+        pixels: &[f32],
+        w: usize,
+        h: usize,
+        y: usize,
+        x0: usize,
+        taps: &[Tap],
+        out: &mut [f32],
+    ) {
+        let (wi, hi, n) = (w as i64, h as i64, taps.len());
+        let bands = out.len() / n.max(1);
+        assert!(pixels.len() == h * w * 8 && bands <= 8, "8 values per pixel");
+        let centres = &pixels[(y * w + x0) * 8..][..taps.len() * 8];
+        let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let (inf, nan) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::NAN));
+        let at = pixels.as_ptr();
+        for (i, (t, centre)) in taps.iter().zip(centres.chunks_exact(8)).enumerate() {
+            let zero = _mm256_setzero_ps();
+            let mut a = [zero; 4];
+            // The 16 pixels sampled, each clamped into the image (a block
+            // inside it is 4 runs of 4 neighbours): every offset below is
+            // of a pixel of the image, inside `pixels`.
+            let inside = t.x0 >= 1 && t.y0 >= 1 && t.x0 + 2 < wi && t.y0 + 2 < hi;
+            let mut xs = [0usize; 4];
+            for (c, x) in xs.iter_mut().enumerate() {
+                *x = if inside { (t.x0 - 1) as usize + c } else { (t.x0 - 1 + c as i64).clamp(0, wi - 1) as usize };
+            }
+            for (j, &wy) in t.wy.iter().enumerate() {
+                let wy = _mm256_set1_ps(wy);
+                let row =
+                    if inside { (t.y0 - 1) as usize + j } else { (t.y0 - 1 + j as i64).clamp(0, hi - 1) as usize };
+                for (a, x) in a.iter_mut().zip(xs) {
+                    // SAFETY: row < h and x < w, so the 8 values are in `pixels`.
+                    let p = unsafe { _mm256_loadu_ps(at.add((row * w + x) * 8)) };
+                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wy, p));
+                }
+            }
+            let wx = |c: usize| _mm256_set1_ps(t.wx[c]);
+            let mut sampled = _mm256_mul_ps(a[0], wx(0));
+            for (c, a) in a.iter().enumerate().skip(1) {
+                sampled = _mm256_add_ps(sampled, _mm256_mul_ps(*a, wx(c)));
+            }
+            let v = _mm256_sub_ps(_mm256_loadu_ps(centre.as_ptr()), sampled);
+            let finite = _mm256_cmp_ps::<_CMP_LT_OQ>(_mm256_and_ps(v, abs), inf);
+            let mut d = [0f32; 8];
+            _mm256_storeu_ps(d.as_mut_ptr(), _mm256_blendv_ps(nan, v, finite));
+            for (b, d) in d.iter().take(bands).enumerate() {
+                out[b * n + i] = *d;
+            }
         }
     }
 }
@@ -409,6 +512,16 @@ fn reflect_row(band: &[f32], w: usize, h: usize, y: usize, x0: usize, taps: &[Ta
         let d = centre - sampled;
         *out = if d.is_finite() { d } else { f32::NAN };
     }
+}
+
+/// Whether the interleaved reflection may use AVX (8-wide vectors): the
+/// CPU has it, and the tests' cap on wider instruction sets
+/// ([`tidalscope_core::dispatch::with_ceiling`]) allows it.
+fn avx() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return tidalscope_core::dispatch::allowed(1) && std::is_x86_feature_detected!("avx");
+    #[cfg(not(target_arch = "x86_64"))]
+    return false;
 }
 
 /// The four weights of cubic convolution (Keys 1981, a = −½) for a point
@@ -609,6 +722,35 @@ mod tests {
             "the S remains in the mirror residual: {}",
             at(&mirror_residual(&tails))
         );
+    }
+
+    #[test]
+    fn every_band_interpolated_at_once_gives_the_bits_of_one_band_at_a_time() {
+        // 1 to 9 bands (5 to 8 take the vector path where the CPU has AVX),
+        // odd sizes, NaN and ±inf pixels, a bright source off the middle
+        // so that mirror points fall outside the image, whole rows and a
+        // window's columns.
+        let (h, w) = (37, 41);
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for bands in 1..=9 {
+            let mut data: Vec<f32> = (0..bands * h * w).map(|i| ((i * 7919 % 1013) as f32 - 500.0) * 0.01).collect();
+            for i in (0..data.len()).step_by(31) {
+                data[i] = [f32::NAN, f32::INFINITY, f32::NEG_INFINITY][i % 3];
+            }
+            let mut img = Cutout::from_chw(bands, h, w, data).unwrap();
+            ellipse(&mut img, (24.0, 15.5), 3.0, 0.5, 0.7, 300.0);
+            let mut fast = Reflection::of(&img);
+            let mut plain = Reflection::planar(&img);
+            assert!(fast.c2.abs() > 0.1 && fast.s2.abs() > 0.1, "an axis off the pixel grid");
+            for xs in [0..w, 5..30] {
+                let (mut a, mut b) = (vec![0f32; bands * xs.len()], vec![0f32; bands * xs.len()]);
+                for y in 0..h {
+                    fast.rows(&img, y, xs.clone(), &mut a);
+                    plain.rows(&img, y, xs.clone(), &mut b);
+                    assert_eq!(bits(&a), bits(&b), "{bands} bands, row {y}, columns {xs:?}");
+                }
+            }
+        }
     }
 
     #[test]
