@@ -272,6 +272,9 @@ pub(crate) trait RowResidual {
 /// Either residual, so that one binning routine, compiled once per
 /// instruction-set level, makes both.
 #[derive(Debug, Clone)]
+// One per image and residual, moved once: boxing the larger variant would
+// save nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Turn {
     /// The 180° turn: the rotational residual.
     Rotate(Mirror),
@@ -318,7 +321,9 @@ pub(crate) struct Reflection {
     /// cos 2θ and sin 2θ of the axis' angle θ.
     c2: f64,
     s2: f64,
-    taps: Vec<Tap>,
+    taps: Taps,
+    /// The taps as one array, for the plane-by-plane path.
+    packed: Vec<Tap>,
     /// The image's pixels with each pixel's bands side by side, padded to
     /// `lanes` values, so that one pass over a pixel's 16 samples
     /// interpolates every band with 8-wide vectors, where plane by plane
@@ -338,6 +343,63 @@ struct Tap {
     y0: i64,
     wx: [f32; 4],
     wy: [f32; 4],
+}
+
+/// The [`Tap`]s of a row's pixels, each quantity in an array of its own so
+/// that finding them compiles to vector arithmetic (as one array of
+/// `Tap`s they took about as long as interpolating every band).
+#[derive(Debug, Clone, Default)]
+struct Taps {
+    /// The cells' lower corners, floored, as floats.
+    x0: Vec<f64>,
+    y0: Vec<f64>,
+    /// The cubic weights along x and y: `wx[c][i]` pixel `i`'s `c`th.
+    wx: [Vec<f32>; 4],
+    wy: [Vec<f32>; 4],
+}
+
+impl Taps {
+    /// The taps of columns `xs` of row `y` reflected about the line
+    /// through `(cx, cy)` at angle θ, `c2` and `s2` the cosine and sine
+    /// of 2θ.
+    #[inline(always)]
+    fn fill(&mut self, xs: Range<usize>, y: usize, (cx, cy): (f64, f64), (c2, s2): (f64, f64)) {
+        let n = xs.len();
+        self.x0.resize(n, 0.0);
+        self.y0.resize(n, 0.0);
+        self.wx.iter_mut().chain(&mut self.wy).for_each(|v| v.resize(n, 0.0));
+        let dy = y as f64 - cy;
+        let (x0, y0) = (&mut self.x0[..n], &mut self.y0[..n]);
+        let [wx0, wx1, wx2, wx3] = &mut self.wx;
+        let (wx0, wx1, wx2, wx3) = (&mut wx0[..n], &mut wx1[..n], &mut wx2[..n], &mut wx3[..n]);
+        let [wy0, wy1, wy2, wy3] = &mut self.wy;
+        let (wy0, wy1, wy2, wy3) = (&mut wy0[..n], &mut wy1[..n], &mut wy2[..n], &mut wy3[..n]);
+        for (i, x) in xs.enumerate() {
+            let dx = x as f64 - cx;
+            let (mx, my) = (cx + c2 * dx + s2 * dy, cy + s2 * dx - c2 * dy);
+            (x0[i], y0[i]) = (mx.floor(), my.floor());
+            [wx0[i], wx1[i], wx2[i], wx3[i]] = keys((mx - x0[i]) as f32);
+            [wy0[i], wy1[i], wy2[i], wy3[i]] = keys((my - y0[i]) as f32);
+        }
+    }
+
+    /// How many pixels.
+    fn len(&self) -> usize {
+        self.x0.len()
+    }
+
+    /// Pixel `i`'s tap.
+    #[inline(always)]
+    fn get(&self, i: usize) -> Tap {
+        let (wx, wy) = (&self.wx, &self.wy);
+        Tap {
+            // Saturating casts: a point however far outside stays a number.
+            x0: self.x0[i] as i64,
+            y0: self.y0[i] as i64,
+            wx: [wx[0][i], wx[1][i], wx[2][i], wx[3][i]],
+            wy: [wy[0][i], wy[1][i], wy[2][i], wy[3][i]],
+        }
+    }
 }
 
 impl Reflection {
@@ -362,7 +424,16 @@ impl Reflection {
                 }
             }
         }
-        Self { cx, cy, c2: (2.0 * theta).cos(), s2: (2.0 * theta).sin(), taps: Vec::new(), pixels, lanes }
+        Self {
+            cx,
+            cy,
+            c2: (2.0 * theta).cos(),
+            s2: (2.0 * theta).sin(),
+            taps: Taps::default(),
+            packed: Vec::new(),
+            pixels,
+            lanes,
+        }
     }
 
     /// [`Reflection::of`] sampling every band plane by plane, as it does
@@ -386,15 +457,7 @@ impl RowResidual for Reflection {
     #[inline(always)]
     fn rows(&mut self, img: &Cutout, y: usize, xs: Range<usize>, out: &mut [f32]) {
         let (h, w) = (img.height(), img.width());
-        let dy = y as f64 - self.cy;
-        self.taps.resize(xs.len(), Tap::default());
-        for (x, tap) in xs.clone().zip(self.taps.iter_mut()) {
-            let dx = x as f64 - self.cx;
-            let (mx, my) = (self.cx + self.c2 * dx + self.s2 * dy, self.cy + self.s2 * dx - self.c2 * dy);
-            let (x0, y0) = (mx.floor(), my.floor());
-            // Saturating casts: a point however far outside stays a number.
-            *tap = Tap { x0: x0 as i64, y0: y0 as i64, wx: keys((mx - x0) as f32), wy: keys((my - y0) as f32) };
-        }
+        self.taps.fill(xs.clone(), y, (self.cx, self.cy), (self.c2, self.s2));
         let n = xs.len();
         let out = &mut out[..n * img.bands()];
         match self.lanes {
@@ -402,8 +465,11 @@ impl RowResidual for Reflection {
             #[cfg(target_arch = "x86_64")]
             8 => unsafe { x86::reflect_pixels(&self.pixels, w, h, y, xs.start, &self.taps, out) },
             _ => {
+                // Each band reads every tap: packed once per row.
+                self.packed.clear();
+                self.packed.extend((0..n).map(|i| self.taps.get(i)));
                 for (b, out) in out.chunks_exact_mut(n.max(1)).enumerate() {
-                    reflect_row(img.band(b), w, h, y, xs.start, &self.taps, out);
+                    reflect_row(img.band(b), w, h, y, xs.start, &self.packed, out);
                 }
             }
         }
@@ -414,7 +480,7 @@ impl RowResidual for Reflection {
 /// lane per band.
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::Tap;
+    use super::Taps;
     use std::arch::x86_64::*;
 
     /// [`super::reflect_row`] for up to 8 bands at once, from `pixels`
@@ -432,7 +498,7 @@ mod x86 {
         h: usize,
         y: usize,
         x0: usize,
-        taps: &[Tap],
+        taps: &Taps,
         out: &mut [f32],
     ) {
         let (wi, hi, n) = (w as i64, h as i64, taps.len());
@@ -442,7 +508,8 @@ mod x86 {
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
         let (inf, nan) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::NAN));
         let at = pixels.as_ptr();
-        for (i, (t, centre)) in taps.iter().zip(centres.chunks_exact(8)).enumerate() {
+        for (i, centre) in centres.chunks_exact(8).enumerate() {
+            let t = taps.get(i);
             let zero = _mm256_setzero_ps();
             let mut a = [zero; 4];
             // The 16 pixels sampled, each clamped into the image (a block
