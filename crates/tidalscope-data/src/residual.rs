@@ -33,7 +33,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
-use tidalscope_core::Cutout;
+use tidalscope_core::{multiversion, Cutout};
 
 /// What the model's input channels are.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,12 +123,11 @@ pub fn centre(img: &Cutout) -> (f64, f64) {
     if h == 0 || w == 0 {
         return geometric;
     }
-    let (sum, sky) = light(img);
-    centre_in(&sum, sky, w, h)
+    centre_in(&light(img), w, h)
 }
 
 /// [`centre`] from the image's [`light`] (`w` × `h` pixels, not empty).
-fn centre_in(sum: &[f64], sky: f64, w: usize, h: usize) -> (f64, f64) {
+fn centre_in(light: &[f64], w: usize, h: usize) -> (f64, f64) {
     let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
     let side = w.min(h) as f64;
     let (mut cx, mut cy) = geometric;
@@ -153,10 +152,7 @@ fn centre_in(sum: &[f64], sky: f64, w: usize, h: usize) -> (f64, f64) {
             for (y, wy) in (y0..=y1).zip(&gy) {
                 let (mut row, mut row_x) = (0.0, 0.0);
                 for (x, wx) in (x0..=x1).zip(&gx) {
-                    let s = sum[y * w + x] - sky;
-                    // NaN (masked) fails the test: no weight (a select, as
-                    // in `axis_in`: adding +0 changes no bits).
-                    let s = if s > 0.0 { s } else { 0.0 };
+                    let s = light[y * w + x];
                     row += s * wx;
                     row_x += s * wx * x as f64;
                 }
@@ -180,20 +176,42 @@ fn centre_in(sum: &[f64], sky: f64, w: usize, h: usize) -> (f64, f64) {
     (clamp(cx, geometric.0), clamp(cy, geometric.1))
 }
 
-/// The sum of `img`'s bands per pixel (NaN where some band is not finite:
-/// a masked pixel carries no weight) and its median over the finite
-/// pixels (the sky level under the galaxy's light).
-fn light(img: &Cutout) -> (Vec<f64>, f64) {
+/// The light above the sky at each pixel: the sum of `img`'s bands minus
+/// its median over the pixels where every band is finite (the sky level
+/// under the galaxy's light), 0 where that is not positive or some band is
+/// not finite (a masked pixel carries no weight).
+fn light(img: &Cutout) -> Vec<f64> {
     let mut sum = vec![0f64; img.height() * img.width()];
     for b in 0..img.bands() {
-        for (s, v) in sum.iter_mut().zip(img.band(b)) {
+        add_band(&mut sum, img.band(b));
+    }
+    let masked = sum.iter().any(|v| v.is_nan());
+    let mut sorted: Vec<f64> = if masked { sum.iter().copied().filter(|v| !v.is_nan()).collect() } else { sum.clone() };
+    let mid = sorted.len() / 2;
+    let sky = if sorted.is_empty() { 0.0 } else { *sorted.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 };
+    above(&mut sum, sky);
+    sum
+}
+
+multiversion! {
+    /// `sum += band`, NaN where the band is not finite.
+    fn add_band(sum: &mut [f64], band: &[f32]) {
+        for (s, v) in sum.iter_mut().zip(band) {
             *s += if v.is_finite() { *v as f64 } else { f64::NAN };
         }
     }
-    let mut sorted: Vec<f64> = sum.iter().copied().filter(|v| !v.is_nan()).collect();
-    let mid = sorted.len() / 2;
-    let sky = if sorted.is_empty() { 0.0 } else { *sorted.select_nth_unstable_by(mid, |a, b| a.total_cmp(b)).1 };
-    (sum, sky)
+}
+
+multiversion! {
+    /// Each value minus `sky`, 0 where that is not positive or NaN.
+    fn above(sum: &mut [f64], sky: f64) {
+        for v in sum.iter_mut() {
+            let s = *v - sky;
+            // NaN (masked) fails the test. A select, not a branch (half the
+            // sky pixels pass it, at random).
+            *v = if s > 0.0 { s } else { 0.0 };
+        }
+    }
 }
 
 /// The direction of the galaxy's major axis (radians from the +x axis,
@@ -206,12 +224,11 @@ pub fn axis(img: &Cutout, centre: (f64, f64)) -> f64 {
     if h == 0 || w == 0 {
         return 0.0;
     }
-    let (sum, sky) = light(img);
-    axis_in(&sum, sky, w, h, centre)
+    axis_in(&light(img), w, h, centre)
 }
 
 /// [`axis`] from the image's [`light`] (`w` × `h` pixels, not empty).
-fn axis_in(sum: &[f64], sky: f64, w: usize, h: usize, (cx, cy): (f64, f64)) -> f64 {
+fn axis_in(light: &[f64], w: usize, h: usize, (cx, cy): (f64, f64)) -> f64 {
     let sw = (w.min(h) as f64 / 20.0).max(1.0);
     // The window is separable: one exponential per column and per row
     // (an exponential per pixel cost about 30 µs a 128-pixel cutout).
@@ -223,12 +240,7 @@ fn axis_in(sum: &[f64], sky: f64, w: usize, h: usize, (cx, cy): (f64, f64)) -> f
         let gy = g(dy);
         for (x, gx) in gx.iter().enumerate() {
             let dx = x as f64 - cx;
-            let s = sum[y * w + x] - sky;
-            // NaN (masked) fails the test: no weight. A select, not a
-            // branch (half the sky pixels pass it, at random): a weight of
-            // +0 leaves every sum's bits as they are.
-            let s = if s > 0.0 { s } else { 0.0 };
-            let weight = s * gx * gy;
+            let weight = light[y * w + x] * gx * gy;
             xx += weight * dx * dx;
             yy += weight * dy * dy;
             xy += weight * dx * dy;
@@ -410,9 +422,9 @@ impl Reflection {
             // [`centre`]'s answer for an image with no pixels.
             ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0, 0.0)
         } else {
-            let (sum, sky) = light(img);
-            let (cx, cy) = centre_in(&sum, sky, w, h);
-            (cx, cy, axis_in(&sum, sky, w, h, (cx, cy)))
+            let light = light(img);
+            let (cx, cy) = centre_in(&light, w, h);
+            (cx, cy, axis_in(&light, w, h, (cx, cy)))
         };
         let lanes = if cfg!(target_arch = "x86_64") && (5..=8).contains(&img.bands()) && avx() { 8 } else { 0 };
         let mut pixels = vec![0f32; h * w * lanes];
