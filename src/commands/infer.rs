@@ -311,6 +311,9 @@ fn projection_plot(dir: &Path, column: &str) -> anyhow::Result<()> {
 /// picture no one can read.
 const MOSAIC_QUERIES: usize = 16;
 
+/// Query images prepared and embedded together.
+const QUERY_CHUNK: usize = 256;
+
 /// One query galaxy.
 struct Query {
     /// As given on the command line (`FILE:id` for each image of a file
@@ -418,21 +421,36 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             let src = super::open_source(Path::new(q), &query_args, None)?;
             pre.check_catalogue_bands(src.info()).map_err(|e| anyhow::anyhow!("query {e}"))?;
             // Every image of a file is a query (it was the first alone),
-            // named by its id where the file holds several.
+            // named by its id where the file holds several. The images are
+            // prepared in parallel and embedded a chunk at a time, as
+            // `embed` does; one that cannot be prepared stops the search.
             let several = src.info().len > 1;
+            let name = |id: &str| if several { format!("{q}:{id}") } else { q.clone() };
             let before = queries.len();
             let predictor = infer::Predictor::encoder(enc, pre.crop, &device);
-            for rec in src.records(0)? {
-                let rec = rec?;
-                let name = if several { format!("{q}:{}", rec.id) } else { q.clone() };
-                let raw = rec.pixels.load()?;
-                let (img, _) = pre.apply_view(&raw).with_context(|| format!("query {name}"))?;
-                let mut v = predictor.embed(&[&img])?;
-                ensure!(v.len() == d, "query {name}: the encoder gives {} numbers, the embeddings have {d}", v.len());
+            stream_prepared(src.as_ref(), 0..src.info().len, pre, QUERY_CHUNK, |ok, bad| -> anyhow::Result<()> {
+                if let Some(b) = bad.first() {
+                    // A catalogue's images are files of their own: named too.
+                    let file = if b.file == *q { String::new() } else { format!(" ({})", b.file) };
+                    bail!("query {}{file}: {}", name(&b.id), b.reason);
+                }
+                let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
+                let mut v = predictor.embed(&images).with_context(|| format!("query {q}"))?;
+                let got = v.len() / ok.len().max(1);
+                ensure!(got == d, "query {q}: the encoder gives {got} numbers, the embeddings have {d}");
                 normalise_rows(&mut v, d);
-                // Pixels are kept only for the queries the mosaic shows.
-                let image = (queries.len() < MOSAIC_QUERIES).then_some(raw);
-                queries.push(Query { name, vector: v, row: None, image });
+                for (p, v) in ok.iter().zip(v.chunks_exact(d)) {
+                    queries.push(Query { name: name(&p.id), vector: v.to_vec(), row: None, image: None });
+                }
+                Ok(())
+            })?;
+            // Pixels are kept only for the queries the mosaic shows: read
+            // again for those.
+            let shown = MOSAIC_QUERIES.saturating_sub(before).min(queries.len() - before);
+            for (query, rec) in queries[before..before + shown].iter_mut().zip(src.records(0)?) {
+                let rec = rec?;
+                ensure!(query.name == name(&rec.id), "{q}: its records changed while searching");
+                query.image = Some(rec.pixels.load()?);
             }
             ensure!(queries.len() > before, "{q}: no image");
         } else {

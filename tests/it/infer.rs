@@ -172,6 +172,16 @@ fn embeddings_and_similarity_search_by_id_and_by_file() {
     assert!(names.iter().all(|n| n.starts_with("q2/images.npy:")), "{names:?}");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("2 queries × 40 neighbours among 40 embeddings"), "{text}");
+    // The embedded catalogue itself as a query file (its 40 images prepared
+    // and embedded together): each image finds itself first, as `embed`
+    // placed it.
+    d.ok(&["search", "--embeddings", "emb", "--query", "sim/catalog.csv", "--k", "1", "--out", "found7"]);
+    let (_, rows) = read_csv(&d.join("found7/neighbours.csv"));
+    assert_eq!(rows.len(), 40);
+    for r in &rows {
+        assert_eq!(r[0], format!("sim/catalog.csv:{}", r[2]), "{r:?}");
+        assert!(r[3].parse::<f64>().unwrap() > 0.9999, "{r:?}");
+    }
     // An encoder whose bands are recorded out of wavelength order (as
     // catalogue-trained ones were before catalogue bands were sorted) is
     // refused a catalogue as a query and as data to resume pretraining on,
