@@ -424,11 +424,14 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             // named by its id where the file holds several. The images are
             // prepared in parallel and embedded a chunk at a time, as
             // `embed` does; one that cannot be prepared stops the search.
-            let several = src.info().len > 1;
+            // (A length of 0 is unknown: named by id too.)
+            let several = src.info().len != 1;
             let name = |id: &str| if several { format!("{q}:{id}") } else { q.clone() };
             let before = queries.len();
             let predictor = infer::Predictor::encoder(enc, pre.crop, &device);
-            stream_prepared(src.as_ref(), 0..src.info().len, pre, QUERY_CHUNK, |ok, bad| -> anyhow::Result<()> {
+            // Every record, also of a tf.data snapshot that does not record
+            // how many it holds (its length reads 0).
+            stream_prepared(src.as_ref(), 0..usize::MAX, pre, QUERY_CHUNK, |ok, bad| -> anyhow::Result<()> {
                 if let Some(b) = bad.first() {
                     // A catalogue's images are files of their own: named too.
                     let file = if b.file == *q { String::new() } else { format!(" ({})", b.file) };
@@ -437,7 +440,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
                 let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
                 let mut v = predictor.embed(&images).with_context(|| format!("query {q}"))?;
                 let got = v.len() / ok.len().max(1);
-                ensure!(got == d, "query {q}: the encoder gives {got} numbers, the embeddings have {d}");
+                ensure!(v.len() == ok.len() * d, "query {q}: the encoder gives {got} numbers, the embeddings have {d}");
                 normalise_rows(&mut v, d);
                 for (p, v) in ok.iter().zip(v.chunks_exact(d)) {
                     queries.push(Query { name: name(&p.id), vector: v.to_vec(), row: None, image: None });
@@ -450,7 +453,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             for (query, rec) in queries[before..before + shown].iter_mut().zip(src.records(0)?) {
                 let rec = rec?;
                 ensure!(query.name == name(&rec.id), "{q}: its records changed while searching");
-                query.image = Some(rec.pixels.load()?);
+                query.image = Some(rec.pixels.load().with_context(|| format!("query {}", query.name))?);
             }
             ensure!(queries.len() > before, "{q}: no image");
         } else {

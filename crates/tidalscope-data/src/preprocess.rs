@@ -496,10 +496,14 @@ mod tests {
             for (rows, cols) in [(5, 0), (0, 7)] {
                 let (empty, n) = bin_counted(&Cutout::zeros(2, rows, cols), k);
                 assert_eq!((empty.shape(), n), ([2, rows / k, cols / k], vec![0, 0]), "{rows}×{cols}, k = {k}");
-                let empty = Cutout::zeros(2, rows, cols);
-                let turns = [Turn::Rotate(Mirror::of(&empty)), Turn::Reflect(Reflection::of(&empty))];
-                for turn in turns {
-                    assert_eq!(bin_residual(&empty, k, turn, Window::all(&empty, k)).shape(), [2, rows / k, cols / k]);
+                // (5 bands: the mirror residual's vector path, where the CPU has it.)
+                for bands in [2, 5] {
+                    let empty = Cutout::zeros(bands, rows, cols);
+                    let turns = [Turn::Rotate(Mirror::of(&empty)), Turn::Reflect(Reflection::of(&empty))];
+                    for turn in turns {
+                        let binned = bin_residual(&empty, k, turn, Window::all(&empty, k));
+                        assert_eq!(binned.shape(), [bands, rows / k, cols / k]);
+                    }
                 }
             }
         }

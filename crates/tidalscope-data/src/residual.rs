@@ -325,7 +325,9 @@ fn whole(img: &Cutout, mut turn: impl RowResidual, out: &mut [f32]) {
 }
 
 /// The reflection about an image's major axis through its centre
-/// ([`mirror_residual`]), with scratch for where one row's pixels sample.
+/// ([`mirror_residual`]), with scratch for where one row's pixels sample
+/// and, for the vector path, a copy of the image: one per image, whose
+/// rows it alone makes.
 #[derive(Debug, Clone)]
 pub(crate) struct Reflection {
     cx: f64,
@@ -344,6 +346,8 @@ pub(crate) struct Reflection {
     /// plane).
     pixels: Vec<f32>,
     lanes: usize,
+    /// The shape of the image it was made for, `[bands, h, w]`.
+    shape: [usize; 3],
 }
 
 /// Where one pixel's mirror point samples: the cell's lower corner and
@@ -417,6 +421,14 @@ impl Taps {
 impl Reflection {
     /// The reflection about `img`'s major axis.
     pub(crate) fn of(img: &Cutout) -> Self {
+        let lanes = if cfg!(target_arch = "x86_64") && (5..=8).contains(&img.bands()) && avx() { 8 } else { 0 };
+        Self::with_lanes(img, lanes)
+    }
+
+    /// [`Reflection::of`], its pixels interleaved `lanes` wide (8, where
+    /// the CPU has AVX and the image 5 to 8 bands), or sampled plane by
+    /// plane (0).
+    fn with_lanes(img: &Cutout, lanes: usize) -> Self {
         let (h, w) = (img.height(), img.width());
         let (cx, cy, theta) = if h == 0 || w == 0 {
             // [`centre`]'s answer for an image with no pixels.
@@ -426,7 +438,6 @@ impl Reflection {
             let (cx, cy) = centre_in(&light, w, h);
             (cx, cy, axis_in(&light, w, h, (cx, cy)))
         };
-        let lanes = if cfg!(target_arch = "x86_64") && (5..=8).contains(&img.bands()) && avx() { 8 } else { 0 };
         let mut pixels = vec![0f32; h * w * lanes];
         if lanes > 0 {
             let planes: Vec<&[f32]> = (0..img.bands()).map(|b| &img.band(b)[..h * w]).collect();
@@ -445,15 +456,8 @@ impl Reflection {
             packed: Vec::new(),
             pixels,
             lanes,
+            shape: img.shape(),
         }
-    }
-
-    /// [`Reflection::of`] sampling every band plane by plane, as it does
-    /// for images of more than 8 bands: the plain path that the
-    /// interleaved one is tested against.
-    #[cfg(test)]
-    fn planar(img: &Cutout) -> Self {
-        Self { pixels: Vec::new(), lanes: 0, ..Self::of(img) }
     }
 
     /// The turn by 180° about the same centre ([`Mirror::of`] the same
@@ -468,6 +472,8 @@ impl RowResidual for Reflection {
     // where `floor` is one instruction.
     #[inline(always)]
     fn rows(&mut self, img: &Cutout, y: usize, xs: Range<usize>, out: &mut [f32]) {
+        // The vector path reads its own copy of the image.
+        assert_eq!(img.shape(), self.shape, "a reflection makes the rows of the image it was made for");
         let (h, w) = (img.height(), img.width());
         self.taps.fill(xs.clone(), y, (self.cx, self.cy), (self.c2, self.s2));
         let n = xs.len();
@@ -527,7 +533,8 @@ mod x86 {
             // The 16 pixels sampled, each clamped into the image (a block
             // inside it is 4 runs of 4 neighbours): every offset below is
             // of a pixel of the image, inside `pixels`.
-            let inside = t.x0 >= 1 && t.y0 >= 1 && t.x0 + 2 < wi && t.y0 + 2 < hi;
+            // (Written so that no corner, however far out, overflows.)
+            let inside = t.x0 >= 1 && t.y0 >= 1 && t.x0 <= wi - 3 && t.y0 <= hi - 3;
             let mut xs = [0usize; 4];
             for (c, x) in xs.iter_mut().enumerate() {
                 *x = if inside { (t.x0 - 1) as usize + c } else { (t.x0 - 1 + c as i64).clamp(0, wi - 1) as usize };
@@ -568,7 +575,7 @@ fn reflect_row(band: &[f32], w: usize, h: usize, y: usize, x0: usize, taps: &[Ta
     let row = &band[y * w + x0..][..taps.len()];
     for ((t, centre), out) in taps.iter().zip(row).zip(out.iter_mut()) {
         let mut acc = [0f32; 4];
-        if t.x0 >= 1 && t.y0 >= 1 && t.x0 + 2 < wi && t.y0 + 2 < hi {
+        if t.x0 >= 1 && t.y0 >= 1 && t.x0 <= wi - 3 && t.y0 <= hi - 3 {
             // Cubic convolution (Keys 1981, a = −½) over the 4×4 pixels
             // around the mirror point: the rows weighted, then the columns.
             let start = (t.y0 - 1) as usize * w + (t.x0 - 1) as usize;
@@ -803,6 +810,14 @@ mod tests {
         );
     }
 
+    /// Whether this CPU has AVX, whatever the tests' cap.
+    fn avx_cpu() -> bool {
+        #[cfg(target_arch = "x86_64")]
+        return std::is_x86_feature_detected!("avx");
+        #[cfg(not(target_arch = "x86_64"))]
+        return false;
+    }
+
     #[test]
     fn every_band_interpolated_at_once_gives_the_bits_of_one_band_at_a_time() {
         // 1 to 9 bands (5 to 8 take the vector path where the CPU has AVX),
@@ -818,8 +833,11 @@ mod tests {
             }
             let mut img = Cutout::from_chw(bands, h, w, data).unwrap();
             ellipse(&mut img, (24.0, 15.5), 3.0, 0.5, 0.7, 300.0);
-            let mut fast = Reflection::of(&img);
-            let mut plain = Reflection::planar(&img);
+            // The vector path wherever the CPU has it (whatever cap another
+            // test has set meanwhile), against the plane-by-plane one.
+            let vector = (5..=8).contains(&bands) && avx_cpu();
+            let mut fast = Reflection::with_lanes(&img, if vector { 8 } else { 0 });
+            let mut plain = Reflection::with_lanes(&img, 0);
             assert!(fast.c2.abs() > 0.1 && fast.s2.abs() > 0.1, "an axis off the pixel grid");
             for xs in [0..w, 5..30] {
                 let (mut a, mut b) = (vec![0f32; bands * xs.len()], vec![0f32; bands * xs.len()]);
