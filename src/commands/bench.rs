@@ -524,6 +524,12 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
         ("a coadd patch".into(), "coadd/objects.csv", args.n, vec!["--coadd".into(), coadd.clone()]),
         (format!("a coadd patch, {small} objects"), "coadd/objects-small.csv", small, vec!["--coadd".into(), coadd]),
     ];
+    // The same model's pure inference, as `predict` runs it: the share of
+    // it each input reaches is #14's measure. Timed before and after the
+    // runs (a busy machine moves it).
+    let model_dir = std::path::Path::new(&model);
+    let before = pure_inference(model_dir)?;
+    let mut shares = Vec::new();
     for (name, data, n, extra) in cases {
         // The child reports its own peak memory on stderr.
         let t0 = std::time::Instant::now();
@@ -543,8 +549,45 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
             n as f64 / secs,
             secs
         );
+        shares.push((name, n as f64 / secs));
+    }
+    let after = pure_inference(model_dir)?;
+    let pure = (before + after) / 2.0;
+    println!(
+        "pure inference of the same model: {before:.1} images/s before the runs, {after:.1} after \
+         (preprocessed views, batches of {}, ≥ 3 s each)",
+        tidalscope_model::infer::BATCH
+    );
+    for (name, rate) in shares {
+        println!("predict from {name}: {:.0}% of the pure inference rate (their mean)", 100.0 * rate / pure);
     }
     Ok(())
+}
+
+/// Images per second of the classifier in `model` on random inputs of its
+/// view's shape, through the inference engine `predict` uses, chunks of
+/// 256 as `predict`'s default, for at least 3 seconds after one untimed
+/// chunk.
+fn pure_inference(model: &std::path::Path) -> anyhow::Result<f64> {
+    let device = burn::prelude::Device::flex();
+    let bundle = tidalscope_model::bundle::ClassifierBundle::load(model, &device)?;
+    let (crop, channels) = (bundle.preprocess.crop, bundle.preprocess.normalisation.bands.len());
+    let predictor = tidalscope_model::infer::Predictor::classifier(&bundle.classifier, crop, &device);
+    let mut rng = tidalscope_core::Rng::new(1);
+    let images: Vec<tidalscope_core::Cutout> = (0..256)
+        .map(|_| {
+            let values = (0..channels * crop * crop).map(|_| rng.normal() as f32).collect();
+            tidalscope_core::Cutout::from_chw(channels, crop, crop, values).expect("the view's shape")
+        })
+        .collect();
+    let refs: Vec<&tidalscope_core::Cutout> = images.iter().collect();
+    predictor.scores(&refs)?;
+    let (t0, mut n) = (std::time::Instant::now(), 0usize);
+    while t0.elapsed().as_secs_f64() < 3.0 {
+        predictor.scores(&refs)?;
+        n += refs.len();
+    }
+    Ok(n as f64 / t0.elapsed().as_secs_f64())
 }
 
 /// Writes five 4200 × 4100 band images with a TAN WCS (0.168″ pixels) under
