@@ -344,6 +344,8 @@ pub(crate) struct Reflection {
     /// each band took its own 16 scalar products. Empty when `lanes` is 0:
     /// no AVX, or fewer than 5 or more than 8 bands (sampled plane by
     /// plane).
+    // Read only by the x86-64 vector path.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pixels: Vec<f32>,
     lanes: usize,
     /// The shape of the image it was made for, `[bands, h, w]`.
