@@ -339,15 +339,14 @@ pub(crate) struct Reflection {
     /// The taps as one array, for the plane-by-plane path.
     packed: Vec<Tap>,
     /// The image's pixels with each pixel's bands side by side, padded to
-    /// `lanes` values, so that one pass over a pixel's 16 samples
-    /// interpolates every band with 8-wide vectors, where plane by plane
-    /// each band took its own 16 scalar products. Empty when `lanes` is 0:
-    /// no AVX, or fewer than 5 or more than 8 bands (sampled plane by
-    /// plane).
+    /// 8 values, so that one pass over a pixel's 16 samples interpolates
+    /// every band with 8-wide vectors, where plane by plane each band took
+    /// its own 16 scalar products. Empty (the bands sampled plane by
+    /// plane) without AVX, for fewer than 5 or more than 8 bands, and for
+    /// an image with no pixels.
     // Read only by the x86-64 vector path.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
     pixels: Vec<f32>,
-    lanes: usize,
     /// The shape of the image it was made for, `[bands, h, w]`.
     shape: [usize; 3],
 }
@@ -423,14 +422,16 @@ impl Taps {
 impl Reflection {
     /// The reflection about `img`'s major axis.
     pub(crate) fn of(img: &Cutout) -> Self {
-        let lanes = if cfg!(target_arch = "x86_64") && (5..=8).contains(&img.bands()) && avx() { 8 } else { 0 };
-        Self::with_lanes(img, lanes)
+        // The tests' cap on wider instruction sets
+        // ([`tidalscope_core::dispatch::with_ceiling`]) applies here too.
+        let vector = (5..=8).contains(&img.bands()) && tidalscope_core::dispatch::allowed(1);
+        Self::with_interleaved(img, vector)
     }
 
-    /// [`Reflection::of`], its pixels interleaved `lanes` wide (8, where
-    /// the CPU has AVX and the image 5 to 8 bands), or sampled plane by
-    /// plane (0).
-    fn with_lanes(img: &Cutout, lanes: usize) -> Self {
+    /// [`Reflection::of`], its pixels interleaved for the vector path when
+    /// `interleave` is asked and the CPU has AVX (1 to 8 bands), else
+    /// sampled plane by plane.
+    fn with_interleaved(img: &Cutout, interleave: bool) -> Self {
         let (h, w) = (img.height(), img.width());
         let (cx, cy, theta) = if h == 0 || w == 0 {
             // [`centre`]'s answer for an image with no pixels.
@@ -440,12 +441,16 @@ impl Reflection {
             let (cx, cy) = centre_in(&light, w, h);
             (cx, cy, axis_in(&light, w, h, (cx, cy)))
         };
-        let planes: Vec<&[f32]> = (0..img.bands()).map(|b| &img.band(b)[..h * w]).collect();
-        let pixels = match lanes {
-            // SAFETY: `lanes` is 8 only where the CPU has AVX.
+        let pixels = if interleave && avx() && h * w > 0 {
+            let planes: Vec<&[f32]> = (0..img.bands()).map(|b| &img.band(b)[..h * w]).collect();
+            // SAFETY: the CPU has AVX (checked just above).
             #[cfg(target_arch = "x86_64")]
-            8 => unsafe { x86::interleave(&planes) },
-            _ => Vec::new(),
+            let pixels = unsafe { x86::interleave(&planes) };
+            #[cfg(not(target_arch = "x86_64"))]
+            let pixels = Vec::new();
+            pixels
+        } else {
+            Vec::new()
         };
         Self {
             cx,
@@ -455,7 +460,6 @@ impl Reflection {
             taps: Taps::default(),
             packed: Vec::new(),
             pixels,
-            lanes,
             shape: img.shape(),
         }
     }
@@ -478,18 +482,17 @@ impl RowResidual for Reflection {
         self.taps.fill(xs.clone(), y, (self.cx, self.cy), (self.c2, self.s2));
         let n = xs.len();
         let out = &mut out[..n * img.bands()];
-        match self.lanes {
-            // SAFETY: `lanes` is 8 only where the CPU has AVX.
-            #[cfg(target_arch = "x86_64")]
-            8 => unsafe { x86::reflect_pixels(&self.pixels, w, h, y, xs.start, &self.taps, out) },
-            _ => {
-                // Each band reads every tap: packed once per row.
-                self.packed.clear();
-                self.packed.extend((0..n).map(|i| self.taps.get(i)));
-                for (b, out) in out.chunks_exact_mut(n.max(1)).enumerate() {
-                    reflect_row(img.band(b), w, h, y, xs.start, &self.packed, out);
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if !self.pixels.is_empty() {
+            // SAFETY: the copy is made only where the CPU has AVX.
+            unsafe { x86::reflect_pixels(&self.pixels, w, h, y, xs.start, &self.taps, out) };
+            return;
+        }
+        // Each band reads every tap: packed once per row.
+        self.packed.clear();
+        self.packed.extend((0..n).map(|i| self.taps.get(i)));
+        for (b, out) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            reflect_row(img.band(b), w, h, y, xs.start, &self.packed, out);
         }
     }
 }
@@ -655,12 +658,11 @@ fn reflect_row(band: &[f32], w: usize, h: usize, y: usize, x0: usize, taps: &[Ta
     }
 }
 
-/// Whether the interleaved reflection may use AVX (8-wide vectors): the
-/// CPU has it, and the tests' cap on wider instruction sets
-/// ([`tidalscope_core::dispatch::with_ceiling`]) allows it.
+/// Whether the CPU has AVX (8-wide vectors), which the interleaved
+/// reflection uses.
 fn avx() -> bool {
     #[cfg(target_arch = "x86_64")]
-    return tidalscope_core::dispatch::allowed(1) && std::is_x86_feature_detected!("avx");
+    return std::is_x86_feature_detected!("avx");
     #[cfg(not(target_arch = "x86_64"))]
     return false;
 }
@@ -865,17 +867,9 @@ mod tests {
         );
     }
 
-    /// Whether this CPU has AVX, whatever the tests' cap.
-    fn avx_cpu() -> bool {
-        #[cfg(target_arch = "x86_64")]
-        return std::is_x86_feature_detected!("avx");
-        #[cfg(not(target_arch = "x86_64"))]
-        return false;
-    }
-
     #[test]
     fn the_bands_interleaved_by_transposes_keep_every_bit_and_pad_with_zeros() {
-        if !avx_cpu() {
+        if !avx() {
             return;
         }
         let mut rng = tidalscope_core::Rng::new(3);
@@ -920,9 +914,10 @@ mod tests {
             ellipse(&mut img, (24.0, 15.5), 3.0, 0.5, 0.7, 300.0);
             // The vector path wherever the CPU has it (whatever cap another
             // test has set meanwhile), against the plane-by-plane one.
-            let vector = (5..=8).contains(&bands) && avx_cpu();
-            let mut fast = Reflection::with_lanes(&img, if vector { 8 } else { 0 });
-            let mut plain = Reflection::with_lanes(&img, 0);
+            let vector = (5..=8).contains(&bands) && avx();
+            let mut fast = Reflection::with_interleaved(&img, vector);
+            assert_eq!(fast.pixels.is_empty(), !vector, "{bands} bands: the vector path where the CPU has it");
+            let mut plain = Reflection::with_interleaved(&img, false);
             assert!(fast.c2.abs() > 0.1 && fast.s2.abs() > 0.1, "an axis off the pixel grid");
             for xs in [0..w, 5..30] {
                 let (mut a, mut b) = (vec![0f32; bands * xs.len()], vec![0f32; bands * xs.len()]);
