@@ -1370,7 +1370,8 @@ pub enum BenchCommand {
     Encoder(BenchEncoderArgs),
     /// Exact similarity search over many random embeddings.
     Search(BenchSearchArgs),
-    /// `predict` throughput from npy and from FITS, and its peak memory.
+    /// `predict` throughput from npy, FITS cutouts and a coadd patch, its
+    /// peak memory, and its share of the same model's pure inference.
     Predict(BenchPredictArgs),
 }
 

@@ -527,8 +527,9 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
     // The same model's pure inference, as `predict` runs it: the share of
     // it each input reaches is #14's measure. Timed before and after the
     // runs (a busy machine moves it).
-    let model_dir = std::path::Path::new(&model);
-    let before = pure_inference(model_dir)?;
+    let device = burn::prelude::Device::flex();
+    let bundle = tidalscope_model::bundle::ClassifierBundle::load(std::path::Path::new(&model), &device)?;
+    let before = pure_inference(&bundle, &device)?;
     let mut shares = Vec::new();
     for (name, data, n, extra) in cases {
         // The child reports its own peak memory on stderr.
@@ -551,7 +552,7 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
         );
         shares.push((name, n as f64 / secs));
     }
-    let after = pure_inference(model_dir)?;
+    let after = pure_inference(&bundle, &device)?;
     let pure = (before + after) / 2.0;
     println!(
         "pure inference of the same model: {before:.1} images/s before the runs, {after:.1} after \
@@ -564,15 +565,16 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Images per second of the classifier in `model` on random inputs of its
+/// Images per second of the classifier `bundle` on random inputs of its
 /// view's shape, through the inference engine `predict` uses, chunks of
 /// 256 as `predict`'s default, for at least 3 seconds after one untimed
 /// chunk.
-fn pure_inference(model: &std::path::Path) -> anyhow::Result<f64> {
-    let device = burn::prelude::Device::flex();
-    let bundle = tidalscope_model::bundle::ClassifierBundle::load(model, &device)?;
+fn pure_inference(
+    bundle: &tidalscope_model::bundle::ClassifierBundle,
+    device: &burn::prelude::Device,
+) -> anyhow::Result<f64> {
     let (crop, channels) = (bundle.preprocess.crop, bundle.preprocess.normalisation.bands.len());
-    let predictor = tidalscope_model::infer::Predictor::classifier(&bundle.classifier, crop, &device);
+    let predictor = tidalscope_model::infer::Predictor::classifier(&bundle.classifier, crop, device);
     let mut rng = tidalscope_core::Rng::new(1);
     let images: Vec<tidalscope_core::Cutout> = (0..256)
         .map(|_| {
