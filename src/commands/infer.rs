@@ -424,14 +424,11 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             // named by its id where the file holds several. The images are
             // prepared in parallel and embedded a chunk at a time, as
             // `embed` does; one that cannot be prepared stops the search.
-            // (A length of 0 is unknown: named by id too.)
             let several = src.info().len != 1;
             let name = |id: &str| if several { format!("{q}:{id}") } else { q.clone() };
             let before = queries.len();
             let predictor = infer::Predictor::encoder(enc, pre.crop, &device);
-            // Every record, also of a tf.data snapshot that does not record
-            // how many it holds (its length reads 0).
-            stream_prepared(src.as_ref(), 0..usize::MAX, pre, QUERY_CHUNK, |ok, bad| -> anyhow::Result<()> {
+            stream_prepared(src.as_ref(), 0..src.info().len, pre, QUERY_CHUNK, |ok, bad| -> anyhow::Result<()> {
                 if let Some(b) = bad.first() {
                     // A catalogue's images are files of their own: named too.
                     let file = if b.file == *q { String::new() } else { format!(" ({})", b.file) };

@@ -321,9 +321,47 @@ impl TfDataset {
         Ok(Self { path: path.to_path_buf(), spec, metadata, shards, compression })
     }
 
-    /// Number of elements the metadata promises (None when unknown).
+    /// Number of elements the metadata promises: None where the save did
+    /// not finish (not `finalized`: TensorFlow writes the count last) or
+    /// recorded no positive count (−1/−2 for unknown; some writers leave 0).
     pub fn element_count(&self) -> Option<usize> {
-        usize::try_from(self.metadata.num_elements).ok()
+        usize::try_from(self.metadata.num_elements).ok().filter(|&n| n > 0 && self.metadata.finalized)
+    }
+
+    /// Number of elements: the metadata's count where it promises one
+    /// ([`element_count`](Self::element_count)), otherwise the elements the
+    /// snapshot files hold, counted from their record framing
+    /// ([`count_elements`](Self::count_elements)), so that a folder of
+    /// unknown length is read to its end rather than taken as empty.
+    pub fn num_elements(&self) -> Result<usize> {
+        match self.element_count() {
+            Some(n) => Ok(n),
+            None => self.count_elements(),
+        }
+    }
+
+    /// Counts the elements in the snapshot files by stepping over their
+    /// records (a record per component; data neither kept nor checked).
+    /// An error names a file that ends inside a record or an element.
+    pub fn count_elements(&self) -> Result<usize> {
+        let components = self.spec.components.len().max(1) as u64;
+        let mut elements = 0u64;
+        for path in self.shards.iter().flatten() {
+            let mut reader = open_snapshot(path, self.compression)?;
+            while reader.skip()? {}
+            let records = reader.count();
+            if records % components != 0 {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "{records} records are not whole elements of {components} components (truncated after element {})",
+                        records / components
+                    ),
+                ));
+            }
+            elements += records / components;
+        }
+        Ok(elements as usize)
     }
 
     /// Elements in the order `Dataset.load` yields them with interleave
@@ -340,6 +378,17 @@ impl TfDataset {
     }
 }
 
+/// A record reader over one snapshot file, decompressing as it reads.
+fn open_snapshot(path: &Path, compression: Compression) -> Result<RecordReader<Box<dyn Read + Send>>> {
+    let f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
+    let r: Box<dyn Read + Send> = match compression {
+        Compression::None => Box::new(f),
+        Compression::Gzip => Box::new(BufReader::new(flate2::read::GzDecoder::new(f))),
+        Compression::Zlib => Box::new(BufReader::new(flate2::read::ZlibDecoder::new(f))),
+    };
+    Ok(RecordReader::new(r, path))
+}
+
 /// A sequential reader of one shard's elements.
 struct ShardStream {
     files: Vec<PathBuf>,
@@ -354,13 +403,7 @@ struct ShardStream {
 impl ShardStream {
     fn open_file(&mut self) -> Result<bool> {
         let Some(path) = self.files.get(self.file) else { return Ok(false) };
-        let f = BufReader::with_capacity(1 << 20, File::open(path).map_err(|e| Error::io(path, e))?);
-        let r: Box<dyn Read + Send> = match self.compression {
-            Compression::None => Box::new(f),
-            Compression::Gzip => Box::new(BufReader::new(flate2::read::GzDecoder::new(f))),
-            Compression::Zlib => Box::new(BufReader::new(flate2::read::ZlibDecoder::new(f))),
-        };
-        self.reader = Some(RecordReader::new(r, path));
+        self.reader = Some(open_snapshot(path, self.compression)?);
         Ok(true)
     }
 
@@ -423,7 +466,22 @@ impl Iterator for Elements {
         let n_slots = self.slots.len();
         loop {
             if self.next_shard >= self.dataset.shards.len() && self.slots.iter().all(Option::is_none) {
-                return None;
+                // Where the metadata promised a count, the files must hold
+                // it: a lost shard file otherwise passes for a shorter data set.
+                return match self.dataset.element_count() {
+                    Some(n) if n as u64 != self.produced => {
+                        self.failed = true;
+                        Some(Err(Error::format(
+                            &self.dataset.path,
+                            format!(
+                                "snapshot.metadata promises {n} elements, the snapshot files hold {} \
+                                 (a file missing or cut between elements)",
+                                self.produced
+                            ),
+                        )))
+                    }
+                    _ => None,
+                };
             }
             let i = self.slot;
             match self.slots[i].as_mut() {

@@ -39,30 +39,7 @@ impl<R: Read> RecordReader<R> {
     /// CRC mismatch.
     pub fn next_into(&mut self, buf: &mut Vec<u8>) -> Result<bool> {
         let i = self.index;
-        let mut header = [0u8; 12];
-        let mut got = 0;
-        while got < 12 {
-            match self.inner.read(&mut header[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(self.read_error(i, e)),
-            }
-        }
-        if got == 0 {
-            return Ok(false);
-        }
-        if got < 12 {
-            return Err(Error::format(&self.path, format!("record {i}: truncated header ({got} of 12 bytes)")));
-        }
-        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-        let len_crc = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
-        if masked_crc(&header[..8]) != len_crc {
-            return Err(Error::format(&self.path, format!("record {i}: length CRC mismatch (corrupt file)")));
-        }
-        if len > MAX_RECORD {
-            return Err(Error::format(&self.path, format!("record {i}: implausible length {len}")));
-        }
+        let Some(len) = self.header(i)? else { return Ok(false) };
         buf.clear();
         buf.resize(len as usize + 4, 0);
         self.inner.read_exact(buf).map_err(|e| {
@@ -79,6 +56,53 @@ impl<R: Read> RecordReader<R> {
         }
         self.index += 1;
         Ok(true)
+    }
+
+    /// Steps over the next record without reading its data into memory or
+    /// checking the data's CRC (the length's is checked: a corrupt length
+    /// would send the count astray). `Ok(false)` at a clean end of stream;
+    /// an error names the file and the record on truncation.
+    pub fn skip(&mut self) -> Result<bool> {
+        let i = self.index;
+        let Some(len) = self.header(i)? else { return Ok(false) };
+        let want = len + 4;
+        let got = std::io::copy(&mut (&mut self.inner).take(want), &mut std::io::sink())
+            .map_err(|e| self.read_error(i, e))?;
+        if got < want {
+            return Err(Error::format(&self.path, format!("record {i}: truncated data ({len} bytes expected)")));
+        }
+        self.index += 1;
+        Ok(true)
+    }
+
+    /// Reads record `i`'s header: its data length, or None at a clean end
+    /// of stream.
+    fn header(&mut self, i: u64) -> Result<Option<u64>> {
+        let mut header = [0u8; 12];
+        let mut got = 0;
+        while got < 12 {
+            match self.inner.read(&mut header[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.read_error(i, e)),
+            }
+        }
+        if got == 0 {
+            return Ok(None);
+        }
+        if got < 12 {
+            return Err(Error::format(&self.path, format!("record {i}: truncated header ({got} of 12 bytes)")));
+        }
+        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+        let len_crc = u32::from_le_bytes(header[8..].try_into().expect("4 bytes"));
+        if masked_crc(&header[..8]) != len_crc {
+            return Err(Error::format(&self.path, format!("record {i}: length CRC mismatch (corrupt file)")));
+        }
+        if len > MAX_RECORD {
+            return Err(Error::format(&self.path, format!("record {i}: implausible length {len}")));
+        }
+        Ok(Some(len))
     }
 
     fn read_error(&self, i: u64, e: std::io::Error) -> Error {

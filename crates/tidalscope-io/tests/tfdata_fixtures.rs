@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use tidalscope_io::npy;
-use tidalscope_io::tfdata::{Compression, DType, ElementSpec, Tensor, TensorData, TfDataWriter, TfDataset};
+use tidalscope_io::source::{open, OpenOptions};
+use tidalscope_io::tfdata::{Compression, DType, ElementSpec, Metadata, Tensor, TensorData, TfDataWriter, TfDataset};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/tensorflow/datasets")
@@ -215,4 +216,63 @@ fn corrupt_files_give_errors_naming_file_and_record() {
     std::fs::write(meta.join("snapshot.metadata"), m).unwrap();
     let err = TfDataset::open(&meta).unwrap_err().to_string();
     assert!(err.contains("snapshot.metadata") && err.contains("float64"), "{err}");
+}
+
+/// Rewrites a copied folder's `snapshot.metadata` with `num_elements` and
+/// `finalized` as given.
+fn set_count(dir: &Path, num_elements: i64, finalized: bool) {
+    let path = dir.join("snapshot.metadata");
+    let mut m = Metadata::parse(&std::fs::read(&path).unwrap()).unwrap();
+    (m.num_elements, m.finalized) = (num_elements, finalized);
+    std::fs::write(&path, m.to_bytes()).unwrap();
+}
+
+/// A folder whose metadata gives no count (unknown, an unfinished save,
+/// a writer that left 0) is read to its end, not taken as empty; one
+/// whose files hold fewer elements than its metadata promises says so.
+#[test]
+fn folders_of_unknown_length_are_counted_and_lost_files_named() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, want) in [("tiny_image_3shards", 7), ("det_image_gzip", 4)] {
+        for (count, finalized) in [(-1, true), (0, false), (0, true), (want as i64, false)] {
+            let d = dir.path().join(format!("{name}{count}{finalized}"));
+            copy_dir(&fixtures().join(name), &d);
+            set_count(&d, count, finalized);
+            let ds = TfDataset::open(&d).unwrap();
+            assert_eq!(ds.element_count(), None, "{name} count {count} finalized {finalized}");
+            assert_eq!(ds.num_elements().unwrap(), want, "{name} count {count} finalized {finalized}");
+            assert_eq!(all(&ds, 2).len(), want);
+            let src = open(&d, &OpenOptions::default()).unwrap();
+            assert_eq!(src.info().len, want);
+            assert_eq!(
+                src.records(0).unwrap().map(|r| r.unwrap().index).collect::<Vec<_>>(),
+                (0..want).collect::<Vec<_>>()
+            );
+        }
+    }
+    // A shard file lost from a finished save: the folder's reading ends
+    // with an error, not a shorter data set.
+    let lost = dir.path().join("lost");
+    copy_dir(&fixtures().join("tiny_image_3shards"), &lost);
+    let ds = TfDataset::open(&lost).unwrap();
+    std::fs::remove_file(&ds.shards[1][0]).unwrap();
+    let ds = TfDataset::open(&lost).unwrap();
+    assert_eq!(ds.num_elements().unwrap(), 7);
+    let read: Vec<_> = ds.elements(2).collect();
+    let err = read.last().unwrap().as_ref().unwrap_err().to_string();
+    assert!(err.contains("lost") && err.contains("promises 7 elements") && err.contains("hold 5"), "{err}");
+    assert!(read[..read.len() - 1].iter().all(Result::is_ok));
+    // Counting names a file that stops inside an element (records of some
+    // but not all of its components).
+    let cut = dir.path().join("cut");
+    copy_dir(&fixtures().join("rand_mixed_none"), &cut);
+    set_count(&cut, -1, true);
+    let ds = TfDataset::open(&cut).unwrap();
+    assert!(ds.spec.components.len() > 1);
+    let snap = ds.shards[0][0].clone();
+    let bytes = std::fs::read(&snap).unwrap();
+    let first = 12 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize + 4;
+    std::fs::write(&snap, &bytes[..first]).unwrap();
+    let err = ds.num_elements().unwrap_err().to_string();
+    assert!(err.contains("00000000.snapshot") && err.contains("1 records are not whole elements"), "{err}");
 }

@@ -63,7 +63,7 @@ impl TfDataSource {
         let info = SourceInfo {
             path: path.to_path_buf(),
             format: super::Format::TfData,
-            len: dataset.element_count().unwrap_or(0),
+            len: dataset.num_elements()?,
             bands: default_bands(b),
             shape: dims.map(|_| [b, h, w]),
             dtype: img_spec.dtype.name().to_string(),
