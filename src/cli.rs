@@ -841,8 +841,8 @@ pub struct PredictArgs {
     pub data: PathBuf,
     /// Output table (CSV; a FITS table when it ends in `.fits`, Parquet
     /// when it ends in `.parquet`): id,
-    /// [label,] score, nonfinite_fraction and the data's metadata columns,
-    /// in input order; `errors.csv` is written beside it.
+    /// [label,] score, nonfinite_fraction, constant_bands and the data's
+    /// metadata columns, in input order; `errors.csv` is written beside it.
     #[arg(long)]
     pub out: PathBuf,
     /// Score only part K of N equal parts (K from 0 to N−1), e.g. one task of

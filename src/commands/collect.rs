@@ -57,6 +57,7 @@ struct PartRecord {
     objects: usize,
     failed: usize,
     flagged: usize,
+    constant_band: usize,
 }
 
 /// What `collect` records in its `run.toml`.
@@ -68,6 +69,7 @@ struct Resolved {
     objects: usize,
     failed: usize,
     flagged: usize,
+    constant_band: usize,
     model: String,
     model_sha256: String,
     data: String,
@@ -272,7 +274,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let mut out: Option<CsvWriter> = None;
     let mut hashes = HashSpill::new(out_dir)?;
     let mut records = Vec::new();
-    let (mut objects, mut failed, mut flagged, mut rows_total) = (0usize, 0usize, 0usize, 0usize);
+    let (mut objects, mut failed, mut flagged, mut constant, mut rows_total) = (0usize, 0usize, 0usize, 0usize, 0usize);
     for p in &parts {
         let scores = p.scores(dir);
         let mut reader = csv::Reader::from_path(&scores)
@@ -326,10 +328,12 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
             objects: c.objects,
             failed: c.failed,
             flagged: c.flagged,
+            constant_band: c.constant_band,
         });
         objects += c.objects;
         failed += c.failed;
         flagged += c.flagged;
+        constant += c.constant_band;
         rows_total += rows;
     }
     let twice = hashes.seen_twice()?;
@@ -368,6 +372,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         objects,
         failed,
         flagged,
+        constant_band: constant,
         model: first.model.clone(),
         model_sha256: first.model_sha256.clone(),
         data: first.data.clone(),
@@ -376,7 +381,8 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     let secs = t0.elapsed().as_secs_f64();
     Manifest::new("collect", resolved, started, secs).write_as(&out_dir.join("run.toml"))?;
     println!(
-        "collected {n} shards: {rows_total} objects scored, {failed} failed (→ {}), {flagged} with non-finite pixels → {}",
+        "collected {n} shards: {rows_total} objects scored, {failed} failed (→ {}), {flagged} with non-finite pixels, \
+         {constant} with a band of one value → {}",
         errors_path.display(),
         out_path.display()
     );

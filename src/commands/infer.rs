@@ -17,7 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{scores_header, stream_prepared, ERRORS_HEADER, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{scores_header, stream_prepared, CONSTANT_COLUMN, ERRORS_HEADER, NON_FINITE_COLUMN};
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
@@ -46,6 +46,8 @@ struct RunInfo {
     failed: usize,
     /// Objects processed with some non-finite pixels (set to 0).
     flagged: usize,
+    /// Objects processed with a band of one value throughout.
+    constant_band: usize,
 }
 
 /// What `predict` records in its `run.toml`; `collect` reads it back to
@@ -87,6 +89,10 @@ pub struct PredictRecord {
     pub failed: usize,
     /// Objects processed with some non-finite pixels (set to 0).
     pub flagged: usize,
+    /// Objects processed with a band of one value throughout (named in
+    /// the scores' `constant_bands`); 0 in records of earlier releases.
+    #[serde(default)]
+    pub constant_band: usize,
 }
 
 /// Runs `predict`.
@@ -116,7 +122,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     let errors_path = dir.join(format!("errors{suffix}.csv"));
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
-    let (mut scored, mut failed, mut flagged) = (0usize, 0usize, 0usize);
+    let (mut scored, mut failed, mut flagged, mut constant) = (0usize, 0usize, 0usize, 0usize);
     let predictor = infer::Predictor::classifier(&bundle.classifier, bundle.preprocess.crop, &device);
     stream_prepared(source.as_ref(), range.clone(), &bundle.preprocess, args.chunk, |ok, bad| {
         bar.inc((ok.len() + bad.len()) as u64);
@@ -132,6 +138,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
             let row = p.scores_row(info.labelled, s);
             out.row(&row)?;
             flagged += usize::from(p.non_finite > 0.0);
+            constant += usize::from(!p.constant_bands.is_empty());
         }
         scored += ok.len();
         anyhow::Ok(())
@@ -164,13 +171,14 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         objects: range.len(),
         failed,
         flagged,
+        constant_band: constant,
     };
     Manifest::new("predict", run, started, secs).write_as(&dir.join(format!("run{suffix}.toml")))?;
     println!(
         "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
         args.out.display(),
-        super::flagged_note(flagged)
+        super::flagged_note(flagged, constant)
     );
     super::partial_failure(failed, range.len(), &errors_path)
 }
@@ -185,13 +193,13 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let source = super::open_source(&args.data, &args.source, None)?;
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
-    let mut columns = vec![NON_FINITE_COLUMN.to_string()];
+    let mut columns = vec![NON_FINITE_COLUMN.to_string(), CONSTANT_COLUMN.to_string()];
     columns.extend(info.meta_columns.iter().cloned());
     let mut writer = EmbeddingsWriter::create(&args.out, &columns)?;
     let errors_path = args.out.join("errors.csv");
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "embed", "objects");
-    let (mut rows, mut failed, mut flagged) = (0usize, 0usize, 0usize);
+    let (mut rows, mut failed, mut flagged, mut constant) = (0usize, 0usize, 0usize, 0usize);
     let predictor = infer::Predictor::encoder(&encoder, preprocess.crop, &device);
     stream_prepared(source.as_ref(), range.clone(), &preprocess, args.chunk, |ok, bad| {
         bar.inc((ok.len() + bad.len()) as u64);
@@ -206,12 +214,15 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         let reps = predictor
             .embed(&images)
             .map_err(|e| anyhow::anyhow!("{}: {e} (encoder {})", args.data.display(), args.encoder.display()))?;
-        let meta: Vec<Vec<String>> =
-            ok.iter().map(|p| std::iter::once(p.non_finite_text()).chain(p.meta.iter().cloned()).collect()).collect();
+        let meta: Vec<Vec<String>> = ok
+            .iter()
+            .map(|p| [p.non_finite_text(), p.constant_text()].into_iter().chain(p.meta.iter().cloned()).collect())
+            .collect();
         let objects: Vec<IdRow> =
             ok.iter().zip(&meta).map(|(p, meta)| IdRow { index: p.index, id: &p.id, label: p.label, meta }).collect();
         writer.push(&reps, &objects)?;
         flagged += ok.iter().filter(|p| p.non_finite > 0.0).count();
+        constant += ok.iter().filter(|p| !p.constant_bands.is_empty()).count();
         rows += ok.len();
         anyhow::Ok(())
     })?;
@@ -252,13 +263,14 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
         objects: range.len(),
         failed,
         flagged,
+        constant_band: constant,
     };
     Manifest::new("embed", run, started, secs).write(&args.out)?;
     println!(
         "embedded {rows} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),
         args.out.display(),
-        super::flagged_note(flagged)
+        super::flagged_note(flagged, constant)
     );
     super::partial_failure(failed, range.len(), &errors_path)
 }

@@ -65,14 +65,21 @@ pub fn partial_failure(failed: usize, total: usize, errors: &std::path::Path) ->
     Ok(())
 }
 
-/// The summary's note on flagged objects, if any.
-pub fn flagged_note(flagged: usize) -> String {
-    use tidalscope_data::stream::NON_FINITE_COLUMN;
-    match flagged {
-        0 => String::new(),
-        1 => format!("; 1 object had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
-        n => format!("; {n} objects had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})"),
+/// The summary's note on flagged objects, if any: `flagged` had
+/// non-finite pixels, `constant` a band of one value.
+pub fn flagged_note(flagged: usize, constant: usize) -> String {
+    use tidalscope_data::stream::{CONSTANT_COLUMN, NON_FINITE_COLUMN};
+    let objects = |n: usize| if n == 1 { "1 object".to_string() } else { format!("{n} objects") };
+    let mut note = String::new();
+    if flagged > 0 {
+        let had = objects(flagged);
+        note += &format!("; {had} had non-finite pixels (set to 0; see {NON_FINITE_COLUMN})");
     }
+    if constant > 0 {
+        let had = objects(constant);
+        note += &format!("; {had} had a band of one value, no data (scored from the others; see {CONSTANT_COLUMN})");
+    }
+    note
 }
 
 /// Opens a dataset as the command line describes it.
@@ -155,6 +162,7 @@ pub fn finish_catalog(
         units: units.iter().map(|[c, u]| (c.clone(), u.clone())).collect(),
         keywords: cards,
         floats: vec!["score".into(), tidalscope_data::stream::NON_FINITE_COLUMN.into()],
+        texts: vec![tidalscope_data::stream::CONSTANT_COLUMN.into()],
         singles: vector.map_or_else(Vec::new, |(name, d)| (0..d).map(|k| format!("{name}_{k}")).collect()),
         vector: vector.map(|(name, _)| name.to_string()),
     };

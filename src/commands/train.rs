@@ -479,7 +479,7 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
     let device = args.device.device()?;
     std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
     let reporter = BarReporter::new(Some(&args.out));
-    let evaluate::Evaluated { summary, scored, failed, flagged } =
+    let evaluate::Evaluated { summary, scored, failed, flagged, constant } =
         evaluate_into(&args.model, &args.data, args.split, &args.out, args.threshold, &device, &reporter)?;
     #[derive(serde::Serialize)]
     struct Resolved {
@@ -487,11 +487,12 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         split: String,
         threshold: f64,
         data: Vec<String>,
-        /// Objects scored, those that could not be (errors.csv) and those
-        /// scored with non-finite pixels.
+        /// Objects scored, those that could not be (errors.csv), those
+        /// scored with non-finite pixels and those with a band of one value.
         scored: usize,
         failed: usize,
         flagged: usize,
+        constant_band: usize,
     }
     let resolved = Resolved {
         model: args.model.display().to_string(),
@@ -501,6 +502,7 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
         scored,
         failed,
         flagged,
+        constant_band: constant,
     };
     Manifest::new("evaluate", resolved, started, t0.elapsed().as_secs_f64()).write(&args.out)?;
     match summary {
@@ -514,12 +516,12 @@ pub fn evaluate(args: EvaluateArgs) -> anyhow::Result<()> {
             s.n,
             s.positives,
             args.out.display(),
-            super::flagged_note(flagged)
+            super::flagged_note(flagged, constant)
         ),
         None => println!(
             "scored {scored} objects → {} (no ROC: both classes are needed){}",
             args.out.join("scores.csv").display(),
-            super::flagged_note(flagged)
+            super::flagged_note(flagged, constant)
         ),
     }
     super::partial_failure(failed, scored + failed, &args.out.join("errors.csv"))

@@ -76,15 +76,17 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
 }
 
 #[test]
-fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() {
+fn non_finite_pixels_and_constant_bands_are_flagged_per_object_and_an_empty_band_is_an_error_row() {
     let d = Dir::new();
     trained(&d);
     d.ok(&["simulate", "--n", "6", "--size", "32", "--out", "few", "--preview", "0"]);
     let (shape, mut px) = tidalscope_io::npy::read_f32(&d.join("few/images.npy")).unwrap();
     let per = 32 * 32 * 5;
     // Object 0: band r (channel 1 of HWC) entirely NaN. Object 1: ten g pixels NaN.
+    // Object 2: band i filled with 0 (no coverage, as some pipelines write it).
     px[..per].iter_mut().skip(1).step_by(5).for_each(|v| *v = f32::NAN);
     px[per..2 * per].iter_mut().step_by(5).take(10).for_each(|v| *v = f32::NAN);
+    px[2 * per..3 * per].iter_mut().skip(2).step_by(5).for_each(|v| *v = 0.0);
     let mut w = tidalscope_io::npy::NpyWriter::create(&d.join("bad.npy"), &shape).unwrap();
     w.write(&px).unwrap();
     w.finish().unwrap();
@@ -92,21 +94,26 @@ fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() 
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 object had non-finite pixels"), "{stdout}");
+    assert!(stdout.contains("1 object had a band of one value, no data (scored from the others"), "{stdout}");
     let (_, errors) = read_csv(&d.join("p/errors.csv"));
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0][0], "0");
     assert!(errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
     let (header, rows) = read_csv(&d.join("p/scores.csv"));
-    assert_eq!(&header[..3], ["id", "score", "nonfinite_fraction"]);
+    assert_eq!(&header[..4], ["id", "score", "nonfinite_fraction", "constant_bands"]);
     let fractions: Vec<&str> = rows.iter().map(|r| r[2].as_str()).collect();
     assert_eq!(fractions, ["0.001953", "0", "0", "0", "0"], "10 of 32×32×5 pixels in object 1");
+    let constant: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
+    assert_eq!(constant, ["", "i", "", "", ""]);
     let run = std::fs::read_to_string(d.join("p/run.toml")).unwrap();
-    assert!(run.contains("flagged = 1") && run.contains("failed = 1"), "{run}");
+    assert!(run.contains("flagged = 1") && run.contains("failed = 1") && run.contains("constant_band = 1"), "{run}");
     let out = d.run(&["embed", "--encoder", "enc", "--data", "bad.npy", "--out", "e", "--color-by", "none"]);
     assert_eq!(out.status.code(), Some(3));
     let (header, ids) = read_csv(&d.join("e/ids.csv"));
     let col = header.iter().position(|h| h == "nonfinite_fraction").expect("column in ids.csv");
     assert_eq!(ids[0][col], "0.001953");
+    assert_eq!(header[col + 1], "constant_bands");
+    assert_eq!(ids[1][col + 1], "i");
     // `evaluate` follows the same rule as `predict`: the empty band is an
     // error row (exit 3), the rest are scored, with the same scores.
     let out = d.run(&["evaluate", "--model", "clf", "--data", "bad.npy", "--split", "all", "--out", "ev"]);
@@ -114,15 +121,17 @@ fn non_finite_pixels_are_flagged_per_object_and_an_empty_band_is_an_error_row() 
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 6 objects could not be processed"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("scored 5 objects") && stdout.contains("1 object had non-finite pixels"), "{stdout}");
+    assert!(stdout.contains("1 object had a band of one value"), "{stdout}");
     let run = std::fs::read_to_string(d.join("ev/run.toml")).unwrap();
     assert!(run.contains("scored = 5") && run.contains("failed = 1") && run.contains("flagged = 1"), "{run}");
+    assert!(run.contains("constant_band = 1"), "{run}");
     let (_, errors) = read_csv(&d.join("ev/errors.csv"));
     assert_eq!(errors.len(), 1);
     assert!(errors[0][0] == "0" && errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
     let (header, evaluated) = read_csv(&d.join("ev/scores.csv"));
-    assert_eq!(&header[..4], ["id", "label", "score", "nonfinite_fraction"]);
-    let pick = |rows: &[Vec<String>], score: usize| -> Vec<(String, String, String)> {
-        rows.iter().map(|r| (r[0].clone(), r[score].clone(), r[score + 1].clone())).collect()
+    assert_eq!(&header[..5], ["id", "label", "score", "nonfinite_fraction", "constant_bands"]);
+    let pick = |rows: &[Vec<String>], score: usize| -> Vec<(String, String, String, String)> {
+        rows.iter().map(|r| (r[0].clone(), r[score].clone(), r[score + 1].clone(), r[score + 2].clone())).collect()
     };
     assert_eq!(pick(&evaluated, 2), pick(&rows, 1), "evaluate and predict agree object by object");
 }

@@ -389,6 +389,24 @@ impl Preprocess {
         names[..names.len() / self.channels.factor()].to_vec()
     }
 
+    /// The input bands of a prepared image (as [`apply`](Self::apply) or
+    /// [`apply_view`](Self::apply_view) return it) whose pixels all hold
+    /// one value: a band with no data there, such as one a pipeline filled
+    /// with 0 where it had no coverage, or one masked (NaN, then 0 by the
+    /// non-finite rule) except where it is 0. The network still reads the
+    /// other bands, so such an object is scored, but its score is made
+    /// from fewer bands than the model learnt from.
+    pub fn constant_bands(&self, image: &Cutout) -> Vec<String> {
+        let names = self.input_bands();
+        (0..names.len().min(image.bands()))
+            .filter(|&b| {
+                let band = image.band(b);
+                band.first().is_some_and(|&v0| band.iter().all(|&v| v == v0))
+            })
+            .map(|b| names[b].clone())
+            .collect()
+    }
+
     /// [`apply_view`](Self::apply_view) to a record's pixels, loaded for
     /// it: readers that bin while they decode skip a pass over the whole
     /// image, with the same result to the bit (today a plain `.npy` of
@@ -741,6 +759,44 @@ mod tests {
         let err = p.apply(&img).unwrap_err();
         assert!(matches!(&err, PreprocessError::EmptyBand { band } if band == "r"), "{err}");
         assert_eq!(err.to_string(), "band r has no finite pixel (all NaN or infinite)");
+    }
+
+    /// A band of one value where the model looks (0 where a pipeline had
+    /// no coverage, or masked but for zeros) is named; a band with any
+    /// variation is not, nor are the residual channels (0 for any
+    /// symmetric image).
+    #[test]
+    fn bands_of_one_value_are_named() {
+        for channels in [Channels::Image, Channels::All] {
+            let bands = ["g", "r", "i"].map(String::from).to_vec();
+            let names: Vec<String> = match channels {
+                Channels::Image => bands.clone(),
+                _ => (0..3).flat_map(|k| bands.iter().map(move |b| format!("{b}{k}"))).collect(),
+            };
+            let p = Preprocess {
+                bin: 1,
+                crop: 8,
+                normalisation: Normaliser::new(names.clone(), vec![1.0; names.len()], "t"),
+                channels,
+            };
+            let mut img = Cutout::zeros(3, 12, 12);
+            for (j, v) in img.band_mut(0).iter_mut().enumerate() {
+                *v = ((j * 7919) % 17) as f32 * 0.1;
+            }
+            // r: zero-filled; i: masked on the left, zero on the right.
+            img.band_mut(2).iter_mut().step_by(2).for_each(|v| *v = f32::NAN);
+            let (out, _) = p.apply_view(&img).unwrap();
+            assert_eq!(p.constant_bands(&out), [names[1].clone(), names[2].clone()], "{channels:?}");
+            img.band_mut(1)[12 * 6 + 6] = 0.5;
+            img.band_mut(2)[12 * 6 + 7] = 1e-3;
+            let (out, _) = p.apply_view(&img).unwrap();
+            assert!(p.constant_bands(&out).is_empty(), "{channels:?}");
+            // A variation outside the model's view does not count.
+            img.band_mut(1)[12 * 6 + 6] = 0.0;
+            img.band_mut(1)[0] = 3.0;
+            let (out, _) = p.apply_view(&img).unwrap();
+            assert_eq!(p.constant_bands(&out), [names[1].clone()], "{channels:?}");
+        }
     }
 
     /// The residual channels are made before binning, on every path (a

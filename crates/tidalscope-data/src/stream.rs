@@ -28,7 +28,15 @@ pub struct Prepared {
     /// Fraction of the image's pixels (all bands) that were not finite
     /// (NaN, ±inf) as read; they are 0 in `image`.
     pub non_finite: f64,
+    /// The input bands of one value throughout `image`
+    /// ([`Preprocess::constant_bands`]).
+    pub constant_bands: Vec<String>,
 }
+
+/// The column of `predict`, `embed` and `evaluate` outputs that names each
+/// object's bands of one value ([`Prepared::constant_bands`], joined by
+/// `;`, empty where there are none).
+pub const CONSTANT_COLUMN: &str = "constant_bands";
 
 /// The column of `predict` and `embed` outputs that holds each object's
 /// fraction of non-finite pixels ([`Prepared::non_finite`]).
@@ -39,6 +47,11 @@ impl Prepared {
     /// every pixel was finite.
     pub fn non_finite_text(&self) -> String {
         non_finite_text(self.non_finite)
+    }
+
+    /// [`Prepared::constant_bands`] as written to catalogues.
+    pub fn constant_text(&self) -> String {
+        self.constant_bands.join(";")
     }
 }
 
@@ -57,7 +70,8 @@ pub const ERRORS_HEADER: [&str; 3] = ["id", "file", "reason"];
 
 /// The columns of a scored catalogue (`predict`'s output, in the CLI and
 /// in Python): id, label when the source has labels, score,
-/// [`NON_FINITE_COLUMN`], then the source's metadata columns.
+/// [`NON_FINITE_COLUMN`], [`CONSTANT_COLUMN`], then the source's metadata
+/// columns.
 pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     let mut header = vec!["id".to_string()];
     if labelled {
@@ -65,6 +79,7 @@ pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     }
     header.push("score".into());
     header.push(NON_FINITE_COLUMN.into());
+    header.push(CONSTANT_COLUMN.into());
     header.extend(meta_columns.iter().cloned());
     header
 }
@@ -79,6 +94,7 @@ impl Prepared {
         }
         row.push(format!("{score:.6}"));
         row.push(self.non_finite_text());
+        row.push(self.constant_text());
         row.extend(self.meta.iter().cloned());
         row
     }
@@ -192,7 +208,8 @@ where
                 let fail = |reason: String| Failed { id: id.clone(), file: file.clone(), reason };
                 let (image, bad, values) = preprocess.load_view(r.pixels).map_err(|e| fail(e.to_string()))?;
                 let non_finite = bad as f64 / values.max(1) as f64;
-                Ok(Prepared { index, id: id.clone(), label, meta, image, non_finite })
+                let constant_bands = preprocess.constant_bands(&image);
+                Ok(Prepared { index, id: id.clone(), label, meta, image, non_finite, constant_bands })
             })
             .collect();
         let (mut ok, mut bad) = (Vec::new(), Vec::new());

@@ -89,6 +89,9 @@ pub struct TableMeta {
     /// Columns that are floats whatever their values look like (a column of
     /// fractions that happen to be all `0` is still a fraction).
     pub floats: Vec<String>,
+    /// Columns that are text whatever their values look like (a column of
+    /// band names that happens to be empty in every row is still text).
+    pub texts: Vec<String>,
     /// Float columns stored as 32-bit floats (values that were float32,
     /// e.g. embeddings): FITS `E`, Parquet `FLOAT`.
     pub singles: Vec<String>,
@@ -150,6 +153,9 @@ pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<
     }
     for c in cols.iter_mut().filter(|c| (meta.floats.contains(&c.name) || c.single) && c.float) {
         c.int = false;
+    }
+    for c in cols.iter_mut().filter(|c| meta.texts.contains(&c.name)) {
+        (c.int, c.float) = (false, false);
     }
     if rows == 0 {
         // No values to type the columns by: text, as written.
@@ -278,6 +284,7 @@ mod tests {
             units: vec![("score".into(), "probability".into())],
             keywords: vec![("ORIGIN".into(), Value::Str("tidalscope".into()), "".into())],
             floats: vec![],
+            texts: vec![],
             singles: vec![],
             vector: None,
         };
@@ -306,6 +313,13 @@ mod tests {
         assert!(text.contains("TFORM1  = '17A     '"), "{text}");
         std::fs::write(&csv, "a,a\n1,2\n").unwrap();
         assert!(csv_to_fits(&csv, &fits, &meta).unwrap_err().to_string().contains("appears twice"));
+        // A column asked to be text stays text when every value is empty
+        // (it would read as a float column of NaN).
+        std::fs::write(&csv, "id,bands,other\n1,,\n2,,\n").unwrap();
+        let meta = TableMeta { texts: vec!["bands".into()], ..meta };
+        csv_to_fits(&csv, &fits, &meta).unwrap();
+        let text = String::from_utf8_lossy(&std::fs::read(&fits).unwrap()[BLOCK..2 * BLOCK]).into_owned();
+        assert!(text.contains("TFORM2  = '1A      '") && text.contains("TFORM3  = 'D       '"), "{text}");
     }
 
     #[test]

@@ -199,6 +199,7 @@ mod tests {
             units: vec![("score".into(), "probability".into())],
             keywords: vec![("ORIGIN".into(), Value::Str("tidal'scope".into()), "".into())],
             floats: vec![],
+            texts: vec![],
             singles: vec![],
             vector: None,
         };

@@ -146,8 +146,9 @@ impl Classifier {
     /// Scores every object of a catalogue or dataset — any input
     /// `tidalscope predict --data` takes — and returns its table as
     /// `{column: ndarray}`: id, label (when the data has labels), score,
-    /// nonfinite_fraction (of each image's pixels, set to 0 before scoring)
-    /// and the data's metadata columns, in input order. `shard=(k, n)` scores
+    /// nonfinite_fraction (of each image's pixels, set to 0 before scoring),
+    /// constant_bands (bands of one value, no data: see the README's NaN
+    /// rule) and the data's metadata columns, in input order. `shard=(k, n)` scores
     /// part k of n, as `--shard k/n`. Scores are rounded to 6 decimals, as
     /// in the CLI's CSV, so both give the same table. Objects that cannot be
     /// read are left out with a warning that counts them and names the first

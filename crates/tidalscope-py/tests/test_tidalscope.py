@@ -58,8 +58,10 @@ def test_predict_catalog_is_the_cli_table_and_shards_concatenate(cli):
     clf = ts.load_classifier(cli.path("clf"))
     table = clf.predict_catalog(cli.path("sim", "catalog.csv"))
     assert list(table) == header
-    assert header[:4] == ["id", "label", "score", "nonfinite_fraction"]
+    assert header[:5] == ["id", "label", "score", "nonfinite_fraction", "constant_bands"]
     assert table["id"].dtype == np.int64 and table["nonfinite_fraction"].dtype == np.float64
+    # Band names, text even when no object has a band of one value.
+    assert table["constant_bands"].dtype.kind == "U" and set(table["constant_bands"]) == {""}
     np.testing.assert_array_equal(table["id"], [int(r[0]) for r in rows])
     np.testing.assert_array_equal(table["score"], [float(r[header.index("score")]) for r in rows])
     assert table["kind"].dtype.kind == "U"
@@ -300,6 +302,9 @@ def test_fits_and_parquet_catalogues_from_the_cli_read_back_in_astropy(cli):
         types = {c: (t[c].dtype.kind, t[c].dtype.itemsize) for c in ("id", "label", "score", "nonfinite_fraction")}
         assert types == {"id": ("i", 8), "label": ("i", 8), "score": ("f", 8), "nonfinite_fraction": ("f", 8)}
         assert t["kind"].dtype.kind in "US"
+        # astropy masks empty strings (mask_invalid): none named either way.
+        constant = np.ma.filled(np.ma.asarray(t["constant_bands"]), "")
+        assert t["constant_bands"].dtype.kind in "US" and set(constant) == {""}, name
         np.testing.assert_array_equal(t["id"], [int(r[0]) for r in rows])
         np.testing.assert_array_equal(t["score"], [float(r[header.index("score")]) for r in rows])
         assert list(t["kind"]) == [r[header.index("kind")] for r in rows]

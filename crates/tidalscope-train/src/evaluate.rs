@@ -30,6 +30,9 @@ pub struct Scored {
     /// Fraction of its pixels that were not finite as read (0 in what the
     /// model saw), as `predict` reports it.
     pub non_finite: f64,
+    /// Its input bands of one value throughout what the model saw, as
+    /// `predict` reports them.
+    pub constant_bands: Vec<String>,
     /// Metadata columns.
     pub meta: Vec<String>,
 }
@@ -66,6 +69,9 @@ pub struct Evaluated {
     /// Objects scored with some non-finite pixels (set to 0; their
     /// fraction is `scores.csv`'s `nonfinite_fraction`).
     pub flagged: usize,
+    /// Objects scored with a band of one value throughout (named in
+    /// `scores.csv`'s `constant_bands`).
+    pub constant: usize,
 }
 
 /// Objects read and scored together.
@@ -113,7 +119,8 @@ pub fn evaluate(
             let images: Vec<&Cutout> = ok.iter().map(|p| &p.image).collect();
             let scores = if images.is_empty() { Vec::new() } else { predictor.scores(&images)? };
             for (p, score) in ok.into_iter().zip(scores) {
-                let scored = Scored { id: p.id, label: p.label, score, non_finite: p.non_finite, meta: p.meta };
+                let (non_finite, constant_bands) = (p.non_finite, p.constant_bands);
+                let scored = Scored { id: p.id, label: p.label, score, non_finite, constant_bands, meta: p.meta };
                 by_object.insert((s, p.index), scored);
             }
             failed.extend(bad);
@@ -151,8 +158,9 @@ pub fn evaluate(
         .collect();
     let meta_columns = if keep_meta { meta_columns } else { Vec::new() };
     let flagged = scored.iter().filter(|s| s.non_finite > 0.0).count();
+    let constant = scored.iter().filter(|s| !s.constant_bands.is_empty()).count();
     let summary = write_outputs(out, &scored, &meta_columns, &failed, threshold, title)?;
-    Ok(Evaluated { summary, scored: scored.len(), failed: failed.len(), flagged })
+    Ok(Evaluated { summary, scored: scored.len(), failed: failed.len(), flagged, constant })
 }
 
 /// Writes `scores.csv` (`predict`'s columns, with the label), `errors.csv`
@@ -171,7 +179,8 @@ pub fn write_outputs(
     let mut w = CsvWriter::create(&out.join("scores.csv"), &scores_header(true, meta_columns))?;
     for s in scored {
         let label = s.label.map(|l| l.to_string()).unwrap_or_default();
-        let mut row = vec![s.id.clone(), label, format!("{:.6}", s.score), non_finite_text(s.non_finite)];
+        let score = format!("{:.6}", s.score);
+        let mut row = vec![s.id.clone(), label, score, non_finite_text(s.non_finite), s.constant_bands.join(";")];
         row.extend(s.meta.iter().cloned());
         w.row(&row)?;
     }
