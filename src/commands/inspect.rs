@@ -33,6 +33,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
     }
     let mut per_band: Vec<Vec<f32>> = Vec::new();
     let (mut mins, mut maxs, mut bad) = (Vec::new(), Vec::new(), Vec::new());
+    // Images whose band holds one value (finite pixels all equal): no
+    // data there, as a band filled with 0 where it had no coverage.
+    let mut constant = Vec::new();
     let mut read = 0;
     let mut failed = 0;
     for rec in source.records(0)?.take(args.limit) {
@@ -50,6 +53,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             mins = vec![f32::INFINITY; img.bands()];
             maxs = vec![f32::NEG_INFINITY; img.bands()];
             bad = vec![0usize; img.bands()];
+            constant = vec![0usize; img.bands()];
         }
         if img.bands() != per_band.len() {
             anyhow::bail!(
@@ -61,6 +65,10 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             );
         }
         for b in 0..img.bands() {
+            let mut finite = img.band(b).iter().filter(|v| v.is_finite());
+            if let Some(first) = finite.next() {
+                constant[b] += usize::from(finite.all(|v| v == first));
+            }
             for &v in img.band(b) {
                 if v.is_finite() {
                     per_band[b].push(v);
@@ -77,15 +85,21 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         "statistics  over the first {read} images{}",
         if failed > 0 { format!(" ({failed} unreadable)") } else { String::new() }
     );
-    println!("  {:<6} {:>14} {:>14} {:>14} {:>14} {:>12}", "band", "median", "MAD σ", "min", "max", "non-finite");
+    println!(
+        "  {:<6} {:>14} {:>14} {:>14} {:>14} {:>12} {:>10}",
+        "band", "median", "MAD σ", "min", "max", "non-finite", "one value"
+    );
     for (b, vals) in per_band.iter_mut().enumerate() {
         let name = info.bands.get(b).cloned().unwrap_or_else(|| format!("b{b}"));
         let median = tidalscope_core::stats::median(vals).unwrap_or(f32::NAN);
         let sigma = mad_sigma(vals).unwrap_or(f32::NAN);
         println!(
-            "  {:<6} {:>14.6e} {:>14.6e} {:>14.6e} {:>14.6e} {:>12}",
-            name, median, sigma, mins[b], maxs[b], bad[b]
+            "  {:<6} {:>14.6e} {:>14.6e} {:>14.6e} {:>14.6e} {:>12} {:>10}",
+            name, median, sigma, mins[b], maxs[b], bad[b], constant[b]
         );
+    }
+    if constant.iter().any(|&n| n > 0) {
+        println!("  (one value: images whose band holds a single value throughout, no data; see constant_bands)");
     }
     Ok(())
 }

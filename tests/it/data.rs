@@ -34,6 +34,19 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
         "{text}"
     );
     assert!(text.contains("5 bands × 24 × 24"), "{text}");
+    assert!(text.contains("one value") && !text.contains("no data; see constant_bands"), "{text}");
+    // Band i of object 1 filled with 0, as pipelines write no coverage.
+    let (shape, mut px) = npy::read_f32(&d.join("sim/images.npy")).unwrap();
+    let per = 24 * 24 * 5;
+    px[per..2 * per].iter_mut().skip(2).step_by(5).for_each(|v| *v = 0.0);
+    let mut w = npy::NpyWriter::create(&d.join("zero.npy"), &shape).unwrap();
+    w.write(&px).unwrap();
+    w.finish().unwrap();
+    let text = String::from_utf8_lossy(&d.ok(&["inspect", "zero.npy"]).stdout).into_owned();
+    let ones: Vec<&str> = text.lines().filter(|l| l.starts_with("  ") && !l.contains("band")).collect();
+    let counts: Vec<&str> = ones.iter().filter_map(|l| l.split_whitespace().last()).collect();
+    assert_eq!(counts[..5], ["0", "0", "1", "0", "0"], "{text}");
+    assert!(text.contains("no data; see constant_bands"), "{text}");
 }
 
 #[test]
