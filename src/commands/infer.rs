@@ -46,7 +46,7 @@ struct RunInfo {
     failed: usize,
     /// Objects processed with some non-finite pixels (set to 0).
     flagged: usize,
-    /// Objects processed with a band of one value throughout.
+    /// Objects processed with a band of one value in the model's view.
     constant_band: usize,
 }
 
@@ -89,7 +89,7 @@ pub struct PredictRecord {
     pub failed: usize,
     /// Objects processed with some non-finite pixels (set to 0).
     pub flagged: usize,
-    /// Objects processed with a band of one value throughout (named in
+    /// Objects processed with a band of one value in the model's view (named in
     /// the scores' `constant_bands`); 0 in records of earlier releases.
     #[serde(default)]
     pub constant_band: usize,

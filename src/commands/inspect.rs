@@ -99,7 +99,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         );
     }
     if constant.iter().any(|&n| n > 0) {
-        println!("  (one value: images whose band holds a single value throughout, no data; see constant_bands)");
+        println!("  (one value: images whose band's finite pixels all hold one value, no data; see constant_bands)");
     }
     Ok(())
 }

@@ -28,7 +28,7 @@ pub struct Prepared {
     /// Fraction of the image's pixels (all bands) that were not finite
     /// (NaN, ±inf) as read; they are 0 in `image`.
     pub non_finite: f64,
-    /// The input bands of one value throughout `image`
+    /// The input bands of one value over all of `image` (the model's view)
     /// ([`Preprocess::constant_bands`]).
     pub constant_bands: Vec<String>,
 }

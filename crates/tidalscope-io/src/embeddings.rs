@@ -2,8 +2,9 @@
 //! else: NumPy, pandas) reads:
 //!
 //! * `embeddings.npy` — float32 `[N, D]`, one representation per object;
-//! * `ids.csv` — `index, id, label` and the source's metadata columns, one
-//!   row per line of the array, in the same order;
+//! * `ids.csv` — `index, id, label`, the columns the writer is given
+//!   (`embed`'s: `nonfinite_fraction`, `constant_bands`, then the source's
+//!   metadata), one row per line of the array, in the same order;
 //! * `embedding.json` — [`EmbeddingInfo`]: the encoder and data it came
 //!   from (so a query image can be embedded the same way), N and D.
 //!

@@ -179,7 +179,9 @@ pub struct Metadata {
     pub version: u64,
     /// DataType of each component, in flat order.
     pub dtypes: Vec<u64>,
-    /// Number of elements (−1/−2: unknown).
+    /// Number of elements (−1/−2: unknown; 0 is taken as unknown too, and
+    /// so is any count of a save that did not finish: see
+    /// [`TfDataset::element_count`]).
     pub num_elements: i64,
     /// True once the writer finished.
     pub finalized: bool,
@@ -341,25 +343,34 @@ impl TfDataset {
     }
 
     /// Counts the elements in the snapshot files by stepping over their
-    /// records (a record per component; data neither kept nor checked).
+    /// records (a record per component; data neither kept nor checked):
+    /// plain files by seeking past each record's data, compressed ones by
+    /// decompressing them (a full read, at every opening: Dataset.save
+    /// records the count, so only an unfinished or foreign save pays it).
     /// An error names a file that ends inside a record or an element.
     pub fn count_elements(&self) -> Result<usize> {
         let components = self.spec.components.len().max(1) as u64;
         let mut elements = 0u64;
         for path in self.shards.iter().flatten() {
-            let mut reader = open_snapshot(path, self.compression)?;
-            while reader.skip()? {}
-            let records = reader.count();
-            if records % components != 0 {
+            let records = match self.compression {
+                Compression::None => tfrecord::count_records(path)?,
+                _ => {
+                    let mut reader = open_snapshot(path, self.compression)?;
+                    while reader.skip()? {}
+                    reader.count()
+                }
+            };
+            let (whole, part) = (records / components, records % components);
+            if part != 0 {
                 return Err(Error::format(
                     path,
                     format!(
-                        "{records} records are not whole elements of {components} components (truncated after element {})",
-                        records / components
+                        "{whole} whole elements, then {part} of the next element's {components} components \
+                         (truncated)"
                     ),
                 ));
             }
-            elements += records / components;
+            elements += whole;
         }
         Ok(elements as usize)
     }
@@ -471,11 +482,15 @@ impl Iterator for Elements {
                 return match self.dataset.element_count() {
                     Some(n) if n as u64 != self.produced => {
                         self.failed = true;
+                        let why = if (n as u64) > self.produced {
+                            "a file missing or cut between elements"
+                        } else {
+                            "more than promised: files from another save?"
+                        };
                         Some(Err(Error::format(
                             &self.dataset.path,
                             format!(
-                                "snapshot.metadata promises {n} elements, the snapshot files hold {} \
-                                 (a file missing or cut between elements)",
+                                "snapshot.metadata promises {n} elements, the snapshot files hold {} ({why})",
                                 self.produced
                             ),
                         )))

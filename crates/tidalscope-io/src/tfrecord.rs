@@ -111,6 +111,39 @@ impl<R: Read> RecordReader<R> {
     }
 }
 
+/// Counts the records of an uncompressed TFRecord file by reading each
+/// header (its length's CRC checked) and seeking past the data: the
+/// data's bytes are never read. An error names the file and the record
+/// that the file ends inside.
+pub fn count_records(path: &Path) -> Result<u64> {
+    use std::io::{BufReader, Seek, SeekFrom};
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut r = BufReader::with_capacity(1 << 12, file);
+    let (mut pos, mut i) = (0u64, 0u64);
+    while pos < size {
+        if size - pos < 12 {
+            return Err(Error::format(path, format!("record {i}: truncated header ({} of 12 bytes)", size - pos)));
+        }
+        let mut header = [0u8; 12];
+        r.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
+        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
+        if masked_crc(&header[..8]) != u32::from_le_bytes(header[8..].try_into().expect("4 bytes")) {
+            return Err(Error::format(path, format!("record {i}: length CRC mismatch (corrupt file)")));
+        }
+        if len > MAX_RECORD {
+            return Err(Error::format(path, format!("record {i}: implausible length {len}")));
+        }
+        pos += 12 + len + 4;
+        if pos > size {
+            return Err(Error::format(path, format!("record {i}: truncated data ({len} bytes expected)")));
+        }
+        r.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(path, e))?;
+        i += 1;
+    }
+    Ok(i)
+}
+
 /// Appends one framed record.
 pub fn write_record(w: &mut impl Write, data: &[u8]) -> std::io::Result<()> {
     let len = (data.len() as u64).to_le_bytes();

@@ -274,5 +274,15 @@ fn folders_of_unknown_length_are_counted_and_lost_files_named() {
     let first = 12 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize + 4;
     std::fs::write(&snap, &bytes[..first]).unwrap();
     let err = ds.num_elements().unwrap_err().to_string();
-    assert!(err.contains("00000000.snapshot") && err.contains("1 records are not whole elements"), "{err}");
+    assert!(err.contains("00000000.snapshot") && err.contains("0 whole elements, then 1 of the next"), "{err}");
+    // A plain file cut inside a record's data: counted by seeking, named.
+    let cut = dir.path().join("cut-data");
+    copy_dir(&fixtures().join("det_image_none"), &cut);
+    set_count(&cut, -1, true);
+    let ds = TfDataset::open(&cut).unwrap();
+    let snap = ds.shards[0][0].clone();
+    let bytes = std::fs::read(&snap).unwrap();
+    std::fs::write(&snap, &bytes[..3 * 327_718 + 100]).unwrap();
+    let err = ds.num_elements().unwrap_err().to_string();
+    assert!(err.contains("00000000.snapshot") && err.contains("record 3: truncated data"), "{err}");
 }

@@ -106,6 +106,11 @@ fn column<'py>(py: Python<'py>, values: Vec<String>) -> PyResult<Bound<'py, PyAn
     if let Some(floats) = floats {
         return Ok(floats.into_pyarray(py).into_any());
     }
+    text_column(py, values)
+}
+
+/// A NumPy array of text (`dtype=str`), whatever the values look like.
+pub fn text_column<'py>(py: Python<'py>, values: Vec<String>) -> PyResult<Bound<'py, PyAny>> {
     let np = py.import("numpy")?;
     let kwargs = PyDict::new(py);
     kwargs.set_item("dtype", "str")?;

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
 use tidalscope_data::residual::Channels;
-use tidalscope_data::stream::{scores_header, shard_range, stream_prepared, Failed, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{
+    scores_header, shard_range, stream_prepared, Failed, CONSTANT_COLUMN, NON_FINITE_COLUMN,
+};
 use tidalscope_io::source::{CoaddOptions, OpenOptions, Source, Tile};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::device::DeviceKind;
@@ -202,10 +204,16 @@ impl Classifier {
             warnings.call_method1("warn", (message,))?;
         }
         let columns = scores_header(info.labelled, &info.meta_columns);
+        // Band names stay text (the table would read "1" as a number).
+        let at = columns.iter().position(|c| c == CONSTANT_COLUMN);
+        let constant: Vec<String> = at.map(|k| rows.iter().map(|r| r[k].clone()).collect()).unwrap_or_default();
         let table = arrays::table(py, &columns, rows)?;
         // A fraction, even when every object's is 0.
         if let Some(col) = table.get_item(NON_FINITE_COLUMN)? {
             table.set_item(NON_FINITE_COLUMN, col.call_method1("astype", ("float64",))?)?;
+        }
+        if at.is_some() {
+            table.set_item(CONSTANT_COLUMN, arrays::text_column(py, constant)?)?;
         }
         Ok(table)
     }

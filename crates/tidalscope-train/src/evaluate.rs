@@ -30,7 +30,7 @@ pub struct Scored {
     /// Fraction of its pixels that were not finite as read (0 in what the
     /// model saw), as `predict` reports it.
     pub non_finite: f64,
-    /// Its input bands of one value throughout what the model saw, as
+    /// Its input bands of one value over all the model saw, as
     /// `predict` reports them.
     pub constant_bands: Vec<String>,
     /// Metadata columns.
@@ -69,7 +69,7 @@ pub struct Evaluated {
     /// Objects scored with some non-finite pixels (set to 0; their
     /// fraction is `scores.csv`'s `nonfinite_fraction`).
     pub flagged: usize,
-    /// Objects scored with a band of one value throughout (named in
+    /// Objects scored with a band of one value in the model's view (named in
     /// `scores.csv`'s `constant_bands`).
     pub constant: usize,
 }
