@@ -334,12 +334,35 @@ impl TfDataset {
     /// ([`element_count`](Self::element_count)), otherwise the elements the
     /// snapshot files hold, counted from their record framing
     /// ([`count_elements`](Self::count_elements)), so that a folder of
-    /// unknown length is read to its end rather than taken as empty.
+    /// unknown length is read to its end rather than taken as empty. A
+    /// promise is checked against uncompressed files, where counting
+    /// costs a seek per record: a shard file lost from a finished save
+    /// would otherwise shift every later element of a part read by index
+    /// (`--shard k/n`) without a word. (Compressed files are checked when
+    /// reading reaches their end.)
     pub fn num_elements(&self) -> Result<usize> {
         match self.element_count() {
+            Some(n) if self.compression == Compression::None => match self.count_elements()? {
+                held if held == n => Ok(n),
+                held => Err(self.broken_promise(n, held as u64)),
+            },
             Some(n) => Ok(n),
             None => self.count_elements(),
         }
+    }
+
+    /// The error of a finished save whose files hold `held` elements where
+    /// its metadata promises `n`.
+    fn broken_promise(&self, n: usize, held: u64) -> Error {
+        let why = if (n as u64) > held {
+            "a file missing or cut between elements"
+        } else {
+            "more than promised: files from another save?"
+        };
+        Error::format(
+            &self.path,
+            format!("snapshot.metadata promises {n} elements, the snapshot files hold {held} ({why})"),
+        )
     }
 
     /// Counts the elements in the snapshot files by stepping over their
@@ -482,18 +505,7 @@ impl Iterator for Elements {
                 return match self.dataset.element_count() {
                     Some(n) if n as u64 != self.produced => {
                         self.failed = true;
-                        let why = if (n as u64) > self.produced {
-                            "a file missing or cut between elements"
-                        } else {
-                            "more than promised: files from another save?"
-                        };
-                        Some(Err(Error::format(
-                            &self.dataset.path,
-                            format!(
-                                "snapshot.metadata promises {n} elements, the snapshot files hold {} ({why})",
-                                self.produced
-                            ),
-                        )))
+                        Some(Err(self.dataset.broken_promise(n, self.produced)))
                     }
                     _ => None,
                 };
