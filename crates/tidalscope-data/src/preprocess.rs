@@ -766,8 +766,9 @@ mod tests {
 
     /// A band of one value where the model looks (0 where a pipeline had
     /// no coverage, or masked but for zeros) is named; a band with any
-    /// variation is not, nor are the residual channels (0 for any
-    /// symmetric image).
+    /// variation is not. Beside the bands, the residual channels are not
+    /// read (0 for any symmetric image); a model of residuals alone is
+    /// read on its residuals.
     #[test]
     fn bands_of_one_value_are_named() {
         for channels in [Channels::Image, Channels::Residual, Channels::Both, Channels::All] {
