@@ -87,7 +87,8 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
             // A folder: images.npy + catalog.csv, readable back with labels and metadata.
             std::fs::create_dir_all(&args.output).with_context(|| format!("creating {}", args.output.display()))?;
             let mut header = vec!["id".to_string(), "label".to_string()];
-            header.extend(info.meta_columns.iter().cloned());
+            let meta = tidalscope_data::stream::meta_names(&header, &info.meta_columns);
+            header.extend(meta);
             Sink::Npy(
                 NpyWriter::create(&args.output.join("images.npy"), &[n, h, w, c])?,
                 Some(Box::new(CsvWriter::create(&args.output.join("catalog.csv"), &header)?)),

@@ -17,7 +17,9 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use tidalscope_core::Cutout;
 use tidalscope_data::preprocess::Preprocess;
-use tidalscope_data::stream::{scores_header, stream_prepared, CONSTANT_COLUMN, ERRORS_HEADER, NON_FINITE_COLUMN};
+use tidalscope_data::stream::{
+    meta_names, scores_header, stream_prepared, CONSTANT_COLUMN, ERRORS_HEADER, NON_FINITE_COLUMN,
+};
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
@@ -194,7 +196,8 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
     let mut columns = vec![NON_FINITE_COLUMN.to_string(), CONSTANT_COLUMN.to_string()];
-    columns.extend(info.meta_columns.iter().cloned());
+    let own: Vec<String> = ["index", "id", "label"].iter().map(|c| c.to_string()).chain(columns.clone()).collect();
+    columns.extend(meta_names(&own, &info.meta_columns));
     let mut writer = EmbeddingsWriter::create(&args.out, &columns)?;
     let errors_path = args.out.join("errors.csv");
     let mut errors = errors_writer(&errors_path)?;

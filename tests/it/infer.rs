@@ -75,6 +75,38 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     assert!(err.contains("unknown device \"tpu\" (cpu, cuda, cuda:N)"), "{err}");
 }
 
+/// Every column of a written table is named once: a tf.data folder's id
+/// and label keys are its id and label (not metadata again), and a
+/// catalogue that was itself scored keeps its old score as `score_input`;
+/// both could not be written as FITS before.
+#[test]
+fn every_output_column_is_named_once() {
+    let d = Dir::new();
+    trained(&d);
+    d.ok(&["convert", "sim", "tf", "--to", "tfdata"]);
+    d.ok(&["predict", "--model", "clf", "--data", "tf", "--out", "t/scores.fits"]);
+    d.ok(&["predict", "--model", "clf", "--data", "tf", "--out", "t/scores.csv"]);
+    let (header, rows) = read_csv(&d.join("t/scores.csv"));
+    assert_eq!(header, ["id", "label", "score", "nonfinite_fraction", "constant_bands"]);
+    assert_eq!(rows.len(), 40);
+    d.ok(&["embed", "--encoder", "enc", "--data", "tf", "--out", "te", "--color-by", "none"]);
+    assert_eq!(read_csv(&d.join("te/ids.csv")).0, ["index", "id", "label", "nonfinite_fraction", "constant_bands"]);
+    // A scored catalogue (its score and flags beside the file columns) scored again.
+    let (cat_header, cat) = read_csv(&d.join("sim/catalog.csv"));
+    let mut text = format!("{},score,nonfinite_fraction\n", cat_header.join(","));
+    for r in &cat {
+        text += &format!("{},0.25,0\n", r.join(","));
+    }
+    std::fs::write(d.join("sim/scored.csv"), text).unwrap();
+    d.ok(&["predict", "--model", "clf", "--data", "sim/scored.csv", "--out", "c/scores.fits"]);
+    d.ok(&["predict", "--model", "clf", "--data", "sim/scored.csv", "--out", "c/scores.csv"]);
+    let (header, rows) = read_csv(&d.join("c/scores.csv"));
+    let at = |name: &str| header.iter().position(|h| h == name).unwrap_or_else(|| panic!("{name} in {header:?}"));
+    assert_eq!(header.iter().filter(|h| *h == "score").count(), 1, "{header:?}");
+    assert_eq!((at("score"), &rows[0][at("score_input")]), (2, &"0.25".to_string()));
+    assert_eq!(rows[0][at("nonfinite_fraction_input")], "0");
+}
+
 #[test]
 fn non_finite_pixels_and_constant_bands_are_flagged_per_object_and_an_empty_band_is_an_error_row() {
     let d = Dir::new();

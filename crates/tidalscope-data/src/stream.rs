@@ -71,7 +71,7 @@ pub const ERRORS_HEADER: [&str; 3] = ["id", "file", "reason"];
 /// The columns of a scored catalogue (`predict`'s output, in the CLI and
 /// in Python): id, label when the source has labels, score,
 /// [`NON_FINITE_COLUMN`], [`CONSTANT_COLUMN`], then the source's metadata
-/// columns.
+/// columns, renamed where they clash ([`meta_names`]).
 pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     let mut header = vec!["id".to_string()];
     if labelled {
@@ -80,8 +80,31 @@ pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     header.push("score".into());
     header.push(NON_FINITE_COLUMN.into());
     header.push(CONSTANT_COLUMN.into());
-    header.extend(meta_columns.iter().cloned());
+    let meta = meta_names(&header, meta_columns);
+    header.extend(meta);
     header
+}
+
+/// The source's metadata column names as a table writes them after its
+/// own columns `own`: a name already taken gets `_input` appended (then
+/// `_input2`, `_input3`, …), so that every column is named once. A
+/// catalogue that was itself scored brings `score` and
+/// `nonfinite_fraction` along; a table with a name twice cannot be written
+/// as FITS or Parquet, and pandas or astropy would rename it their own way.
+pub fn meta_names(own: &[String], meta: &[String]) -> Vec<String> {
+    let mut taken: std::collections::HashSet<String> = own.iter().cloned().collect();
+    meta.iter()
+        .map(|name| {
+            let mut unique = name.clone();
+            let mut k = 1;
+            while taken.contains(&unique) {
+                unique = if k == 1 { format!("{name}_input") } else { format!("{name}_input{k}") };
+                k += 1;
+            }
+            taken.insert(unique.clone());
+            unique
+        })
+        .collect()
 }
 
 impl Prepared {
@@ -267,5 +290,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(calls, 0, "nothing selected, nothing read");
+    }
+
+    #[test]
+    fn metadata_names_taken_by_the_table_get_a_suffix() {
+        let own: Vec<String> = ["id", "score", "score_input"].map(String::from).to_vec();
+        let meta: Vec<String> = ["ra", "score", "id", "ra"].map(String::from).to_vec();
+        assert_eq!(meta_names(&own, &meta), ["ra", "score_input2", "id_input", "ra_input"]);
+        assert_eq!(scores_header(false, &["score".to_string()]).last().unwrap(), "score_input");
     }
 }

@@ -1,6 +1,6 @@
 //! tf.data `Dataset.save` folders as a source: the image under one key,
-//! every other key as metadata (an `id`/`object_id` key gives ids, a scalar
-//! integer `label` key gives labels).
+//! an `id`/`object_id` key gives ids, a scalar integer `label` key gives
+//! labels, every other key is metadata.
 
 use super::{default_bands, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
 use crate::tfdata::{DType, TfDataset};
@@ -58,7 +58,10 @@ impl TfDataSource {
                 && spec.components[k].dtype != DType::F32
                 && spec.components[k].dtype != DType::F64
         });
-        let meta: Vec<usize> = (0..spec.components.len()).filter(|&k| k != image).collect();
+        // The id and label keys are the records' id and label, not metadata
+        // again (a table of both would name them twice).
+        let meta: Vec<usize> =
+            (0..spec.components.len()).filter(|&k| k != image && Some(k) != id && Some(k) != label).collect();
         let (b, h, w) = dims.map(|d| layout.bhw(d)).unwrap_or((0, 0, 0));
         let info = SourceInfo {
             path: path.to_path_buf(),
