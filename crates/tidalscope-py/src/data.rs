@@ -152,7 +152,8 @@ pub fn read<'py>(
     if info.labelled {
         columns.push("label".into());
     }
-    columns.extend(info.meta_columns.iter().cloned());
+    let meta = tidalscope_data::stream::meta_names(&columns, &info.meta_columns);
+    columns.extend(meta);
     Ok((images.into_pyarray(py), arrays::table(py, &columns, rows)?))
 }
 

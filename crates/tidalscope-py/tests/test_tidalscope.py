@@ -153,6 +153,11 @@ def test_read_gives_every_format_as_the_cli_reads_it(cli, images):
     header, rows = read_csv(cli.path("sim", "catalog.csv"))
     plane = fits.getdata(cli.path("sim", rows[0][header.index("file_i")]))
     np.testing.assert_array_equal(fits_images[0, :, :, 2], plane)
+    # A tf.data folder: its id and label keys are the id and label columns.
+    cli("convert", "sim/catalog.csv", "tf", "--to", "tfdata")
+    tf_images, cat = ts.read(cli.path("tf"))
+    np.testing.assert_array_equal(tf_images, fits_images)
+    assert list(cat) == ["id", "label"] and list(cat["id"]) == list(range(40))
 
 
 def test_lupton_rgb_makes_an_image_to_look_at(images):
