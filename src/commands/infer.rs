@@ -23,7 +23,7 @@ use tidalscope_data::stream::{
 use tidalscope_eval::plot::{mosaic, scatter, Group, Tile, PALETTE};
 use tidalscope_eval::search::{normalise_rows, pca2, top_k};
 use tidalscope_io::csv::CsvWriter;
-use tidalscope_io::embeddings::{EmbeddingInfo, Embeddings, EmbeddingsWriter, IdRow};
+use tidalscope_io::embeddings::{EmbeddingInfo, Embeddings, EmbeddingsWriter, IdRow, ID_COLUMNS};
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer;
 
@@ -196,7 +196,7 @@ pub fn embed(args: EmbedArgs) -> anyhow::Result<()> {
     let info = source.info().clone();
     let range = shard_range(info.len, shard);
     let mut columns = vec![NON_FINITE_COLUMN.to_string(), CONSTANT_COLUMN.to_string()];
-    let own: Vec<String> = ["index", "id", "label"].iter().map(|c| c.to_string()).chain(columns.clone()).collect();
+    let own: Vec<String> = ID_COLUMNS.iter().map(|c| c.to_string()).chain(columns.clone()).collect();
     columns.extend(meta_names(&own, &info.meta_columns));
     let mut writer = EmbeddingsWriter::create(&args.out, &columns)?;
     let errors_path = args.out.join("errors.csv");
@@ -439,7 +439,7 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             // named by its id where the file holds several. The images are
             // prepared in parallel and embedded a chunk at a time, as
             // `embed` does; one that cannot be prepared stops the search.
-            let several = src.info().len != 1;
+            let several = src.info().len > 1;
             let name = |id: &str| if several { format!("{q}:{id}") } else { q.clone() };
             let before = queries.len();
             let predictor = infer::Predictor::encoder(enc, pre.crop, &device);

@@ -51,7 +51,7 @@ impl Prepared {
 
     /// [`Prepared::constant_bands`] as written to catalogues.
     pub fn constant_text(&self) -> String {
-        self.constant_bands.join(";")
+        constant_text(&self.constant_bands)
     }
 }
 
@@ -63,6 +63,12 @@ pub fn non_finite_text(fraction: f64) -> String {
     } else {
         format!("{fraction:.6}")
     }
+}
+
+/// Bands of one value as written to catalogues ([`CONSTANT_COLUMN`]):
+/// joined by `;`, empty where there are none.
+pub fn constant_text(bands: &[String]) -> String {
+    bands.join(";")
 }
 
 /// The columns of an `errors.csv`: one row per [`Failed`] object.

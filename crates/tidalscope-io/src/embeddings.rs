@@ -100,12 +100,15 @@ pub struct EmbeddingsWriter {
     dim: usize,
 }
 
+/// The first columns of `ids.csv`, before the writer's `meta_columns`.
+pub const ID_COLUMNS: [&str; 3] = ["index", "id", "label"];
+
 impl EmbeddingsWriter {
     /// Starts a folder `dir` (created when missing) for objects with
-    /// `meta_columns`.
+    /// `meta_columns` (after [`ID_COLUMNS`]).
     pub fn create(dir: &Path, meta_columns: &[String]) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut header = vec!["index".to_string(), "id".to_string(), "label".to_string()];
+        let mut header: Vec<String> = ID_COLUMNS.map(String::from).to_vec();
         header.extend(meta_columns.iter().cloned());
         let ids = CsvWriter::create(&dir.join(IDS), &header)?;
         let raw_path = dir.join(format!(".embeddings.raw{}", std::process::id()));

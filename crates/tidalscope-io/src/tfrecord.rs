@@ -63,11 +63,17 @@ impl<R: Read> RecordReader<R> {
     /// would send the count astray). `Ok(false)` at a clean end of stream;
     /// an error names the file and the record on truncation.
     pub fn skip(&mut self) -> Result<bool> {
+        self.skip_with(|inner, n| std::io::copy(&mut inner.take(n), &mut std::io::sink()))
+    }
+
+    /// [`skip`](Self::skip), the data stepped over by `pass(inner, n)`,
+    /// which returns how many of the `n` bytes it passed (fewer at the
+    /// end of the stream).
+    fn skip_with(&mut self, pass: impl FnOnce(&mut R, u64) -> std::io::Result<u64>) -> Result<bool> {
         let i = self.index;
         let Some(len) = self.header(i)? else { return Ok(false) };
         let want = len + 4;
-        let got = std::io::copy(&mut (&mut self.inner).take(want), &mut std::io::sink())
-            .map_err(|e| self.read_error(i, e))?;
+        let got = pass(&mut self.inner, want).map_err(|e| self.read_error(i, e))?;
         if got < want {
             return Err(Error::format(&self.path, format!("record {i}: truncated data ({len} bytes expected)")));
         }
@@ -119,29 +125,16 @@ pub fn count_records(path: &Path) -> Result<u64> {
     use std::io::{BufReader, Seek, SeekFrom};
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
-    let mut r = BufReader::with_capacity(1 << 12, file);
-    let (mut pos, mut i) = (0u64, 0u64);
-    while pos < size {
-        if size - pos < 12 {
-            return Err(Error::format(path, format!("record {i}: truncated header ({} of 12 bytes)", size - pos)));
-        }
-        let mut header = [0u8; 12];
-        r.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-        let len = u64::from_le_bytes(header[..8].try_into().expect("8 bytes"));
-        if masked_crc(&header[..8]) != u32::from_le_bytes(header[8..].try_into().expect("4 bytes")) {
-            return Err(Error::format(path, format!("record {i}: length CRC mismatch (corrupt file)")));
-        }
-        if len > MAX_RECORD {
-            return Err(Error::format(path, format!("record {i}: implausible length {len}")));
-        }
-        pos += 12 + len + 4;
-        if pos > size {
-            return Err(Error::format(path, format!("record {i}: truncated data ({len} bytes expected)")));
-        }
-        r.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(path, e))?;
-        i += 1;
-    }
-    Ok(i)
+    let mut r = RecordReader::new(BufReader::with_capacity(1 << 12, file), path);
+    // A seek past the end succeeds: stop at the end and say how far it got.
+    let seek = |f: &mut BufReader<std::fs::File>, n: u64| {
+        let from = f.stream_position()?;
+        let to = from.saturating_add(n).min(size);
+        f.seek(SeekFrom::Start(to))?;
+        Ok(to - from)
+    };
+    while r.skip_with(seek)? {}
+    Ok(r.count())
 }
 
 /// Appends one framed record.

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use tidalscope_core::Cutout;
 use tidalscope_data::split::ObjectRef;
-use tidalscope_data::stream::{non_finite_text, scores_header, stream_selected, Failed, ERRORS_HEADER};
+use tidalscope_data::stream::{constant_text, non_finite_text, scores_header, stream_selected, Failed, ERRORS_HEADER};
 use tidalscope_eval::metrics::Summary;
 use tidalscope_eval::plot::{line_plot, Axes, Series, PALETTE};
 use tidalscope_io::csv::CsvWriter;
@@ -180,7 +180,7 @@ pub fn write_outputs(
     for s in scored {
         let label = s.label.map(|l| l.to_string()).unwrap_or_default();
         let score = format!("{:.6}", s.score);
-        let mut row = vec![s.id.clone(), label, score, non_finite_text(s.non_finite), s.constant_bands.join(";")];
+        let mut row = vec![s.id.clone(), label, score, non_finite_text(s.non_finite), constant_text(&s.constant_bands)];
         row.extend(s.meta.iter().cloned());
         w.row(&row)?;
     }
