@@ -91,27 +91,7 @@ pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     header
 }
 
-/// The source's metadata column names as a table writes them after its
-/// own columns `own`: a name already taken gets `_input` appended (then
-/// `_input2`, `_input3`, …), so that every column is named once. A
-/// catalogue that was itself scored brings `score` and
-/// `nonfinite_fraction` along; a table with a name twice cannot be written
-/// as FITS or Parquet, and pandas or astropy would rename it their own way.
-pub fn meta_names(own: &[String], meta: &[String]) -> Vec<String> {
-    let mut taken: std::collections::HashSet<String> = own.iter().cloned().collect();
-    meta.iter()
-        .map(|name| {
-            let mut unique = name.clone();
-            let mut k = 1;
-            while taken.contains(&unique) {
-                unique = if k == 1 { format!("{name}_input") } else { format!("{name}_input{k}") };
-                k += 1;
-            }
-            taken.insert(unique.clone());
-            unique
-        })
-        .collect()
-}
+pub use tidalscope_io::source::meta_names;
 
 impl Prepared {
     /// This object's row of a scored catalogue ([`scores_header`]), the

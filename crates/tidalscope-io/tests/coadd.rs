@@ -59,6 +59,24 @@ fn open_coadd(dir: &Path, coadd: CoaddOptions) -> Box<dyn Source> {
     open(&dir.join("objects.csv"), &OpenOptions { coadd: Some(coadd), ..OpenOptions::default() }).unwrap()
 }
 
+/// A catalogue with a `tile` column of its own keeps it as `tile_input`
+/// (the rule for every input column whose name an output takes): `tile`
+/// names the patch the cutout was cut from.
+#[test]
+fn a_catalogues_own_tile_column_gives_way_to_the_patch_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let coadd = setup(dir.path(), &[(20.3, 15.7)]);
+    let csv = std::fs::read_to_string(dir.path().join("objects.csv")).unwrap();
+    let mut lines = csv.lines();
+    let mut with_tile = format!("{},tile\n", lines.next().unwrap());
+    lines.for_each(|l| with_tile += &format!("{l},9813\n"));
+    std::fs::write(dir.path().join("objects.csv"), with_tile).unwrap();
+    let src = open_coadd(dir.path(), coadd);
+    assert_eq!(src.info().meta_columns, ["ra", "dec", "tile_input", "tile"]);
+    let rec = src.records(0).unwrap().next().unwrap().unwrap();
+    assert_eq!(rec.meta[2..], ["9813".to_string(), "tile0".to_string()]);
+}
+
 #[test]
 fn cutouts_take_each_bands_own_wcs_and_fill_edges_with_nan() {
     let dir = tempfile::tempdir().unwrap();

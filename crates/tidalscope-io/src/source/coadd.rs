@@ -258,7 +258,12 @@ impl CoaddSource {
                 bands: coadd.tiles[0].bands.iter().map(|(b, _)| b.clone()).collect(),
                 shape: Some([coadd.tiles[0].bands.len(), coadd.size, coadd.size]),
                 dtype: "float32".into(),
-                meta_columns: meta.iter().map(|&c| catalog.columns[c].clone()).chain(["tile".to_string()]).collect(),
+                meta_columns: {
+                    // The catalogue's own `tile` is input: it gives way to
+                    // ours, as every clashing input column does.
+                    let given: Vec<String> = meta.iter().map(|&c| catalog.columns[c].clone()).collect();
+                    super::meta_names(&["tile".to_string()], &given).into_iter().chain(["tile".to_string()]).collect()
+                },
                 labelled: label.is_some(),
             },
             catalog,
