@@ -258,6 +258,12 @@ pub struct PretrainArgs {
     /// with the model; inference repeats it.
     #[arg(long, value_enum)]
     pub channels: Option<ChannelsArg>,
+    /// How finely the residuals' centre is kept: half-pixel (rounded, so
+    /// the turn maps pixels onto pixels; default) or subpixel (as
+    /// measured, the turned copy interpolated: measured no better). Stored
+    /// with the model.
+    #[arg(long, value_enum)]
+    pub centring: Option<CentringArg>,
     /// Augmentation noise: reference (the reference code's exact, weak
     /// noise; default), physical (U(1,3)·σ_b in raw flux, the paper's stated
     /// intent, which drowns faint features) or none.
@@ -577,6 +583,24 @@ impl From<ChannelsArg> for tidalscope_data::residual::Channels {
     }
 }
 
+/// `--centring` of `pretrain`, the experiments and the demo.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CentringArg {
+    /// The centroid rounded to the nearest half pixel.
+    HalfPixel,
+    /// The centroid as measured, the turned copy interpolated.
+    Subpixel,
+}
+
+impl From<CentringArg> for tidalscope_data::residual::Centring {
+    fn from(c: CentringArg) -> Self {
+        match c {
+            CentringArg::HalfPixel => Self::HalfPixel,
+            CentringArg::Subpixel => Self::Subpixel,
+        }
+    }
+}
+
 /// `--kernels` of `pretrain` and `finetune`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum KernelsArg {
@@ -813,6 +837,11 @@ pub struct PretrainOverrides {
     /// those made before it took `all`).
     #[arg(long, value_enum)]
     pub channels: Option<ChannelsArg>,
+    /// How finely the residuals' centre is kept in the pretraining
+    /// (default: the preset's, half-pixel; `subpixel` reruns "The
+    /// residuals' centre").
+    #[arg(long, value_enum)]
+    pub centring: Option<CentringArg>,
     /// Crowding of the pretraining images: the compact sources of N other
     /// images pasted into each (`pretrain --crowd`; default: the preset's).
     #[arg(long, value_name = "N")]
@@ -826,6 +855,7 @@ impl PretrainOverrides {
             || self.decorrelation.is_some()
             || self.pretrain_lr.is_some()
             || self.channels.is_some()
+            || self.centring.is_some()
             || self.crowd.is_some()
     }
 }

@@ -501,6 +501,7 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
                     "bench",
                 ),
                 channels: preset.channels,
+                centring: preset.centring,
             };
             let config = tidalscope_model::ClassifierConfig::new(
                 tidalscope_model::EncoderConfig::paper(5 * preset.channels.factor()).with_width(preset.width),

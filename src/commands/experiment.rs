@@ -29,7 +29,7 @@ use tidalscope_io::source::Source;
 use tidalscope_model::bundle::{ClassifierBundle, EncoderBundle};
 use tidalscope_model::infer::{head_logits, Layer, Predictor};
 use tidalscope_sim::FEATURE_CONTRAST;
-use tidalscope_train::config::{Channels, FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
+use tidalscope_train::config::{Centring, Channels, FinetuneConfig, LrSchedule, Mode, PretrainConfig, SplitSpec};
 use tidalscope_train::representation;
 
 /// Refuses pretraining overrides beside a model that is already trained
@@ -38,7 +38,7 @@ use tidalscope_train::representation;
 fn no_overrides_with(o: &PretrainOverrides, given: &str) -> anyhow::Result<()> {
     ensure!(
         !o.any(),
-        "--local-views, --decorrelation, --pretrain-lr, --channels and --crowd set the pretraining; {given}"
+        "--local-views, --decorrelation, --pretrain-lr, --channels, --centring and --crowd set the pretraining; {given}"
     );
     Ok(())
 }
@@ -611,6 +611,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
         pretrain_channels: Option<Channels>,
+        pretrain_centring: Option<Centring>,
         pretrain_crowd: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_min_steps: Option<usize>,
@@ -646,6 +647,7 @@ pub fn labels(mut args: ExperimentLabelsArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: args.encoder.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.encoder.is_none().then_some(pre_cfg.lr),
         pretrain_channels: args.encoder.is_none().then_some(pre_cfg.channels),
+        pretrain_centring: args.encoder.is_none().then_some(pre_cfg.centring),
         pretrain_crowd: args.encoder.is_none().then_some(pre_cfg.crowd),
         finetune_epochs: trains.then_some(ft_epochs),
         finetune_min_steps: trains.then_some(args.min_steps),
@@ -1193,6 +1195,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: Option<f64>,
         pretrain_lr: Option<f64>,
         pretrain_channels: Option<Channels>,
+        pretrain_centring: Option<Centring>,
         pretrain_crowd: Option<f64>,
         finetune_epochs: Option<usize>,
         finetune_lr_schedule: Option<LrSchedule>,
@@ -1210,6 +1213,7 @@ pub fn recovery(args: ExperimentRecoveryArgs) -> anyhow::Result<()> {
         pretrain_decorrelation: args.model.is_none().then_some(pre_cfg.decorrelation),
         pretrain_lr: args.model.is_none().then_some(pre_cfg.lr),
         pretrain_channels: args.model.is_none().then_some(pre_cfg.channels),
+        pretrain_centring: args.model.is_none().then_some(pre_cfg.centring),
         pretrain_crowd: args.model.is_none().then_some(pre_cfg.crowd),
         finetune_epochs: args.model.is_none().then_some(ft_epochs),
         finetune_lr_schedule: args.model.is_none().then_some(LrSchedule::for_mode(Mode::Finetune)),

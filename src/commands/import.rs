@@ -126,7 +126,13 @@ pub fn run(args: ImportKerasArgs) -> anyhow::Result<()> {
             display(&side),
             p.channels.describe()
         ),
-        _ => Preprocess { bin: 1, crop, normalisation: normaliser(&args, bands.clone())?, channels: Channels::Image },
+        _ => Preprocess {
+            bin: 1,
+            crop,
+            normalisation: normaliser(&args, bands.clone())?,
+            channels: Channels::Image,
+            centring: Default::default(),
+        },
     };
     let (crop, bands) = (preprocess.crop, preprocess.normalisation.bands.clone());
     let tmp = std::path::PathBuf::from(format!("{}.importing", args.out.display()));
@@ -188,7 +194,7 @@ pub fn export(args: ExportKerasArgs) -> anyhow::Result<()> {
         eprintln!("note: this model bins inputs {0}×{0} before the network; Keras users must bin the same way (see the .preprocess.json)", preprocess.bin);
     }
     if preprocess.channels != Channels::Image {
-        eprintln!("note: this model's input is {} (channels {}); Keras users must make them as tidalscope does (README, `pretrain --channels`)", preprocess.channels.describe(), preprocess.normalisation.bands.join(","));
+        eprintln!("note: this model's input is {} (channels {}; {}); Keras users must make them as tidalscope does (README, `pretrain --channels`)", preprocess.channels.describe(), preprocess.normalisation.bands.join(","), preprocess.centring.describe());
     }
     tidalscope_io::keras::write_keras3(&args.out, &net, &format!("tidalscope {}", tidalscope_core::VERSION))?;
     let side = std::path::PathBuf::from(format!("{}.preprocess.json", args.out.display()));

@@ -72,6 +72,9 @@ pub(crate) fn pretrain_config(
     if let Some(c) = overrides.channels {
         cfg.channels = c.into();
     }
+    if let Some(c) = overrides.centring {
+        cfg.centring = c.into();
+    }
     if let Some(n) = overrides.crowd {
         cfg.crowd = crowd_factor(n)?;
     }
@@ -118,6 +121,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--bin", args.bin.is_some()),
             ("--crop", args.crop.is_some()),
             ("--channels", args.channels.is_some()),
+            ("--centring", args.centring.is_some()),
             ("--noise", args.noise.is_some()),
             ("--init", args.init.is_some()),
             ("--sigma", args.sigma.is_some()),
@@ -162,7 +166,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         macro_rules! set_into {
             ($($f:ident),*) => { $( if let Some(v) = args.$f { c.$f = v.into(); } )* };
         }
-        set_into!(noise, init, sigma, jitter, kernels, lr_schedule, channels);
+        set_into!(noise, init, sigma, jitter, kernels, lr_schedule, channels, centring);
         if let Some(t) = args.temperature {
             ensure!(t.is_finite() && t > 0.0, "--temperature {t}: give a positive τ");
             c.temperature = t;

@@ -53,12 +53,14 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     // command reading it); a resumed run keeps it.
     let pre: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("enc/preprocess.json")).unwrap()).unwrap();
-    assert_eq!(pre["channels"], "all", "{pre}");
+    assert_eq!((&pre["channels"], &pre["centring"]), (&"all".into(), &"half_pixel".into()), "{pre}");
     assert_eq!(pre["normalisation"]["sigma"].as_array().unwrap().len(), 15, "{pre}");
     assert_eq!(pre["normalisation"]["bands"][5], "g_residual", "{pre}");
     assert_eq!(pre["normalisation"]["bands"][10], "g_mirror", "{pre}");
     let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume", "--channels", "image"]);
     assert!(err.contains("--channels"), "{err}");
+    let err = d.fails(&["pretrain", "--data", "sim", "--out", "enc", "--resume", "--centring", "subpixel"]);
+    assert!(err.contains("--centring"), "{err}");
     // Through Keras and back the residual channels stay: --bands names the
     // five bands, and flags that would import the model without its
     // residuals are refused.
@@ -67,7 +69,9 @@ fn pretrain_finetune_evaluate_write_every_promised_file() {
     d.ok(&["import-keras", "enc.keras", "--out", "enc-back", "--bands", "g,r,i,z,y"]);
     let back: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(d.join("enc-back/preprocess.json")).unwrap()).unwrap();
-    assert_eq!((&back["channels"], &back["normalisation"]), (&pre["channels"], &pre["normalisation"]));
+    for key in ["channels", "centring", "normalisation"] {
+        assert_eq!(back[key], pre[key], "{key}");
+    }
     let err = d.fails(&["import-keras", "enc.keras", "--out", "enc-bad", "--sigma", "1,1,1,1,1"]);
     assert!(err.contains("rotational residuals") && err.contains("--sigma"), "{err}");
     let (header, rows) = read_csv(&d.join("enc/metrics.csv"));

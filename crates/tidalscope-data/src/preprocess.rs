@@ -7,7 +7,7 @@
 //! ([`Preprocess::apply_view`]), with the same values as the whole image.
 
 use crate::normalise::{BandMismatch, Normaliser};
-use crate::residual::{Channels, Mirror, Reflection, RowResidual, Turn};
+use crate::residual::{Centring, Channels, Resample, RowResidual, Turn};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tidalscope_core::binning::block_means;
@@ -30,6 +30,10 @@ pub struct Preprocess {
     /// (models written before this existed: the bands as given).
     #[serde(default)]
     pub channels: Channels,
+    /// How finely the residuals' centre is kept (models written before
+    /// it existed: to the half pixel).
+    #[serde(default)]
+    pub centring: Centring,
 }
 
 /// Errors of preprocessing.
@@ -317,7 +321,7 @@ impl Preprocess {
         // residual repeats each at its mirror.
         match self.channels {
             Channels::Image => bands(),
-            Channels::Residual => (bin_residual(img, k, Turn::Rotate(Mirror::of(img)), win), count()),
+            Channels::Residual => (bin_residual(img, k, Turn::of(img, self.centring), win), count()),
             Channels::Both | Channels::All => {
                 // Binning works band by band, so the bands and their
                 // residuals binned apart and stacked are the stacked
@@ -327,13 +331,13 @@ impl Preprocess {
                 // One centre for both residuals.
                 let (turn, reflection) = match self.channels {
                     Channels::All => {
-                        let reflection = Reflection::of(img);
+                        let reflection = Resample::reflection(img, self.centring);
                         (reflection.turn(), Some(reflection))
                     }
-                    _ => (Mirror::of(img), None),
+                    _ => (Turn::of(img, self.centring), None),
                 };
-                let residuals = bin_residual(img, k, Turn::Rotate(turn), win);
-                let mirrors = reflection.map(|r| bin_residual(img, k, Turn::Reflect(r), win));
+                let residuals = bin_residual(img, k, turn, win);
+                let mirrors = reflection.map(|r| bin_residual(img, k, Turn::Interpolated(r), win));
                 let parts = [Some(&bands), Some(&residuals), mirrors.as_ref()];
                 let parts: Vec<&Cutout> = parts.into_iter().flatten().collect();
                 let mut data = Vec::with_capacity(parts.iter().map(|p| p.data().len()).sum());
@@ -520,7 +524,11 @@ mod tests {
                 // (5 bands: the mirror residual's vector path, where the CPU has it.)
                 for bands in [2, 5] {
                     let empty = Cutout::zeros(bands, rows, cols);
-                    let turns = [Turn::Rotate(Mirror::of(&empty)), Turn::Reflect(Reflection::of(&empty))];
+                    let turns = [
+                        Turn::of(&empty, Centring::HalfPixel),
+                        Turn::of(&empty, Centring::Subpixel),
+                        Turn::Interpolated(Resample::reflection(&empty, Centring::Subpixel)),
+                    ];
                     for turn in turns {
                         let binned = bin_residual(&empty, k, turn, Window::all(&empty, k));
                         assert_eq!(binned.shape(), [bands, rows / k, cols / k]);
@@ -560,25 +568,35 @@ mod tests {
         // and some mirrors fall outside the image.
         let (h, w) = (27, 31);
         let img = patterned([2, h, w], 23, (10..16, 14..19), |_| 400.0);
-        let (cx, cy) = crate::residual::centre(&img);
-        assert!(cx != (w as f64 - 1.0) / 2.0 || cy != (h as f64 - 1.0) / 2.0, "centre ({cx}, {cy}) is off the middle");
         let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let whole = crate::residual::residual(&img);
-        let mirror = crate::residual::mirror_residual(&img);
-        assert!(mirror.data().iter().any(|v| v.is_finite() && *v != 0.0), "the mirror residual is not empty");
-        for k in 1..=5 {
-            assert_eq!(
-                bits(&bin_residual(&img, k, Turn::Rotate(Mirror::of(&img)), Window::all(&img, k))),
-                bits(&bin_counted(&whole, k).0),
-                "k = {k}"
-            );
-            let reflection = Reflection::of(&img);
-            assert_eq!(reflection.turn(), Mirror::of(&img), "one centre for both residuals");
-            assert_eq!(
-                bits(&bin_residual(&img, k, Turn::Reflect(reflection), Window::all(&img, k))),
-                bits(&bin_counted(&mirror, k).0),
-                "mirror, k = {k}"
-            );
+        for centring in [Centring::HalfPixel, Centring::Subpixel] {
+            let (cx, cy) = crate::residual::centre(&img, centring);
+            let middle = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
+            assert!((cx, cy) != middle, "centre ({cx}, {cy}) is off the middle");
+            let whole = crate::residual::residual(&img, centring);
+            let mirror = crate::residual::mirror_residual(&img, centring);
+            assert!(mirror.data().iter().any(|v| v.is_finite() && *v != 0.0), "the mirror residual is not empty");
+            for k in 1..=5 {
+                let what = format!("{centring:?}, k = {k}");
+                assert_eq!(
+                    bits(&bin_residual(&img, k, Turn::of(&img, centring), Window::all(&img, k))),
+                    bits(&bin_counted(&whole, k).0),
+                    "{what}"
+                );
+                // One centre for both residuals: the turn from the
+                // reflection is the turn found afresh.
+                let reflection = Resample::reflection(&img, centring);
+                assert_eq!(
+                    bits(&bin_residual(&img, k, reflection.turn(), Window::all(&img, k))),
+                    bits(&bin_counted(&whole, k).0),
+                    "turned from the reflection, {what}"
+                );
+                assert_eq!(
+                    bits(&bin_residual(&img, k, Turn::Interpolated(reflection), Window::all(&img, k))),
+                    bits(&bin_counted(&mirror, k).0),
+                    "mirror, {what}"
+                );
+            }
         }
     }
 
@@ -593,7 +611,10 @@ mod tests {
         let img = patterned([3, h, w], 29, (17..23, 20..27), |x| 300.0 + 10.0 * x as f32);
         let names: Vec<String> = ["g", "r", "i"].iter().map(|n| n.to_string()).collect();
         let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        for channels in [Channels::Image, Channels::Residual, Channels::Both, Channels::All] {
+        let kinds = [Channels::Image, Channels::Residual, Channels::Both, Channels::All]
+            .into_iter()
+            .flat_map(|c| [(c, Centring::HalfPixel), (c, Centring::Subpixel)]);
+        for (channels, centring) in kinds {
             for bin in 1..=5 {
                 let full = (h / bin).min(w / bin);
                 for crop in [3, 7, full] {
@@ -603,8 +624,9 @@ mod tests {
                         crop,
                         normalisation: Normaliser::new(names.clone(), vec![0.05; names.len()], "t"),
                         channels,
+                        centring,
                     };
-                    let what = format!("{channels:?}, bin {bin}, crop {crop}");
+                    let what = format!("{channels:?}, {centring:?}, bin {bin}, crop {crop}");
                     let (whole, bad) = pre.apply(&img).unwrap();
                     let mut want = vec![0f32; whole.bands() * crop * crop];
                     let mut rng = tidalscope_core::Rng::new(0);
@@ -620,6 +642,7 @@ mod tests {
                     crop: h / bin + 1,
                     normalisation: Normaliser::none(channels.names(&names)),
                     channels,
+                    centring,
                 };
                 let (a, b) = (pre.apply(&img).unwrap_err(), pre.apply_view(&img).unwrap_err());
                 assert_eq!(a.to_string(), b.to_string());
@@ -669,6 +692,7 @@ mod tests {
                     crop: 4,
                     normalisation: Normaliser::new(names.clone(), vec![0.01; 5], "t"),
                     channels: Channels::Image,
+                    centring: Centring::HalfPixel,
                 };
                 for (a, b) in src.records(0).unwrap().zip(src.records(0).unwrap()) {
                     let (a, b) = (a.unwrap(), b.unwrap());
@@ -697,6 +721,7 @@ mod tests {
             crop: 48,
             normalisation: Normaliser::none(vec!["x".into()]),
             channels: Channels::Image,
+            centring: Centring::HalfPixel,
         };
         let err = p.apply(&Cutout::zeros(1, 64, 64)).unwrap_err().to_string();
         assert!(err.contains("32×32 after binning by 2") && err.contains("48×48"), "{err}");
@@ -730,6 +755,7 @@ mod tests {
                 "t",
             ),
             channels,
+            centring: Centring::Subpixel,
         };
         let err = model(&["HSC-I", "g"], Channels::Both).check_catalogue_bands(&info(Format::Catalog)).unwrap_err();
         let err = err.to_string();
@@ -751,6 +777,7 @@ mod tests {
             crop: 2,
             normalisation: Normaliser::new(vec!["g".into(), "r".into()], vec![1.0; 2], "t"),
             channels: Channels::Image,
+            centring: Centring::HalfPixel,
         };
         let mut img = Cutout::zeros(2, 4, 4);
         img.band_mut(0)[..3].fill(f32::NAN);
@@ -771,7 +798,13 @@ mod tests {
     /// read on its residuals.
     #[test]
     fn bands_of_one_value_are_named() {
-        for channels in [Channels::Image, Channels::Residual, Channels::Both, Channels::All] {
+        let kinds = [Channels::Image, Channels::Residual, Channels::Both, Channels::All]
+            .into_iter()
+            .flat_map(|c| [(c, Centring::HalfPixel), (c, Centring::Subpixel)]);
+        // 16 pixels, so that a corner is beyond what the view's
+        // interpolated mirror points read (two pixels past them).
+        let n = 16;
+        for (channels, centring) in kinds {
             let bands = ["g", "r", "i"].map(String::from).to_vec();
             let names = channels.names(&bands);
             let p = Preprocess {
@@ -779,17 +812,19 @@ mod tests {
                 crop: 8,
                 normalisation: Normaliser::new(names.clone(), vec![1.0; names.len()], "t"),
                 channels,
+                centring,
             };
-            let mut img = Cutout::zeros(3, 12, 12);
+            let what = format!("{channels:?}, {centring:?}");
+            let mut img = Cutout::zeros(3, n, n);
             for (j, v) in img.band_mut(0).iter_mut().enumerate() {
                 *v = ((j * 7919) % 17) as f32 * 0.1;
             }
             // r: zero-filled; i: every other pixel masked, the rest zero.
             img.band_mut(2).iter_mut().step_by(2).for_each(|v| *v = f32::NAN);
             let (out, _) = p.apply_view(&img).unwrap();
-            assert_eq!(p.constant_bands(&out), [names[1].clone(), names[2].clone()], "{channels:?}");
-            img.band_mut(1)[12 * 6 + 6] = 0.5;
-            img.band_mut(2)[12 * 6 + 7] = 1e-3;
+            assert_eq!(p.constant_bands(&out), [names[1].clone(), names[2].clone()], "{what}");
+            img.band_mut(1)[n * 8 + 8] = 0.5;
+            img.band_mut(2)[n * 8 + 9] = 1e-3;
             // Band i, masked but at alternate pixels, can keep a residual
             // of one value (where each pixel's mirror is masked): for a
             // model of residuals alone only band r's verdict is fixed.
@@ -800,12 +835,12 @@ mod tests {
                 }
             };
             let (out, _) = p.apply_view(&img).unwrap();
-            assert!(others(p.constant_bands(&out)).is_empty(), "{channels:?}");
+            assert!(others(p.constant_bands(&out)).is_empty(), "{what}");
             // A variation outside the model's view does not count.
-            img.band_mut(1)[12 * 6 + 6] = 0.0;
+            img.band_mut(1)[n * 8 + 8] = 0.0;
             img.band_mut(1)[0] = 3.0;
             let (out, _) = p.apply_view(&img).unwrap();
-            assert_eq!(others(p.constant_bands(&out)), [names[1].clone()], "{channels:?}");
+            assert_eq!(others(p.constant_bands(&out)), [names[1].clone()], "{what}");
         }
     }
 
@@ -832,35 +867,45 @@ mod tests {
         file.write(&values).unwrap();
         file.finish().unwrap();
         let names = vec!["g".to_string(), "r".to_string(), "i".to_string()];
+        let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for centring in [Centring::HalfPixel, Centring::Subpixel] {
+            let pre = |channels: Channels| Preprocess {
+                bin: 2,
+                crop: 8,
+                normalisation: Normaliser::new(channels.names(&names), vec![0.01; bands * channels.factor()], "t"),
+                channels,
+                centring,
+            };
+            let (plain, bad) = pre(Channels::Image).apply(&img).unwrap();
+            let (both, both_bad) = pre(Channels::Both).apply(&img).unwrap();
+            let (residual, _) = pre(Channels::Residual).apply(&img).unwrap();
+            assert_eq!(both.shape(), [6, 12, 12]);
+            assert_eq!(bits(&both)[..plain.data().len()], bits(&plain)[..]);
+            assert_eq!(bits(&both)[plain.data().len()..], bits(&residual)[..]);
+            let mut want = Channels::Residual.apply(&img, centring);
+            let (binned, _) = bin_counted(&want, 2);
+            want = binned;
+            pre(Channels::Residual).normalisation.apply(&mut want);
+            assert_eq!(bits(&residual), bits(&want), "residual, then binning, then the stretch ({centring:?})");
+            let (mut stacked, _) = bin_counted(&Channels::Both.apply(&img, centring), 2);
+            pre(Channels::Both).normalisation.apply(&mut stacked);
+            assert_eq!(bits(&both), bits(&stacked), "the stacked channels, binned, then the stretch");
+            assert_eq!((bad, both_bad), (1, 1), "non-finite pixels count as given, not as mirrored");
+            // All three: the bands, their residuals, then the mirror residuals.
+            let (all, all_bad) = pre(Channels::All).apply(&img).unwrap();
+            assert_eq!((all.shape(), all_bad), ([9, 12, 12], 1));
+            assert_eq!(bits(&all)[..both.data().len()], bits(&both)[..]);
+            let (mut stacked, _) = bin_counted(&Channels::All.apply(&img, centring), 2);
+            pre(Channels::All).normalisation.apply(&mut stacked);
+            assert_eq!(bits(&all), bits(&stacked), "all three stacked, binned, then the stretch ({centring:?})");
+        }
         let pre = |channels: Channels| Preprocess {
             bin: 2,
             crop: 8,
             normalisation: Normaliser::new(channels.names(&names), vec![0.01; bands * channels.factor()], "t"),
             channels,
+            centring: Centring::Subpixel,
         };
-        let bits = |c: &Cutout| c.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-        let (plain, bad) = pre(Channels::Image).apply(&img).unwrap();
-        let (both, both_bad) = pre(Channels::Both).apply(&img).unwrap();
-        let (residual, _) = pre(Channels::Residual).apply(&img).unwrap();
-        assert_eq!(both.shape(), [6, 12, 12]);
-        assert_eq!(bits(&both)[..plain.data().len()], bits(&plain)[..]);
-        assert_eq!(bits(&both)[plain.data().len()..], bits(&residual)[..]);
-        let mut want = Channels::Residual.apply(&img);
-        let (binned, _) = bin_counted(&want, 2);
-        want = binned;
-        pre(Channels::Residual).normalisation.apply(&mut want);
-        assert_eq!(bits(&residual), bits(&want), "residual, then binning, then the stretch");
-        let (mut stacked, _) = bin_counted(&Channels::Both.apply(&img), 2);
-        pre(Channels::Both).normalisation.apply(&mut stacked);
-        assert_eq!(bits(&both), bits(&stacked), "the stacked channels, binned, then the stretch");
-        assert_eq!((bad, both_bad), (1, 1), "non-finite pixels count as given, not as mirrored");
-        // All three: the bands, their residuals, then the mirror residuals.
-        let (all, all_bad) = pre(Channels::All).apply(&img).unwrap();
-        assert_eq!((all.shape(), all_bad), ([9, 12, 12], 1));
-        assert_eq!(bits(&all)[..both.data().len()], bits(&both)[..]);
-        let (mut stacked, _) = bin_counted(&Channels::All.apply(&img), 2);
-        pre(Channels::All).normalisation.apply(&mut stacked);
-        assert_eq!(bits(&all), bits(&stacked), "all three stacked, binned, then the stretch");
         assert_eq!(pre(Channels::All).input_bands(), names);
         let src = open(&path, &OpenOptions::default()).unwrap();
         let rec = src.records(0).unwrap().next().unwrap().unwrap();
@@ -881,8 +926,8 @@ mod tests {
     fn a_preprocess_file_without_channels_takes_the_bands_as_given() {
         let json = r#"{"bin": 4, "crop": 24, "normalisation": {"bands": ["g"], "sigma": [0.01], "provenance": "t"}}"#;
         let p: Preprocess = serde_json::from_str(json).unwrap();
-        assert_eq!(p.channels, Channels::Image);
-        let both = Preprocess { channels: Channels::Both, ..p };
+        assert_eq!((p.channels, p.centring), (Channels::Image, Centring::HalfPixel));
+        let both = Preprocess { channels: Channels::Both, centring: Centring::Subpixel, ..p };
         let back: Preprocess = serde_json::from_str(&serde_json::to_string(&both).unwrap()).unwrap();
         assert_eq!(back, both);
     }
@@ -903,14 +948,20 @@ mod tests {
             let mut got = Vec::new();
             // The bands, and the bands with their residuals (binned row by
             // row; the mirror residual's interpolation included).
-            for channels in [Channels::Image, Channels::Both, Channels::All] {
+            let kinds = [
+                (Channels::Image, Centring::HalfPixel),
+                (Channels::Both, Centring::HalfPixel),
+                (Channels::All, Centring::HalfPixel),
+                (Channels::All, Centring::Subpixel),
+            ];
+            for (channels, centring) in kinds {
                 let names = channels.names(&names);
                 for bin in 2..=4 {
                     // The asinh stretch, and the identity (non-finite values zeroed).
                     for normalisation in
                         [Normaliser::new(names.clone(), vec![0.01; names.len()], "t"), Normaliser::none(names.clone())]
                     {
-                        let pre = Preprocess { bin, crop: 8, normalisation, channels };
+                        let pre = Preprocess { bin, crop: 8, normalisation, channels, centring };
                         for (out, bad) in [pre.apply(&img).unwrap(), pre.apply_view(&img).unwrap()] {
                             got.push((out.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>(), bad));
                         }

@@ -17,22 +17,28 @@
 //!
 //! The centre is found on the sum of the bands (sky median subtracted) by
 //! a Gaussian-windowed centroid, iterated from the cutout's centre with a
-//! window of 1/20 of the side and then 1/40, clamped to within 1/40 of the
-//! side of the cutout's centre (cutouts are centred on the
-//! catalogued galaxy) and rounded to the nearest half pixel, so that the
-//! rotation maps pixels onto pixels exactly: no interpolation smooths the
-//! noise of one copy and not the other. Rounding moves the centre by at
-//! most ¼ pixel (so past the clamp by as much).
+//! window of 1/20 of the side and then 1/40, and clamped to within 1/40 of
+//! the side of the cutout's centre (cutouts are centred on the catalogued
+//! galaxy). How finely it is kept is the model's [`Centring`]:
+//! `half_pixel` (the presets, and every model made before the choice
+//! existed) rounds it to the nearest half pixel, so that the turn maps
+//! pixels onto pixels and no interpolation smooths one copy's noise, at
+//! the cost of a residual of the host's core over up to half a pixel;
+//! `subpixel` keeps it as measured and interpolates the turned copy by
+//! cubic convolution, as the mirror residual's reflected one (measured
+//! in the README, "The residuals' centre": no better).
 //!
 //! Non-finite rule: a pixel whose value or mirror is not finite is not
 //! finite in the residual (then left out of binning and 0 after
 //! normalisation, as any non-finite pixel), and a pixel not finite in some
-//! band has no weight in the centre; a pixel whose mirror falls outside the
-//! cutout is 0 (no asymmetry is measurable there). The mirror residual
-//! has its own edge rule ([`mirror_residual`]).
+//! band has no weight in the centre. Edge rule: where the exact turn's
+//! mirror falls outside the cutout the residual is 0 (no asymmetry is
+//! measurable there); every interpolated map (the mirror residual, the
+//! subpixel turn) follows [`mirror_residual`]'s rules instead.
 
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
+use std::sync::Arc;
 use tidalscope_core::{multiversion, Cutout};
 
 /// What the model's input channels are.
@@ -85,18 +91,19 @@ impl Channels {
         }
     }
 
-    /// The channels of `img` this input is made of.
-    pub fn apply(self, img: &Cutout) -> Cutout {
+    /// The channels of `img` this input is made of, its residuals about
+    /// the centre `centring` keeps.
+    pub fn apply(self, img: &Cutout, centring: Centring) -> Cutout {
         match self {
             Channels::Image => img.clone(),
-            Channels::Residual => residual(img),
+            Channels::Residual => residual(img, centring),
             Channels::Both => {
                 // The residuals are written straight into the second half.
                 let mut out = Cutout::zeros(2 * img.bands(), img.height(), img.width());
                 let n = img.data().len();
                 let (bands, residuals) = out.data_mut().split_at_mut(n);
                 bands.copy_from_slice(img.data());
-                residual_into(img, residuals);
+                whole(img, Turn::of(img, centring), residuals);
                 out
             }
             Channels::All => {
@@ -106,28 +113,52 @@ impl Channels {
                 let (residuals, mirrors) = rest.split_at_mut(n);
                 bands.copy_from_slice(img.data());
                 // One centre for both residuals.
-                let reflection = Reflection::of(img);
+                let reflection = Resample::reflection(img, centring);
                 whole(img, reflection.turn(), residuals);
-                whole(img, reflection, mirrors);
+                whole(img, Turn::Interpolated(reflection), mirrors);
                 out
             }
         }
     }
 }
 
+/// How finely the galaxy's centre is kept for the residuals (stored with
+/// the model: inference repeats it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Centring {
+    /// Rounded to the nearest half pixel, so that the 180° turn maps
+    /// pixels onto pixels with no interpolation (the presets; models and
+    /// run folders made before `subpixel` existed read as this).
+    #[default]
+    HalfPixel,
+    /// As measured; the turned copy is interpolated by cubic convolution.
+    Subpixel,
+}
+
+impl Centring {
+    /// The rule, in words (messages).
+    pub fn describe(self) -> &'static str {
+        match self {
+            Centring::HalfPixel => "the centre rounded to the nearest half pixel",
+            Centring::Subpixel => "the centre as measured, the turned copy interpolated",
+        }
+    }
+}
+
 /// The light-weighted centre of `img` (pixel coordinates `(x, y)`, pixel
-/// centres at integers), rounded to the nearest half pixel.
-pub fn centre(img: &Cutout) -> (f64, f64) {
+/// centres at integers), as finely as `centring` keeps it.
+pub fn centre(img: &Cutout, centring: Centring) -> (f64, f64) {
     let (h, w) = (img.height(), img.width());
     let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
     if h == 0 || w == 0 {
         return geometric;
     }
-    centre_in(&light(img), w, h)
+    centre_in(&light(img), w, h, centring)
 }
 
 /// [`centre`] from the image's [`light`] (`w` × `h` pixels, not empty).
-fn centre_in(light: &[f64], w: usize, h: usize) -> (f64, f64) {
+fn centre_in(light: &[f64], w: usize, h: usize, centring: Centring) -> (f64, f64) {
     let geometric = ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0);
     let side = w.min(h) as f64;
     let (mut cx, mut cy) = geometric;
@@ -172,7 +203,13 @@ fn centre_in(light: &[f64], w: usize, h: usize) -> (f64, f64) {
         }
     }
     let limit = side / 40.0;
-    let clamp = |c: f64, g: f64| (c.clamp(g - limit, g + limit) * 2.0).round() / 2.0;
+    let clamp = |c: f64, g: f64| {
+        let c = c.clamp(g - limit, g + limit);
+        match centring {
+            Centring::HalfPixel => (c * 2.0).round() / 2.0,
+            Centring::Subpixel => c,
+        }
+    };
     (clamp(cx, geometric.0), clamp(cy, geometric.1))
 }
 
@@ -267,8 +304,8 @@ fn axis_in(light: &[f64], w: usize, h: usize, (cx, cy): (f64, f64)) -> f64 {
 /// measures. (Zeros there, as the rotational residual has in its first
 /// row and column, would fill much of the frame and shrink that σ by an
 /// amount that depends on the cutout's size and the galaxy's angle.)
-pub fn mirror_residual(img: &Cutout) -> Cutout {
-    whole_image(img, Reflection::of(img))
+pub fn mirror_residual(img: &Cutout, centring: Centring) -> Cutout {
+    whole_image(img, Resample::reflection(img, centring))
 }
 
 /// One of the residuals, made a row at a time: lets binning take a few
@@ -281,25 +318,36 @@ pub(crate) trait RowResidual {
     fn rows(&mut self, img: &Cutout, y: usize, xs: Range<usize>, out: &mut [f32]);
 }
 
-/// Either residual, so that one binning routine, compiled once per
-/// instruction-set level, makes both.
+/// Either way of making a residual, so that one binning routine, compiled
+/// once per instruction-set level, makes every residual.
 #[derive(Debug, Clone)]
 // One per image and residual, moved once: boxing the larger variant would
 // save nothing.
 #[allow(clippy::large_enum_variant)]
 pub(crate) enum Turn {
-    /// The 180° turn: the rotational residual.
-    Rotate(Mirror),
-    /// The reflection about the major axis: the mirror residual.
-    Reflect(Reflection),
+    /// The 180° turn about a half-pixel centre, pixels onto pixels.
+    Exact(Mirror),
+    /// An interpolated map: the reflection about the major axis (the
+    /// mirror residual) or the 180° turn about a subpixel centre.
+    Interpolated(Resample),
+}
+
+impl Turn {
+    /// The 180° turn about `img`'s [`centre`] (the rotational residual).
+    pub(crate) fn of(img: &Cutout, centring: Centring) -> Self {
+        match centring {
+            Centring::HalfPixel => Turn::Exact(Mirror::of(img)),
+            Centring::Subpixel => Resample::reflection(img, centring).turn(),
+        }
+    }
 }
 
 impl RowResidual for Turn {
     #[inline(always)]
     fn rows(&mut self, img: &Cutout, y: usize, xs: Range<usize>, out: &mut [f32]) {
         match self {
-            Turn::Rotate(m) => m.rows(img, y, xs, out),
-            Turn::Reflect(r) => r.rows(img, y, xs, out),
+            Turn::Exact(m) => m.rows(img, y, xs, out),
+            Turn::Interpolated(r) => r.rows(img, y, xs, out),
         }
     }
 }
@@ -324,17 +372,20 @@ fn whole(img: &Cutout, mut turn: impl RowResidual, out: &mut [f32]) {
     }
 }
 
-/// The reflection about an image's major axis through its centre
-/// ([`mirror_residual`]), with scratch for where one row's pixels sample
-/// and, for the vector path, a copy of the image: one per image, whose
-/// rows it alone makes.
+/// A map of an image onto itself about its centre whose points fall
+/// between pixels — the reflection about the major axis
+/// ([`mirror_residual`]) or the 180° turn about a subpixel centre — with
+/// scratch for where one row's pixels sample and, for the vector path, a
+/// copy of the image: one per image and map, whose rows it alone makes.
 #[derive(Debug, Clone)]
-pub(crate) struct Reflection {
+pub(crate) struct Resample {
     cx: f64,
     cy: f64,
-    /// cos 2θ and sin 2θ of the axis' angle θ.
-    c2: f64,
-    s2: f64,
+    /// The map, row-major: pixel (x, y) samples the image at
+    /// `c + m · ((x, y) − c)`, c the centre.
+    m: [f64; 4],
+    /// How the centre was kept (whether [`Resample::turn`] is exact).
+    centring: Centring,
     taps: Taps,
     /// The taps as one array, for the plane-by-plane path.
     packed: Vec<Tap>,
@@ -344,14 +395,14 @@ pub(crate) struct Reflection {
     /// its own 16 scalar products. Empty (the bands sampled plane by
     /// plane) without AVX, for fewer than 5 or more than 8 bands, and for
     /// an image with no pixels.
-    // Read only by the x86-64 vector path.
+    // Read only by the x86-64 vector path; shared by the maps of one image.
     #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-    pixels: Vec<f32>,
+    pixels: Arc<Vec<f32>>,
     /// The shape of the image it was made for, `[bands, h, w]`.
     shape: [usize; 3],
 }
 
-/// Where one pixel's mirror point samples: the cell's lower corner and
+/// Where one pixel's mapped point samples: the cell's lower corner and
 /// the cubic weights along x and y (the same for every band, so found once
 /// per pixel).
 #[derive(Debug, Clone, Copy, Default)]
@@ -376,11 +427,10 @@ struct Taps {
 }
 
 impl Taps {
-    /// The taps of columns `xs` of row `y` reflected about the line
-    /// through `(cx, cy)` at angle θ, `c2` and `s2` the cosine and sine
-    /// of 2θ.
+    /// The taps of columns `xs` of row `y` mapped by `m` (row-major)
+    /// about `(cx, cy)`.
     #[inline(always)]
-    fn fill(&mut self, xs: Range<usize>, y: usize, (cx, cy): (f64, f64), (c2, s2): (f64, f64)) {
+    fn fill(&mut self, xs: Range<usize>, y: usize, (cx, cy): (f64, f64), [a, b, c, d]: [f64; 4]) {
         let n = xs.len();
         self.x0.resize(n, 0.0);
         self.y0.resize(n, 0.0);
@@ -393,7 +443,7 @@ impl Taps {
         let (wy0, wy1, wy2, wy3) = (&mut wy0[..n], &mut wy1[..n], &mut wy2[..n], &mut wy3[..n]);
         for (i, x) in xs.enumerate() {
             let dx = x as f64 - cx;
-            let (mx, my) = (cx + c2 * dx + s2 * dy, cy + s2 * dx - c2 * dy);
+            let (mx, my) = (cx + a * dx + b * dy, cy + c * dx + d * dy);
             (x0[i], y0[i]) = (mx.floor(), my.floor());
             [wx0[i], wx1[i], wx2[i], wx3[i]] = keys((mx - x0[i]) as f32);
             [wy0[i], wy1[i], wy2[i], wy3[i]] = keys((my - y0[i]) as f32);
@@ -419,26 +469,26 @@ impl Taps {
     }
 }
 
-impl Reflection {
-    /// The reflection about `img`'s major axis.
-    pub(crate) fn of(img: &Cutout) -> Self {
+impl Resample {
+    /// The reflection about `img`'s major axis through its centre.
+    pub(crate) fn reflection(img: &Cutout, centring: Centring) -> Self {
         // The tests' cap on wider instruction sets
         // ([`tidalscope_core::dispatch::with_ceiling`]) applies here too.
         let vector = (5..=8).contains(&img.bands()) && tidalscope_core::dispatch::allowed(1);
-        Self::with_interleaved(img, vector)
+        Self::with_interleaved(img, centring, vector)
     }
 
-    /// [`Reflection::of`], its pixels interleaved for the vector path when
-    /// `interleave` is asked and the CPU has AVX (1 to 8 bands), else
-    /// sampled plane by plane.
-    fn with_interleaved(img: &Cutout, interleave: bool) -> Self {
+    /// [`Resample::reflection`], its pixels interleaved for the vector
+    /// path when `interleave` is asked and the CPU has AVX (1 to 8 bands),
+    /// else sampled plane by plane.
+    fn with_interleaved(img: &Cutout, centring: Centring, interleave: bool) -> Self {
         let (h, w) = (img.height(), img.width());
         let (cx, cy, theta) = if h == 0 || w == 0 {
             // [`centre`]'s answer for an image with no pixels.
             ((w as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0, 0.0)
         } else {
             let light = light(img);
-            let (cx, cy) = centre_in(&light, w, h);
+            let (cx, cy) = centre_in(&light, w, h, centring);
             (cx, cy, axis_in(&light, w, h, (cx, cy)))
         };
         let pixels = if interleave && avx() && h * w > 0 {
@@ -452,34 +502,46 @@ impl Reflection {
         } else {
             Vec::new()
         };
+        // The reflection about the line at θ through the centre.
+        let (c2, s2) = ((2.0 * theta).cos(), (2.0 * theta).sin());
         Self {
             cx,
             cy,
-            c2: (2.0 * theta).cos(),
-            s2: (2.0 * theta).sin(),
+            m: [c2, s2, s2, -c2],
+            centring,
             taps: Taps::default(),
             packed: Vec::new(),
-            pixels,
+            pixels: Arc::new(pixels),
             shape: img.shape(),
         }
     }
 
-    /// The turn by 180° about the same centre ([`Mirror::of`] the same
-    /// image), without finding the centre again.
-    pub(crate) fn turn(&self) -> Mirror {
-        Mirror::about((self.cx, self.cy))
+    /// The turn by 180° about the same centre, without finding it again:
+    /// exact ([`Mirror`]) about a half-pixel centre, else interpolated
+    /// from the same copy of the image.
+    pub(crate) fn turn(&self) -> Turn {
+        match self.centring {
+            Centring::HalfPixel => Turn::Exact(Mirror::about((self.cx, self.cy))),
+            Centring::Subpixel => Turn::Interpolated(Self {
+                m: [-1.0, 0.0, 0.0, -1.0],
+                taps: Taps::default(),
+                packed: Vec::new(),
+                pixels: Arc::clone(&self.pixels),
+                ..*self
+            }),
+        }
     }
 }
 
-impl RowResidual for Reflection {
+impl RowResidual for Resample {
     // Inlined into the callers compiled for wider vectors (`multiversion!`),
     // where `floor` is one instruction.
     #[inline(always)]
     fn rows(&mut self, img: &Cutout, y: usize, xs: Range<usize>, out: &mut [f32]) {
         // The vector path reads its own copy of the image.
-        assert_eq!(img.shape(), self.shape, "a reflection makes the rows of the image it was made for");
+        assert_eq!(img.shape(), self.shape, "a resampling makes the rows of the image it was made for");
         let (h, w) = (img.height(), img.width());
-        self.taps.fill(xs.clone(), y, (self.cx, self.cy), (self.c2, self.s2));
+        self.taps.fill(xs.clone(), y, (self.cx, self.cy), self.m);
         let n = xs.len();
         let out = &mut out[..n * img.bands()];
         #[cfg(target_arch = "x86_64")]
@@ -675,17 +737,13 @@ fn keys(t: f32) -> [f32; 4] {
     [-0.5 * t3 + t2 - 0.5 * t, 1.5 * t3 - 2.5 * t2 + 1.0, -1.5 * t3 + 2.0 * t2 + 0.5 * t, 0.5 * t3 - 0.5 * t2]
 }
 
-/// Each band of `img` minus its copy turned by 180° about [`centre`].
-pub fn residual(img: &Cutout) -> Cutout {
-    whole_image(img, Mirror::of(img))
+/// Each band of `img` minus its copy turned by 180° about [`centre`],
+/// kept as finely as `centring` says.
+pub fn residual(img: &Cutout, centring: Centring) -> Cutout {
+    whole_image(img, Turn::of(img, centring))
 }
 
-/// [`residual`] written into `out` (band-major, the size of `img`).
-fn residual_into(img: &Cutout, out: &mut [f32]) {
-    whole(img, Mirror::of(img), out);
-}
-
-/// The 180° turn about an image's [`centre`]: pixel (x, y) lands on
+/// The 180° turn about an image's half-pixel [`centre`]: pixel (x, y) lands on
 /// (mx − x, my − y), integers since the centre is a half pixel. Lets the
 /// residual be made row by row, where a caller (binning) wants a few rows
 /// at a time rather than the whole image.
@@ -696,12 +754,12 @@ pub(crate) struct Mirror {
 }
 
 impl Mirror {
-    /// The turn about `img`'s [`centre`].
+    /// The turn about `img`'s half-pixel [`centre`].
     pub(crate) fn of(img: &Cutout) -> Self {
-        Self::about(centre(img))
+        Self::about(centre(img, Centring::HalfPixel))
     }
 
-    /// The turn about `(cx, cy)`, a [`centre`].
+    /// The turn about `(cx, cy)`, a half-pixel [`centre`].
     fn about((cx, cy): (f64, f64)) -> Self {
         Self { mx: (2.0 * cx).round() as isize, my: (2.0 * cy).round() as isize }
     }
@@ -752,14 +810,28 @@ mod tests {
         }
     }
 
+    /// `centre(img, Centring::HalfPixel)`.
+    fn half(img: &Cutout) -> (f64, f64) {
+        centre(img, Centring::HalfPixel)
+    }
+
+    /// Whether `got` is within `tol` of `want` on both axes.
+    fn near(got: (f64, f64), want: (f64, f64), tol: f64) -> bool {
+        (got.0 - want.0).abs() < tol && (got.1 - want.1).abs() < tol
+    }
+
     #[test]
-    fn the_centre_follows_the_galaxy_to_the_nearest_half_pixel() {
+    fn the_centre_follows_the_galaxy_to_the_nearest_half_pixel_or_finer() {
         let mut img = Cutout::zeros(2, 64, 64);
         blob(&mut img, 32.3, 30.8, 3.0, 100.0);
-        assert_eq!(centre(&img), (32.5, 31.0));
+        assert_eq!(half(&img), (32.5, 31.0));
+        let fine = centre(&img, Centring::Subpixel);
+        assert!(near(fine, (32.3, 30.8), 1e-3), "{fine:?}");
         // A bright neighbour far from the centre does not pull it.
         blob(&mut img, 55.0, 10.0, 2.0, 500.0);
-        assert_eq!(centre(&img), (32.5, 31.0));
+        assert_eq!(half(&img), (32.5, 31.0));
+        let fine = centre(&img, Centring::Subpixel);
+        assert!(near(fine, (32.3, 30.8), 0.02), "{fine:?}");
         // Masked pixels carry no weight, even where the sky is negative
         // (over-subtracted) and 0 would count as light.
         // A faint compact galaxy beside a masked strip in one band.
@@ -771,14 +843,18 @@ mod tests {
                 masked.band_mut(0)[y * 64 + x] = f32::NAN;
             }
         }
-        assert_eq!(centre(&masked), (32.5, 31.0));
+        assert_eq!(half(&masked), (32.5, 31.0));
         // Empty images have no pixel to weigh: the geometric centre, no panic.
-        assert_eq!(centre(&Cutout::zeros(2, 0, 0)), (-0.5, -0.5));
-        assert_eq!(residual(&Cutout::zeros(1, 0, 7)).shape(), [1, 0, 7]);
-        // A centre far off is kept within 1/40 of the side (1.6 px) of the middle.
+        for centring in [Centring::HalfPixel, Centring::Subpixel] {
+            assert_eq!(centre(&Cutout::zeros(2, 0, 0), centring), (-0.5, -0.5));
+            assert_eq!(residual(&Cutout::zeros(1, 0, 7), centring).shape(), [1, 0, 7]);
+        }
+        // A centre far off is kept within 1/40 of the side (1.6 px) of the
+        // middle (then rounded: up to ¼ pixel further).
         let mut off = Cutout::zeros(1, 64, 64);
         blob(&mut off, 40.0, 31.5, 3.0, 100.0);
-        assert_eq!(centre(&off), (33.0, 31.5));
+        assert_eq!(half(&off), (33.0, 31.5));
+        assert!(near(centre(&off, Centring::Subpixel), (33.1, 31.5), 1e-9));
     }
 
     #[test]
@@ -787,16 +863,76 @@ mod tests {
         // Elongated symmetric host: two blobs mirrored about (24, 23.5).
         blob(&mut img, 21.0, 22.5, 2.5, 50.0);
         blob(&mut img, 27.0, 24.5, 2.5, 50.0);
-        let r = residual(&img);
+        let r = residual(&img, Centring::HalfPixel);
         let peak = r.data().iter().fold(0f32, |a, v| a.max(v.abs()));
         assert!(peak < 1e-4, "a point-symmetric image has residual {peak}");
         // A faint tail on one side shows as itself, and negative on the other.
         blob(&mut img, 36.0, 23.5, 1.5, 1.0);
-        let r = residual(&img);
+        let r = residual(&img, Centring::HalfPixel);
         let at = |x: usize, y: usize| r.band(1)[y * 48 + x];
         let tail = (-0.25f32 / 4.5).exp();
         assert!((at(36, 23) - tail).abs() < 1e-3 && (at(36, 24) - tail).abs() < 1e-3, "tail {}", at(36, 23));
         assert!((at(12, 23) + at(36, 24)).abs() < 1e-4, "its mirror is its negative");
+    }
+
+    /// The largest |value| of `img`'s pixels more than `margin` from its edges.
+    fn inner_peak(img: &Cutout, margin: usize) -> f32 {
+        let (h, w) = (img.height(), img.width());
+        let mut peak = 0f32;
+        for b in 0..img.bands() {
+            for y in margin..h - margin {
+                for x in margin..w - margin {
+                    peak = peak.max(img.band(b)[y * w + x].abs());
+                }
+            }
+        }
+        peak
+    }
+
+    #[test]
+    fn a_centre_between_half_pixels_cancels_only_when_kept_finely() {
+        // A round host of peak 50 centred a quarter pixel off the half-pixel
+        // grid on both axes: rounded, its core leaves a residual of its
+        // gradient over half a pixel; kept, only the interpolation's error.
+        let mut img = Cutout::zeros(2, 48, 48);
+        blob(&mut img, 24.25, 23.75, 2.5, 50.0);
+        let rounded = inner_peak(&residual(&img, Centring::HalfPixel), 3);
+        let fine = inner_peak(&residual(&img, Centring::Subpixel), 3);
+        assert!(rounded > 5.0, "rounded: {rounded}");
+        assert!(fine < 0.02 * rounded, "subpixel: {fine} against {rounded} rounded");
+        // A faint tail still shows as itself, negative at its mirror.
+        blob(&mut img, 36.0, 23.75, 1.5, 1.0);
+        let r = residual(&img, Centring::Subpixel);
+        let at = |x: usize, y: usize| r.band(1)[y * 48 + x];
+        let tail = (-(0.0625f32 + 0.0625) / 4.5).exp();
+        assert!((at(36, 24) - tail).abs() < 0.05, "tail {}", at(36, 24));
+        assert!(at(13, 24) < -0.5 * tail, "its mirror {}", at(13, 24));
+        // A centre on the half-pixel grid samples the pixels themselves:
+        // the same bits as the exact turn wherever its mirror is inside.
+        let mut rng = tidalscope_core::Rng::new(5);
+        let mut grid = Cutout::zeros(2, 48, 48);
+        grid.data_mut().iter_mut().for_each(|v| *v = rng.normal() as f32);
+        let c = (24.5, 23.0);
+        let turned = Resample {
+            cx: c.0,
+            cy: c.1,
+            m: [-1.0, 0.0, 0.0, -1.0],
+            centring: Centring::Subpixel,
+            taps: Taps::default(),
+            packed: Vec::new(),
+            pixels: Arc::new(Vec::new()),
+            shape: grid.shape(),
+        };
+        let (exact, fine) = (whole_image(&grid, Mirror::about(c)), whole_image(&grid, turned));
+        // The mirrors of row 47 and of columns 0 and 1 are outside.
+        for y in 0..47 {
+            for x in 2..48 {
+                let i = y * 48 + x;
+                for b in 0..2 {
+                    assert_eq!(fine.band(b)[i].to_bits(), exact.band(b)[i].to_bits(), "({x}, {y})");
+                }
+            }
+        }
     }
 
     #[test]
@@ -807,8 +943,8 @@ mod tests {
         }
         blob(&mut img, 20.5, 20.5, 2.0, 100.0);
         img.band_mut(0)[12 * 40 + 10] = f32::NAN;
-        assert_eq!(centre(&img), (20.5, 20.5));
-        let r = residual(&img);
+        assert_eq!(half(&img), (20.5, 20.5));
+        let r = residual(&img, Centring::HalfPixel);
         assert!(r.band(0)[12 * 40 + 10].is_nan());
         assert!(r.band(0)[29 * 40 + 31].is_nan(), "the mirror of a NaN pixel is NaN");
         assert_eq!(r.data().iter().filter(|v| v.is_nan()).count(), 2);
@@ -840,10 +976,10 @@ mod tests {
         let theta = 0.5;
         let mut host = Cutout::zeros(2, 64, 64);
         ellipse(&mut host, (31.5, 31.5), 5.0, 0.5, theta, 100.0);
-        let found = axis(&host, centre(&host));
+        let found = axis(&host, half(&host));
         assert!((found - theta).abs() < 0.01, "axis {found} for a host at {theta}");
         // The host cancels to the interpolation's error, well under 1% of its peak.
-        let m = mirror_residual(&host);
+        let m = mirror_residual(&host, Centring::Subpixel);
         let peak = m.data().iter().fold(0f32, |a, v| a.max(v.abs()));
         assert!(peak < 0.3, "an elliptical host leaves {peak} of its 100");
         // Two faint arms, point-symmetric about the centre and off the axis
@@ -859,11 +995,11 @@ mod tests {
         }
         let (x, y) = arm(1.0);
         let at = |img: &Cutout| img.band(0)[y.round() as usize * 64 + x.round() as usize];
-        assert!(at(&residual(&tails)).abs() < 1e-3, "the S cancels in the rotational residual");
+        assert!(at(&residual(&tails, Centring::Subpixel)).abs() < 1e-3, "the S cancels in the rotational residual");
         assert!(
-            at(&mirror_residual(&tails)) > 3.5,
+            at(&mirror_residual(&tails, Centring::Subpixel)) > 3.5,
             "the S remains in the mirror residual: {}",
-            at(&mirror_residual(&tails))
+            at(&mirror_residual(&tails, Centring::Subpixel))
         );
     }
 
@@ -915,16 +1051,23 @@ mod tests {
             // The vector path wherever the CPU has it (whatever cap another
             // test has set meanwhile), against the plane-by-plane one.
             let vector = (5..=8).contains(&bands) && avx();
-            let mut fast = Reflection::with_interleaved(&img, vector);
+            let fast = Resample::with_interleaved(&img, Centring::Subpixel, vector);
             assert_eq!(fast.pixels.is_empty(), !vector, "{bands} bands: the vector path where the CPU has it");
-            let mut plain = Reflection::with_interleaved(&img, false);
-            assert!(fast.c2.abs() > 0.1 && fast.s2.abs() > 0.1, "an axis off the pixel grid");
-            for xs in [0..w, 5..30] {
-                let (mut a, mut b) = (vec![0f32; bands * xs.len()], vec![0f32; bands * xs.len()]);
-                for y in 0..h {
-                    fast.rows(&img, y, xs.clone(), &mut a);
-                    plain.rows(&img, y, xs.clone(), &mut b);
-                    assert_eq!(bits(&a), bits(&b), "{bands} bands, row {y}, columns {xs:?}");
+            let plain = Resample::with_interleaved(&img, Centring::Subpixel, false);
+            assert!(fast.m[0].abs() > 0.1 && fast.m[1].abs() > 0.1, "an axis off the pixel grid");
+            let (cx, cy) = (fast.cx, fast.cy);
+            assert!((cx * 2.0).fract() != 0.0 && (cy * 2.0).fract() != 0.0, "a centre off the half pixels");
+            // The reflection, and the turn about the same subpixel centre.
+            let pairs =
+                [(Turn::Interpolated(fast.clone()), Turn::Interpolated(plain.clone())), (fast.turn(), plain.turn())];
+            for (mut fast, mut plain) in pairs {
+                for xs in [0..w, 5..30] {
+                    let (mut a, mut b) = (vec![0f32; bands * xs.len()], vec![0f32; bands * xs.len()]);
+                    for y in 0..h {
+                        fast.rows(&img, y, xs.clone(), &mut a);
+                        plain.rows(&img, y, xs.clone(), &mut b);
+                        assert_eq!(bits(&a), bits(&b), "{bands} bands, row {y}, columns {xs:?}");
+                    }
                 }
             }
         }
@@ -935,13 +1078,13 @@ mod tests {
         let mut img = Cutout::zeros(1, 32, 32);
         ellipse(&mut img, (15.5, 15.5), 3.0, 0.6, 0.3, 50.0);
         img.band_mut(0)[10 * 32 + 20] = f32::NAN;
-        let m = mirror_residual(&img);
+        let m = mirror_residual(&img, Centring::Subpixel);
         assert!(m.band(0)[10 * 32 + 20].is_nan());
         // The mirror points whose 4×4 pixels hold it are NaN too, no others.
         let nan = m.data().iter().filter(|v| v.is_nan()).count();
         assert!((2..=17).contains(&nan), "{nan} NaN pixels");
-        assert_eq!(mirror_residual(&Cutout::zeros(2, 0, 5)).shape(), [2, 0, 5]);
-        assert!(mirror_residual(&Cutout::zeros(1, 1, 1)).data()[0] == 0.0);
+        assert_eq!(mirror_residual(&Cutout::zeros(2, 0, 5), Centring::Subpixel).shape(), [2, 0, 5]);
+        assert!(mirror_residual(&Cutout::zeros(1, 1, 1), Centring::Subpixel).data()[0] == 0.0);
 
         // Sky noise of σ 1 under a host at 0.4 rad: the corners' mirror
         // points fall outside and take the nearest edge's sky, so the outer
@@ -952,7 +1095,7 @@ mod tests {
         let mut sky = Cutout::zeros(1, n, n);
         sky.band_mut(0).iter_mut().for_each(|v| *v = rng.normal() as f32);
         ellipse(&mut sky, (47.5, 47.5), 4.0, 0.5, 0.4, 400.0);
-        let m = mirror_residual(&sky);
+        let m = mirror_residual(&sky, Centring::Subpixel);
         let (mut frame, mut inner) = (Vec::new(), Vec::new());
         for (i, v) in m.band(0).iter().enumerate() {
             let (x, y) = (i % n, i / n);
@@ -981,19 +1124,22 @@ mod tests {
         let mut img = Cutout::zeros(2, 16, 16);
         blob(&mut img, 7.0, 9.0, 1.5, 10.0);
         img.band_mut(1)[3] = 4.0;
-        let both = Channels::Both.apply(&img);
-        assert_eq!(both.shape(), [4, 16, 16]);
-        assert_eq!(&both.data()[..img.data().len()], img.data());
-        assert_eq!(&both.data()[img.data().len()..], residual(&img).data());
-        assert_eq!(Channels::Image.apply(&img).data(), img.data());
+        for centring in [Centring::HalfPixel, Centring::Subpixel] {
+            let both = Channels::Both.apply(&img, centring);
+            assert_eq!(both.shape(), [4, 16, 16]);
+            assert_eq!(&both.data()[..img.data().len()], img.data());
+            assert_eq!(&both.data()[img.data().len()..], residual(&img, centring).data());
+            assert_eq!(Channels::Image.apply(&img, centring).data(), img.data());
+            assert_eq!(Channels::Residual.apply(&img, centring).data(), residual(&img, centring).data());
+            let all = Channels::All.apply(&img, centring);
+            assert_eq!(all.shape(), [6, 16, 16]);
+            assert_eq!(&all.data()[..2 * img.data().len()], both.data());
+            assert_eq!(&all.data()[2 * img.data().len()..], mirror_residual(&img, centring).data());
+        }
         let names = ["g".to_string(), "r".to_string()];
         assert_eq!(Channels::Both.names(&names), ["g", "r", "g_residual", "r_residual"]);
         assert_eq!(Channels::Residual.names(&names), ["g_residual", "r_residual"]);
         assert_eq!((Channels::Image.factor(), Channels::Residual.factor(), Channels::Both.factor()), (1, 1, 2));
-        let all = Channels::All.apply(&img);
-        assert_eq!(all.shape(), [6, 16, 16]);
-        assert_eq!(&all.data()[..2 * img.data().len()], both.data());
-        assert_eq!(&all.data()[2 * img.data().len()..], mirror_residual(&img).data());
         assert_eq!(Channels::All.names(&names), ["g", "r", "g_residual", "r_residual", "g_mirror", "r_mirror"]);
         assert!(Channels::Residual.describe().starts_with("only") && Channels::Both.describe().contains("bands and"));
     }

@@ -250,7 +250,13 @@ mod tests {
         w.finish().unwrap();
         let source = open(&p, &OpenOptions::default()).unwrap();
         let bands = source.info().bands.clone();
-        let pre = Preprocess { bin: 1, crop: 4, normalisation: Normaliser::none(bands), channels: Channels::Image };
+        let pre = Preprocess {
+            bin: 1,
+            crop: 4,
+            normalisation: Normaliser::none(bands),
+            channels: Channels::Image,
+            centring: Default::default(),
+        };
         (source, pre)
     }
 

@@ -60,7 +60,7 @@ fn describe(pre: &Preprocess) -> String {
     // makes of them.
     let channels = match pre.channels {
         Channels::Image => String::new(),
-        c => format!(" (the network sees {})", c.describe()),
+        c => format!(" (the network sees {}; {})", c.describe(), pre.centring.describe()),
     };
     format!("bands {:?}{channels}, binned {}×{}, {}×{} view", pre.input_bands(), pre.bin, pre.bin, pre.crop, pre.crop)
 }

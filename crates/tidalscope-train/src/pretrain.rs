@@ -547,9 +547,9 @@ pub fn pretrain_with_cache(
     } else {
         let norm_source = *first;
         let k = cfg.bin;
-        let channels = cfg.channels;
+        let (channels, centring) = (cfg.channels, cfg.centring);
         let mut normalisation =
-            Normaliser::fit_with(norm_source, cfg.norm_images, cfg.sigma, &|c| bin(&channels.apply(&c), k))?;
+            Normaliser::fit_with(norm_source, cfg.norm_images, cfg.sigma, &|c| bin(&channels.apply(&c, centring), k))?;
         if channels != Channels::Image {
             let info = norm_source.info();
             let names = if info.bands.len() == bands { info.bands.clone() } else { default_bands(bands) };
@@ -561,7 +561,7 @@ pub fn pretrain_with_cache(
             normalisation.provenance,
             normalisation.bands.join(",")
         ));
-        let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation, channels };
+        let preprocess = Preprocess { bin: cfg.bin, crop: cfg.crop, normalisation, channels, centring };
         train_device.seed(cfg.seed);
         let model = NnclrModel {
             encoder: encoder_config(cfg, bands).init(&train_device),
