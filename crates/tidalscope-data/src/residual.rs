@@ -402,6 +402,9 @@ pub(crate) struct Resample {
     shape: [usize; 3],
 }
 
+/// The 180° turn as a [`Resample`]'s map: −1 times the identity.
+const HALF_TURN: [f64; 4] = [-1.0, 0.0, 0.0, -1.0];
+
 /// Where one pixel's mapped point samples: the cell's lower corner and
 /// the cubic weights along x and y (the same for every band, so found once
 /// per pixel).
@@ -523,7 +526,7 @@ impl Resample {
         match self.centring {
             Centring::HalfPixel => Turn::Exact(Mirror::about((self.cx, self.cy))),
             Centring::Subpixel => Turn::Interpolated(Self {
-                m: [-1.0, 0.0, 0.0, -1.0],
+                m: HALF_TURN,
                 taps: Taps::default(),
                 packed: Vec::new(),
                 pixels: Arc::clone(&self.pixels),
@@ -916,7 +919,7 @@ mod tests {
         let turned = Resample {
             cx: c.0,
             cy: c.1,
-            m: [-1.0, 0.0, 0.0, -1.0],
+            m: HALF_TURN,
             centring: Centring::Subpixel,
             taps: Taps::default(),
             packed: Vec::new(),

@@ -11,6 +11,8 @@ use std::ops::Range;
 use tidalscope_core::Cutout;
 use tidalscope_io::source::Source;
 
+pub use tidalscope_io::source::meta_names;
+
 /// An object ready for a model.
 #[derive(Debug, Clone)]
 pub struct Prepared {
@@ -90,8 +92,6 @@ pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
     header.extend(meta);
     header
 }
-
-pub use tidalscope_io::source::meta_names;
 
 impl Prepared {
     /// This object's row of a scored catalogue ([`scores_header`]), the

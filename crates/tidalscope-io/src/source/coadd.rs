@@ -261,8 +261,11 @@ impl CoaddSource {
                 meta_columns: {
                     // The catalogue's own `tile` is input: it gives way to
                     // ours, as every clashing input column does.
+                    let tile = "tile".to_string();
                     let given: Vec<String> = meta.iter().map(|&c| catalog.columns[c].clone()).collect();
-                    super::meta_names(&["tile".to_string()], &given).into_iter().chain(["tile".to_string()]).collect()
+                    let mut names = super::meta_names(std::slice::from_ref(&tile), &given);
+                    names.push(tile);
+                    names
                 },
                 labelled: label.is_some(),
             },
