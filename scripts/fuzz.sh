@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 cargo run --release -q -- simulate --n 2 --size 16 --out "$tmp/sim" --format fits --preview 0 >/dev/null
 cargo run --release -q -- simulate --n 2 --size 16 --out "$tmp/simnpy" --preview 0 >/dev/null
 tf_seeds=$(ls $fx/*/*/*/*.snapshot $fx/*/snapshot.metadata $fx/*/dataset_spec.pb | grep -v det_image | tr '\n' ' ')
-fits_seeds=$(ls "$tmp"/sim/fits/*.fits | head -3 | tr '\n' ' ')
+fits_seeds="$(ls "$tmp"/sim/fits/*.fits | head -3 | tr '\n' ' ') tests/fixtures/fits-compressed/rice_dither2_tiles.fits tests/fixtures/fits-compressed/gzip2_int16.fits tests/fixtures/fits-compressed/rice_constant_rows.fits"
 npy_seeds="$fx/tiny_image.npy $tmp/simnpy/images.npy"
 km=tests/fixtures/tensorflow/models/tiny_finetuned_savedmodel
 keras_seeds="$km/variables/variables.index $km/keras_metadata.pb"

@@ -115,3 +115,22 @@ fn a_crowded_copy_adds_other_cutouts_sources_away_from_the_target_and_repeats_fo
     let err = d.fails(&["convert", "sim", "x.npy", "--crowd=-1"]);
     assert!(err.contains("--crowd must lie in [0, 100]"), "{err}");
 }
+
+#[test]
+fn inspect_and_convert_read_tile_compressed_fits_and_refuse_hcompress_by_name() {
+    let d = Dir::new();
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fits-compressed");
+    let out = d.ok(&["inspect", &format!("{dir}/rice_cube.fits")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("3 bands × 20 × 26") && text.contains("BITPIX -32, tile-compressed RICE_1"), "{text}");
+    // The cube astropy decompressed, and the command line's copy of the
+    // compressed one: the same pixels.
+    d.ok(&["convert", &format!("{dir}/rice_cube.expected.fits"), "want.npy"]);
+    d.ok(&["convert", &format!("{dir}/rice_cube.fits"), "got.npy"]);
+    let (ws, want) = npy::read_f32(&d.join("want.npy")).unwrap();
+    let (gs, got) = npy::read_f32(&d.join("got.npy")).unwrap();
+    assert_eq!(ws, gs);
+    assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan())));
+    let err = d.fails(&["inspect", &format!("{dir}/hcompress.fits")]);
+    assert!(err.contains("hcompress.fits") && err.contains("HCOMPRESS_1") && err.contains("funpack"), "{err}");
+}

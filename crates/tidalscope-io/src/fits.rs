@@ -1,6 +1,7 @@
 //! FITS images (Pence et al. 2010, FITS standard 4.0): a writer for image
 //! HDUs, including the HSC cutout-service layout, and a reader of image HDUs
-//! of any BITPIX with BSCALE/BZERO.
+//! of any BITPIX with BSCALE/BZERO, tile-compressed ones included
+//! ([`crate::fits_compressed`]).
 //!
 //! A FITS file is a sequence of HDUs, each a header of 80-character ASCII
 //! cards ending with `END`, padded to a 2880-byte block, then big-endian
@@ -9,6 +10,7 @@
 //! written is the bottom row of the image.
 
 use crate::atomic::AtomicFile;
+use crate::fits_compressed::Tiling;
 use crate::{Error, Result};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
@@ -450,8 +452,11 @@ pub struct HduInfo {
     pub bitpix: i64,
     /// Byte offset of the data.
     pub data_offset: u64,
-    /// True for the primary HDU and IMAGE extensions.
+    /// True for the primary HDU, IMAGE extensions and tile-compressed images.
     pub is_image: bool,
+    /// How a tile-compressed image is stored (then `header`, `axes` and
+    /// `bitpix` are the image's, and `data_offset` is where its table starts).
+    pub compressed: Option<Box<Tiling>>,
 }
 
 impl HduInfo {
@@ -535,7 +540,18 @@ pub fn scan_from<R: Read + Seek>(f: &mut R, file_len: u64, path: &Path) -> Resul
                 format!("HDU {index}: data ends early (truncated file; {nbytes} bytes expected)"),
             ));
         }
-        out.push(HduInfo { index, header, axes, bitpix, data_offset: pos, is_image });
+        match Tiling::from_table(&header, &axes, pcount, path, index)? {
+            Some(tiling) => out.push(HduInfo {
+                index,
+                header: tiling.image_header(&header),
+                axes: tiling.axes().to_vec(),
+                bitpix: tiling.bitpix(),
+                data_offset: pos,
+                is_image: true,
+                compressed: Some(Box::new(tiling)),
+            }),
+            None => out.push(HduInfo { index, header, axes, bitpix, data_offset: pos, is_image, compressed: None }),
+        }
         let skip = nbytes.div_ceil(BLOCK as u64) * BLOCK as u64;
         pos += skip;
         f.seek(SeekFrom::Start(pos)).map_err(|e| Error::io(path, e))?;
@@ -572,6 +588,9 @@ pub fn read_values_from<R: Read + Seek>(
                 hdu.len()
             ),
         ));
+    }
+    if let Some(tiling) = &hdu.compressed {
+        return tiling.read(f, path, hdu.index, hdu.data_offset, first, count);
     }
     let elem = hdu.elem_size();
     f.seek(SeekFrom::Start(hdu.data_offset + (first * elem) as u64)).map_err(|e| Error::io(path, e))?;

@@ -23,6 +23,7 @@ pub mod csv;
 pub mod embeddings;
 mod error;
 pub mod fits;
+pub mod fits_compressed;
 pub mod fits_table;
 pub mod fuzzing;
 pub mod keras;

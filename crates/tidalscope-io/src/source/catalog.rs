@@ -156,9 +156,10 @@ impl CatalogSource {
         Self::from_catalog(catalog, opts)
     }
 
-    /// Every FITS, PNG, JPEG and npy file of a folder, one object each (id =
-    /// file stem, or the whole file name where two files share a stem or
-    /// the stem is another file's name), in name order.
+    /// Every FITS (fpack's `.fits.fz` too), PNG, JPEG and npy file of a
+    /// folder, one object each (id = file stem, `.fits.fz` both taken off,
+    /// or the whole file name where two files share a stem or the stem is
+    /// another file's name), in name order.
     pub fn folder(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let mut names: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -167,7 +168,8 @@ impl CatalogSource {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
                 let l = n.to_ascii_lowercase();
-                [".fits", ".fit", ".fts", ".png", ".jpg", ".jpeg", ".npy"].iter().any(|x| l.ends_with(x))
+                let fits = [".fits", ".fit", ".fts"].iter().any(|x| l.strip_suffix(".fz").unwrap_or(&l).ends_with(x));
+                fits || [".png", ".jpg", ".jpeg", ".npy"].iter().any(|x| l.ends_with(x))
             })
             .collect();
         names.sort();
@@ -177,7 +179,10 @@ impl CatalogSource {
                 "folder holds no FITS, PNG, JPEG or .npy files, no catalog.csv and no tf.data snapshot",
             ));
         }
-        let stem = |n: &str| n.rsplit_once('.').map_or(n, |p| p.0).to_string();
+        let stem = |n: &str| {
+            let n = if n.to_ascii_lowercase().ends_with(".fz") { &n[..n.len() - 3] } else { n };
+            n.rsplit_once('.').map_or(n, |p| p.0).to_string()
+        };
         let mut stems: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for n in &names {
             *stems.entry(stem(n)).or_default() += 1;

@@ -164,14 +164,7 @@ struct BandImage {
 impl BandImage {
     fn open(file: &Path) -> Result<Self> {
         let hdus = fits::scan(file)?;
-        let hdu = fits::pixel_hdu(file, &hdus).map_err(|e| {
-            let compressed = hdus.iter().any(|h| matches!(h.header.get("ZIMAGE"), Some(fits::Value::Logical(true))));
-            if compressed {
-                Error::format(file, "the image is tile-compressed (ZIMAGE); decompress it first (e.g. `funpack`)")
-            } else {
-                e
-            }
-        })?;
+        let hdu = fits::pixel_hdu(file, &hdus)?;
         if hdu.axes.len() != 2 {
             return Err(Error::format(
                 file,

@@ -73,7 +73,10 @@ impl FitsSource {
             len: n,
             bands: band_names(&hdu, b),
             shape: Some([b, h, w]),
-            dtype: format!("BITPIX {}", hdu.bitpix),
+            dtype: match &hdu.compressed {
+                Some(t) => format!("BITPIX {}, tile-compressed {}", hdu.bitpix, t.method()),
+                None => format!("BITPIX {}", hdu.bitpix),
+            },
             meta_columns: Vec::new(),
             labelled: false,
         };
