@@ -15,6 +15,9 @@ use clap::Parser;
 
 fn main() {
     let args = cli::Cli::parse();
+    if !matches!(args.command, cli::Command::Label(_)) {
+        quiet_on_closed_pipe();
+    }
     // Before any arithmetic (and after --help, which needs no threads):
     // denormal floats as zero on this thread and on every thread of the
     // global pool (see tidalscope_core::denormal).
@@ -40,5 +43,18 @@ fn main() {
             let partial = e.downcast_ref::<commands::PartialFailure>().is_some();
             std::process::exit(if partial { 3 } else { 1 });
         }
+    }
+}
+
+/// A reader that stops early (`tidalscope inspect x | head`) ends the
+/// program quietly, as it does any Unix tool: Rust ignores SIGPIPE, so
+/// otherwise the next write to stdout panics with a backtrace. Not for the
+/// labelling server, whose sockets must outlive a browser closing one.
+fn quiet_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

@@ -134,3 +134,25 @@ fn inspect_and_convert_read_tile_compressed_fits_and_refuse_hcompress_by_name() 
     let err = d.fails(&["inspect", &format!("{dir}/hcompress.fits")]);
     assert!(err.contains("hcompress.fits") && err.contains("HCOMPRESS_1") && err.contains("funpack"), "{err}");
 }
+
+/// A reader that closes the pipe (`tidalscope inspect x | head -0`) ends
+/// the program by SIGPIPE, quietly, as any Unix tool: no panic, no
+/// backtrace on the terminal.
+#[cfg(unix)]
+#[test]
+fn a_closed_stdout_ends_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let fixture = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fits-compressed/rice_cube.fits");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tidalscope"))
+        .args(["inspect", fixture])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
