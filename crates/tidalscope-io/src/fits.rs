@@ -540,7 +540,10 @@ pub fn scan_from<R: Read + Seek>(f: &mut R, file_len: u64, path: &Path) -> Resul
                 format!("HDU {index}: data ends early (truncated file; {nbytes} bytes expected)"),
             ));
         }
-        match Tiling::from_table(&header, &axes, pcount, path, index)? {
+        // A compressed image this reader cannot decode stays a table, so
+        // the file's other images still read; `pixel_hdu` says why when it
+        // was the only one.
+        match Tiling::from_table(&header, &axes, pcount, path, index).unwrap_or(None) {
             Some(tiling) => out.push(HduInfo {
                 index,
                 header: tiling.image_header(&header),
@@ -646,13 +649,21 @@ pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
 }
 
 /// The HDU holding a cutout's pixels: the one named IMAGE (HSC cutout
-/// layout), else the first image HDU with data.
+/// layout), else the first image HDU with data. Without one, a
+/// tile-compressed image this reader cannot decode is named with why.
 pub fn pixel_hdu(path: &Path, hdus: &[HduInfo]) -> Result<HduInfo> {
-    hdus.iter()
+    let found = hdus
+        .iter()
         .find(|h| h.is_image && h.name() == Some("IMAGE") && !h.is_empty())
-        .or_else(|| hdus.iter().find(|h| h.is_image && !h.is_empty()))
-        .cloned()
-        .ok_or_else(|| Error::format(path, "no image HDU with data"))
+        .or_else(|| hdus.iter().find(|h| h.is_image && !h.is_empty()));
+    if let Some(h) = found {
+        return Ok(h.clone());
+    }
+    let undecoded = hdus.iter().filter(|h| !h.is_image).find_map(|h| {
+        let pcount = h.header.get("PCOUNT").and_then(Value::as_i64).unwrap_or(0).max(0) as u64;
+        Tiling::from_table(&h.header, &h.axes, pcount, path, h.index).err()
+    });
+    Err(undecoded.unwrap_or_else(|| Error::format(path, "no image HDU with data")))
 }
 
 #[cfg(test)]

@@ -29,10 +29,11 @@ const N_RANDOM: usize = 10_000;
 /// The quantised value `SUBTRACTIVE_DITHER_2` keeps for an exact zero.
 const ZERO_VALUE: i64 = -2_147_483_646;
 
-/// The most pixels a compressed HDU may claim per byte it stores: DEFLATE
-/// cannot expand a byte into more than 1,032, and RICE's densest block (a
-/// constant one) costs at least 3 bits for 32 pixels. A header claiming
-/// more is corrupt, and is refused before any memory is set aside for it.
+/// The most pixels a compressed HDU may claim per byte it stores (RICE's
+/// own bound aside: a constant block of BLOCKSIZE pixels costs at least 3
+/// bits): DEFLATE cannot expand a byte into more than 1,032. A header
+/// claiming more is corrupt, and is refused before any memory is set aside
+/// for it.
 const MAX_PIXELS_PER_BYTE: u64 = 1_100;
 
 /// How a tile's bytes are compressed (`ZCMPTYPE`).
@@ -145,10 +146,12 @@ fn parse_tform(s: &str) -> Option<(usize, u8, Option<u8>)> {
 /// Whether `key` belongs to the compression convention or to the table
 /// that carries it, and so is not the image's keyword.
 fn is_table_keyword(key: &str) -> bool {
-    const EXACT: [&str; 22] = [
+    // CHECKSUM and DATASUM are the table's; the image's own are ZHECKSUM
+    // and ZDATASUM, which no longer hold once the header is rewritten.
+    const EXACT: [&str; 25] = [
         "XTENSION", "BITPIX", "NAXIS", "PCOUNT", "GCOUNT", "TFIELDS", "THEAP", "ZIMAGE", "ZTENSION", "ZSIMPLE",
         "ZEXTEND", "ZBLOCKED", "ZBITPIX", "ZNAXIS", "ZPCOUNT", "ZGCOUNT", "ZCMPTYPE", "ZQUANTIZ", "ZDITHER0",
-        "ZHECKSUM", "ZDATASUM", "ZBLANK",
+        "ZHECKSUM", "ZDATASUM", "ZBLANK", "ZMASKCMP", "CHECKSUM", "DATASUM",
     ];
     let numbered =
         |prefix: &str| key.strip_prefix(prefix).is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
@@ -202,17 +205,6 @@ impl Tiling {
             [a, b] => (*a, *b),
             _ => return Err(bad("the table is not 2-D".into())),
         };
-        let pixels = axes.iter().try_fold(1u64, |acc, &a| acc.checked_mul(a as u64));
-        let stored = (row_len as u64).saturating_mul(rows as u64).saturating_add(pcount);
-        match pixels {
-            Some(p) if axes.is_empty() || p <= stored.saturating_mul(MAX_PIXELS_PER_BYTE) + (1 << 20) => {}
-            _ => {
-                return Err(bad(format!(
-                    "ZNAXISn claim {} pixels from {stored} stored bytes (corrupt header)",
-                    pixels.map_or("too many".to_string(), |p| p.to_string())
-                )))
-            }
-        }
         let tiles: usize = axes.iter().zip(&tile).map(|(&a, &t)| a.div_ceil(t)).product();
         if !axes.is_empty() && tiles != rows {
             return Err(bad(format!("{rows} table rows for {tiles} tiles (ZNAXISn / ZTILEn)")));
@@ -248,6 +240,21 @@ impl Tiling {
             }
             other => return Err(bad(format!("unknown compression ZCMPTYPE = '{other}'"))),
         };
+        let per_byte = match method {
+            Method::Rice { block, .. } => MAX_PIXELS_PER_BYTE.max(8 * block as u64 / 3),
+            _ => MAX_PIXELS_PER_BYTE,
+        };
+        let pixels = axes.iter().try_fold(1u64, |acc, &a| acc.checked_mul(a as u64));
+        let stored = (row_len as u64).saturating_mul(rows as u64).saturating_add(pcount);
+        match pixels {
+            Some(p) if axes.is_empty() || p <= stored.saturating_mul(per_byte) + (1 << 20) => {}
+            _ => {
+                return Err(bad(format!(
+                    "ZNAXISn claim {} pixels from {stored} stored bytes (corrupt header)",
+                    pixels.map_or("too many".to_string(), |p| p.to_string())
+                )))
+            }
+        }
         // The table's columns, by name.
         let fields = int("TFIELDS").unwrap_or(0).clamp(0, 999) as usize;
         let (mut compressed, mut gzip_fallback, mut uncompressed) = (None, None, None);
@@ -260,7 +267,8 @@ impl Tiling {
             let width = if t == b'X' {
                 repeat.div_ceil(8)
             } else {
-                type_width(t).ok_or_else(|| bad(format!("TFORM{i} = '{form}' has an unknown type")))? * repeat
+                let w = type_width(t).ok_or_else(|| bad(format!("TFORM{i} = '{form}' has an unknown type")))?;
+                w.checked_mul(repeat).ok_or_else(|| bad(format!("TFORM{i} = '{form}' is too wide")))?
             };
             let name =
                 table.get(&format!("TTYPE{i}")).and_then(Value::as_str).unwrap_or("").trim().to_ascii_uppercase();
@@ -423,7 +431,8 @@ impl Tiling {
         let mut span: Option<(u64, u64)> = None;
         for (k, _, _) in &wanted {
             for col in [Some(self.compressed), self.gzip_fallback, self.uncompressed].into_iter().flatten() {
-                let (n, off) = descriptor(row(*k), &col);
+                let (n, off) = descriptor(row(*k), &col)
+                    .ok_or_else(|| bad(format!("tile {k}: a negative heap descriptor (corrupt table)")))?;
                 let len = n.checked_mul(type_width(col.element).unwrap_or(1) as u64);
                 match (len, off.checked_add(len.unwrap_or(u64::MAX))) {
                     (Some(len), Some(e)) if len > 0 => {
@@ -452,6 +461,9 @@ impl Tiling {
             let n: usize = shape.iter().product();
             self.decode_tile(row(k), k, &heap, heap_lo, n, &mut raw, &mut values)
                 .map_err(|e| bad(format!("tile {k}: {e}")))?;
+            if values.len() != n {
+                return Err(bad(format!("tile {k}: {} values for its {n} pixels", values.len())));
+            }
             // Scatter the tile, a run along NAXIS1 at a time.
             let runs = n / shape[0];
             for r in 0..runs {
@@ -519,7 +531,7 @@ impl Tiling {
     ) -> std::result::Result<(), String> {
         values.clear();
         let bytes_of = |col: &ArrayColumn| -> std::result::Result<&[u8], String> {
-            let (count, off) = descriptor(row, col);
+            let (count, off) = descriptor(row, col).ok_or("a negative heap descriptor")?;
             if count == 0 {
                 return Ok(&[]);
             }
@@ -532,10 +544,15 @@ impl Tiling {
         let data = bytes_of(&self.compressed)?;
         if data.is_empty() {
             // The writer could not compress this tile as the rest.
-            if let Some(col) = self.gzip_fallback.filter(|c| descriptor(row, c).0 > 0) {
+            let has = |c: &ArrayColumn| descriptor(row, c).is_some_and(|(count, _)| count > 0);
+            if let Some(col) = self.gzip_fallback.filter(has) {
+                // cfitsio writes (and reads) this column for float images only.
+                if self.bitpix > 0 {
+                    return Err("GZIP_COMPRESSED_DATA in an integer image".into());
+                }
                 let bytes = gunzip(bytes_of(&col)?, n * float_width)?;
                 push_floats(&bytes, float_width, values);
-            } else if let Some(col) = self.uncompressed.filter(|c| descriptor(row, c).0 > 0) {
+            } else if let Some(col) = self.uncompressed.filter(has) {
                 let bytes = bytes_of(&col)?;
                 let w = type_width(col.element).unwrap_or(1);
                 if bytes.len() != n * w {
@@ -617,7 +634,8 @@ impl Tiling {
             return Ok(());
         }
         let r = randoms();
-        let mut seed = (k as i64 + self.dither0 - 1).rem_euclid(N_RANDOM as i64) as usize;
+        let start = (self.dither0.rem_euclid(N_RANDOM as i64) as usize + N_RANDOM - 1) % N_RANDOM;
+        let mut seed = (k % N_RANDOM + start) % N_RANDOM;
         let mut next = (r[seed] * 500.0) as usize;
         for &v in raw {
             values.push(if Some(v) == blank {
@@ -637,32 +655,29 @@ impl Tiling {
     }
 }
 
-/// A variable-length array's element count and heap offset in `row`.
-fn descriptor(row: &[u8], col: &ArrayColumn) -> (u64, u64) {
+/// A variable-length array's element count and heap offset in `row`
+/// (`P`: 32-bit, read unsigned as cfitsio does; `Q`: 64-bit), `None` where
+/// a `Q` descriptor is negative.
+fn descriptor(row: &[u8], col: &ArrayColumn) -> Option<(u64, u64)> {
     let field = |a: usize, w: usize| row.get(col.offset + a..col.offset + a + w);
     match col.descriptor {
-        b'P' => match (field(0, 4), field(4, 4)) {
-            (Some(n), Some(o)) => {
-                let n = i32::from_be_bytes(n.try_into().expect("4 bytes"));
-                let o = i32::from_be_bytes(o.try_into().expect("4 bytes"));
-                (n.max(0) as u64, o.max(0) as u64)
-            }
-            _ => (0, 0),
-        },
-        _ => match (field(0, 8), field(8, 8)) {
-            (Some(n), Some(o)) => {
-                let n = i64::from_be_bytes(n.try_into().expect("8 bytes"));
-                let o = i64::from_be_bytes(o.try_into().expect("8 bytes"));
-                (n.max(0) as u64, o.max(0) as u64)
-            }
-            _ => (0, 0),
-        },
+        b'P' => {
+            let n = u32::from_be_bytes(field(0, 4)?.try_into().ok()?);
+            let o = u32::from_be_bytes(field(4, 4)?.try_into().ok()?);
+            Some((n as u64, o as u64))
+        }
+        _ => {
+            let n = i64::from_be_bytes(field(0, 8)?.try_into().ok()?);
+            let o = i64::from_be_bytes(field(8, 8)?.try_into().ok()?);
+            Some((u64::try_from(n).ok()?, u64::try_from(o).ok()?))
+        }
     }
 }
 
 /// Inflates a gzip (or zlib) stream that must hold exactly `expected` bytes.
 fn gunzip(data: &[u8], expected: usize) -> std::result::Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(expected);
+    // Not reserved up front: a corrupt header's claim is not yet proven.
+    let mut out = Vec::new();
     let limit = expected as u64 + 1;
     let got = if data.starts_with(&[0x1f, 0x8b]) {
         flate2::read::GzDecoder::new(data).take(limit).read_to_end(&mut out)

@@ -80,8 +80,18 @@ fn the_image_header_keeps_the_images_keywords_only() {
 #[test]
 fn methods_not_decoded_are_refused_by_name() {
     let path = dir().join("hcompress.fits");
-    let e = fits::scan(&path).unwrap_err().to_string();
+    let hdus = fits::scan(&path).unwrap();
+    let e = fits::pixel_hdu(&path, &hdus).unwrap_err().to_string();
     assert!(e.contains("hcompress.fits") && e.contains("HDU 1") && e.contains("HCOMPRESS_1"), "{e}");
+    // Beside an image this reader can read, such an HDU is left alone.
+    let t = tempfile::tempdir().unwrap();
+    let both = t.path().join("both.fits");
+    let mut bytes = std::fs::read(dir().join("rice_int16.fits")).unwrap();
+    bytes.extend_from_slice(&std::fs::read(&path).unwrap()[2880..]);
+    std::fs::write(&both, bytes).unwrap();
+    let hdus = fits::scan(&both).unwrap();
+    assert_eq!(hdus.len(), 3);
+    assert_eq!(fits::pixel_hdu(&both, &hdus).unwrap().index, 1);
 }
 
 /// Every prefix and a byte changed anywhere: an error naming the file, or
@@ -120,13 +130,40 @@ fn damaged_files_give_errors_not_panics() {
 fn a_header_claiming_too_many_pixels_is_refused() {
     let bytes = std::fs::read(dir().join("rice_dither1.fits")).unwrap();
     let text = String::from_utf8_lossy(&bytes).into_owned();
-    let card = "ZNAXIS1 =                   41";
-    let at = text.find(card).expect("the card as astropy writes it");
+    // Rows of 41 billion pixels: as many tiles as table rows.
     let mut damaged = bytes.clone();
-    damaged[at..at + card.len()].copy_from_slice(b"ZNAXIS1 =          41000000000");
+    for (card, claim) in [
+        ("ZNAXIS1 =                   41", b"ZNAXIS1 =          41000000000"),
+        ("ZTILE1  =                   41", b"ZTILE1  =          41000000000"),
+    ] {
+        let at = text.find(card).expect("the card as astropy writes it");
+        damaged[at..at + card.len()].copy_from_slice(claim);
+    }
     let t = tempfile::tempdir().unwrap();
     let path = t.path().join("huge.fits");
     std::fs::write(&path, damaged).unwrap();
-    let e = fits::scan(&path).unwrap_err().to_string();
+    let e = fits::pixel_hdu(&path, &fits::scan(&path).unwrap()).unwrap_err().to_string();
     assert!(e.contains("huge.fits") && e.contains("HDU 1") && e.contains("1230000000000 pixels"), "{e}");
+}
+
+/// Tables written byte by byte (a reviewer's probes): a GZIP fallback
+/// tile in an integer image (cfitsio refuses it), a descriptor pointing
+/// before the heap, and ZDITHER0 = i64::MAX (valid: the seed wraps).
+#[test]
+fn hand_made_tables_are_refused_or_read_without_panic() {
+    let read = |name: &str| {
+        let path = dir().join(name);
+        let hdu = fits::pixel_hdu(&path, &fits::scan(&path)?)?;
+        fits::read_values(&path, &hdu, 0, hdu.len())
+    };
+    let e = read("bad_gzip_fallback_int16.fits").unwrap_err().to_string();
+    assert!(
+        e.contains("bad_gzip_fallback_int16.fits") && e.contains("GZIP_COMPRESSED_DATA in an integer image"),
+        "{e}"
+    );
+    let e = read("bad_negative_descriptor.fits").unwrap_err().to_string();
+    assert!(e.contains("tile data reach byte") && e.contains("heap"), "{e}");
+    let v = read("edge_dither0_max.fits").unwrap();
+    assert_eq!(v.len(), 24);
+    assert!(v.iter().all(|x| x.is_finite()));
 }
