@@ -336,3 +336,61 @@ fn npz_archives_with_labels_and_a_constant_label_override() {
     assert_eq!(open(&column, &OpenOptions::default()).unwrap().labels().unwrap(), vec![Some(0), Some(1), Some(1)]);
     let _ = Path::new("");
 }
+
+/// A FITS file whose bands are image extensions of one shape (one band per
+/// HDU, as some pipelines and simulators write them) reads as one object
+/// of all of them, named by EXTNAME (or FILTER); masks, weights and the
+/// like beside one science image, the HSC `IMAGE` layout and images of
+/// different shapes read as before: one band.
+#[test]
+fn bands_as_image_extensions_read_as_one_cube() {
+    use tidalscope_io::fits::{self, structural_header, Data, Value};
+    let d = tempfile::tempdir().unwrap();
+    let axes = [4usize, 3];
+    let plane = |b: usize| (0..12).map(|k| (b * 100 + k) as f32).collect::<Vec<f32>>();
+    let planes: Vec<Vec<f32>> = (0..5).map(plane).collect();
+    let write = |name: &str, hdus: &[(Option<&str>, &[usize], &[f32])]| {
+        let mut all = vec![(structural_header(&Data::None, true), Data::None)];
+        for (ext, axes, data) in hdus {
+            let data = Data::F32 { axes, data };
+            let mut h = structural_header(&data, false);
+            if let Some(n) = ext {
+                h.push("EXTNAME", Value::Str(n.to_string()), "");
+            }
+            all.push((h, data));
+        }
+        let p = d.path().join(name);
+        fits::write(&p, &all).unwrap();
+        p
+    };
+    let per_band: Vec<(Option<&str>, &[usize], &[f32])> =
+        ["g", "r", "i", "z", "y"].iter().zip(&planes).map(|(b, p)| (Some(*b), &axes[..], &p[..])).collect();
+    let src = open(&write("mef.fits", &per_band), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands, ["g", "r", "i", "z", "y"]);
+    assert!(src.info().dtype.contains("one band per HDU (5)"), "{}", src.info().dtype);
+    let (id, _, cutout) = images(src.as_ref()).remove(0);
+    assert_eq!(id, "mef");
+    assert_eq!(cutout.data(), planes.concat().as_slice());
+    // Unnamed planes (or a name twice): the default names, b0, b1, … for three.
+    let unnamed: Vec<_> = per_band[..3].iter().map(|(_, a, p)| (None, *a, *p)).collect();
+    let src = open(&write("plain.fits", &unnamed), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands, ["b0", "b1", "b2"]);
+    let twice: Vec<_> = per_band[..3].iter().map(|(_, a, p)| (Some("SCI"), *a, *p)).collect();
+    let src = open(&write("twice.fits", &twice), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands, ["b0", "b1", "b2"]);
+    assert_eq!(images(src.as_ref())[0].2.data(), planes[..3].concat().as_slice());
+    // One science image with its weight and mask: one band.
+    let sci = [
+        (Some("SCI"), &axes[..], &planes[0][..]),
+        (Some("WHT"), &axes[..], &planes[1][..]),
+        (Some("MSK"), &axes[..], &planes[2][..]),
+    ];
+    let src = open(&write("sci.fits", &sci), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands.len(), 1);
+    assert_eq!(images(src.as_ref())[0].2.data(), planes[0].as_slice());
+    // Images of different shapes: the first.
+    let other = [2usize, 6];
+    let mixed = [(Some("g"), &axes[..], &planes[0][..]), (Some("r"), &other[..], &planes[1][..])];
+    let src = open(&write("mixed.fits", &mixed), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().shape, Some([1, 3, 4]));
+}

@@ -1,5 +1,6 @@
-//! FITS sources: one image, a cube (bands on an axis) or a stack of cubes
-//! (NAXIS = 4, objects on the last axis).
+//! FITS sources: one image, a cube (bands on an axis), a stack of cubes
+//! (NAXIS = 4, objects on the last axis), or one object's bands as image
+//! extensions of one shape (one band per HDU).
 
 use super::{default_bands, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
 use crate::fits::{pixel_hdu, read_values, scan, HduInfo, Value};
@@ -11,9 +12,39 @@ use tidalscope_core::Cutout;
 pub struct FitsSource {
     info: SourceInfo,
     path: PathBuf,
-    hdu: HduInfo,
+    /// The HDU holding the pixels, or one 2-D HDU per band.
+    hdus: Vec<HduInfo>,
     dims: [usize; 3],
     layout: Layout,
+}
+
+/// EXTNAMEs of the planes that ride along a science image (masks, weights,
+/// noise, PSFs): never taken for a band.
+const ANCILLARY: [&str; 21] = [
+    "MASK", "MSK", "BITMASK", "FLAGS", "DQ", "VARIANCE", "VAR", "WEIGHT", "WGT", "WHT", "INVVAR", "IVAR", "ERR",
+    "ERROR", "SIGMA", "NOISE", "RMS", "PSF", "EXPMAP", "EXPOSURE", "CTX",
+];
+
+/// The HDUs holding a file's pixels: the one [`pixel_hdu`] picks (the HSC
+/// and LSST `IMAGE`, or the first image with data), unless the file holds
+/// no `IMAGE` HDU and two or more 2-D images of one shape that are not
+/// masks, weights or the like (by EXTNAME): then each is a band, in file
+/// order (as a cube's planes are).
+fn band_hdus(path: &Path, hdus: &[HduInfo]) -> Result<Vec<HduInfo>> {
+    let with_data = |h: &&HduInfo| h.is_image && !h.is_empty();
+    let ancillary = |h: &HduInfo| h.name().is_some_and(|n| ANCILLARY.contains(&n.trim().to_ascii_uppercase().as_str()));
+    let planes: Vec<&HduInfo> = hdus.iter().filter(with_data).filter(|h| !ancillary(h)).collect();
+    let named_image = hdus.iter().filter(with_data).any(|h| h.name() == Some("IMAGE"));
+    let one_shape = planes.iter().all(|h| h.axes.len() == 2 && h.axes == planes[0].axes);
+    if named_image || planes.len() < 2 || !one_shape {
+        return Ok(vec![pixel_hdu(path, hdus)?]);
+    }
+    Ok(planes.into_iter().cloned().collect())
+}
+
+/// The band an HDU holds by its name: EXTNAME, else FILTER.
+fn hdu_band_name(hdu: &HduInfo) -> Option<String> {
+    hdu.name().or_else(|| hdu.header.get("FILTER").and_then(Value::as_str)).map(|s| s.trim().to_string())
 }
 
 /// `(objects, dims [a,b,c] in C order, layout)` of an image HDU.
@@ -60,27 +91,60 @@ fn band_names(hdu: &HduInfo, n: usize) -> Vec<String> {
     }
 }
 
+/// `(objects, dims, layout, band names)` of a file's pixel HDUs.
+fn layout_of(path: &Path, hdus: &[HduInfo], layout: Layout) -> Result<(usize, [usize; 3], Layout, Vec<String>)> {
+    if let [hdu] = hdus {
+        let (n, dims, layout) = geometry(path, hdu, layout)?;
+        let names = band_names(hdu, layout.bhw(dims).0);
+        return Ok((n, dims, layout, names));
+    }
+    let a = &hdus[0].axes;
+    // Names only where every HDU has one and no two share it.
+    let names: Vec<String> = hdus
+        .iter()
+        .map(hdu_band_name)
+        .collect::<Option<Vec<_>>>()
+        .filter(|n| n.iter().collect::<std::collections::HashSet<_>>().len() == n.len())
+        .unwrap_or_else(|| default_bands(hdus.len()));
+    Ok((1, [hdus.len(), a[1], a[0]], Layout::Chw, names))
+}
+
+/// Every value of object `i` (`per` values) of the pixel HDUs, in C order.
+fn object_values(path: &Path, hdus: &[HduInfo], i: usize, per: usize) -> Result<Vec<f32>> {
+    match hdus {
+        [hdu] => read_values(path, hdu, i * per, per),
+        _ => {
+            let mut values = Vec::with_capacity(per);
+            for h in hdus {
+                values.extend(read_values(path, h, 0, h.len())?);
+            }
+            Ok(values)
+        }
+    }
+}
+
 impl FitsSource {
     /// Opens a FITS file.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
-        let hdus = scan(path)?;
-        let hdu = pixel_hdu(path, &hdus)?;
-        let (n, dims, layout) = geometry(path, &hdu, opts.layout)?;
+        let hdus = band_hdus(path, &scan(path)?)?;
+        let (n, dims, layout, bands) = layout_of(path, &hdus, opts.layout)?;
         let (b, h, w) = layout.bhw(dims);
+        let first = &hdus[0];
+        let per_hdu = if hdus.len() > 1 { format!(", one band per HDU ({})", hdus.len()) } else { String::new() };
         let info = SourceInfo {
             path: path.to_path_buf(),
             format: super::Format::Fits,
             len: n,
-            bands: band_names(&hdu, b),
+            bands,
             shape: Some([b, h, w]),
-            dtype: match &hdu.compressed {
-                Some(t) => format!("BITPIX {}, tile-compressed {}", hdu.bitpix, t.method()),
-                None => format!("BITPIX {}", hdu.bitpix),
+            dtype: match &first.compressed {
+                Some(t) => format!("BITPIX {}, tile-compressed {}{per_hdu}", first.bitpix, t.method()),
+                None => format!("BITPIX {}{per_hdu}", first.bitpix),
             },
             meta_columns: Vec::new(),
             labelled: false,
         };
-        Ok(Self { info, path: path.to_path_buf(), hdu, dims, layout })
+        Ok(Self { info, path: path.to_path_buf(), hdus, dims, layout })
     }
 }
 
@@ -92,9 +156,12 @@ impl Source for FitsSource {
     fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
         let per: usize = self.dims.iter().product();
         let single = self.info.len == 1;
-        let stem = self.path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        // `a.fits.fz` (fpack) is object `a`, as `a.fits` is.
+        let name = self.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = name.strip_suffix(".fz").or_else(|| name.strip_suffix(".FZ")).unwrap_or(&name);
+        let stem = name.rsplit_once('.').map_or(name, |p| p.0).to_string();
         Ok(Box::new((start..self.info.len).map(move |i| {
-            let values = read_values(&self.path, &self.hdu, i * per, per)?;
+            let values = object_values(&self.path, &self.hdus, i, per)?;
             let image = self.layout.cutout(self.dims, values).map_err(|e| Error::format(&self.path, e.to_string()));
             Ok(Record {
                 index: i,
@@ -110,12 +177,11 @@ impl Source for FitsSource {
 
 /// Reads the one image of a FITS file: a single band (`[1,H,W]`) or a cube.
 pub fn load_image(path: &Path, layout: Layout) -> Result<Cutout> {
-    let hdus = scan(path)?;
-    let hdu = pixel_hdu(path, &hdus)?;
-    let (n, dims, layout) = geometry(path, &hdu, layout)?;
+    let hdus = band_hdus(path, &scan(path)?)?;
+    let (n, dims, layout, _) = layout_of(path, &hdus, layout)?;
     if n != 1 {
         return Err(Error::format(path, format!("holds {n} images; one was expected")));
     }
-    let values = read_values(path, &hdu, 0, hdu.len())?;
+    let values = object_values(path, &hdus, 0, dims.iter().product())?;
     layout.cutout(dims, values).map_err(|e| Error::format(path, e.to_string()))
 }
