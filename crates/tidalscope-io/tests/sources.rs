@@ -394,3 +394,27 @@ fn bands_as_image_extensions_read_as_one_cube() {
     let src = open(&write("mixed.fits", &mixed), &OpenOptions::default()).unwrap();
     assert_eq!(src.info().shape, Some([1, 3, 4]));
 }
+
+/// A cube's band names: tidalscope's `BAND1…`, the Legacy Surveys'
+/// cutouts' 0-based `BAND0…` or their `BANDS = 'grz'`, else defaults.
+#[test]
+fn cube_band_names_follow_the_surveys_cards() {
+    use tidalscope_io::fits::{self, structural_header, Data, Value};
+    let d = tempfile::tempdir().unwrap();
+    let pixels = vec![0f32; 3 * 4 * 4];
+    let bands_of = |cards: &[(&str, &str)]| {
+        let data = Data::F32 { axes: &[4, 4, 3], data: &pixels };
+        let mut h = structural_header(&data, true);
+        for (k, v) in cards {
+            h.push(k, Value::Str(v.to_string()), "");
+        }
+        let p = d.path().join("cube.fits");
+        fits::write(&p, &[(h, data)]).unwrap();
+        open(&p, &OpenOptions::default()).unwrap().info().bands.clone()
+    };
+    assert_eq!(bands_of(&[("BAND1", "g"), ("BAND2", "r"), ("BAND3", "i")]), ["g", "r", "i"]);
+    assert_eq!(bands_of(&[("BANDS", "grz"), ("BAND0", "g"), ("BAND1", "r"), ("BAND2", "z")]), ["g", "r", "z"]);
+    assert_eq!(bands_of(&[("BANDS", "grz")]), ["g", "r", "z"]);
+    assert_eq!(bands_of(&[("BANDS", "griz")]), ["b0", "b1", "b2"]);
+    assert_eq!(bands_of(&[]), ["b0", "b1", "b2"]);
+}

@@ -78,11 +78,23 @@ fn fits_layout(layout: Layout, dims: [usize; 3]) -> Layout {
 }
 
 /// Band names from `BAND1`, `BAND2`, … cards (as tidalscope writes them),
-/// else defaults.
+/// else `BAND0`, `BAND1`, … (the Legacy Surveys' cutouts), else a `BANDS`
+/// string of one letter per band (`'grz'`, theirs too), else FILTER for one
+/// band, else defaults.
 fn band_names(hdu: &HduInfo, n: usize) -> Vec<String> {
-    let named: Vec<String> =
-        (1..=n).filter_map(|i| hdu.header.get(&format!("BAND{i}")).and_then(Value::as_str).map(String::from)).collect();
-    if named.len() == n {
+    let cards = |from: usize| -> Option<Vec<String>> {
+        (from..from + n)
+            .map(|i| hdu.header.get(&format!("BAND{i}")).and_then(Value::as_str).map(String::from))
+            .collect()
+    };
+    let letters = hdu
+        .header
+        .get("BANDS")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|b| b.chars().count() == n && b.chars().all(|c| c.is_ascii_alphabetic()))
+        .map(|b| b.chars().map(String::from).collect());
+    if let Some(named) = cards(1).or_else(|| cards(0)).or(letters) {
         named
     } else if n == 1 {
         vec![hdu.header.get("FILTER").and_then(Value::as_str).unwrap_or("b0").to_string()]
