@@ -411,15 +411,21 @@ impl Tiling {
             return Ok(out);
         }
         let end = first + count;
-        let mut table = vec![0u8; self.row_len * self.rows];
-        f.seek(SeekFrom::Start(data_offset)).map_err(|e| Error::io(path, e))?;
-        f.read_exact(&mut table).map_err(|_| bad("the table ends early (truncated file)".into()))?;
         let strides: Vec<usize> = self.axes.iter().scan(1usize, |s, &a| Some(std::mem::replace(s, *s * a))).collect();
         let per_axis: Vec<usize> = self.axes.iter().zip(&self.tile).map(|(&a, &t)| a.div_ceil(t)).collect();
+        // Only the rows of the tiles along the slowest axis that the values
+        // span: one object of a compressed stack reads its own tiles' rows,
+        // not the whole table.
+        let last = self.axes.len() - 1;
+        let (slab, below): (usize, usize) = (strides[last] * self.tile[last], per_axis[..last].iter().product());
+        let (k0, k1) = ((first / slab) * below, ((end - 1) / slab + 1).saturating_mul(below).min(self.rows));
+        let mut table = vec![0u8; self.row_len * (k1 - k0)];
+        f.seek(SeekFrom::Start(data_offset + (k0 * self.row_len) as u64)).map_err(|e| Error::io(path, e))?;
+        f.read_exact(&mut table).map_err(|_| bad("the table ends early (truncated file)".into()))?;
         // The tiles whose box meets the values asked for, and the span of
         // the heap their bytes lie in (read at once).
         let mut wanted = Vec::new();
-        for k in 0..self.rows {
+        for k in k0..k1 {
             let (start, shape) = self.tile_box(k, &per_axis);
             let lo: usize = start.iter().zip(&strides).map(|(s, d)| s * d).sum();
             let hi: usize = start.iter().zip(&shape).zip(&strides).map(|((s, n), d)| (s + n - 1) * d).sum();
@@ -427,7 +433,7 @@ impl Tiling {
                 wanted.push((k, start, shape));
             }
         }
-        let row = |k: usize| &table[k * self.row_len..(k + 1) * self.row_len];
+        let row = |k: usize| &table[(k - k0) * self.row_len..(k - k0 + 1) * self.row_len];
         let mut span: Option<(u64, u64)> = None;
         for (k, _, _) in &wanted {
             for col in [Some(self.compressed), self.gzip_fallback, self.uncompressed].into_iter().flatten() {

@@ -3,8 +3,9 @@
 //! the same files (tests/fixtures/fits-compressed, made by its
 //! `make/make.py`): RICE_1, GZIP_1, GZIP_2 and NOCOMPRESS; float images
 //! quantised without dither and with both subtractive dithers; square tiles
-//! cut at the edges, a cube, tiles stored uncompressed-gzip; integers of 8,
-//! 16 and 32 bits, unsigned 16-bit through BZERO, and BLANK.
+//! cut at the edges, a cube, a stack of cubes, tiles stored as gzipped
+//! floats; integers of 8, 16 and 32 bits, unsigned 16-bit through BZERO,
+//! and BLANK.
 
 use std::path::{Path, PathBuf};
 use tidalscope_io::fits::{self, Value};
@@ -13,7 +14,7 @@ fn dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/fits-compressed")
 }
 
-const NAMES: [&str; 14] = [
+const NAMES: [&str; 15] = [
     "rice_dither1",
     "rice_dither2_tiles",
     "gzip2_nodither",
@@ -28,6 +29,7 @@ const NAMES: [&str; 14] = [
     "nocompress_f32",
     "rice_uint16",
     "rice_int16_blank",
+    "rice_stack",
 ];
 
 fn same(a: &[f32], b: &[f32]) -> bool {
@@ -166,4 +168,18 @@ fn hand_made_tables_are_refused_or_read_without_panic() {
     let v = read("edge_dither0_max.fits").unwrap();
     assert_eq!(v.len(), 24);
     assert!(v.iter().all(|x| x.is_finite()));
+}
+
+/// A compressed stack read object by object, as the FITS source reads it,
+/// gives each object's pixels.
+#[test]
+fn a_compressed_stack_reads_object_by_object() {
+    use tidalscope_io::source::{open, OpenOptions};
+    let src = open(&dir().join("rice_stack.fits"), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().len, 3);
+    let expected = fits::read(&dir().join("rice_stack.expected.fits")).unwrap().remove(0).data;
+    for (k, r) in src.records(0).unwrap().enumerate() {
+        let cutout = r.unwrap().pixels.load().unwrap();
+        assert!(same(cutout.data(), &expected[k * 240..(k + 1) * 240]), "object {k}");
+    }
 }
