@@ -82,7 +82,7 @@ fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
 impl EvalSet {
     /// Its images as a model with `preprocess` sees them.
     fn preprocessed(&self, preprocess: &Preprocess) -> anyhow::Result<Vec<Cutout>> {
-        preprocess.check_catalogue_bands(&self.info)?;
+        preprocess.check_bands(&self.info)?;
         Ok(self.raw.par_iter().map(|c| preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?)
     }
 }

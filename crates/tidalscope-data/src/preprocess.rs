@@ -358,29 +358,58 @@ impl Preprocess {
         Ok(())
     }
 
-    /// Refuses a catalogue for a model whose recorded bands are known
-    /// bands out of wavelength order (`i,g,r,z,y`: pretrained on a
-    /// catalogue listing `file_i` first before its band columns were read
-    /// in wavelength order, or imported with `--bands` so): the catalogue's
-    /// planes now arrive g, r, i, z, y and would not line up with its
-    /// channels. Other sources keep their planes' order and are not
-    /// checked. The error names the catalogue.
-    pub fn check_catalogue_bands(&self, info: &SourceInfo) -> Result<(), tidalscope_io::Error> {
-        if info.format != Format::Catalog {
-            return Ok(());
-        }
+    /// Refuses data whose bands, by their names, would not reach the
+    /// model's inputs they belong to, before any pixel goes in; the error
+    /// names the data. Two cases:
+    ///
+    /// - A catalogue for a model whose recorded bands are known bands out
+    ///   of wavelength order (`i,g,r,z,y`: pretrained on a catalogue
+    ///   listing `file_i` first before its band columns were read in
+    ///   wavelength order, or imported with `--bands` so): the catalogue's
+    ///   planes arrive g, r, i, z, y and would not line up with its
+    ///   channels.
+    /// - Data whose own band names (a FITS cube's `BAND1…` cards, image
+    ///   extensions' EXTNAMEs, a catalogue's `file_<band>` columns, a
+    ///   coadd's bands) are survey bands in another order than the model's,
+    ///   or include one the model was not trained on (`u,g,r,i,z` for a
+    ///   g, r, i, z, y model): each plane would go to another band's input.
+    ///
+    /// Not checked, for want of names: data whose names are the defaults
+    /// (`.npy`, tf.data and unnamed FITS planes: `b0, b1, …`, or
+    /// `g, r, i, z, y` for five), names none of which is a survey band, a
+    /// model whose bands are not survey bands, and a band count that
+    /// differs (refused image by image).
+    pub fn check_bands(&self, info: &SourceInfo) -> Result<(), tidalscope_io::Error> {
         let names = self.input_bands();
         let Some(bands) = Band::parse_all(names.iter().map(String::as_str)) else {
             return Ok(());
         };
-        if bands.is_sorted() {
+        if info.format == Format::Catalog && !bands.is_sorted() {
+            return Err(tidalscope_io::Error::format(
+                &info.path,
+                format!(
+                    "the model's bands are recorded in the order {}, but a catalogue's file_<band> columns are read \
+                     in wavelength order (g, r, i, z, y): give this model its data as a .npy or FITS cube in its own \
+                     order",
+                    names.join(",")
+                ),
+            ));
+        }
+        let data = &info.bands;
+        if data.len() != bands.len() || *data == tidalscope_io::source::default_bands(data.len()) {
+            return Ok(());
+        }
+        let parsed: Vec<Option<Band>> = data.iter().map(|n| n.parse().ok()).collect();
+        if parsed.iter().all(Option::is_none) || parsed.iter().zip(&bands).all(|(d, m)| *d == Some(*m)) {
             return Ok(());
         }
         Err(tidalscope_io::Error::format(
             &info.path,
             format!(
-                "the model's bands are recorded in the order {}, but a catalogue's file_<band> columns are read in \
-                 wavelength order (g, r, i, z, y): give this model its data as a .npy or FITS cube in its own order",
+                "its bands are {} in this order, the model's {}: each plane would go to another band's input. Give \
+                 the data in the model's bands and order (a cube's BAND1… cards, the order of its image extensions, \
+                 a catalogue's file_<band> columns, --coadd's bands)",
+                data.join(","),
                 names.join(",")
             ),
         ))
@@ -757,7 +786,7 @@ mod tests {
             channels,
             centring: Centring::Subpixel,
         };
-        let err = model(&["HSC-I", "g"], Channels::Both).check_catalogue_bands(&info(Format::Catalog)).unwrap_err();
+        let err = model(&["HSC-I", "g"], Channels::Both).check_bands(&info(Format::Catalog)).unwrap_err();
         let err = err.to_string();
         assert!(
             err.contains("cat.csv")
@@ -765,9 +794,49 @@ mod tests {
                 && err.contains("wavelength order"),
             "{err}"
         );
-        assert!(model(&["i", "g"], Channels::Image).check_catalogue_bands(&info(Format::Npy)).is_ok());
-        assert!(model(&["g", "i"], Channels::All).check_catalogue_bands(&info(Format::Catalog)).is_ok());
-        assert!(model(&["b1", "b0"], Channels::Image).check_catalogue_bands(&info(Format::Catalog)).is_ok());
+        // An array's planes keep their order; its names are the defaults.
+        let npy = SourceInfo { bands: vec!["b0".into(), "b1".into()], ..info(Format::Npy) };
+        assert!(model(&["i", "g"], Channels::Image).check_bands(&npy).is_ok());
+        assert!(model(&["g", "i"], Channels::All).check_bands(&info(Format::Catalog)).is_ok());
+        assert!(model(&["b1", "b0"], Channels::Image).check_bands(&info(Format::Catalog)).is_ok());
+    }
+
+    #[test]
+    fn data_whose_band_names_disagree_with_the_models_are_refused() {
+        let model = Preprocess {
+            bin: 1,
+            crop: 8,
+            normalisation: Normaliser::new(
+                Channels::Both.names(&["g", "r", "i", "z", "y"].map(String::from)),
+                vec![1.0; 10],
+                "t",
+            ),
+            channels: Channels::Both,
+            centring: Centring::HalfPixel,
+        };
+        let data = |format: Format, bands: &[&str]| SourceInfo {
+            path: "data.fits".into(),
+            format,
+            len: 1,
+            bands: bands.iter().map(|b| b.to_string()).collect(),
+            shape: None,
+            dtype: "float32".into(),
+            meta_columns: Vec::new(),
+            labelled: false,
+        };
+        let err = model.check_bands(&data(Format::Fits, &["y", "z", "i", "r", "g"])).unwrap_err().to_string();
+        assert!(err.contains("data.fits") && err.contains("y,z,i,r,g in this order, the model's g,r,i,z,y"), "{err}");
+        let err = model.check_bands(&data(Format::Catalog, &["u", "g", "r", "i", "z"])).unwrap_err().to_string();
+        assert!(err.contains("u,g,r,i,z"), "{err}");
+        for ok in [
+            data(Format::Fits, &["g", "r", "i", "z", "y"]),
+            data(Format::Fits, &["HSC-G", "HSC-R2", "HSC-I2", "HSC-Z", "HSC-Y"]),
+            data(Format::Fits, &["SCI1", "SCI2", "SCI3", "SCI4", "SCI5"]),
+            data(Format::Npy, &["g", "r", "i", "z", "y"]),
+            data(Format::Fits, &["g", "r", "z"]),
+        ] {
+            assert!(model.check_bands(&ok).is_ok(), "{:?}", ok.bands);
+        }
     }
 
     #[test]

@@ -193,7 +193,7 @@ where
     E: From<tidalscope_io::Error>,
     F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
 {
-    preprocess.check_catalogue_bands(source.info())?;
+    preprocess.check_bands(source.info())?;
     let mut records = source.records(range.start)?.take(range.len());
     loop {
         let mut batch = Vec::with_capacity(chunk.max(1));

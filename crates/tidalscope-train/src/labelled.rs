@@ -116,7 +116,7 @@ pub fn load(
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
     for s in sources {
-        preprocess.check_catalogue_bands(s.info())?;
+        preprocess.check_bands(s.info())?;
     }
     let transform = |img: &Cutout, _: ObjectRef| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());

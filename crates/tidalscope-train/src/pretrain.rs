@@ -582,7 +582,7 @@ pub fn pretrain_with_cache(
     // A checkpoint from before catalogue bands were read in wavelength
     // order may record them otherwise: resuming would swap channels.
     for s in sources {
-        preprocess.check_catalogue_bands(s.info()).map_err(|e| match resume {
+        preprocess.check_bands(s.info()).map_err(|e| match resume {
             true => TrainError::Other(format!("{e} (the checkpoint in {})", out.display())),
             false => e.into(),
         })?;

@@ -336,7 +336,7 @@ impl CatalogSource {
 /// one band are refused; if any name is not a known band, every column
 /// keeps the file's order (`inspect` lists it). Models recorded with their
 /// bands out of this order are refused a catalogue
-/// (`Preprocess::check_catalogue_bands` in tidalscope-data).
+/// (`Preprocess::check_bands` in tidalscope-data).
 fn in_band_order(path: &Path, columns: Vec<(String, usize)>) -> Result<Vec<(String, usize)>> {
     let Some(bands) = Band::parse_all(columns.iter().map(|(b, _)| b.as_str())) else {
         return Ok(columns);
