@@ -238,7 +238,7 @@ impl StackWriter {
         let axes: Vec<usize> = if n == 1 { vec![w, h, c] } else { vec![w, h, c, n] };
         let mut header = structural_header(&Data::F32 { axes: &axes, data: &[] }, true);
         for (i, b) in bands.iter().enumerate() {
-            header.push(&format!("BAND{}", i + 1), Value::Str(b.clone()), "band of plane NAXIS3 = i");
+            header.push(&format!("BAND{}", i + 1), Value::Str(b.clone()), &format!("band of plane NAXIS3 = {}", i + 1));
         }
         header.push("ORIGIN", Value::Str("tidalscope".into()), "");
         let mut file = AtomicFile::create(path)?;

@@ -178,6 +178,12 @@ fn fits_cubes_stacks_and_hsc_catalogues() {
     let imgs = images(src.as_ref());
     assert_eq!((imgs[1].0.as_str(), imgs[1].1), ("8", Some(0)));
     assert_eq!(imgs[1].2.band(1)[4], 1104.0);
+    // HSC's own name for the ids' column, `object_id`, serves as `id`.
+    let hsc = dir.path().join("hsc.csv");
+    std::fs::write(&hsc, "object_id,file_g,file_r\n42,o0_g.fits,o0_r.fits\n").unwrap();
+    let src = open(&hsc, &OpenOptions::default()).unwrap();
+    assert_eq!(images(src.as_ref())[0].0, "42");
+    assert!(src.info().meta_columns.is_empty());
 
     // Band columns in any order read in wavelength order (g first), as the
     // models' channels are; two columns of one band are refused.
@@ -388,6 +394,25 @@ fn bands_as_image_extensions_read_as_one_cube() {
     let src = open(&write("sci.fits", &sci), &OpenOptions::default()).unwrap();
     assert_eq!(src.info().bands.len(), 1);
     assert_eq!(images(src.as_ref())[0].2.data(), planes[0].as_slice());
+    // Bands with their weights named per band: the weights left out.
+    let weighted = [
+        (Some("g"), &axes[..], &planes[0][..]),
+        (Some("INVVAR_G"), &axes[..], &planes[1][..]),
+        (Some("r"), &axes[..], &planes[2][..]),
+        (Some("WHT-R"), &axes[..], &planes[3][..]),
+    ];
+    let src = open(&write("weighted.fits", &weighted), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().bands, ["g", "r"]);
+    assert_eq!(images(src.as_ref())[0].2.data(), [&planes[0][..], &planes[2][..]].concat().as_slice());
+    // One image whose filter is in the primary header only (INHERIT).
+    let mut primary = structural_header(&Data::None, true);
+    primary.push("FILTER", Value::Str("HSC-G".into()), "");
+    let data = Data::F32 { axes: &axes, data: &planes[0] };
+    let mut image = structural_header(&data, false);
+    image.push("EXTNAME", Value::Str("IMAGE".into()), "");
+    let p = d.path().join("inherit.fits");
+    fits::write(&p, &[(primary, Data::None), (image, data)]).unwrap();
+    assert_eq!(open(&p, &OpenOptions::default()).unwrap().info().bands, ["HSC-G"]);
     // Images of different shapes: the first.
     let other = [2usize, 6];
     let mixed = [(Some("g"), &axes[..], &planes[0][..]), (Some("r"), &other[..], &planes[1][..])];

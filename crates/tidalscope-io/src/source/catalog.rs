@@ -89,6 +89,17 @@ impl Catalog {
         Ok(())
     }
 
+    /// Index of the ids' column: `id`, else `object_id` (HSC's and the
+    /// tf.data sets' name), or an error listing the columns present.
+    pub fn id_column(&self) -> Result<usize> {
+        self.column("id").or_else(|| self.column("object_id")).ok_or_else(|| {
+            Error::format(
+                &self.path,
+                format!("missing column \"id\" or \"object_id\" (columns: {})", self.columns.join(", ")),
+            )
+        })
+    }
+
     /// Index of a required column, or an error naming it and listing those
     /// present.
     pub fn require(&self, name: &str) -> Result<usize> {
@@ -211,7 +222,7 @@ impl CatalogSource {
 
     fn from_catalog(catalog: Catalog, opts: &OpenOptions) -> Result<Self> {
         let path = catalog.path.clone();
-        let id = catalog.require("id")?;
+        let id = catalog.id_column()?;
         catalog.check_ids(id)?;
         let label = catalog.column("label");
         let per_band: Vec<(String, usize)> = catalog
@@ -402,7 +413,7 @@ impl SimulatedSource {
                 format!("{} rows for {} images in images.npy", catalog.rows.len(), images.info().len),
             ));
         }
-        let id = catalog.require("id")?;
+        let id = catalog.id_column()?;
         catalog.check_ids(id)?;
         let label = catalog.column("label");
         let labels = catalog.labels(label)?;

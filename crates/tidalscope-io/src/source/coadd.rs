@@ -214,12 +214,7 @@ impl CoaddSource {
     pub fn open(path: &Path, coadd: &CoaddOptions) -> Result<Self> {
         let csv = if path.is_dir() { path.join("catalog.csv") } else { path.to_path_buf() };
         let catalog = Catalog::read(&csv)?;
-        let id = catalog.column("id").or_else(|| catalog.column("object_id")).ok_or_else(|| {
-            Error::format(
-                &csv,
-                format!("missing column \"id\" or \"object_id\" (columns: {})", catalog.columns.join(", ")),
-            )
-        })?;
+        let id = catalog.id_column()?;
         catalog.check_ids(id)?;
         let find = |want: &str, alt: &str| -> Result<usize> {
             catalog

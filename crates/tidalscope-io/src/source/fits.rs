@@ -18,8 +18,8 @@ pub struct FitsSource {
     layout: Layout,
 }
 
-/// EXTNAMEs of the planes that ride along a science image (masks, weights,
-/// noise, PSFs): never taken for a band.
+/// Words of the EXTNAMEs of planes that ride along a science image (masks,
+/// weights, noise, PSFs): never taken for a band.
 const ANCILLARY: [&str; 21] = [
     "MASK", "MSK", "BITMASK", "FLAGS", "DQ", "VARIANCE", "VAR", "WEIGHT", "WGT", "WHT", "INVVAR", "IVAR", "ERR",
     "ERROR", "SIGMA", "NOISE", "RMS", "PSF", "EXPMAP", "EXPOSURE", "CTX",
@@ -32,12 +32,26 @@ const ANCILLARY: [&str; 21] = [
 /// order (as a cube's planes are).
 fn band_hdus(path: &Path, hdus: &[HduInfo]) -> Result<Vec<HduInfo>> {
     let with_data = |h: &&HduInfo| h.is_image && !h.is_empty();
-    let ancillary = |h: &HduInfo| h.name().is_some_and(|n| ANCILLARY.contains(&n.trim().to_ascii_uppercase().as_str()));
+    // By any word of the name: `INVVAR_G` and `WHT-R` are weights too.
+    let ancillary = |h: &HduInfo| {
+        h.name().is_some_and(|n| {
+            n.to_ascii_uppercase().split(|c: char| !c.is_ascii_alphanumeric()).any(|w| ANCILLARY.contains(&w))
+        })
+    };
     let planes: Vec<&HduInfo> = hdus.iter().filter(with_data).filter(|h| !ancillary(h)).collect();
     let named_image = hdus.iter().filter(with_data).any(|h| h.name() == Some("IMAGE"));
     let one_shape = planes.iter().all(|h| h.axes.len() == 2 && h.axes == planes[0].axes);
     if named_image || planes.len() < 2 || !one_shape {
-        return Ok(vec![pixel_hdu(path, hdus)?]);
+        let mut hdu = pixel_hdu(path, hdus)?;
+        // The primary header's filter stands for an extension's that has
+        // none (INHERIT, as the HSC cutouts and LSST exposures use it).
+        let filter = |h: &HduInfo| ["FILTER", "BAND"].into_iter().find_map(|k| h.header.get(k).cloned());
+        if hdu.index > 0 && filter(&hdu).is_none() {
+            if let Some(v) = hdus.first().and_then(filter) {
+                hdu.header.push("FILTER", v, "from the primary header");
+            }
+        }
+        return Ok(vec![hdu]);
     }
     Ok(planes.into_iter().cloned().collect())
 }
@@ -79,8 +93,8 @@ fn fits_layout(layout: Layout, dims: [usize; 3]) -> Layout {
 
 /// Band names from `BAND1`, `BAND2`, … cards (as tidalscope writes them),
 /// else `BAND0`, `BAND1`, … (the Legacy Surveys' cutouts), else a `BANDS`
-/// string of one letter per band (`'grz'`, theirs too), else FILTER for one
-/// band, else defaults.
+/// string of one letter per band (`'grz'`, theirs too), else FILTER (or
+/// BAND) for one band, else defaults.
 fn band_names(hdu: &HduInfo, n: usize) -> Vec<String> {
     let cards = |from: usize| -> Option<Vec<String>> {
         (from..from + n)
@@ -97,7 +111,8 @@ fn band_names(hdu: &HduInfo, n: usize) -> Vec<String> {
     if let Some(named) = cards(1).or_else(|| cards(0)).or(letters) {
         named
     } else if n == 1 {
-        vec![hdu.header.get("FILTER").and_then(Value::as_str).unwrap_or("b0").to_string()]
+        let filter = ["FILTER", "BAND"].into_iter().find_map(|k| hdu.header.get(k).and_then(Value::as_str));
+        vec![filter.unwrap_or("b0").to_string()]
     } else {
         default_bands(n)
     }
