@@ -484,9 +484,54 @@ impl HduInfo {
     }
 }
 
-/// Reads every header of a FITS file and where each HDU's data starts,
-/// checking that the file is long enough to hold all the data.
+/// The most bytes a gzip-compressed FITS file may inflate to in memory.
+const MAX_GUNZIPPED: u64 = 4 << 30;
+
+/// A FITS file compressed whole with gzip (`.fits.gz`, as archives often
+/// serve them), inflated in memory; `None` for any other file. The last
+/// one is kept, so that reading its HDUs one after another (a scan, then
+/// the pixels) inflates it once. A bzip2 file is refused by name.
+fn gunzipped(path: &Path) -> Result<Option<std::sync::Arc<Vec<u8>>>> {
+    type Kept = Option<(std::path::PathBuf, std::time::SystemTime, std::sync::Arc<Vec<u8>>)>;
+    static LAST: std::sync::Mutex<Kept> = std::sync::Mutex::new(None);
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut magic = [0u8; 3];
+    let n = file.read(&mut magic).map_err(|e| Error::io(path, e))?;
+    if magic[..n].starts_with(b"BZh") {
+        return Err(Error::format(path, "compressed with bzip2: decompress it first (`bunzip2`)"));
+    }
+    if !magic[..n].starts_with(&[0x1f, 0x8b]) {
+        return Ok(None);
+    }
+    let modified = file.metadata().and_then(|m| m.modified()).map_err(|e| Error::io(path, e))?;
+    let lock = || LAST.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((p, t, bytes)) = lock().as_ref() {
+        if p == path && *t == modified {
+            return Ok(Some(bytes.clone()));
+        }
+    }
+    // Inflated unlocked: readers of other files go on meanwhile.
+    file.seek(SeekFrom::Start(0)).map_err(|e| Error::io(path, e))?;
+    let mut bytes = Vec::new();
+    flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file))
+        .take(MAX_GUNZIPPED + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::format(path, format!("gzip-compressed, and unreadable as such ({e})")))?;
+    if bytes.len() as u64 > MAX_GUNZIPPED {
+        return Err(Error::format(path, "gzip-compressed to more than 4 GiB: decompress it first (`gunzip`)"));
+    }
+    let bytes = std::sync::Arc::new(bytes);
+    *lock() = Some((path.to_path_buf(), modified, bytes.clone()));
+    Ok(Some(bytes))
+}
+
+/// Reads every header of a FITS file (or one compressed whole with gzip)
+/// and where each HDU's data starts, checking that the file is long enough
+/// to hold all the data.
 pub fn scan(path: &Path) -> Result<Vec<HduInfo>> {
+    if let Some(bytes) = gunzipped(path)? {
+        return scan_from(&mut std::io::Cursor::new(&bytes[..]), bytes.len() as u64, path);
+    }
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
     scan_from(&mut std::io::BufReader::new(file), file_len, path)
@@ -569,6 +614,9 @@ pub fn scan_from<R: Read + Seek>(f: &mut R, file_len: u64, path: &Path) -> Resul
 /// Reads `count` values of an image HDU starting at value `first` (in file
 /// order), as physical values BSCALE·raw + BZERO in float32.
 pub fn read_values(path: &Path, hdu: &HduInfo, first: usize, count: usize) -> Result<Vec<f32>> {
+    if let Some(bytes) = gunzipped(path)? {
+        return read_values_from(&mut std::io::Cursor::new(&bytes[..]), path, hdu, first, count);
+    }
     let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     read_values_from(&mut f, path, hdu, first, count)
 }

@@ -443,3 +443,31 @@ fn cube_band_names_follow_the_surveys_cards() {
     assert_eq!(bands_of(&[("BANDS", "griz")]), ["b0", "b1", "b2"]);
     assert_eq!(bands_of(&[]), ["b0", "b1", "b2"]);
 }
+
+/// A FITS file compressed whole with gzip (`.fits.gz`) reads as the file
+/// itself, alone or in a folder (id without both suffixes); a bzip2 one
+/// is listed and refused by name, never skipped.
+#[test]
+fn gzipped_fits_files_read_and_bzip2_ones_are_refused_by_name() {
+    use std::io::Write;
+    use tidalscope_io::fits::{self, structural_header, Data};
+    let d = tempfile::tempdir().unwrap();
+    let pixels: Vec<f32> = (0..2 * 4 * 3).map(|v| v as f32 * 0.5).collect();
+    let data = Data::F32 { axes: &[3, 4, 2], data: &pixels };
+    let plain = d.path().join("plain.fits");
+    fits::write(&plain, &[(structural_header(&data, true), data)]).unwrap();
+    let dir = d.path().join("cutouts");
+    std::fs::create_dir(&dir).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&std::fs::read(&plain).unwrap()).unwrap();
+    std::fs::write(dir.join("a.fits.gz"), gz.finish().unwrap()).unwrap();
+    let src = open(&dir.join("a.fits.gz"), &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().format, Format::Fits);
+    let (id, _, cutout) = images(src.as_ref()).remove(0);
+    assert_eq!((id.as_str(), cutout.data()), ("a", pixels.as_slice()));
+    std::fs::write(dir.join("b.fits.bz2"), b"BZh91AY&SY").unwrap();
+    let src = open(&dir, &OpenOptions::default()).unwrap();
+    assert_eq!(src.info().len, 2);
+    let e = err_of(src.as_ref());
+    assert!(e.contains("b.fits.bz2") && e.contains("bzip2"), "{e}");
+}

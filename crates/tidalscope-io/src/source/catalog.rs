@@ -167,10 +167,12 @@ impl CatalogSource {
         Self::from_catalog(catalog, opts)
     }
 
-    /// Every FITS (fpack's `.fits.fz` too), PNG, JPEG and npy file of a
-    /// folder, one object each (id = file stem, `.fits.fz` both taken off,
-    /// or the whole file name where two files share a stem or the stem is
-    /// another file's name), in name order.
+    /// Every FITS (fpack's `.fits.fz`, gzip's `.fits.gz` too; `.fits.bz2`
+    /// listed so that reading it says why it cannot be), PNG, JPEG and npy
+    /// file of a folder, one object each (id = file stem, both suffixes of
+    /// `.fits.fz` and the like taken off, or the whole file name where two
+    /// files share a stem or the stem is another file's name), in name
+    /// order.
     pub fn folder(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let mut names: Vec<String> = std::fs::read_dir(path)
             .map_err(|e| Error::io(path, e))?
@@ -179,7 +181,8 @@ impl CatalogSource {
             .map(|e| e.file_name().to_string_lossy().into_owned())
             .filter(|n| {
                 let l = n.to_ascii_lowercase();
-                let fits = [".fits", ".fit", ".fts"].iter().any(|x| l.strip_suffix(".fz").unwrap_or(&l).ends_with(x));
+                let bare = [".fz", ".gz", ".bz2"].iter().find_map(|z| l.strip_suffix(z)).unwrap_or(&l);
+                let fits = [".fits", ".fit", ".fts"].iter().any(|x| bare.ends_with(x));
                 fits || [".png", ".jpg", ".jpeg", ".npy"].iter().any(|x| l.ends_with(x))
             })
             .collect();
@@ -191,7 +194,8 @@ impl CatalogSource {
             ));
         }
         let stem = |n: &str| {
-            let n = if n.to_ascii_lowercase().ends_with(".fz") { &n[..n.len() - 3] } else { n };
+            let l = n.to_ascii_lowercase();
+            let n = [".fz", ".gz", ".bz2"].iter().find(|z| l.ends_with(*z)).map_or(n, |z| &n[..n.len() - z.len()]);
             n.rsplit_once('.').map_or(n, |p| p.0).to_string()
         };
         let mut stems: std::collections::HashMap<String, usize> = std::collections::HashMap::new();

@@ -183,9 +183,10 @@ impl Source for FitsSource {
     fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
         let per: usize = self.dims.iter().product();
         let single = self.info.len == 1;
-        // `a.fits.fz` (fpack) is object `a`, as `a.fits` is.
+        // `a.fits.fz` (fpack) and `a.fits.gz` are object `a`, as `a.fits` is.
         let name = self.path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let name = name.strip_suffix(".fz").or_else(|| name.strip_suffix(".FZ")).unwrap_or(&name);
+        let l = name.to_ascii_lowercase();
+        let name = [".fz", ".gz"].iter().find(|z| l.ends_with(*z)).map_or(&name[..], |z| &name[..name.len() - z.len()]);
         let stem = name.rsplit_once('.').map_or(name, |p| p.0).to_string();
         Ok(Box::new((start..self.info.len).map(move |i| {
             let values = object_values(&self.path, &self.hdus, i, per)?;

@@ -388,10 +388,17 @@ pub fn detect(path: &Path) -> Result<Format> {
         Format::Npy
     } else if head.starts_with(b"PK\x03\x04") || head.starts_with(b"PK\x05\x06") {
         Format::Npz
-    } else if head.starts_with(b"SIMPLE  =") {
+    } else if head.starts_with(b"SIMPLE  =") || gzipped_fits(path, head) {
         Format::Fits
     } else if head.starts_with(b"\x89PNG") || head.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Format::Picture
+    } else if head.starts_with(b"BZh") || head.starts_with(&[0x1f, 0x8b]) {
+        let how = if head.starts_with(b"BZh") {
+            "bzip2: decompress it first (`bunzip2`)"
+        } else {
+            "gzip: decompress it first (`gunzip`; only FITS is read compressed so)"
+        };
+        return Err(Error::format(path, format!("compressed with {how}")));
     } else if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("csv"))
         || head.iter().all(|b| b.is_ascii()) && head.contains(&b',')
     {
@@ -399,6 +406,19 @@ pub fn detect(path: &Path) -> Result<Format> {
     } else {
         return Err(Error::format(path, "unrecognised input: not a tf.data folder, .npy, .npz, FITS, PNG/JPEG or catalogue CSV (use --format to say which)"));
     })
+}
+
+/// Whether a file starting with `head` is a FITS file compressed whole
+/// with gzip (`.fits.gz`), by its first inflated bytes.
+fn gzipped_fits(path: &Path, head: &[u8]) -> bool {
+    use std::io::Read;
+    if !head.starts_with(&[0x1f, 0x8b]) {
+        return false;
+    }
+    let mut inner = [0u8; 9];
+    std::fs::File::open(path)
+        .map(|f| flate2::read::GzDecoder::new(f).read_exact(&mut inner).is_ok() && &inner == b"SIMPLE  =")
+        .unwrap_or(false)
 }
 
 /// The source's metadata column names as a table writes them after its
