@@ -117,10 +117,18 @@ impl Wcs {
             [[g("CD1_1")?, g("CD1_2")?], [g("CD2_1")?, g("CD2_2")?]]
         } else {
             let cdelt = [number(header, "CDELT1", Some(1.0), path)?, number(header, "CDELT2", Some(1.0), path)?];
-            let has_pc = ["PC1_1", "PC1_2", "PC2_1", "PC2_2"].iter().any(|k| header.get(k).is_some());
+            // PCi_j, or the draft standard's PC00i00j that Pan-STARRS
+            // skycells still write (their PC001001 = −1 flips x).
+            let pc_key = |i: usize, j: usize| {
+                [format!("PC{i}_{j}"), format!("PC{i:03}{j:03}")].into_iter().find(|k| header.get(k).is_some())
+            };
+            let has_pc = [(1, 1), (1, 2), (2, 1), (2, 2)].iter().any(|&(i, j)| pc_key(i, j).is_some());
             let pc = if has_pc {
-                let g = |k: &str, d: f64| number(header, k, Some(d), path);
-                [[g("PC1_1", 1.0)?, g("PC1_2", 0.0)?], [g("PC2_1", 0.0)?, g("PC2_2", 1.0)?]]
+                let g = |i: usize, j: usize| match pc_key(i, j) {
+                    Some(k) => number(header, &k, None, path),
+                    None => Ok(if i == j { 1.0 } else { 0.0 }),
+                };
+                [[g(1, 1)?, g(1, 2)?], [g(2, 1)?, g(2, 2)?]]
             } else {
                 // The older CROTA2 convention (Greisen & Calabretta 2002, eq. 189).
                 let rho = number(header, "CROTA2", Some(0.0), path)?.to_radians();
@@ -308,6 +316,27 @@ mod tests {
             .push("PC1_2", Value::Float(0.01), "");
         let w = Wcs::from_header(&h, Path::new("t.fits")).unwrap();
         assert_eq!(w.cd, [[-5.6e-5, -5.6e-7], [0.0, 5.6e-5]]);
+    }
+
+    /// Pan-STARRS skycells write the draft standard's PC00i00j with a
+    /// positive CDELT1: PC001001 = −1 is what makes RA grow to the left.
+    #[test]
+    fn the_drafts_pc00i00j_keys_count_as_pci_j() {
+        let mut h = Header::new();
+        h.push("CTYPE1", Value::Str("RA---TAN".into()), "")
+            .push("CTYPE2", Value::Str("DEC--TAN".into()), "")
+            .push("CRPIX1", Value::Float(5000.0), "")
+            .push("CRPIX2", Value::Float(5000.0), "")
+            .push("CRVAL1", Value::Float(351.9), "")
+            .push("CRVAL2", Value::Float(34.5), "")
+            .push("CDELT1", Value::Float(5.16e-5), "")
+            .push("CDELT2", Value::Float(5.16e-5), "")
+            .push("PC001001", Value::Float(-1.0), "")
+            .push("PC001002", Value::Float(0.0), "")
+            .push("PC002001", Value::Float(0.0), "")
+            .push("PC002002", Value::Float(1.0), "");
+        let w = Wcs::from_header(&h, Path::new("skycell.fits")).unwrap();
+        assert_eq!(w.cd, [[-5.16e-5, 0.0], [0.0, 5.16e-5]]);
     }
 
     #[test]
