@@ -612,7 +612,8 @@ pub fn scan_from<R: Read + Seek>(f: &mut R, file_len: u64, path: &Path) -> Resul
 }
 
 /// Reads `count` values of an image HDU starting at value `first` (in file
-/// order), as physical values BSCALE·raw + BZERO in float32.
+/// order), as physical values BSCALE·raw + BZERO in float32 (Pan-STARRS1's
+/// asinh-compressed flux made linear; see `linear_flux`).
 pub fn read_values(path: &Path, hdu: &HduInfo, first: usize, count: usize) -> Result<Vec<f32>> {
     if let Some(bytes) = gunzipped(path)? {
         return read_values_from(&mut std::io::Cursor::new(&bytes[..]), path, hdu, first, count);
@@ -640,9 +641,35 @@ pub fn read_values_from<R: Read + Seek>(
             ),
         ));
     }
-    if let Some(tiling) = &hdu.compressed {
-        return tiling.read(f, path, hdu.index, hdu.data_offset, first, count);
+    let mut data = match &hdu.compressed {
+        Some(tiling) => tiling.read(f, path, hdu.index, hdu.data_offset, first, count)?,
+        None => stored_values(f, path, hdu, first, count)?,
+    };
+    linear_flux(&hdu.header, &mut data);
+    Ok(data)
+}
+
+/// Pan-STARRS1 images keep their flux asinh-compressed, saying so with
+/// BSOFTEN and BOFFSET (the PS1 image products' convention): the linear
+/// flux is BOFFSET + BSOFTEN·2·sinh(v·ln 10 / 2.5). Undone here, so that
+/// every survey's pixels arrive linear in flux, as the normalisation and
+/// the residuals assume.
+fn linear_flux(header: &Header, data: &mut [f32]) {
+    let get = |k: &str| header.get(k).and_then(Value::as_f64);
+    if let (Some(soft), Some(offset)) = (get("BSOFTEN"), get("BOFFSET")) {
+        let k = std::f64::consts::LN_10 / 2.5;
+        data.iter_mut().for_each(|v| *v = (offset + soft * 2.0 * (*v as f64 * k).sinh()) as f32);
     }
+}
+
+/// The values as stored, through BSCALE/BZERO and BLANK.
+fn stored_values<R: Read + Seek>(
+    f: &mut R,
+    path: &Path,
+    hdu: &HduInfo,
+    first: usize,
+    count: usize,
+) -> Result<Vec<f32>> {
     let elem = hdu.elem_size();
     f.seek(SeekFrom::Start(hdu.data_offset + (first * elem) as u64)).map_err(|e| Error::io(path, e))?;
     let mut raw = vec![0u8; count * elem];
@@ -751,6 +778,27 @@ mod tests {
         assert_eq!(hdus[1].header.get("FLUXMAG0").and_then(Value::as_f64), Some(meta.fluxmag0));
         assert_eq!(hdus[2].data, vec![1.0; 12]);
         assert_eq!(hdus[3].name(), Some("VARIANCE"));
+    }
+
+    /// Pan-STARRS1's asinh-compressed pixels come back as linear flux:
+    /// v = 2.5·log10(f/(2·BSOFTEN) + …) inverted, BOFFSET added.
+    #[test]
+    fn pan_starrs_asinh_pixels_read_as_linear_flux() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("ps1.fits");
+        let (soft, offset) = (12.5f64, 3.0f64);
+        let flux = [0.0f64, 1.0, 250.0, -40.0];
+        let a = 2.5 / std::f64::consts::LN_10;
+        let stored: Vec<f32> = flux.iter().map(|f| (a * ((f - offset) / (2.0 * soft)).asinh()) as f32).collect();
+        let data = Data::F32 { axes: &[4, 1], data: &stored };
+        let mut h = structural_header(&data, true);
+        h.push("BSOFTEN", Value::Float(soft), "");
+        h.push("BOFFSET", Value::Float(offset), "");
+        write(&p, &[(h, data)]).unwrap();
+        let got = read(&p).unwrap().remove(0).data;
+        for (g, f) in got.iter().zip(flux) {
+            assert!((*g as f64 - f).abs() < 1e-4 * (1.0 + f.abs()), "{got:?}");
+        }
     }
 
     /// A scaled 16-bit image as another writer makes it (cards written out
