@@ -525,6 +525,28 @@ fn gunzipped(path: &Path) -> Result<Option<std::sync::Arc<Vec<u8>>>> {
     Ok(Some(bytes))
 }
 
+/// Something to read a FITS file's bytes from.
+pub(crate) trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// Inflated bytes shared with the kept copy.
+struct Shared(std::sync::Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for Shared {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+/// A FITS file's bytes: the file, or its inflated copy where it is
+/// compressed whole with gzip.
+pub(crate) fn bytes(path: &Path) -> Result<Box<dyn ReadSeek>> {
+    Ok(match gunzipped(path)? {
+        Some(b) => Box::new(std::io::Cursor::new(Shared(b))),
+        None => Box::new(std::io::BufReader::new(std::fs::File::open(path).map_err(|e| Error::io(path, e))?)),
+    })
+}
+
 /// Reads every header of a FITS file (or one compressed whole with gzip)
 /// and where each HDU's data starts, checking that the file is long enough
 /// to hold all the data.
@@ -721,6 +743,21 @@ pub fn read(path: &Path) -> Result<Vec<ImageHdu>> {
             Ok(ImageHdu { header: h.header, axes: h.axes, data })
         })
         .collect()
+}
+
+/// Whether an HDU is a binary table of values (not a tile-compressed
+/// image this reader could not decode).
+pub fn is_table(hdu: &HduInfo) -> bool {
+    !hdu.is_image
+        && hdu.header.get("XTENSION").and_then(Value::as_str) == Some("BINTABLE")
+        && hdu.header.get("ZIMAGE") != Some(&Value::Logical(true))
+}
+
+/// Whether a FITS file holds a binary table and no image with data: a
+/// catalogue, not pixels.
+pub fn is_table_only(path: &Path) -> Result<bool> {
+    let hdus = scan(path)?;
+    Ok(hdus.iter().any(is_table) && !hdus.iter().any(|h| h.is_image && !h.is_empty()))
 }
 
 /// The HDU holding a cutout's pixels: the one named IMAGE (HSC cutout

@@ -18,6 +18,7 @@
 //! that hold the values asked for.
 
 use crate::fits::{Header, Value};
+use crate::fits_table::{parse_tform, type_width};
 use crate::{Error, Result};
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -117,30 +118,6 @@ pub struct Tiling {
     /// BSCALE and BZERO of an integer image (applied after decompressing).
     bscale: f64,
     bzero: f64,
-}
-
-/// Byte width of one element of a binary-table type letter.
-fn type_width(t: u8) -> Option<usize> {
-    Some(match t {
-        b'L' | b'B' | b'A' => 1,
-        b'I' => 2,
-        b'J' | b'E' => 4,
-        b'K' | b'D' | b'C' | b'P' => 8,
-        b'M' | b'Q' => 16,
-        _ => return None,
-    })
-}
-
-/// A parsed `TFORMn`: repeat count, type letter and, for `P`/`Q`, the
-/// element type letter.
-fn parse_tform(s: &str) -> Option<(usize, u8, Option<u8>)> {
-    let s = s.trim();
-    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
-    let repeat = if digits == 0 { 1 } else { s[..digits].parse().ok()? };
-    let rest = &s.as_bytes()[digits..];
-    let t = *rest.first()?;
-    let element = if t == b'P' || t == b'Q' { Some(*rest.get(1)?) } else { None };
-    Some((repeat, t, element))
 }
 
 /// Whether `key` belongs to the compression convention or to the table

@@ -3,6 +3,10 @@
 //! streaming passes — one learns each column's type and width, one writes
 //! the rows — so memory does not grow with the number of rows.
 //!
+//! Read back (and read from astropy, TOPCAT or fitsio) as text, a string
+//! per cell, so that a FITS table can stand wherever a catalogue CSV does
+//! ([`read_text`]).
+//!
 //! A column is a 64-bit integer (`K`) when every value is an integer written
 //! plainly, a 64-bit float (`D`, empty values NaN) when every value is a
 //! number or empty, and fixed-width text (`nA`) otherwise; an integer with
@@ -15,6 +19,155 @@ use std::io::Write;
 use std::path::Path;
 
 const BLOCK: usize = 2880;
+
+/// Byte width of one element of a binary-table type letter.
+pub(crate) fn type_width(t: u8) -> Option<usize> {
+    Some(match t {
+        b'L' | b'B' | b'A' => 1,
+        b'I' => 2,
+        b'J' | b'E' => 4,
+        b'K' | b'D' | b'C' | b'P' => 8,
+        b'M' | b'Q' => 16,
+        _ => return None,
+    })
+}
+
+/// A parsed `TFORMn`: repeat count, type letter and, for `P`/`Q`, the
+/// element type letter.
+pub(crate) fn parse_tform(s: &str) -> Option<(usize, u8, Option<u8>)> {
+    let s = s.trim();
+    let digits = s.bytes().take_while(u8::is_ascii_digit).count();
+    let repeat = if digits == 0 { 1 } else { s[..digits].parse().ok()? };
+    let rest = &s.as_bytes()[digits..];
+    let t = *rest.first()?;
+    let element = if t == b'P' || t == b'Q' { Some(*rest.get(1)?) } else { None };
+    Some((repeat, t, element))
+}
+
+/// A FITS binary table's scalar and text columns as text, one string per
+/// cell, as a CSV would hold them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextTable {
+    /// The HDU read (the first binary table).
+    pub hdu: usize,
+    /// Column names (TTYPEn; `col<n>` where missing).
+    pub columns: Vec<String>,
+    /// Cells, row by row.
+    pub rows: Vec<Vec<String>>,
+    /// Columns left out: arrays (a repeat above 1 but text), variable-length
+    /// arrays, bits and complex numbers, which one cell cannot hold.
+    pub skipped: Vec<String>,
+}
+
+/// One column of a table being read.
+struct Field {
+    offset: usize,
+    kind: u8,
+    width: usize,
+    scale: f64,
+    zero: f64,
+    null: Option<i64>,
+}
+
+impl Field {
+    /// A cell as text: integers plainly (TZERO'd unsigned included), floats
+    /// as the shortest text that reads back to the same value, NaN and
+    /// TNULL empty, logicals `true`/`false`, text without trailing blanks.
+    fn text(&self, b: &[u8]) -> String {
+        let float = |v: f64| if v.is_nan() { String::new() } else { format!("{v}") };
+        let int = |raw: i64| {
+            if Some(raw) == self.null {
+                String::new()
+            } else if self.scale == 1.0 && self.zero.fract() == 0.0 && self.zero.abs() < 1e19 {
+                (raw as i128 + self.zero as i128).to_string()
+            } else {
+                float(raw as f64 * self.scale + self.zero)
+            }
+        };
+        match self.kind {
+            b'A' => {
+                let end = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+                String::from_utf8_lossy(&b[..end]).trim_end().to_string()
+            }
+            b'L' => match b[0] {
+                b'T' => "true".into(),
+                b'F' => "false".into(),
+                _ => String::new(),
+            },
+            b'B' => int(b[0] as i64),
+            b'I' => int(i16::from_be_bytes([b[0], b[1]]) as i64),
+            b'J' => int(i32::from_be_bytes(b[..4].try_into().expect("4 bytes")) as i64),
+            b'K' => int(i64::from_be_bytes(b[..8].try_into().expect("8 bytes"))),
+            b'E' => {
+                let v = f32::from_be_bytes(b[..4].try_into().expect("4 bytes"));
+                if self.scale == 1.0 && self.zero == 0.0 {
+                    if v.is_nan() {
+                        String::new()
+                    } else {
+                        format!("{v}")
+                    }
+                } else {
+                    float(v as f64 * self.scale + self.zero)
+                }
+            }
+            _ => float(f64::from_be_bytes(b[..8].try_into().expect("8 bytes")) * self.scale + self.zero),
+        }
+    }
+}
+
+/// Reads the first binary table of a FITS file as text ([`TextTable`]):
+/// how a FITS catalogue (astropy's, the Legacy Surveys' tractor files)
+/// stands where a catalogue CSV does.
+pub fn read_text(path: &Path) -> Result<TextTable> {
+    use std::io::{Read, Seek, SeekFrom};
+    let hdus = crate::fits::scan(path)?;
+    let h = hdus
+        .iter()
+        .find(|h| crate::fits::is_table(h))
+        .ok_or_else(|| Error::format(path, "no binary table (BINTABLE) in the file"))?;
+    let bad = |what: String| Error::format(path, format!("HDU {} (binary table): {what}", h.index));
+    let (row_len, rows) = match h.axes[..] {
+        [a, b] => (a, b),
+        _ => return Err(bad("NAXIS is not 2".into())),
+    };
+    let int = |k: String| h.header.get(&k).and_then(Value::as_i64);
+    let num = |k: String, d: f64| h.header.get(&k).and_then(Value::as_f64).unwrap_or(d);
+    let mut out = TextTable { hdu: h.index, columns: Vec::new(), rows: Vec::new(), skipped: Vec::new() };
+    let mut fields = Vec::new();
+    let mut offset = 0usize;
+    for i in 1..=int("TFIELDS".into()).unwrap_or(0).clamp(0, 999) as usize {
+        let form = h.header.get(&format!("TFORM{i}")).and_then(Value::as_str).unwrap_or("").to_string();
+        let name = h.header.get(&format!("TTYPE{i}")).and_then(Value::as_str).map(str::trim).unwrap_or("");
+        let name = if name.is_empty() { format!("col{i}") } else { name.to_string() };
+        let (repeat, t, _) = parse_tform(&form).ok_or_else(|| bad(format!("TFORM{i} = '{form}' unreadable")))?;
+        let width = if t == b'X' {
+            repeat.div_ceil(8)
+        } else {
+            let w = type_width(t).ok_or_else(|| bad(format!("TFORM{i} = '{form}' has an unknown type")))?;
+            w.checked_mul(repeat).ok_or_else(|| bad(format!("TFORM{i} = '{form}' is too wide")))?
+        };
+        let scalar = repeat == 1 && matches!(t, b'L' | b'B' | b'I' | b'J' | b'K' | b'E' | b'D');
+        if scalar || t == b'A' {
+            let (scale, zero) = (num(format!("TSCAL{i}"), 1.0), num(format!("TZERO{i}"), 0.0));
+            fields.push(Field { offset, kind: t, width, scale, zero, null: int(format!("TNULL{i}")) });
+            out.columns.push(name);
+        } else if width > 0 {
+            out.skipped.push(name);
+        }
+        offset = offset.checked_add(width).ok_or_else(|| bad("row width overflows".into()))?;
+    }
+    if offset > row_len {
+        return Err(bad(format!("columns need {offset} bytes of a {row_len}-byte row")));
+    }
+    let mut f = crate::fits::bytes(path)?;
+    f.seek(SeekFrom::Start(h.data_offset)).map_err(|e| Error::io(path, e))?;
+    let mut row = vec![0u8; row_len];
+    for _ in 0..rows {
+        f.read_exact(&mut row).map_err(|_| bad("the table ends early (truncated file)".into()))?;
+        out.rows.push(fields.iter().map(|c| c.text(&row[c.offset..c.offset + c.width])).collect());
+    }
+    Ok(out)
+}
 
 /// What a column holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

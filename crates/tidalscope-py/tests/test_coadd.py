@@ -184,3 +184,23 @@ def test_python_reads_coadd_cutouts_as_the_cli_cuts_them(coadd, cli_cutouts):
         ts.read(root / "objects.csv", coadd=dicts, cutout_size=SIZE)
     with pytest.raises(ValueError, match="same bands"):
         ts.read(root / "inside.csv", coadd=[dicts[0], {"g": dicts[1]["g"]}], cutout_size=SIZE)
+
+
+def test_a_fits_table_catalogue_cuts_as_the_csv_does(coadd, cli_cutouts):
+    """The same objects as a FITS binary table (astropy's), the way survey
+    catalogues come: the same cutouts, ids and tiles as from the CSV."""
+    table = pytest.importorskip("astropy.table")
+    root, tiles = coadd
+    cut, header, out, rows = cli_cutouts
+    t = table.Table()
+    t["object_id"] = np.array([int(r[0]) for r in rows[:-1]], dtype=np.int64)
+    t["ra"] = np.array([float(r[1]) for r in rows[:-1]])
+    t["dec"] = np.array([float(r[2]) for r in rows[:-1]])
+    t["mag"] = np.array([float(r[3]) for r in rows[:-1]], dtype=np.float32)
+    t.write(root / "inside.fits", overwrite=True)
+    Cli(root)("convert", "inside.fits", "cut_fits", "--to", "npy", "--cutout-size", SIZE, *coadd_args(tiles))
+    fits_header, fits_out = read_csv(root / "cut_fits" / "catalog.csv")
+    np.testing.assert_array_equal(np.load(root / "cut_fits" / "images.npy"), cut)
+    assert [r[0] for r in fits_out] == [r[0] for r in out]
+    assert [r[-1] for r in fits_out] == [r[-1] for r in out]
+    assert fits_header == header

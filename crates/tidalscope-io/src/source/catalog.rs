@@ -10,17 +10,20 @@ use tidalscope_core::{Band, Cutout};
 /// One data row of a catalogue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
-    /// Line number in the file (1 = header).
+    /// Where it is: the line of a CSV (1 = header), or the row of a FITS
+    /// table (1 = first); see [`Catalog::place`].
     pub line: usize,
     /// Fields, one per column.
     pub fields: Vec<String>,
 }
 
-/// A parsed catalogue CSV.
+/// A parsed catalogue: a CSV, or a FITS binary table read as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
     /// The file.
     pub path: PathBuf,
+    /// What messages call a row's position: `line` (CSV) or `row` (FITS table).
+    pub place: &'static str,
     /// Column names.
     pub columns: Vec<String>,
     /// Rows.
@@ -28,9 +31,15 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// Reads a CSV with a header row; every row must have as many fields as
-    /// the header.
+    /// Reads a CSV with a header row (every row must have as many fields
+    /// as the header), or the first binary table of a FITS file (its
+    /// scalar and text columns; array columns left out), as text.
     pub fn read(path: &Path) -> Result<Self> {
+        if super::detect(path).is_ok_and(|f| f == super::Format::Fits) {
+            let t = crate::fits_table::read_text(path)?;
+            let rows = t.rows.into_iter().enumerate().map(|(k, fields)| CatalogRow { line: k + 1, fields }).collect();
+            return Ok(Self { path: path.to_path_buf(), place: "row", columns: t.columns, rows });
+        }
         let mut r = ::csv::ReaderBuilder::new()
             .flexible(true)
             .from_path(path)
@@ -49,7 +58,7 @@ impl Catalog {
             }
             rows.push(CatalogRow { line, fields: rec.iter().map(|s| s.trim().to_string()).collect() });
         }
-        Ok(Self { path: path.to_path_buf(), columns, rows })
+        Ok(Self { path: path.to_path_buf(), place: "line", columns, rows })
     }
 
     /// Index of a column.
@@ -61,7 +70,7 @@ impl Catalog {
     /// unlabelled without a label column.
     pub fn labels(&self, col: Option<usize>) -> Result<Vec<Option<u8>>> {
         match col {
-            Some(l) => self.rows.iter().map(|r| parse_label(&self.path, r, &r.fields[l])).collect(),
+            Some(l) => self.rows.iter().map(|r| parse_label(self, r, &r.fields[l])).collect(),
             None => Ok(vec![None; self.rows.len()]),
         }
     }
@@ -74,14 +83,17 @@ impl Catalog {
         for row in &self.rows {
             let id = row.fields[col].as_str();
             if id.is_empty() {
-                return Err(Error::format(&self.path, format!("line {}: empty {:?}", row.line, self.columns[col])));
+                return Err(Error::format(
+                    &self.path,
+                    format!("{} {}: empty {:?}", self.place, row.line, self.columns[col]),
+                ));
             }
             if let Some(line) = first_line.insert(id, row.line) {
                 return Err(Error::format(
                     &self.path,
                     format!(
-                        "line {}: {} {id:?} is already on line {line}; ids must be unique",
-                        row.line, self.columns[col]
+                        "{} {}: {} {id:?} is already on {} {line}; ids must be unique",
+                        self.place, row.line, self.columns[col], self.place
                     ),
                 ));
             }
@@ -110,12 +122,12 @@ impl Catalog {
 }
 
 /// Parses a label field: 0/1 (also false/true); empty = unlabelled.
-fn parse_label(path: &Path, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
+fn parse_label(catalog: &Catalog, row: &CatalogRow, v: &str) -> Result<Option<u8>> {
     match v.to_ascii_lowercase().as_str() {
         "" | "nan" | "none" => Ok(None),
         "0" | "0.0" | "false" => Ok(Some(0)),
         "1" | "1.0" | "true" => Ok(Some(1)),
-        _ => Err(Error::format(path, format!("line {}: label {v:?} is not 0 or 1", row.line))),
+        _ => Err(Error::format(&catalog.path, format!("{} {}: label {v:?} is not 0 or 1", catalog.place, row.line))),
     }
 }
 
@@ -216,7 +228,12 @@ impl CatalogSource {
                 CatalogRow { line: i + 2, fields: vec![id, n.clone()] }
             })
             .collect();
-        let catalog = Catalog { path: path.join("(folder listing)"), columns: vec!["id".into(), "file".into()], rows };
+        let catalog = Catalog {
+            path: path.join("(folder listing)"),
+            place: "line",
+            columns: vec!["id".into(), "file".into()],
+            rows,
+        };
         let mut s = Self::from_catalog(catalog, opts)?;
         s.info.path = path.to_path_buf();
         s.info.format = Format::Folder;
@@ -295,9 +312,9 @@ impl CatalogSource {
         };
         let single = matches!(self.files, Files::Single(_));
         let layout = self.layout;
-        let (line, id) = (row.line, row.fields[self.id].clone());
+        let (place, line, id) = (self.catalog.place, row.line, row.fields[self.id].clone());
         move || {
-            let at = |what: String| Error::format(&csv, format!("line {line} (id {id}): {what}"));
+            let at = |what: String| Error::format(&csv, format!("{place} {line} (id {id}): {what}"));
             if single {
                 let (col, f) = &files[0];
                 if f.is_empty() {

@@ -361,7 +361,8 @@ impl CoaddSource {
         let tile_name = if t == OFF { String::new() } else { self.tiles[t as usize].0.clone() };
         let mut meta: Vec<String> = self.meta.iter().map(|&c| r.fields[c].clone()).collect();
         meta.push(tile_name.clone());
-        let at = |what: String| Error::format(&self.catalog.path, format!("line {} (id {id}): {what}", r.line));
+        let place = self.catalog.place;
+        let at = |what: String| Error::format(&self.catalog.path, format!("{place} {} (id {id}): {what}", r.line));
         let pixels = match (t, planes) {
             (OFF, _) | (_, None) => Err(at(self.place(row).err().unwrap_or_else(|| "no tile".into()))),
             (_, Some(Err(e))) => Err(at(format!("tile {tile_name}: {e}"))),

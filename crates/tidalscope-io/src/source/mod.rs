@@ -346,6 +346,8 @@ pub fn open(path: &Path, opts: &OpenOptions) -> Result<Box<dyn Source>> {
         Format::TfData => Box::new(tfdata::TfDataSource::open(path, opts)?),
         Format::Npy => Box::new(npy::NpySource::open(path, opts)?),
         Format::Npz => Box::new(npy::NpySource::open_npz(path, opts)?),
+        // A FITS file holding a table and no image is a catalogue.
+        Format::Fits if crate::fits::is_table_only(path)? => Box::new(catalog::CatalogSource::open(path, opts)?),
         Format::Fits => Box::new(fits::FitsSource::open(path, opts)?),
         Format::Picture => Box::new(picture::PictureSource::open(path)?),
         Format::Catalog => Box::new(catalog::CatalogSource::open(path, opts)?),
