@@ -10,7 +10,8 @@
 //! A column is a 64-bit integer (`K`) when every value is an integer written
 //! plainly, a 64-bit float (`D`, empty values NaN) when every value is a
 //! number or empty, and fixed-width text (`nA`) otherwise; an integer with
-//! leading zeros ("007") is text, as it is a code, not a number.
+//! leading zeros ("007") is text, as it is a code, not a number, and so is
+//! one too large for 64 bits; the `id` column is never float.
 
 use crate::atomic::AtomicFile;
 use crate::fits::{Header, Value};
@@ -196,8 +197,15 @@ impl Column {
         let plain_int = s.parse::<i64>().map(|i| (i.to_string() == s, i.unsigned_abs() <= 1 << 53));
         self.int &= matches!(plain_int, Ok((true, _)));
         // An integer written otherwise ("007") is a code, not a number; one
-        // beyond 2⁵³ (a survey object id) would lose digits as a float.
-        self.float &= s.is_empty() || (plain_int.map_or(true, |p| p == (true, true)) && s.parse::<f64>().is_ok());
+        // beyond 2⁵³ (a survey object id), or beyond 64 bits, would lose
+        // digits as a float: text.
+        let digits = s.strip_prefix('-').unwrap_or(s);
+        let integer_like = !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit());
+        let exact = match plain_int {
+            Ok(p) => p == (true, true),
+            Err(_) => !integer_like,
+        };
+        self.float &= s.is_empty() || (exact && s.parse::<f64>().is_ok());
     }
 
     pub(crate) fn kind(&self) -> Kind {
@@ -269,7 +277,9 @@ pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<
         .map(|n| {
             let name = String::from_utf8_lossy(n).into_owned();
             let single = meta.singles.contains(&name);
-            Column { name, int: true, float: true, single, width: 0 }
+            // Ids are integers or text, never floats: "4" must not read back as 4.0.
+            let float = name != "id";
+            Column { name, int: true, float, single, width: 0 }
         })
         .collect();
     for (i, c) in cols.iter().enumerate() {
@@ -466,6 +476,17 @@ mod tests {
         assert!(text.contains("TFORM1  = '17A     '"), "{text}");
         std::fs::write(&csv, "a,a\n1,2\n").unwrap();
         assert!(csv_to_fits(&csv, &fits, &meta).unwrap_err().to_string().contains("appears twice"));
+        // Ids beyond 64 bits, or written as floats, stay text (not colliding
+        // floats, nor "4" read back as 4.0): read back cell for cell.
+        std::fs::write(&csv, "id,x\n18446744073709551615,1.5\n18446744073709551614,2\n").unwrap();
+        csv_to_fits(&csv, &fits, &meta).unwrap();
+        let back = read_text(&fits).unwrap().rows;
+        assert_eq!(back[0][0], "18446744073709551615");
+        assert_eq!(back[1][0], "18446744073709551614");
+        std::fs::write(&csv, "id,x\n1.0,1\n4,2\n").unwrap();
+        csv_to_fits(&csv, &fits, &meta).unwrap();
+        let back = read_text(&fits).unwrap().rows;
+        assert_eq!((back[0][0].as_str(), back[1][0].as_str(), back[1][1].as_str()), ("1.0", "4", "2"));
         // A column asked to be text stays text when every value is empty
         // (it would read as a float column of NaN).
         std::fs::write(&csv, "id,bands,other\n1,,\n2,,\n").unwrap();
