@@ -67,6 +67,14 @@ pub fn non_finite_text(fraction: f64) -> String {
     }
 }
 
+/// A score as written to catalogues: the shortest decimal that reads back
+/// to the same float32, so that no two scores the model told apart tie in
+/// a table (rounded to 6 decimals, 1 − 5e-7 and 1 − 1e-7 both read 1) and
+/// a threshold `evaluate` reports can be applied to its own `scores.csv`.
+pub fn score_text(score: f32) -> String {
+    format!("{score}")
+}
+
 /// Bands of one value as written to catalogues ([`CONSTANT_COLUMN`]):
 /// joined by `;`, empty where there are none.
 pub fn constant_text(bands: &[String]) -> String {
@@ -95,13 +103,13 @@ pub fn scores_header(labelled: bool, meta_columns: &[String]) -> Vec<String> {
 
 impl Prepared {
     /// This object's row of a scored catalogue ([`scores_header`]), the
-    /// score written to 6 decimals.
+    /// score written by [`score_text`].
     pub fn scores_row(&self, labelled: bool, score: f32) -> Vec<String> {
         let mut row = vec![self.id.clone()];
         if labelled {
             row.push(self.label.map(|l| l.to_string()).unwrap_or_default());
         }
-        row.push(format!("{score:.6}"));
+        row.push(score_text(score));
         row.push(self.non_finite_text());
         row.push(self.constant_text());
         row.extend(self.meta.iter().cloned());
@@ -235,6 +243,14 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_are_written_exactly() {
+        for v in [0.5f32, 1.0 - 5e-7, 1.0 - 1e-7, 1.9e-7, 4.8e-10, 0.0, 1.0] {
+            assert_eq!(score_text(v).parse::<f32>().unwrap().to_bits(), v.to_bits(), "{v}");
+        }
+        assert_ne!(score_text(1.0 - 5e-7), score_text(1.0 - 1e-7));
+    }
     use crate::normalise::Normaliser;
     use crate::residual::Channels;
     use tidalscope_io::npy::NpyWriter;

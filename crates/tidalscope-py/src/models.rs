@@ -151,8 +151,8 @@ impl Classifier {
     /// nonfinite_fraction (of each image's pixels, set to 0 before scoring),
     /// constant_bands (bands of one value, no data: see the README's NaN
     /// rule) and the data's metadata columns, in input order. `shard=(k, n)` scores
-    /// part k of n, as `--shard k/n`. Scores are rounded to 6 decimals, as
-    /// in the CLI's CSV, so both give the same table. Objects that cannot be
+    /// part k of n, as `--shard k/n`. Scores are the CLI's catalogue values
+    /// (float32, written exactly), so both give the same table. Objects that cannot be
     /// read are left out with a warning that counts them and names the first
     /// (`errors="warn"`), or raise `ValueError` naming the object
     /// (`errors="raise"`). `coadd=` cuts each object of a catalogue of

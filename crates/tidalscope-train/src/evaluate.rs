@@ -179,7 +179,7 @@ pub fn write_outputs(
     let mut w = CsvWriter::create(&out.join("scores.csv"), &scores_header(true, meta_columns))?;
     for s in scored {
         let label = s.label.map(|l| l.to_string()).unwrap_or_default();
-        let score = format!("{:.6}", s.score);
+        let score = tidalscope_data::stream::score_text(s.score);
         let mut row = vec![s.id.clone(), label, score, non_finite_text(s.non_finite), constant_text(&s.constant_bands)];
         row.extend(s.meta.iter().cloned());
         w.row(&row)?;
