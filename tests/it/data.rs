@@ -34,6 +34,19 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
         "{text}"
     );
     assert!(text.contains("5 bands × 24 × 24"), "{text}");
+    // An unlabelled object goes to tf.data as label -1 and comes back
+    // unlabelled.
+    std::fs::create_dir(d.join("part")).unwrap();
+    std::fs::copy(d.join("sim/images.npy"), d.join("part/images.npy")).unwrap();
+    let mut lines: Vec<String> = sim.lines().map(String::from).collect();
+    let mut first: Vec<String> = lines[1].split(',').map(String::from).collect();
+    first[1] = String::new();
+    lines[1] = first.join(",");
+    std::fs::write(d.join("part/catalog.csv"), lines.join("\n") + "\n").unwrap();
+    d.ok(&["convert", "part", "part_tf", "--to", "tfdata"]);
+    d.ok(&["convert", "part_tf", "part_back", "--to", "npy"]);
+    let back = std::fs::read_to_string(d.join("part_back/catalog.csv")).unwrap();
+    assert_eq!(first_two(&back), first_two(&lines.join("\n")), "{back}");
     assert!(text.contains("one value") && !text.contains("no data; see constant_bands"), "{text}");
     // Band i of object 1 filled with 0, as pipelines write no coverage.
     let (shape, mut px) = npy::read_f32(&d.join("sim/images.npy")).unwrap();

@@ -100,10 +100,13 @@ impl Source for TfDataSource {
             let image = self.layout.cutout(dims, values).map_err(|e| Error::format(&path, format!("element {i}: {e}")));
             let label = match self.label {
                 None => None,
+                // -1 is an unlabelled object, as `convert --to tfdata` writes
+                // one (an integer key cannot be empty).
                 Some(k) => match tensors[k].to_text().as_str() {
                     "0" => Some(0),
                     "1" => Some(1),
-                    other => return Err(Error::format(&path, format!("element {i}: label {other} is not 0 or 1"))),
+                    "-1" => None,
+                    other => return Err(Error::format(&path, format!("element {i}: label {other} is not 0, 1 or -1"))),
                 },
             };
             Ok(Record {
