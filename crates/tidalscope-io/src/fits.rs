@@ -112,6 +112,15 @@ impl Header {
         };
         let mut card = if matches!(value, Value::None) {
             format!("{key:<8}{comment}")
+        } else if key.len() > 8 {
+            // ESO's HIERARCH convention, which astropy and cfitsio read: a
+            // keyword longer than 8 characters (HSC's MP_DETECTED_NEGATIVE).
+            let val = val.trim_start();
+            if comment.is_empty() {
+                format!("HIERARCH {key} = {val}")
+            } else {
+                format!("HIERARCH {key} = {val} / {comment}")
+            }
         } else if comment.is_empty() {
             format!("{key:<8}= {val}")
         } else {
@@ -426,6 +435,11 @@ fn read_header(r: &mut impl Read, path: &Path, hdu: usize) -> Result<Option<Head
             let key = card[..8].trim_end();
             if key == "END" {
                 return Ok(Some(h));
+            }
+            // HIERARCH: the keyword runs to the `=`.
+            if let Some((long, value)) = card.strip_prefix("HIERARCH ").and_then(|c| c.split_once('=')) {
+                h.push(long.trim(), parse_value(value), "");
+                continue;
             }
             let value = if &card[8..10] == "= " { parse_value(&card[10..]) } else { Value::None };
             h.push(key, value, "");
@@ -814,6 +828,10 @@ mod tests {
         assert_eq!(hdus[1].data, img);
         assert_eq!(hdus[1].header.get("FLUXMAG0").and_then(Value::as_f64), Some(meta.fluxmag0));
         assert_eq!(hdus[2].data, vec![1.0; 12]);
+        // The mask planes' long names as HIERARCH cards, read back.
+        let mask = String::from_utf8_lossy(&std::fs::read(&p).unwrap()).into_owned();
+        assert!(mask.contains("HIERARCH MP_DETECTED_NEGATIVE = "), "HIERARCH card");
+        assert!(hdus[2].header.get("MP_DETECTED_NEGATIVE").and_then(Value::as_i64).is_some());
         assert_eq!(hdus[3].name(), Some("VARIANCE"));
     }
 
