@@ -17,7 +17,9 @@ use tidalscope_io::tfdata::{ComponentSpec, Compression, DType, ElementSpec, Tens
 
 enum Sink {
     Npy(NpyWriter, Option<Box<CsvWriter>>),
-    Fits(StackWriter),
+    /// The stack, and its objects' table (id, label, metadata) written
+    /// beside it into a temporary folder until the stack is finished.
+    Fits(StackWriter, Box<CsvWriter>, tempfile::TempDir),
     TfData(TfDataWriter, bool),
 }
 
@@ -94,7 +96,16 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
                 Some(Box::new(CsvWriter::create(&args.output.join("catalog.csv"), &header)?)),
             )
         }
-        ConvertTo::Fits => Sink::Fits(StackWriter::create(&args.output, n, [c, h, w], &info.bands)?),
+        ConvertTo::Fits => {
+            let mut header = vec!["id".to_string()];
+            if info.labelled {
+                header.push("label".into());
+            }
+            header.extend(tidalscope_data::stream::meta_names(&header, &info.meta_columns));
+            let tmp = tempfile::tempdir()?;
+            let objects = CsvWriter::create(&tmp.path().join("objects.csv"), &header)?;
+            Sink::Fits(StackWriter::create(&args.output, n, [c, h, w], &info.bands)?, Box::new(objects), tmp)
+        }
         ConvertTo::Tfdata => {
             let mut comps = vec![
                 ComponentSpec { key: "id".into(), dtype: DType::Str, shape: Some(vec![]) },
@@ -143,7 +154,15 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
                     csv.row(&row)?;
                 }
             }
-            Sink::Fits(f) => f.write(img.data())?,
+            Sink::Fits(f, objects, _) => {
+                f.write(img.data())?;
+                let mut row = vec![id];
+                if info.labelled {
+                    row.push(label.map(|l| l.to_string()).unwrap_or_default());
+                }
+                row.extend(meta);
+                objects.row(&row)?;
+            }
             Sink::TfData(t, labelled) => {
                 img.write_hwc(&mut hwc);
                 let mut el = vec![
@@ -173,7 +192,10 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
                 csv.finish()?;
             }
         }
-        Sink::Fits(f) => f.finish()?,
+        Sink::Fits(f, objects, tmp) => {
+            objects.finish()?;
+            f.finish_with_objects(&tmp.path().join("objects.csv"))?;
+        }
         Sink::TfData(t, _) => t.finish()?,
     }
     println!("converted {n} objects ({c} bands, {h}×{w}) from {} to {}", info.format, args.output.display());

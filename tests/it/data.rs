@@ -34,6 +34,16 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
         "{text}"
     );
     assert!(text.contains("5 bands × 24 × 24"), "{text}");
+    // A FITS stack keeps the ids, labels and metadata (its OBJECTS table).
+    d.ok(&["convert", "a.fits", "a_back", "--to", "npy"]);
+    let a_back = std::fs::read_to_string(d.join("a_back/catalog.csv")).unwrap();
+    // Cell for cell; numbers as numbers ("2.700" comes back as 2.7).
+    let same =
+        |a: &str, b: &str| a == b || a.parse::<f64>().ok().zip(b.parse::<f64>().ok()).is_some_and(|(x, y)| x == y);
+    assert_eq!(a_back.lines().count(), sim.lines().count());
+    for (x, y) in a_back.lines().zip(sim.lines()) {
+        assert!(x.split(',').zip(y.split(',')).all(|(a, b)| same(a, b)), "{x} / {y}");
+    }
     // An unlabelled object goes to tf.data as label -1 and comes back
     // unlabelled.
     std::fs::create_dir(d.join("part")).unwrap();

@@ -229,10 +229,16 @@ pub fn write(path: &Path, hdus: &[(Header, Data)]) -> Result<()> {
     f.commit()
 }
 
+/// EXTNAME of the table of a stack's objects ([`StackWriter`]).
+pub const OBJECTS: &str = "OBJECTS";
+
 /// Streams images of one shape into a single FITS file: a primary HDU of
 /// NAXIS = 4 (`NAXIS1` = width, `NAXIS2` = height, `NAXIS3` = bands,
 /// `NAXIS4` = objects), float32, with `BAND1`… cards naming the bands; or,
-/// for a single object, a 3-D cube. The file appears when complete.
+/// for a single object, a 3-D cube; then, where given, a binary table
+/// `OBJECTS` of the objects' ids, labels and metadata, one row per image
+/// ([`finish_with_objects`](Self::finish_with_objects)). The file appears
+/// when complete.
 pub struct StackWriter {
     file: AtomicFile,
     expected: usize,
@@ -249,6 +255,7 @@ impl StackWriter {
         for (i, b) in bands.iter().enumerate() {
             header.push(&format!("BAND{}", i + 1), Value::Str(b.clone()), &format!("band of plane NAXIS3 = {}", i + 1));
         }
+        header.push("EXTEND", Value::Logical(true), "an OBJECTS table may follow");
         header.push("ORIGIN", Value::Str("tidalscope".into()), "");
         let mut file = AtomicFile::create(path)?;
         file.write_all(&header.to_bytes()).map_err(|e| Error::io(path, e))?;
@@ -268,13 +275,29 @@ impl StackWriter {
     }
 
     /// Pads the data to a block and moves the file into place.
-    pub fn finish(mut self) -> Result<()> {
+    pub fn finish(self) -> Result<()> {
+        self.pad()?.commit()
+    }
+
+    /// [`finish`](Self::finish), with the catalogue `csv` (a row per image:
+    /// id, label, metadata) appended as the binary table `OBJECTS`, which
+    /// the FITS source reads the objects' ids, labels and metadata from.
+    pub fn finish_with_objects(self, csv: &Path) -> Result<()> {
+        let mut file = self.pad()?;
+        let path = file.path().to_path_buf();
+        let meta = crate::fits_table::TableMeta { extname: OBJECTS.into(), ..Default::default() };
+        crate::fits_table::write_table_hdu(&mut file, csv, &path, &meta)?;
+        file.commit()
+    }
+
+    /// The file with its image data complete and padded to a block.
+    fn pad(mut self) -> Result<AtomicFile> {
         if self.written != self.expected {
             return Err(Error::format(self.file.path(), format!("wrote {} of {} pixels", self.written, self.expected)));
         }
         let pad = (self.written * 4).div_ceil(BLOCK) * BLOCK - self.written * 4;
         self.file.write_all(&vec![0u8; pad]).map_err(|e| Error::io(self.file.path(), e))?;
-        self.file.commit()
+        Ok(self.file)
     }
 }
 

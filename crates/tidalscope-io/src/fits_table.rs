@@ -120,12 +120,17 @@ impl Field {
 /// how a FITS catalogue (astropy's, the Legacy Surveys' tractor files)
 /// stands where a catalogue CSV does.
 pub fn read_text(path: &Path) -> Result<TextTable> {
-    use std::io::{Read, Seek, SeekFrom};
     let hdus = crate::fits::scan(path)?;
     let h = hdus
         .iter()
         .find(|h| crate::fits::is_table(h))
         .ok_or_else(|| Error::format(path, "no binary table (BINTABLE) in the file"))?;
+    read_hdu_text(path, h)
+}
+
+/// [`read_text`] of the binary-table HDU `h` of `path`.
+pub fn read_hdu_text(path: &Path, h: &crate::fits::HduInfo) -> Result<TextTable> {
+    use std::io::{Read, Seek, SeekFrom};
     let bad = |what: String| Error::format(path, format!("HDU {} (binary table): {what}", h.index));
     let (row_len, rows) = match h.axes[..] {
         [a, b] => (a, b),
@@ -331,17 +336,28 @@ pub(crate) fn scan_columns(csv: &Path, meta: &TableMeta, ascii: bool) -> Result<
 /// Writes the CSV catalogue `csv` as a FITS file at `fits` (an empty
 /// primary HDU, then one binary table), atomically. Returns the row count.
 pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
-    let (cols, rows) = scan_columns(csv, meta, true)?;
-    let mut rec = csv::ByteRecord::new();
-    let row_bytes: usize = cols.iter().map(Column::bytes).sum();
-    let fields = fits_fields(csv, &cols, meta)?;
-
     let mut primary = Header::new();
     primary
         .push("SIMPLE", Value::Logical(true), "conforms to FITS")
         .push("BITPIX", Value::Int(8), "")
         .push("NAXIS", Value::Int(0), "no data: the table follows")
         .push("EXTEND", Value::Logical(true), "");
+    let mut out = AtomicFile::create(fits)?;
+    out.write_all(&primary.to_bytes()).map_err(|e| Error::io(fits, e))?;
+    let rows = write_table_hdu(&mut out, csv, fits, meta)?;
+    out.commit()?;
+    Ok(rows)
+}
+
+/// Appends the CSV catalogue `csv` to `out` (the FITS file `fits`, for
+/// errors) as a binary-table extension HDU, padded to a block. Returns
+/// the row count.
+pub fn write_table_hdu(out: &mut impl Write, csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
+    let (cols, rows) = scan_columns(csv, meta, true)?;
+    let mut rec = csv::ByteRecord::new();
+    let row_bytes: usize = cols.iter().map(Column::bytes).sum();
+    let fields = fits_fields(csv, &cols, meta)?;
+
     let mut h = Header::new();
     h.push("XTENSION", Value::Str("BINTABLE".into()), "binary table")
         .push("BITPIX", Value::Int(8), "")
@@ -365,9 +381,7 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
         h.push(k, v.clone(), c);
     }
 
-    let mut out = AtomicFile::create(fits)?;
     let io = |e: std::io::Error| Error::io(fits, e);
-    out.write_all(&primary.to_bytes()).map_err(io)?;
     out.write_all(&h.to_bytes()).map_err(io)?;
     let mut r = reader(csv)?;
     let mut row = Vec::with_capacity(row_bytes);
@@ -395,7 +409,6 @@ pub fn csv_to_fits(csv: &Path, fits: &Path, meta: &TableMeta) -> Result<usize> {
     }
     let data = rows * row_bytes;
     out.write_all(&vec![0u8; data.div_ceil(BLOCK) * BLOCK - data]).map_err(io)?;
-    out.commit()?;
     Ok(rows)
 }
 

@@ -16,6 +16,44 @@ pub struct FitsSource {
     hdus: Vec<HduInfo>,
     dims: [usize; 3],
     layout: Layout,
+    /// The objects' ids, labels and metadata from an `OBJECTS` table.
+    objects: Option<Objects>,
+}
+
+/// What an `OBJECTS` table (as `convert` writes one after a stack) says
+/// of each image.
+struct Objects {
+    ids: Vec<String>,
+    labels: Vec<Option<u8>>,
+    meta: Vec<Vec<String>>,
+}
+
+/// The `OBJECTS` table of a file of `n` images, if it has one of `n` rows:
+/// ids from its `id` (or `object_id`) column, labels from `label`, the
+/// other columns as metadata.
+fn objects(path: &Path, hdus: &[HduInfo], n: usize) -> Result<Option<(Objects, Vec<String>)>> {
+    let Some(h) = hdus.iter().find(|h| crate::fits::is_table(h) && h.name() == Some(crate::fits::OBJECTS)) else {
+        return Ok(None);
+    };
+    let t = crate::fits_table::read_hdu_text(path, h)?;
+    if t.rows.len() != n {
+        return Err(Error::format(
+            path,
+            format!("HDU {} ({}): {} rows for {n} images", h.index, crate::fits::OBJECTS, t.rows.len()),
+        ));
+    }
+    let rows = t.rows.into_iter().enumerate().map(|(k, fields)| super::catalog::CatalogRow { line: k + 1, fields });
+    let catalog =
+        super::catalog::Catalog { path: path.to_path_buf(), place: "row", columns: t.columns, rows: rows.collect() };
+    let id = catalog.id_column()?;
+    catalog.check_ids(id)?;
+    let label = catalog.column("label");
+    let labels = catalog.labels(label)?;
+    let keep: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
+    let names = keep.iter().map(|&c| catalog.columns[c].clone()).collect();
+    let ids = catalog.rows.iter().map(|r| r.fields[id].clone()).collect();
+    let meta = catalog.rows.iter().map(|r| keep.iter().map(|&c| r.fields[c].clone()).collect()).collect();
+    Ok(Some((Objects { ids, labels, meta }, names)))
 }
 
 /// Words of the EXTNAMEs of planes that ride along a science image (masks,
@@ -153,8 +191,10 @@ fn object_values(path: &Path, hdus: &[HduInfo], i: usize, per: usize) -> Result<
 impl FitsSource {
     /// Opens a FITS file.
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
-        let hdus = band_hdus(path, &scan(path)?)?;
+        let all = scan(path)?;
+        let hdus = band_hdus(path, &all)?;
         let (n, dims, layout, bands) = layout_of(path, &hdus, opts.layout)?;
+        let objects = objects(path, &all, n)?;
         let (b, h, w) = layout.bhw(dims);
         let first = &hdus[0];
         let per_hdu = if hdus.len() > 1 { format!(", one band per HDU ({})", hdus.len()) } else { String::new() };
@@ -168,16 +208,24 @@ impl FitsSource {
                 Some(t) => format!("BITPIX {}, tile-compressed {}{per_hdu}", first.bitpix, t.method()),
                 None => format!("BITPIX {}{per_hdu}", first.bitpix),
             },
-            meta_columns: Vec::new(),
-            labelled: false,
+            meta_columns: objects.as_ref().map(|(_, names)| names.clone()).unwrap_or_default(),
+            labelled: objects.as_ref().is_some_and(|(o, _)| o.labels.iter().any(Option::is_some)),
         };
-        Ok(Self { info, path: path.to_path_buf(), hdus, dims, layout })
+        let objects = objects.map(|(o, _)| o);
+        Ok(Self { info, path: path.to_path_buf(), hdus, dims, layout, objects })
     }
 }
 
 impl Source for FitsSource {
     fn info(&self) -> &SourceInfo {
         &self.info
+    }
+
+    fn labels(&self) -> Result<Vec<Option<u8>>> {
+        Ok(match &self.objects {
+            Some(o) => o.labels.clone(),
+            None => vec![None; self.info.len],
+        })
     }
 
     fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
@@ -191,11 +239,15 @@ impl Source for FitsSource {
         Ok(Box::new((start..self.info.len).map(move |i| {
             let values = object_values(&self.path, &self.hdus, i, per)?;
             let image = self.layout.cutout(self.dims, values).map_err(|e| Error::format(&self.path, e.to_string()));
+            let (id, label, meta) = match &self.objects {
+                Some(o) => (o.ids[i].clone(), o.labels[i], o.meta[i].clone()),
+                None => (if single { stem.clone() } else { i.to_string() }, None, Vec::new()),
+            };
             Ok(Record {
                 index: i,
-                id: if single { stem.clone() } else { i.to_string() },
-                label: None,
-                meta: Vec::new(),
+                id,
+                label,
+                meta,
                 file: self.path.display().to_string(),
                 pixels: Pixels::Ready(image),
             })
