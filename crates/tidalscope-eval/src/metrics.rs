@@ -114,7 +114,8 @@ pub struct Confusion {
     pub fp: usize,
     /// Negatives called negative.
     pub tn: usize,
-    /// Positives called negative.
+    /// Positives called negative (`fn` in `metrics.json`; `fn` is a Rust keyword).
+    #[serde(rename = "fn")]
     pub fn_: usize,
 }
 
@@ -294,6 +295,7 @@ mod tests {
         assert_eq!(r.completeness_at(0.25), (0.75, 0.6));
         let c = Confusion::at(&scores, &labels, 0.6);
         assert_eq!((c.tp, c.fp, c.tn, c.fn_), (3, 1, 3, 1));
+        assert_eq!(serde_json::to_value(c).unwrap()["fn"], 1, "written as fn, beside tp, fp and tn");
         let pr = precision_recall(&scores, &labels).unwrap();
         assert_eq!(pr.precision[..4], [1.0, 0.5, 2.0 / 3.0, 0.75]);
         // AP = 0.25·1 + 0.25·(2/3) + 0.25·0.75 + 0.25·(4/7)
