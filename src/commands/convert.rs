@@ -194,7 +194,12 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         }
         Sink::Fits(f, objects, tmp) => {
             objects.finish()?;
-            f.finish_with_objects(&tmp.path().join("objects.csv"))?;
+            if let Some(why) = f.finish_with_objects(&tmp.path().join("objects.csv"))? {
+                eprintln!(
+                    "warning: {}: the ids, labels and metadata are left out (no OBJECTS table): {why}",
+                    args.output.display()
+                );
+            }
         }
         Sink::TfData(t, _) => t.finish()?,
     }

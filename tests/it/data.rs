@@ -34,7 +34,17 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
         "{text}"
     );
     assert!(text.contains("5 bands × 24 × 24"), "{text}");
-    // A FITS stack keeps the ids, labels and metadata (its OBJECTS table).
+    // A FITS stack keeps the ids, labels and metadata (its OBJECTS table);
+    // metadata a FITS table cannot hold leaves the table out, with a warning.
+    let mut named = sim.replacen("survey", "σ_survey", 1);
+    named.push('\n');
+    std::fs::create_dir(d.join("wide")).unwrap();
+    std::fs::copy(d.join("sim/images.npy"), d.join("wide/images.npy")).unwrap();
+    std::fs::write(d.join("wide/catalog.csv"), named.trim_end()).unwrap();
+    let out = d.ok(&["convert", "wide", "wide.fits"]);
+    let warned = String::from_utf8_lossy(&out.stderr);
+    assert!(warned.contains("no OBJECTS table") && warned.contains("printable ASCII"), "{warned}");
+    d.ok(&["convert", "wide.fits", "wide_back", "--to", "npy"]);
     d.ok(&["convert", "a.fits", "a_back", "--to", "npy"]);
     let a_back = std::fs::read_to_string(d.join("a_back/catalog.csv")).unwrap();
     // Cell for cell; numbers as numbers ("2.700" comes back as 2.7).

@@ -282,12 +282,19 @@ impl StackWriter {
     /// [`finish`](Self::finish), with the catalogue `csv` (a row per image:
     /// id, label, metadata) appended as the binary table `OBJECTS`, which
     /// the FITS source reads the objects' ids, labels and metadata from.
-    pub fn finish_with_objects(self, csv: &Path) -> Result<()> {
+    /// A catalogue a FITS table cannot hold (names or text beyond printable
+    /// ASCII) is left out, the stack written whole: the reason is returned.
+    pub fn finish_with_objects(self, csv: &Path) -> Result<Option<Error>> {
+        let meta = crate::fits_table::TableMeta { extname: OBJECTS.into(), ..Default::default() };
+        if let Err(e) = crate::fits_table::scan_columns(csv, &meta, true) {
+            self.finish()?;
+            return Ok(Some(e));
+        }
         let mut file = self.pad()?;
         let path = file.path().to_path_buf();
-        let meta = crate::fits_table::TableMeta { extname: OBJECTS.into(), ..Default::default() };
         crate::fits_table::write_table_hdu(&mut file, csv, &path, &meta)?;
-        file.commit()
+        file.commit()?;
+        Ok(None)
     }
 
     /// The file with its image data complete and padded to a block.
