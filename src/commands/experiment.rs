@@ -82,8 +82,18 @@ fn load_set(path: &Path) -> anyhow::Result<EvalSet> {
 impl EvalSet {
     /// Its images as a model with `preprocess` sees them.
     fn preprocessed(&self, preprocess: &Preprocess) -> anyhow::Result<Vec<Cutout>> {
-        preprocess.check_bands(&self.info)?;
-        Ok(self.raw.par_iter().map(|c| preprocess.apply(c).map(|(img, _)| img)).collect::<Result<_, _>>()?)
+        // Bands named in another order than the model's reach their inputs.
+        let order = preprocess.band_order(&self.info)?;
+        let reorder = |c: &Cutout| -> Cutout {
+            match &order {
+                Some(o) if c.bands() == o.len() => {
+                    let data = o.iter().flat_map(|&k| c.band(k).iter().copied()).collect();
+                    Cutout::from_chw(c.bands(), c.height(), c.width(), data).expect("the same shape")
+                }
+                _ => c.clone(),
+            }
+        };
+        Ok(self.raw.par_iter().map(|c| preprocess.apply(&reorder(c)).map(|(img, _)| img)).collect::<Result<_, _>>()?)
     }
 }
 

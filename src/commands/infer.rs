@@ -434,7 +434,8 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             }
             let (enc, pre) = encoder.as_ref().expect("loaded above");
             let src = super::open_source(Path::new(q), &query_args, None)?;
-            pre.check_bands(src.info()).map_err(|e| anyhow::anyhow!("query {e}"))?;
+            // Reordered as the stream does, if named in another order.
+            pre.band_order(src.info()).map_err(|e| anyhow::anyhow!("query {e}"))?;
             // Every image of a file is a query (it was the first alone),
             // named by its id where the file holds several. The images are
             // prepared in parallel and embedded a chunk at a time, as

@@ -167,28 +167,32 @@ fn non_finite_pixels_and_constant_bands_are_flagged_per_object_and_an_empty_band
     };
     assert_eq!(pick(&evaluated, 2), pick(&rows, 1), "evaluate and predict agree object by object");
     // Object 3's bands as five named image extensions: in the model's order
-    // it scores as from the array; in another order it is refused by name,
-    // where it was scored with every plane in another band's input.
+    // it scores as from the array; in another order too (put back in the
+    // model's order by name: it used to be scored with every plane in
+    // another band's input); with a band the model lacks it is refused.
     use tidalscope_io::fits::{self, structural_header, Data, Value};
     let planes: Vec<Vec<f32>> =
         (0..5).map(|b| px[3 * per..4 * per].iter().skip(b).step_by(5).copied().collect()).collect();
-    let mef = |name: &str, order: [usize; 5]| {
+    let mef = |name: &str, order: [usize; 5], names: [&str; 5]| {
         let mut hdus = vec![(structural_header(&Data::None, true), Data::None)];
         for b in order {
             let data = Data::F32 { axes: &[32, 32], data: &planes[b] };
             let mut h = structural_header(&data, false);
-            h.push("EXTNAME", Value::Str(["g", "r", "i", "z", "y"][b].into()), "");
+            h.push("EXTNAME", Value::Str(names[b].into()), "");
             hdus.push((h, data));
         }
         fits::write(&d.join(name), &hdus).unwrap();
     };
-    mef("grizy.fits", [0, 1, 2, 3, 4]);
-    mef("yzirg.fits", [4, 3, 2, 1, 0]);
-    d.ok(&["predict", "--model", "clf", "--data", "grizy.fits", "--out", "m/scores.csv"]);
-    let (_, mef_rows) = read_csv(&d.join("m/scores.csv"));
-    assert_eq!(mef_rows[0][1], rows[2][1], "object 3 (row 2: object 0 failed) from its extensions");
-    let err = d.fails(&["predict", "--model", "clf", "--data", "yzirg.fits", "--out", "n/scores.csv"]);
-    assert!(err.contains("yzirg.fits") && err.contains("y,z,i,r,g in this order, the model's g,r,i,z,y"), "{err}");
+    mef("grizy.fits", [0, 1, 2, 3, 4], ["g", "r", "i", "z", "y"]);
+    mef("yzirg.fits", [4, 3, 2, 1, 0], ["g", "r", "i", "z", "y"]);
+    mef("ugriz.fits", [0, 1, 2, 3, 4], ["u", "g", "r", "i", "z"]);
+    for (data, out) in [("grizy.fits", "m/scores.csv"), ("yzirg.fits", "n/scores.csv")] {
+        d.ok(&["predict", "--model", "clf", "--data", data, "--out", out]);
+        let (_, mef_rows) = read_csv(&d.join(out));
+        assert_eq!(mef_rows[0][1], rows[2][1], "object 3 (row 2: object 0 failed) from {data}");
+    }
+    let err = d.fails(&["predict", "--model", "clf", "--data", "ugriz.fits", "--out", "u/scores.csv"]);
+    assert!(err.contains("ugriz.fits") && err.contains("u,g,r,i,z, the model's g,r,i,z,y"), "{err}");
 }
 
 #[test]

@@ -358,31 +358,34 @@ impl Preprocess {
         Ok(())
     }
 
-    /// Refuses data whose bands, by their names, would not reach the
-    /// model's inputs they belong to, before any pixel goes in; the error
-    /// names the data. Two cases:
+    /// How data's bands, by their names, reach the model's inputs, before
+    /// any pixel goes in: `None` where they arrive in the model's order (or
+    /// cannot be told, below); `Some(order)` where the data's own names are
+    /// the model's survey bands in another order — plane `k` for the model
+    /// is the data's plane `order[k]` (see
+    /// `tidalscope_io::source::BandOrder`); an error naming the data where
+    /// they cannot reach them:
     ///
-    /// - A catalogue for a model whose recorded bands are known bands out
+    /// - a catalogue for a model whose recorded bands are known bands out
     ///   of wavelength order (`i,g,r,z,y`: pretrained on a catalogue
     ///   listing `file_i` first before its band columns were read in
     ///   wavelength order, or imported with `--bands` so): the catalogue's
     ///   planes arrive g, r, i, z, y and would not line up with its
-    ///   channels.
-    /// - Data whose own band names (a FITS cube's `BAND1…` cards, image
+    ///   channels;
+    /// - data whose own band names (a FITS cube's `BAND1…` cards, image
     ///   extensions' EXTNAMEs, a catalogue's `file_<band>` columns, a
-    ///   coadd's bands) are survey bands in another order than the model's,
-    ///   or include one the model was not trained on (`u,g,r,i,z` for a
-    ///   g, r, i, z, y model): each plane would go to another band's input.
+    ///   coadd's bands) include one the model was not trained on
+    ///   (`u,g,r,i,z` for a g, r, i, z, y model), or one twice.
     ///
     /// Not checked, for want of names: data whose names are the defaults
     /// (`.npy`, tf.data and unnamed FITS planes: `b0, b1, …`, or
     /// `g, r, i, z, y` for five), names none of which is a survey band, a
     /// model whose bands are not survey bands, and a band count that
     /// differs (refused image by image).
-    pub fn check_bands(&self, info: &SourceInfo) -> Result<(), tidalscope_io::Error> {
+    pub fn band_order(&self, info: &SourceInfo) -> Result<Option<Vec<usize>>, tidalscope_io::Error> {
         let names = self.input_bands();
         let Some(bands) = Band::parse_all(names.iter().map(String::as_str)) else {
-            return Ok(());
+            return Ok(None);
         };
         if info.format == Format::Catalog && !bands.is_sorted() {
             return Err(tidalscope_io::Error::format(
@@ -397,22 +400,43 @@ impl Preprocess {
         }
         let data = &info.bands;
         if data.len() != bands.len() || *data == tidalscope_io::source::default_bands(data.len()) {
-            return Ok(());
+            return Ok(None);
         }
         let parsed: Vec<Option<Band>> = data.iter().map(|n| n.parse().ok()).collect();
         if parsed.iter().all(Option::is_none) || parsed.iter().zip(&bands).all(|(d, m)| *d == Some(*m)) {
-            return Ok(());
+            return Ok(None);
         }
-        Err(tidalscope_io::Error::format(
-            &info.path,
-            format!(
-                "its bands are {} in this order, the model's {}: each plane would go to another band's input. Give \
-                 the data in the model's bands and order (a cube's BAND1… cards, the order of its image extensions, \
-                 a catalogue's file_<band> columns, --coadd's bands)",
-                data.join(","),
-                names.join(",")
-            ),
-        ))
+        let order: Option<Vec<usize>> = bands.iter().map(|m| parsed.iter().position(|d| *d == Some(*m))).collect();
+        let distinct = parsed.iter().flatten().collect::<std::collections::HashSet<_>>().len() == data.len();
+        match order {
+            Some(order) if distinct && parsed.iter().all(Option::is_some) => Ok(Some(order)),
+            _ => Err(tidalscope_io::Error::format(
+                &info.path,
+                format!(
+                    "its bands are {}, the model's {}: a plane would go to another band's input. Give the data in \
+                     the model's bands (a cube's BAND1… cards, its image extensions, a catalogue's file_<band> \
+                     columns, --coadd's bands)",
+                    data.join(","),
+                    names.join(",")
+                ),
+            )),
+        }
+    }
+
+    /// [`band_order`](Self::band_order) for a caller that cannot reorder
+    /// bands (pretraining's resume): data in another order is refused too.
+    pub fn check_bands(&self, info: &SourceInfo) -> Result<(), tidalscope_io::Error> {
+        match self.band_order(info)? {
+            None => Ok(()),
+            Some(_) => Err(tidalscope_io::Error::format(
+                &info.path,
+                format!(
+                    "its bands are {} in this order, the model's {}: give the data in the model's order",
+                    info.bands.join(","),
+                    self.input_bands().join(",")
+                ),
+            )),
+        }
     }
 
     /// The names of the bands an image must have (the model's input
@@ -824,10 +848,18 @@ mod tests {
             meta_columns: Vec::new(),
             labelled: false,
         };
-        let err = model.check_bands(&data(Format::Fits, &["y", "z", "i", "r", "g"])).unwrap_err().to_string();
+        // Another order: reordered where the caller can, refused where not.
+        let reversed = data(Format::Fits, &["y", "z", "i", "r", "g"]);
+        assert_eq!(model.band_order(&reversed).unwrap(), Some(vec![4, 3, 2, 1, 0]));
+        let hsc = data(Format::Fits, &["HSC-R2", "HSC-G", "HSC-I2", "HSC-Z", "HSC-Y"]);
+        assert_eq!(model.band_order(&hsc).unwrap(), Some(vec![1, 0, 2, 3, 4]));
+        let err = model.check_bands(&reversed).unwrap_err().to_string();
         assert!(err.contains("data.fits") && err.contains("y,z,i,r,g in this order, the model's g,r,i,z,y"), "{err}");
-        let err = model.check_bands(&data(Format::Catalog, &["u", "g", "r", "i", "z"])).unwrap_err().to_string();
-        assert!(err.contains("u,g,r,i,z"), "{err}");
+        // A band the model lacks, or one twice: refused.
+        for bad in [&["u", "g", "r", "i", "z"], &["g", "g", "i", "z", "y"], &["g", "r", "i", "z", "SCI"]] {
+            let err = model.band_order(&data(Format::Catalog, bad)).unwrap_err().to_string();
+            assert!(err.contains(&bad.join(",")) && err.contains("the model's g,r,i,z,y"), "{err}");
+        }
         for ok in [
             data(Format::Fits, &["g", "r", "i", "z", "y"]),
             data(Format::Fits, &["HSC-G", "HSC-R2", "HSC-I2", "HSC-Z", "HSC-Y"]),
@@ -835,7 +867,7 @@ mod tests {
             data(Format::Npy, &["g", "r", "i", "z", "y"]),
             data(Format::Fits, &["g", "r", "z"]),
         ] {
-            assert!(model.check_bands(&ok).is_ok(), "{:?}", ok.bands);
+            assert_eq!(model.band_order(&ok).unwrap(), None, "{:?}", ok.bands);
         }
     }
 

@@ -201,7 +201,15 @@ where
     E: From<tidalscope_io::Error>,
     F: FnMut(Vec<Prepared>, Vec<Failed>) -> Result<(), E>,
 {
-    preprocess.check_bands(source.info())?;
+    // Bands named in another order than the model's reach their inputs.
+    let reordered;
+    let source: &dyn Source = match preprocess.band_order(source.info())? {
+        Some(order) => {
+            reordered = tidalscope_io::source::BandOrder::new(source, order);
+            &reordered
+        }
+        None => source,
+    };
     let mut records = source.records(range.start)?.take(range.len());
     loop {
         let mut batch = Vec::with_capacity(chunk.max(1));

@@ -471,3 +471,27 @@ fn gzipped_fits_files_read_and_bzip2_ones_are_refused_by_name() {
     let e = err_of(src.as_ref());
     assert!(e.contains("b.fits.bz2") && e.contains("bzip2"), "{e}");
 }
+
+/// `BandOrder` puts every record's planes, and the band names, in the
+/// order asked for.
+#[test]
+fn band_order_permutes_planes_and_names() {
+    use tidalscope_io::fits::{self, structural_header, Data};
+    use tidalscope_io::source::BandOrder;
+    let d = tempfile::tempdir().unwrap();
+    let pixels: Vec<f32> = (0..3 * 2 * 2).map(|v| v as f32).collect();
+    let data = Data::F32 { axes: &[2, 2, 3], data: &pixels };
+    let mut h = structural_header(&data, true);
+    for (i, b) in ["z", "g", "r"].iter().enumerate() {
+        h.push(&format!("BAND{}", i + 1), tidalscope_io::fits::Value::Str(b.to_string()), "");
+    }
+    let p = d.path().join("zgr.fits");
+    fits::write(&p, &[(h, data)]).unwrap();
+    let src = open(&p, &OpenOptions::default()).unwrap();
+    let ordered = BandOrder::new(src.as_ref(), vec![1, 2, 0]);
+    assert_eq!(ordered.info().bands, ["g", "r", "z"]);
+    let (_, _, cutout) = images(&ordered).remove(0);
+    assert_eq!(cutout.band(0), &pixels[4..8]);
+    assert_eq!(cutout.band(1), &pixels[8..12]);
+    assert_eq!(cutout.band(2), &pixels[0..4]);
+}

@@ -115,13 +115,17 @@ pub fn load(
     selection: &[ObjectRef],
     preprocess: &Preprocess,
 ) -> Result<HashMap<ObjectRef, Loaded>> {
-    for s in sources {
-        preprocess.check_bands(s.info())?;
-    }
+    // Bands named in another order than the model's reach their inputs.
+    let reordered = sources
+        .iter()
+        .map(|s| Ok(preprocess.band_order(s.info())?.map(|order| tidalscope_io::source::BandOrder::new(*s, order))))
+        .collect::<Result<Vec<_>>>()?;
+    let sources: Vec<&dyn Source> =
+        sources.iter().zip(&reordered).map(|(s, r)| r.as_ref().map_or(*s, |r| r as &dyn Source)).collect();
     let transform = |img: &Cutout, _: ObjectRef| preprocess.apply(img);
     let mut out = HashMap::with_capacity(selection.len());
     let cfg = LoaderConfig { batch: 64, shuffle_buffer: 1, prefetch: 2, seed: 0, drop_last: false };
-    let ControlFlow::Continue(()) = for_each_batch(sources, Some(selection), &transform, cfg, |batch| {
+    let ControlFlow::Continue(()) = for_each_batch(&sources, Some(selection), &transform, cfg, |batch| {
         for e in batch {
             out.insert(e.object, Loaded { id: e.id, meta: e.meta, image: e.image });
         }

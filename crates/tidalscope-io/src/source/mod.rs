@@ -481,6 +481,61 @@ impl Source for Relabelled {
     }
 }
 
+/// `inner` with every record's bands in another order: plane `k` of a
+/// record is the inner record's plane `order[k]`, and the band names are
+/// reordered likewise. Data whose bands are named in another order than a
+/// model's reach its inputs so (`Preprocess::band_order` in
+/// tidalscope-data finds `order`).
+pub struct BandOrder<'a> {
+    inner: &'a dyn Source,
+    order: std::sync::Arc<[usize]>,
+    info: SourceInfo,
+}
+
+impl<'a> BandOrder<'a> {
+    /// Reorders `inner`'s bands by `order` (a permutation of its bands).
+    ///
+    /// # Panics
+    /// If `order` is not a permutation of `0..bands`.
+    pub fn new(inner: &'a dyn Source, order: Vec<usize>) -> Self {
+        let mut info = inner.info().clone();
+        let mut seen = order.clone();
+        seen.sort_unstable();
+        assert!(seen.iter().copied().eq(0..info.bands.len()), "band order {order:?} is not a permutation");
+        info.bands = order.iter().map(|&k| info.bands[k].clone()).collect();
+        Self { inner, order: order.into(), info }
+    }
+}
+
+impl Source for BandOrder<'_> {
+    fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    fn labels(&self) -> Result<Vec<Option<u8>>> {
+        self.inner.labels()
+    }
+
+    fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
+        let path = self.info.path.clone();
+        Ok(Box::new(self.inner.records(start)?.map(move |r| {
+            r.map(|mut r| {
+                let (order, path, pixels) = (self.order.clone(), path.clone(), r.pixels);
+                r.pixels = Pixels::Deferred(Box::new(move || {
+                    let c = pixels.load()?;
+                    if c.bands() != order.len() {
+                        return Ok(c); // refused image by image, naming the count
+                    }
+                    let data: Vec<f32> = order.iter().flat_map(|&k| c.band(k).iter().copied()).collect();
+                    Cutout::from_chw(c.bands(), c.height(), c.width(), data)
+                        .map_err(|e| Error::format(&path, e.to_string()))
+                }));
+                r
+            })
+        })))
+    }
+}
+
 /// `source` with its labels replaced by a table of id → label (e.g. the
 /// `labels.csv` of `tidalscope label`): objects whose id is absent, or whose
 /// label is `None` (unsure), become unlabelled.
