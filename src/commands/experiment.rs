@@ -84,16 +84,11 @@ impl EvalSet {
     fn preprocessed(&self, preprocess: &Preprocess) -> anyhow::Result<Vec<Cutout>> {
         // Bands named in another order than the model's reach their inputs.
         let order = preprocess.band_order(&self.info)?;
-        let reorder = |c: &Cutout| -> Cutout {
-            match &order {
-                Some(o) if c.bands() == o.len() => {
-                    let data = o.iter().flat_map(|&k| c.band(k).iter().copied()).collect();
-                    Cutout::from_chw(c.bands(), c.height(), c.width(), data).expect("the same shape")
-                }
-                _ => c.clone(),
-            }
+        let prepare = |c: &Cutout| match &order {
+            Some(o) if c.bands() == o.len() => preprocess.apply(&c.reordered(o)),
+            _ => preprocess.apply(c),
         };
-        Ok(self.raw.par_iter().map(|c| preprocess.apply(&reorder(c)).map(|(img, _)| img)).collect::<Result<_, _>>()?)
+        Ok(self.raw.par_iter().map(|c| prepare(c).map(|(img, _)| img)).collect::<Result<_, _>>()?)
     }
 }
 

@@ -109,6 +109,19 @@ impl Cutout {
         &mut self.data[b * plane..(b + 1) * plane]
     }
 
+    /// The cutout with its bands in another order: band `k` of the result
+    /// is band `order[k]` of this one.
+    ///
+    /// # Panics
+    /// If `order` does not name each band once.
+    pub fn reordered(&self, order: &[usize]) -> Cutout {
+        let mut seen = order.to_vec();
+        seen.sort_unstable();
+        assert!(seen.iter().copied().eq(0..self.bands), "band order {order:?} for {} bands", self.bands);
+        let data = order.iter().flat_map(|&k| self.band(k).iter().copied()).collect();
+        Cutout { data, ..*self }
+    }
+
     /// Writes the pixels in `[height, width, bands]` order into `out`, which
     /// must hold exactly `bands * height * width` values.
     pub fn write_hwc(&self, out: &mut [f32]) {
@@ -125,6 +138,13 @@ impl Cutout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reordered_moves_whole_planes() {
+        let c = Cutout::from_chw(3, 1, 2, vec![0.0, 1.0, 10.0, 11.0, 20.0, 21.0]).unwrap();
+        assert_eq!(c.reordered(&[2, 0, 1]).data(), &[20.0, 21.0, 0.0, 1.0, 10.0, 11.0]);
+        assert_eq!(c.reordered(&[0, 1, 2]), c);
+    }
 
     #[test]
     fn hwc_round_trip_keeps_every_pixel() {

@@ -517,18 +517,13 @@ impl Source for BandOrder<'_> {
     }
 
     fn records(&self, start: usize) -> Result<Box<dyn Iterator<Item = Result<Record>> + Send + '_>> {
-        let path = self.info.path.clone();
         Ok(Box::new(self.inner.records(start)?.map(move |r| {
             r.map(|mut r| {
-                let (order, path, pixels) = (self.order.clone(), path.clone(), r.pixels);
+                let (order, pixels) = (self.order.clone(), r.pixels);
                 r.pixels = Pixels::Deferred(Box::new(move || {
                     let c = pixels.load()?;
-                    if c.bands() != order.len() {
-                        return Ok(c); // refused image by image, naming the count
-                    }
-                    let data: Vec<f32> = order.iter().flat_map(|&k| c.band(k).iter().copied()).collect();
-                    Cutout::from_chw(c.bands(), c.height(), c.width(), data)
-                        .map_err(|e| Error::format(&path, e.to_string()))
+                    // Another band count is refused image by image, naming it.
+                    Ok(if c.bands() == order.len() { c.reordered(&order) } else { c })
                 }));
                 r
             })
