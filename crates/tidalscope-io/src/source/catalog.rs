@@ -17,6 +17,19 @@ pub struct CatalogRow {
     pub fields: Vec<String>,
 }
 
+/// What a catalogue's columns are for ([`Catalog::roles`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Roles {
+    /// The ids' column.
+    pub id: usize,
+    /// The labels' column, if any.
+    pub label: Option<usize>,
+    /// Every row's label (all `None` without a label column).
+    pub labels: Vec<Option<u8>>,
+    /// The metadata columns, in order.
+    pub meta: Vec<usize>,
+}
+
 /// A parsed catalogue: a CSV, or a FITS binary table read as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
@@ -36,9 +49,7 @@ impl Catalog {
     /// scalar and text columns; array columns left out), as text.
     pub fn read(path: &Path) -> Result<Self> {
         if super::detect(path).is_ok_and(|f| f == super::Format::Fits) {
-            let t = crate::fits_table::read_text(path)?;
-            let rows = t.rows.into_iter().enumerate().map(|(k, fields)| CatalogRow { line: k + 1, fields }).collect();
-            return Ok(Self { path: path.to_path_buf(), place: "row", columns: t.columns, rows });
+            return Ok(Self::from_table(path, crate::fits_table::read_text(path)?));
         }
         let mut r = ::csv::ReaderBuilder::new()
             .flexible(true)
@@ -59,6 +70,24 @@ impl Catalog {
             rows.push(CatalogRow { line, fields: rec.iter().map(|s| s.trim().to_string()).collect() });
         }
         Ok(Self { path: path.to_path_buf(), place: "line", columns, rows })
+    }
+
+    /// A FITS table of `path` read as text, its rows named `row N`.
+    pub fn from_table(path: &Path, t: crate::fits_table::TextTable) -> Self {
+        let rows = t.rows.into_iter().enumerate().map(|(k, fields)| CatalogRow { line: k + 1, fields }).collect();
+        Self { path: path.to_path_buf(), place: "row", columns: t.columns, rows }
+    }
+
+    /// What its columns are for where no column names files: the ids
+    /// (checked: none empty, none repeated), the labels (`label`, when
+    /// there is one) and the rest, metadata.
+    pub fn roles(&self) -> Result<Roles> {
+        let id = self.id_column()?;
+        self.check_ids(id)?;
+        let label = self.column("label");
+        let labels = self.labels(label)?;
+        let meta = (0..self.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
+        Ok(Roles { id, label, labels, meta })
     }
 
     /// Index of a column.
@@ -434,11 +463,7 @@ impl SimulatedSource {
                 format!("{} rows for {} images in images.npy", catalog.rows.len(), images.info().len),
             ));
         }
-        let id = catalog.id_column()?;
-        catalog.check_ids(id)?;
-        let label = catalog.column("label");
-        let labels = catalog.labels(label)?;
-        let meta: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
+        let Roles { id, label, labels, meta } = catalog.roles()?;
         let mut info = images.info().clone();
         info.path = path.to_path_buf();
         info.format = Format::Simulated;

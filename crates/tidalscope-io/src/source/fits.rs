@@ -42,18 +42,12 @@ fn objects(path: &Path, hdus: &[HduInfo], n: usize) -> Result<Option<(Objects, V
             format!("HDU {} ({}): {} rows for {n} images", h.index, crate::fits::OBJECTS, t.rows.len()),
         ));
     }
-    let rows = t.rows.into_iter().enumerate().map(|(k, fields)| super::catalog::CatalogRow { line: k + 1, fields });
-    let catalog =
-        super::catalog::Catalog { path: path.to_path_buf(), place: "row", columns: t.columns, rows: rows.collect() };
-    let id = catalog.id_column()?;
-    catalog.check_ids(id)?;
-    let label = catalog.column("label");
-    let labels = catalog.labels(label)?;
-    let keep: Vec<usize> = (0..catalog.columns.len()).filter(|&c| c != id && Some(c) != label).collect();
-    let names = keep.iter().map(|&c| catalog.columns[c].clone()).collect();
-    let ids = catalog.rows.iter().map(|r| r.fields[id].clone()).collect();
-    let meta = catalog.rows.iter().map(|r| keep.iter().map(|&c| r.fields[c].clone()).collect()).collect();
-    Ok(Some((Objects { ids, labels, meta }, names)))
+    let catalog = super::catalog::Catalog::from_table(path, t);
+    let roles = catalog.roles()?;
+    let names = roles.meta.iter().map(|&c| catalog.columns[c].clone()).collect();
+    let ids = catalog.rows.iter().map(|r| r.fields[roles.id].clone()).collect();
+    let meta = catalog.rows.iter().map(|r| roles.meta.iter().map(|&c| r.fields[c].clone()).collect()).collect();
+    Ok(Some((Objects { ids, labels: roles.labels, meta }, names)))
 }
 
 /// Words of the EXTNAMEs of planes that ride along a science image (masks,

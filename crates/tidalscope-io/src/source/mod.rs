@@ -35,7 +35,7 @@ use std::str::FromStr;
 use tidalscope_core::binning::Binned;
 use tidalscope_core::Cutout;
 
-pub use catalog::{Catalog, CatalogRow};
+pub use catalog::{Catalog, CatalogRow, Roles};
 pub use coadd::{CoaddOptions, Tile};
 
 /// Input formats.
