@@ -77,10 +77,9 @@ fn band_hdus(path: &Path, hdus: &[HduInfo]) -> Result<Vec<HduInfo>> {
         let mut hdu = pixel_hdu(path, hdus)?;
         // The primary header's filter stands for an extension's that has
         // none (INHERIT, as the HSC cutouts and LSST exposures use it).
-        let filter = |h: &HduInfo| ["FILTER", "BAND"].into_iter().find_map(|k| h.header.get(k).cloned());
-        if hdu.index > 0 && filter(&hdu).is_none() {
-            if let Some(v) = hdus.first().and_then(filter) {
-                hdu.header.push("FILTER", v, "from the primary header");
+        if hdu.index > 0 && filter_name(&hdu).is_none() {
+            if let Some(v) = hdus.first().and_then(filter_name) {
+                hdu.header.push("FILTER", Value::Str(v.to_string()), "from the primary header");
             }
         }
         return Ok(vec![hdu]);
@@ -88,9 +87,14 @@ fn band_hdus(path: &Path, hdus: &[HduInfo]) -> Result<Vec<HduInfo>> {
     Ok(planes.into_iter().cloned().collect())
 }
 
-/// The band an HDU holds by its name: EXTNAME, else FILTER.
+/// An HDU's filter: its FILTER card, else BAND (LSST's).
+fn filter_name(hdu: &HduInfo) -> Option<&str> {
+    ["FILTER", "BAND"].into_iter().find_map(|k| hdu.header.get(k).and_then(Value::as_str))
+}
+
+/// The band an HDU holds by its name: EXTNAME, else its filter.
 fn hdu_band_name(hdu: &HduInfo) -> Option<String> {
-    hdu.name().or_else(|| hdu.header.get("FILTER").and_then(Value::as_str)).map(|s| s.trim().to_string())
+    hdu.name().or_else(|| filter_name(hdu)).map(|s| s.trim().to_string())
 }
 
 /// `(objects, dims [a,b,c] in C order, layout)` of an image HDU.
@@ -143,8 +147,7 @@ fn band_names(hdu: &HduInfo, n: usize) -> Vec<String> {
     if let Some(named) = cards(1).or_else(|| cards(0)).or(letters) {
         named
     } else if n == 1 {
-        let filter = ["FILTER", "BAND"].into_iter().find_map(|k| hdu.header.get(k).and_then(Value::as_str));
-        vec![filter.unwrap_or("b0").to_string()]
+        vec![filter_name(hdu).unwrap_or("b0").to_string()]
     } else {
         default_bands(n)
     }
