@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fuzzes the tf.data, FITS, npy and Keras parsers for a bounded time each.
+# Fuzzes the tf.data, FITS, npy, Keras and Parquet parsers for a bounded time each.
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]   (default 60)
 # Uses cargo-fuzz (coverage-guided, AddressSanitizer) when it is installed
 # (`cargo install cargo-fuzz`; on a stable toolchain it runs with
@@ -20,13 +20,15 @@ fits_seeds="$(ls "$tmp"/sim/fits/*.fits | head -3 | tr '\n' ' ') tests/fixtures/
 npy_seeds="$fx/tiny_image.npy $tmp/simnpy/images.npy"
 km=tests/fixtures/tensorflow/models/tiny_finetuned_savedmodel
 keras_seeds="$km/variables/variables.index $km/keras_metadata.pb"
+parquet_seeds="tests/fixtures/parquet/catalogue-snappy.parquet tests/fixtures/parquet/catalogue-zstd.parquet tests/fixtures/parquet/pandas.parquet"
 
-for target in tfdata fits npy keras; do
+for target in tfdata fits npy keras parquet; do
   case $target in
     tfdata) seeds=$tf_seeds ;;
     fits) seeds=$fits_seeds ;;
     npy) seeds=$npy_seeds ;;
     keras) seeds=$keras_seeds ;;
+    parquet) seeds=$parquet_seeds ;;
   esac
   cargo run --release -q -p tidalscope-io --example fuzz_parsers -- "$target" "$secs" $seeds
   if command -v cargo-fuzz >/dev/null 2>&1; then

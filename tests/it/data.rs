@@ -47,13 +47,7 @@ fn npy_fits_tfdata_round_trip_keeps_every_pixel_label_and_id() {
     d.ok(&["convert", "wide.fits", "wide_back", "--to", "npy"]);
     d.ok(&["convert", "a.fits", "a_back", "--to", "npy"]);
     let a_back = std::fs::read_to_string(d.join("a_back/catalog.csv")).unwrap();
-    // Cell for cell; numbers as numbers ("2.700" comes back as 2.7).
-    let same =
-        |a: &str, b: &str| a == b || a.parse::<f64>().ok().zip(b.parse::<f64>().ok()).is_some_and(|(x, y)| x == y);
-    assert_eq!(a_back.lines().count(), sim.lines().count());
-    for (x, y) in a_back.lines().zip(sim.lines()) {
-        assert!(x.split(',').zip(y.split(',')).all(|(a, b)| same(a, b)), "{x} / {y}");
-    }
+    same_cells(&a_back, &sim);
     // An unlabelled object goes to tf.data as label -1 and comes back
     // unlabelled.
     std::fs::create_dir(d.join("part")).unwrap();
@@ -188,4 +182,35 @@ fn a_closed_stdout_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.signal(), Some(13), "{:?}: {stderr}", out.status);
+}
+
+#[test]
+fn a_parquet_catalogue_of_fits_files_reads_as_its_csv_does() {
+    let d = Dir::new();
+    d.ok(&["simulate", "--n", "3", "--size", "24", "--out", "f", "--format", "fits", "--preview", "0"]);
+    let meta = tidalscope_io::fits_table::TableMeta::default();
+    tidalscope_io::parquet_table::csv_to_parquet(&d.join("f/catalog.csv"), &d.join("f/objects.parquet"), &meta)
+        .unwrap();
+    let text = String::from_utf8_lossy(&d.ok(&["inspect", "f/objects.parquet"]).stdout).into_owned();
+    assert!(text.contains("format      catalog") && text.contains("objects     3"), "{text}");
+    // Files named relative to the Parquet file, as to a CSV.
+    d.ok(&["convert", "f/catalog.csv", "from_csv", "--to", "npy"]);
+    d.ok(&["convert", "f/objects.parquet", "from_parquet", "--to", "npy"]);
+    let (s, a) = npy::read_f32(&d.join("from_csv/images.npy")).unwrap();
+    let (t, b) = npy::read_f32(&d.join("from_parquet/images.npy")).unwrap();
+    assert!(s == t && a == b, "the same pixels");
+    let cells = |p: &str| std::fs::read_to_string(d.join(p)).unwrap();
+    same_cells(&cells("from_parquet/catalog.csv"), &cells("from_csv/catalog.csv"));
+}
+
+/// Two CSV texts hold the same cells, numbers as numbers ("2.700" comes
+/// back from a typed table as 2.7).
+fn same_cells(got: &str, want: &str) {
+    let same =
+        |a: &str, b: &str| a == b || a.parse::<f64>().ok().zip(b.parse::<f64>().ok()).is_some_and(|(x, y)| x == y);
+    assert_eq!(got.lines().count(), want.lines().count());
+    for (x, y) in got.lines().zip(want.lines()) {
+        assert!(x.split(',').count() == y.split(',').count(), "{x} / {y}");
+        assert!(x.split(',').zip(y.split(',')).all(|(a, b)| same(a, b)), "{x} / {y}");
+    }
 }

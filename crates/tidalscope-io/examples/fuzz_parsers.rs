@@ -46,7 +46,7 @@ fn mutate(seed: &[u8], rng: &mut Rng) -> Vec<u8> {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.len() < 4 {
-        eprintln!("usage: fuzz_parsers tfdata|fits|npy|keras SECONDS SEED_FILE...");
+        eprintln!("usage: fuzz_parsers tfdata|fits|npy|keras|parquet SECONDS SEED_FILE...");
         std::process::exit(2);
     }
     let target: fn(&[u8]) = match args[1].as_str() {
@@ -54,6 +54,7 @@ fn main() {
         "fits" => tidalscope_io::fuzzing::fits,
         "npy" => tidalscope_io::fuzzing::npy,
         "keras" => tidalscope_io::fuzzing::keras,
+        "parquet" => tidalscope_io::fuzzing::parquet,
         t => {
             eprintln!("unknown target {t}");
             std::process::exit(2);

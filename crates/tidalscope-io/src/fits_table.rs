@@ -49,7 +49,7 @@ pub(crate) fn parse_tform(s: &str) -> Option<(usize, u8, Option<u8>)> {
 /// cell, as a CSV would hold them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TextTable {
-    /// The HDU read (the first binary table).
+    /// The HDU read (the first binary table; 0 for a Parquet file).
     pub hdu: usize,
     /// Column names (TTYPEn; `col<n>` where missing).
     pub columns: Vec<String>,

@@ -1,4 +1,4 @@
-//! Entry points for fuzzing the parsers (tf.data, FITS, npy, Keras) on in-memory bytes: each must
+//! Entry points for fuzzing the parsers (tf.data, FITS, npy, Keras, Parquet) on in-memory bytes: each must
 //! return (an error is fine) for any input, never panic or hang. Used by
 //! the cargo-fuzz targets in `fuzz/` and by the stable mutation fuzzer
 //! `examples/fuzz_parsers.rs` (see `scripts/fuzz.sh`).
@@ -56,4 +56,9 @@ pub fn keras(data: &[u8]) {
     let _ = crate::keras::Bundle::from_index(data, Path::new("fuzz/variables"));
     let _ = crate::keras::ObjectGraph::parse(data);
     let _ = crate::keras::parse_metadata(data);
+}
+
+/// Parquet: the footer, the schema and every row of the scalar columns.
+pub fn parquet(data: &[u8]) {
+    let _ = crate::parquet_table::read_text_from(bytes::Bytes::copy_from_slice(data), Path::new("fuzz.parquet"));
 }

@@ -8,13 +8,20 @@
 //! number of rows. Provenance goes into the file's key-value metadata, and
 //! also as astropy's `table_meta_yaml` entry, so that
 //! `astropy.table.Table.read` gives the units and the table's `meta`.
+//! Empty numbers are written as nulls (NaN in pandas, masked in astropy).
+//!
+//! Read ([`read_text`]) as a catalogue, as a FITS table is: its scalar
+//! columns as text, so that a Parquet file (Rubin's and pandas' catalogue
+//! format) stands where a catalogue CSV does. Pages compressed with
+//! Snappy (pyarrow's and pandas' default), gzip, LZ4 or Zstandard are
+//! read; Brotli is refused by name.
 
 use crate::fits::Value;
-use crate::fits_table::{reader, scan_columns, Column, Kind, TableMeta};
+use crate::fits_table::{reader, scan_columns, Column, Kind, TableMeta, TextTable};
 use crate::{Error, Result};
-use parquet::basic::{LogicalType, Repetition, Type as Physical};
+use parquet::basic::{Compression, LogicalType, Repetition, Type as Physical};
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, FloatType, Int64Type};
-use parquet::file::metadata::KeyValue;
+use parquet::file::metadata::{ColumnChunkMetaData, KeyValue};
 use parquet::file::properties::WriterProperties;
 use parquet::file::writer::SerializedFileWriter;
 use parquet::schema::types::Type;
@@ -80,6 +87,16 @@ fn astropy_yaml(cols: &[Column], meta: &TableMeta) -> String {
     y
 }
 
+/// Float columns are nullable: an empty CSV cell is a null there. Integer
+/// columns have no empty cells (one makes the column float) and an empty
+/// text is an empty string.
+fn repetition(kind: Kind) -> Repetition {
+    match kind {
+        Kind::Float | Kind::Single => Repetition::OPTIONAL,
+        Kind::Int | Kind::Text => Repetition::REQUIRED,
+    }
+}
+
 /// Writes the CSV catalogue `csv` as a Parquet file at `out`, atomically.
 /// Returns the row count.
 pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize> {
@@ -95,7 +112,7 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
                 Kind::Text => Type::primitive_type_builder(&c.name, Physical::BYTE_ARRAY)
                     .with_logical_type(Some(LogicalType::String)),
             };
-            b.with_repetition(Repetition::REQUIRED).build().map(Arc::new)
+            b.with_repetition(repetition(c.kind())).build().map(Arc::new)
         })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(&err)?;
@@ -124,11 +141,19 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
     let mut floats: Vec<Vec<f64>> = vec![Vec::new(); cols.len()];
     let mut singles: Vec<Vec<f32>> = vec![Vec::new(); cols.len()];
     let mut texts: Vec<Vec<ByteArray>> = vec![Vec::new(); cols.len()];
+    // Definition levels of the nullable (number) columns: 0 = null.
+    let mut defined: Vec<Vec<i16>> = vec![Vec::new(); cols.len()];
     loop {
         let more = r.read_byte_record(&mut rec).map_err(|e| Error::format(csv, e.to_string()))?;
         if more {
             for (i, (c, v)) in cols.iter().zip(rec.iter()).enumerate() {
                 let s = std::str::from_utf8(v).unwrap_or("");
+                if repetition(c.kind()) == Repetition::OPTIONAL {
+                    defined[i].push(i16::from(!s.is_empty()));
+                    if s.is_empty() {
+                        continue;
+                    }
+                }
                 match c.kind() {
                     Kind::Int => ints[i].push(s.parse::<i64>().unwrap_or(0)),
                     Kind::Float => floats[i].push(s.parse::<f64>().unwrap_or(f64::NAN)),
@@ -143,11 +168,12 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
             let mut group = writer.next_row_group().map_err(&err)?;
             let mut i = 0;
             while let Some(mut col) = group.next_column().map_err(&err)? {
+                let def = (repetition(cols[i].kind()) == Repetition::OPTIONAL).then_some(&defined[i][..]);
                 match cols[i].kind() {
-                    Kind::Int => col.typed::<Int64Type>().write_batch(&ints[i], None, None),
-                    Kind::Float => col.typed::<DoubleType>().write_batch(&floats[i], None, None),
-                    Kind::Single => col.typed::<FloatType>().write_batch(&singles[i], None, None),
-                    Kind::Text => col.typed::<ByteArrayType>().write_batch(&texts[i], None, None),
+                    Kind::Int => col.typed::<Int64Type>().write_batch(&ints[i], def, None),
+                    Kind::Float => col.typed::<DoubleType>().write_batch(&floats[i], def, None),
+                    Kind::Single => col.typed::<FloatType>().write_batch(&singles[i], def, None),
+                    Kind::Text => col.typed::<ByteArrayType>().write_batch(&texts[i], def, None),
                 }
                 .map_err(&err)?;
                 col.close().map_err(&err)?;
@@ -155,6 +181,7 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
                 floats[i].clear();
                 singles[i].clear();
                 texts[i].clear();
+                defined[i].clear();
                 i += 1;
             }
             group.close().map_err(&err)?;
@@ -169,6 +196,131 @@ pub fn csv_to_parquet(csv: &Path, out: &Path, meta: &TableMeta) -> Result<usize>
     writer.close().map_err(&err)?;
     file.commit()?;
     Ok(rows)
+}
+
+/// True when the file at `path` starts with Parquet's magic bytes.
+pub fn is_parquet(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 4];
+    std::fs::File::open(path).and_then(|mut f| f.read_exact(&mut head)).is_ok() && &head == b"PAR1"
+}
+
+/// Reads a Parquet file as text ([`TextTable`], as a FITS table is read):
+/// its top-level scalar columns, each cell as the CSV would hold it
+/// (integers in full, floats as the shortest decimal that reads back,
+/// booleans `true`/`false`, nulls and NaN empty); nested columns (lists,
+/// structs, maps) and pandas' index columns are left out.
+pub fn read_text(path: &Path) -> Result<TextTable> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    read_text_from(file, path)
+}
+
+/// [`read_text`] of the Parquet bytes of `source`; `path` names it in errors.
+///
+/// The parquet crate's page decoders panic on some damaged files (found by
+/// `fuzz_parsers parquet`): such a panic is caught here and becomes an
+/// error naming the file, and its message is kept off the terminal.
+pub fn read_text_from<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Path) -> Result<TextTable> {
+    use std::cell::Cell;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+    thread_local!(static QUIET: Cell<bool> = const { Cell::new(false) });
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                previous(info)
+            }
+        }));
+    });
+    let quiet = QUIET.with(|q| q.replace(true));
+    let read = catch_unwind(AssertUnwindSafe(|| decode(source, path)));
+    QUIET.with(|q| q.set(quiet));
+    read.unwrap_or_else(|panic| {
+        let why = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::format(path, format!("reading Parquet: damaged file (the decoder failed: {why})")))
+    })
+}
+
+fn decode<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Path) -> Result<TextTable> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let bad = |e: parquet::errors::ParquetError| Error::format(path, format!("reading Parquet: {e}"));
+    let reader = SerializedFileReader::new(source).map_err(bad)?;
+    // Codecs not compiled in, refused before any page is read.
+    let unread = |c: &ColumnChunkMetaData| match c.compression() {
+        Compression::BROTLI(_) => Some((c.column_path().string(), "Brotli")),
+        Compression::LZO => Some((c.column_path().string(), "LZO")),
+        _ => None,
+    };
+    if let Some((column, codec)) = reader.metadata().row_groups().iter().flat_map(|g| g.columns()).find_map(unread) {
+        return Err(Error::format(
+            path,
+            format!(
+                "column {column:?} is compressed with {codec}, which is not read: rewrite the file with \
+                 another codec (pyarrow: `pq.write_table(table, path, compression=\"zstd\")`)"
+            ),
+        ));
+    }
+    let schema = reader.metadata().file_metadata().schema();
+    let mut out = TextTable { hdu: 0, columns: Vec::new(), rows: Vec::new(), skipped: Vec::new() };
+    let mut kept = Vec::new();
+    for f in schema.get_fields() {
+        let name = f.name();
+        if f.is_primitive() && f.get_basic_info().repetition() != Repetition::REPEATED {
+            if !name.starts_with("__index_level_") {
+                out.columns.push(name.to_string());
+                kept.push(f.clone());
+            }
+        } else {
+            out.skipped.push(name.to_string());
+        }
+    }
+    let projection = Type::group_type_builder(schema.name()).with_fields(kept).build().map_err(bad)?;
+    let rows = reader.get_row_iter(Some(projection)).map_err(bad)?;
+    for (k, row) in rows.enumerate() {
+        let row = row.map_err(|e| Error::format(path, format!("row {}: reading Parquet: {e}", k + 1)))?;
+        out.rows.push(row.get_column_iter().map(|(_, v)| cell_text(v)).collect());
+    }
+    Ok(out)
+}
+
+/// Days from 1970 to the end of the year 9999.
+const DAYS_TO_9999: u32 = 2_932_896;
+
+/// One Parquet value as a catalogue cell.
+fn cell_text(v: &parquet::record::Field) -> String {
+    use parquet::record::Field as F;
+    let float = |v: f64| if v.is_nan() { String::new() } else { format!("{v}") };
+    match v {
+        F::Null => String::new(),
+        F::Bool(b) => b.to_string(),
+        F::Byte(i) => i.to_string(),
+        F::Short(i) => i.to_string(),
+        F::Int(i) => i.to_string(),
+        F::Long(i) => i.to_string(),
+        F::UByte(i) => i.to_string(),
+        F::UShort(i) => i.to_string(),
+        F::UInt(i) => i.to_string(),
+        F::ULong(i) => i.to_string(),
+        F::Float16(x) => float(f64::from(*x)),
+        F::Float(x) if x.is_nan() => String::new(),
+        F::Float(x) => format!("{x}"),
+        F::Double(x) => float(*x),
+        F::Str(s) => s.trim().to_string(),
+        F::Bytes(b) => String::from_utf8_lossy(b.data()).trim().to_string(),
+        // The crate renders dates through chrono, which panics beyond its
+        // range: dates past the years ±9999 stay numbers (days, ms or µs
+        // since 1970).
+        F::Date(d) if d.unsigned_abs() >= DAYS_TO_9999 => d.to_string(),
+        F::TimestampMillis(t) if t.unsigned_abs() >= DAYS_TO_9999 as u64 * 86_400_000 => t.to_string(),
+        F::TimestampMicros(t) if t.unsigned_abs() >= DAYS_TO_9999 as u64 * 86_400_000_000 => t.to_string(),
+        // Decimals, dates and times as the crate renders them.
+        other => other.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -189,7 +341,11 @@ mod tests {
                 36407037608965120u64 + i as u64,
                 i as f64 / 4.0,
                 ["shell", "tail"][i % 2],
-                if i == 1 { "" } else { "0.5" }
+                match i {
+                    1 => "",
+                    2 => "nan",
+                    _ => "0.5",
+                }
             );
         }
         std::fs::write(&csv, text).unwrap();
@@ -218,10 +374,20 @@ mod tests {
         assert_eq!(first[0], Field::Long(36407037608965121));
         assert_eq!(first[1], Field::Double(0.25));
         assert_eq!(first[2], Field::Str("tail".into()));
-        assert!(matches!(first[3], Field::Double(v) if v.is_nan()), "empty float is NaN");
+        assert_eq!(first[3], Field::Null, "an empty float is a null");
+        let second: Vec<_> = rows[2].get_column_iter().map(|(_, f)| f.clone()).collect();
+        assert!(matches!(second[3], Field::Double(v) if v.is_nan()), "\"nan\" is NaN");
         let last: Vec<_> = rows[n - 1].get_column_iter().map(|(_, f)| f.clone()).collect();
         assert_eq!(last[0], Field::Long(36407037608965120 + n as i64 - 1));
         assert!(is_parquet_name(Path::new("a/b.Parquet")) && !is_parquet_name(Path::new("b.csv")));
+
+        // Read back as a catalogue: the CSV's cells (NaN and empty both empty).
+        let t = read_text(&out).unwrap();
+        assert_eq!(t.columns, ["id", "score", "kind", "σ"]);
+        assert_eq!(t.rows[1], ["36407037608965121", "0.25", "tail", ""]);
+        assert_eq!(t.rows[2][3], "");
+        assert_eq!(t.rows[3], ["36407037608965123", "0.75", "tail", "0.5"]);
+        assert_eq!(t.rows.len(), n);
     }
 
     #[test]

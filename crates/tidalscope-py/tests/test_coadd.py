@@ -204,3 +204,30 @@ def test_a_fits_table_catalogue_cuts_as_the_csv_does(coadd, cli_cutouts):
     assert [r[0] for r in fits_out] == [r[0] for r in out]
     assert [r[-1] for r in fits_out] == [r[-1] for r in out]
     assert fits_header == header
+
+
+def test_a_parquet_catalogue_cuts_as_the_csv_does(coadd, cli_cutouts):
+    """The same objects as a Parquet file written by pandas (Snappy pages,
+    its default) and by pyarrow with Zstandard, the way Rubin's catalogues
+    come: the same cutouts, ids and tiles as from the CSV."""
+    pandas = pytest.importorskip("pandas")
+    pq = pytest.importorskip("pyarrow.parquet")
+    root, tiles = coadd
+    cut, header, out, rows = cli_cutouts
+    frame = pandas.DataFrame({
+        "object_id": np.array([int(r[0]) for r in rows[:-1]], dtype=np.int64),
+        "ra": [float(r[1]) for r in rows[:-1]],
+        "dec": [float(r[2]) for r in rows[:-1]],
+        "mag": np.array([float(r[3]) for r in rows[:-1]], dtype=np.float32),
+    })
+    frame.to_parquet(root / "inside.parquet")
+    import pyarrow
+    pq.write_table(pyarrow.Table.from_pandas(frame), root / "inside-zstd.parquet", compression="zstd")
+    for name in ("inside.parquet", "inside-zstd.parquet"):
+        folder = "cut-" + name.removesuffix(".parquet")
+        Cli(root)("convert", name, folder, "--to", "npy", "--cutout-size", SIZE, *coadd_args(tiles))
+        pq_header, pq_out = read_csv(root / folder / "catalog.csv")
+        np.testing.assert_array_equal(np.load(root / folder / "images.npy"), cut)
+        assert [r[0] for r in pq_out] == [r[0] for r in out]
+        assert [r[-1] for r in pq_out] == [r[-1] for r in out]
+        assert pq_header == header

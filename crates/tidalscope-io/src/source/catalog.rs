@@ -1,5 +1,6 @@
 //! Catalogue CSVs (one row per object, pixels in files named by `file` or
-//! `file_<band>` columns, relative to the CSV), folders of image files, and
+//! `file_<band>` columns, relative to the CSV; FITS and Parquet tables stand
+//! where a CSV does), folders of image files, and
 //! `simulate` output folders (images.npy + catalog.csv).
 
 use super::{detect, Format, Layout, OpenOptions, Pixels, Record, Source, SourceInfo};
@@ -11,7 +12,7 @@ use tidalscope_core::{Band, Cutout};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CatalogRow {
     /// Where it is: the line of a CSV (1 = header), or the row of a FITS
-    /// table (1 = first); see [`Catalog::place`].
+    /// or Parquet table (1 = first); see [`Catalog::place`].
     pub line: usize,
     /// Fields, one per column.
     pub fields: Vec<String>,
@@ -30,12 +31,14 @@ pub struct Roles {
     pub meta: Vec<usize>,
 }
 
-/// A parsed catalogue: a CSV, or a FITS binary table read as text.
+/// A parsed catalogue: a CSV, or a FITS binary table or Parquet file read
+/// as text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Catalog {
     /// The file.
     pub path: PathBuf,
-    /// What messages call a row's position: `line` (CSV) or `row` (FITS table).
+    /// What messages call a row's position: `line` (CSV) or `row` (FITS
+    /// or Parquet table).
     pub place: &'static str,
     /// Column names.
     pub columns: Vec<String>,
@@ -45,9 +48,13 @@ pub struct Catalog {
 
 impl Catalog {
     /// Reads a CSV with a header row (every row must have as many fields
-    /// as the header), or the first binary table of a FITS file (its
-    /// scalar and text columns; array columns left out), as text.
+    /// as the header), the first binary table of a FITS file or a Parquet
+    /// file (their scalar and text columns; array columns left out), as
+    /// text.
     pub fn read(path: &Path) -> Result<Self> {
+        if crate::parquet_table::is_parquet(path) {
+            return Ok(Self::from_table(path, crate::parquet_table::read_text(path)?));
+        }
         if super::detect(path).is_ok_and(|f| f == super::Format::Fits) {
             return Ok(Self::from_table(path, crate::fits_table::read_text(path)?));
         }
@@ -72,7 +79,7 @@ impl Catalog {
         Ok(Self { path: path.to_path_buf(), place: "line", columns, rows })
     }
 
-    /// A FITS table of `path` read as text, its rows named `row N`.
+    /// A FITS or Parquet table of `path` read as text, its rows named `row N`.
     pub fn from_table(path: &Path, t: crate::fits_table::TextTable) -> Self {
         let rows = t.rows.into_iter().enumerate().map(|(k, fields)| CatalogRow { line: k + 1, fields }).collect();
         Self { path: path.to_path_buf(), place: "row", columns: t.columns, rows }
@@ -201,7 +208,8 @@ pub struct CatalogSource {
 }
 
 impl CatalogSource {
-    /// Opens a catalogue CSV (or a folder holding `catalog.csv`).
+    /// Opens a catalogue CSV, FITS or Parquet table (or a folder holding
+    /// `catalog.csv`).
     pub fn open(path: &Path, opts: &OpenOptions) -> Result<Self> {
         let csv = if path.is_dir() { path.join("catalog.csv") } else { path.to_path_buf() };
         let catalog = Catalog::read(&csv)?;

@@ -9,7 +9,7 @@
 //! |---|---|
 //! | folder with `snapshot.metadata` | tf.data `Dataset.save` ([`Format::TfData`]) |
 //! | folder with `images.npy` and `catalog.csv` | what `simulate` writes: labelled ([`Format::Simulated`]) |
-//! | folder with `catalog.csv` only, or a `.csv` file | catalogue of image files ([`Format::Catalog`]) |
+//! | folder with `catalog.csv` only, a `.csv` file or a Parquet (`PAR1`) file | catalogue of image files ([`Format::Catalog`]) |
 //! | other folder | every FITS/PNG/JPEG/npy file in it, one object each ([`Format::Folder`]) |
 //! | `\x93NUMPY` file | NumPy stack `[N,H,W,C]`, `[N,C,H,W]` or one image ([`Format::Npy`]) |
 //! | zip file | `.npz` archive ([`Format::Npz`]) |
@@ -93,7 +93,7 @@ impl FromStr for Format {
             "npz" => Format::Npz,
             "fits" => Format::Fits,
             "picture" | "png" | "jpeg" | "jpg" => Format::Picture,
-            "catalog" | "csv" => Format::Catalog,
+            "catalog" | "csv" | "parquet" => Format::Catalog,
             "simulated" | "sim" => Format::Simulated,
             "folder" => Format::Folder,
             "coadd" => Format::Coadd,
@@ -394,6 +394,8 @@ pub fn detect(path: &Path) -> Result<Format> {
         Format::Fits
     } else if head.starts_with(b"\x89PNG") || head.starts_with(&[0xFF, 0xD8, 0xFF]) {
         Format::Picture
+    } else if head.starts_with(b"PAR1") {
+        Format::Catalog
     } else if head.starts_with(b"BZh") || head.starts_with(&[0x1f, 0x8b]) {
         let how = if head.starts_with(b"BZh") {
             "bzip2: decompress it first (`bunzip2`)"
@@ -406,7 +408,7 @@ pub fn detect(path: &Path) -> Result<Format> {
     {
         Format::Catalog
     } else {
-        return Err(Error::format(path, "unrecognised input: not a tf.data folder, .npy, .npz, FITS, PNG/JPEG or catalogue CSV (use --format to say which)"));
+        return Err(Error::format(path, "unrecognised input: not a tf.data folder, .npy, .npz, FITS, PNG/JPEG, catalogue CSV or Parquet (use --format to say which)"));
     })
 }
 
