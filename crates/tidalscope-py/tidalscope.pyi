@@ -28,6 +28,12 @@ class Classifier:
         """Bands the model expects, in channel order."""
     def predict(self, images: npt.ArrayLike, layout: _Layout | None = None) -> npt.NDArray[np.float32]:
         """Tidal-feature probabilities ``[N]`` of images in the model's bands and flux units."""
+    def preprocess(self, images: npt.ArrayLike, layout: _Layout | None = None) -> npt.NDArray[np.float32]:
+        """The network's input ``[N, h, w, C]`` (binned, cut to the view, residuals made,
+        normalised), channels last: what the Keras model of ``export-keras`` takes."""
+    @property
+    def input_channels(self) -> list[str]:
+        """Names of the network's input channels (``preprocess``'s last axis)."""
     def predict_catalog(
         self,
         path: _Path,
@@ -54,6 +60,11 @@ class Encoder:
         """Bands the encoder expects, in channel order."""
     def embed(self, images: npt.ArrayLike, layout: _Layout | None = None) -> npt.NDArray[np.float32]:
         """Representations ``[N, dim]``, as ``tidalscope embed`` writes them."""
+    def preprocess(self, images: npt.ArrayLike, layout: _Layout | None = None) -> npt.NDArray[np.float32]:
+        """The network's input ``[N, h, w, C]``, as ``Classifier.preprocess``."""
+    @property
+    def input_channels(self) -> list[str]:
+        """Names of the network's input channels (``preprocess``'s last axis)."""
 
 def load_classifier(path: _Path, device: str = "cpu") -> Classifier:
     """Loads a classifier folder; ``device`` is "cpu", "cuda" or "cuda:N"."""

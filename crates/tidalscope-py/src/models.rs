@@ -5,8 +5,8 @@
 
 use crate::arrays::{self, Batch};
 use crate::{errors, parallel};
-use numpy::ndarray::Array2;
-use numpy::{IntoPyArray, PyArray1, PyArray2};
+use numpy::ndarray::{Array2, Array4};
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyArray4};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
@@ -52,6 +52,39 @@ fn over_images<T>(
         out.extend(run(&refs).map_err(|e| errors::value(format!("images {start}..{end}: {e}")))?);
     }
     Ok(out)
+}
+
+/// What the network of a model with preprocessing `pre` takes for `images`:
+/// float32 `[N, h, w, C]`, channels last, as the Keras model that
+/// `export-keras` writes takes it.
+fn network_input<'py>(
+    py: Python<'py>,
+    images: &Bound<'py, PyAny>,
+    layout: Option<&str>,
+    pre: &Preprocess,
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let array = arrays::float32(images, "images")?;
+    let batch = arrays::batch(&array, layout)?;
+    let n = batch.n;
+    let planes = parallel::detached(py, || {
+        over_images(batch, pre, |x| Ok(x.iter().map(|c| (c.shape(), channels_last(c))).collect()))
+    })??;
+    let [c, h, w] =
+        planes.first().map_or([pre.input_bands().len() * pre.channels.factor(), pre.crop, pre.crop], |p| p.0);
+    let values: Vec<f32> = planes.into_iter().flat_map(|(_, v)| v).collect();
+    Ok(Array4::from_shape_vec((n, h, w, c), values).expect("n × h × w × c values").into_pyarray(py))
+}
+
+/// A cutout's planes as pixel-major values (`[h, w, c]`).
+fn channels_last(c: &Cutout) -> Vec<f32> {
+    let [bands, h, w] = c.shape();
+    let mut out = vec![0f32; bands * h * w];
+    for (b, plane) in c.data().chunks_exact(h * w).enumerate() {
+        for (p, &v) in plane.iter().enumerate() {
+            out[p * bands + b] = v;
+        }
+    }
+    out
 }
 
 /// What a model expects of its images, for `repr` and the properties.
@@ -143,6 +176,29 @@ impl Classifier {
         let batch = arrays::batch(&array, layout)?;
         let scores = parallel::detached(py, || over_images(batch, &self.preprocess, |x| self.predictor.scores(x)))??;
         Ok(scores.into_pyarray(py))
+    }
+
+    /// What the network takes for `images` (as for `predict`): each image
+    /// binned, cut to the model's view, its residual channels made when the
+    /// model has them, normalised (non-finite pixels 0), as float32
+    /// `[N, h, w, C]` channels last — the input of the Keras model that
+    /// `tidalscope export-keras` writes, and what `predict` scores.
+    #[pyo3(signature = (images, layout = None))]
+    fn preprocess<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        layout: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray4<f32>>> {
+        network_input(py, images, layout, &self.preprocess)
+    }
+
+    /// Names of the network's input channels, in order (`preprocess`'s
+    /// last axis): the bands, then `<band>_residual` and `<band>_mirror`
+    /// where the model has them.
+    #[getter]
+    fn input_channels(&self) -> Vec<String> {
+        self.preprocess.normalisation.bands.clone()
     }
 
     /// Scores every object of a catalogue or dataset — any input
@@ -270,6 +326,23 @@ impl Encoder {
         let reps = parallel::detached(py, || over_images(batch, &self.preprocess, |x| self.predictor.embed(x)))??;
         let n = reps.len() / self.dim;
         Ok(Array2::from_shape_vec((n, self.dim), reps).expect("n × dim values").into_pyarray(py))
+    }
+
+    /// What the network takes for `images`, as `Classifier.preprocess`.
+    #[pyo3(signature = (images, layout = None))]
+    fn preprocess<'py>(
+        &self,
+        py: Python<'py>,
+        images: &Bound<'py, PyAny>,
+        layout: Option<&str>,
+    ) -> PyResult<Bound<'py, PyArray4<f32>>> {
+        network_input(py, images, layout, &self.preprocess)
+    }
+
+    /// Names of the network's input channels, as `Classifier.input_channels`.
+    #[getter]
+    fn input_channels(&self) -> Vec<String> {
+        self.preprocess.normalisation.bands.clone()
     }
 
     /// Length of a representation.

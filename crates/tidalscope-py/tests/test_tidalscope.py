@@ -1,6 +1,7 @@
 """The Python package against the command line: the same model and data
 give the same scores, embeddings, search hits and simulated images."""
 
+import json
 import warnings
 
 import numpy as np
@@ -183,6 +184,39 @@ def test_imported_keras_models_reproduce_tensorflow(cli):
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
+def test_preprocess_gives_what_the_network_takes(cli, images):
+    clf = ts.load_classifier(cli.path("clf"))
+    x = clf.preprocess(images)
+    # The test model: unbinned, a 24-pixel view, bands and both residuals.
+    assert x.dtype == np.float32 and x.shape == (40, 24, 24, 15)
+    names = clf.input_channels
+    assert names[:5] == clf.bands and names[5:7] == ["g_residual", "r_residual"] and names[10] == "g_mirror"
+    assert ts.load_encoder(cli.path("enc")).input_channels == names
+    # The band channels by the documented rule: asinh(x / σ_b / 3) of the view.
+    with open(cli.path("clf", "preprocess.json")) as f:
+        sigma = np.array(json.load(f)["normalisation"]["sigma"])
+    view = images[:, 4:28, 4:28, :].astype(np.float64)
+    np.testing.assert_allclose(x[..., :5], np.arcsinh(view / (3 * sigma[:5])), rtol=1e-5, atol=1e-6)
+    # An image symmetric under the half turn about its centre has no
+    # rotational residual; the others have one.
+    symmetric = images[:1] + images[:1, ::-1, ::-1]
+    assert not clf.preprocess(symmetric)[..., 5:10].any()
+    assert (np.abs(x[..., 5:10]).max(axis=(1, 2, 3)) > 0).all()
+    # Layouts and single images as `predict` takes them.
+    np.testing.assert_array_equal(clf.preprocess(images[3]), x[3:4])
+    np.testing.assert_array_equal(clf.preprocess(np.ascontiguousarray(images.transpose(0, 3, 1, 2))), x)
+
+
+def test_the_keras_export_scores_the_preprocessed_input_as_predict_does(cli, images):
+    """Where Keras is installed (CI has no TensorFlow)."""
+    keras = pytest.importorskip("keras")
+    clf = ts.load_classifier(cli.path("clf"))
+    x = clf.preprocess(images)
+    cli("export-keras", "--model", "clf", "--out", "clf-export.keras")
+    model = keras.models.load_model(cli.path("clf-export.keras"))
+    np.testing.assert_allclose(model.predict(x, verbose=0).reshape(-1), clf.predict(images), atol=2e-5)
+
+
 def test_bad_shapes_bands_and_files_raise_the_right_exception(cli, images, tmp_path):
     clf = ts.load_classifier(cli.path("clf"))
     with pytest.raises(ValueError, match=r"\[N, H, W, C\].*shape \[40, 5120\]"):
@@ -277,6 +311,7 @@ def test_the_readme_example_runs_as_written(cli, tmp_path, monkeypatch):
     assert scope["idx"].shape == (5,) and 17 not in scope["idx"]
     assert scope["rgb"].shape == (128, 128, 3)
     assert len(scope["scored"]["score"]) == 10
+    assert scope["x"].shape[0] == 200 and scope["x"].shape[-1] == len(scope["clf"].input_channels)
 
 
 def test_one_model_serves_several_threads_at_once(cli, images):
