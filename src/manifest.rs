@@ -18,6 +18,9 @@ pub struct Manifest<C: Serialize> {
     pub command: &'static str,
     /// Full command line.
     pub args: Vec<String>,
+    /// The folder the command ran in: relative paths in `args` and
+    /// `config` are relative to it.
+    pub working_directory: String,
     /// Start time, UTC (ISO 8601).
     pub started_utc: String,
     /// Wall time of the run in seconds.
@@ -35,6 +38,7 @@ impl<C: Serialize> Manifest<C> {
             git_commit: env!("TIDALSCOPE_GIT_COMMIT"),
             command,
             args: std::env::args().collect(),
+            working_directory: std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default(),
             started_utc: utc_iso8601(started),
             wall_seconds: (wall_seconds * 1000.0).round() / 1000.0,
             config,

@@ -59,6 +59,10 @@ fn outputs_have_the_documented_shapes_columns_and_label_fraction() {
     assert!(!d.join("m/preview.png").exists(), "--preview 0 writes no preview");
     let manifest = std::fs::read_to_string(d.join("m/run.toml")).unwrap();
     assert!(manifest.contains("seed = 1") && manifest.contains("version = ") && manifest.contains("git_commit"));
+    // Relative paths of the record resolve against the folder it ran in.
+    let table: toml::Table = manifest.parse().unwrap();
+    let cwd = std::fs::canonicalize(table["working_directory"].as_str().unwrap()).unwrap();
+    assert_eq!(cwd, std::fs::canonicalize(d.join(".")).unwrap());
 }
 
 #[test]
