@@ -349,7 +349,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
     super::finish_catalog(&csv_path, out_path, "SCORES", &[("MODELSHA", &first.model_sha256)], &first.units, None)?;
 
     // The errors of every part, in shard order.
-    let errors_path = out_dir.join("errors.csv");
+    let errors_path = super::beside(out_path, "errors.csv");
     let mut errors = CsvWriter::create(&errors_path, &tidalscope_data::stream::ERRORS_HEADER)?;
     for p in &parts {
         let path = p.errors(dir);
@@ -379,7 +379,7 @@ pub fn run(args: CollectArgs) -> anyhow::Result<()> {
         parts: records,
     };
     let secs = t0.elapsed().as_secs_f64();
-    Manifest::new("collect", resolved, started, secs).write_as(&out_dir.join("run.toml"))?;
+    Manifest::new("collect", resolved, started, secs).write_as(&super::beside(out_path, "run.toml"))?;
     println!(
         "collected {n} shards: {rows_total} objects scored, {failed} failed (→ {}), {flagged} with non-finite pixels, \
          {constant} with a band of one value → {}",

@@ -223,7 +223,7 @@ pub fn run(args: ConvertArgs) -> anyhow::Result<()> {
         };
         // Beside a file output, inside a folder one.
         let at =
-            if args.output.is_dir() { args.output.join("run.toml") } else { args.output.with_extension("run.toml") };
+            if args.output.is_dir() { args.output.join("run.toml") } else { super::beside(&args.output, "run.toml") };
         Manifest::new("convert", record, started, clock.elapsed().as_secs_f64()).write_as(&at)?;
     }
     Ok(())

@@ -119,9 +119,12 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     // known only at the end).
     let csv_path = super::catalog_csv_path(&args.out);
     let mut out = CsvWriter::create(&csv_path, &header)?;
-    // Shards of one job often share a folder: their side files must not collide.
-    let suffix = shard.map(|Shard { k, n }| format!(".{k}-of-{n}")).unwrap_or_default();
-    let errors_path = dir.join(format!("errors{suffix}.csv"));
+    // Shards of one job share a folder, where `collect` finds their side
+    // files by shard; other outputs name theirs after themselves.
+    let (errors_path, run_path) = match shard {
+        Some(Shard { k, n }) => (dir.join(format!("errors.{k}-of-{n}.csv")), dir.join(format!("run.{k}-of-{n}.toml"))),
+        None => (super::beside(&args.out, "errors.csv"), super::beside(&args.out, "run.toml")),
+    };
     let mut errors = errors_writer(&errors_path)?;
     let bar = progress::bar(range.len() as u64, "predict", "objects");
     let (mut scored, mut failed, mut flagged, mut constant) = (0usize, 0usize, 0usize, 0usize);
@@ -175,7 +178,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
         flagged,
         constant_band: constant,
     };
-    Manifest::new("predict", run, started, secs).write_as(&dir.join(format!("run{suffix}.toml")))?;
+    Manifest::new("predict", run, started, secs).write_as(&run_path)?;
     println!(
         "scored {scored} objects in {secs:.1} s ({:.1} objects/s) → {}{}",
         range.len() as f64 / secs.max(1e-9),

@@ -122,6 +122,13 @@ pub fn is_table_name(out: &std::path::Path) -> bool {
     tidalscope_io::fits_table::is_fits_name(out) || tidalscope_io::parquet_table::is_parquet_name(out)
 }
 
+/// A side file of the catalogue `out`, named after it as `convert` names
+/// its record: `scores.csv` → `scores.errors.csv`, `scores.run.toml`. Two
+/// outputs written into one folder keep their own errors and records.
+pub fn beside(out: &std::path::Path, what: &str) -> std::path::PathBuf {
+    out.with_extension(what)
+}
+
 /// Where a catalogue's rows are written first: `out` itself for CSV, a
 /// hidden CSV beside it when `out` names a FITS or Parquet file, which
 /// [`finish_catalog`] then turns into a table.

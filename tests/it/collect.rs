@@ -28,8 +28,8 @@ fn collect_gathers_shards_into_the_whole_and_refuses_parts_that_do_not_belong() 
     let out = d.ok(&["collect", "--from", "parts", "--out", "merged/scores.csv"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("collected 3 shards: 40 objects scored"));
     assert_eq!(read_csv(&d.join("merged/scores.csv")), read_csv(&d.join("all/scores.csv")));
-    assert_eq!(read_csv(&d.join("merged/errors.csv")).0, ["id", "file", "reason"]);
-    let run = std::fs::read_to_string(d.join("merged/run.toml")).unwrap();
+    assert_eq!(read_csv(&d.join("merged/scores.errors.csv")).0, ["id", "file", "reason"]);
+    let run = std::fs::read_to_string(d.join("merged/scores.run.toml")).unwrap();
     assert_eq!(run.matches("scores_sha256 = ").count(), 3, "{run}");
     assert!(run.contains("model_sha256") && run.contains("objects = 40"), "{run}");
 

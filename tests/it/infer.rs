@@ -47,7 +47,7 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     let out = d.run(&["predict", "--model", "clf", "--data", "sim/catalog.csv", "--out", "broken/scores.csv"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stderr).contains("1 of 40 objects could not be processed"));
-    let (eh, errors) = read_csv(&d.join("broken/errors.csv"));
+    let (eh, errors) = read_csv(&d.join("broken/scores.errors.csv"));
     assert_eq!(eh, ["id", "file", "reason"]);
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0][0], "5");
@@ -55,6 +55,15 @@ fn sharded_predictions_concatenate_to_the_whole_and_broken_entries_are_reported(
     let (_, scored) = read_csv(&d.join("broken/scores.csv"));
     assert_eq!(scored.len(), 39);
     assert!(scored.iter().all(|r| r[0] != "5"));
+    // A second output in the same folder keeps its own errors and record.
+    d.ok(&["simulate", "--n", "4", "--size", "32", "--out", "more", "--preview", "0"]);
+    d.ok(&["predict", "--model", "clf", "--data", "more", "--out", "broken/more.parquet"]);
+    assert_eq!(read_csv(&d.join("broken/scores.errors.csv")).1.len(), 1);
+    assert_eq!(read_csv(&d.join("broken/more.errors.csv")).1.len(), 0);
+    for (record, out) in [("scores.run.toml", "scores.csv"), ("more.run.toml", "more.parquet")] {
+        let run = std::fs::read_to_string(d.join("broken").join(record)).unwrap();
+        assert!(run.contains(&format!("out = \"{out}\"")), "{record}: {run}");
+    }
     // evaluate scores the rest and leaves the broken one out of its metrics.
     let out = d.run(&["evaluate", "--model", "clf", "--data", "sim/catalog.csv", "--split", "all", "--out", "ev"]);
     assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
@@ -127,7 +136,7 @@ fn non_finite_pixels_and_constant_bands_are_flagged_per_object_and_an_empty_band
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("1 object had non-finite pixels"), "{stdout}");
     assert!(stdout.contains("1 object had a band of one value, no data (scored from the others"), "{stdout}");
-    let (_, errors) = read_csv(&d.join("p/errors.csv"));
+    let (_, errors) = read_csv(&d.join("p/scores.errors.csv"));
     assert_eq!(errors.len(), 1);
     assert_eq!(errors[0][0], "0");
     assert!(errors[0][2].contains("band r has no finite pixel"), "{errors:?}");
@@ -137,7 +146,7 @@ fn non_finite_pixels_and_constant_bands_are_flagged_per_object_and_an_empty_band
     assert_eq!(fractions, ["0.001953", "0", "0", "0", "0"], "10 of 32×32×5 pixels in object 1");
     let constant: Vec<&str> = rows.iter().map(|r| r[3].as_str()).collect();
     assert_eq!(constant, ["", "i", "", "", ""]);
-    let run = std::fs::read_to_string(d.join("p/run.toml")).unwrap();
+    let run = std::fs::read_to_string(d.join("p/scores.run.toml")).unwrap();
     assert!(run.contains("flagged = 1") && run.contains("failed = 1") && run.contains("constant_band = 1"), "{run}");
     let out = d.run(&["embed", "--encoder", "enc", "--data", "bad.npy", "--out", "e", "--color-by", "none"]);
     assert_eq!(out.status.code(), Some(3));

@@ -150,14 +150,14 @@ def test_objects_off_the_coadd_are_error_rows_and_edges_are_flagged(coadd, cli):
             "--out", "scores.csv", ok=False)
     assert run.returncode == 3, run.stderr
     header, scored = read_csv(root / "scores.csv")
-    _, errors = read_csv(root / "errors.csv")
+    _, errors = read_csv(root / "scores.errors.csv")
     assert [e[0] for e in errors] == ["1045"], errors
     assert "off the coadd" in errors[0][2] and "line 47" in errors[0][2], errors[0]
     assert len(scored) == 45
     nonfinite = header.index("nonfinite_fraction")
     flagged = [r for r in scored if float(r[nonfinite]) > 0]
     assert 3 <= len(flagged) < 20
-    run = (root / "run.toml").read_text()
+    run = (root / "scores.run.toml").read_text()
     assert "coadd = " in run and "failed = 1" in run
     # As a Parquet table the positions carry their unit.
     table = pytest.importorskip("astropy.table")
