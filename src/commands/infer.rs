@@ -547,12 +547,23 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
     }
     for (q, hits) in queries.iter().zip(&results).take(MOSAIC_QUERIES) {
         let qimg = q.image.as_ref().or_else(|| q.row.and_then(|r| images.get(&src_index(r))));
-        tiles.extend(tile(qimg, vec![format!("query {}", q.name), String::new()], [240, 140, 40]));
+        // On labelled data, each image's label, so a search can be judged
+        // at a glance: tidal neighbours framed green.
+        let label =
+            |row: usize| ids.column("label").map(|c| ids.rows[row].fields[c].as_str()).filter(|l| !l.is_empty());
+        let query_label = q.row.and_then(label).map(|l| format!("label {l}")).unwrap_or_default();
+        tiles.extend(tile(qimg, vec![format!("query {}", q.name), query_label], [240, 140, 40]));
         for (rank, (i, s)) in hits.iter().enumerate() {
+            let label = label(*i);
+            let frame = if label == Some("1") { [70, 170, 100] } else { [90, 110, 140] };
+            let similarity = match label {
+                Some(l) => format!("similarity {s:.3} · label {l}"),
+                None => format!("similarity {s:.3}"),
+            };
             tiles.extend(tile(
                 images.get(&src_index(*i)),
-                vec![format!("#{} {}", rank + 1, ids.rows[*i].fields[id_col]), format!("similarity {s:.3}")],
-                [90, 110, 140],
+                vec![format!("#{} {}", rank + 1, ids.rows[*i].fields[id_col]), similarity],
+                frame,
             ));
         }
     }

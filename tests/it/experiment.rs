@@ -326,6 +326,34 @@ fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
     assert!((csv_mean - demo_mean).abs() < 6e-4, "csv {csv_mean}, report {demo_mean}");
     assert_eq!(&std::fs::read(d.join("demo/probe_draws.png")).unwrap()[1..4], b"PNG");
     assert!(report.contains("![draws](probe_draws.png)"), "{report}");
+    // Similarity search from every tidal test galaxy: the report's share of
+    // tidal neighbours, counted again here by a full sort.
+    let (_, e) = tidalscope_io::npy::read_f32(&d.join("demo/embed-test/embeddings.npy")).unwrap();
+    let (header, ids) = read_csv(&d.join("demo/embed-test/ids.csv"));
+    let label = header.iter().position(|h| h == "label").unwrap();
+    let dim = e.len() / ids.len();
+    let unit: Vec<Vec<f64>> = e
+        .chunks(dim)
+        .map(|r| {
+            let n = r.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            r.iter().map(|v| *v as f64 / n).collect()
+        })
+        .collect();
+    let tidal: Vec<bool> = ids.iter().map(|r| r[label] == "1").collect();
+    let mut shares = Vec::new();
+    for q in (0..ids.len()).filter(|&q| tidal[q]) {
+        let mut others: Vec<(f64, usize)> = (0..ids.len())
+            .filter(|&i| i != q)
+            .map(|i| (unit[q].iter().zip(&unit[i]).map(|(a, b)| a * b).sum(), i))
+            .collect();
+        others.sort_by(|a, b| b.0.total_cmp(&a.0));
+        shares.push(others[..10].iter().filter(|(_, i)| tidal[*i]).count() as f64 / 10.0);
+    }
+    let precision = 100.0 * shares.iter().sum::<f64>() / shares.len() as f64;
+    assert!(report.contains(&format!("**{precision:.1}%** are tidal")), "{precision:.1}: {report}");
+    assert!(stdout.contains("similarity search:"), "{stdout}");
+    assert_eq!(&std::fs::read(d.join("demo/search-example/mosaic.png")).unwrap()[1..4], b"PNG");
+    assert!(report.contains("![search](search-example/mosaic.png)"), "{report}");
     d.ok(&[
         "experiment",
         "labels",

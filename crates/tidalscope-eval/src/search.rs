@@ -8,6 +8,8 @@
 //! approximate index ([`AnnIndex`], HNSW from the `hnsw_rs` crate) answers
 //! in about a millisecond; its recall@k against the exact search is
 //! measured by `tidalscope bench search --approximate` and by a test.
+//! [`label_precision`] measures what the search is for on labelled data:
+//! how many of one tidal galaxy's nearest neighbours are tidal too.
 
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
@@ -68,6 +70,49 @@ pub fn top_k(rows: &[f32], d: usize, query: &[f32], k: usize, exclude: &[usize])
     all.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     all.truncate(k);
     all.into_iter().map(|h| (h.1, h.0)).collect()
+}
+
+/// How well similarity search finds more of a class from one example of
+/// it ([`label_precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct SearchPrecision {
+    /// Positives searched from (every positive is a query once).
+    pub queries: usize,
+    /// Neighbours per query.
+    pub k: usize,
+    /// Mean over the queries of the positive share of their `k` nearest
+    /// neighbours (the query itself left out): precision at k.
+    pub precision: f64,
+    /// The same share for `k` neighbours drawn at random from the other
+    /// objects, (P − 1)/(N − 1): what a search that knows nothing gives.
+    pub base_rate: f64,
+}
+
+/// Precision at `k` of searching from each positive of `labels` (0/1, one
+/// per row of unit-length `rows`, `[n, d]`) among all the rows: the
+/// demo's measure of "find more like this galaxy". `None` without a
+/// positive or with fewer than `k + 1` rows.
+pub fn label_precision(rows: &[f32], d: usize, labels: &[u8], k: usize) -> Option<SearchPrecision> {
+    use rayon::prelude::*;
+    let n = labels.len();
+    assert_eq!(rows.len(), n * d, "label_precision: {n} labels for {} values of {d} dimensions", rows.len());
+    let positives: Vec<usize> = (0..n).filter(|&i| labels[i] == 1).collect();
+    if positives.is_empty() || k == 0 || n <= k {
+        return None;
+    }
+    let shares: Vec<f64> = positives
+        .par_iter()
+        .map(|&q| {
+            let hits = top_k(rows, d, &rows[q * d..(q + 1) * d], k, &[q]);
+            hits.iter().filter(|(i, _)| labels[*i] == 1).count() as f64 / k as f64
+        })
+        .collect();
+    Some(SearchPrecision {
+        queries: positives.len(),
+        k,
+        precision: shares.iter().sum::<f64>() / shares.len() as f64,
+        base_rate: (positives.len() - 1) as f64 / (n - 1) as f64,
+    })
 }
 
 /// An approximate nearest-neighbour index (HNSW, Malkov & Yashunin 2018)
@@ -196,6 +241,28 @@ pub fn pca2(rows: &[f32], d: usize) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_precision_counts_positive_neighbours_against_the_base_rate() {
+        // Two tight clusters on the axes: positives 0–3 near x, negatives
+        // 4–9 near y, and one positive (10) among the negatives.
+        let mut rows = Vec::new();
+        for i in 0..11 {
+            let e = 0.01 * i as f32;
+            rows.extend(if i < 4 { [1.0, e] } else { [e, 1.0] });
+        }
+        normalise_rows(&mut rows, 2);
+        let labels = [1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1];
+        let p = label_precision(&rows, 2, &labels, 3).unwrap();
+        assert_eq!((p.queries, p.k), (5, 3));
+        // Positives 0–3 find the other three of their cluster (1 each); 10
+        // finds three negatives (0).
+        assert!((p.precision - 4.0 / 5.0).abs() < 1e-12, "{p:?}");
+        assert!((p.base_rate - 4.0 / 10.0).abs() < 1e-12, "{p:?}");
+        // No positive, or too few rows: nothing to measure.
+        assert!(label_precision(&rows, 2, &[0; 11], 3).is_none());
+        assert!(label_precision(&rows[..6], 2, &labels[..3], 3).is_none());
+    }
 
     #[test]
     fn top_k_matches_a_full_sort_and_excludes() {
