@@ -3,7 +3,7 @@
 //! `main` only parses the command line, runs the command and maps the result
 //! to an exit status: 0 on success, 1 on error (with a one-line cause on
 //! stderr), 2 for command-line mistakes (clap's own convention), 3 when a
-//! run completed but some objects failed (listed in its errors.csv).
+//! run completed but some objects failed (listed in its errors file).
 
 mod cli;
 mod commands;

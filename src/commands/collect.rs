@@ -42,7 +42,7 @@ impl Part {
     }
 
     fn errors(&self, dir: &Path) -> PathBuf {
-        dir.join(format!("errors.{}-of-{}.csv", self.shard.k, self.shard.n))
+        super::shard_side(dir, self.shard, "errors", "csv")
     }
 }
 

@@ -41,7 +41,9 @@ fn search_precision(dir: &Path) -> anyhow::Result<(SearchPrecision, String)> {
     normalise_rows(&mut rows, dim);
     let (id, label) = (ids.require("id")?, ids.require("label")?);
     let labels: Vec<u8> = ids.rows.iter().map(|r| u8::from(r.fields[label] == "1")).collect();
-    let precision = label_precision(&rows, dim, &labels, SEARCH_K).context("the test set lacks tidal galaxies")?;
+    let precision = label_precision(&rows, dim, &labels, SEARCH_K).with_context(|| {
+        format!("similarity search needs a tidal test galaxy and more than {SEARCH_K} test objects")
+    })?;
     let first = ids.rows.iter().find(|r| r.fields[label] == "1").expect("a tidal galaxy, as precision found one");
     Ok((precision, first.fields[id].clone()))
 }
@@ -119,6 +121,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     let t_all = std::time::Instant::now();
     // Checked before the minutes of simulation.
     let cfg = super::train::pretrain_config(PretrainConfig::quick(), &args.pretrain, args.epochs, args.seed)?;
+    ensure!(args.n_test > SEARCH_K, "--n-test must be above {SEARCH_K}: the search finds {SEARCH_K} neighbours");
     let out = &args.out;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let device = args.device.device()?;

@@ -2,8 +2,9 @@
 //!
 //! `predict` and `embed` stream their input in chunks decoded in parallel,
 //! so memory stays constant whatever its size; an object that cannot be read
-//! (missing or corrupt file, wrong shape) goes to `errors.csv` with its id,
-//! file and reason, the run continues, and the exit status is 3. `--shard
+//! (missing or corrupt file, wrong shape) goes to an errors file (`embed`'s
+//! `errors.csv`, `predict`'s named after its output: [`super::beside`]) with
+//! its id, file and reason, the run continues, and the exit status is 3. `--shard
 //! K/N` processes the K-th of N equal, contiguous parts, whose outputs
 //! concatenate to the unsharded output.
 
@@ -122,7 +123,7 @@ pub fn predict(args: PredictArgs) -> anyhow::Result<()> {
     // Shards of one job share a folder, where `collect` finds their side
     // files by shard; other outputs name theirs after themselves.
     let (errors_path, run_path) = match shard {
-        Some(Shard { k, n }) => (dir.join(format!("errors.{k}-of-{n}.csv")), dir.join(format!("run.{k}-of-{n}.toml"))),
+        Some(s) => (super::shard_side(&dir, s, "errors", "csv"), super::shard_side(&dir, s, "run", "toml")),
         None => (super::beside(&args.out, "errors.csv"), super::beside(&args.out, "run.toml")),
     };
     let mut errors = errors_writer(&errors_path)?;

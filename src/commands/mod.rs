@@ -44,7 +44,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
 }
 
 /// A run that finished but could not process some objects (listed in its
-/// errors.csv): the binary exits with status 3.
+/// errors file): the binary exits with status 3.
 #[derive(Debug, thiserror::Error)]
 #[error("{failed} of {total} objects could not be processed; see {errors}")]
 pub struct PartialFailure {
@@ -127,6 +127,13 @@ pub fn is_table_name(out: &std::path::Path) -> bool {
 /// outputs written into one folder keep their own errors and records.
 pub fn beside(out: &std::path::Path, what: &str) -> std::path::PathBuf {
     out.with_extension(what)
+}
+
+/// A side file of shard `shard` in the folder `dir` the shards share:
+/// `errors.K-of-N.csv` (`what` = "errors", `ext` = "csv") or
+/// `run.K-of-N.toml`, where `collect` finds them.
+pub fn shard_side(dir: &std::path::Path, shard: crate::cli::Shard, what: &str, ext: &str) -> std::path::PathBuf {
+    dir.join(format!("{what}.{}-of-{}.{ext}", shard.k, shard.n))
 }
 
 /// Where a catalogue's rows are written first: `out` itself for CSV, a

@@ -91,7 +91,10 @@ pub struct SearchPrecision {
 /// Precision at `k` of searching from each positive of `labels` (0/1, one
 /// per row of unit-length `rows`, `[n, d]`) among all the rows: the
 /// demo's measure of "find more like this galaxy". `None` without a
-/// positive or with fewer than `k + 1` rows.
+/// positive, for `k` = 0, or with fewer than `k + 1` rows.
+///
+/// # Panics
+/// If `rows` does not hold `d` values per label.
 pub fn label_precision(rows: &[f32], d: usize, labels: &[u8], k: usize) -> Option<SearchPrecision> {
     use rayon::prelude::*;
     let n = labels.len();

@@ -219,7 +219,10 @@ pub fn read_text(path: &Path) -> Result<TextTable> {
 ///
 /// The parquet crate's page decoders panic on some damaged files (found by
 /// `fuzz_parsers parquet`): such a panic is caught here and becomes an
-/// error naming the file, and its message is kept off the terminal.
+/// error naming the file, and its message is kept off the terminal (by a
+/// panic hook installed once, chained to the one before it, silent only on
+/// this thread and only during the read; a build with `panic = "abort"`
+/// would abort instead).
 pub fn read_text_from<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Path) -> Result<TextTable> {
     use std::cell::Cell;
     use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -228,11 +231,12 @@ pub fn read_text_from<R: parquet::file::reader::ChunkReader + 'static>(source: R
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            if !QUIET.with(Cell::get) {
+            if !QUIET.try_with(Cell::get).unwrap_or(false) {
                 previous(info)
             }
         }));
     });
+    // The hook reads the flag with `try_with`: a panicking hook would abort.
     let quiet = QUIET.with(|q| q.replace(true));
     let read = catch_unwind(AssertUnwindSafe(|| decode(source, path)));
     QUIET.with(|q| q.set(quiet));
@@ -242,7 +246,8 @@ pub fn read_text_from<R: parquet::file::reader::ChunkReader + 'static>(source: R
             .map(|s| s.to_string())
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_default();
-        Err(Error::format(path, format!("reading Parquet: damaged file (the decoder failed: {why})")))
+        let why = if why.is_empty() { String::new() } else { format!(": {why}") };
+        Err(Error::format(path, format!("reading Parquet: damaged or unsupported file (the decoder failed{why})")))
     })
 }
 
@@ -270,7 +275,7 @@ fn decode<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Pat
     let mut kept = Vec::new();
     for f in schema.get_fields() {
         let name = f.name();
-        if f.is_primitive() && f.get_basic_info().repetition() != Repetition::REPEATED {
+        if f.is_primitive() && f.get_basic_info().repetition() != Repetition::REPEATED && readable(f) {
             if !name.starts_with("__index_level_") {
                 out.columns.push(name.to_string());
                 kept.push(f.clone());
@@ -279,13 +284,65 @@ fn decode<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Pat
             out.skipped.push(name.to_string());
         }
     }
+    // Nanosecond timestamps (pandas' datetime64) come from the crate as
+    // plain integers.
+    let nanos: Vec<bool> = kept
+        .iter()
+        .map(|f| {
+            matches!(
+                f.get_basic_info().logical_type_ref(),
+                Some(LogicalType::Timestamp(t)) if matches!(t.unit, parquet::basic::TimeUnit::NANOS)
+            )
+        })
+        .collect();
     let projection = Type::group_type_builder(schema.name()).with_fields(kept).build().map_err(bad)?;
     let rows = reader.get_row_iter(Some(projection)).map_err(bad)?;
     for (k, row) in rows.enumerate() {
         let row = row.map_err(|e| Error::format(path, format!("row {}: reading Parquet: {e}", k + 1)))?;
-        out.rows.push(row.get_column_iter().map(|(_, v)| cell_text(v)).collect());
+        out.rows.push(
+            row.get_column_iter()
+                .zip(&nanos)
+                .map(|((_, v), &ns)| match v {
+                    parquet::record::Field::Long(t) if ns => {
+                        cell_text(&parquet::record::Field::TimestampMicros(t.div_euclid(1000)))
+                    }
+                    v => cell_text(v),
+                })
+                .collect(),
+        );
     }
     Ok(out)
+}
+
+/// Whether the crate's record reader turns the primitive column `f` into a
+/// value (it panics, "not yet implemented", on the rest, such as INTERVAL):
+/// columns it cannot read are left out, as arrays are, instead of making the
+/// whole table unreadable.
+fn readable(f: &Type) -> bool {
+    use parquet::basic::ConvertedType as C;
+    let c = f.get_basic_info().converted_type();
+    match f.get_physical_type() {
+        Physical::INT32 => matches!(
+            c,
+            C::NONE
+                | C::INT_8
+                | C::INT_16
+                | C::INT_32
+                | C::UINT_8
+                | C::UINT_16
+                | C::UINT_32
+                | C::DATE
+                | C::TIME_MILLIS
+                | C::DECIMAL
+        ),
+        Physical::INT64 => matches!(
+            c,
+            C::NONE | C::INT_64 | C::UINT_64 | C::TIME_MICROS | C::TIMESTAMP_MILLIS | C::TIMESTAMP_MICROS | C::DECIMAL
+        ),
+        Physical::BYTE_ARRAY => matches!(c, C::NONE | C::UTF8 | C::ENUM | C::JSON | C::BSON | C::DECIMAL),
+        Physical::FIXED_LEN_BYTE_ARRAY => matches!(c, C::NONE | C::DECIMAL),
+        Physical::BOOLEAN | Physical::INT96 | Physical::FLOAT | Physical::DOUBLE => true,
+    }
 }
 
 /// Days from 1970 to the end of the year 9999.

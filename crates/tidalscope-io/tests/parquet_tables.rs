@@ -69,14 +69,30 @@ fn brotli_and_damaged_files_are_refused_by_name() {
     assert!(e.contains("damaged.parquet"), "{e}");
     // A file found by the fuzzer on which the parquet crate's page decoder panics.
     let e = Catalog::read(&fixture("damaged.parquet")).unwrap_err().to_string();
-    assert!(e.contains("damaged.parquet") && e.contains("damaged file"), "{e}");
+    assert!(e.contains("damaged.parquet") && e.contains("damaged or unsupported file"), "{e}");
 }
 
 #[test]
 fn dates_times_and_decimals_read_as_text_and_far_dates_as_numbers() {
     let t = read_text(&fixture("dates.parquet")).unwrap();
-    assert_eq!(t.columns, ["id", "observed", "day", "at", "flux"]);
-    assert_eq!(t.rows[0], ["1", "2024-05-01 12:00:00.123 +00:00", "2024-05-01", "12:34:56.789", "12.34"]);
+    assert_eq!(t.columns, ["id", "observed", "day", "at", "flux", "taken"]);
+    let first = ["1", "2024-05-01 12:00:00.123 +00:00", "2024-05-01", "12:34:56.789", "12.34"];
+    assert_eq!(t.rows[0][..5], first);
+    // Nanoseconds to the microsecond, as a date; one before 1970 too.
+    assert_eq!(t.rows[0][5], "2024-05-01 12:00:00.123456 +00:00");
+    assert_eq!(t.rows[1][5], "1969-12-31 23:59:59.999999 +00:00");
     // Beyond what a calendar renders: the stored number, never a panic.
-    assert_eq!(t.rows[1], ["2", "2534023008000000", "2147483647", "00:00:00.000", "-0.50"]);
+    assert_eq!(t.rows[1][..5], ["2", "2534023008000000", "2147483647", "00:00:00.000", "-0.50"]);
+}
+
+#[test]
+fn rubins_object_id_column_names_the_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let csv = dir.path().join("objects.csv");
+    std::fs::write(&csv, "coord_ra,coord_dec,objectId\n150.1,2.2,1249537790362809267\n").unwrap();
+    let c = Catalog::read(&csv).unwrap();
+    assert_eq!(c.id_column().unwrap(), 2);
+    std::fs::write(&csv, "ra,dec\n150.1,2.2\n").unwrap();
+    let e = Catalog::read(&csv).unwrap().id_column().unwrap_err().to_string();
+    assert!(e.contains("\"objectId\"") && e.contains("columns: ra, dec"), "{e}");
 }

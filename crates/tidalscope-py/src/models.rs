@@ -195,7 +195,8 @@ impl Classifier {
 
     /// Names of the network's input channels, in order (`preprocess`'s
     /// last axis): the bands, then `<band>_residual` and `<band>_mirror`
-    /// where the model has them.
+    /// where the model has them (a model of residuals only: just
+    /// `<band>_residual`).
     #[getter]
     fn input_channels(&self) -> Vec<String> {
         self.preprocess.normalisation.bands.clone()

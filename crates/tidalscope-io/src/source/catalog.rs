@@ -138,12 +138,13 @@ impl Catalog {
     }
 
     /// Index of the ids' column: `id`, else `object_id` (HSC's and the
-    /// tf.data sets' name), or an error listing the columns present.
+    /// tf.data sets' name), else `objectId` (Rubin's Object tables), or an
+    /// error listing the columns present.
     pub fn id_column(&self) -> Result<usize> {
-        self.column("id").or_else(|| self.column("object_id")).ok_or_else(|| {
+        ["id", "object_id", "objectId"].iter().find_map(|c| self.column(c)).ok_or_else(|| {
             Error::format(
                 &self.path,
-                format!("missing column \"id\" or \"object_id\" (columns: {})", self.columns.join(", ")),
+                format!("missing column \"id\", \"object_id\" or \"objectId\" (columns: {})", self.columns.join(", ")),
             )
         })
     }
