@@ -872,7 +872,9 @@ pub struct PredictArgs {
     /// Output table (CSV; a FITS table when it ends in `.fits`, Parquet
     /// when it ends in `.parquet`): id,
     /// [label,] score, nonfinite_fraction, constant_bands and the data's
-    /// metadata columns, in input order; `errors.csv` is written beside it.
+    /// metadata columns, in input order. Beside it, named after it: its
+    /// errors and record (`scores.csv` → `scores.errors.csv`,
+    /// `scores.run.toml`; a shard's: `errors.K-of-N.csv`, `run.K-of-N.toml`).
     #[arg(long)]
     pub out: PathBuf,
     /// Score only part K of N equal parts (K from 0 to N−1), e.g. one task of
@@ -898,9 +900,9 @@ pub struct CollectArgs {
     #[arg(long)]
     pub from: PathBuf,
     /// The gathered catalogue: CSV, or a FITS table or Parquet file when it
-    /// ends in `.fits` or `.parquet`;
-    /// `errors.csv` and `run.toml` are written beside it. For embed shards:
-    /// the gathered embed folder.
+    /// ends in `.fits` or `.parquet`; its errors and record are written
+    /// beside it, named after it (`merged.csv` → `merged.errors.csv`,
+    /// `merged.run.toml`). For embed shards: the gathered embed folder.
     #[arg(long, required_unless_present = "missing")]
     pub out: Option<PathBuf>,
     /// Only print the missing shard numbers, comma-separated (for
@@ -1203,6 +1205,12 @@ pub struct SimulateArgs {
     /// host light 1.6× theirs, as faint bumps on a galaxy's halo.
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
     pub feature_contrast: f64,
+    /// Sky-subtraction residuals (smooth gradients across the cutout) as a
+    /// multiple of the default (RMS 5–15% of the pixel noise), 0 to 10:
+    /// poorer sky subtraction, to test a model on images unlike its
+    /// training set's.
+    #[arg(long, default_value_t = 1.0)]
+    pub sky_residual: f64,
     /// Output format.
     #[arg(long, value_enum, default_value = "npy")]
     pub format: SimFormat,

@@ -83,6 +83,7 @@ def simulate(
     crowding: float = 1.0,
     host_size: float = 1.0,
     feature_contrast: float = 1.0,
+    sky_residual: float = 1.0,
 ) -> tuple[npt.NDArray[np.float32], Catalog]:
     """Labelled mock cutouts ``[N, size, size, 5]`` and their catalogue, bit for bit as ``tidalscope simulate``."""
 

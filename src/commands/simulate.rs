@@ -41,6 +41,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         crowding: args.crowding,
         host_size: args.host_size,
         feature_contrast: args.feature_contrast,
+        sky_residual: args.sky_residual,
         seed: args.seed,
     };
     let sim = Simulator::new(config.clone(), args.n)?;
@@ -184,6 +185,7 @@ fn departures(config: &SimConfig) -> Vec<String> {
         ("--crowding", config.crowding, d.crowding),
         ("--host-size", config.host_size, d.host_size),
         ("--feature-contrast", config.feature_contrast, d.feature_contrast),
+        ("--sky-residual", config.sky_residual, d.sky_residual),
     ]
     .into_iter()
     .filter(|(_, v, default)| v != default)
@@ -239,6 +241,7 @@ pub fn mock_set(
         crowding: 1.0,
         host_size: 1.0,
         feature_contrast,
+        sky_residual: 1.0,
         format: SimFormat::Npy,
         preview: 24,
         jobs: None,
@@ -252,7 +255,8 @@ mod tests {
     #[test]
     fn a_preview_names_the_scene_options_that_differ_from_the_defaults() {
         assert!(departures(&SimConfig::default()).is_empty());
-        let unusual = SimConfig { crowding: 3.0, feature_contrast: -0.5, seed: 9, ..SimConfig::default() };
-        assert_eq!(departures(&unusual), ["--crowding 3", "--feature-contrast -0.5"]);
+        let unusual =
+            SimConfig { crowding: 3.0, feature_contrast: -0.5, sky_residual: 4.0, seed: 9, ..SimConfig::default() };
+        assert_eq!(departures(&unusual), ["--crowding 3", "--feature-contrast -0.5", "--sky-residual 4"]);
     }
 }

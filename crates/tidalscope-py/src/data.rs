@@ -19,7 +19,7 @@ use tidalscope_sim::{SimConfig, Simulator};
 /// columns of its catalog.csv), bit for bit what the command line makes
 /// for the same settings and seed.
 #[pyfunction]
-#[pyo3(signature = (n, survey = "hsc-ud", seed = 1, size = 128, tidal_fraction = 0.3, near_miss_fraction = 0.25, companion_probability = 0.15, crowding = 1.0, host_size = 1.0, feature_contrast = 1.0))]
+#[pyo3(signature = (n, survey = "hsc-ud", seed = 1, size = 128, tidal_fraction = 0.3, near_miss_fraction = 0.25, companion_probability = 0.15, crowding = 1.0, host_size = 1.0, feature_contrast = 1.0, sky_residual = 1.0))]
 #[allow(clippy::too_many_arguments)]
 pub fn simulate<'py>(
     py: Python<'py>,
@@ -33,6 +33,7 @@ pub fn simulate<'py>(
     crowding: f64,
     host_size: f64,
     feature_contrast: f64,
+    sky_residual: f64,
 ) -> PyResult<(Bound<'py, PyArray4<f32>>, Bound<'py, PyDict>)> {
     if n == 0 {
         return Err(errors::value("n must be at least 1"));
@@ -46,6 +47,7 @@ pub fn simulate<'py>(
         crowding,
         host_size,
         feature_contrast,
+        sky_residual,
         seed,
     };
     let sim = Simulator::new(config, n).map_err(errors::value)?;

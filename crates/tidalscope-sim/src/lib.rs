@@ -70,6 +70,13 @@ pub struct SimConfig {
     /// [`MAX_CONTRAST`].
     #[serde(default = "default_contrast")]
     pub feature_contrast: f64,
+    /// Sky-subtraction residuals (gradients across the cutout) as a
+    /// multiple of the default, whose RMS is 5–15% of the pixel noise, 0
+    /// to [`MAX_SCALE`]: poorer sky subtraction (near bright stars, in
+    /// shallower pipelines), for testing a model on images unlike its
+    /// training set's.
+    #[serde(default = "one")]
+    pub sky_residual: f64,
     /// Run seed.
     pub seed: u64,
 }
@@ -85,6 +92,7 @@ impl Default for SimConfig {
             crowding: 1.0,
             host_size: 1.0,
             feature_contrast: FEATURE_CONTRAST,
+            sky_residual: 1.0,
             seed: 1,
         }
     }
@@ -112,7 +120,8 @@ fn default_contrast() -> f64 {
     FEATURE_CONTRAST
 }
 
-/// Largest [`SimConfig::crowding`] and [`SimConfig::host_size`] accepted:
+/// Largest [`SimConfig::crowding`], [`SimConfig::host_size`] and
+/// [`SimConfig::sky_residual`] accepted:
 /// beyond them the cutouts are no longer galaxies with surroundings (and
 /// the drawing time grows without bound).
 pub const MAX_SCALE: f64 = 10.0;
@@ -162,6 +171,7 @@ impl Simulator {
             ("crowding", config.crowding, 0.0, MAX_SCALE),
             ("host size", config.host_size, 0.1, MAX_SCALE),
             ("feature contrast", config.feature_contrast, MIN_CONTRAST, MAX_CONTRAST),
+            ("sky residual", config.sky_residual, 0.0, MAX_SCALE),
         ] {
             if !(min..=max).contains(&value) {
                 return Err(SimError::OutOfRange { name, value, min, max });
@@ -180,6 +190,7 @@ impl Simulator {
             crowding: config.crowding,
             host_size: config.host_size,
             feature_contrast: config.feature_contrast,
+            sky_residual: config.sky_residual,
         };
         Ok(Self { config, params, labels })
     }

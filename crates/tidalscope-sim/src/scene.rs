@@ -296,6 +296,8 @@ pub struct SceneParams {
     /// How much fainter (mag/arcsec²) than a feature the host must be
     /// at the radius outside which the feature lies.
     pub feature_contrast: f64,
+    /// Sky-subtraction residuals as a multiple of the default.
+    pub sky_residual: f64,
 }
 
 /// Colour offsets (m_b − m_r for g, r, i, z, y) of a population at redshift z.
@@ -760,7 +762,15 @@ pub fn sample_scene(params: &SceneParams, id: u64, label: u8, seed: u64, rng: &m
         seed,
         survey: survey.name.name().to_string(),
     };
-    Scene { components, stars, psf_fwhm, noise_sigma, sky_residual: rng.range(0.05, 0.15), centre, truth }
+    Scene {
+        components,
+        stars,
+        psf_fwhm,
+        noise_sigma,
+        sky_residual: rng.range(0.05, 0.15) * params.sky_residual,
+        centre,
+        truth,
+    }
 }
 
 #[cfg(test)]

@@ -338,3 +338,33 @@ fn crowding_scales_the_field_host_size_the_hosts_and_contrast_moves_the_features
         assert!(err.contains("crowding") || err.contains("host size") || err.contains("feature contrast"), "{err}");
     }
 }
+
+#[test]
+fn sky_residual_scales_the_smooth_sky_and_nothing_else() {
+    let base = SimConfig { seed: 23, size: 64, ..SimConfig::default() };
+    let n = 6;
+    let run = |cfg: SimConfig| {
+        let sim = Simulator::new(cfg, n).unwrap();
+        let mut r = sim.renderer();
+        (0..n).map(|i| (sim.scene(i), sim.simulate(i, &mut r).image)).collect::<Vec<_>>()
+    };
+    let plain = run(base.clone());
+    let none = run(SimConfig { sky_residual: 0.0, ..base.clone() });
+    let strong = run(SimConfig { sky_residual: 10.0, ..base.clone() });
+    for (((p, pi), (z, zi)), (s, si)) in plain.iter().zip(&none).zip(&strong) {
+        // The same scene: objects, noise level and truth; only the
+        // residual's amplitude differs.
+        assert_eq!((p.components.len(), p.stars.len()), (s.components.len(), s.stars.len()));
+        assert_eq!(p.truth, s.truth);
+        assert_eq!((z.sky_residual, s.sky_residual / p.sky_residual), (0.0, 10.0));
+        assert!((0.05..=0.15).contains(&p.sky_residual), "{}", p.sky_residual);
+        // The images differ by the residual alone, scaled: what the
+        // default adds, ten times over (float32 rounding aside).
+        for ((a, b), c) in pi.data().iter().zip(zi.data()).zip(si.data()) {
+            let (one, ten) = ((a - b) as f64, (c - b) as f64);
+            assert!((ten - 10.0 * one).abs() <= 1e-4 * (1.0 + b.abs() as f64 + ten.abs()), "{one} {ten}");
+        }
+    }
+    let err = Simulator::new(SimConfig { sky_residual: 11.0, ..base }, 1).unwrap_err().to_string();
+    assert!(err.contains("sky residual"), "{err}");
+}
