@@ -307,6 +307,12 @@ pub struct PretrainArgs {
     /// brightness (0 to 1; 0: off, both presets).
     #[arg(long, value_name = "Z", allow_negative_numbers = true)]
     pub zoom: Option<f64>,
+    /// Sky jitter: add to each channel of each view its own smooth sky
+    /// pattern (a plane wave of 2–6 view widths) of amplitude U(0, A)·3σ_b
+    /// in linear flux, so views cannot be matched by the sky-subtraction
+    /// residuals they share (0 to 10; 0: off, both presets).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub sky_jitter: Option<f64>,
     /// Multi-crop: N small local views per image besides the two global
     /// ones, cut from anywhere in the prepared image with the same jitter
     /// (no core mask) and paired with the global views' neighbours

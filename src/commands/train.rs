@@ -130,6 +130,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             ("--blur", args.blur.is_some()),
             ("--neighbour-mask", args.neighbour_mask.is_some()),
             ("--zoom", args.zoom.is_some()),
+            ("--sky-jitter", args.sky_jitter.is_some()),
             ("--local-views", args.local_views.is_some()),
             ("--local-crop", args.local_crop.is_some()),
             ("--kernels", args.kernels.is_some()),
@@ -194,6 +195,10 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
         if let Some(z) = args.zoom {
             ensure!((0.0..=1.0).contains(&z), "--zoom {z}: give Z from 0 to 1 (scales 1/(1+Z) to 1+Z)");
             c.jitter.zoom = z;
+        }
+        if let Some(a) = args.sky_jitter {
+            ensure!((0.0..=10.0).contains(&a), "--sky-jitter {a}: give an amplitude in units of 3σ_b from 0 to 10");
+            c.jitter.sky = a;
         }
         // Re-set after --crop, so that a preset's local views follow it.
         c.set_local_views(args.local_views.unwrap_or(c.local_views));

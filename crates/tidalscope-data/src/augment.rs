@@ -111,6 +111,13 @@ pub struct ViewJitter {
     /// another distance, surface brightness kept. 0: off.
     #[serde(default)]
     pub zoom: f64,
+    /// Sky jitter a: each channel of each view gets its own smooth sky
+    /// pattern, in linear flux — one plane wave of wavelength 2 to 6 view
+    /// widths, random direction and phase, amplitude U(0, a)·3σ_b —
+    /// as sky-subtraction residuals add, so that views cannot be matched
+    /// by the sky pattern they share. 0: off.
+    #[serde(default)]
+    pub sky: f64,
 }
 
 impl ViewJitter {
@@ -124,6 +131,7 @@ impl ViewJitter {
         blur: 0.0,
         neighbours: 0.0,
         zoom: 0.0,
+        sky: 0.0,
     };
 
     /// Views that differ in orientation, position, brightness and colour,
@@ -141,6 +149,7 @@ impl ViewJitter {
             blur: 0.0,
             neighbours: 0.0,
             zoom: 0.0,
+            sky: 0.0,
         }
     }
 
@@ -148,6 +157,29 @@ impl ViewJitter {
     fn rescales(&self) -> bool {
         self.flux > 0.0 || self.colour > 0.0
     }
+}
+
+/// Adds to the stretched `c`×`c` channel `v` (v = asinh(x / 3σ_b)) a plane
+/// wave of sky of amplitude `amplitude` (units of 3σ_b), wavelength 2 to 6
+/// view widths, random direction and phase, in linear flux: v ←
+/// asinh(sinh v + S).
+fn add_sky_wave(v: &mut [f32], c: usize, amplitude: f32, rng: &mut Rng) {
+    let k = std::f64::consts::TAU / (c as f64 * rng.range(2.0, 6.0));
+    let theta = rng.range(0.0, std::f64::consts::TAU);
+    let phase = rng.range(0.0, std::f64::consts::TAU);
+    let (kx, ky) = (k * theta.cos(), k * theta.sin());
+    // cos(a + b) = cos a cos b − sin a sin b: one sin_cos per row and column.
+    let along = |k: f64, p: f64| -> Vec<(f32, f32)> {
+        (0..c).map(|i| (k * i as f64 + p).sin_cos()).map(|(s, co)| (s as f32, co as f32)).collect()
+    };
+    let (xs, ys) = (along(kx, phase), along(ky, 0.0));
+    math::sinh_all(v);
+    for (row, &(sy, cy)) in v.chunks_exact_mut(c).zip(&ys) {
+        for (p, &(sx, cx)) in row.iter_mut().zip(&xs) {
+            *p += amplitude * (cx * cy - sx * sy);
+        }
+    }
+    math::asinh_scaled_all(v, 1.0);
 }
 
 /// Footprint and peak of a neighbour, in σ_b (see [`ViewJitter::neighbours`]):
@@ -501,6 +533,9 @@ impl Augment {
                     math::rescale_stretched(dst, k);
                 }
             }
+            if self.random && j.sky > 0.0 {
+                add_sky_wave(dst, c, rng.range(0.0, j.sky) as f32, rng);
+            }
             if let Some((cy, cx, r)) = mask {
                 for y in 0..c {
                     for x in 0..c {
@@ -852,6 +887,7 @@ mod tests {
             margin: 0.0,
             flux: 0.0,
             colour: 0.0,
+            sky: 0.0,
         });
         let mut counts = std::collections::HashMap::new();
         let mut out = vec![0f32; 4];
@@ -864,6 +900,53 @@ mod tests {
         }
         assert_eq!(counts.len(), 8, "{counts:?}");
         assert!(counts.values().all(|&c| (c as f64 - 1000.0).abs() < 130.0), "{counts:?}");
+    }
+
+    #[test]
+    fn the_sky_jitter_adds_one_smooth_wave_in_flux_per_channel_and_view() {
+        // A blank image (v = 0): each view's channel is asinh of the wave
+        // alone, so sinh(view) is the added sky, in units of 3σ_b.
+        let (c, a) = (24, 0.8);
+        let img = Cutout::zeros(3, c, c);
+        let j = ViewJitter { rotations: true, margin: 0.0, sky: a, ..ViewJitter::REFERENCE };
+        let aug = Augment::training(c, NoiseScale::None).with_jitter(j);
+        let mut rng = Rng::new(3);
+        let (mut v1, mut v2) = (vec![0f32; 3 * c * c], vec![0f32; 3 * c * c]);
+        aug.view(&img, &[0.0; 3], &mut rng, &mut v1).unwrap();
+        aug.view(&img, &[0.0; 3], &mut rng, &mut v2).unwrap();
+        let k_max = std::f64::consts::TAU / (2.0 * c as f64);
+        for v in [&v1, &v2] {
+            let s: Vec<f64> = v.iter().map(|v| (*v as f64).sinh()).collect();
+            for ch in s.chunks(c * c) {
+                let amp = ch.iter().fold(0f64, |m, x| m.max(x.abs()));
+                assert!(amp > 1e-3 && amp <= a + 1e-5, "amplitude {amp} within (0, {a}]");
+                // A plane wave of wavelength ≥ 2 views: second differences
+                // along a row are at most amp·k² (float rounding aside).
+                for row in ch.chunks(c) {
+                    for w in row.windows(3) {
+                        assert!((w[0] - 2.0 * w[1] + w[2]).abs() <= amp * k_max * k_max + 1e-5);
+                    }
+                }
+            }
+        }
+        // Each channel and each view its own pattern.
+        assert_ne!(v1[..c * c], v1[c * c..2 * c * c]);
+        assert_ne!(v1, v2);
+        // Added in flux: on a pixel of flux x the view holds asinh(x + S).
+        let bright = Cutout::from_chw(1, c, c, vec![5f32.asinh(); c * c]).unwrap();
+        let one = Augment::training(c, NoiseScale::None).with_jitter(ViewJitter { sky: a, ..ViewJitter::REFERENCE });
+        let (mut w, mut blank) = (vec![0f32; c * c], vec![0f32; c * c]);
+        one.view(&bright, &[0.0], &mut Rng::new(9), &mut w).unwrap();
+        one.view(&Cutout::zeros(1, c, c), &[0.0], &mut Rng::new(9), &mut blank).unwrap();
+        for (v, b) in w.iter().zip(&blank) {
+            let (got, want) = ((*v as f64).sinh(), 5.0 + (*b as f64).sinh());
+            assert!((got - want).abs() < 1e-4 * want.abs().max(1.0), "{got} vs {want}");
+        }
+        // Off, the view is the plain one.
+        let off = Augment::training(c, NoiseScale::None);
+        let mut p = vec![1f32; c * c];
+        off.view(&Cutout::zeros(1, c, c), &[0.0], &mut Rng::new(9), &mut p).unwrap();
+        assert!(p.iter().all(|v| *v == 0.0));
     }
 
     #[test]
@@ -881,6 +964,7 @@ mod tests {
             blur: 0.0,
             neighbours: 0.0,
             zoom: 0.0,
+            sky: 0.0,
         };
         let a = Augment::training(6, NoiseScale::None).with_jitter(j);
         let mut out = vec![0f32; 72];

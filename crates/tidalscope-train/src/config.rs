@@ -775,6 +775,7 @@ mod tests {
                     && !l.starts_with("blur")
                     && !l.starts_with("neighbours")
                     && !l.starts_with("zoom")
+                    && !l.starts_with("sky")
                     && !l.starts_with("lr_schedule")
                     && !l.starts_with("channels")
                     && !l.starts_with("centring")
@@ -786,6 +787,7 @@ mod tests {
         assert_eq!(old.jitter.blur, 0.0, "nor the seeing jitter, which came later");
         assert_eq!(old.jitter.neighbours, 0.0, "nor the neighbour mask, later still");
         assert_eq!(old.jitter.zoom, 0.0);
+        assert_eq!(old.jitter.sky, 0.0, "nor the sky jitter");
         assert_eq!(old.decorrelation, 0.0);
         assert_eq!(old.lr_schedule, LrSchedule::Constant, "nor the schedule: older runs stepped at one rate");
         assert_eq!(old.channels, Channels::Image, "nor the residual channels: older runs saw the bands only");
