@@ -123,8 +123,9 @@ pub fn is_table_name(out: &std::path::Path) -> bool {
 }
 
 /// A side file of the catalogue `out`, named after it as `convert` names
-/// its record: `scores.csv` → `scores.errors.csv`, `scores.run.toml`. Two
-/// outputs written into one folder keep their own errors and records.
+/// its record: `scores.csv` → `scores.errors.csv`, `scores.run.toml`.
+/// Outputs of different stems in one folder keep their own errors and
+/// records (`scores.csv` and `scores.parquet` share theirs).
 pub fn beside(out: &std::path::Path, what: &str) -> std::path::PathBuf {
     out.with_extension(what)
 }

@@ -231,12 +231,12 @@ pub fn read_text_from<R: parquet::file::reader::ChunkReader + 'static>(source: R
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            // `try_with`: a hook that panicked would abort the process.
             if !QUIET.try_with(Cell::get).unwrap_or(false) {
                 previous(info)
             }
         }));
     });
-    // The hook reads the flag with `try_with`: a panicking hook would abort.
     let quiet = QUIET.with(|q| q.replace(true));
     let read = catch_unwind(AssertUnwindSafe(|| decode(source, path)));
     QUIET.with(|q| q.set(quiet));
