@@ -546,12 +546,12 @@ pub fn search(args: SearchArgs) -> anyhow::Result<()> {
             queries.len()
         );
     }
+    // On labelled data, each image's label, so a search can be judged at a
+    // glance: tidal neighbours framed green.
+    let label_col = ids.column("label");
+    let label = |row: usize| label_col.map(|c| ids.rows[row].fields[c].as_str()).filter(|l| !l.is_empty());
     for (q, hits) in queries.iter().zip(&results).take(MOSAIC_QUERIES) {
         let qimg = q.image.as_ref().or_else(|| q.row.and_then(|r| images.get(&src_index(r))));
-        // On labelled data, each image's label, so a search can be judged
-        // at a glance: tidal neighbours framed green.
-        let label =
-            |row: usize| ids.column("label").map(|c| ids.rows[row].fields[c].as_str()).filter(|l| !l.is_empty());
         let query_label = q.row.and_then(label).map(|l| format!("label {l}")).unwrap_or_default();
         tiles.extend(tile(qimg, vec![format!("query {}", q.name), query_label], [240, 140, 40]));
         for (rank, (i, s)) in hits.iter().enumerate() {
