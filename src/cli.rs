@@ -852,6 +852,10 @@ pub struct PretrainOverrides {
     /// images pasted into each (`pretrain --crowd`; default: the preset's).
     #[arg(long, value_name = "N")]
     pub crowd: Option<f64>,
+    /// Sky jitter of the pretraining's views (`pretrain --sky-jitter`;
+    /// default: the preset's).
+    #[arg(long, value_name = "A", allow_negative_numbers = true)]
+    pub sky_jitter: Option<f64>,
 }
 
 impl PretrainOverrides {
@@ -863,6 +867,7 @@ impl PretrainOverrides {
             || self.channels.is_some()
             || self.centring.is_some()
             || self.crowd.is_some()
+            || self.sky_jitter.is_some()
     }
 }
 

@@ -38,7 +38,7 @@ use tidalscope_train::representation;
 fn no_overrides_with(o: &PretrainOverrides, given: &str) -> anyhow::Result<()> {
     ensure!(
         !o.any(),
-        "--local-views, --decorrelation, --pretrain-lr, --channels, --centring and --crowd set the pretraining; {given}"
+        "--local-views, --decorrelation, --pretrain-lr, --channels, --centring, --crowd and --sky-jitter set the pretraining; {given}"
     );
     Ok(())
 }

@@ -78,6 +78,9 @@ pub(crate) fn pretrain_config(
     if let Some(n) = overrides.crowd {
         cfg.crowd = crowd_factor(n)?;
     }
+    if let Some(a) = overrides.sky_jitter {
+        cfg.jitter.sky = sky_jitter_amplitude(a)?;
+    }
     Ok(cfg)
 }
 
@@ -86,6 +89,13 @@ pub(crate) fn pretrain_config(
 pub(crate) fn crowd_factor(n: f64) -> anyhow::Result<f64> {
     tidalscope_data::crowd::check_factor(n).map_err(|e| anyhow::anyhow!("--crowd {e}, got {n}"))?;
     Ok(n)
+}
+
+/// A `--sky-jitter` amplitude, refused unless in [0, 10] (`pretrain` and
+/// the experiments that pretrain).
+pub(crate) fn sky_jitter_amplitude(a: f64) -> anyhow::Result<f64> {
+    ensure!((0.0..=10.0).contains(&a), "--sky-jitter {a}: give an amplitude in units of 3σ_b from 0 to 10");
+    Ok(a)
 }
 
 /// A `--decorrelation` weight, refused unless finite and not negative
@@ -197,8 +207,7 @@ pub fn pretrain(args: PretrainArgs) -> anyhow::Result<()> {
             c.jitter.zoom = z;
         }
         if let Some(a) = args.sky_jitter {
-            ensure!((0.0..=10.0).contains(&a), "--sky-jitter {a}: give an amplitude in units of 3σ_b from 0 to 10");
-            c.jitter.sky = a;
+            c.jitter.sky = sky_jitter_amplitude(a)?;
         }
         // Re-set after --crop, so that a preset's local views follow it.
         c.set_local_views(args.local_views.unwrap_or(c.local_views));
