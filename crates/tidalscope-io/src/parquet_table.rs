@@ -285,14 +285,15 @@ fn decode<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Pat
         }
     }
     // Nanosecond timestamps (pandas' datetime64) come from the crate as
-    // plain integers.
-    let nanos: Vec<bool> = kept
+    // plain integers; it prints every timestamp with a UTC offset, also
+    // local ("naive") ones, which name no zone.
+    let stamps: Vec<Option<Stamp>> = kept
         .iter()
-        .map(|f| {
-            matches!(
-                f.get_basic_info().logical_type_ref(),
-                Some(LogicalType::Timestamp(t)) if matches!(t.unit, parquet::basic::TimeUnit::NANOS)
-            )
+        .map(|f| match f.get_basic_info().logical_type_ref() {
+            Some(LogicalType::Timestamp(t)) => {
+                Some(Stamp { nanos: matches!(t.unit, parquet::basic::TimeUnit::NANOS), local: !t.is_adjusted_to_u_t_c })
+            }
+            _ => None,
         })
         .collect();
     let projection = Type::group_type_builder(schema.name()).with_fields(kept).build().map_err(bad)?;
@@ -301,17 +302,34 @@ fn decode<R: parquet::file::reader::ChunkReader + 'static>(source: R, path: &Pat
         let row = row.map_err(|e| Error::format(path, format!("row {}: reading Parquet: {e}", k + 1)))?;
         out.rows.push(
             row.get_column_iter()
-                .zip(&nanos)
-                .map(|((_, v), &ns)| match v {
-                    parquet::record::Field::Long(t) if ns => {
-                        cell_text(&parquet::record::Field::TimestampMicros(t.div_euclid(1000)))
+                .zip(&stamps)
+                .map(|((_, v), &stamp)| {
+                    let text = match v {
+                        parquet::record::Field::Long(t) if stamp.is_some_and(|s| s.nanos) => {
+                            cell_text(&parquet::record::Field::TimestampMicros(t.div_euclid(1000)))
+                        }
+                        v => cell_text(v),
+                    };
+                    match stamp {
+                        Some(Stamp { local: true, .. }) => {
+                            text.strip_suffix(" +00:00").map(str::to_string).unwrap_or(text)
+                        }
+                        _ => text,
                     }
-                    v => cell_text(v),
                 })
                 .collect(),
         );
     }
     Ok(out)
+}
+
+/// A timestamp column, for what its cells need beyond [`cell_text`].
+#[derive(Clone, Copy)]
+struct Stamp {
+    /// Nanoseconds, which the crate reads as plain integers.
+    nanos: bool,
+    /// Local time (not adjusted to UTC): printed without an offset.
+    local: bool,
 }
 
 /// Whether the crate's record reader turns the primitive column `f` into a
