@@ -310,7 +310,9 @@ pub struct PretrainArgs {
     /// Sky jitter: add to each channel of each view its own smooth sky
     /// pattern (a plane wave of 2–6 view widths) of amplitude U(0, A)·3σ_b
     /// in linear flux, so views cannot be matched by the sky-subtraction
-    /// residuals they share (0 to 10; 0: off, both presets).
+    /// residuals they share (0 to 10; 0: off). Default: 0.5 with `--jitter
+    /// strong` (the quick preset's), off with the reference's views (the
+    /// paper preset's).
     #[arg(long, value_name = "A", allow_negative_numbers = true)]
     pub sky_jitter: Option<f64>,
     /// Multi-crop: N small local views per image besides the two global
@@ -545,14 +547,16 @@ pub enum JitterArg {
     /// Flips and a 13/96 crop margin, as the reference.
     Reference,
     /// Also 90° rotations, a half-crop margin, brightness and colour jitter
-    /// (pretraining adds a core mask: see --core-mask).
+    /// (pretraining adds a core mask and a sky jitter: see --core-mask and
+    /// --sky-jitter).
     Strong,
 }
 
 /// The views `--jitter` gives fine-tuning: pretraining's, without the core
-/// mask (a classifier sees the whole cutout at inference).
+/// mask (a classifier sees the whole cutout at inference) and without the
+/// sky jitter (measured for pretraining only).
 pub fn finetune_jitter(j: JitterArg) -> tidalscope_data::augment::ViewJitter {
-    tidalscope_data::augment::ViewJitter { core_mask: 0.0, neighbours: 0.0, ..j.into() }
+    tidalscope_data::augment::ViewJitter { core_mask: 0.0, neighbours: 0.0, sky: 0.0, ..j.into() }
 }
 
 impl From<JitterArg> for tidalscope_data::augment::ViewJitter {
@@ -853,7 +857,8 @@ pub struct PretrainOverrides {
     #[arg(long, value_name = "N")]
     pub crowd: Option<f64>,
     /// Sky jitter of the pretraining's views (`pretrain --sky-jitter`;
-    /// default: the preset's).
+    /// default: the preset's, quick 0.5; 0 reruns tables made before the
+    /// quick preset took it).
     #[arg(long, value_name = "A", allow_negative_numbers = true)]
     pub sky_jitter: Option<f64>,
 }
@@ -1556,6 +1561,7 @@ mod tests {
         let strong = finetune_jitter(JitterArg::Strong);
         assert_eq!(strong.core_mask, 0.0);
         assert_eq!(strong.neighbours, 0.0);
+        assert_eq!(strong.sky, 0.0, "fine-tuning's views keep pretraining's sky jitter off");
         assert!(strong.rotations && strong.flux > 0.0, "the rest of the strong views stays");
         assert_eq!(finetune_jitter(JitterArg::Reference), tidalscope_data::augment::ViewJitter::REFERENCE);
     }

@@ -39,7 +39,7 @@ fn without_seconds(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly() {
     let d = Dir::new();
     let mut a = TINY_LABELS.to_vec();
-    a.extend(["--out", "one", "--pretrain-lr", "3e-3", "--sky-jitter", "0.5", "--feature-contrast", "-0.5"]);
+    a.extend(["--out", "one", "--pretrain-lr", "3e-3", "--sky-jitter", "0.25", "--feature-contrast", "-0.5"]);
     d.ok(&a);
     let (header, rows) = read_csv(&d.join("one/results.csv"));
     assert_eq!(header[..4], ["method", "labels", "seed", "auc"].map(String::from));
@@ -254,7 +254,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     assert!(config.contains("local_views = 4") && config.contains("local_crop = 12"), "{config}");
     assert!(config.contains("decorrelation = 1.0"), "the quick preset's penalty: {config}");
     assert!(config.lines().any(|l| l == "lr = 0.003"), "--pretrain-lr reaches the pretraining: {config}");
-    assert!(config.lines().any(|l| l == "sky = 0.5"), "--sky-jitter reaches the pretraining: {config}");
+    assert!(config.lines().any(|l| l == "sky = 0.25"), "--sky-jitter reaches the pretraining: {config}");
     let mut bad = TINY_LABELS.to_vec();
     bad.extend(["--out", "bad", "--pretrain-lr", "0"]);
     let err = d.fails(&bad);
