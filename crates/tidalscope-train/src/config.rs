@@ -4,7 +4,7 @@
 //! | preset | what | encoder | input | schedule |
 //! |---|---|---|---|---|
 //! | `paper` | the reference's network and views | width 1 (615,312 params) | 128 px → 96 px crops | 25 epochs, batch 220, queue 10,000 |
-//! | `quick` | CPU minutes | width 0.5 | the bands and their rotational residuals, 4×4-binned 128 px (32 px, 0.67″) → 24 px crops, strong view jitter (core mask, sky jitter), 4 local views of 12 px | 12 epochs, batch 128, Adam 4e-3, queue 2,048, decorrelation 1 |
+//! | `quick` | CPU minutes | width 0.5 | the bands, their rotational and their mirror residuals, 4×4-binned 128 px (32 px, 0.67″) → 24 px crops, strong view jitter (core mask, sky jitter), 4 local views of 12 px | 12 epochs, batch 128, Adam 4e-3, queue 2,048, decorrelation 1 |
 //!
 //! Both start identity blocks trainable ([`EncoderInit`]) and measure σ_b
 //! from the sky ([`SigmaRule::Sky`]); `init = "reference"`, `sigma =
