@@ -280,7 +280,8 @@ pub struct PretrainArgs {
     pub sigma: Option<SigmaArg>,
     /// How training views differ: reference (flips, a few pixels of shift,
     /// noise) or strong (also 90° rotations, a wider crop window, brightness
-    /// and colour jitter). Preset: paper reference, quick strong.
+    /// and colour jitter, a core mask and a sky jitter). Preset: paper
+    /// reference, quick strong.
     #[arg(long, value_enum)]
     pub jitter: Option<JitterArg>,
     /// Lay sky over a disc of radius U(0, F)·crop around each view's target

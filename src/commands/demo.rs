@@ -356,10 +356,11 @@ fn write_report(
     )?;
     writeln!(
         r,
-        "* encoder: preset `{}` (width {}, input: {}, {}×{} binning, {} px views, {} local views of {} px{}), {} epochs × batch {}, Adam {:e}, queue {}, τ = {}: {} steps, final loss {:.3} ({}), {:.0} views/s",
+        "* encoder: preset `{}` (width {}, input: {}, {}×{} binning, {} px views, {} local views of {} px{}{}), {} epochs × batch {}, Adam {:e}, queue {}, τ = {}: {} steps, final loss {:.3} ({}), {:.0} views/s",
         cfg.preset, cfg.width,
         cfg.channels.describe(),
         cfg.bin, cfg.bin, cfg.crop, cfg.local_views, cfg.local_crop,
+        if cfg.jitter.sky > 0.0 { format!(", sky jitter {}", cfg.jitter.sky) } else { String::new() },
         if cfg.crowd > 0.0 { format!(", crowded with the sources of {} other images", cfg.crowd) } else { String::new() },
         cfg.epochs, cfg.batch, cfg.lr, cfg.queue_size, cfg.temperature, pre.steps, pre.final_loss,
         if cfg.decorrelation > 0.0 { format!("NNCLR + {} × decorrelation", cfg.decorrelation) } else { "NNCLR".into() },

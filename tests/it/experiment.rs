@@ -83,6 +83,7 @@ fn label_experiment_writes_results_for_every_method_count_and_seed_reproducibly(
     let run = std::fs::read_to_string(d.join("one/run.toml")).unwrap();
     assert!(run.contains("pretrain_local_views = 4") && run.contains("pretrain_epochs = 1"), "{run}");
     assert!(run.contains("pretrain_decorrelation = 1.0") && run.contains("pretrain_lr = 0.003"), "{run}");
+    assert!(run.contains("pretrain_sky_jitter = 0.25"), "{run}");
     // The mocks were made with the features on brighter host light, and say so.
     assert!(run.contains("feature_contrast = -0.5"), "{run}");
     for set in ["train", "test"] {
@@ -318,6 +319,7 @@ fn demo_reports_the_50_label_probe_over_draws_as_the_experiment_measures_it() {
     let row = report.lines().find(|l| l.contains("mean ± sd over 3 label draws")).expect("the draws' row");
     // The few-label fine-tuning keeps the mean of its path, and says so.
     assert!(report.contains("training labels it keeps the mean of its weights at six points"), "{report}");
+    assert!(report.contains("sky jitter 0.5"), "the encoder line names the preset's sky jitter: {report}");
     let demo_mean: f64 = row.split('|').nth(3).unwrap().split('±').next().unwrap().trim().parse().unwrap();
     assert!(stdout.contains("linear-50, mean of 3 draws"), "{stdout}");
     assert!(std::fs::read_to_string(d.join("demo/run.toml")).unwrap().contains("probe_draws = 3"));
@@ -463,7 +465,8 @@ fn recovery_experiment_bins_completeness_by_truth() {
     // The resolved settings (after the command line, which names the model too).
     let config = &run[run.find("[config]").expect("a [config] table")..];
     assert!(config.contains("\"rec/hsc-ud/classifier\""), "{run}");
-    for key in ["train_objects", "pretrain_epochs", "pretrain_local_views", "pretrain_lr", "finetune_"] {
+    for key in ["train_objects", "pretrain_epochs", "pretrain_local_views", "pretrain_lr", "pretrain_sky", "finetune_"]
+    {
         assert!(!config.contains(key), "{key}: {run}");
     }
     let mut args = vec!["experiment", "recovery", "--out", "rec-lr", "--model", "rec/hsc-ud/classifier"];

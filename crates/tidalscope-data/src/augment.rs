@@ -118,7 +118,8 @@ pub struct ViewJitter {
     /// pattern, in linear flux — one plane wave of wavelength 2 to 6 view
     /// widths, random direction and phase, amplitude U(0, a)·3σ_b —
     /// as sky-subtraction residuals add, so that views cannot be matched
-    /// by the sky pattern they share. 0: off.
+    /// by the sky pattern they share (the masks then lay their 0 over the
+    /// wave). 0: off.
     #[serde(default)]
     pub sky: f64,
 }

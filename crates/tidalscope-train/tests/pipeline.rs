@@ -338,8 +338,9 @@ fn pretraining_from_images_kept_in_memory_gives_the_streamed_run_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let data = simulated(&dir.path().join("data"), 24, 32);
     let dev = burn::prelude::Device::flex();
-    // Strong views with every optional jitter on (seeing, neighbour mask,
-    // zoom), so the replayed images go through every augmentation; a
+    // Strong views (with their sky jitter) and every optional jitter on
+    // (seeing, neighbour mask, zoom), so the replayed images go through
+    // every augmentation; a
     // selection (20 of 24 images).
     let base = tiny();
     let jitter = ViewJitter { blur: 1.0, neighbours: 0.5, zoom: 0.3, ..base.jitter };
