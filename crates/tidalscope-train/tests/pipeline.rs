@@ -310,14 +310,30 @@ fn decorrelation_joins_the_loss_on_both_engines() {
         out
     };
     let (with, without) = (run(&cfg, "with"), run(&PretrainConfig { decorrelation: 0.0, ..tiny() }, "without"));
-    let on_burn =
-        run(&PretrainConfig { kernels: tidalscope_train::config::Kernels::Burn, epochs: 1, ..cfg.clone() }, "burn");
+    // The engines compared without the preset's sky jitter: with it, their
+    // first-step losses agree exactly (the same views) but one Adam step
+    // at 4e-3 grows the rounding to 1.2e-4 of the second step's loss, past
+    // this comparison's tolerance (as the penalty does in
+    // `training_on_the_fast_kernels_follows_the_burn_path`).
+    let calm = ViewJitter { sky: 0.0, ..cfg.jitter };
+    let (fast, on_burn) = (
+        run(&PretrainConfig { epochs: 1, jitter: calm, ..cfg.clone() }, "fast"),
+        run(
+            &PretrainConfig {
+                kernels: tidalscope_train::config::Kernels::Burn,
+                epochs: 1,
+                jitter: calm,
+                ..cfg.clone()
+            },
+            "burn",
+        ),
+    );
     let penalty = (step_losses(&with)[0] - step_losses(&without)[0]) / w;
     assert!(penalty > 1e-3 && penalty <= 1.0, "first-step penalty {penalty}: the term is not in the loss");
     assert_ne!(representation(&with), representation(&without), "the penalty changed nothing");
     let saved: PretrainConfig = toml::from_str(&std::fs::read_to_string(with.join("config.toml")).unwrap()).unwrap();
     assert_eq!(saved.decorrelation, w, "config.toml records the weight");
-    for (f, b) in step_losses(&with).iter().zip(&step_losses(&on_burn)) {
+    for (f, b) in step_losses(&fast).iter().zip(&step_losses(&on_burn)) {
         assert!((f - b).abs() <= 1e-4 * b.abs(), "losses: fast {f} vs burn {b}");
     }
 }
@@ -711,7 +727,11 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
         // channels, of sharper contrast) the rounding grows to ~2e-3 of
         // the representation in three steps; `tests/fast.rs` in
         // tidalscope-model compares one step of the engines on 10 channels.
-        let cfg = PretrainConfig { kernels, epochs: 1, decorrelation: 0.0, channels: Channels::Image, ..tiny() };
+        // Without the sky jitter too, for the same reason (1e-3 of the
+        // representation in three steps with it).
+        let jitter = ViewJitter { sky: 0.0, ..tiny().jitter };
+        let cfg =
+            PretrainConfig { kernels, epochs: 1, decorrelation: 0.0, channels: Channels::Image, jitter, ..tiny() };
         pretrain::pretrain(&cfg, &[data.as_ref()], &out, &dev, false, &Quiet).unwrap();
         let config = std::fs::read_to_string(out.join("config.toml")).unwrap();
         assert!(config.contains(&format!("kernels = \"{}\"", format!("{kernels:?}").to_lowercase())), "{config}");
