@@ -100,15 +100,45 @@ impl Conv {
     /// `x`: `[n, h, w, cin]`, `weight`: `[k, k, cin, cout]`, `y`: `[n, ho, wo, cout]`.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize, weight: &[f32], y: &mut [f32], accumulate: bool) {
+        self.forward_with(Input::Ready(x), n, h, w, weight, y, accumulate, |_, _| ());
+    }
+
+    /// [`forward`](Self::forward), then `then(offset, chunk)` on each chunk
+    /// of `y` (an image or a group of images; `offset` in floats) right
+    /// after the chunk is written, on the thread that wrote it, while the
+    /// chunk is still in cache: what `then` returned for each chunk, in
+    /// order. The chunks depend on the shapes only, never on the thread
+    /// count. (The BatchNorm that follows takes its statistics here
+    /// instead of in a pass of its own over the whole output.)
+    ///
+    /// # Shapes
+    /// As [`forward`](Self::forward).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_with<R: Send>(
+        &self,
+        x: Input<'_>,
+        n: usize,
+        h: usize,
+        w: usize,
+        weight: &[f32],
+        y: &mut [f32],
+        accumulate: bool,
+        then: impl Fn(usize, &[f32]) -> R + Sync,
+    ) -> Vec<R> {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
-        self.check("input", x.len(), n * xs);
+        let len = match &x {
+            Input::Ready(x) => x.len(),
+            Input::Made { from, .. } => from.len(),
+        };
+        self.check("input", len, n * xs);
         self.check("output", y.len(), n * ys);
         self.check("weight", weight.len(), self.weight_len());
         let g = group_size(n, ho * wo);
-        per_chunk(x, xs * g, y, ys * g, |xg, yg, threads| {
-            self.forward_images(xg, xg.len() / xs, h, w, weight, yg, accumulate, threads)
-        });
+        per_chunk(x, xs * g, y, ys * g, |i, xg, yg, threads| {
+            self.forward_images(xg, xg.len() / xs, h, w, weight, yg, accumulate, threads);
+            then(i * ys * g, yg)
+        })
     }
 
     /// [`forward`](Self::forward) for one image `[h, w, cin]` with a given
@@ -178,6 +208,27 @@ impl Conv {
         dx: &mut [f32],
         accumulate: bool,
     ) {
+        self.backward_input_with(dy, n, h, w, weight, dx, accumulate, |_, _| ());
+    }
+
+    /// [`backward_input`](Self::backward_input), then `then(offset, chunk)`
+    /// on each chunk of `dx` right after it is written, as
+    /// [`forward_with`](Self::forward_with) does on `y`.
+    ///
+    /// # Shapes
+    /// As [`backward_input`](Self::backward_input).
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward_input_with<R: Send>(
+        &self,
+        dy: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        weight: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        then: impl Fn(usize, &[f32]) -> R + Sync,
+    ) -> Vec<R> {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
         self.check("output gradient", dy.len(), n * ys);
@@ -188,11 +239,11 @@ impl Conv {
             // whole patch as output, then a scatter back onto the pixels;
             // this is one 8- or 16-output convolution reading `dy` in place.
             let flipped = self.flipped(weight);
-            t.forward(dy, n, h, w, &flipped, dx, accumulate);
-            return;
+            return t.forward_with(Input::Ready(dy), n, h, w, &flipped, dx, accumulate, then);
         }
         let wt = MatRef::new(weight, self.patch_len(), self.cout).t();
-        let group = |dyg: &[f32], dxg: &mut [f32], threads: Threads| {
+        let g = group_size(n, ho * wo);
+        per_chunk(Input::Ready(dy), ys * g, dx, xs * g, |i, dyg, dxg, threads| {
             let m = dyg.len() / ys;
             let dym = MatRef::new(dyg, m * ho * wo, self.cout);
             if self.pointwise() {
@@ -209,9 +260,8 @@ impl Conv {
                     }
                 });
             }
-        };
-        let g = group_size(n, ho * wo);
-        per_chunk(dy, ys * g, dx, xs * g, group);
+            then(i * xs * g, dxg)
+        })
     }
 
     /// The convolution whose forward pass is this one's input gradient,
@@ -386,28 +436,84 @@ pub(crate) fn group_size(n: usize, rows: usize) -> usize {
     ROWS.div_ceil(rows.max(1)).min(n.div_ceil(8)).max(1)
 }
 
-/// Runs `f(input chunk, output chunk, threads)` on consecutive chunks of a
-/// batch (an image or a group of images), `in_len` and `out_len` floats
-/// each (the last may be shorter): chunks in parallel with single-threaded
-/// products, or one chunk with every thread in its product.
-pub(crate) fn per_chunk(
-    input: &[f32],
+/// A convolution's input.
+pub enum Input<'a> {
+    /// A buffer as it is.
+    Ready(&'a [f32]),
+    /// The buffer `into`, made chunk by chunk from `from` (of the same
+    /// length) by `make(from chunk, into chunk)` just before the chunk's
+    /// product reads it, while it is still in cache: the BatchNorm-ReLU
+    /// before a convolution writes its output so, not in a pass of its own
+    /// over the whole batch.
+    Made {
+        /// What the input is made from.
+        from: &'a [f32],
+        /// Where it is made (the convolution's input, left filled).
+        into: &'a mut [f32],
+        /// Makes one chunk.
+        make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+    },
+}
+
+/// Runs `f(chunk index, input chunk, output chunk, threads)` on
+/// consecutive chunks of a batch (an image or a group of images), `in_len`
+/// and `out_len` floats each (the last may be shorter), each input chunk
+/// made first where the input is [`Input::Made`]: chunks in parallel with
+/// single-threaded products, or one chunk with every thread in its
+/// product. Returns what `f` returned for each chunk, in order.
+pub(crate) fn per_chunk<R: Send>(
+    input: Input<'_>,
     in_len: usize,
     output: &mut [f32],
     out_len: usize,
-    f: impl Fn(&[f32], &mut [f32], Threads) + Sync,
-) {
-    let n = input.len().div_ceil(in_len.max(1));
-    if n <= 1 || rayon::current_num_threads() == 1 {
-        for (xi, yi) in input.chunks(in_len.max(1)).zip(output.chunks_mut(out_len.max(1))) {
-            f(xi, yi, if n <= 1 { Threads::All } else { Threads::One });
+    f: impl Fn(usize, &[f32], &mut [f32], Threads) -> R + Sync,
+) -> Vec<R> {
+    let (in_len, out_len) = (in_len.max(1), out_len.max(1));
+    let (from, into, make) = match input {
+        Input::Ready(x) => (x, None, None),
+        Input::Made { from, into, make } => {
+            assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
+            (from, Some(into), Some(make))
         }
+    };
+    let n = from.len().div_ceil(in_len);
+    let mut made: Vec<Option<&mut [f32]>> = match into {
+        Some(into) => into.chunks_mut(in_len).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(n).collect(),
+    };
+    made.truncate(n);
+    let jobs: Vec<Chunk<'_>> = from
+        .chunks(in_len)
+        .zip(made)
+        .zip(output.chunks_mut(out_len))
+        .enumerate()
+        .map(|(index, ((from, made), output))| Chunk { index, from, made, output })
+        .collect();
+    let run = |job: Chunk<'_>, threads| {
+        let x: &[f32] = match (job.made, make) {
+            (Some(x), Some(make)) => {
+                make(job.from, x);
+                x
+            }
+            _ => job.from,
+        };
+        f(job.index, x, job.output, threads)
+    };
+    if n <= 1 || rayon::current_num_threads() == 1 {
+        let threads = if n <= 1 { Threads::All } else { Threads::One };
+        jobs.into_iter().map(|job| run(job, threads)).collect()
     } else {
-        output
-            .par_chunks_mut(out_len.max(1))
-            .zip(input.par_chunks(in_len.max(1)))
-            .for_each(|(yi, xi)| f(xi, yi, Threads::One));
+        jobs.into_par_iter().map(|job| run(job, Threads::One)).collect()
     }
+}
+
+/// One chunk of [`per_chunk`]'s work.
+struct Chunk<'a> {
+    index: usize,
+    from: &'a [f32],
+    /// Where the input is made, if it is.
+    made: Option<&'a mut [f32]>,
+    output: &'a mut [f32],
 }
 
 #[cfg(test)]
@@ -461,6 +567,58 @@ mod tests {
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs())).max(1e-12);
         for (i, (g, w)) in got.iter().zip(want).enumerate() {
             assert!(((*g as f64) - w).abs() <= 1e-4 * scale, "{what}[{i}]: {g} vs {w}");
+        }
+    }
+
+    /// `then` sees every chunk of the output once, in order, at its
+    /// offset and after its last write (accumulation included), on each
+    /// path: a plain product, the patch matrix, the narrow kernels, and the
+    /// input gradient through col2im and through the transposed narrow
+    /// convolution; an input made chunk by chunk gives the same product.
+    #[test]
+    fn chunk_callbacks_see_each_finished_chunk_at_its_offset() {
+        let (h, w) = (6, 5);
+        for c in [
+            Conv { k: 1, stride: 1, cin: 8, cout: 24 },
+            Conv { k: 3, stride: 2, cin: 5, cout: 24 },
+            Conv { k: 3, stride: 1, cin: 8, cout: 8 },
+            Conv { k: 3, stride: 1, cin: 8, cout: 16 },
+        ] {
+            for n in [1usize, 37] {
+                let (ho, wo) = c.out_size(h, w);
+                let x: Vec<f32> = (0..n * h * w * c.cin).map(|i| (i as f32 * 0.37).sin()).collect();
+                let wt: Vec<f32> = (0..c.weight_len()).map(|i| (i as f32 * 0.11).cos()).collect();
+                let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|i| (i as f32 * 0.23).sin()).collect();
+                let record = |at: usize, chunk: &[f32]| (at, chunk.to_vec());
+                let check = |seen: Vec<(usize, Vec<f32>)>, out: &[f32], what: &str| {
+                    let mut next = 0;
+                    for (at, chunk) in &seen {
+                        assert_eq!(*at, next, "{c:?} batch {n} {what}: chunk offset");
+                        assert_eq!(&out[next..next + chunk.len()], &chunk[..], "{c:?} batch {n} {what}: chunk at {at}");
+                        next += chunk.len();
+                    }
+                    assert_eq!(next, out.len(), "{c:?} batch {n} {what}: chunks cover the output");
+                    assert!(n == 1 || seen.len() > 1, "{c:?} batch {n} {what}: one chunk");
+                };
+                let mut y = vec![1f32; dy.len()];
+                let seen = c.forward_with(Input::Ready(&x), n, h, w, &wt, &mut y, true, record);
+                check(seen, &y, "forward");
+                // An input made chunk by chunk is made whole, and read as made.
+                let double = |a: &[f32], b: &mut [f32]| a.iter().zip(b).for_each(|(u, v)| *v = 2.0 * u);
+                let mut made = vec![f32::NAN; x.len()];
+                let mut y2 = vec![1f32; dy.len()];
+                let input = Input::Made { from: &x, into: &mut made, make: &double };
+                let seen = c.forward_with(input, n, h, w, &wt, &mut y2, true, record);
+                check(seen, &y2, "forward, made input");
+                let x2: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
+                assert_eq!(made, x2, "{c:?} batch {n}: the made input");
+                let mut y3 = vec![1f32; dy.len()];
+                c.forward(&x2, n, h, w, &wt, &mut y3, true);
+                assert_eq!(y2, y3, "{c:?} batch {n}: the product of the made input");
+                let mut dx = vec![1f32; x.len()];
+                let seen = c.backward_input_with(&dy, n, h, w, &wt, &mut dx, false, record);
+                check(seen, &dx, "input gradient");
+            }
         }
     }
 

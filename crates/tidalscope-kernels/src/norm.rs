@@ -3,8 +3,19 @@
 //! batch statistics and the backward pass in training, one per-channel
 //! affine map (or nothing: it is folded into a convolution) at inference.
 //!
-//! Sums run in f32 over blocks of 32 rows, then in f64 over fixed chunks
-//! combined in order, so results do not depend on the number of threads.
+//! In the encoder's training pass a BatchNorm between two convolutions
+//! makes no pass of its own for its statistics or its map: the
+//! convolution before it takes each chunk's moments as it writes the chunk
+//! ([`BatchNorm::chunk_moments`]), and the one after it applies the map to
+//! each chunk of its input just before reading it ([`AffineMap`]); in the
+//! backward pass the convolution that writes its output gradient takes
+//! each chunk's gradient sums ([`GradPlan::sums`]), leaving one pass, the
+//! input gradient's. (The stem's, block 0's input and the dense layers'
+//! BatchNorm run their passes over the whole batch.)
+//!
+//! Sums run in f32 over blocks of 32 rows, then in f64 over chunks fixed by
+//! the shapes and combined in order, so results do not depend on the
+//! number of threads.
 
 use crate::simd;
 use rayon::prelude::*;
@@ -35,57 +46,64 @@ fn tiled(p: &[f32], t: usize) -> Vec<f32> {
     p.repeat(t)
 }
 
-/// Per-channel sums of `K` quantities over all rows of `a` (and the
-/// matching rows of `b`), rows of `len` floats (a multiple of the `c`
+/// Per-channel sums of `K` quantities over the rows of one chunk `a` (and
+/// the matching rows of `b`), rows of `len` floats (a multiple of the `c`
 /// channels: sums of position `j` belong to channel `j % c`):
 /// `f(block_a, block_b, sums)` adds a block's contribution into
-/// `sums[k][j]` in f32; blocks are then added in f64, fixed chunks
-/// combined in order, and positions folded onto their channels.
-fn channel_sums<const K: usize>(
+/// `sums[k][j]` in f32; blocks are then added in f64 and positions folded
+/// onto their channels.
+fn chunk_sums<const K: usize>(
     a: &[f32],
     b: &[f32],
     c: usize,
     len: usize,
-    f: impl Fn(&[f32], &[f32], &mut [Vec<f32>; K]) + Sync,
+    f: impl Fn(&[f32], &[f32], &mut [Vec<f32>; K]),
 ) -> [Vec<f64>; K] {
-    let parts: Vec<[Vec<f64>; K]> = a
-        .par_chunks(CHUNK * c)
-        .zip(b.par_chunks(CHUNK * c))
-        .map(|(ac, bc)| {
-            let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; len]);
-            let mut acc: [Vec<f32>; K] = std::array::from_fn(|_| vec![0f32; len]);
-            for (ab, bb) in ac.chunks(BLOCK * c).zip(bc.chunks(BLOCK * c)) {
-                acc.iter_mut().for_each(|v| v.fill(0.0));
-                f(ab, bb, &mut acc);
-                for (t, a) in total.iter_mut().zip(&acc) {
-                    for (t, a) in t.iter_mut().zip(a) {
-                        *t += *a as f64;
-                    }
-                }
-            }
-            total
-        })
-        .collect();
-    std::array::from_fn(|k| {
-        let mut total = vec![0f64; c];
-        for p in &parts {
-            for (j, v) in p[k].iter().enumerate() {
-                total[j % c] += v;
+    let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; len]);
+    let mut acc: [Vec<f32>; K] = std::array::from_fn(|_| vec![0f32; len]);
+    for (ab, bb) in a.chunks(BLOCK * c).zip(b.chunks(BLOCK * c)) {
+        acc.iter_mut().for_each(|v| v.fill(0.0));
+        f(ab, bb, &mut acc);
+        for (t, a) in total.iter_mut().zip(&acc) {
+            for (t, a) in t.iter_mut().zip(a) {
+                *t += *a as f64;
             }
         }
-        total
+    }
+    total.map(|t| {
+        let mut folded = vec![0f64; c];
+        for (j, v) in t.iter().enumerate() {
+            folded[j % c] += v;
+        }
+        folded
     })
 }
 
-/// `y = x·scale + shift` per channel, then ReLU when `relu`.
-pub fn affine(x: &[f32], scale: &[f32], shift: &[f32], relu: bool, y: &mut [f32]) {
-    let c = scale.len();
-    assert_eq!(x.len(), y.len(), "affine: input and output sizes differ");
-    let t = tile_factor(c);
-    let (scale, shift) = (tiled(scale, t), tiled(shift, t));
-    y.par_chunks_mut(CHUNK * c)
-        .zip(x.par_chunks(CHUNK * c))
-        .for_each(|(yc, xc)| simd::affine_rows(yc, xc, &scale, &shift, relu));
+/// Panics unless a forward pass's input and output are whole rows of `c`
+/// channels of the same length.
+fn check_forward(c: usize, x: &[f32], y: &[f32]) {
+    assert!(
+        x.len() == y.len() && x.len().is_multiple_of(c),
+        "BatchNorm of {c} channels: {} inputs, {} outputs",
+        x.len(),
+        y.len()
+    );
+}
+
+/// Panics unless a backward pass's buffers agree with each other and with
+/// `c` channels.
+fn check_backward(c: usize, x: &[f32], dy: &[f32], dx: &[f32], dgamma: &[f32], dbeta: &[f32]) {
+    assert!(
+        x.len() == dy.len()
+            && x.len() == dx.len()
+            && x.len().is_multiple_of(c)
+            && dgamma.len() == c
+            && dbeta.len() == c,
+        "BatchNorm backward of {c} channels: {} inputs, {} output gradients, {} input gradients",
+        x.len(),
+        dy.len(),
+        dx.len()
+    );
 }
 
 /// A BatchNorm layer's parameters and running statistics (burn's and
@@ -184,41 +202,109 @@ impl BatchNorm {
     /// # Panics
     /// If `x` and `y` differ in length or are not whole rows.
     pub fn forward_batch(&self, x: &[f32], relu: bool, y: &mut [f32]) -> (BatchStats, BatchMoments) {
+        check_forward(self.channels(), x, y);
+        self.forward_from_chunks(&self.moments_of(x), x, relu, y)
+    }
+
+    /// The moments of one chunk of this layer's input (whole rows), for
+    /// [`forward_from_chunks`](Self::forward_from_chunks): a convolution
+    /// takes them of each chunk of its output as it writes it
+    /// ([`Conv::forward_with`](crate::conv::Conv::forward_with)), so that
+    /// no pass of its own reads the whole input again.
+    ///
+    /// # Panics
+    /// If `x` is not whole rows.
+    pub fn chunk_moments(&self, x: &[f32]) -> ChunkMoments {
         let c = self.channels();
-        assert!(
-            x.len() == y.len() && x.len().is_multiple_of(c),
-            "BatchNorm of {c} channels: {} inputs, {} outputs",
-            x.len(),
-            y.len()
-        );
-        let rows = (x.len() / c) as f64;
+        assert!(x.len().is_multiple_of(c), "BatchNorm of {c} channels: a chunk of {} floats", x.len());
         // One pass for both moments, about a shift near the mean (that of
-        // the first rows) so that Σ(x − k)² does not lose the variance to
-        // cancellation: var = Σ(x − k)²/n − (Σ(x − k)/n)².
+        // the chunk's first rows) so that Σ(x − k)² does not lose the
+        // variance to cancellation.
         let head = &x[..x.len().min(BLOCK * c)];
-        let [head_sum] = channel_sums(head, head, c, c, |r, _, [acc]| simd::add_rows(acc, r));
-        let head_rows = (head.len() / c) as f64;
+        let [head_sum] = chunk_sums(head, head, c, c, |r, _, [acc]| simd::add_rows(acc, r));
+        let head_rows = (head.len() / c).max(1) as f64;
         let shift: Vec<f32> = head_sum.iter().map(|s| (s / head_rows) as f32).collect();
-        let t = tile_factor(c);
-        let shift_t = tiled(&shift, t);
-        let [s1, s2] = channel_sums(x, x, c, c * t, |r, _, [a1, a2]| simd::add_shifted_moments(a1, a2, r, &shift_t));
-        let d: Vec<f64> = s1.iter().map(|s| s / rows).collect();
-        let mean: Vec<f64> = d.iter().zip(&shift).map(|(d, k)| *k as f64 + d).collect();
+        let shift_t = tiled(&shift, tile_factor(c));
+        let [s1, s2] =
+            chunk_sums(x, x, c, shift_t.len(), |r, _, [a1, a2]| simd::add_shifted_moments(a1, a2, r, &shift_t));
+        ChunkMoments { rows: x.len() / c, shift, s1, s2 }
+    }
+
+    /// [`forward_batch`](Self::forward_batch) from the moments of the
+    /// chunks `x` was cut into, in order ([`chunk_moments`](Self::chunk_moments)).
+    ///
+    /// # Panics
+    /// If `x` and `y` differ in length, are not whole rows, or the chunks
+    /// do not add up to `x`'s rows.
+    pub fn forward_from_chunks(
+        &self,
+        parts: &[ChunkMoments],
+        x: &[f32],
+        relu: bool,
+        y: &mut [f32],
+    ) -> (BatchStats, BatchMoments) {
+        let c = self.channels();
+        check_forward(c, x, y);
+        let total: usize = parts.iter().map(|p| p.rows).sum();
+        assert_eq!(total, x.len() / c, "BatchNorm of {c} channels: chunk moments of {total} rows");
+        let (stats, moments) = self.stats_from_chunks(parts);
+        self.batch_map(&stats, relu).apply_all(x, y);
+        (stats, moments)
+    }
+
+    /// A batch's statistics from the moments of its chunks, in order
+    /// ([`chunk_moments`](Self::chunk_moments)), for
+    /// [`batch_map`](Self::batch_map).
+    pub fn stats_from_chunks(&self, parts: &[ChunkMoments]) -> (BatchStats, BatchMoments) {
+        let c = self.channels();
+        let rows = parts.iter().map(|p| p.rows).sum::<usize>() as f64;
+        // Each chunk's mean and squared deviations about it, combined in
+        // order (Chan, Golub & LeVeque 1979): Σ(x − m)² over a chunk is
+        // s2 − s1²/n about its shift, plus n·(mean − m)² about the batch mean m.
+        let chunk_mean = |p: &ChunkMoments, ch: usize| p.shift[ch] as f64 + p.s1[ch] / p.rows as f64;
+        let parts: Vec<&ChunkMoments> = parts.iter().filter(|p| p.rows > 0).collect();
+        let mean: Vec<f64> =
+            (0..c).map(|ch| parts.iter().map(|p| p.rows as f64 * chunk_mean(p, ch)).sum::<f64>() / rows).collect();
         // Rounding can leave a tiny negative variance; NaN (a non-finite
         // input) stays NaN, as the two-pass sums gave.
-        let var: Vec<f64> =
-            s2.iter().zip(&d).map(|(s, d)| s / rows - d * d).map(|v| if v < 0.0 { 0.0 } else { v }).collect();
+        let var: Vec<f64> = (0..c)
+            .map(|ch| {
+                let m2: f64 = parts
+                    .iter()
+                    .map(|p| {
+                        let n = p.rows as f64;
+                        p.s2[ch] - p.s1[ch] * p.s1[ch] / n + n * (chunk_mean(p, ch) - mean[ch]).powi(2)
+                    })
+                    .sum();
+                m2 / rows
+            })
+            .map(|v| if v < 0.0 { 0.0 } else { v })
+            .collect();
         let stats = BatchStats {
             mean: mean.iter().map(|&m| m as f32).collect(),
             inv_std: var.iter().map(|&v| (1.0 / (v + self.epsilon as f64).sqrt()) as f32).collect(),
         };
-        let (scale, shift) = self.batch_affine(&stats);
-        affine(x, &scale, &shift, relu, y);
         let moments = BatchMoments {
             mean: mean.iter().map(|&v| v as f32).collect(),
             var: var.iter().map(|&v| v as f32).collect(),
         };
         (stats, moments)
+    }
+
+    /// The moments of every chunk of `x` (whole rows), in parallel: for a
+    /// BatchNorm input that no convolution took them of as it wrote it.
+    pub fn moments_of(&self, x: &[f32]) -> Vec<ChunkMoments> {
+        x.par_chunks(CHUNK * self.channels()).map(|xc| self.chunk_moments(xc)).collect()
+    }
+
+    /// The training map for batch statistics `stats` (then ReLU when
+    /// `relu`), to apply chunk by chunk: a convolution applies it to each
+    /// chunk of its input just before reading it
+    /// ([`Input::Made`](crate::conv::Input::Made)).
+    pub fn batch_map(&self, stats: &BatchStats, relu: bool) -> AffineMap {
+        let (scale, shift) = self.batch_affine(stats);
+        let t = tile_factor(self.channels());
+        AffineMap { scale: tiled(&scale, t), shift: tiled(&shift, t), relu }
     }
 
     /// Training backward from `dy = ∂L/∂y`: writes `∂L/∂x` into `dx` (adds
@@ -239,38 +325,163 @@ impl BatchNorm {
         dbeta: &mut [f32],
     ) {
         let c = self.channels();
-        assert!(
-            x.len() == dy.len()
-                && x.len() == dx.len()
-                && x.len().is_multiple_of(c)
-                && dgamma.len() == c
-                && dbeta.len() == c,
-            "BatchNorm backward of {c} channels: {} inputs, {} output gradients, {} input gradients",
-            x.len(),
-            dy.len(),
-            dx.len()
-        );
-        let rows = (x.len() / c) as f64;
+        check_backward(c, x, dy, dx, dgamma, dbeta);
+        let plan = self.grad_plan(stats, relu);
+        let sums: Vec<GradSums> =
+            x.par_chunks(CHUNK * c).zip(dy.par_chunks(CHUNK * c)).map(|(xc, gc)| plan.sums(xc, gc)).collect();
+        plan.backward(&sums, x, dy, dx, accumulate, dgamma, dbeta);
+    }
+
+    /// What the backward pass needs of the forward pass that made `stats`
+    /// (with a ReLU after when `relu`), for [`GradPlan::sums`] on chunks
+    /// and then [`GradPlan::backward`].
+    pub fn grad_plan<'a>(&self, stats: &'a BatchStats, relu: bool) -> GradPlan<'a> {
         // The forward pass's own map, so the ReLU mask matches it bit for bit.
         let (scale, shift) = self.batch_affine(stats);
+        let c = self.channels();
         let t = tile_factor(c);
         let [mean_t, inv_t, scale_t, shift_t] = [&stats.mean, &stats.inv_std, &scale, &shift].map(|p| tiled(p, t));
-        let [sum_g, sum_gd] = channel_sums(x, dy, c, c * t, |xb, gb, [ag, agd]| {
-            simd::bn_grad_sums(ag, agd, xb, gb, &mean_t, &scale_t, &shift_t, relu)
+        GradPlan { c, relu, stats, mean_t, inv_t, scale_t, shift_t }
+    }
+}
+
+/// `y = x·scale + shift` per channel, then ReLU when `relu`, for chunks
+/// of whole rows ([`BatchNorm::batch_map`]).
+#[derive(Clone, Debug)]
+pub struct AffineMap {
+    // Repeated to the passes' row length.
+    scale: Vec<f32>,
+    shift: Vec<f32>,
+    relu: bool,
+}
+
+impl AffineMap {
+    /// `y = map(x)` on one chunk, on the calling thread.
+    ///
+    /// # Panics
+    /// If `x` and `y` differ in length.
+    pub fn apply(&self, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "BatchNorm map: input and output sizes differ");
+        simd::affine_rows(y, x, &self.scale, &self.shift, self.relu);
+    }
+
+    /// `y = map(x)` on a whole batch, in parallel.
+    ///
+    /// # Panics
+    /// If `x` and `y` differ in length.
+    pub fn apply_all(&self, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len(), "BatchNorm map: input and output sizes differ");
+        // Chunks of whole rows of the parameters, so that each starts on channel 0.
+        let len = CHUNK * self.scale.len();
+        y.par_chunks_mut(len).zip(x.par_chunks(len)).for_each(|(yc, xc)| self.apply(xc, yc));
+    }
+}
+
+/// The moments of one chunk of a BatchNorm's input
+/// ([`BatchNorm::chunk_moments`]): sums about the mean of the chunk's first
+/// rows.
+#[derive(Clone, Debug)]
+pub struct ChunkMoments {
+    rows: usize,
+    shift: Vec<f32>,
+    s1: Vec<f64>,
+    s2: Vec<f64>,
+}
+
+/// A BatchNorm(-ReLU) layer's backward pass, set up from its forward
+/// pass's statistics ([`BatchNorm::grad_plan`]): the per-channel sums of
+/// each chunk ([`sums`](Self::sums), which a convolution's input gradient
+/// takes as it writes each chunk of `dy`: [`Conv::backward_input_with`](crate::conv::Conv::backward_input_with)),
+/// then the gradients from them ([`backward`](Self::backward)).
+#[derive(Clone, Debug)]
+pub struct GradPlan<'a> {
+    c: usize,
+    relu: bool,
+    stats: &'a BatchStats,
+    // The statistics and the forward map, repeated to the passes' row length.
+    mean_t: Vec<f32>,
+    inv_t: Vec<f32>,
+    scale_t: Vec<f32>,
+    shift_t: Vec<f32>,
+}
+
+/// One chunk's Σg and Σg·(x − mean) per channel, g being `∂L/∂y` masked
+/// where the ReLU was off ([`GradPlan::sums`]).
+#[derive(Clone, Debug)]
+pub struct GradSums {
+    g: Vec<f64>,
+    gd: Vec<f64>,
+}
+
+impl GradPlan<'_> {
+    /// The sums of one chunk of the layer's input `x` and output gradient
+    /// `dy` (the same whole rows of each).
+    ///
+    /// # Panics
+    /// If `x` and `dy` differ in length or are not whole rows.
+    pub fn sums(&self, x: &[f32], dy: &[f32]) -> GradSums {
+        let c = self.c;
+        assert!(
+            x.len() == dy.len() && x.len().is_multiple_of(c),
+            "BatchNorm backward of {c} channels: a chunk of {} inputs and {} output gradients",
+            x.len(),
+            dy.len()
+        );
+        let [g, gd] = chunk_sums(x, dy, c, self.mean_t.len(), |xb, gb, [ag, agd]| {
+            simd::bn_grad_sums(ag, agd, xb, gb, &self.mean_t, &self.scale_t, &self.shift_t, self.relu)
         });
+        GradSums { g, gd }
+    }
+
+    /// From the sums of the chunks `x` and `dy` were cut into, in order:
+    /// writes `∂L/∂x` into `dx` (adds when `accumulate`), `∂L/∂γ` into
+    /// `dgamma` and `∂L/∂β` into `dbeta`.
+    ///
+    /// # Panics
+    /// If the buffers' lengths disagree.
+    #[allow(clippy::too_many_arguments)]
+    pub fn backward(
+        &self,
+        sums: &[GradSums],
+        x: &[f32],
+        dy: &[f32],
+        dx: &mut [f32],
+        accumulate: bool,
+        dgamma: &mut [f32],
+        dbeta: &mut [f32],
+    ) {
+        let c = self.c;
+        check_backward(c, x, dy, dx, dgamma, dbeta);
+        let rows = (x.len() / c) as f64;
+        let (mut sum_g, mut sum_gd) = (vec![0f64; c], vec![0f64; c]);
+        for s in sums {
+            sum_g.iter_mut().zip(&s.g).for_each(|(t, v)| *t += v);
+            sum_gd.iter_mut().zip(&s.gd).for_each(|(t, v)| *t += v);
+        }
         // Σ g·x̂ = inv_std·Σ g·(x − mean).
-        let sum_gx: Vec<f64> = sum_gd.iter().zip(&stats.inv_std).map(|(s, i)| s * *i as f64).collect();
+        let sum_gx: Vec<f64> = sum_gd.iter().zip(&self.stats.inv_std).map(|(s, i)| s * *i as f64).collect();
         for ch in 0..c {
             dbeta[ch] = sum_g[ch] as f32;
             dgamma[ch] = sum_gx[ch] as f32;
         }
+        let t = self.mean_t.len() / c;
         let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / rows) as f32).collect();
         let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / rows) as f32).collect();
         let (mean_g, mean_gx) = (tiled(&mean_g, t), tiled(&mean_gx, t));
         dx.par_chunks_mut(CHUNK * c).zip(x.par_chunks(CHUNK * c)).zip(dy.par_chunks(CHUNK * c)).for_each(
             |((dc, xc), gc)| {
                 simd::bn_input_grad(
-                    dc, xc, gc, &mean_t, &inv_t, &scale_t, &shift_t, &mean_g, &mean_gx, relu, accumulate,
+                    dc,
+                    xc,
+                    gc,
+                    &self.mean_t,
+                    &self.inv_t,
+                    &self.scale_t,
+                    &self.shift_t,
+                    &mean_g,
+                    &mean_gx,
+                    self.relu,
+                    accumulate,
                 )
             },
         );
@@ -345,6 +556,52 @@ mod tests {
         let mut y = vec![0f32; x.len()];
         let s = layer.forward_train(&x, false, &mut y);
         assert!((layer.running_mean[0] - 0.1 * s.mean[0]).abs() < 1e-6);
+    }
+
+    /// The statistics and gradients from a convolution's chunks (any cut
+    /// into whole rows: uneven, of one row, the first holding atypical
+    /// rows) equal the layer's own passes to rounding.
+    #[test]
+    fn chunked_statistics_and_gradients_match_the_layers_own_passes() {
+        let cases: [(usize, usize, &[usize]); 4] = [
+            (600, 8, &[0, 7, 300, 301, 600]),
+            (333, 5, &[0, 111, 222, 333]),
+            (100, 16, &[0, 100]),
+            (50, 3, &[0, 1, 2, 50]),
+        ];
+        for (rows, c, cuts) in cases {
+            let x: Vec<f32> = (0..rows * c)
+                .map(|i| 50.0 + (i as f32 * 0.37).sin() * 3.0 + if i / c < 3 { 9.0 } else { 0.0 })
+                .collect();
+            let dy: Vec<f32> = (0..rows * c).map(|i| (i as f32 * 0.91).cos()).collect();
+            let layer = bn(c);
+            let chunks = |len: usize| cuts.windows(2).map(move |w| w[0] * len..w[1] * len);
+            let close = |a: &[f32], b: &[f32], tol: f32, what: &str| {
+                for (i, (u, v)) in a.iter().zip(b).enumerate() {
+                    assert!((u - v).abs() <= tol * (1.0 + v.abs()), "{rows}×{c} {what}[{i}]: {u} vs {v}");
+                }
+            };
+            for relu in [false, true] {
+                let mut y0 = vec![0f32; x.len()];
+                let (s0, m0) = layer.forward_batch(&x, relu, &mut y0);
+                let parts: Vec<ChunkMoments> = chunks(c).map(|r| layer.chunk_moments(&x[r])).collect();
+                let mut y1 = vec![0f32; x.len()];
+                let (s1, m1) = layer.forward_from_chunks(&parts, &x, relu, &mut y1);
+                close(&s1.mean, &s0.mean, 1e-6, "mean");
+                close(&s1.inv_std, &s0.inv_std, 1e-5, "inv_std");
+                close(&m1.var, &m0.var, 1e-5, "var");
+                close(&y1, &y0, 1e-4, "y");
+                let (mut dx0, mut dg0, mut db0) = (vec![0f32; x.len()], vec![0f32; c], vec![0f32; c]);
+                layer.backward(&x, &s0, relu, &dy, &mut dx0, false, &mut dg0, &mut db0);
+                let plan = layer.grad_plan(&s0, relu);
+                let sums: Vec<GradSums> = chunks(c).map(|r| plan.sums(&x[r.clone()], &dy[r])).collect();
+                let (mut dx1, mut dg1, mut db1) = (vec![0f32; x.len()], vec![0f32; c], vec![0f32; c]);
+                plan.backward(&sums, &x, &dy, &mut dx1, false, &mut dg1, &mut db1);
+                close(&dx1, &dx0, 1e-5, "dx");
+                close(&dg1, &dg0, 1e-5, "dgamma");
+                close(&db1, &db0, 1e-5, "dbeta");
+            }
+        }
     }
 
     /// The one-pass moments against a two-pass f64 definition, on data

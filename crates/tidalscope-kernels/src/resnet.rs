@@ -9,9 +9,9 @@
 //! converting a burn `Encoder`, never restated here.
 
 use crate::adam::{AdamConfig, Moments};
-use crate::conv::Conv;
+use crate::conv::{Conv, Input};
 use crate::gemm::{matmul, MatRef, Threads};
-use crate::norm::{BatchMoments, BatchNorm, BatchStats};
+use crate::norm::{BatchMoments, BatchNorm, BatchStats, ChunkMoments};
 use crate::simd;
 use crate::winograd::Winograd;
 use rayon::prelude::*;
@@ -354,7 +354,7 @@ impl Inference {
         assert_eq!(x.len(), n * self.bands * h * w, "input of {} floats is not {n}×{}×{h}×{w}", x.len(), self.bands);
         let dim = self.dim(layer);
         let mut out = vec![0f32; n * dim];
-        crate::conv::per_chunk(x, self.bands * h * w, &mut out, dim, |xi, oi, threads| {
+        crate::conv::per_chunk(Input::Ready(x), self.bands * h * w, &mut out, dim, |_, xi, oi, threads| {
             let mut ws = WORKSPACE.with(|s| std::mem::take(&mut *s.borrow_mut()));
             self.image(xi, h, w, layer, oi, &mut ws, threads);
             WORKSPACE.with(|s| *s.borrow_mut() = ws);
@@ -574,9 +574,19 @@ impl ResNet {
     fn forward_tape_here(&self, x: &[f32], n: usize, h: usize, w: usize, tape: &mut Tape) -> Vec<f32> {
         self.check_input(x, n, h, w);
         tape.moments.clear();
-        // Each BatchNorm layer in `batch_norms` order: normalises, keeps the moments.
+        // The dense layers' BatchNorm: normalises, keeps the moments.
         let bn = |layer: &BatchNorm, x: &[f32], relu: bool, y: &mut [f32], moments: &mut Vec<BatchMoments>| {
             let (stats, m) = layer.forward_batch(x, relu, y);
+            moments.push(m);
+            stats
+        };
+        // The convolutions' BatchNorm layers, in `batch_norms` order too:
+        // each takes its statistics from the moments the convolution before
+        // it took of each chunk of its output as it wrote it, and its map is
+        // applied by the convolution after it to each chunk of its input
+        // just before reading it ([`Input::Made`]).
+        let stats = |layer: &BatchNorm, parts: &[ChunkMoments], moments: &mut Vec<BatchMoments>| {
+            let (stats, m) = layer.stats_from_chunks(parts);
             moments.push(m);
             stats
         };
@@ -584,35 +594,49 @@ impl ResNet {
         nchw_to_nhwc(x, n, self.bands(), h, w, &mut tape.input);
         let c = &self.stem.conv;
         resized(&mut tape.stem_out, n * h * w * c.cout);
-        c.forward(&tape.input, n, h, w, &self.stem.weight, &mut tape.stem_out, false);
+        let stem_in = Input::Ready(&tape.input);
+        let parts = c.forward_with(stem_in, n, h, w, &self.stem.weight, &mut tape.stem_out, false, |_, y| {
+            self.stem_bn.chunk_moments(y)
+        });
         tape.blocks.resize_with(self.blocks.len(), BlockTape::default);
         let mut act = std::mem::take(&mut tape.blocks[0].x);
         resized(&mut act, tape.stem_out.len());
-        tape.stem_stats = bn(&self.stem_bn, &tape.stem_out, true, &mut act, &mut tape.moments);
+        tape.stem_stats = stats(&self.stem_bn, &parts, &mut tape.moments);
+        self.stem_bn.batch_map(&tape.stem_stats, true).apply_all(&tape.stem_out, &mut act);
         let (mut h, mut w) = (h, w);
+        // Block 0's input is the stem's activation, not a convolution's output.
+        let mut parts = self.blocks.first().map(|b| b.bn_in.moments_of(&act)).unwrap_or_default();
         for (i, b) in self.blocks.iter().enumerate() {
             let bt = &mut tape.blocks[i];
             bt.x = act;
             (bt.h, bt.w) = (h, w);
             resized(&mut bt.t, bt.x.len());
-            bt.s_in = bn(&b.bn_in, &bt.x, true, &mut bt.t, &mut tape.moments);
+            bt.s_in = stats(&b.bn_in, &parts, &mut tape.moments);
+            let map = b.bn_in.batch_map(&bt.s_in, true);
+            let t = Input::Made { from: &bt.x, into: &mut bt.t, make: &|x, y| map.apply(x, y) };
             let ca = &b.conv_a.conv;
             resized(&mut bt.a, n * h * w * ca.cout);
-            ca.forward(&bt.t, n, h, w, &b.conv_a.weight, &mut bt.a, false);
+            let parts_a =
+                ca.forward_with(t, n, h, w, &b.conv_a.weight, &mut bt.a, false, |_, y| b.bn_a.chunk_moments(y));
             resized(&mut bt.ta, bt.a.len());
-            bt.s_a = bn(&b.bn_a, &bt.a, true, &mut bt.ta, &mut tape.moments);
+            bt.s_a = stats(&b.bn_a, &parts_a, &mut tape.moments);
+            let map = b.bn_a.batch_map(&bt.s_a, true);
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
+            let moments_b = |_, y: &[f32]| b.bn_b.chunk_moments(y);
             // `tape.winograd(cb)`, spelled out: `bt` borrows the tape.
-            if tape.with_winograd && Winograd::pays(cb) {
+            let parts_b = if tape.with_winograd && Winograd::pays(cb) {
+                map.apply_all(&bt.a, &mut bt.ta);
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
-                wg.forward(&bt.ta, n, h, w, &mut bt.b, false);
+                wg.forward_with(&bt.ta, n, h, w, &mut bt.b, false, moments_b)
             } else {
-                cb.forward(&bt.ta, n, h, w, &b.conv_b.weight, &mut bt.b, false);
-            }
+                let ta = Input::Made { from: &bt.a, into: &mut bt.ta, make: &|x, y| map.apply(x, y) };
+                cb.forward_with(ta, n, h, w, &b.conv_b.weight, &mut bt.b, false, moments_b)
+            };
             resized(&mut bt.tb, bt.b.len());
-            bt.s_b = bn(&b.bn_b, &bt.b, true, &mut bt.tb, &mut tape.moments);
+            bt.s_b = stats(&b.bn_b, &parts_b, &mut tape.moments);
+            let map = b.bn_b.batch_map(&bt.s_b, true);
             let cc = &b.conv_c.conv;
             let next = match tape.blocks.get_mut(i + 1) {
                 Some(nt) => &mut nt.x,
@@ -625,7 +649,14 @@ impl ResNet {
                 Some(s) => s.conv.forward(&bt.x, n, h, w, &s.weight, &mut out, false),
                 None => out.copy_from_slice(&bt.x),
             }
-            cc.forward(&bt.tb, n, ho, wo, &b.conv_c.weight, &mut out, true);
+            // The block's output is the next block's BatchNorm input: its
+            // moments are taken here, after the last write.
+            let next_bn = self.blocks.get(i + 1).map(|nb| &nb.bn_in);
+            let tb = Input::Made { from: &bt.b, into: &mut bt.tb, make: &|x, y| map.apply(x, y) };
+            let parts_next = cc.forward_with(tb, n, ho, wo, &b.conv_c.weight, &mut out, true, |_, y| {
+                next_bn.map(|bn| bn.chunk_moments(y))
+            });
+            parts = parts_next.into_iter().flatten().collect();
             act = out;
             (h, w) = (ho, wo);
         }
@@ -699,12 +730,18 @@ impl ResNet {
             let (h, w) = (bt.h, bt.w);
             let (ho, wo) = b.conv_b.conv.out_size(h, w);
             let dyb = &dy[..dy_len];
+            // Each BatchNorm's sums are taken from each chunk of its output
+            // gradient as the convolution after it writes the chunk.
+            let (plan_b, plan_a, plan_in) =
+                (b.bn_b.grad_plan(&bt.s_b, true), b.bn_a.grad_plan(&bt.s_a, true), b.bn_in.grad_plan(&bt.s_in, true));
             // conv_c, then bn_b.
             b.conv_c.conv.backward_weight(&bt.tb, n, ho, wo, dyb, &mut gb.conv_c.weight);
             let g0 = scratch(&mut t.g0, bt.tb.len());
-            b.conv_c.conv.backward_input(dyb, n, ho, wo, &b.conv_c.weight, g0, false);
+            let sums = b.conv_c.conv.backward_input_with(dyb, n, ho, wo, &b.conv_c.weight, g0, false, |at, g| {
+                plan_b.sums(&bt.b[at..at + g.len()], g)
+            });
             let g1 = scratch(&mut t.g1, bt.b.len());
-            b.bn_b.backward(&bt.b, &bt.s_b, true, g0, g1, false, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
+            plan_b.backward(&sums, &bt.b, g0, g1, false, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
             // conv_b (strided), then bn_a.
             if winograd {
                 Winograd::weight_gradient(cb, &bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
@@ -712,18 +749,21 @@ impl ResNet {
                 cb.backward_weight(&bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
             }
             let g0 = scratch(&mut t.g0, bt.ta.len());
-            match &bt.winograd_back {
-                Some(wg) if winograd => wg.forward(g1, n, h, w, g0, false),
-                _ => cb.backward_input(g1, n, h, w, &b.conv_b.weight, g0, false),
-            }
+            let sums_a = |at: usize, g: &[f32]| plan_a.sums(&bt.a[at..at + g.len()], g);
+            let sums = match &bt.winograd_back {
+                Some(wg) if winograd => wg.forward_with(g1, n, h, w, g0, false, sums_a),
+                _ => cb.backward_input_with(g1, n, h, w, &b.conv_b.weight, g0, false, sums_a),
+            };
             let g1 = scratch(&mut t.g1, bt.a.len());
-            b.bn_a.backward(&bt.a, &bt.s_a, true, g0, g1, false, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
+            plan_a.backward(&sums, &bt.a, g0, g1, false, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
             // conv_a, then bn_in into dx.
             b.conv_a.conv.backward_weight(&bt.t, n, h, w, g1, &mut gb.conv_a.weight);
             let g0 = scratch(&mut t.g0, bt.t.len());
-            b.conv_a.conv.backward_input(g1, n, h, w, &b.conv_a.weight, g0, false);
+            let sums = b.conv_a.conv.backward_input_with(g1, n, h, w, &b.conv_a.weight, g0, false, |at, g| {
+                plan_in.sums(&bt.x[at..at + g.len()], g)
+            });
             let dxb = scratch(&mut dx, bt.x.len());
-            b.bn_in.backward(&bt.x, &bt.s_in, true, g0, dxb, false, &mut gb.bn_in.gamma, &mut gb.bn_in.beta);
+            plan_in.backward(&sums, &bt.x, g0, dxb, false, &mut gb.bn_in.gamma, &mut gb.bn_in.beta);
             // The shortcut.
             match (&b.shortcut, &mut gb.shortcut) {
                 (Some(s), Some(gs)) => {

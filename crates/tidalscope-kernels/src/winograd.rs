@@ -20,7 +20,7 @@
 //! `9·cin`, so on few channels the saving in multiply-adds is eaten by the
 //! products' overheads: [`Winograd::pays`] says where it is used.
 
-use crate::conv::{group_size, per_chunk, with_scratch, Conv};
+use crate::conv::{group_size, per_chunk, with_scratch, Conv, Input};
 use crate::gemm::{matmul, MatRef, Threads};
 use crate::simd;
 use rayon::prelude::*;
@@ -125,13 +125,33 @@ impl Winograd {
     /// If the lengths disagree with the shapes.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], accumulate: bool) {
+        self.forward_with(x, n, h, w, y, accumulate, |_, _| ());
+    }
+
+    /// [`forward`](Self::forward), then `then(offset, chunk)` on each chunk
+    /// of `y` right after it is written, as [`Conv::forward_with`] does.
+    ///
+    /// # Panics
+    /// If the lengths disagree with the shapes.
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_with<R: Send>(
+        &self,
+        x: &[f32],
+        n: usize,
+        h: usize,
+        w: usize,
+        y: &mut [f32],
+        accumulate: bool,
+        then: impl Fn(usize, &[f32]) -> R + Sync,
+    ) -> Vec<R> {
         let (xs, ys) = (h * w * self.conv.cin, h * w * self.conv.cout);
         assert_eq!(x.len(), n * xs, "input of {n} {h}×{w} images for {:?}", self.conv);
         assert_eq!(y.len(), n * ys, "output of {n} {h}×{w} images for {:?}", self.conv);
         let g = group_size(n, h.div_ceil(2) * w.div_ceil(2));
-        per_chunk(x, xs * g, y, ys * g, |xg, yg, threads| {
-            self.forward_images(xg, xg.len() / xs, h, w, yg, accumulate, threads)
-        });
+        per_chunk(Input::Ready(x), xs * g, y, ys * g, |i, xg, yg, threads| {
+            self.forward_images(xg, xg.len() / xs, h, w, yg, accumulate, threads);
+            then(i * ys * g, yg)
+        })
     }
 
     /// [`forward`](Self::forward) for one image with a given thread budget.

@@ -769,9 +769,13 @@ fn training_on_the_fast_kernels_follows_the_burn_path() {
     for (i, (a, b)) in fast.1.iter().zip(&burn.1).enumerate() {
         assert!((a - b).abs() as f64 <= 1e-3 * scale, "representation[{i}]: fast {a} vs burn {b}");
     }
+    // Fine-tuning's losses after three epochs of Adam steps: 3e-4. Its
+    // BatchNorm statistics sum in another order than burn's (the
+    // convolutions take them chunk by chunk), and three epochs grew that
+    // rounding to 1.2e-4 of the third epoch's training loss.
     for (a, b) in fast.2.iter().zip(&burn.2).chain(fast.3.iter().zip(&burn.3)) {
         assert!(
-            close(*a as f64, *b as f64, 1e-4),
+            close(*a as f64, *b as f64, 3e-4),
             "fine-tuning losses: fast {:?} {:?} vs burn {:?} {:?}",
             fast.2,
             fast.3,
