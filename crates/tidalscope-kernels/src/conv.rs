@@ -127,11 +127,7 @@ impl Conv {
     ) -> Vec<R> {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
-        let len = match &x {
-            Input::Ready(x) => x.len(),
-            Input::Made { from, .. } => from.len(),
-        };
-        self.check("input", len, n * xs);
+        self.check("input", x.len(), n * xs);
         self.check("output", y.len(), n * ys);
         self.check("weight", weight.len(), self.weight_len());
         let g = group_size(n, ho * wo);
@@ -455,6 +451,21 @@ pub enum Input<'a> {
     },
 }
 
+impl Input<'_> {
+    /// Floats in the input (made or not).
+    pub fn len(&self) -> usize {
+        match self {
+            Input::Ready(x) => x.len(),
+            Input::Made { from, .. } => from.len(),
+        }
+    }
+
+    /// Whether the input has no floats.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// Runs `f(chunk index, input chunk, output chunk, threads)` on
 /// consecutive chunks of a batch (an image or a group of images), `in_len`
 /// and `out_len` floats each (the last may be shorter), each input chunk
@@ -477,11 +488,10 @@ pub(crate) fn per_chunk<R: Send>(
         }
     };
     let n = from.len().div_ceil(in_len);
-    let mut made: Vec<Option<&mut [f32]>> = match into {
+    let made: Vec<Option<&mut [f32]>> = match into {
         Some(into) => into.chunks_mut(in_len).map(Some).collect(),
         None => std::iter::repeat_with(|| None).take(n).collect(),
     };
-    made.truncate(n);
     let jobs: Vec<Chunk<'_>> = from
         .chunks(in_len)
         .zip(made)

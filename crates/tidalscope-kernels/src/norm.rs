@@ -57,25 +57,34 @@ fn chunk_sums<const K: usize>(
     b: &[f32],
     c: usize,
     len: usize,
-    f: impl Fn(&[f32], &[f32], &mut [Vec<f32>; K]),
+    f: impl Fn(&[f32], &[f32], &mut [&mut [f32]; K]),
 ) -> [Vec<f64>; K] {
-    let mut total: [Vec<f64>; K] = std::array::from_fn(|_| vec![0f64; len]);
-    let mut acc: [Vec<f32>; K] = std::array::from_fn(|_| vec![0f32; len]);
-    for (ab, bb) in a.chunks(BLOCK * c).zip(b.chunks(BLOCK * c)) {
-        acc.iter_mut().for_each(|v| v.fill(0.0));
-        f(ab, bb, &mut acc);
-        for (t, a) in total.iter_mut().zip(&acc) {
-            for (t, a) in t.iter_mut().zip(a) {
+    thread_local! {
+        // The block sums and the chunk's totals, reused from chunk to chunk:
+        // the training pass takes sums of hundreds of chunks per step.
+        static SCRATCH: std::cell::RefCell<(Vec<f32>, Vec<f64>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+    }
+    SCRATCH.with_borrow_mut(|(acc, total)| {
+        acc.resize(K * len, 0.0);
+        total.clear();
+        total.resize(K * len, 0.0);
+        for (ab, bb) in a.chunks(BLOCK * c).zip(b.chunks(BLOCK * c)) {
+            acc.fill(0.0);
+            let mut parts = acc.chunks_mut(len);
+            let mut sums: [&mut [f32]; K] = std::array::from_fn(|_| parts.next().expect("K parts of the scratch"));
+            f(ab, bb, &mut sums);
+            for (t, a) in total.iter_mut().zip(acc.iter()) {
                 *t += *a as f64;
             }
         }
-    }
-    total.map(|t| {
-        let mut folded = vec![0f64; c];
-        for (j, v) in t.iter().enumerate() {
-            folded[j % c] += v;
-        }
-        folded
+        let mut folded = total.chunks(len.max(1));
+        std::array::from_fn(|_| {
+            let mut out = vec![0f64; c];
+            for (j, v) in folded.next().unwrap_or(&[]).iter().enumerate() {
+                out[j % c] += v;
+            }
+            out
+        })
     })
 }
 
@@ -324,8 +333,8 @@ impl BatchNorm {
         dgamma: &mut [f32],
         dbeta: &mut [f32],
     ) {
+        // `plan.backward` checks the buffers' lengths.
         let c = self.channels();
-        check_backward(c, x, dy, dx, dgamma, dbeta);
         let plan = self.grad_plan(stats, relu);
         let sums: Vec<GradSums> =
             x.par_chunks(CHUNK * c).zip(dy.par_chunks(CHUNK * c)).map(|(xc, gc)| plan.sums(xc, gc)).collect();
