@@ -3,7 +3,8 @@
 //! NHWC buffers (channels last, so a convolution is one cache-blocked GEMM
 //! per image and a 1×1 convolution needs no copy at all), with BatchNorm
 //! folded into the convolutions at inference, the wider 3×3 stride-1
-//! convolutions in the Winograd domain at inference ([`winograd`]), fused BatchNorm-ReLU
+//! convolutions in the Winograd domain at inference and on large maps in
+//! training ([`winograd`]), fused BatchNorm-ReLU
 //! passes in training, hand-written backward passes and buffers reused
 //! between steps.
 //!

@@ -440,9 +440,9 @@ struct BlockTape {
     b: Vec<f32>,
     tb: Vec<f32>,
     s_b: BatchStats,
-    /// conv_b and its input gradient in the Winograd domain, on a tape
-    /// [`Tape::with_winograd`] where that pays (its weight gradient then is
-    /// too): this step's weights,
+    /// conv_b and its input gradient in the Winograd domain, where the
+    /// tape's [`TrainingWinograd`] runs it there (its weight gradient then
+    /// is too): this step's weights,
     /// transformed in the forward pass and in the backward pass (buffers
     /// reused between steps).
     winograd: Option<Winograd>,
@@ -486,21 +486,45 @@ pub struct Tape {
     g1: Vec<f32>,
     g2: Vec<f32>,
     g3: Vec<f32>,
-    /// Whether the wide 3×3 stride-1 convolutions run in the Winograd domain.
-    with_winograd: bool,
+    /// Which 3×3 stride-1 convolutions run in the Winograd domain.
+    winograd: TrainingWinograd,
 }
 
 impl Tape {
-    /// A tape whose passes run the 3×3 stride-1 convolutions on 32
-    /// channels or more in the Winograd domain (a default tape computes
-    /// every convolution as a direct product; see [`Trainer::with_winograd`]).
-    pub fn with_winograd() -> Self {
-        Self { with_winograd: true, ..Self::default() }
+    /// A tape whose passes run the convolutions `winograd` says in the
+    /// Winograd domain (a default tape: [`TrainingWinograd::Large`]).
+    pub fn new(winograd: TrainingWinograd) -> Self {
+        Self { winograd, ..Self::default() }
     }
+}
 
-    /// Whether conv_b of a block runs in the Winograd domain on this tape.
-    fn winograd(&self, conv: &Conv) -> bool {
-        self.with_winograd && Winograd::pays(conv)
+/// Which 3×3 stride-1 convolutions a training pass runs in the Winograd
+/// domain, in all three passes (forward, input and weight gradients); the
+/// others are direct products.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum TrainingWinograd {
+    /// None.
+    Off,
+    /// Those on 32 channels or more whose maps are large enough for a
+    /// training step to gain ([`Winograd::pays_in_training`]): what
+    /// `pretrain` and `finetune` run — at the paper size the identity
+    /// blocks of the second and third stages, at the quick preset's none.
+    #[default]
+    Large,
+    /// Every one on 32 channels or more ([`Winograd::pays`]), whatever its
+    /// map: for the tests, which hold it to the direct products on small
+    /// images.
+    Wide,
+}
+
+impl TrainingWinograd {
+    /// Whether `conv` on an `h × w` input runs in the Winograd domain.
+    pub fn runs(self, conv: &Conv, h: usize, w: usize) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Large => Winograd::pays_in_training(conv, h, w),
+            Self::Wide => Winograd::pays(conv),
+        }
     }
 }
 
@@ -625,13 +649,11 @@ impl ResNet {
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
             let moments_b = |_, y: &[f32]| b.bn_b.chunk_moments(y);
-            // `tape.winograd(cb)`, spelled out: `bt` borrows the tape.
-            let parts_b = if tape.with_winograd && Winograd::pays(cb) {
-                map.apply_all(&bt.a, &mut bt.ta);
+            let ta = Input::Made { from: &bt.a, into: &mut bt.ta, make: &|x, y| map.apply(x, y) };
+            let parts_b = if tape.winograd.runs(cb, h, w) {
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
-                wg.forward_with(&bt.ta, n, h, w, &mut bt.b, false, moments_b)
+                wg.forward_with(ta, n, h, w, &mut bt.b, false, moments_b)
             } else {
-                let ta = Input::Made { from: &bt.a, into: &mut bt.ta, make: &|x, y| map.apply(x, y) };
                 cb.forward_with(ta, n, h, w, &b.conv_b.weight, &mut bt.b, false, moments_b)
             };
             resized(&mut bt.tb, bt.b.len());
@@ -720,7 +742,7 @@ impl ResNet {
         let mut dx = std::mem::take(&mut t.g3);
         for (i, b) in self.blocks.iter().enumerate().rev() {
             let cb = &b.conv_b.conv;
-            let winograd = t.winograd(cb);
+            let winograd = t.winograd.runs(cb, t.blocks[i].h, t.blocks[i].w);
             if winograd {
                 let w = &b.conv_b.weight;
                 load_winograd(&mut t.blocks[i].winograd_back, w, || Winograd::for_input_gradient(cb, w));
@@ -751,7 +773,7 @@ impl ResNet {
             let g0 = scratch(&mut t.g0, bt.ta.len());
             let sums_a = |at: usize, g: &[f32]| plan_a.sums(&bt.a[at..at + g.len()], g);
             let sums = match &bt.winograd_back {
-                Some(wg) if winograd => wg.forward_with(g1, n, h, w, g0, false, sums_a),
+                Some(wg) if winograd => wg.forward_with(Input::Ready(g1), n, h, w, g0, false, sums_a),
                 _ => cb.backward_input_with(g1, n, h, w, &b.conv_b.weight, g0, false, sums_a),
             };
             let g1 = scratch(&mut t.g1, bt.a.len());
@@ -835,8 +857,8 @@ pub struct Trainer {
     view_grads: Vec<ResNet>,
     /// Whether `grads` holds a backward pass not yet stepped on.
     fresh_grads: bool,
-    /// The wide 3×3 convolutions in the Winograd domain ([`Tape::with_winograd`]).
-    with_winograd: bool,
+    /// Which 3×3 convolutions run in the Winograd domain.
+    winograd: TrainingWinograd,
     /// Whether several views' passes run side by side ([`forward_views`](Self::forward_views)).
     side_by_side: bool,
     /// The pools that run them, made on first use.
@@ -901,20 +923,19 @@ impl Trainer {
             side_by_side: true,
             lanes: None,
             fresh_grads: false,
-            with_winograd: false,
+            winograd: TrainingWinograd::default(),
         }
     }
 
-    /// [`new`](Self::new) with the 3×3 stride-1 convolutions on 32 channels
-    /// or more in the Winograd domain in all three passes. Not what
-    /// `pretrain` and `finetune` use: its float rounding differs more from
-    /// the direct products', and over a few fine-tuning epochs Adam (whose
-    /// step for a near-zero gradient follows its sign) turns that into
-    /// losses 1e-3 apart from burn's, for a training gain of 0–13% at the
-    /// paper size and none at the quick preset's; kept so that `bench
-    /// encoder` measures it and the tests hold it to the plain path.
-    pub fn with_winograd(net: ResNet, adam: AdamConfig) -> Self {
-        Self { with_winograd: true, ..Self::new(net, adam) }
+    /// Which 3×3 stride-1 convolutions the passes run in the Winograd
+    /// domain (default [`TrainingWinograd::Large`], as `pretrain` and
+    /// `finetune` run; `bench encoder` times it against
+    /// [`TrainingWinograd::Off`]). Results agree to float rounding, which
+    /// training's chaos grows over many steps as any change of rounding
+    /// does.
+    pub fn set_winograd(&mut self, which: TrainingWinograd) {
+        self.winograd = which;
+        self.tapes.iter_mut().for_each(|t| t.winograd = which);
     }
 
     /// Whether [`forward_views`](Self::forward_views) and
@@ -974,8 +995,8 @@ impl Trainer {
     /// At least `views` tapes.
     fn tapes_for(&mut self, views: usize) {
         if self.tapes.len() < views {
-            let winograd = self.with_winograd;
-            self.tapes.resize_with(views, || if winograd { Tape::with_winograd() } else { Tape::default() });
+            let winograd = self.winograd;
+            self.tapes.resize_with(views, || Tape::new(winograd));
         }
     }
 

@@ -1,9 +1,9 @@
 //! Winograd's minimal filtering F(2×2, 3×3) (Lavin & Gray 2016) for the 3×3
 //! stride-1 "same" convolutions: a third of the encoder's multiply-adds at
 //! the paper's size, a quarter in the layers wide enough for it to pay
-//! ([`Winograd::pays`]). Inference uses it; training can, in all three
-//! passes ([`crate::resnet::Trainer::with_winograd`]), but does not by
-//! default (see there why).
+//! ([`Winograd::pays`]). Inference uses it; training uses it in all three
+//! passes on the maps large enough for a whole training step to gain
+//! ([`Winograd::pays_in_training`], [`crate::resnet::TrainingWinograd`]).
 //!
 //! Each 2×2 block of outputs comes from a 4×4 input tile: with the tile
 //! transformed to V = Bᵀ·d·B and each filter to U = G·g·Gᵀ (both 4×4), the
@@ -42,6 +42,10 @@ pub struct Winograd {
     u: Vec<f32>,
 }
 
+/// The shortest side of the maps on which training runs the wide 3×3
+/// convolutions in the Winograd domain ([`Winograd::pays_in_training`]).
+pub const TRAINING_MIN_SIDE: usize = 24;
+
 impl Winograd {
     /// Whether `conv` has the shape this computes: 3×3, stride 1.
     pub fn applies(conv: &Conv) -> bool {
@@ -52,6 +56,18 @@ impl Winograd {
     /// with `bench encoder`: below 32 channels the products are too thin).
     pub fn pays(conv: &Conv) -> bool {
         Self::applies(conv) && conv.cin.min(conv.cout) >= 32
+    }
+
+    /// Whether a training pass runs `conv` on an `h × w` input in the
+    /// Winograd domain by default: where it [`pays`](Self::pays) and the
+    /// map is at least [`TRAINING_MIN_SIDE`] pixels on a side. Whole
+    /// training steps measured +0–13% with it at the paper size (its
+    /// 48×48 and 24×24 maps) and nothing at the quick preset's 12×12 and
+    /// 6×6, where the transforms' passes over small maps cost what the
+    /// products save — so the quick preset trains on the direct products,
+    /// bit for bit as before.
+    pub fn pays_in_training(conv: &Conv, h: usize, w: usize) -> bool {
+        Self::pays(conv) && h.min(w) >= TRAINING_MIN_SIDE
     }
 
     /// `conv` with the HWIO weights `[3, 3, cin, cout]`.
@@ -125,18 +141,19 @@ impl Winograd {
     /// If the lengths disagree with the shapes.
     #[allow(clippy::too_many_arguments)]
     pub fn forward(&self, x: &[f32], n: usize, h: usize, w: usize, y: &mut [f32], accumulate: bool) {
-        self.forward_with(x, n, h, w, y, accumulate, |_, _| ());
+        self.forward_with(Input::Ready(x), n, h, w, y, accumulate, |_, _| ());
     }
 
     /// [`forward`](Self::forward), then `then(offset, chunk)` on each chunk
-    /// of `y` right after it is written, as [`Conv::forward_with`] does.
+    /// of `y` right after it is written, as [`Conv::forward_with`] does
+    /// (whose input may likewise be made chunk by chunk: [`Input::Made`]).
     ///
     /// # Panics
     /// If the lengths disagree with the shapes.
     #[allow(clippy::too_many_arguments)]
     pub fn forward_with<R: Send>(
         &self,
-        x: &[f32],
+        x: Input<'_>,
         n: usize,
         h: usize,
         w: usize,
@@ -148,7 +165,7 @@ impl Winograd {
         assert_eq!(x.len(), n * xs, "input of {n} {h}×{w} images for {:?}", self.conv);
         assert_eq!(y.len(), n * ys, "output of {n} {h}×{w} images for {:?}", self.conv);
         let g = group_size(n, h.div_ceil(2) * w.div_ceil(2));
-        per_chunk(Input::Ready(x), xs * g, y, ys * g, |i, xg, yg, threads| {
+        per_chunk(x, xs * g, y, ys * g, |i, xg, yg, threads| {
             self.forward_images(xg, xg.len() / xs, h, w, yg, accumulate, threads);
             then(i * ys * g, yg)
         })
@@ -582,5 +599,18 @@ mod tests {
         assert!(!Winograd::pays(&Conv { k: 3, stride: 1, cin: 16, cout: 16 }));
         assert!(!Winograd::pays(&Conv { k: 3, stride: 1, cin: 64, cout: 16 }));
         assert!(Winograd::pays(&Conv { k: 3, stride: 1, cin: 64, cout: 64 }));
+    }
+
+    /// Training takes it on the paper size's wide maps (48×48, 24×24), not
+    /// on the quick preset's (12×12, 6×6), nor where it does not pay.
+    #[test]
+    fn training_takes_it_on_large_maps_only() {
+        let wide = Conv { k: 3, stride: 1, cin: 64, cout: 64 };
+        assert!(Winograd::pays_in_training(&wide, 48, 48));
+        assert!(Winograd::pays_in_training(&wide, 24, 24));
+        assert!(!Winograd::pays_in_training(&wide, 23, 48));
+        assert!(!Winograd::pays_in_training(&wide, 12, 12));
+        assert!(!Winograd::pays_in_training(&Conv { k: 3, stride: 1, cin: 16, cout: 16 }, 96, 96));
+        assert!(!Winograd::pays_in_training(&Conv { k: 3, stride: 2, cin: 64, cout: 64 }, 96, 96));
     }
 }

@@ -19,7 +19,7 @@ use tidalscope_kernels::resnet::{Block, ConvLayer, Dense};
 
 pub use tidalscope_kernels::adam::Moments;
 pub use tidalscope_kernels::average::{RunningStatsPass, WeightAverage};
-pub use tidalscope_kernels::resnet::{Inference, ResNet, Trainer};
+pub use tidalscope_kernels::resnet::{Inference, ResNet, Trainer, TrainingWinograd};
 
 /// Which implementation runs the encoder's arithmetic; recorded in training
 /// configurations so a run says what trained it.

@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use tidalscope_core::Rng;
 use tidalscope_kernels::adam;
-use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer};
+use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer, TrainingWinograd};
 use tidalscope_model::fast::{self, Kernels, ReadParam};
 use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, Encoder, EncoderConfig};
@@ -187,8 +187,8 @@ fn winograd_training_matches_the_plain_path() {
     let (_, net) = random_encoder(&device, 8);
     for (n, h, w, views) in [(1, 13, 11, 1), (9, 16, 16, 2)] {
         let what = |s: &str| format!("{s}, batch {n}, {h}×{w}, {views} views");
-        let mut fast = Trainer::with_winograd(net.clone(), adam::AdamConfig::default());
-        let mut plain = Trainer::new(net.clone(), adam::AdamConfig::default());
+        let mut fast = winograd_trainer(net.clone(), TrainingWinograd::Wide);
+        let mut plain = winograd_trainer(net.clone(), TrainingWinograd::Off);
         let mut douts = Vec::new();
         for v in 0..views {
             let x = input(n, h, w, 20 + v as u64);
@@ -214,6 +214,43 @@ fn winograd_training_matches_the_plain_path() {
     }
 }
 
+/// A trainer that runs `which` 3×3 convolutions in the Winograd domain.
+fn winograd_trainer(net: ResNet, which: TrainingWinograd) -> Trainer {
+    let mut trainer = Trainer::new(net, adam::AdamConfig::default());
+    trainer.set_winograd(which);
+    trainer
+}
+
+/// What `pretrain` and `finetune` run by default: on small maps (the
+/// quick preset's) no Winograd at all, bit for bit the direct products;
+/// on maps of 24 px and more (here the last stage's identity block, 32
+/// channels, at 24×24 from a 96 px input) the Winograd convolutions, with
+/// the direct products' outputs and gradients to float rounding.
+#[test]
+fn default_training_takes_winograd_on_large_maps_only() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 9);
+    let pass = |which: Option<TrainingWinograd>, n: usize, s: usize| {
+        let mut trainer = Trainer::new(net.clone(), adam::AdamConfig::default());
+        if let Some(which) = which {
+            trainer.set_winograd(which);
+        }
+        let out = trainer.forward(0, &input(n, s, s, 31), n, s, s);
+        trainer.backward(&[&out]);
+        (out, trainer.grads.params().into_iter().cloned().collect::<Vec<_>>())
+    };
+    let (default, off) = (pass(None, 4, 16), pass(Some(TrainingWinograd::Off), 4, 16));
+    assert_eq!(default, off, "small maps: the direct products");
+    let (default, off) = (pass(None, 2, 96), pass(Some(TrainingWinograd::Off), 2, 96));
+    assert_eq!(default, pass(Some(TrainingWinograd::Wide), 2, 96), "96 px: every wide layer is on a large map");
+    assert_ne!(default.0, off.0, "96 px: the Winograd convolutions ran");
+    assert_close(&default.0, &off.0, 1e-3, "output at 96 px");
+    let global = off.1.iter().flat_map(|t| t.iter()).fold(0f32, |m, v| m.max(v.abs()));
+    for (k, (g, p)) in default.1.iter().zip(&off.1).enumerate() {
+        assert_close_abs(g, p, 1e-3 * global, 5e-4 * global, &format!("gradient {k} at 96 px"));
+    }
+}
+
 /// A training step's Winograd filters are transformed from that step's
 /// weights: after an Adam step, the next forward pass on the same tapes
 /// gives what a fresh trainer on the stepped network gives.
@@ -223,12 +260,12 @@ fn winograd_training_follows_the_weights_from_step_to_step() {
     let (_, net) = random_encoder(&device, 6);
     let (n, h, w) = (3, 16, 16);
     let x = input(n, h, w, 12);
-    let mut trainer = Trainer::with_winograd(net, adam::AdamConfig::default());
+    let mut trainer = winograd_trainer(net, TrainingWinograd::Wide);
     let out = trainer.forward(0, &x, n, h, w);
     trainer.backward(&[&out]);
     trainer.step(1e-2);
     let again = trainer.forward(0, &x, n, h, w);
-    let mut fresh = Trainer::with_winograd(trainer.net.clone(), adam::AdamConfig::default());
+    let mut fresh = winograd_trainer(trainer.net.clone(), TrainingWinograd::Wide);
     assert_eq!(again, fresh.forward(0, &x, n, h, w));
     assert_ne!(again, out, "the step changed nothing");
 }
