@@ -1265,8 +1265,9 @@ pub struct ExperimentLabelsArgs {
     /// A pretrained encoder folder (default: pretrain one on the training data).
     #[arg(long)]
     pub encoder: Option<PathBuf>,
-    /// Smaller, faster settings (≈10 min on 2 cores); without it, the CPU
-    /// protocol of the README (≈35–45 min).
+    /// Smaller, faster settings (5–10 min on 2 cores); without it, the CPU
+    /// protocol of the README (12–25 min on its 2-core AVX-512 machines,
+    /// about 32 min on an older AVX2 one).
     #[arg(long)]
     pub quick: bool,
     /// Label counts (balanced; counts beyond 90% of what the data offers are dropped).
