@@ -338,6 +338,9 @@ impl Conv {
             } else if m == 1 {
                 // One image's patch matrix, a block of rows at a time.
                 let (k, rows, block) = (self.patch_len(), ho * wo, self.patch_block(ho * wo));
+                if rows == 0 && first {
+                    acc.fill(0.0);
+                }
                 let dyi = &dy[i * ys..j * ys];
                 with_scratch(block * k, |cols| {
                     for r0 in (0..rows).step_by(block) {
