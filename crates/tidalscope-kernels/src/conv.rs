@@ -699,17 +699,50 @@ mod tests {
         }
     }
 
+    /// Uniform numbers in [−½, ½) from a fixed linear congruential sequence.
+    fn uniform(mut seed: u32) -> impl FnMut() -> f32 {
+        move || {
+            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
+            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
+        }
+    }
+
+    /// `c`'s forward pass, input and weight gradients on `n` random `h × w`
+    /// images against [`naive`], then the two passes that can add onto
+    /// what is there.
+    fn check_against_the_definition(c: &Conv, n: usize, h: usize, w: usize, rnd: &mut impl FnMut() -> f32) {
+        let (ho, wo) = c.out_size(h, w);
+        let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
+        let wt: Vec<f32> = (0..c.weight_len()).map(|_| rnd()).collect();
+        let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|_| rnd()).collect();
+        let (y0, dx0, dw0) = naive(c, &x, n, h, w, &wt, &dy);
+        let what = format!("{c:?} batch {n} {h}×{w}");
+        let mut y = vec![f32::NAN; y0.len()];
+        c.forward(&x, n, h, w, &wt, &mut y, false);
+        close(&y, &y0, &format!("y, {what}"));
+        let mut dx = vec![f32::NAN; x.len()];
+        c.backward_input(&dy, n, h, w, &wt, &mut dx, false);
+        close(&dx, &dx0, &format!("dx, {what}"));
+        let mut dw = vec![f32::NAN; wt.len()];
+        c.backward_weight(&x, n, h, w, &dy, &mut dw);
+        close(&dw, &dw0, &format!("dw, {what}"));
+        // Accumulation adds onto what is there.
+        let plus_one = |v: &[f64]| v.iter().map(|v| v + 1.0).collect::<Vec<_>>();
+        let mut y2 = vec![1f32; y0.len()];
+        c.forward(&x, n, h, w, &wt, &mut y2, true);
+        close(&y2, &plus_one(&y0), &format!("y + 1, {what}"));
+        let mut dx2 = vec![1f32; x.len()];
+        c.backward_input(&dy, n, h, w, &wt, &mut dx2, true);
+        close(&dx2, &plus_one(&dx0), &format!("dx + 1, {what}"));
+    }
+
     /// An image whose patch matrix is larger than a block runs block by
     /// block (a block boundary inside an output row, the last block
     /// shorter, windows over every edge), in all three passes and with
     /// accumulation, on one image and on two (one per product).
     #[test]
     fn patch_matrices_larger_than_a_block_match_the_definition() {
-        let mut seed = 5u32;
-        let mut rnd = move || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut rnd = uniform(5);
         for (c, h, w) in [
             (Conv { k: 3, stride: 2, cin: 64, cout: 24 }, 41, 37),
             (Conv { k: 3, stride: 1, cin: 64, cout: 24 }, 23, 21),
@@ -718,37 +751,14 @@ mod tests {
             let rows = ho * wo;
             assert!(c.patch_block(rows) < rows && rows % c.patch_block(rows) != 0, "{c:?}: uneven blocks");
             for n in [1usize, 2] {
-                let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
-                let wt: Vec<f32> = (0..c.weight_len()).map(|_| rnd()).collect();
-                let dy: Vec<f32> = (0..n * rows * c.cout).map(|_| rnd()).collect();
-                let (y0, dx0, dw0) = naive(&c, &x, n, h, w, &wt, &dy);
-                let what = format!("{c:?} batch {n} {h}×{w}");
-                let mut y = vec![f32::NAN; y0.len()];
-                c.forward(&x, n, h, w, &wt, &mut y, false);
-                close(&y, &y0, &format!("y, {what}"));
-                let mut y2 = vec![1f32; y0.len()];
-                c.forward(&x, n, h, w, &wt, &mut y2, true);
-                close(&y2, &y0.iter().map(|v| v + 1.0).collect::<Vec<_>>(), &format!("y + 1, {what}"));
-                let mut dx = vec![f32::NAN; x.len()];
-                c.backward_input(&dy, n, h, w, &wt, &mut dx, false);
-                close(&dx, &dx0, &format!("dx, {what}"));
-                let mut dx2 = vec![1f32; x.len()];
-                c.backward_input(&dy, n, h, w, &wt, &mut dx2, true);
-                close(&dx2, &dx0.iter().map(|v| v + 1.0).collect::<Vec<_>>(), &format!("dx + 1, {what}"));
-                let mut dw = vec![f32::NAN; wt.len()];
-                c.backward_weight(&x, n, h, w, &dy, &mut dw);
-                close(&dw, &dw0, &format!("dw, {what}"));
+                check_against_the_definition(&c, n, h, w, &mut rnd);
             }
         }
     }
 
     #[test]
     fn forward_and_gradients_match_the_definition_on_odd_sizes() {
-        let mut seed = 1u32;
-        let mut rnd = move || {
-            seed = seed.wrapping_mul(1664525).wrapping_add(1013904223);
-            (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5
-        };
+        let mut rnd = uniform(1);
         // 8 outputs run on the narrow kernels, as do 16 on AVX-512, and
         // with 8 (16) inputs, stride 1 and an odd window the input gradient
         // does too.
@@ -777,31 +787,7 @@ mod tests {
                 // column of it (the narrow kernels' direct path); 2×9,
                 // lower than it (window rows outside for every output row).
                 for &(h, w) in &[(7usize, 5usize), (6, 9), (14, 14), (4, 3), (2, 9)] {
-                    let c = Conv { k, stride, cin, cout };
-                    let (ho, wo) = c.out_size(h, w);
-                    let x: Vec<f32> = (0..n * h * w * c.cin).map(|_| rnd()).collect();
-                    let wt: Vec<f32> = (0..c.weight_len()).map(|_| rnd()).collect();
-                    let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|_| rnd()).collect();
-                    let (y0, dx0, dw0) = naive(&c, &x, n, h, w, &wt, &dy);
-                    let what = format!("k {k} stride {stride} {cin}→{cout} batch {n} {h}×{w}");
-                    let mut y = vec![f32::NAN; y0.len()];
-                    c.forward(&x, n, h, w, &wt, &mut y, false);
-                    close(&y, &y0, &format!("y, {what}"));
-                    let mut dx = vec![f32::NAN; x.len()];
-                    c.backward_input(&dy, n, h, w, &wt, &mut dx, false);
-                    close(&dx, &dx0, &format!("dx, {what}"));
-                    let mut dw = vec![f32::NAN; wt.len()];
-                    c.backward_weight(&x, n, h, w, &dy, &mut dw);
-                    close(&dw, &dw0, &format!("dw, {what}"));
-                    // Accumulation adds onto what is there.
-                    let mut y2 = vec![1f32; y0.len()];
-                    c.forward(&x, n, h, w, &wt, &mut y2, true);
-                    let y1: Vec<f64> = y0.iter().map(|v| v + 1.0).collect();
-                    close(&y2, &y1, &format!("y + 1, {what}"));
-                    let mut dx2 = vec![1f32; x.len()];
-                    c.backward_input(&dy, n, h, w, &wt, &mut dx2, true);
-                    let dx1: Vec<f64> = dx0.iter().map(|v| v + 1.0).collect();
-                    close(&dx2, &dx1, &format!("dx + 1, {what}"));
+                    check_against_the_definition(&Conv { k, stride, cin, cout }, n, h, w, &mut rnd);
                 }
             }
         }
