@@ -184,16 +184,9 @@ impl Conv {
                 plan.forward(xi, weight, yi, accumulate);
             }
         } else if m == 1 {
-            // One image's patch matrix, a block of rows at a time.
-            let (rows, block) = (ho * wo, self.patch_block(ho * wo));
-            with_scratch(block * k, |cols| {
-                for r0 in (0..rows).step_by(block) {
-                    let r1 = (r0 + block).min(rows);
-                    let cols = &mut cols[..(r1 - r0) * k];
-                    self.im2col(x, h, w, r0..r1, cols);
-                    let yb = &mut y[r0 * self.cout..r1 * self.cout];
-                    matmul(yb, self.cout, MatRef::new(cols, r1 - r0, k), wm, accumulate, threads);
-                }
+            self.for_each_patch_block(x, h, w, |r, cols| {
+                let yb = &mut y[r.start * self.cout..r.end * self.cout];
+                matmul(yb, self.cout, MatRef::new(cols, r.len(), k), wm, accumulate, threads);
             });
         } else {
             let xs = h * w * self.cin;
@@ -336,21 +329,15 @@ impl Conv {
                     plan.add_weight_grad(xi, dyi, acc);
                 }
             } else if m == 1 {
-                // One image's patch matrix, a block of rows at a time.
-                let (k, rows, block) = (self.patch_len(), ho * wo, self.patch_block(ho * wo));
-                if rows == 0 && first {
+                // An image of no output pixels makes no product below.
+                if ho * wo == 0 && first {
                     acc.fill(0.0);
                 }
-                let dyi = &dy[i * ys..j * ys];
-                with_scratch(block * k, |cols| {
-                    for r0 in (0..rows).step_by(block) {
-                        let r1 = (r0 + block).min(rows);
-                        let cols = &mut cols[..(r1 - r0) * k];
-                        self.im2col(xg, h, w, r0..r1, cols);
-                        let dyb = MatRef::new(&dyi[r0 * self.cout..r1 * self.cout], r1 - r0, self.cout);
-                        let add = !first || r0 > 0;
-                        matmul(acc, self.cout, MatRef::new(cols, r1 - r0, k).t(), dyb, add, threads);
-                    }
+                let (k, dyi) = (self.patch_len(), &dy[i * ys..j * ys]);
+                self.for_each_patch_block(xg, h, w, |r, cols| {
+                    let dyb = MatRef::new(&dyi[r.start * self.cout..r.end * self.cout], r.len(), self.cout);
+                    let add = !first || r.start > 0;
+                    matmul(acc, self.cout, MatRef::new(cols, r.len(), k).t(), dyb, add, threads);
                 });
             } else {
                 let k = self.patch_len();
@@ -414,6 +401,24 @@ impl Conv {
         } else {
             (PATCH_BLOCK / k).max(16)
         }
+    }
+
+    /// Calls `f(rows, their patch matrix)` on one image's patch matrix a
+    /// block of rows at a time ([`patch_block`](Self::patch_block)), each
+    /// block written into this thread's scratch buffer just before `f`
+    /// reads it.
+    fn for_each_patch_block(&self, x: &[f32], h: usize, w: usize, mut f: impl FnMut(Range<usize>, &[f32])) {
+        let (ho, wo) = self.out_size(h, w);
+        let (k, rows) = (self.patch_len(), ho * wo);
+        let block = self.patch_block(rows);
+        with_scratch(block * k, |cols| {
+            for r0 in (0..rows).step_by(block) {
+                let r1 = (r0 + block).min(rows);
+                let cols = &mut cols[..(r1 - r0) * k];
+                self.im2col(x, h, w, r0..r1, cols);
+                f(r0..r1, cols);
+            }
+        });
     }
 
     /// Calls `f(patch-matrix offset, pixel offset, length)` for every run of
