@@ -514,6 +514,54 @@ mod x86 {
     /// samples, against 10.1% with 16).
     const WIDE_BLOCK: usize = 16;
 
+    /// Where a register block asks for the left-hand side it will read
+    /// later, one cache line per inner step. The blocks read hundreds of
+    /// megabytes of activations at the paper's size in an order the
+    /// hardware prefetcher follows badly (a few dozen lines at once, 4 kB
+    /// pages): the 64 → 16 pointwise convolution on a batch of 32 images
+    /// of 96×96 ran at 75–78 GFLOP/s, and at 154–183 with these requests.
+    #[derive(Clone, Copy)]
+    struct Ahead {
+        /// The line for step 0, or null for none.
+        first: *const f32,
+        /// Floats between the lines of consecutive steps.
+        step: usize,
+    }
+
+    impl Ahead {
+        /// Blocks ahead where the left-hand rows are whole and contiguous.
+        const BLOCKS: usize = 2;
+        /// Steps ahead where a step's elements are contiguous.
+        const STEPS: usize = 16;
+
+        /// For a block of `rows` rows from `pa` over `k` steps: rows stored
+        /// one after another (`cs == 1`, `rs == k`) fetch the block
+        /// [`BLOCKS`](Self::BLOCKS) ahead, `rows` floats per step, about a
+        /// line; a step's elements side by side (`rs == 1`) fetch the step
+        /// [`STEPS`](Self::STEPS) ahead; other layouts (patch tiles already
+        /// in L1, windows read in place) fetch nothing.
+        #[inline(always)]
+        fn new(pa: *const f32, lhs: Lhs<'_>, rows: usize, k: usize) -> Self {
+            if lhs.cs == 1 && lhs.rs == k && rows >= 12 {
+                Self { first: pa.wrapping_add(Self::BLOCKS * rows * k), step: rows }
+            } else if lhs.rs == 1 && lhs.cs >= 8 {
+                Self { first: pa.wrapping_add(Self::STEPS * lhs.cs), step: lhs.cs }
+            } else {
+                Self { first: std::ptr::null(), step: 0 }
+            }
+        }
+
+        /// The request of step `p` (a hint: an address past the data is
+        /// never read, and a prefetch does not fault).
+        #[inline(always)]
+        fn fetch(self, p: usize) {
+            if !self.first.is_null() {
+                // SAFETY: a prefetch reads nothing architecturally.
+                unsafe { _mm_prefetch::<_MM_HINT_T0>(self.first.wrapping_add(p * self.step) as *const i8) };
+            }
+        }
+    }
+
     /// [`super::Kernel::Eight`]; bounds checked in [`super::rows_on`].
     ///
     /// # Safety
@@ -551,7 +599,9 @@ mod x86 {
     ) {
         let mut acc = [_mm256_setzero_ps(); N];
         let (pa, pb) = (lhs.data.as_ptr().add(lhs.base + r * lhs.rs), rhs.as_ptr());
+        let ahead = Ahead::new(pa, lhs, N, k);
         for p in 0..k {
+            ahead.fetch(p);
             let bv = _mm256_loadu_ps(pb.add(p * 8));
             let ap = pa.add(p * lhs.cs);
             for (i, acc) in acc.iter_mut().enumerate() {
@@ -615,8 +665,11 @@ mod x86 {
         let spread = _mm512_setr_epi32(0, 8, 1, 9, 2, 10, 3, 11, 4, 12, 5, 13, 6, 14, 7, 15);
         let mut acc = [_mm512_setzero_ps(); N];
         let (pa, pb) = (lhs.data.as_ptr().add(lhs.base + r * lhs.rs), rhs.as_ptr());
+        let ahead = Ahead::new(pa, lhs, N, k);
         let mut p = 0;
         while p + 2 <= k {
+            ahead.fetch(p);
+            ahead.fetch(p + 1);
             let bv = _mm512_permutexvar_ps(spread, _mm512_loadu_ps(pb.add(p * 8)));
             let ap = pa.add(p);
             for (i, acc) in acc.iter_mut().enumerate() {
@@ -684,7 +737,9 @@ mod x86 {
         let twice = _mm512_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
         let mut acc = [_mm512_setzero_ps(); N];
         let (pa, pb) = (lhs.data.as_ptr().add(lhs.base + r), rhs.as_ptr());
+        let ahead = Ahead::new(pa, lhs, 2 * N, k);
         for p in 0..k {
+            ahead.fetch(p);
             let bv = _mm512_permutexvar_ps(twice, _mm512_castps256_ps512(_mm256_loadu_ps(pb.add(p * 8))));
             let ap = pa.add(p * lhs.cs);
             for (i, acc) in acc.iter_mut().enumerate() {
@@ -739,7 +794,9 @@ mod x86 {
     ) {
         let mut acc = [_mm512_setzero_ps(); N];
         let (pa, pb) = (lhs.data.as_ptr().add(lhs.base + r * lhs.rs), rhs.as_ptr());
+        let ahead = Ahead::new(pa, lhs, N, k);
         for p in 0..k {
+            ahead.fetch(p);
             let bv = _mm512_loadu_ps(pb.add(p * 16));
             let ap = pa.add(p * lhs.cs);
             for (i, acc) in acc.iter_mut().enumerate() {
