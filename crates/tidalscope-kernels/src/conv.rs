@@ -115,7 +115,9 @@ impl Conv {
     /// chunk is still in cache: what `then` returned for each chunk, in
     /// order. The chunks depend on the shapes only, never on the thread
     /// count. (The BatchNorm that follows takes its statistics here
-    /// instead of in a pass of its own over the whole output.)
+    /// instead of in a pass of its own over the whole output, and a
+    /// residual block adds its identity shortcut: `then` may change the
+    /// chunk.)
     ///
     /// # Shapes
     /// As [`forward`](Self::forward).
@@ -129,7 +131,7 @@ impl Conv {
         weight: &[f32],
         y: &mut [f32],
         accumulate: bool,
-        then: impl Fn(usize, &[f32]) -> R + Sync,
+        then: impl Fn(usize, &mut [f32]) -> R + Sync,
     ) -> Vec<R> {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
@@ -234,7 +236,7 @@ impl Conv {
         weight: &[f32],
         dx: &mut [f32],
         accumulate: bool,
-        then: impl Fn(usize, &[f32]) -> R + Sync,
+        then: impl Fn(usize, &mut [f32]) -> R + Sync,
     ) -> Vec<R> {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
@@ -671,7 +673,7 @@ mod tests {
                 let x: Vec<f32> = (0..n * h * w * c.cin).map(|i| (i as f32 * 0.37).sin()).collect();
                 let wt: Vec<f32> = (0..c.weight_len()).map(|i| (i as f32 * 0.11).cos()).collect();
                 let dy: Vec<f32> = (0..n * ho * wo * c.cout).map(|i| (i as f32 * 0.23).sin()).collect();
-                let record = |at: usize, chunk: &[f32]| (at, chunk.to_vec());
+                let record = |at: usize, chunk: &mut [f32]| (at, chunk.to_vec());
                 let check = |seen: Vec<(usize, Vec<f32>)>, out: &[f32], what: &str| {
                     let mut next = 0;
                     for (at, chunk) in &seen {
@@ -700,6 +702,13 @@ mod tests {
                 let mut dx = vec![1f32; x.len()];
                 let seen = c.backward_input_with(&dy, n, h, w, &wt, &mut dx, false, record);
                 check(seen, &dx, "input gradient");
+                // What a callback writes into its chunk stays there.
+                let mut y4 = vec![1f32; dy.len()];
+                c.forward_with(Input::Ready(&x2), n, h, w, &wt, &mut y4, true, |_, y| {
+                    y.iter_mut().for_each(|v| *v += 1.0)
+                });
+                let y5: Vec<f32> = y3.iter().map(|v| v + 1.0).collect();
+                assert_eq!(y4, y5, "{c:?} batch {n}: a callback's change to its chunk");
             }
         }
     }

@@ -338,7 +338,7 @@ impl BatchNorm {
         let plan = self.grad_plan(stats, relu);
         let sums: Vec<GradSums> =
             x.par_chunks(CHUNK * c).zip(dy.par_chunks(CHUNK * c)).map(|(xc, gc)| plan.sums(xc, gc)).collect();
-        plan.backward(&sums, x, dy, dx, accumulate, dgamma, dbeta);
+        plan.backward(&sums, x, dy, dx, if accumulate { GradInto::Add } else { GradInto::Write }, dgamma, dbeta);
     }
 
     /// What the backward pass needs of the forward pass that made `stats`
@@ -414,6 +414,20 @@ pub struct GradPlan<'a> {
     shift_t: Vec<f32>,
 }
 
+/// Where [`GradPlan::backward`] puts the input gradient `v` it makes.
+#[derive(Clone, Copy, Debug)]
+pub enum GradInto<'a> {
+    /// `dx = v`.
+    Write,
+    /// `dx += v`: an input that feeds several layers.
+    Add,
+    /// `dx = v + r`: `r` is the gradient reaching the same input by another
+    /// path (a residual block's identity shortcut), added as `dx` is
+    /// written rather than in a pass of its own over the batch (same sums,
+    /// same bits).
+    Plus(&'a [f32]),
+}
+
 /// One chunk's Σg and Σg·(x − mean) per channel, g being `∂L/∂y` masked
 /// where the ReLU was off ([`GradPlan::sums`]).
 #[derive(Clone, Debug)]
@@ -443,8 +457,8 @@ impl GradPlan<'_> {
     }
 
     /// From the sums of the chunks `x` and `dy` were cut into, in order:
-    /// writes `∂L/∂x` into `dx` (adds when `accumulate`), `∂L/∂γ` into
-    /// `dgamma` and `∂L/∂β` into `dbeta`.
+    /// puts `∂L/∂x` into `dx` as `into` says, writes `∂L/∂γ` into `dgamma`
+    /// and `∂L/∂β` into `dbeta`.
     ///
     /// # Panics
     /// If the buffers' lengths disagree.
@@ -455,12 +469,15 @@ impl GradPlan<'_> {
         x: &[f32],
         dy: &[f32],
         dx: &mut [f32],
-        accumulate: bool,
+        into: GradInto<'_>,
         dgamma: &mut [f32],
         dbeta: &mut [f32],
     ) {
         let c = self.c;
         check_backward(c, x, dy, dx, dgamma, dbeta);
+        if let GradInto::Plus(r) = into {
+            assert_eq!(r.len(), dx.len(), "BatchNorm backward of {c} channels: a gradient to add of another length");
+        }
         let rows = (x.len() / c) as f64;
         let (mut sum_g, mut sum_gd) = (vec![0f64; c], vec![0f64; c]);
         for s in sums {
@@ -477,8 +494,13 @@ impl GradPlan<'_> {
         let mean_g: Vec<f32> = sum_g.iter().map(|s| (s / rows) as f32).collect();
         let mean_gx: Vec<f32> = sum_gx.iter().map(|s| (s / rows) as f32).collect();
         let (mean_g, mean_gx) = (tiled(&mean_g, t), tiled(&mean_gx, t));
-        dx.par_chunks_mut(CHUNK * c).zip(x.par_chunks(CHUNK * c)).zip(dy.par_chunks(CHUNK * c)).for_each(
-            |((dc, xc), gc)| {
+        let len = CHUNK * c;
+        dx.par_chunks_mut(len).zip(x.par_chunks(len)).zip(dy.par_chunks(len)).enumerate().for_each(
+            |(i, ((dc, xc), gc))| {
+                let into = match into {
+                    GradInto::Plus(r) => GradInto::Plus(&r[i * len..i * len + dc.len()]),
+                    other => other,
+                };
                 simd::bn_input_grad(
                     dc,
                     xc,
@@ -490,7 +512,7 @@ impl GradPlan<'_> {
                     &mean_g,
                     &mean_gx,
                     self.relu,
-                    accumulate,
+                    into,
                 )
             },
         );
@@ -605,7 +627,7 @@ mod tests {
                 let plan = layer.grad_plan(&s0, relu);
                 let sums: Vec<GradSums> = chunks(c).map(|r| plan.sums(&x[r.clone()], &dy[r])).collect();
                 let (mut dx1, mut dg1, mut db1) = (vec![0f32; x.len()], vec![0f32; c], vec![0f32; c]);
-                plan.backward(&sums, &x, &dy, &mut dx1, false, &mut dg1, &mut db1);
+                plan.backward(&sums, &x, &dy, &mut dx1, GradInto::Write, &mut dg1, &mut db1);
                 close(&dx1, &dx0, 1e-5, "dx");
                 close(&dg1, &dg0, 1e-5, "dgamma");
                 close(&db1, &db0, 1e-5, "dbeta");

@@ -11,7 +11,7 @@
 use crate::adam::{AdamConfig, Moments};
 use crate::conv::{Conv, Input};
 use crate::gemm::{matmul, MatRef, Threads};
-use crate::norm::{BatchMoments, BatchNorm, BatchStats, ChunkMoments};
+use crate::norm::{BatchMoments, BatchNorm, BatchStats, ChunkMoments, GradInto};
 use crate::simd;
 use crate::winograd::Winograd;
 use rayon::prelude::*;
@@ -648,7 +648,7 @@ impl ResNet {
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
-            let moments_b = |_, y: &[f32]| b.bn_b.chunk_moments(y);
+            let moments_b = |_, y: &mut [f32]| b.bn_b.chunk_moments(y);
             let ta = Input::Made { from: &bt.a, into: &mut bt.ta, make: &|x, y| map.apply(x, y) };
             let parts_b = if tape.winograd.runs(cb, h, w) {
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
@@ -667,17 +667,27 @@ impl ResNet {
             let mut out = std::mem::take(next);
             let bt = &mut tape.blocks[i];
             resized(&mut out, n * ho * wo * cc.cout);
-            match &b.shortcut {
-                Some(s) => s.conv.forward(&bt.x, n, h, w, &s.weight, &mut out, false),
-                None => out.copy_from_slice(&bt.x),
-            }
+            // A projection is written first and conv_c added onto it; an
+            // identity is added onto each chunk of conv_c's output as it is
+            // written, not copied in a pass of its own (the same sums).
+            let identity = match &b.shortcut {
+                Some(s) => {
+                    s.conv.forward(&bt.x, n, h, w, &s.weight, &mut out, false);
+                    None
+                }
+                None => Some(&bt.x),
+            };
             // The block's output is the next block's BatchNorm input: its
             // moments are taken here, after the last write.
             let next_bn = self.blocks.get(i + 1).map(|nb| &nb.bn_in);
             let tb = Input::Made { from: &bt.b, into: &mut bt.tb, make: &|x, y| map.apply(x, y) };
-            let parts_next = cc.forward_with(tb, n, ho, wo, &b.conv_c.weight, &mut out, true, |_, y| {
+            let after = |at: usize, y: &mut [f32]| {
+                if let Some(x) = identity {
+                    simd::add_into(y, &x[at..at + y.len()]);
+                }
                 next_bn.map(|bn| bn.chunk_moments(y))
-            });
+            };
+            let parts_next = cc.forward_with(tb, n, ho, wo, &b.conv_c.weight, &mut out, identity.is_none(), after);
             parts = parts_next.into_iter().flatten().collect();
             act = out;
             (h, w) = (ho, wo);
@@ -763,7 +773,7 @@ impl ResNet {
                 plan_b.sums(&bt.b[at..at + g.len()], g)
             });
             let g1 = scratch(&mut t.g1, bt.b.len());
-            plan_b.backward(&sums, &bt.b, g0, g1, false, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
+            plan_b.backward(&sums, &bt.b, g0, g1, GradInto::Write, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
             // conv_b (strided), then bn_a.
             if winograd {
                 Winograd::weight_gradient(cb, &bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
@@ -771,13 +781,13 @@ impl ResNet {
                 cb.backward_weight(&bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
             }
             let g0 = scratch(&mut t.g0, bt.ta.len());
-            let sums_a = |at: usize, g: &[f32]| plan_a.sums(&bt.a[at..at + g.len()], g);
+            let sums_a = |at: usize, g: &mut [f32]| plan_a.sums(&bt.a[at..at + g.len()], g);
             let sums = match &bt.winograd_back {
                 Some(wg) if winograd => wg.forward_with(Input::Ready(g1), n, h, w, g0, false, sums_a),
                 _ => cb.backward_input_with(g1, n, h, w, &b.conv_b.weight, g0, false, sums_a),
             };
             let g1 = scratch(&mut t.g1, bt.a.len());
-            plan_a.backward(&sums, &bt.a, g0, g1, false, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
+            plan_a.backward(&sums, &bt.a, g0, g1, GradInto::Write, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
             // conv_a, then bn_in into dx.
             b.conv_a.conv.backward_weight(&bt.t, n, h, w, g1, &mut gb.conv_a.weight);
             let g0 = scratch(&mut t.g0, bt.t.len());
@@ -785,16 +795,16 @@ impl ResNet {
                 plan_in.sums(&bt.x[at..at + g.len()], g)
             });
             let dxb = scratch(&mut dx, bt.x.len());
-            plan_in.backward(&sums, &bt.x, g0, dxb, false, &mut gb.bn_in.gamma, &mut gb.bn_in.beta);
-            // The shortcut.
+            // The shortcut: an identity's gradient is added as bn_in's is
+            // written; a projection's after.
+            let (bn_in_gamma, bn_in_beta) = (&mut gb.bn_in.gamma, &mut gb.bn_in.beta);
             match (&b.shortcut, &mut gb.shortcut) {
                 (Some(s), Some(gs)) => {
+                    plan_in.backward(&sums, &bt.x, g0, dxb, GradInto::Write, bn_in_gamma, bn_in_beta);
                     s.conv.backward_weight(&bt.x, n, h, w, dyb, &mut gs.weight);
                     s.conv.backward_input(dyb, n, h, w, &s.weight, dxb, true);
                 }
-                (None, None) => {
-                    dxb.par_chunks_mut(1 << 14).zip(dyb.par_chunks(1 << 14)).for_each(|(d, g)| simd::add_into(d, g))
-                }
+                (None, None) => plan_in.backward(&sums, &bt.x, g0, dxb, GradInto::Plus(dyb), bn_in_gamma, bn_in_beta),
                 _ => panic!("gradient network differs from the network in block {i}"),
             }
             std::mem::swap(&mut dy, &mut dx);

@@ -9,6 +9,7 @@
 //! its flags by value and cuts every slice to the row length first, so the
 //! inner loops compile without bounds checks and vectorise.
 
+use crate::norm::GradInto;
 use tidalscope_core::multiversion;
 
 /// Rows summed together before their sum is added into an accumulator: the
@@ -165,10 +166,11 @@ multiversion! {
 }
 
 multiversion! {
-    /// BatchNorm-ReLU backward, second pass: `dx (+)= scale·(g − mean_g − x̂·mean_gx)`
+    /// BatchNorm-ReLU backward, second pass: `v = scale·(g − mean_g − x̂·mean_gx)`
     /// with scale = γ·inv_std and x̂ = (x − mean)·inv_std (g as in
-    /// [`bn_grad_sums`]), over rows of `scale.len()` floats (a trailing
-    /// part row uses the start of the parameters).
+    /// [`bn_grad_sums`]), put into `dx` as `into` says, over rows of
+    /// `scale.len()` floats (a trailing part row uses the start of the
+    /// parameters).
     pub(crate) fn bn_input_grad(
         dx: &mut [f32],
         x: &[f32],
@@ -180,25 +182,52 @@ multiversion! {
         mean_g: &[f32],
         mean_gx: &[f32],
         relu: bool,
-        accumulate: bool,
+        into: GradInto<'_>,
     ) {
-        let c = scale.len();
-        let (m, s, sh, mg, mgx) = (&mean[..c], &inv_std[..c], &shift[..c], &mean_g[..c], &mean_gx[..c]);
-        let one = |d: &mut f32, x: f32, dy: f32, ch: usize| {
-            let g = masked(x, dy, scale[ch], sh[ch], relu);
-            let v = scale[ch] * (g - mg[ch] - (x - m[ch]) * s[ch] * mgx[ch]);
-            *d = if accumulate { *d + v } else { v };
-        };
-        for ((dr, xr), gr) in dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(dy.chunks_exact(c)) {
-            let (dr, xr, gr) = (&mut dr[..c], &xr[..c], &gr[..c]);
-            for ch in 0..c {
-                one(&mut dr[ch], xr[ch], gr[ch], ch);
+        let p = [mean, inv_std, scale, shift, mean_g, mean_gx];
+        match into {
+            GradInto::Write => input_grad_rows(dx, x, dy, dy, p, relu, |_, v, _| v),
+            GradInto::Add => input_grad_rows(dx, x, dy, dy, p, relu, |d, v, _| d + v),
+            GradInto::Plus(r) => {
+                assert_eq!(r.len(), dx.len(), "a BatchNorm input gradient plus another of another length");
+                input_grad_rows(dx, x, dy, r, p, relu, |_, v, r| v + r)
             }
         }
-        let whole = x.len() / c * c;
-        for (ch, ((d, xv), gv)) in dx[whole..].iter_mut().zip(&x[whole..]).zip(&dy[whole..]).enumerate() {
-            one(d, *xv, *gv, ch);
+    }
+}
+
+/// [`bn_input_grad`]'s loop: `dx = put(dx, v, r)` element by element (`r`
+/// is read only where `put` uses it; the callers that need none pass
+/// `dy`). Inlined into each instruction-set variant.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn input_grad_rows(
+    dx: &mut [f32],
+    x: &[f32],
+    dy: &[f32],
+    r: &[f32],
+    [mean, inv_std, scale, shift, mean_g, mean_gx]: [&[f32]; 6],
+    relu: bool,
+    put: impl Fn(f32, f32, f32) -> f32,
+) {
+    let c = scale.len();
+    let (m, s, sh, mg, mgx) = (&mean[..c], &inv_std[..c], &shift[..c], &mean_g[..c], &mean_gx[..c]);
+    let one = |d: &mut f32, x: f32, dy: f32, r: f32, ch: usize| {
+        let g = masked(x, dy, scale[ch], sh[ch], relu);
+        let v = scale[ch] * (g - mg[ch] - (x - m[ch]) * s[ch] * mgx[ch]);
+        *d = put(*d, v, r);
+    };
+    let rows = dx.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(dy.chunks_exact(c)).zip(r.chunks_exact(c));
+    for (((dr, xr), gr), rr) in rows {
+        let (dr, xr, gr, rr) = (&mut dr[..c], &xr[..c], &gr[..c], &rr[..c]);
+        for ch in 0..c {
+            one(&mut dr[ch], xr[ch], gr[ch], rr[ch], ch);
         }
+    }
+    let whole = x.len() / c * c;
+    let tail = dx[whole..].iter_mut().zip(&x[whole..]).zip(&dy[whole..]).zip(&r[whole..]);
+    for (ch, (((d, xv), gv), rv)) in tail.enumerate() {
+        one(d, *xv, *gv, *rv, ch);
     }
 }
 
@@ -309,9 +338,10 @@ mod tests {
             let (mut ag, mut agd) = (v(8, c), v(9, c));
             bn_grad_sums(&mut ag, &mut agd, &x, &dy, &mean, &scale, &shift, relu);
             out.extend([ag.clone(), agd.clone()]);
-            for accumulate in [false, true] {
+            let r = v(16, rows * c);
+            for into in [GradInto::Write, GradInto::Add, GradInto::Plus(&r)] {
                 let mut dx = v(10, rows * c);
-                bn_input_grad(&mut dx, &x, &dy, &mean, &inv, &scale, &shift, &ag, &agd, relu, accumulate);
+                bn_input_grad(&mut dx, &x, &dy, &mean, &inv, &scale, &shift, &ag, &agd, relu, into);
                 out.push(dx);
             }
         }
@@ -373,25 +403,26 @@ mod tests {
                 .iter()
                 .zip(&sum(&|r, ch| g(r, ch) * d(r, ch)))
                 .for_each(|(a, b)| close(*a, *b, "Σ g·(x − mean)"));
-            let mut dx = vec![0f32; rows * c];
-            let t = tile;
-            bn_input_grad(
-                &mut dx,
-                &x,
-                &dy,
-                &t(&mean),
-                &t(&inv),
-                &t(&scale),
-                &t(&shift),
-                &t(&mg),
-                &t(&mgx),
-                relu,
-                false,
-            );
-            for (i, dv) in dx.iter().enumerate() {
-                let (r, ch) = (i / c, i % c);
-                let xh = d(r, ch) * inv[ch] as f64;
-                close(*dv, scale[ch] as f64 * (g(r, ch) - mg[ch] as f64 - xh * mgx[ch] as f64), "input gradient");
+            // Written, added onto what `dx` held, and written plus `other`.
+            let (held, other) = (v(9, rows * c), v(10, rows * c));
+            for (into, what) in
+                [(GradInto::Write, "written"), (GradInto::Add, "added"), (GradInto::Plus(&other), "plus")]
+            {
+                let mut dx = held.clone();
+                let t = tile;
+                let p = [&t(&mean), &t(&inv), &t(&scale), &t(&shift), &t(&mg), &t(&mgx)];
+                bn_input_grad(&mut dx, &x, &dy, p[0], p[1], p[2], p[3], p[4], p[5], relu, into);
+                for (i, dv) in dx.iter().enumerate() {
+                    let (r, ch) = (i / c, i % c);
+                    let xh = d(r, ch) * inv[ch] as f64;
+                    let v = scale[ch] as f64 * (g(r, ch) - mg[ch] as f64 - xh * mgx[ch] as f64);
+                    let base = match into {
+                        GradInto::Write => 0.0,
+                        GradInto::Add => held[i] as f64,
+                        GradInto::Plus(o) => o[i] as f64,
+                    };
+                    close(*dv, base + v, &format!("input gradient, {what}"));
+                }
             }
         }
     }

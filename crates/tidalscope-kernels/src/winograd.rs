@@ -159,7 +159,7 @@ impl Winograd {
         w: usize,
         y: &mut [f32],
         accumulate: bool,
-        then: impl Fn(usize, &[f32]) -> R + Sync,
+        then: impl Fn(usize, &mut [f32]) -> R + Sync,
     ) -> Vec<R> {
         let (xs, ys) = (h * w * self.conv.cin, h * w * self.conv.cout);
         assert_eq!(x.len(), n * xs, "input of {n} {h}×{w} images for {:?}", self.conv);
