@@ -105,7 +105,17 @@ struct Lhs<'a> {
     base: usize,
     rs: usize,
     cs: usize,
+    /// Whether the kernels request it ahead of use (set by [`rows_on`]
+    /// for matrices too large to be in cache already: [`FAR`]).
+    far: bool,
 }
+
+/// Floats a left-hand matrix spans from which the kernels request it
+/// ahead (512 kB, a quarter of a 2 MB L2 cache). Below, it is mostly in
+/// cache already — an image of the quick preset's, a tile of patches —
+/// and the requests cost more than they save (quick-preset inference
+/// measured 2–17% slower with them).
+const FAR: usize = 128 * 1024;
 
 /// The micro-kernels. Each sums every output element over the inner
 /// dimension in one fixed order.
@@ -192,6 +202,8 @@ fn rows_on(
         "{cols}-column product out of bounds"
     );
     assert!(kernel.runs_here(), "{kernel:?} kernel called on a CPU without its instructions");
+    let far = (count - 1) * lhs.rs + (k - 1) * lhs.cs >= FAR;
+    let lhs = Lhs { far, ..lhs };
     for start in (0..k).step_by(CHUNK) {
         let (k, rhs) = (CHUNK.min(k - start), &rhs[start * cols..]);
         let lhs = Lhs { base: lhs.base + start * lhs.cs, ..lhs };
@@ -214,7 +226,7 @@ fn rows_on(
 /// with row stride `ldc`. The caller checks the shapes and that
 /// [`supports`] holds for the column count.
 pub(crate) fn product(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool, threads: Threads) {
-    let lhs = Lhs { data: a.data, base: 0, rs: a.row_stride, cs: a.col_stride };
+    let lhs = Lhs { data: a.data, base: 0, rs: a.row_stride, cs: a.col_stride, far: false };
     product_on(Kernel::choose(b.cols, &lhs), c, ldc, a, b, accumulate, threads)
 }
 
@@ -238,7 +250,8 @@ fn product_on(
         packed = (0..k * cols).map(|i| b.data[(i / cols) * b.row_stride + (i % cols) * b.col_stride]).collect();
         &packed
     };
-    let lhs = |first: usize| Lhs { data: a.data, base: first * a.row_stride, rs: a.row_stride, cs: a.col_stride };
+    let lhs =
+        |first: usize| Lhs { data: a.data, base: first * a.row_stride, rs: a.row_stride, cs: a.col_stride, far: false };
     let c = &mut c[..(m - 1) * ldc + cols];
     if threads == Threads::All && m > TASK_ROWS {
         // Whole rows per task: the same sums as one thread.
@@ -389,7 +402,7 @@ impl Plan {
         match self.interior() {
             Some((a, b)) if !accumulate => self.forward_direct(x, weight, y, a, b),
             _ => self.tiles(x, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1 };
+                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1, far: false };
                 rows(&mut y[first * cols..], cols, n, lhs, kk, weight, cols, accumulate);
             }),
         }
@@ -417,13 +430,13 @@ impl Plan {
             // (oy + ky − pt, ox − pl): `first` is an interior pixel, so this
             // does not underflow.
             let base = ((inside.start + ky - self.pt) * self.w + a - self.pl) * c;
-            let lhs = Lhs { data: x, base, rs: c, cs: 1 };
+            let lhs = Lhs { data: x, base, rs: c, cs: 1, far: false };
             rows(&mut y[first * cols..], cols, last - first, lhs, kc, &weight[ky * kc * cols..], cols, i > 0);
         }
         let kk = self.patch_len();
         for ox in (0..a).chain(b..wo) {
             self.column_tiles(x, ox, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1 };
+                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1, far: false };
                 rows(&mut y[first * cols..], wo * cols, n, lhs, kk, weight, cols, false);
             });
         }
@@ -437,7 +450,7 @@ impl Plan {
             // Rows of this product are the patch entries, its inner
             // dimension the tile's pixels.
             return self.tiles(x, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk };
+                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk, far: false };
                 rows(dweight, cols, kk, lhs, n, &dy[first * cols..], cols, true);
             });
         };
@@ -450,7 +463,7 @@ impl Plan {
             let dw = &mut dweight[ky * kc * cols..][..kc * cols];
             for oy in self.rows_inside(ky) {
                 let base = ((oy + ky - self.pt) * self.w + a - self.pl) * c;
-                let lhs = Lhs { data: x, base, rs: 1, cs: c };
+                let lhs = Lhs { data: x, base, rs: 1, cs: c, far: false };
                 rows(dw, cols, kc, lhs, b - a, &dy[(oy * wo + a) * cols..], cols, true);
             }
         }
@@ -462,7 +475,7 @@ impl Plan {
                 for (i, row) in g.chunks_exact_mut(cols).take(n).enumerate() {
                     row.copy_from_slice(&dy[(first + i * wo) * cols..][..cols]);
                 }
-                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk };
+                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk, far: false };
                 rows(dweight, cols, kk, lhs, n, &g[..n * cols], cols, true);
             });
         }
@@ -534,15 +547,18 @@ mod x86 {
         /// Steps ahead where a step's elements are contiguous.
         const STEPS: usize = 16;
 
-        /// For a block of `rows` rows from `pa` over `k` steps: rows stored
-        /// one after another (`cs == 1`, `rs == k`) fetch the block
-        /// [`BLOCKS`](Self::BLOCKS) ahead, `rows` floats per step, about a
-        /// line; a step's elements side by side (`rs == 1`) fetch the step
-        /// [`STEPS`](Self::STEPS) ahead; other layouts (patch tiles already
-        /// in L1, windows read in place) fetch nothing.
+        /// For a block of `rows` rows from `pa` over `k` steps of a matrix
+        /// far from cache ([`Lhs::far`]): rows stored one after another
+        /// (`cs == 1`, `rs == k`) fetch the block [`BLOCKS`](Self::BLOCKS)
+        /// ahead, `rows` floats per step, about a line; a step's elements
+        /// side by side (`rs == 1`) fetch the step [`STEPS`](Self::STEPS)
+        /// ahead; other layouts (windows read in place) and matrices in
+        /// cache fetch nothing.
         #[inline(always)]
         fn new(pa: *const f32, lhs: Lhs<'_>, rows: usize, k: usize) -> Self {
-            if lhs.cs == 1 && lhs.rs == k && rows >= 12 {
+            if !lhs.far {
+                Self { first: std::ptr::null(), step: 0 }
+            } else if lhs.cs == 1 && lhs.rs == k && rows >= 12 {
                 Self { first: pa.wrapping_add(Self::BLOCKS * rows * k), step: rows }
             } else if lhs.rs == 1 && lhs.cs >= 8 {
                 Self { first: pa.wrapping_add(Self::STEPS * lhs.cs), step: lhs.cs }
