@@ -669,7 +669,9 @@ impl ResNet {
             resized(&mut out, n * ho * wo * cc.cout);
             // A projection is written first and conv_c added onto it; an
             // identity is added onto each chunk of conv_c's output as it is
-            // written, not copied in a pass of its own (the same sums).
+            // written, not copied in a pass of its own. Where conv_c's
+            // inner dimension is one block of its product (every preset's
+            // width), that is the same one addition, so the same bits.
             let identity = match &b.shortcut {
                 Some(s) => {
                     s.conv.forward(&bt.x, n, h, w, &s.weight, &mut out, false);
