@@ -111,7 +111,10 @@ struct Lhs<'a> {
 }
 
 /// Floats a left-hand matrix spans from which the kernels request it
-/// ahead (512 kB, a quarter of a 2 MB L2 cache). Below, it is mostly in
+/// ahead (512 kB, a quarter of a 2 MB L2 cache), counted over what one
+/// call of the kernels reads: a product on one thread (each image's
+/// convolution in a training pass), or one parallel task's rows of a
+/// product on every thread. Below, it is mostly in
 /// cache already — an image of the quick preset's, a tile of patches —
 /// and the requests cost more than they save (quick-preset inference
 /// measured 2–17% slower with them).
@@ -941,6 +944,40 @@ mod tests {
                         4 => assert!(v.is_nan(), "{kernel:?}, row {i}"),
                         _ => assert_eq!(*v, 1.5, "{kernel:?}, row {i}"),
                     }
+                }
+            }
+        }
+    }
+
+    /// Matrices large enough to be requested ahead ([`FAR`]), in both
+    /// layouts that request them (whole contiguous rows; a step's elements
+    /// side by side), give the products of the definition; the requests run
+    /// past the data's end at the last blocks, which must not fault.
+    #[test]
+    fn matrices_requested_ahead_match_the_definition() {
+        let (m, k) = (8200usize, 16usize);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1013) as f32 / 1013.0 - 0.5).collect();
+        let at: Vec<f32> = (0..m * k).map(|i| a[(i % m) * k + i / m]).collect();
+        for kernel in kernels_here() {
+            let cols = kernel.cols();
+            let b: Vec<f32> = (0..k * cols).map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.5).collect();
+            let rhs = MatRef::new(&b, k, cols);
+            let want = naive(MatRef::new(&a, m, k), rhs);
+            for lhs in [MatRef::new(&a, m, k), MatRef::new(&at, k, m).t()] {
+                assert!((m - 1) * lhs.row_stride + (k - 1) * lhs.col_stride >= FAR, "not a far matrix");
+                if !takes(kernel, lhs) {
+                    continue;
+                }
+                let mut c = vec![0f32; m * cols];
+                // One thread: a parallel product's tasks are too small to be far.
+                product_on(kernel, &mut c, cols, lhs, rhs, false, Threads::One);
+                for (i, (got, want)) in c.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*got as f64 - want).abs() < 1e-5,
+                        "{kernel:?}, strides {} / {}: element {i}: {got} against {want}",
+                        lhs.row_stride,
+                        lhs.col_stride
+                    );
                 }
             }
         }
