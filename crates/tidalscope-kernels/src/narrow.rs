@@ -110,6 +110,14 @@ struct Lhs<'a> {
     far: bool,
 }
 
+impl<'a> Lhs<'a> {
+    /// Entry (i, p) at `data[base + i·rs + p·cs]`, not requested ahead
+    /// ([`rows_on`] decides that for the whole call).
+    fn new(data: &'a [f32], base: usize, rs: usize, cs: usize) -> Self {
+        Self { data, base, rs, cs, far: false }
+    }
+}
+
 /// Floats a left-hand matrix spans from which the kernels request it
 /// ahead (512 kB, a quarter of a 2 MB L2 cache), counted over what one
 /// call of the kernels reads: a product on one thread (each image's
@@ -229,7 +237,7 @@ fn rows_on(
 /// with row stride `ldc`. The caller checks the shapes and that
 /// [`supports`] holds for the column count.
 pub(crate) fn product(c: &mut [f32], ldc: usize, a: MatRef<'_>, b: MatRef<'_>, accumulate: bool, threads: Threads) {
-    let lhs = Lhs { data: a.data, base: 0, rs: a.row_stride, cs: a.col_stride, far: false };
+    let lhs = Lhs::new(a.data, 0, a.row_stride, a.col_stride);
     product_on(Kernel::choose(b.cols, &lhs), c, ldc, a, b, accumulate, threads)
 }
 
@@ -253,8 +261,7 @@ fn product_on(
         packed = (0..k * cols).map(|i| b.data[(i / cols) * b.row_stride + (i % cols) * b.col_stride]).collect();
         &packed
     };
-    let lhs =
-        |first: usize| Lhs { data: a.data, base: first * a.row_stride, rs: a.row_stride, cs: a.col_stride, far: false };
+    let lhs = |first: usize| Lhs::new(a.data, first * a.row_stride, a.row_stride, a.col_stride);
     let c = &mut c[..(m - 1) * ldc + cols];
     if threads == Threads::All && m > TASK_ROWS {
         // Whole rows per task: the same sums as one thread.
@@ -405,7 +412,7 @@ impl Plan {
         match self.interior() {
             Some((a, b)) if !accumulate => self.forward_direct(x, weight, y, a, b),
             _ => self.tiles(x, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1, far: false };
+                let lhs = Lhs::new(patches, 0, kk, 1);
                 rows(&mut y[first * cols..], cols, n, lhs, kk, weight, cols, accumulate);
             }),
         }
@@ -433,13 +440,13 @@ impl Plan {
             // (oy + ky − pt, ox − pl): `first` is an interior pixel, so this
             // does not underflow.
             let base = ((inside.start + ky - self.pt) * self.w + a - self.pl) * c;
-            let lhs = Lhs { data: x, base, rs: c, cs: 1, far: false };
+            let lhs = Lhs::new(x, base, c, 1);
             rows(&mut y[first * cols..], cols, last - first, lhs, kc, &weight[ky * kc * cols..], cols, i > 0);
         }
         let kk = self.patch_len();
         for ox in (0..a).chain(b..wo) {
             self.column_tiles(x, ox, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: kk, cs: 1, far: false };
+                let lhs = Lhs::new(patches, 0, kk, 1);
                 rows(&mut y[first * cols..], wo * cols, n, lhs, kk, weight, cols, false);
             });
         }
@@ -453,7 +460,7 @@ impl Plan {
             // Rows of this product are the patch entries, its inner
             // dimension the tile's pixels.
             return self.tiles(x, |first, n, patches| {
-                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk, far: false };
+                let lhs = Lhs::new(patches, 0, 1, kk);
                 rows(dweight, cols, kk, lhs, n, &dy[first * cols..], cols, true);
             });
         };
@@ -466,7 +473,7 @@ impl Plan {
             let dw = &mut dweight[ky * kc * cols..][..kc * cols];
             for oy in self.rows_inside(ky) {
                 let base = ((oy + ky - self.pt) * self.w + a - self.pl) * c;
-                let lhs = Lhs { data: x, base, rs: 1, cs: c, far: false };
+                let lhs = Lhs::new(x, base, 1, c);
                 rows(dw, cols, kc, lhs, b - a, &dy[(oy * wo + a) * cols..], cols, true);
             }
         }
@@ -478,7 +485,7 @@ impl Plan {
                 for (i, row) in g.chunks_exact_mut(cols).take(n).enumerate() {
                     row.copy_from_slice(&dy[(first + i * wo) * cols..][..cols]);
                 }
-                let lhs = Lhs { data: patches, base: 0, rs: 1, cs: kk, far: false };
+                let lhs = Lhs::new(patches, 0, 1, kk);
                 rows(dweight, cols, kk, lhs, n, &g[..n * cols], cols, true);
             });
         }
@@ -559,11 +566,9 @@ mod x86 {
         /// cache fetch nothing.
         #[inline(always)]
         fn new(pa: *const f32, lhs: Lhs<'_>, rows: usize, k: usize) -> Self {
-            if !lhs.far {
-                Self { first: std::ptr::null(), step: 0 }
-            } else if lhs.cs == 1 && lhs.rs == k && rows >= 12 {
+            if lhs.far && lhs.cs == 1 && lhs.rs == k && rows >= 12 {
                 Self { first: pa.wrapping_add(Self::BLOCKS * rows * k), step: rows }
-            } else if lhs.rs == 1 && lhs.cs >= 8 {
+            } else if lhs.far && lhs.rs == 1 && lhs.cs >= 8 {
                 Self { first: pa.wrapping_add(Self::STEPS * lhs.cs), step: lhs.cs }
             } else {
                 Self { first: std::ptr::null(), step: 0 }
