@@ -782,8 +782,17 @@ impl Mirror {
         // Columns whose mirror lies inside: mx − x in 0..w.
         let lo = ((self.mx - w as isize + 1).max(0) as usize).max(xs.start);
         let hi = ((self.mx + 1).max(0) as usize).min(w).min(xs.end);
-        for x in lo..hi {
-            out[x - xs.start] = row[x] - mirror[(self.mx - x as isize) as usize];
+        if lo >= hi {
+            return;
+        }
+        // Column x's mirror is mx − x: the columns lo..hi meet the mirror's
+        // mx − hi + 1 ..= mx − lo read backwards. As slices, so that the
+        // loop compiles to vectors (indexed, it ran one pixel at a time
+        // with a bounds check each).
+        let m0 = (self.mx - hi as isize + 1) as usize;
+        let mirrored = mirror[m0..m0 + (hi - lo)].iter().rev();
+        for ((o, r), m) in out[lo - xs.start..hi - xs.start].iter_mut().zip(&row[lo..hi]).zip(mirrored) {
+            *o = r - m;
         }
     }
 }
