@@ -566,7 +566,42 @@ pub fn predict(args: crate::cli::BenchPredictArgs) -> anyhow::Result<()> {
     for (name, rate) in shares {
         println!("predict from {name}: {:.0}% of the pure inference rate (their mean)", 100.0 * rate / pure);
     }
+    // Reading and preparing take the cores the network would use: at a
+    // preparing rate p and inference rate r (both on all cores), no
+    // pipeline of the two beats 1 / (1/p + 1/r), a share p / (p + r).
+    for (name, data) in [("npy", "npy"), ("FITS cutouts", "fits/catalog.csv")] {
+        let rate = preparing_alone(&dir.path().join(data), &bundle.preprocess)?;
+        println!(
+            "reading and preparing alone from {name}: {rate:.1} objects/s (no network), so at most {:.0}% of \
+             the pure inference rate with the network after it",
+            100.0 * rate / (rate + pure)
+        );
+    }
     Ok(())
+}
+
+/// Objects per second read from `data` and prepared for the model (its
+/// channels, binning, view and stretch) as `predict` does, on all cores,
+/// with no network after it: one whole pass, after one untimed pass that
+/// puts the files in the page cache.
+fn preparing_alone(
+    data: &std::path::Path,
+    preprocess: &tidalscope_data::preprocess::Preprocess,
+) -> anyhow::Result<f64> {
+    let source = tidalscope_io::source::open(data, &tidalscope_io::source::OpenOptions::default())?;
+    let n = source.info().len;
+    let pass = || -> anyhow::Result<(usize, f64)> {
+        let (t0, mut prepared) = (std::time::Instant::now(), 0usize);
+        tidalscope_data::stream::stream_prepared(source.as_ref(), 0..n, preprocess, 256, |ok, bad| {
+            anyhow::ensure!(bad.is_empty(), "{}: {}", data.display(), bad[0].reason);
+            prepared += std::hint::black_box(ok).len();
+            Ok(())
+        })?;
+        Ok((prepared, t0.elapsed().as_secs_f64()))
+    };
+    pass()?;
+    let (prepared, secs) = pass()?;
+    Ok(prepared as f64 / secs)
 }
 
 /// Images per second of the classifier `bundle` on random inputs of its

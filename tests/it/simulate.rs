@@ -137,3 +137,27 @@ fn bench_encoder_times_a_preset_at_its_own_size() {
         assert!(err.contains(flag), "{err}");
     }
 }
+
+#[test]
+fn bench_predict_prints_each_input_against_inference_and_the_ceiling_preparing_sets() {
+    // An untrained quick classifier on a few objects: every line a user
+    // reads is there with a rate, and the ceiling is a share of inference.
+    let d = Dir::new();
+    let tmp = d.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let out = d.ok(&["bench", "predict", "--n", "40", "--tmp", tmp.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let number = |line: &str, after: &str| -> f64 {
+        let rest = line.split(after).nth(1).unwrap_or_else(|| panic!("{after:?} not in {line:?}"));
+        rest.split_whitespace().next().unwrap().trim_end_matches('%').parse().unwrap()
+    };
+    for input in ["npy", "FITS cutouts"] {
+        let line = text.lines().find(|l| l.starts_with("predict: ") && l.contains(&format!("from {input} ("))).unwrap();
+        assert!(number(line, "predict: ") > 0.0, "{text}");
+        let line = text.lines().find(|l| l.starts_with(&format!("reading and preparing alone from {input}:"))).unwrap();
+        assert!(number(line, ": ") > 0.0, "{text}");
+        let ceiling = number(line, "at most ");
+        assert!(ceiling > 0.0 && ceiling < 100.0, "{text}");
+    }
+    assert!(text.contains("pure inference of the same model: "), "{text}");
+}
