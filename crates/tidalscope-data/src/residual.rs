@@ -424,6 +424,11 @@ struct Taps {
     /// The cells' lower corners, floored, as floats.
     x0: Vec<f64>,
     y0: Vec<f64>,
+    /// Where the 4 × 4 pixels sampled start, as an index of the image's
+    /// pixels (`(y0 − 1) · w + x0 − 1`) when all of them lie inside it;
+    /// −1 when some must be clamped into it (a mirror point near or past
+    /// the edge).
+    start: Vec<i64>,
     /// The cubic weights along x and y: `wx[c][i]` pixel `i`'s `c`th.
     wx: [Vec<f32>; 4],
     wy: [Vec<f32>; 4],
@@ -431,12 +436,20 @@ struct Taps {
 
 impl Taps {
     /// The taps of columns `xs` of row `y` mapped by `m` (row-major)
-    /// about `(cx, cy)`.
+    /// about `(cx, cy)`, in an image `w` × `h`.
     #[inline(always)]
-    fn fill(&mut self, xs: Range<usize>, y: usize, (cx, cy): (f64, f64), [a, b, c, d]: [f64; 4]) {
+    fn fill(
+        &mut self,
+        xs: Range<usize>,
+        y: usize,
+        (cx, cy): (f64, f64),
+        [a, b, c, d]: [f64; 4],
+        (w, h): (usize, usize),
+    ) {
         let n = xs.len();
         self.x0.resize(n, 0.0);
         self.y0.resize(n, 0.0);
+        self.start.resize(n, 0);
         self.wx.iter_mut().chain(&mut self.wy).for_each(|v| v.resize(n, 0.0));
         let dy = y as f64 - cy;
         let (x0, y0) = (&mut self.x0[..n], &mut self.y0[..n]);
@@ -450,6 +463,13 @@ impl Taps {
             (x0[i], y0[i]) = (mx.floor(), my.floor());
             [wx0[i], wx1[i], wx2[i], wx3[i]] = keys((mx - x0[i]) as f32);
             [wy0[i], wy1[i], wy2[i], wy3[i]] = keys((my - y0[i]) as f32);
+        }
+        // Compared as floats: the same answer as the saturating integer
+        // casts of `get` (NaN, cast to 0, is outside either way).
+        let (wf, hf) = (w as f64, h as f64);
+        for ((s, &px), &py) in self.start[..n].iter_mut().zip(&self.x0[..n]).zip(&self.y0[..n]) {
+            let inside = px >= 1.0 && py >= 1.0 && px <= wf - 3.0 && py <= hf - 3.0;
+            *s = if inside { (py as i64 - 1) * w as i64 + px as i64 - 1 } else { -1 };
         }
     }
 
@@ -544,7 +564,7 @@ impl RowResidual for Resample {
         // The vector path reads its own copy of the image.
         assert_eq!(img.shape(), self.shape, "a resampling makes the rows of the image it was made for");
         let (h, w) = (img.height(), img.width());
-        self.taps.fill(xs.clone(), y, (self.cx, self.cy), self.m);
+        self.taps.fill(xs.clone(), y, (self.cx, self.cy), self.m, (w, h));
         let n = xs.len();
         let out = &mut out[..n * img.bands()];
         #[cfg(target_arch = "x86_64")]
@@ -649,30 +669,49 @@ mod x86 {
         let abs = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
         let (inf, nan) = (_mm256_set1_ps(f32::INFINITY), _mm256_set1_ps(f32::NAN));
         let at = pixels.as_ptr();
+        let [wy0, wy1, wy2, wy3] = &taps.wy;
+        let (wy0, wy1, wy2, wy3) = (&wy0[..n], &wy1[..n], &wy2[..n], &wy3[..n]);
+        let [wx0, wx1, wx2, wx3] = &taps.wx;
+        let (wx0, wx1, wx2, wx3) = (&wx0[..n], &wx1[..n], &wx2[..n], &wx3[..n]);
+        let start = &taps.start[..n];
         for (i, centre) in centres.chunks_exact(8).enumerate() {
-            let t = taps.get(i);
             let zero = _mm256_setzero_ps();
             let mut a = [zero; 4];
-            // The 16 pixels sampled, each clamped into the image (a block
-            // inside it is 4 runs of 4 neighbours): every offset below is
-            // of a pixel of the image, inside `pixels`.
-            // (Written so that no corner, however far out, overflows.)
-            let inside = t.x0 >= 1 && t.y0 >= 1 && t.x0 <= wi - 3 && t.y0 <= hi - 3;
-            let mut xs = [0usize; 4];
-            for (c, x) in xs.iter_mut().enumerate() {
-                *x = if inside { (t.x0 - 1) as usize + c } else { (t.x0 - 1 + c as i64).clamp(0, wi - 1) as usize };
-            }
-            for (j, &wy) in t.wy.iter().enumerate() {
-                let wy = _mm256_set1_ps(wy);
-                let row =
-                    if inside { (t.y0 - 1) as usize + j } else { (t.y0 - 1 + j as i64).clamp(0, hi - 1) as usize };
-                for (a, x) in a.iter_mut().zip(xs) {
-                    // SAFETY: row < h and x < w, so the 8 values are in `pixels`.
-                    let p = unsafe { _mm256_loadu_ps(at.add((row * w + x) * 8)) };
-                    *a = _mm256_add_ps(*a, _mm256_mul_ps(wy, p));
+            let wy = [wy0[i], wy1[i], wy2[i], wy3[i]];
+            if start[i] >= 0 {
+                // The 16 pixels sampled: 4 runs of 4 neighbours from
+                // `start`, all inside the image (`Taps::start`).
+                let first = start[i] as usize;
+                assert!((first + 3 * w + 3) * 8 + 8 <= pixels.len(), "the taps of this image");
+                for (j, &wy) in wy.iter().enumerate() {
+                    let wy = _mm256_set1_ps(wy);
+                    for (c, a) in a.iter_mut().enumerate() {
+                        // SAFETY: inside the block checked just above.
+                        let p = unsafe { _mm256_loadu_ps(at.add((first + j * w + c) * 8)) };
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wy, p));
+                    }
+                }
+            } else {
+                // Each pixel clamped into the image: every offset below is
+                // of a pixel of the image, inside `pixels`. (Written so
+                // that no corner, however far out, overflows.)
+                let t = taps.get(i);
+                let mut xs = [0usize; 4];
+                for (c, x) in xs.iter_mut().enumerate() {
+                    *x = (t.x0 - 1 + c as i64).clamp(0, wi - 1) as usize;
+                }
+                for (j, &wy) in wy.iter().enumerate() {
+                    let wy = _mm256_set1_ps(wy);
+                    let row = (t.y0 - 1 + j as i64).clamp(0, hi - 1) as usize;
+                    for (a, x) in a.iter_mut().zip(xs) {
+                        // SAFETY: row < h and x < w, so the 8 values are in `pixels`.
+                        let p = unsafe { _mm256_loadu_ps(at.add((row * w + x) * 8)) };
+                        *a = _mm256_add_ps(*a, _mm256_mul_ps(wy, p));
+                    }
                 }
             }
-            let wx = |c: usize| _mm256_set1_ps(t.wx[c]);
+            let wxs = [wx0[i], wx1[i], wx2[i], wx3[i]];
+            let wx = |c: usize| _mm256_set1_ps(wxs[c]);
             let mut sampled = _mm256_mul_ps(a[0], wx(0));
             for (c, a) in a.iter().enumerate().skip(1) {
                 sampled = _mm256_add_ps(sampled, _mm256_mul_ps(*a, wx(c)));
