@@ -427,8 +427,8 @@ struct Taps {
     /// Where the 4 × 4 pixels sampled start, as an index of the image's
     /// pixels (`(y0 − 1) · w + x0 − 1`) when all of them lie inside it;
     /// −1 when some must be clamped into it (a mirror point near or past
-    /// the edge).
-    start: Vec<i64>,
+    /// the edge), and everywhere in an image of 2³¹ pixels or more.
+    start: Vec<i32>,
     /// The cubic weights along x and y: `wx[c][i]` pixel `i`'s `c`th.
     wx: [Vec<f32>; 4],
     wy: [Vec<f32>; 4],
@@ -464,12 +464,15 @@ impl Taps {
             [wx0[i], wx1[i], wx2[i], wx3[i]] = keys((mx - x0[i]) as f32);
             [wy0[i], wy1[i], wy2[i], wy3[i]] = keys((my - y0[i]) as f32);
         }
-        // Compared as floats: the same answer as the saturating integer
-        // casts of `get` (NaN, cast to 0, is outside either way).
+        // Compared and summed as floats (whole numbers, exact), then cast
+        // to 32 bits: all of it vectorises, where 64-bit casts did not.
+        // The same answer as the saturating integer casts of `get` (NaN,
+        // cast to 0, is outside either way).
         let (wf, hf) = (w as f64, h as f64);
+        let small = (w * h) < i32::MAX as usize;
         for ((s, &px), &py) in self.start[..n].iter_mut().zip(&self.x0[..n]).zip(&self.y0[..n]) {
-            let inside = px >= 1.0 && py >= 1.0 && px <= wf - 3.0 && py <= hf - 3.0;
-            *s = if inside { (py as i64 - 1) * w as i64 + px as i64 - 1 } else { -1 };
+            let inside = small && px >= 1.0 && py >= 1.0 && px <= wf - 3.0 && py <= hf - 3.0;
+            *s = if inside { ((py - 1.0) * wf + px - 1.0) as i32 } else { -1 };
         }
     }
 
