@@ -97,7 +97,7 @@ fn bin_counted(img: &Cutout, k: usize) -> (Cutout, Vec<usize>) {
 multiversion! {
     /// How many of `values` are finite. Counted in 32-bit lanes a block at a
     /// time, so that it compiles to vector compares (summed as one `usize`
-    /// per value it ran a value at a time).
+    /// per value, it ran a value at a time).
     fn finite_in(values: &[f32]) -> usize {
         const LANES: usize = 16;
         // Each lane counts at most 2^16 values of a block: no overflow.
