@@ -1101,9 +1101,10 @@ mod tests {
 
     #[test]
     fn finite_pixels_are_counted_at_every_length_and_instruction_set() {
-        // Every kind of value (NaN with any payload, ±inf, the largest
-        // finite, subnormals, −0) at positions that fall in the blocks and
-        // in the remainder, on lengths around the 16-lane blocks.
+        // Every kind of value (NaNs of either sign and another payload,
+        // ±inf, the largest finite, a subnormal, −0) at positions that fall
+        // in the 16-lane chunks and in the remainder, on lengths around the
+        // chunks and past one block of 2^20 values.
         let kinds = [
             f32::NAN,
             -f32::NAN,
@@ -1116,7 +1117,7 @@ mod tests {
             -0.0,
             1.5,
         ];
-        for len in (0..70).chain([1000, 4097]) {
+        for len in (0..70).chain([1000, 4097, (16 << 16) + 17]) {
             let values: Vec<f32> = (0..len).map(|i| kinds[(i * 7 + len) % kinds.len()]).collect();
             let want = values.iter().filter(|v| v.is_finite()).count();
             for level in [2, 1, 0] {

@@ -427,7 +427,7 @@ struct Taps {
     /// Where the 4 × 4 pixels sampled start, as an index of the image's
     /// pixels (`(y0 − 1) · w + x0 − 1`) when all of them lie inside it;
     /// −1 when some must be clamped into it (a mirror point near or past
-    /// the edge), and everywhere in an image of 2³¹ pixels or more.
+    /// the edge), and everywhere in an image of 2³¹ − 1 pixels or more.
     start: Vec<i32>,
     /// The cubic weights along x and y: `wx[c][i]` pixel `i`'s `c`th.
     wx: [Vec<f32>; 4],
@@ -469,7 +469,7 @@ impl Taps {
         // The same answer as the saturating integer casts of `get` (NaN,
         // cast to 0, is outside either way).
         let (wf, hf) = (w as f64, h as f64);
-        let small = (w * h) < i32::MAX as usize;
+        let small = w.checked_mul(h).is_some_and(|p| p < i32::MAX as usize);
         for ((s, &px), &py) in self.start[..n].iter_mut().zip(&self.x0[..n]).zip(&self.y0[..n]) {
             let inside = small && px >= 1.0 && py >= 1.0 && px <= wf - 3.0 && py <= hf - 3.0;
             *s = if inside { ((py - 1.0) * wf + px - 1.0) as i32 } else { -1 };
