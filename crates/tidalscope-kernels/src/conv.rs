@@ -31,6 +31,9 @@ thread_local! {
     // megabytes per layer at the paper's size, which a fresh allocation
     // each step would page-fault in again.
     static PARTIALS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+    // A chunk of a made input ([`Input::Made`]), reused between chunks,
+    // layers and steps.
+    static MADE: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
 }
 
 /// Runs `f` on a scratch buffer of `len` floats owned by this thread. The
@@ -310,6 +313,17 @@ impl Conv {
     /// # Shapes
     /// As [`forward`](Self::forward), with `dy` shaped like `y` and `dweight` like `weight`.
     pub fn backward_weight(&self, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dweight: &mut [f32]) {
+        self.backward_weight_with(Input::Ready(x), n, h, w, dy, dweight);
+    }
+
+    /// [`backward_weight`](Self::backward_weight) of an input that may be
+    /// made chunk by chunk as it is read ([`Input::Made`]), as the forward
+    /// pass read it: the same sums in the same order, so the same bits as
+    /// on the input made whole.
+    ///
+    /// # Shapes
+    /// As [`backward_weight`](Self::backward_weight).
+    pub fn backward_weight_with(&self, x: Input<'_>, n: usize, h: usize, w: usize, dy: &[f32], dweight: &mut [f32]) {
         let (ho, wo) = self.out_size(h, w);
         let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
         self.check("input", x.len(), n * xs);
@@ -317,39 +331,8 @@ impl Conv {
         self.check("weight gradient", dweight.len(), self.weight_len());
         // Images i..j summed by one product over their stacked rows.
         let add_images = |i: usize, j: usize, acc: &mut [f32], first: bool, threads: Threads| {
-            let m = j - i;
-            let dym = MatRef::new(&dy[i * ys..j * ys], m * ho * wo, self.cout);
-            let xg = &x[i * xs..j * xs];
-            if self.pointwise() {
-                matmul(acc, self.cout, MatRef::new(xg, m * h * w, self.cin).t(), dym, !first, threads);
-            } else if narrow::applies(self) {
-                if first {
-                    acc.fill(0.0);
-                }
-                let plan = narrow::Plan::new(self, h, w);
-                for (xi, dyi) in xg.chunks(xs).zip(dy[i * ys..j * ys].chunks(ys)) {
-                    plan.add_weight_grad(xi, dyi, acc);
-                }
-            } else if m == 1 {
-                // An image of no output pixels makes no product below.
-                if ho * wo == 0 && first {
-                    acc.fill(0.0);
-                }
-                let (k, dyi) = (self.patch_len(), &dy[i * ys..j * ys]);
-                self.for_each_patch_block(xg, h, w, |r, cols| {
-                    let dyb = MatRef::new(&dyi[r.start * self.cout..r.end * self.cout], r.len(), self.cout);
-                    let add = !first || r.start > 0;
-                    matmul(acc, self.cout, MatRef::new(cols, r.len(), k).t(), dyb, add, threads);
-                });
-            } else {
-                let k = self.patch_len();
-                with_scratch(m * ho * wo * k, |cols| {
-                    for (xi, ci) in xg.chunks(xs).zip(cols.chunks_mut(ho * wo * k)) {
-                        self.im2col(xi, h, w, 0..ho * wo, ci);
-                    }
-                    matmul(acc, self.cout, MatRef::new(cols, m * ho * wo, k).t(), dym, !first, threads);
-                });
-            }
+            let dyg = &dy[i * ys..j * ys];
+            x.read(i * xs..j * xs, |xg| self.add_weight_grad(xg, dyg, j - i, h, w, acc, first, threads))
         };
         if n == 0 {
             dweight.fill(0.0);
@@ -385,6 +368,56 @@ impl Conv {
                 }
             }
         });
+    }
+
+    /// Adds (or writes, when `first`) the weight gradient of the `m`
+    /// images `xg` (`[m, h, w, cin]`) with output gradients `dyg` into
+    /// `acc`, by one product over their stacked rows.
+    #[allow(clippy::too_many_arguments)]
+    fn add_weight_grad(
+        &self,
+        xg: &[f32],
+        dyg: &[f32],
+        m: usize,
+        h: usize,
+        w: usize,
+        acc: &mut [f32],
+        first: bool,
+        threads: Threads,
+    ) {
+        let (ho, wo) = self.out_size(h, w);
+        let (xs, ys) = (h * w * self.cin, ho * wo * self.cout);
+        let dym = MatRef::new(dyg, m * ho * wo, self.cout);
+        if self.pointwise() {
+            matmul(acc, self.cout, MatRef::new(xg, m * h * w, self.cin).t(), dym, !first, threads);
+        } else if narrow::applies(self) {
+            if first {
+                acc.fill(0.0);
+            }
+            let plan = narrow::Plan::new(self, h, w);
+            for (xi, dyi) in xg.chunks(xs).zip(dyg.chunks(ys)) {
+                plan.add_weight_grad(xi, dyi, acc);
+            }
+        } else if m == 1 {
+            // An image of no output pixels makes no product below.
+            if ho * wo == 0 && first {
+                acc.fill(0.0);
+            }
+            let k = self.patch_len();
+            self.for_each_patch_block(xg, h, w, |r, cols| {
+                let dyb = MatRef::new(&dyg[r.start * self.cout..r.end * self.cout], r.len(), self.cout);
+                let add = !first || r.start > 0;
+                matmul(acc, self.cout, MatRef::new(cols, r.len(), k).t(), dyb, add, threads);
+            });
+        } else {
+            let k = self.patch_len();
+            with_scratch(m * ho * wo * k, |cols| {
+                for (xi, ci) in xg.chunks(xs).zip(cols.chunks_mut(ho * wo * k)) {
+                    self.im2col(xi, h, w, 0..ho * wo, ci);
+                }
+                matmul(acc, self.cout, MatRef::new(cols, m * ho * wo, k).t(), dym, !first, threads);
+            });
+        }
     }
 
     /// Output rows per block of an image's patch matrix, for an image of
@@ -507,20 +540,22 @@ pub(crate) fn group_size(n: usize, rows: usize) -> usize {
 }
 
 /// A convolution's input.
+#[derive(Clone, Copy)]
 pub enum Input<'a> {
     /// A buffer as it is.
     Ready(&'a [f32]),
-    /// The buffer `into`, made chunk by chunk from `from` (of the same
-    /// length) by `make(from chunk, into chunk)` just before the chunk's
-    /// product reads it, while it is still in cache: the BatchNorm-ReLU
-    /// before a convolution writes its output so, not in a pass of its own
-    /// over the whole batch.
+    /// The buffer `make` makes from `from` (of the same length), made
+    /// chunk by chunk into a buffer of the thread's own just before the
+    /// chunk's product reads it, and not kept: the BatchNorm-ReLU before a
+    /// convolution is applied so, not in a pass of its own over the whole
+    /// batch, and its output is never written out to memory. The training
+    /// backward pass makes it again where its weight gradient reads it
+    /// ([`Conv::backward_weight_with`]).
     Made {
         /// What the input is made from.
         from: &'a [f32],
-        /// Where it is made (the convolution's input, left filled).
-        into: &'a mut [f32],
-        /// Makes one chunk.
+        /// Makes one chunk: `make(from chunk, into chunk)` on chunks of
+        /// whole images.
         make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
     },
 }
@@ -538,6 +573,21 @@ impl Input<'_> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The floats `range` of the input, as made, handed to `f` (in the
+    /// thread's own buffer where the input is [`Input::Made`]).
+    pub(crate) fn read<R>(self, range: Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
+        match self {
+            Input::Ready(x) => f(&x[range]),
+            Input::Made { from, make } => {
+                let from = &from[range];
+                with_buffer(&MADE, from.len(), |x| {
+                    make(from, x);
+                    f(x)
+                })
+            }
+        }
+    }
 }
 
 /// Runs `f(chunk index, input chunk, output chunk, threads)` on
@@ -554,34 +604,12 @@ pub(crate) fn per_chunk<R: Send>(
     f: impl Fn(usize, &[f32], &mut [f32], Threads) -> R + Sync,
 ) -> Vec<R> {
     let (in_len, out_len) = (in_len.max(1), out_len.max(1));
-    let (from, into, make) = match input {
-        Input::Ready(x) => (x, None, None),
-        Input::Made { from, into, make } => {
-            assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
-            (from, Some(into), Some(make))
-        }
-    };
-    let n = from.len().div_ceil(in_len);
-    let made: Vec<Option<&mut [f32]>> = match into {
-        Some(into) => into.chunks_mut(in_len).map(Some).collect(),
-        None => std::iter::repeat_with(|| None).take(n).collect(),
-    };
-    let jobs: Vec<Chunk<'_>> = from
-        .chunks(in_len)
-        .zip(made)
-        .zip(output.chunks_mut(out_len))
-        .enumerate()
-        .map(|(index, ((from, made), output))| Chunk { index, from, made, output })
-        .collect();
-    let run = |job: Chunk<'_>, threads| {
-        let x: &[f32] = match (job.made, make) {
-            (Some(x), Some(make)) => {
-                make(job.from, x);
-                x
-            }
-            _ => job.from,
-        };
-        f(job.index, x, job.output, threads)
+    let total = input.len();
+    let n = total.div_ceil(in_len);
+    let jobs: Vec<(usize, &mut [f32])> = output.chunks_mut(out_len).enumerate().take(n).collect();
+    let run = |(index, output): (usize, &mut [f32]), threads| {
+        let range = index * in_len..((index + 1) * in_len).min(total);
+        input.read(range, |x| f(index, x, output, threads))
     };
     if n <= 1 || rayon::current_num_threads() == 1 {
         let threads = if n <= 1 { Threads::All } else { Threads::One };
@@ -589,15 +617,6 @@ pub(crate) fn per_chunk<R: Send>(
     } else {
         jobs.into_par_iter().map(|job| run(job, Threads::One)).collect()
     }
-}
-
-/// One chunk of [`per_chunk`]'s work.
-struct Chunk<'a> {
-    index: usize,
-    from: &'a [f32],
-    /// Where the input is made, if it is.
-    made: Option<&'a mut [f32]>,
-    output: &'a mut [f32],
 }
 
 #[cfg(test)]
@@ -687,18 +706,22 @@ mod tests {
                 let mut y = vec![1f32; dy.len()];
                 let seen = c.forward_with(Input::Ready(&x), n, h, w, &wt, &mut y, true, record);
                 check(seen, &y, "forward");
-                // An input made chunk by chunk is made whole, and read as made.
+                // An input made chunk by chunk is read as made, by the
+                // product and by the weight gradient: the same bits as the
+                // input made whole.
                 let double = |a: &[f32], b: &mut [f32]| a.iter().zip(b).for_each(|(u, v)| *v = 2.0 * u);
-                let mut made = vec![f32::NAN; x.len()];
+                let made = Input::Made { from: &x, make: &double };
                 let mut y2 = vec![1f32; dy.len()];
-                let input = Input::Made { from: &x, into: &mut made, make: &double };
-                let seen = c.forward_with(input, n, h, w, &wt, &mut y2, true, record);
+                let seen = c.forward_with(made, n, h, w, &wt, &mut y2, true, record);
                 check(seen, &y2, "forward, made input");
                 let x2: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
-                assert_eq!(made, x2, "{c:?} batch {n}: the made input");
                 let mut y3 = vec![1f32; dy.len()];
                 c.forward(&x2, n, h, w, &wt, &mut y3, true);
                 assert_eq!(y2, y3, "{c:?} batch {n}: the product of the made input");
+                let (mut dw, mut dw2) = (vec![f32::NAN; wt.len()], vec![f32::NAN; wt.len()]);
+                c.backward_weight_with(made, n, h, w, &dy, &mut dw);
+                c.backward_weight(&x2, n, h, w, &dy, &mut dw2);
+                assert_eq!(dw, dw2, "{c:?} batch {n}: the weight gradient of the made input");
                 let mut dx = vec![1f32; x.len()];
                 let seen = c.backward_input_with(&dy, n, h, w, &wt, &mut dx, false, record);
                 check(seen, &dx, "input gradient");

@@ -356,7 +356,7 @@ impl BatchNorm {
 
 /// `y = x·scale + shift` per channel, then ReLU when `relu`, for chunks
 /// of whole rows ([`BatchNorm::batch_map`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct AffineMap {
     // Repeated to the passes' row length.
     scale: Vec<f32>,

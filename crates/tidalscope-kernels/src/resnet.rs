@@ -11,7 +11,7 @@
 use crate::adam::{AdamConfig, Moments};
 use crate::conv::{Conv, Input};
 use crate::gemm::{matmul, MatRef, Threads};
-use crate::norm::{BatchMoments, BatchNorm, BatchStats, ChunkMoments, GradInto};
+use crate::norm::{AffineMap, BatchMoments, BatchNorm, BatchStats, ChunkMoments, GradInto};
 use crate::simd;
 use crate::winograd::Winograd;
 use rayon::prelude::*;
@@ -429,17 +429,21 @@ struct BlockTape {
     x: Vec<f32>,
     h: usize,
     w: usize,
-    /// relu(bn_in(x)), conv_a's input.
-    t: Vec<f32>,
+    /// bn_in's statistics and its map: relu(bn_in(x)) is conv_a's input,
+    /// made chunk by chunk where it is read and not kept (see
+    /// [`Input::Made`]); so are the maps below.
     s_in: BatchStats,
-    /// conv_a(t), relu(bn_a(·)).
+    map_in: AffineMap,
+    /// conv_a's output and bn_a's statistics and map (conv_b's input is
+    /// relu(bn_a(a))).
     a: Vec<f32>,
-    ta: Vec<f32>,
     s_a: BatchStats,
-    /// conv_b(ta), relu(bn_b(·)).
+    map_a: AffineMap,
+    /// conv_b's output and bn_b's statistics and map (conv_c's input is
+    /// relu(bn_b(b))).
     b: Vec<f32>,
-    tb: Vec<f32>,
     s_b: BatchStats,
+    map_b: AffineMap,
     /// conv_b and its input gradient in the Winograd domain, where the
     /// tape's [`TrainingWinograd`] runs it there (its weight gradient then
     /// is too): this step's weights,
@@ -608,7 +612,8 @@ impl ResNet {
         // each takes its statistics from the moments the convolution before
         // it took of each chunk of its output as it wrote it, and its map is
         // applied by the convolution after it to each chunk of its input
-        // just before reading it ([`Input::Made`]).
+        // just before reading it, and again by that convolution's weight
+        // gradient in the backward pass ([`Input::Made`]).
         let stats = |layer: &BatchNorm, parts: &[ChunkMoments], moments: &mut Vec<BatchMoments>| {
             let (stats, m) = layer.stats_from_chunks(parts);
             moments.push(m);
@@ -634,31 +639,32 @@ impl ResNet {
             let bt = &mut tape.blocks[i];
             bt.x = act;
             (bt.h, bt.w) = (h, w);
-            resized(&mut bt.t, bt.x.len());
             bt.s_in = stats(&b.bn_in, &parts, &mut tape.moments);
-            let map = b.bn_in.batch_map(&bt.s_in, true);
-            let t = Input::Made { from: &bt.x, into: &mut bt.t, make: &|x, y| map.apply(x, y) };
+            bt.map_in = b.bn_in.batch_map(&bt.s_in, true);
+            let map = &bt.map_in;
+            let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
+            let t = Input::Made { from: &bt.x, make: &make };
             let ca = &b.conv_a.conv;
             resized(&mut bt.a, n * h * w * ca.cout);
             let parts_a =
                 ca.forward_with(t, n, h, w, &b.conv_a.weight, &mut bt.a, false, |_, y| b.bn_a.chunk_moments(y));
-            resized(&mut bt.ta, bt.a.len());
             bt.s_a = stats(&b.bn_a, &parts_a, &mut tape.moments);
-            let map = b.bn_a.batch_map(&bt.s_a, true);
+            bt.map_a = b.bn_a.batch_map(&bt.s_a, true);
+            let map = &bt.map_a;
             let cb = &b.conv_b.conv;
             let (ho, wo) = cb.out_size(h, w);
             resized(&mut bt.b, n * ho * wo * cb.cout);
             let moments_b = |_, y: &mut [f32]| b.bn_b.chunk_moments(y);
-            let ta = Input::Made { from: &bt.a, into: &mut bt.ta, make: &|x, y| map.apply(x, y) };
+            let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
+            let ta = Input::Made { from: &bt.a, make: &make };
             let parts_b = if tape.winograd.runs(cb, h, w) {
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
                 wg.forward_with(ta, n, h, w, &mut bt.b, false, moments_b)
             } else {
                 cb.forward_with(ta, n, h, w, &b.conv_b.weight, &mut bt.b, false, moments_b)
             };
-            resized(&mut bt.tb, bt.b.len());
             bt.s_b = stats(&b.bn_b, &parts_b, &mut tape.moments);
-            let map = b.bn_b.batch_map(&bt.s_b, true);
+            bt.map_b = b.bn_b.batch_map(&bt.s_b, true);
             let cc = &b.conv_c.conv;
             let next = match tape.blocks.get_mut(i + 1) {
                 Some(nt) => &mut nt.x,
@@ -682,7 +688,9 @@ impl ResNet {
             // The block's output is the next block's BatchNorm input: its
             // moments are taken here, after the last write.
             let next_bn = self.blocks.get(i + 1).map(|nb| &nb.bn_in);
-            let tb = Input::Made { from: &bt.b, into: &mut bt.tb, make: &|x, y| map.apply(x, y) };
+            let map = &bt.map_b;
+            let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
+            let tb = Input::Made { from: &bt.b, make: &make };
             let after = |at: usize, y: &mut [f32]| {
                 if let Some(x) = identity {
                     simd::add_into(y, &x[at..at + y.len()]);
@@ -768,9 +776,17 @@ impl ResNet {
             // gradient as the convolution after it writes the chunk.
             let (plan_b, plan_a, plan_in) =
                 (b.bn_b.grad_plan(&bt.s_b, true), b.bn_a.grad_plan(&bt.s_a, true), b.bn_in.grad_plan(&bt.s_in, true));
+            // Each convolution's input, made again from its BatchNorm's
+            // input as the forward pass made it, for its weight gradient.
+            let make_b = |x: &[f32], y: &mut [f32]| bt.map_b.apply(x, y);
+            let make_a = |x: &[f32], y: &mut [f32]| bt.map_a.apply(x, y);
+            let make_in = |x: &[f32], y: &mut [f32]| bt.map_in.apply(x, y);
+            let tb = Input::Made { from: &bt.b, make: &make_b };
+            let ta = Input::Made { from: &bt.a, make: &make_a };
+            let tx = Input::Made { from: &bt.x, make: &make_in };
             // conv_c, then bn_b.
-            b.conv_c.conv.backward_weight(&bt.tb, n, ho, wo, dyb, &mut gb.conv_c.weight);
-            let g0 = scratch(&mut t.g0, bt.tb.len());
+            b.conv_c.conv.backward_weight_with(tb, n, ho, wo, dyb, &mut gb.conv_c.weight);
+            let g0 = scratch(&mut t.g0, bt.b.len());
             let sums = b.conv_c.conv.backward_input_with(dyb, n, ho, wo, &b.conv_c.weight, g0, false, |at, g| {
                 plan_b.sums(&bt.b[at..at + g.len()], g)
             });
@@ -778,11 +794,11 @@ impl ResNet {
             plan_b.backward(&sums, &bt.b, g0, g1, GradInto::Write, &mut gb.bn_b.gamma, &mut gb.bn_b.beta);
             // conv_b (strided), then bn_a.
             if winograd {
-                Winograd::weight_gradient(cb, &bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
+                Winograd::weight_gradient(cb, ta, n, h, w, g1, &mut gb.conv_b.weight);
             } else {
-                cb.backward_weight(&bt.ta, n, h, w, g1, &mut gb.conv_b.weight);
+                cb.backward_weight_with(ta, n, h, w, g1, &mut gb.conv_b.weight);
             }
-            let g0 = scratch(&mut t.g0, bt.ta.len());
+            let g0 = scratch(&mut t.g0, bt.a.len());
             let sums_a = |at: usize, g: &mut [f32]| plan_a.sums(&bt.a[at..at + g.len()], g);
             let sums = match &bt.winograd_back {
                 Some(wg) if winograd => wg.forward_with(Input::Ready(g1), n, h, w, g0, false, sums_a),
@@ -791,8 +807,8 @@ impl ResNet {
             let g1 = scratch(&mut t.g1, bt.a.len());
             plan_a.backward(&sums, &bt.a, g0, g1, GradInto::Write, &mut gb.bn_a.gamma, &mut gb.bn_a.beta);
             // conv_a, then bn_in into dx.
-            b.conv_a.conv.backward_weight(&bt.t, n, h, w, g1, &mut gb.conv_a.weight);
-            let g0 = scratch(&mut t.g0, bt.t.len());
+            b.conv_a.conv.backward_weight_with(tx, n, h, w, g1, &mut gb.conv_a.weight);
+            let g0 = scratch(&mut t.g0, bt.x.len());
             let sums = b.conv_a.conv.backward_input_with(g1, n, h, w, &b.conv_a.weight, g0, false, |at, g| {
                 plan_in.sums(&bt.x[at..at + g.len()], g)
             });

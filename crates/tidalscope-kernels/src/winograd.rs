@@ -220,7 +220,9 @@ impl Winograd {
     }
 
     /// The weight gradient `∂L/∂weight` of the 3×3 stride-1 `conv` from its
-    /// input `x` and output gradient `dy`, as [`Conv::backward_weight`]:
+    /// input `x` (which may be made group by group as it is read:
+    /// [`Input::Made`]) and output gradient `dy`, as
+    /// [`Conv::backward_weight_with`]:
     /// with V = Bᵀ·d·B of each input tile and W = A·δ·Aᵀ of its 2×2 output
     /// gradients, `∂L/∂g = Gᵀ·(Σ_tiles V ⊙ W)·G` — 16 products of
     /// `(cin × tiles)·(tiles × cout)`, then one transform back. Summed over
@@ -233,7 +235,7 @@ impl Winograd {
     /// # Panics
     /// If `conv` is not 3×3 stride 1 or the lengths disagree with the shapes.
     #[allow(clippy::too_many_arguments)]
-    pub fn weight_gradient(conv: &Conv, x: &[f32], n: usize, h: usize, w: usize, dy: &[f32], dweight: &mut [f32]) {
+    pub fn weight_gradient(conv: &Conv, x: Input<'_>, n: usize, h: usize, w: usize, dy: &[f32], dweight: &mut [f32]) {
         assert!(Self::applies(conv), "Winograd F(2×2, 3×3) needs a 3×3 stride-1 convolution, not {conv:?}");
         let (cin, cout) = (conv.cin, conv.cout);
         let (xs, ys) = (h * w * cin, h * w * cout);
@@ -251,26 +253,28 @@ impl Winograd {
             let mut acc = vec![0f32; 16 * cin * cout];
             let tiles = (j - i) * per_image;
             let nb = tiles.clamp(1, BLOCK);
-            let (xg, dyg) = (&x[i * xs..j * xs], &dy[i * ys..j * ys]);
-            with_scratch(16 * nb * (cin + cout) + 32 * cin + 10 * cout, |buf| {
-                let (v, rest) = buf.split_at_mut(16 * nb * cin);
-                let (g, rest) = rest.split_at_mut(16 * nb * cout);
-                let (d, s) = rest.split_at_mut(32 * cin);
-                for t0 in (0..tiles).step_by(nb) {
-                    let m = nb.min(tiles - t0);
-                    simd::winograd_input(xg, h, w, cin, grid, t0, m, d, v);
-                    simd::winograd_gradient(dyg, h, w, cout, grid, t0, m, s, g);
-                    for e in 0..16 {
-                        matmul(
-                            &mut acc[e * cin * cout..(e + 1) * cin * cout],
-                            cout,
-                            MatRef::new(&v[e * m * cin..(e + 1) * m * cin], m, cin).t(),
-                            MatRef::new(&g[e * m * cout..(e + 1) * m * cout], m, cout),
-                            t0 > 0,
-                            threads,
-                        );
+            let dyg = &dy[i * ys..j * ys];
+            x.read(i * xs..j * xs, |xg| {
+                with_scratch(16 * nb * (cin + cout) + 32 * cin + 10 * cout, |buf| {
+                    let (v, rest) = buf.split_at_mut(16 * nb * cin);
+                    let (g, rest) = rest.split_at_mut(16 * nb * cout);
+                    let (d, s) = rest.split_at_mut(32 * cin);
+                    for t0 in (0..tiles).step_by(nb) {
+                        let m = nb.min(tiles - t0);
+                        simd::winograd_input(xg, h, w, cin, grid, t0, m, d, v);
+                        simd::winograd_gradient(dyg, h, w, cout, grid, t0, m, s, g);
+                        for e in 0..16 {
+                            matmul(
+                                &mut acc[e * cin * cout..(e + 1) * cin * cout],
+                                cout,
+                                MatRef::new(&v[e * m * cin..(e + 1) * m * cin], m, cin).t(),
+                                MatRef::new(&g[e * m * cout..(e + 1) * m * cout], m, cout),
+                                t0 > 0,
+                                threads,
+                            );
+                        }
                     }
-                }
+                })
             });
             acc
         };
@@ -586,8 +590,16 @@ mod tests {
             let mut want_dw = vec![0f32; wt.len()];
             conv.backward_weight(&x, n, h, w, &dy, &mut want_dw);
             let mut dw = vec![f32::NAN; wt.len()];
-            Winograd::weight_gradient(&conv, &x, n, h, w, &dy, &mut dw);
+            Winograd::weight_gradient(&conv, Input::Ready(&x), n, h, w, &dy, &mut dw);
             close(&dw, &want_dw, &format!("dw, {what}"));
+            // Of an input made group by group as it is read: the same bits
+            // as of the input made whole.
+            let half = |a: &[f32], b: &mut [f32]| a.iter().zip(b).for_each(|(u, v)| *v = 0.5 * u);
+            let x2: Vec<f32> = x.iter().map(|v| 0.5 * v).collect();
+            let (mut dw2, mut dw3) = (vec![f32::NAN; wt.len()], vec![f32::NAN; wt.len()]);
+            Winograd::weight_gradient(&conv, Input::Made { from: &x, make: &half }, n, h, w, &dy, &mut dw2);
+            Winograd::weight_gradient(&conv, Input::Ready(&x2), n, h, w, &dy, &mut dw3);
+            assert_eq!(dw2, dw3, "dw of a made input, {what}");
         }
     }
 

@@ -1,13 +1,14 @@
 //! A training step of the fast kernels timed in its two parts, forward
 //! and backward (the README's split of the quick preset's step under
-//! "Fast CPU kernels"). Ignored by default: it measures, not checks. Run
-//! in a release build: `cargo test --release -p tidalscope-model --test
-//! step_timing -- --ignored --nocapture` (`SPEC=paper` for the paper
-//! encoder at batch 32; default the quick preset's, batch 128).
+//! "Fast CPU kernels"), and a pretraining step of two views side by side.
+//! Ignored by default: they measure, not check. Run in a release build:
+//! `cargo test --release -p tidalscope-model --test step_timing --
+//! --ignored --nocapture` (`SPEC=paper` for the paper encoder at batch
+//! 32; default the quick preset's, batch 128).
 
 use burn::prelude::*;
 use std::time::Instant;
-use tidalscope_kernels::resnet::{ResNet, Tape, TrainingWinograd};
+use tidalscope_kernels::resnet::{ResNet, Tape, Trainer, TrainingWinograd, View};
 use tidalscope_model::{fast, EncoderConfig};
 
 /// Medians of 12 forward and backward passes (after the first's
@@ -43,5 +44,43 @@ fn training_step_forward_and_backward() {
         f * 1e3,
         b * 1e3,
         n as f64 / (f + b)
+    );
+}
+
+/// A pretraining step's two global views run side by side on the
+/// [`Trainer`]'s two pools, as `pretrain` runs them (forward, backward and
+/// the Adam step): the median of 12 steps after the first's allocations,
+/// in views/s. `SPEC` as above.
+#[test]
+#[ignore]
+fn two_views_side_by_side() {
+    let device = Device::flex();
+    let paper = std::env::var("SPEC").is_ok_and(|s| s == "paper");
+    let (width, bands, side, n) = if paper { (1.0, 5, 96, 32) } else { (0.5, 15, 24, 128) };
+    let net: ResNet = fast::to_resnet(&EncoderConfig::new().with_bands(bands).with_width(width).init(&device));
+    let dim = net.repr_dim();
+    let mut trainer = Trainer::new(net, fast::adam(1e-7, 0.0));
+    let xs: Vec<Vec<f32>> = (0..2)
+        .map(|v| (0..n * bands * side * side).map(|i| (((i + v) * 7919) % 1000) as f32 / 500.0 - 1.0).collect())
+        .collect();
+    let dout: Vec<f32> = (0..n * dim).map(|i| ((i * 31) % 101) as f32 / 101.0 - 0.5).collect();
+    let mut times: Vec<f64> = (0..13)
+        .map(|_| {
+            let t = Instant::now();
+            let views: Vec<View<'_>> =
+                xs.iter().map(|x| View { x, n, h: side, w: side, running_stats: true }).collect();
+            trainer.forward_views(&views);
+            trainer.backward(&[&dout, &dout]);
+            trainer.step(1e-3);
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    let t = times[times.len() / 2];
+    println!(
+        "2 views of {n} images of {side} px side by side: {:.1} ms a step, {:.0} views/s",
+        t * 1e3,
+        2.0 * n as f64 / t
     );
 }
