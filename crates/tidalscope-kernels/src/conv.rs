@@ -329,6 +329,7 @@ impl Conv {
         self.check("input", x.len(), n * xs);
         self.check("output gradient", dy.len(), n * ys);
         self.check("weight gradient", dweight.len(), self.weight_len());
+        let x = x.parts();
         // Images i..j summed by one product over their stacked rows.
         let add_images = |i: usize, j: usize, acc: &mut [f32], first: bool, threads: Threads| {
             let dyg = &dy[i * ys..j * ys];
@@ -540,7 +541,6 @@ pub(crate) fn group_size(n: usize, rows: usize) -> usize {
 }
 
 /// A convolution's input.
-#[derive(Clone, Copy)]
 pub enum Input<'a> {
     /// A buffer as it is.
     Ready(&'a [f32]),
@@ -548,9 +548,9 @@ pub enum Input<'a> {
     /// chunk by chunk into a buffer of the thread's own just before the
     /// chunk's product reads it, and not kept: the BatchNorm-ReLU before a
     /// convolution is applied so, not in a pass of its own over the whole
-    /// batch, and its output is never written out to memory. The training
-    /// backward pass makes it again where its weight gradient reads it
-    /// ([`Conv::backward_weight_with`]).
+    /// batch, and where a chunk fits in a core's cache its output is never
+    /// written out to memory. The training backward pass makes it again
+    /// where its weight gradient reads it ([`Conv::backward_weight_with`]).
     Made {
         /// What the input is made from.
         from: &'a [f32],
@@ -558,14 +558,26 @@ pub enum Input<'a> {
         /// whole images.
         make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
     },
+    /// As [`Input::Made`], but made into `into` (of the same length) and
+    /// left there for the backward pass to read as it is: for chunks too
+    /// large to stay in a core's cache, which are written out and read
+    /// back whether kept or not.
+    Kept {
+        /// What the input is made from.
+        from: &'a [f32],
+        /// Where it is made (left filled).
+        into: &'a mut [f32],
+        /// Makes one chunk, as in [`Input::Made`].
+        make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+    },
 }
 
-impl Input<'_> {
+impl<'a> Input<'a> {
     /// Floats in the input (made or not).
     pub fn len(&self) -> usize {
         match self {
             Input::Ready(x) => x.len(),
-            Input::Made { from, .. } => from.len(),
+            Input::Made { from, .. } | Input::Kept { from, .. } => from.len(),
         }
     }
 
@@ -574,12 +586,38 @@ impl Input<'_> {
         self.len() == 0
     }
 
+    /// The input as the weight gradients read it, in parts: one to be
+    /// kept is made whole first.
+    pub(crate) fn parts(self) -> Parts<'a> {
+        match self {
+            Input::Ready(x) => Parts::Ready(x),
+            Input::Made { from, make } => Parts::Made { from, make },
+            Input::Kept { from, into, make } => {
+                assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
+                make(from, into);
+                Parts::Ready(into)
+            }
+        }
+    }
+}
+
+/// An input read in parts, each made as it is read where the input is
+/// made ([`Input::parts`]).
+#[derive(Clone, Copy)]
+pub(crate) enum Parts<'a> {
+    /// A buffer as it is.
+    Ready(&'a [f32]),
+    /// As [`Input::Made`].
+    Made { from: &'a [f32], make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync) },
+}
+
+impl Parts<'_> {
     /// The floats `range` of the input, as made, handed to `f` (in the
-    /// thread's own buffer where the input is [`Input::Made`]).
+    /// thread's own buffer where the input is made).
     pub(crate) fn read<R>(self, range: Range<usize>, f: impl FnOnce(&[f32]) -> R) -> R {
         match self {
-            Input::Ready(x) => f(&x[range]),
-            Input::Made { from, make } => {
+            Parts::Ready(x) => f(&x[range]),
+            Parts::Made { from, make } => {
                 let from = &from[range];
                 with_buffer(&MADE, from.len(), |x| {
                     make(from, x);
@@ -593,9 +631,10 @@ impl Input<'_> {
 /// Runs `f(chunk index, input chunk, output chunk, threads)` on
 /// consecutive chunks of a batch (an image or a group of images), `in_len`
 /// and `out_len` floats each (the last may be shorter), each input chunk
-/// made first where the input is [`Input::Made`]: chunks in parallel with
-/// single-threaded products, or one chunk with every thread in its
-/// product. Returns what `f` returned for each chunk, in order.
+/// made first where the input is made ([`Input::Made`], [`Input::Kept`]):
+/// chunks in parallel with single-threaded products, or one chunk with
+/// every thread in its product. Returns what `f` returned for each chunk,
+/// in order.
 pub(crate) fn per_chunk<R: Send>(
     input: Input<'_>,
     in_len: usize,
@@ -606,10 +645,30 @@ pub(crate) fn per_chunk<R: Send>(
     let (in_len, out_len) = (in_len.max(1), out_len.max(1));
     let total = input.len();
     let n = total.div_ceil(in_len);
-    let jobs: Vec<(usize, &mut [f32])> = output.chunks_mut(out_len).enumerate().take(n).collect();
-    let run = |(index, output): (usize, &mut [f32]), threads| {
+    // Where each chunk is kept, if the input is.
+    let (parts, kept): (Parts<'_>, Vec<Option<&mut [f32]>>) = match input {
+        Input::Kept { from, into, make } => {
+            assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
+            (Parts::Made { from, make }, into.chunks_mut(in_len).map(Some).collect())
+        }
+        other => (other.parts(), std::iter::repeat_with(|| None).take(n).collect()),
+    };
+    let jobs: Vec<Chunk<'_>> = output
+        .chunks_mut(out_len)
+        .zip(kept)
+        .enumerate()
+        .take(n)
+        .map(|(index, (output, kept))| Chunk { index, output, kept })
+        .collect();
+    let run = |Chunk { index, output, kept }: Chunk<'_>, threads| {
         let range = index * in_len..((index + 1) * in_len).min(total);
-        input.read(range, |x| f(index, x, output, threads))
+        match (kept, parts) {
+            (Some(into), Parts::Made { from, make }) => {
+                make(&from[range], into);
+                f(index, into, output, threads)
+            }
+            _ => parts.read(range, |x| f(index, x, output, threads)),
+        }
     };
     if n <= 1 || rayon::current_num_threads() == 1 {
         let threads = if n <= 1 { Threads::All } else { Threads::One };
@@ -617,6 +676,14 @@ pub(crate) fn per_chunk<R: Send>(
     } else {
         jobs.into_par_iter().map(|job| run(job, Threads::One)).collect()
     }
+}
+
+/// One chunk of [`per_chunk`]'s work.
+struct Chunk<'a> {
+    index: usize,
+    output: &'a mut [f32],
+    /// Where the input chunk is kept, if it is ([`Input::Kept`]).
+    kept: Option<&'a mut [f32]>,
 }
 
 #[cfg(test)]
@@ -710,18 +777,39 @@ mod tests {
                 // product and by the weight gradient: the same bits as the
                 // input made whole.
                 let double = |a: &[f32], b: &mut [f32]| a.iter().zip(b).for_each(|(u, v)| *v = 2.0 * u);
-                let made = Input::Made { from: &x, make: &double };
+                let made = || Input::Made { from: &x, make: &double };
                 let mut y2 = vec![1f32; dy.len()];
-                let seen = c.forward_with(made, n, h, w, &wt, &mut y2, true, record);
+                let seen = c.forward_with(made(), n, h, w, &wt, &mut y2, true, record);
                 check(seen, &y2, "forward, made input");
                 let x2: Vec<f32> = x.iter().map(|v| 2.0 * v).collect();
                 let mut y3 = vec![1f32; dy.len()];
                 c.forward(&x2, n, h, w, &wt, &mut y3, true);
                 assert_eq!(y2, y3, "{c:?} batch {n}: the product of the made input");
                 let (mut dw, mut dw2) = (vec![f32::NAN; wt.len()], vec![f32::NAN; wt.len()]);
-                c.backward_weight_with(made, n, h, w, &dy, &mut dw);
+                c.backward_weight_with(made(), n, h, w, &dy, &mut dw);
                 c.backward_weight(&x2, n, h, w, &dy, &mut dw2);
                 assert_eq!(dw, dw2, "{c:?} batch {n}: the weight gradient of the made input");
+                // One made and kept: the same product, the input left made
+                // whole, and so is the weight gradient of one kept there.
+                let mut kept = vec![f32::NAN; x.len()];
+                let mut y6 = vec![1f32; dy.len()];
+                let input = Input::Kept { from: &x, into: &mut kept, make: &double };
+                let seen = c.forward_with(input, n, h, w, &wt, &mut y6, true, record);
+                check(seen, &y6, "forward, kept input");
+                assert_eq!(y6, y3, "{c:?} batch {n}: the product of the kept input");
+                assert_eq!(kept, x2, "{c:?} batch {n}: the kept input");
+                kept.fill(f32::NAN);
+                let mut dw3 = vec![f32::NAN; wt.len()];
+                c.backward_weight_with(
+                    Input::Kept { from: &x, into: &mut kept, make: &double },
+                    n,
+                    h,
+                    w,
+                    &dy,
+                    &mut dw3,
+                );
+                assert_eq!(dw3, dw2, "{c:?} batch {n}: the weight gradient of a kept input");
+                assert_eq!(kept, x2, "{c:?} batch {n}: the input kept by the weight gradient");
                 let mut dx = vec![1f32; x.len()];
                 let seen = c.backward_input_with(&dy, n, h, w, &wt, &mut dx, false, record);
                 check(seen, &dx, "input gradient");

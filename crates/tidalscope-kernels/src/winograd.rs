@@ -246,6 +246,7 @@ impl Winograd {
             dweight.fill(0.0);
             return;
         }
+        let x = x.parts();
         let grid = (h.div_ceil(2), w.div_ceil(2));
         let per_image = grid.0 * grid.1;
         // Σ over the tiles of images i..j of V ⊙ W, per element: [16][cin][cout].
