@@ -461,10 +461,11 @@ struct BlockTape {
 /// have the backward pass make it again ([`Input::Made`]): 256 kB. The
 /// quick preset's images are at most 74 kB (32 channels at 24 px), and a
 /// chunk of them stays in a core's cache while it is made and read:
-/// made again, a training step measured 3–9% faster and the peak memory
-/// of a training pass a third lower. The paper encoder's are 295 kB to 2.4 MB; made again, all of
-/// them or those above 1 MiB, its two-view pretraining step measured 5%
-/// and 3% slower (three pairs each), so it keeps them all, as before.
+/// made again, a training step measured 3–10% faster and the peak
+/// memory of a training pass a third lower. The paper encoder's are
+/// 295 kB to 2.4 MB; made again, all of them or those above 1 MiB, its
+/// two-view pretraining step measured 5% and 3% slower (three pairs
+/// each), so it keeps them all, as before.
 const KEEP_ABOVE: usize = 64 * 1024;
 
 /// Whether the training tape keeps a made input of `len` floats for a
