@@ -317,9 +317,9 @@ impl Conv {
     }
 
     /// [`backward_weight`](Self::backward_weight) of an input that may be
-    /// made chunk by chunk as it is read ([`Input::Made`]), as the forward
-    /// pass read it: the same sums in the same order, so the same bits as
-    /// on the input made whole.
+    /// made chunk by chunk as it is read ([`Input::Made`]), in chunks of
+    /// its own: the same values as the forward pass read, the same sums in
+    /// the same order, so the same bits as on the input made whole.
     ///
     /// # Shapes
     /// As [`backward_weight`](Self::backward_weight).
@@ -555,13 +555,15 @@ pub enum Input<'a> {
         /// What the input is made from.
         from: &'a [f32],
         /// Makes one chunk: `make(from chunk, into chunk)` on chunks of
-        /// whole images.
+        /// whole images, which differ between the passes that read the
+        /// input: each value must depend only on its own input value and
+        /// its place in the image (a BatchNorm map, per channel).
         make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
     },
     /// As [`Input::Made`], but made into `into` (of the same length) and
-    /// left there for the backward pass to read as it is: for chunks too
-    /// large to stay in a core's cache, which are written out and read
-    /// back whether kept or not.
+    /// left there for the backward pass to read as it is: where an image
+    /// is too large to stay in a core's cache while it is made and read
+    /// again (the training tape decides: `resnet::KEEP_ABOVE`).
     Kept {
         /// What the input is made from.
         from: &'a [f32],

@@ -371,6 +371,11 @@ impl AffineMap {
     /// If `x` and `y` differ in length.
     pub fn apply(&self, x: &[f32], y: &mut [f32]) {
         assert_eq!(x.len(), y.len(), "BatchNorm map: input and output sizes differ");
+        if self.scale.is_empty() {
+            // A map of no channels (the default) has no rows to apply to.
+            assert!(x.is_empty(), "BatchNorm map of no channels applied to {} floats", x.len());
+            return;
+        }
         simd::affine_rows(y, x, &self.scale, &self.shift, self.relu);
     }
 

@@ -429,23 +429,30 @@ struct BlockTape {
     x: Vec<f32>,
     h: usize,
     w: usize,
-    /// bn_in's statistics and its map: relu(bn_in(x)) is conv_a's input,
-    /// made chunk by chunk where it is read, and kept in `t` only where
-    /// its images are large ([`made`]); so are the maps below.
+    // Each convolution's input is its BatchNorm's map of the buffer
+    // before it, made chunk by chunk where it is read, and kept only where
+    // its images are large ([`made`]).
+    /// bn_in's statistics.
     s_in: BatchStats,
+    /// bn_in's map: relu(bn_in(x)) is conv_a's input.
     map_in: AffineMap,
+    /// conv_a's input where it is kept.
     t: Vec<f32>,
-    /// conv_a's output and bn_a's statistics and map (conv_b's input is
-    /// relu(bn_a(a)), kept in `ta` where large).
+    /// conv_a's output.
     a: Vec<f32>,
+    /// bn_a's statistics.
     s_a: BatchStats,
+    /// bn_a's map: relu(bn_a(a)) is conv_b's input.
     map_a: AffineMap,
+    /// conv_b's input where it is kept.
     ta: Vec<f32>,
-    /// conv_b's output and bn_b's statistics and map (conv_c's input is
-    /// relu(bn_b(b)), kept in `tb` where large).
+    /// conv_b's output.
     b: Vec<f32>,
+    /// bn_b's statistics.
     s_b: BatchStats,
+    /// bn_b's map: relu(bn_b(b)) is conv_c's input.
     map_b: AffineMap,
+    /// conv_c's input where it is kept.
     tb: Vec<f32>,
     /// conv_b and its input gradient in the Winograd domain, where the
     /// tape's [`TrainingWinograd`] runs it there (its weight gradient then
@@ -458,14 +465,14 @@ struct BlockTape {
 
 /// Floats in one image of a convolution's input above which the training
 /// forward pass keeps the input it makes ([`Input::Kept`]) rather than
-/// have the backward pass make it again ([`Input::Made`]): 256 kB. The
+/// have the backward pass make it again ([`Input::Made`]): 256 KiB. The
 /// quick preset's images are at most 74 kB (32 channels at 24 px), and a
 /// chunk of them stays in a core's cache while it is made and read:
-/// made again, a training step measured 3–10% faster and the peak
-/// memory of a training pass a third lower. The paper encoder's are
-/// 295 kB to 2.4 MB; made again, all of them or those above 1 MiB, its
-/// two-view pretraining step measured 5% and 3% slower (three pairs
-/// each), so it keeps them all, as before.
+/// made again, training measured 10% faster and a two-view pretraining
+/// step 5% (three pairs each), the peak memory of a training pass a third
+/// lower. The paper encoder's are 295 kB to 2.4 MB; made again, all of
+/// them or those above 1 MiB, its two-view pretraining step measured 5%
+/// and 3% slower (three pairs each), so it keeps them all, as before.
 const KEEP_ABOVE: usize = 64 * 1024;
 
 /// Whether the training tape keeps a made input of `len` floats for a
@@ -661,7 +668,7 @@ impl ResNet {
         // it took of each chunk of its output as it wrote it, and its map is
         // applied by the convolution after it to each chunk of its input
         // just before reading it, and again by that convolution's weight
-        // gradient in the backward pass ([`Input::Made`]).
+        // gradient in the backward pass where it is not kept ([`made`]).
         let stats = |layer: &BatchNorm, parts: &[ChunkMoments], moments: &mut Vec<BatchMoments>| {
             let (stats, m) = layer.stats_from_chunks(parts);
             moments.push(m);
