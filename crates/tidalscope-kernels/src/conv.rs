@@ -591,13 +591,24 @@ impl<'a> Input<'a> {
     /// The input as the weight gradients read it, in parts: one to be
     /// kept is made whole first.
     pub(crate) fn parts(self) -> Parts<'a> {
-        match self {
-            Input::Ready(x) => Parts::Ready(x),
-            Input::Made { from, make } => Parts::Made { from, make },
-            Input::Kept { from, into, make } => {
-                assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
+        match self.made_and_kept() {
+            (Parts::Made { from, make }, Some(into)) => {
                 make(from, into);
                 Parts::Ready(into)
+            }
+            (parts, _) => parts,
+        }
+    }
+
+    /// The input in parts made as they are read, and where it is to be
+    /// left made if it is kept ([`Input::Kept`]).
+    fn made_and_kept(self) -> (Parts<'a>, Option<&'a mut [f32]>) {
+        match self {
+            Input::Ready(x) => (Parts::Ready(x), None),
+            Input::Made { from, make } => (Parts::Made { from, make }, None),
+            Input::Kept { from, into, make } => {
+                assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
+                (Parts::Made { from, make }, Some(into))
             }
         }
     }
@@ -648,12 +659,10 @@ pub(crate) fn per_chunk<R: Send>(
     let total = input.len();
     let n = total.div_ceil(in_len);
     // Where each chunk is kept, if the input is.
-    let (parts, kept): (Parts<'_>, Vec<Option<&mut [f32]>>) = match input {
-        Input::Kept { from, into, make } => {
-            assert_eq!(from.len(), into.len(), "a convolution's input made from a buffer of another size");
-            (Parts::Made { from, make }, into.chunks_mut(in_len).map(Some).collect())
-        }
-        other => (other.parts(), std::iter::repeat_with(|| None).take(n).collect()),
+    let (parts, into) = input.made_and_kept();
+    let kept: Vec<Option<&mut [f32]>> = match into {
+        Some(into) => into.chunks_mut(in_len).map(Some).collect(),
+        None => std::iter::repeat_with(|| None).take(n).collect(),
     };
     let jobs: Vec<Chunk<'_>> = output
         .chunks_mut(out_len)

@@ -197,10 +197,7 @@ impl Winograd {
         let grid = (h.div_ceil(2), w.div_ceil(2));
         let tiles = m * grid.0 * grid.1;
         let nb = tiles.clamp(1, BLOCK);
-        with_scratch(16 * nb * (cin + cout) + 32 * cin + 10 * cout, |buf| {
-            let (v, rest) = buf.split_at_mut(16 * nb * cin);
-            let (p, rest) = rest.split_at_mut(16 * nb * cout);
-            let (d, s) = rest.split_at_mut(32 * cin);
+        with_tile_buffers(nb, cin, cout, |[v, p, d, s]| {
             for t0 in (0..tiles).step_by(nb) {
                 let n = nb.min(tiles - t0);
                 simd::winograd_input(x, h, w, cin, grid, t0, n, d, v);
@@ -256,10 +253,7 @@ impl Winograd {
             let nb = tiles.clamp(1, BLOCK);
             let dyg = &dy[i * ys..j * ys];
             x.read(i * xs..j * xs, |xg| {
-                with_scratch(16 * nb * (cin + cout) + 32 * cin + 10 * cout, |buf| {
-                    let (v, rest) = buf.split_at_mut(16 * nb * cin);
-                    let (g, rest) = rest.split_at_mut(16 * nb * cout);
-                    let (d, s) = rest.split_at_mut(32 * cin);
+                with_tile_buffers(nb, cin, cout, |[v, g, d, s]| {
                     for t0 in (0..tiles).step_by(nb) {
                         let m = nb.min(tiles - t0);
                         simd::winograd_input(xg, h, w, cin, grid, t0, m, d, v);
@@ -302,6 +296,20 @@ impl Winograd {
             }
         }
     }
+}
+
+/// Runs `f` on the four buffers a block of `nb` tiles needs, cut from
+/// the thread's scratch: the transformed input tiles (`16·nb·cin` floats),
+/// the products or transformed output gradients (`16·nb·cout`), one input
+/// tile and its transform's working space (`32·cin`), and the output
+/// side's working space (`10·cout`).
+fn with_tile_buffers<R>(nb: usize, cin: usize, cout: usize, f: impl FnOnce([&mut [f32]; 4]) -> R) -> R {
+    with_scratch(16 * nb * (cin + cout) + 32 * cin + 10 * cout, |buf| {
+        let (v, rest) = buf.split_at_mut(16 * nb * cin);
+        let (p, rest) = rest.split_at_mut(16 * nb * cout);
+        let (d, s) = rest.split_at_mut(32 * cin);
+        f([v, p, d, s])
+    })
 }
 
 /// Where tile `t` of a batch lies: the offset of its image's first pixel
