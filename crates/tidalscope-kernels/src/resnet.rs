@@ -475,22 +475,46 @@ struct BlockTape {
 /// and 3% slower (three pairs each), so it keeps them all, as before.
 const KEEP_ABOVE: usize = 64 * 1024;
 
-/// Whether the training tape keeps a made input of `len` floats for a
-/// batch of `n` images ([`KEEP_ABOVE`]).
-fn keeps(len: usize, n: usize) -> bool {
-    len / n.max(1) > KEEP_ABOVE
+/// Which convolution inputs a training pass keeps on its tape for the
+/// backward pass ([`Input::Kept`]) rather than making them again there
+/// from their BatchNorm's input ([`Input::Made`]): the same values either
+/// way, so the same bits; only the speed and the memory differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum KeptInputs {
+    /// Those of more than 256 KiB per image: what `pretrain` and
+    /// `finetune` run — at the paper size every one, at the quick
+    /// preset's none.
+    #[default]
+    Large,
+    /// Every one.
+    All,
+    /// None.
+    None,
+}
+
+impl KeptInputs {
+    /// Whether the tape keeps a made input of `len` floats for a batch of
+    /// `n` images ([`KEEP_ABOVE`] for [`KeptInputs::Large`]).
+    fn keeps(self, len: usize, n: usize) -> bool {
+        match self {
+            Self::Large => len / n.max(1) > KEEP_ABOVE,
+            Self::All => true,
+            Self::None => false,
+        }
+    }
 }
 
 /// The input `make` makes from `from` (`n` images) for a convolution in
-/// the training forward pass: kept in `keep` where its images are large
-/// ([`keeps`]), else made chunk by chunk and not kept (`keep` freed).
+/// the training forward pass: kept in `keep` where `kept` keeps it, else
+/// made chunk by chunk and not kept (`keep` freed).
 fn made<'a>(
+    kept: KeptInputs,
     from: &'a [f32],
     n: usize,
     make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
     keep: &'a mut Vec<f32>,
 ) -> Input<'a> {
-    if keeps(from.len(), n) {
+    if kept.keeps(from.len(), n) {
         Input::Kept { from, into: resized(keep, from.len()), make }
     } else {
         *keep = Vec::new();
@@ -499,10 +523,16 @@ fn made<'a>(
 }
 
 /// The input [`made`] gave the forward pass, for the backward pass: what
-/// it kept in `kept`, or made again from `from`.
-fn remade<'a>(from: &'a [f32], n: usize, make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync), kept: &'a [f32]) -> Input<'a> {
-    if keeps(from.len(), n) {
-        Input::Ready(&kept[..from.len()])
+/// it kept in `keep`, or made again from `from`.
+fn remade<'a>(
+    kept: KeptInputs,
+    from: &'a [f32],
+    n: usize,
+    make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+    keep: &'a [f32],
+) -> Input<'a> {
+    if kept.keeps(from.len(), n) {
+        Input::Ready(&keep[..from.len()])
     } else {
         Input::Made { from, make }
     }
@@ -547,6 +577,10 @@ pub struct Tape {
     g3: Vec<f32>,
     /// Which 3×3 stride-1 convolutions run in the Winograd domain.
     winograd: TrainingWinograd,
+    /// Which convolution inputs the next forward pass keeps.
+    kept: KeptInputs,
+    /// Which ones the last forward pass kept (what its backward pass reads).
+    pass_kept: KeptInputs,
 }
 
 impl Tape {
@@ -554,6 +588,12 @@ impl Tape {
     /// Winograd domain (a default tape: [`TrainingWinograd::Large`]).
     pub fn new(winograd: TrainingWinograd) -> Self {
         Self { winograd, ..Self::default() }
+    }
+
+    /// Keeps the convolution inputs `which` says for the backward pass
+    /// (default [`KeptInputs::Large`]), from the next forward pass on.
+    pub fn set_kept_inputs(&mut self, which: KeptInputs) {
+        self.kept = which;
     }
 }
 
@@ -675,6 +715,7 @@ impl ResNet {
             stats
         };
         (tape.n, tape.h, tape.w) = (n, h, w);
+        tape.pass_kept = tape.kept;
         nchw_to_nhwc(x, n, self.bands(), h, w, &mut tape.input);
         let c = &self.stem.conv;
         resized(&mut tape.stem_out, n * h * w * c.cout);
@@ -698,7 +739,7 @@ impl ResNet {
             bt.map_in = b.bn_in.batch_map(&bt.s_in, true);
             let map = &bt.map_in;
             let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
-            let t = made(&bt.x, n, &make, &mut bt.t);
+            let t = made(tape.pass_kept, &bt.x, n, &make, &mut bt.t);
             let ca = &b.conv_a.conv;
             resized(&mut bt.a, n * h * w * ca.cout);
             let parts_a =
@@ -711,7 +752,7 @@ impl ResNet {
             resized(&mut bt.b, n * ho * wo * cb.cout);
             let moments_b = |_, y: &mut [f32]| b.bn_b.chunk_moments(y);
             let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
-            let ta = made(&bt.a, n, &make, &mut bt.ta);
+            let ta = made(tape.pass_kept, &bt.a, n, &make, &mut bt.ta);
             let parts_b = if tape.winograd.runs(cb, h, w) {
                 let wg = load_winograd(&mut bt.winograd, &b.conv_b.weight, || Winograd::new(cb, &b.conv_b.weight));
                 wg.forward_with(ta, n, h, w, &mut bt.b, false, moments_b)
@@ -745,7 +786,7 @@ impl ResNet {
             let next_bn = self.blocks.get(i + 1).map(|nb| &nb.bn_in);
             let map = &bt.map_b;
             let make = |x: &[f32], y: &mut [f32]| map.apply(x, y);
-            let tb = made(&bt.b, n, &make, &mut bt.tb);
+            let tb = made(tape.pass_kept, &bt.b, n, &make, &mut bt.tb);
             let after = |at: usize, y: &mut [f32]| {
                 if let Some(x) = identity {
                     simd::add_into(y, &x[at..at + y.len()]);
@@ -836,9 +877,9 @@ impl ResNet {
             let make_b = |x: &[f32], y: &mut [f32]| bt.map_b.apply(x, y);
             let make_a = |x: &[f32], y: &mut [f32]| bt.map_a.apply(x, y);
             let make_in = |x: &[f32], y: &mut [f32]| bt.map_in.apply(x, y);
-            let tb = remade(&bt.b, n, &make_b, &bt.tb);
-            let ta = remade(&bt.a, n, &make_a, &bt.ta);
-            let tx = remade(&bt.x, n, &make_in, &bt.t);
+            let tb = remade(t.pass_kept, &bt.b, n, &make_b, &bt.tb);
+            let ta = remade(t.pass_kept, &bt.a, n, &make_a, &bt.ta);
+            let tx = remade(t.pass_kept, &bt.x, n, &make_in, &bt.t);
             // conv_c, then bn_b.
             b.conv_c.conv.backward_weight_with(tb, n, ho, wo, dyb, &mut gb.conv_c.weight);
             let g0 = scratch(&mut t.g0, bt.b.len());
@@ -942,6 +983,8 @@ pub struct Trainer {
     fresh_grads: bool,
     /// Which 3×3 convolutions run in the Winograd domain.
     winograd: TrainingWinograd,
+    /// Which convolution inputs the tapes keep for the backward passes.
+    kept: KeptInputs,
     /// Whether several views' passes run side by side ([`forward_views`](Self::forward_views)).
     side_by_side: bool,
     /// The pools that run them, made on first use.
@@ -1007,6 +1050,7 @@ impl Trainer {
             lanes: None,
             fresh_grads: false,
             winograd: TrainingWinograd::default(),
+            kept: KeptInputs::default(),
         }
     }
 
@@ -1019,6 +1063,14 @@ impl Trainer {
     pub fn set_winograd(&mut self, which: TrainingWinograd) {
         self.winograd = which;
         self.tapes.iter_mut().for_each(|t| t.winograd = which);
+    }
+
+    /// Which convolution inputs the training passes keep for the backward
+    /// passes (default [`KeptInputs::Large`]): the same results, bit for
+    /// bit, so that the tests can hold the two paths to each other.
+    pub fn set_kept_inputs(&mut self, which: KeptInputs) {
+        self.kept = which;
+        self.tapes.iter_mut().for_each(|t| t.kept = which);
     }
 
     /// Whether [`forward_views`](Self::forward_views) and
@@ -1078,8 +1130,8 @@ impl Trainer {
     /// At least `views` tapes.
     fn tapes_for(&mut self, views: usize) {
         if self.tapes.len() < views {
-            let winograd = self.winograd;
-            self.tapes.resize_with(views, || Tape::new(winograd));
+            let (winograd, kept) = (self.winograd, self.kept);
+            self.tapes.resize_with(views, || Tape { kept, ..Tape::new(winograd) });
         }
     }
 

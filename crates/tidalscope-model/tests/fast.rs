@@ -10,7 +10,7 @@ use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use tidalscope_core::Rng;
 use tidalscope_kernels::adam;
-use tidalscope_kernels::resnet::{Inference, Layer, ResNet, Trainer, TrainingWinograd};
+use tidalscope_kernels::resnet::{Inference, KeptInputs, Layer, ResNet, Trainer, TrainingWinograd};
 use tidalscope_model::fast::{self, Kernels, ReadParam};
 use tidalscope_model::trainable::{AdamSettings, TrainableEncoder};
 use tidalscope_model::{batch, Encoder, EncoderConfig};
@@ -248,6 +248,29 @@ fn default_training_takes_winograd_on_large_maps_only() {
     let global = off.1.iter().flat_map(|t| t.iter()).fold(0f32, |m, v| m.max(v.abs()));
     for (k, (g, p)) in default.1.iter().zip(&off.1).enumerate() {
         assert_close_abs(g, p, 1e-3 * global, 5e-4 * global, &format!("gradient {k} at 96 px"));
+    }
+}
+
+/// Keeping every convolution input on the tape for the backward pass, or
+/// making each again there from its BatchNorm's input, gives the same
+/// outputs and gradients bit for bit, with direct convolutions and with
+/// Winograd ones (whose weight gradient then reads the made input too);
+/// so does the default, which keeps only inputs of large images.
+#[test]
+fn kept_and_made_convolution_inputs_train_alike_bit_for_bit() {
+    let device = Device::flex();
+    let (_, net) = random_encoder(&device, 12);
+    for (which, s) in [(TrainingWinograd::Off, 19), (TrainingWinograd::Wide, 20)] {
+        let pass = |kept: KeptInputs| {
+            let mut trainer = winograd_trainer(net.clone(), which);
+            trainer.set_kept_inputs(kept);
+            let out = trainer.forward(0, &input(3, s, s, 41), 3, s, s);
+            trainer.backward(&[&out]);
+            (out, trainer.grads.params().into_iter().cloned().collect::<Vec<_>>())
+        };
+        let all = pass(KeptInputs::All);
+        assert_eq!(all, pass(KeptInputs::None), "{which:?} at {s} px: made again");
+        assert_eq!(all, pass(KeptInputs::Large), "{which:?} at {s} px: the default");
     }
 }
 

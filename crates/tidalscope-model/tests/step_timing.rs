@@ -4,26 +4,40 @@
 //! Ignored by default: they measure, not check. Run in a release build:
 //! `cargo test --release -p tidalscope-model --test step_timing --
 //! --ignored --nocapture` (`SPEC=paper` for the paper encoder at batch
-//! 32; default the quick preset's, batch 128).
+//! 32; default the quick preset's, batch 128; `KEPT=all` or `KEPT=none`
+//! to keep every convolution input for the backward pass or none, rather
+//! than those of large images).
 
 use burn::prelude::*;
 use std::time::Instant;
-use tidalscope_kernels::resnet::{ResNet, Tape, Trainer, TrainingWinograd, View};
+use tidalscope_kernels::resnet::{KeptInputs, ResNet, Tape, Trainer, TrainingWinograd, View};
 use tidalscope_model::{fast, EncoderConfig};
+
+/// The encoder `SPEC` names, at its preset's input size, and the inputs
+/// `KEPT` says to keep: (network, bands, side, batch, kept).
+fn spec(device: &Device) -> (ResNet, usize, usize, usize, KeptInputs) {
+    let paper = std::env::var("SPEC").is_ok_and(|s| s == "paper");
+    let (width, bands, side, n) = if paper { (1.0, 5, 96, 32) } else { (0.5, 15, 24, 128) };
+    let net = fast::to_resnet(&EncoderConfig::new().with_bands(bands).with_width(width).init(device));
+    let kept = match std::env::var("KEPT").as_deref() {
+        Ok("all") => KeptInputs::All,
+        Ok("none") => KeptInputs::None,
+        _ => KeptInputs::Large,
+    };
+    (net, bands, side, n, kept)
+}
 
 /// Medians of 12 forward and backward passes (after the first's
 /// allocations), in ms, and the images/s of the two together.
 #[test]
 #[ignore]
 fn training_step_forward_and_backward() {
-    let device = Device::flex();
-    let paper = std::env::var("SPEC").is_ok_and(|s| s == "paper");
-    let (width, bands, side, n) = if paper { (1.0, 5, 96, 32) } else { (0.5, 15, 24, 128) };
-    let mut net: ResNet = fast::to_resnet(&EncoderConfig::new().with_bands(bands).with_width(width).init(&device));
+    let (mut net, bands, side, n, kept) = spec(&Device::flex());
     let mut grads = net.clone();
     let x: Vec<f32> = (0..n * bands * side * side).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
     let dout: Vec<f32> = (0..n * net.repr_dim()).map(|i| ((i * 31) % 101) as f32 / 101.0 - 0.5).collect();
     let mut tape = Tape::new(TrainingWinograd::Large);
+    tape.set_kept_inputs(kept);
     let (mut forward, mut backward) = (Vec::new(), Vec::new());
     for _ in 0..13 {
         let t = Instant::now();
@@ -54,12 +68,10 @@ fn training_step_forward_and_backward() {
 #[test]
 #[ignore]
 fn two_views_side_by_side() {
-    let device = Device::flex();
-    let paper = std::env::var("SPEC").is_ok_and(|s| s == "paper");
-    let (width, bands, side, n) = if paper { (1.0, 5, 96, 32) } else { (0.5, 15, 24, 128) };
-    let net: ResNet = fast::to_resnet(&EncoderConfig::new().with_bands(bands).with_width(width).init(&device));
+    let (net, bands, side, n, kept) = spec(&Device::flex());
     let dim = net.repr_dim();
     let mut trainer = Trainer::new(net, fast::adam(1e-7, 0.0));
+    trainer.set_kept_inputs(kept);
     let xs: Vec<Vec<f32>> = (0..2)
         .map(|v| (0..n * bands * side * side).map(|i| (((i + v) * 7919) % 1000) as f32 / 500.0 - 1.0).collect())
         .collect();
