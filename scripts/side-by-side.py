@@ -6,7 +6,7 @@ A machine's speed swings by several percent within minutes, so a single
 pair can flatter either side: each pair runs the two back to back, the
 order alternates from pair to pair (TensorFlow first in odd pairs,
 tidalscope first in even ones) so that a slow spell does not always fall on
-the same side, and the lowest ratio over the pairs is printed last. Every
+the same side, and the ratios' range over the pairs is printed last. Every
 argument this script does not know (--preset, --batch, --size, --width,
 --bands, --steps) goes to both benches. Needs TensorFlow in the Python given
 by --python (`pip install tensorflow-cpu`); not part of the tests' needs.

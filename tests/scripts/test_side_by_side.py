@@ -1,10 +1,13 @@
 """scripts/side-by-side.py against the real `tidalscope bench encoder` and a
-stand-in for the TensorFlow bench (TensorFlow itself is not among the tests'
-needs): the stand-in prints the TensorFlow bench's lines with rates that
-differ from call to call, and records the arguments it was given, so the
-pairs' order, the forwarded flags and every printed ratio can be checked.
+stand-in for the TensorFlow bench (so that its rates are known, and the
+test takes seconds): the stand-in prints the TensorFlow bench's lines with
+rates that differ from call to call, and logs each call with its arguments;
+the binary runs through a wrapper that logs its calls to the same log. So
+the order the two ran in, the forwarded flags and every printed ratio can
+be checked.
 """
 
+import os
 import pathlib
 import re
 import subprocess
@@ -16,13 +19,14 @@ from conftest import binary  # noqa: E402
 SCRIPT = pathlib.Path(__file__).resolve().parents[2] / "scripts" / "side-by-side.py"
 SMALL = ["--size", "16", "--batch", "2", "--width", "0.25", "--bands", "3", "--steps", "1"]
 
-# Call k (from 1) prints training 10·k and inference 100·k images/s.
+# Its call k (from 1) prints training 10·k and inference 100·k images/s.
 STAND_IN = '''
 import pathlib, sys
 calls = pathlib.Path(sys.argv[0]).with_name("calls.txt")
-k = len(calls.read_text().splitlines()) + 1 if calls.exists() else 1
+done = calls.read_text().splitlines() if calls.exists() else []
+k = sum(line.startswith("tensorflow") for line in done) + 1
 with calls.open("a") as f:
-    f.write(" ".join(sys.argv[1:]) + "\\n")
+    f.write(" ".join(["tensorflow", *sys.argv[1:]]) + "\\n")
 print("tensorflow 0.0: 123 parameters, width 0.25, 16x16x3, batch 2")
 print(f"tensorflow train: {10 * k:.2f} images/s (median of 1 timed steps)")
 if "{drop}" != "infer":
@@ -33,9 +37,13 @@ if "{drop}" != "infer":
 def side_by_side(tmp_path, pairs, drop=""):
     fake = tmp_path / "fake_tf.py"
     fake.write_text(STAND_IN.replace("{drop}", drop))
-    cmd = [sys.executable, str(SCRIPT), "--pairs", str(pairs), "--tidalscope", binary(),
+    calls = tmp_path / "calls.txt"
+    wrapper = tmp_path / "tidalscope.sh"
+    wrapper.write_text(f'#!/bin/sh\necho tidalscope >> "{calls}"\nexec "{binary()}" "$@"\n')
+    os.chmod(wrapper, 0o755)
+    cmd = [sys.executable, str(SCRIPT), "--pairs", str(pairs), "--tidalscope", str(wrapper),
            "--tensorflow-script", str(fake), *SMALL]
-    return subprocess.run(cmd, capture_output=True, text=True), fake.with_name("calls.txt")
+    return subprocess.run(cmd, capture_output=True, text=True), calls
 
 
 def test_pairs_alternate_and_every_ratio_is_the_quotient_of_the_printed_rates(tmp_path):
@@ -60,8 +68,10 @@ def test_pairs_alternate_and_every_ratio_is_the_quotient_of_the_printed_rates(tm
     low_train, high_train, low_infer, high_infer = map(float, summary.groups())
     assert (low_train, high_train) == (min(r[0] for r in ratios), max(r[0] for r in ratios))
     assert (low_infer, high_infer) == (min(r[1] for r in ratios), max(r[1] for r in ratios))
-    # The flags this script does not know reached the TensorFlow bench, once per pair.
-    assert calls.read_text().splitlines() == [" ".join(SMALL)] * 3
+    # The two ran in that order, and the flags this script does not know
+    # reached the TensorFlow bench (and the binary: its line above).
+    tf = " ".join(["tensorflow", *SMALL])
+    assert calls.read_text().splitlines() == [tf, "tidalscope", "tidalscope", tf, tf, "tidalscope"]
 
 
 def test_a_bench_without_a_rate_line_is_an_error_naming_it(tmp_path):

@@ -563,7 +563,7 @@ pub enum Input<'a> {
     /// As [`Input::Made`], but made into `into` (of the same length) and
     /// left there for the backward pass to read as it is: where an image
     /// is too large to stay in a core's cache while it is made and read
-    /// again (the training tape decides: `resnet::KEEP_ABOVE`).
+    /// again (the training tape decides: `resnet::KeptInputs`).
     Kept {
         /// What the input is made from.
         from: &'a [f32],

@@ -430,8 +430,8 @@ struct BlockTape {
     h: usize,
     w: usize,
     // Each convolution's input is its BatchNorm's map of the buffer
-    // before it, made chunk by chunk where it is read, and kept only where
-    // its images are large ([`made`]).
+    // before it, made chunk by chunk where it is read, and kept where the
+    // tape's `KeptInputs` says ([`made`]).
     /// bn_in's statistics.
     s_in: BatchStats,
     /// bn_in's map: relu(bn_in(x)) is conv_a's input.
@@ -472,7 +472,9 @@ struct BlockTape {
 /// step 5% (three pairs each), the peak memory of a training pass a third
 /// lower. The paper encoder's are 295 kB to 2.4 MB; made again, all of
 /// them or those above 1 MiB, its two-view pretraining step measured 5%
-/// and 3% slower (three pairs each), so it keeps them all, as before.
+/// and 3% slower (three pairs each; a later rerun in one binary,
+/// `step_timing`'s two-view step with `KEPT=all` and `KEPT=none`: 1.7%),
+/// so it keeps them all, as before.
 const KEEP_ABOVE: usize = 64 * 1024;
 
 /// Which convolution inputs a training pass keeps on its tape for the
@@ -488,8 +490,8 @@ pub enum KeptInputs {
     Large,
     /// Every one.
     All,
-    /// None.
-    None,
+    /// None of them.
+    Nothing,
 }
 
 impl KeptInputs {
@@ -499,7 +501,7 @@ impl KeptInputs {
         match self {
             Self::Large => len / n.max(1) > KEEP_ABOVE,
             Self::All => true,
-            Self::None => false,
+            Self::Nothing => false,
         }
     }
 }

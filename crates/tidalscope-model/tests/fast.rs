@@ -255,22 +255,31 @@ fn default_training_takes_winograd_on_large_maps_only() {
 /// making each again there from its BatchNorm's input, gives the same
 /// outputs and gradients bit for bit, with direct convolutions and with
 /// Winograd ones (whose weight gradient then reads the made input too);
-/// so does the default, which keeps only inputs of large images.
+/// so does the default, which at 96 px keeps the 16-channel 96×96 inputs
+/// (147,456 floats an image, above its 65,536) and makes the 4-channel
+/// ones again. A setting changed between a forward and a backward pass
+/// takes effect from the next forward pass: the backward pass reads what
+/// its own forward pass kept.
 #[test]
 fn kept_and_made_convolution_inputs_train_alike_bit_for_bit() {
     let device = Device::flex();
     let (_, net) = random_encoder(&device, 12);
-    for (which, s) in [(TrainingWinograd::Off, 19), (TrainingWinograd::Wide, 20)] {
-        let pass = |kept: KeptInputs| {
+    let cases = [(TrainingWinograd::Off, 19, 3), (TrainingWinograd::Wide, 20, 3), (TrainingWinograd::Large, 96, 2)];
+    for (which, s, n) in cases {
+        let x = input(n, s, s, 41);
+        // Kept as `forward` says, then backward with `backward` set.
+        let pass = |forward: KeptInputs, backward: KeptInputs| {
             let mut trainer = winograd_trainer(net.clone(), which);
-            trainer.set_kept_inputs(kept);
-            let out = trainer.forward(0, &input(3, s, s, 41), 3, s, s);
+            trainer.set_kept_inputs(forward);
+            let out = trainer.forward(0, &x, n, s, s);
+            trainer.set_kept_inputs(backward);
             trainer.backward(&[&out]);
             (out, trainer.grads.params().into_iter().cloned().collect::<Vec<_>>())
         };
-        let all = pass(KeptInputs::All);
-        assert_eq!(all, pass(KeptInputs::None), "{which:?} at {s} px: made again");
-        assert_eq!(all, pass(KeptInputs::Large), "{which:?} at {s} px: the default");
+        let all = pass(KeptInputs::All, KeptInputs::All);
+        assert_eq!(all, pass(KeptInputs::Nothing, KeptInputs::Nothing), "{which:?} at {s} px: made again");
+        assert_eq!(all, pass(KeptInputs::Large, KeptInputs::Large), "{which:?} at {s} px: the default");
+        assert_eq!(all, pass(KeptInputs::Nothing, KeptInputs::All), "{which:?} at {s} px: set between passes");
     }
 }
 

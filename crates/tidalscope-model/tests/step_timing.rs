@@ -21,8 +21,9 @@ fn spec(device: &Device) -> (ResNet, usize, usize, usize, KeptInputs) {
     let net = fast::to_resnet(&EncoderConfig::new().with_bands(bands).with_width(width).init(device));
     let kept = match std::env::var("KEPT").as_deref() {
         Ok("all") => KeptInputs::All,
-        Ok("none") => KeptInputs::None,
-        _ => KeptInputs::Large,
+        Ok("none") => KeptInputs::Nothing,
+        Ok(other) => panic!("KEPT={other}: expected all or none (unset: those of large images)"),
+        Err(_) => KeptInputs::Large,
     };
     (net, bands, side, n, kept)
 }
@@ -54,7 +55,7 @@ fn training_step_forward_and_backward() {
     };
     let (f, b) = (median(&mut forward), median(&mut backward));
     println!(
-        "{n} images of {side} px: forward {:.1} ms, backward {:.1} ms, {:.0} images/s",
+        "{n} images of {side} px, kept inputs {kept:?}: forward {:.1} ms, backward {:.1} ms, {:.0} images/s",
         f * 1e3,
         b * 1e3,
         n as f64 / (f + b)
@@ -91,7 +92,7 @@ fn two_views_side_by_side() {
     times.sort_by(f64::total_cmp);
     let t = times[times.len() / 2];
     println!(
-        "2 views of {n} images of {side} px side by side: {:.1} ms a step, {:.0} views/s",
+        "2 views of {n} images of {side} px side by side, kept inputs {kept:?}: {:.1} ms a step, {:.0} views/s",
         t * 1e3,
         2.0 * n as f64 / t
     );
