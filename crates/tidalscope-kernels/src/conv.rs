@@ -540,6 +540,10 @@ pub(crate) fn group_size(n: usize, rows: usize) -> usize {
     ROWS.div_ceil(rows.max(1)).min(n.div_ceil(8)).max(1)
 }
 
+/// Makes one chunk of a made input: `make(from chunk, into chunk)`
+/// ([`Input::Made`]).
+pub type MakeFn<'a> = dyn Fn(&[f32], &mut [f32]) + Sync + 'a;
+
 /// A convolution's input.
 pub enum Input<'a> {
     /// A buffer as it is.
@@ -558,7 +562,7 @@ pub enum Input<'a> {
         /// whole images, which differ between the passes that read the
         /// input: each value must depend only on its own input value and
         /// its place in the image (a BatchNorm map, per channel).
-        make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+        make: &'a MakeFn<'a>,
     },
     /// As [`Input::Made`], but made into `into` (of the same length) and
     /// left there for the backward pass to read as it is: where an image
@@ -570,7 +574,7 @@ pub enum Input<'a> {
         /// Where it is made (left filled).
         into: &'a mut [f32],
         /// Makes one chunk, as in [`Input::Made`].
-        make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
+        make: &'a MakeFn<'a>,
     },
 }
 
@@ -621,7 +625,7 @@ pub(crate) enum Parts<'a> {
     /// A buffer as it is.
     Ready(&'a [f32]),
     /// As [`Input::Made`].
-    Made { from: &'a [f32], make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync) },
+    Made { from: &'a [f32], make: &'a MakeFn<'a> },
 }
 
 impl Parts<'_> {

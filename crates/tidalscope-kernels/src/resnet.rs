@@ -9,7 +9,7 @@
 //! converting a burn `Encoder`, never restated here.
 
 use crate::adam::{AdamConfig, Moments};
-use crate::conv::{Conv, Input};
+use crate::conv::{Conv, Input, MakeFn};
 use crate::gemm::{matmul, MatRef, Threads};
 use crate::norm::{AffineMap, BatchMoments, BatchNorm, BatchStats, ChunkMoments, GradInto};
 use crate::simd;
@@ -509,13 +509,7 @@ impl KeptInputs {
 /// The input `make` makes from `from` (`n` images) for a convolution in
 /// the training forward pass: kept in `keep` where `kept` keeps it, else
 /// made chunk by chunk and not kept (`keep` freed).
-fn made<'a>(
-    kept: KeptInputs,
-    from: &'a [f32],
-    n: usize,
-    make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
-    keep: &'a mut Vec<f32>,
-) -> Input<'a> {
+fn made<'a>(kept: KeptInputs, from: &'a [f32], n: usize, make: &'a MakeFn<'a>, keep: &'a mut Vec<f32>) -> Input<'a> {
     if kept.keeps(from.len(), n) {
         Input::Kept { from, into: resized(keep, from.len()), make }
     } else {
@@ -526,13 +520,7 @@ fn made<'a>(
 
 /// The input [`made`] gave the forward pass, for the backward pass: what
 /// it kept in `keep`, or made again from `from`.
-fn remade<'a>(
-    kept: KeptInputs,
-    from: &'a [f32],
-    n: usize,
-    make: &'a (dyn Fn(&[f32], &mut [f32]) + Sync),
-    keep: &'a [f32],
-) -> Input<'a> {
+fn remade<'a>(kept: KeptInputs, from: &'a [f32], n: usize, make: &'a MakeFn<'a>, keep: &'a [f32]) -> Input<'a> {
     if kept.keeps(from.len(), n) {
         Input::Ready(&keep[..from.len()])
     } else {
