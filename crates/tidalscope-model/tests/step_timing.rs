@@ -28,6 +28,14 @@ fn spec(device: &Device) -> (ResNet, usize, usize, usize, KeptInputs) {
     (net, bands, side, n, kept)
 }
 
+/// The median of `times` without the first (whose allocations the others
+/// reuse).
+fn median_after_first(mut times: Vec<f64>) -> f64 {
+    times.remove(0);
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
 /// Medians of 12 forward and backward passes (after the first's
 /// allocations), in ms, and the images/s of the two together.
 #[test]
@@ -48,12 +56,7 @@ fn training_step_forward_and_backward() {
         net.backward(&mut tape, &dout, &mut grads);
         backward.push(t.elapsed().as_secs_f64());
     }
-    let median = |v: &mut Vec<f64>| {
-        v.remove(0);
-        v.sort_by(f64::total_cmp);
-        v[v.len() / 2]
-    };
-    let (f, b) = (median(&mut forward), median(&mut backward));
+    let (f, b) = (median_after_first(forward), median_after_first(backward));
     println!(
         "{n} images of {side} px, kept inputs {kept:?}: forward {:.1} ms, backward {:.1} ms, {:.0} images/s",
         f * 1e3,
@@ -77,7 +80,7 @@ fn two_views_side_by_side() {
         .map(|v| (0..n * bands * side * side).map(|i| (((i + v) * 7919) % 1000) as f32 / 500.0 - 1.0).collect())
         .collect();
     let dout: Vec<f32> = (0..n * dim).map(|i| ((i * 31) % 101) as f32 / 101.0 - 0.5).collect();
-    let mut times: Vec<f64> = (0..13)
+    let times: Vec<f64> = (0..13)
         .map(|_| {
             let t = Instant::now();
             let views: Vec<View<'_>> =
@@ -88,9 +91,7 @@ fn two_views_side_by_side() {
             t.elapsed().as_secs_f64()
         })
         .collect();
-    times.remove(0);
-    times.sort_by(f64::total_cmp);
-    let t = times[times.len() / 2];
+    let t = median_after_first(times);
     println!(
         "2 views of {n} images of {side} px side by side, kept inputs {kept:?}: {:.1} ms a step, {:.0} views/s",
         t * 1e3,
