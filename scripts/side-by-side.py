@@ -50,7 +50,10 @@ def rates(who, cmd):
 
 
 def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Every other flag (--preset, --batch, --size, --width, --bands, --steps) goes to both benches.",
+    )
     p.add_argument("--pairs", type=int, default=3, help="pairs to run (default 3)")
     p.add_argument("--tidalscope", default="tidalscope", help="the tidalscope binary (default: on the PATH)")
     p.add_argument("--python", default=sys.executable, help="a Python with TensorFlow (default: this one)")
